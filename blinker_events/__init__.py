@@ -1,0 +1,80 @@
+"""An event bus on blinker: sync and async publishing with timeouts, a cycle
+guard, error isolation, auto-disable and a bounded history.
+
+The module-level functions act on :data:`default_bus`; an :class:`EventBus`
+made by hand has the same methods and shares nothing with it.
+"""
+
+from __future__ import annotations
+
+import atexit
+
+from ._bus import EventBus
+from ._errors import CircularEventError, EventSystemError, EventTimeoutError, QueueFullError
+from ._events import Event, EventType, EventTypeLike, SystemEventType, event_type_name
+from ._report import DeliveryReport
+from ._subscription import Subscription
+
+__all__ = [
+    "CircularEventError",
+    "DeliveryReport",
+    "Event",
+    "EventBus",
+    "EventSystemError",
+    "EventTimeoutError",
+    "EventType",
+    "EventTypeLike",
+    "QueueFullError",
+    "Subscription",
+    "SystemEventType",
+    "clear_history",
+    "default_bus",
+    "disable",
+    "enable",
+    "event_type_name",
+    "get_delivery_reports",
+    "get_history",
+    "get_subscriber_count",
+    "get_subscriptions",
+    "is_enabled",
+    "publish",
+    "publish_nowait",
+    "publish_sync",
+    "set_failure_threshold",
+    "set_history_size",
+    "set_propagate_exceptions",
+    "set_timeout",
+    "shutdown",
+    "signal_for",
+    "subscribe",
+    "unsubscribe",
+    "unsubscribe_by_source",
+]
+
+#: The bus the module-level functions use.
+default_bus = EventBus()
+
+#: Seconds the interpreter's exit waits for the default bus's queue to drain.
+ATEXIT_DRAIN_SECONDS = 30.0
+atexit.register(default_bus.shutdown, ATEXIT_DRAIN_SECONDS)
+
+subscribe = default_bus.subscribe
+unsubscribe = default_bus.unsubscribe
+unsubscribe_by_source = default_bus.unsubscribe_by_source
+publish = default_bus.publish
+publish_sync = default_bus.publish_sync
+publish_nowait = default_bus.publish_nowait
+signal_for = default_bus.signal_for
+set_timeout = default_bus.set_timeout
+set_propagate_exceptions = default_bus.set_propagate_exceptions
+set_failure_threshold = default_bus.set_failure_threshold
+set_history_size = default_bus.set_history_size
+get_subscriber_count = default_bus.get_subscriber_count
+get_subscriptions = default_bus.get_subscriptions
+get_history = default_bus.get_history
+get_delivery_reports = default_bus.get_delivery_reports
+clear_history = default_bus.clear_history
+is_enabled = default_bus.is_enabled
+enable = default_bus.enable
+disable = default_bus.disable
+shutdown = default_bus.shutdown

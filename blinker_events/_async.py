@@ -1,0 +1,137 @@
+"""The async dispatch path: async receivers run concurrently on a loop, each
+under its own timeout.
+
+Every receiver becomes a task at once, so a publish to N slow receivers takes
+about one timeout, not N. On Python 3.12+ tasks start *eagerly*: a receiver
+that finishes without suspending runs to completion inside ``create_task``
+and never touches the scheduler or a timer, which is most of them. Tasks that
+are still running are awaited together until the earliest deadline, those
+past it are cancelled, and so on until none is left.
+
+A cancelled receiver may take a while to unwind (or ignore the cancellation);
+the publish does not wait for that. The bus keeps a reference to the task
+until it ends and logs whatever it raises late, so nothing is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Awaitable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+from ._context import CURRENT_CHAIN
+from ._guards import check_cycle
+from ._report import DeliveryReport
+from ._subscription import Subscription
+
+if TYPE_CHECKING:
+    from ._bus import EventBus
+
+__all__ = ["deliver_async"]
+
+logger = logging.getLogger("blinker_events")
+
+EAGER_TASKS = sys.version_info >= (3, 12)
+_INF = float("inf")
+
+
+async def _awaiting(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
+
+
+def _start_task(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+    if EAGER_TASKS:
+        return asyncio.Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]
+    return loop.create_task(coro)
+
+
+async def deliver_async(
+    bus: EventBus,
+    report: DeliveryReport,
+    subs: tuple[Subscription, ...],
+    chain: tuple[Subscription, ...],
+    override: float | None,
+    *,
+    checked: bool = False,
+) -> None:
+    """Run the async receivers in ``subs`` on the running loop and record
+    their outcomes in ``report``. ``checked`` says the sync path already
+    applied the disabled and cycle checks to ``subs``."""
+    loop = asyncio.get_running_loop()
+    event = report.event
+    guards = bus._guards
+    running: list[tuple[Subscription, asyncio.Task[Any], float]] = []
+    for sub in subs:
+        if not checked:
+            if not sub.active:
+                continue
+            if sub.disabled:
+                report.add_skip(sub, "disabled")
+                continue
+            if chain:
+                cycle = check_cycle(sub, chain, guards.max_depth)
+                if cycle is not None:
+                    guards.skipped_cycle(report, sub, cycle)
+                    continue
+        fn = sub.callback
+        if fn is None:
+            continue
+        timeout = override or sub.timeout or bus._timeout
+        # The task copies the context now, so the receiver (and whatever it
+        # publishes, even from tasks of its own) carries this chain.
+        token = CURRENT_CHAIN.set(chain + (sub,) if chain else sub._chain)
+        try:
+            awaitable = fn(event._source, event=event) if sub.plain else fn(event)
+            if not asyncio.iscoroutine(awaitable):
+                awaitable = _awaiting(awaitable)
+            task = _start_task(loop, awaitable)
+        except Exception as exc:
+            guards.failed(report, sub, exc)
+            continue
+        finally:
+            CURRENT_CHAIN.reset(token)
+        running.append((sub, task, _INF if timeout is None else loop.time() + timeout))
+    if running:
+        await _settle(bus, report, running, loop, override)
+
+
+async def _settle(
+    bus: EventBus,
+    report: DeliveryReport,
+    running: list[tuple[Subscription, asyncio.Task[Any], float]],
+    loop: asyncio.AbstractEventLoop,
+    override: float | None,
+) -> None:
+    guards = bus._guards
+    timed_out: set[asyncio.Task[Any]] = set()
+    pending = [entry for entry in running if not entry[1].done()]
+    try:
+        while pending:
+            now = loop.time()
+            for sub, task, deadline in pending:
+                if deadline <= now:
+                    task.cancel()
+                    timed_out.add(task)
+                    bus._keep_until_done(task, sub, report.event)
+            pending = [entry for entry in pending if not entry[1].done() and entry[1] not in timed_out]
+            if not pending:
+                break
+            earliest = min(deadline for _, _, deadline in pending)
+            await asyncio.wait([task for _, task, _ in pending], timeout=None if earliest == _INF else earliest - now)
+            pending = [entry for entry in pending if not entry[1].done()]
+    except asyncio.CancelledError:
+        # The publisher was cancelled: its receivers go with it.
+        for _, task, _ in pending:
+            task.cancel()
+        raise
+    for sub, task, _ in running:
+        if task in timed_out:
+            guards.timed_out(report, sub, override or sub.timeout or bus._timeout)
+        elif task.cancelled():
+            guards.failed(report, sub, asyncio.CancelledError(f"{sub.name} was cancelled"))
+        elif (exc := task.exception()) is not None:
+            guards.failed(report, sub, exc)
+        else:
+            guards.succeeded(report, sub)

@@ -1,0 +1,352 @@
+"""The event model: event types, the immutable :class:`Event`, and how both
+turn into JSON-safe dictionaries and back.
+
+An *event type* is any of: a member of an :class:`enum.Enum` (usually of a
+subclass of :class:`EventType`), a plain string, or a :class:`blinker.Signal`.
+Two event types are the same only when they are the same object (strings:
+equal strings), so two enums with members of the same name never collide,
+not even a ``StrEnum`` member and the string of its value.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import weakref
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime
+from enum import Enum
+from time import time
+from types import MappingProxyType
+from typing import Any, TypeAlias
+
+from blinker import NamedSignal, Signal
+
+from ._context import CURRENT_EVENT
+
+__all__ = ["Event", "EventType", "EventTypeLike", "SystemEventType", "event_type_name"]
+
+EventTypeLike: TypeAlias = "Enum | str | Signal"
+#: What the bus files an event type under: the string itself, or an id().
+TypeKey: TypeAlias = "int | str"
+
+
+class EventType(Enum):
+    """Base class for event types.
+
+    It has no members of its own so that it can be extended, exactly as the
+    guide shows::
+
+        class MyEventTypes(EventType):
+            MY_CUSTOM_EVENT = auto()
+
+    ``auto()`` gives each member its lower-cased name as value. The built-in
+    types (``EventType.SYSTEM_STARTUP`` and friends) are members of
+    :class:`SystemEventType`, reachable through this class as attributes.
+    """
+
+    @staticmethod
+    def _generate_next_value_(name: str, start: int, count: int, last_values: list[Any]) -> Any:
+        return name.lower()
+
+
+class SystemEventType(EventType):
+    """The event types the bus defines itself."""
+
+    SYSTEM_STARTUP = "system_startup"
+    SYSTEM_SHUTDOWN = "system_shutdown"
+    SYSTEM_ERROR = "system_error"
+    #: Published by the bus when it auto-disables a subscription.
+    SUBSCRIBER_DISABLED = "subscriber_disabled"
+
+
+# EventType must stay memberless to be subclassable, so the built-ins are
+# attached as plain class attributes: ``EventType.SYSTEM_STARTUP`` then works
+# everywhere, including on subclasses (``MyEventTypes.SYSTEM_STARTUP``).
+for _member in SystemEventType:
+    setattr(EventType, _member.name, _member)
+del _member
+
+
+# -- identity and names of event types ---------------------------------------
+
+
+def type_key(event_type: object) -> TypeKey:
+    """Return the dictionary key the bus files ``event_type`` under.
+
+    Strings key by value, everything else by identity: ``Enum.__hash__`` is
+    Python code and, worse, a ``StrEnum`` member compares equal to its value.
+    Raises ``TypeError`` for anything that is not an event type.
+    """
+    if type(event_type) is str:
+        return event_type
+    if isinstance(event_type, (Enum, Signal)):
+        return id(event_type)
+    raise TypeError(f"event_type must be an Enum member, a str or a blinker Signal, not {type(event_type).__name__}")
+
+
+def _enum_path(cls: type[Enum]) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def event_type_name(event_type: EventTypeLike) -> str:
+    """A readable name for ``event_type``: ``"MyEventTypes.MY_CUSTOM_EVENT"``
+    for an enum member, the string itself, or the signal's name."""
+    if isinstance(event_type, Enum):
+        return f"{type(event_type).__qualname__}.{event_type.name}"
+    if isinstance(event_type, str):
+        return event_type
+    if isinstance(event_type, NamedSignal):
+        return event_type.name
+    return repr(event_type)
+
+
+class _TypeRegistry:
+    """Finds the event type named in a dictionary made by :meth:`Event.to_dict`.
+
+    Subclasses of :class:`EventType` are found by walking the class tree, so
+    they need no registration. Other enums and named signals are found once a
+    bus has seen one of their members (buses call :meth:`remember`). Nothing
+    is ever imported by name: a dictionary from the wire cannot make this
+    process run code.
+    """
+
+    def __init__(self) -> None:
+        self._enums: weakref.WeakValueDictionary[str, type[Enum]] = weakref.WeakValueDictionary()
+        self._signals: weakref.WeakValueDictionary[str, Signal] = weakref.WeakValueDictionary()
+
+    def remember(self, event_type: EventTypeLike) -> None:
+        if isinstance(event_type, Enum):
+            self._enums.setdefault(_enum_path(type(event_type)), type(event_type))
+        elif isinstance(event_type, NamedSignal):
+            self._signals.setdefault(event_type.name, event_type)
+
+    def _event_type_classes(self) -> Iterator[type[EventType]]:
+        pending: list[type[EventType]] = [EventType]
+        while pending:
+            cls = pending.pop()
+            yield cls
+            pending.extend(cls.__subclasses__())
+
+    def find_enum(self, path: str) -> type[Enum]:
+        found = {cls for cls in self._event_type_classes() if _enum_path(cls) == path}
+        if len(found) > 1:
+            raise ValueError(f"event_type: {path!r} names {len(found)} different enum classes")
+        if found:
+            return found.pop()
+        cls = self._enums.get(path)
+        if cls is None:
+            raise ValueError(f"event_type: unknown enum {path!r}")
+        return cls
+
+    def resolve(self, spec: Mapping[str, Any]) -> EventTypeLike:
+        kind = spec.get("kind")
+        if kind == "str" and isinstance(spec.get("name"), str):
+            return str(spec["name"])
+        if kind == "enum":
+            cls = self.find_enum(str(spec.get("enum")))
+            try:
+                return cls[str(spec.get("member"))]
+            except KeyError:
+                raise ValueError(f"event_type: {cls.__qualname__} has no member {spec.get('member')!r}") from None
+        if kind == "signal":
+            signal = self._signals.get(str(spec.get("name")))
+            if signal is None:
+                raise ValueError(f"event_type: unknown signal {spec.get('name')!r}")
+            return signal
+        raise ValueError(f"event_type: cannot read {dict(spec)!r}")
+
+    @staticmethod
+    def describe(event_type: EventTypeLike) -> dict[str, str]:
+        if isinstance(event_type, Enum):
+            return {"kind": "enum", "enum": _enum_path(type(event_type)), "member": event_type.name}
+        if isinstance(event_type, str):
+            return {"kind": "str", "name": event_type}
+        if isinstance(event_type, NamedSignal):
+            return {"kind": "signal", "name": event_type.name}
+        raise ValueError("event_type: an unnamed blinker Signal cannot be written to a dict")
+
+
+TYPE_REGISTRY = _TypeRegistry()
+
+
+# -- event ids ---------------------------------------------------------------
+#
+# An id is a random per-process prefix and a counter: unique across processes
+# and hosts, and far cheaper than uuid4 per event. The prefix is drawn again
+# in a forked child, or gunicorn workers would hand out the same ids.
+
+_id_prefix = os.urandom(6).hex()
+_id_counter = itertools.count(1)
+
+
+def _new_id_space() -> None:
+    global _id_prefix, _id_counter
+    _id_prefix = os.urandom(6).hex()
+    _id_counter = itertools.count(1)
+
+
+os.register_at_fork(after_in_child=_new_id_space)
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+_DICT_VERSION = 1
+
+
+class Event:
+    """One occurrence of an event type. Immutable.
+
+    ``Event(event_type, data=None, source=None)``: ``data`` is copied into a
+    read-only mapping (``{}`` when None); ``source`` is whoever publishes it.
+    ``event_id`` is unique across processes, ``timestamp`` is an aware UTC
+    datetime taken at creation, and ``parent_id`` is the ``event_id`` of the
+    event whose receiver was running when this one was created (None at top
+    level) -- the causal link the cycle guard and the history show.
+    """
+
+    __slots__ = ("_data", "_event_type", "_key", "_parent_id", "_prefix", "_seq", "_source", "_ts")
+
+    _event_type: EventTypeLike
+    _key: TypeKey
+    _data: Mapping[str, Any]
+    _source: Any
+    _prefix: str
+    _seq: int
+    _ts: float
+    _parent_id: str | None
+
+    def __init__(self, event_type: EventTypeLike, data: Mapping[str, Any] | None = None, source: Any = None) -> None:
+        # The type test is inlined (rather than calling type_key) because an
+        # Event is made on every publish.
+        if type(event_type) is str:
+            self._key = event_type
+        elif isinstance(event_type, (Enum, Signal)):
+            self._key = id(event_type)
+        else:
+            self._key = type_key(event_type)  # raises the TypeError
+        if data is None:
+            self._data = _EMPTY
+        elif isinstance(data, Mapping):
+            self._data = MappingProxyType(dict(data))
+        else:
+            raise TypeError(f"data must be a mapping or None, not {type(data).__name__}")
+        self._event_type = event_type
+        self._source = source
+        self._prefix = _id_prefix
+        self._seq = next(_id_counter)
+        self._ts = time()
+        parent = CURRENT_EVENT.get()
+        self._parent_id = None if parent is None else parent.event_id
+
+    @property
+    def event_type(self) -> EventTypeLike:
+        return self._event_type
+
+    @property
+    def data(self) -> Mapping[str, Any]:
+        return self._data
+
+    @property
+    def source(self) -> Any:
+        return self._source
+
+    @property
+    def event_id(self) -> str:
+        return f"{self._prefix}-{self._seq}"
+
+    @property
+    def timestamp(self) -> datetime:
+        return datetime.fromtimestamp(self._ts, UTC)
+
+    @property
+    def parent_id(self) -> str | None:
+        return self._parent_id
+
+    def __repr__(self) -> str:
+        source = "" if self._source is None else f", source={self._source!r}"
+        return f"Event({event_type_name(self._event_type)}, {dict(self._data)!r}{source}, id={self.event_id!r})"
+
+    # -- serialisation -------------------------------------------------------
+
+    def to_dict(self, *, default: Callable[[Any], Any] | None = None) -> dict[str, Any]:
+        """Return this event as a dictionary of JSON-safe values.
+
+        ``data`` and ``source`` must consist of ``dict`` (string keys),
+        ``list``/``tuple``, ``str``, ``int``, finite ``float``, ``bool`` and
+        ``None``; anything else goes through ``default`` (like
+        :func:`json.dumps`), and without one raises ``ValueError`` naming the
+        offending path. Tuples come back as lists.
+        """
+        return {
+            "version": _DICT_VERSION,
+            "event_type": TYPE_REGISTRY.describe(self._event_type),
+            "event_id": self.event_id,
+            "parent_id": self._parent_id,
+            "timestamp": self._ts,
+            "source": _json_safe(self._source, "source", default),
+            "data": _json_safe(dict(self._data), "data", default),
+        }
+
+    @classmethod
+    def from_dict(cls, payload: Mapping[str, Any]) -> Event:
+        """Rebuild an event from :meth:`to_dict` output, keeping its id,
+        timestamp and parent. The event type must be known to this process
+        (see :func:`event_type_name`); ``ValueError`` otherwise."""
+        if not isinstance(payload, Mapping):
+            raise TypeError(f"payload must be a mapping, not {type(payload).__name__}")
+        if payload.get("version") != _DICT_VERSION:
+            raise ValueError(f"payload: unsupported version {payload.get('version')!r}")
+        spec = payload.get("event_type")
+        if not isinstance(spec, Mapping):
+            raise ValueError("payload: event_type must be a mapping")
+        event_type = TYPE_REGISTRY.resolve(spec)
+        event_id = payload.get("event_id")
+        timestamp = payload.get("timestamp")
+        parent_id = payload.get("parent_id")
+        data = payload.get("data")
+        if not isinstance(event_id, str) or "-" not in event_id:
+            raise ValueError("payload: event_id must be a string made by Event")
+        if not isinstance(timestamp, (int, float)) or isinstance(timestamp, bool) or not math.isfinite(timestamp):
+            raise ValueError("payload: timestamp must be a finite number")
+        if parent_id is not None and not isinstance(parent_id, str):
+            raise ValueError("payload: parent_id must be a string or None")
+        if data is not None and not isinstance(data, Mapping):
+            raise ValueError("payload: data must be a mapping")
+        prefix, _, seq = event_id.rpartition("-")
+        if not seq.isdigit():
+            raise ValueError("payload: event_id must be a string made by Event")
+        event = cls.__new__(cls)
+        event._event_type = event_type
+        event._key = type_key(event_type)
+        event._data = _EMPTY if not data else MappingProxyType(dict(data))
+        event._source = payload.get("source")
+        event._prefix = prefix
+        event._seq = int(seq)
+        event._ts = float(timestamp)
+        event._parent_id = parent_id
+        return event
+
+
+def _json_safe(value: Any, path: str, default: Callable[[Any], Any] | None) -> Any:
+    """Check (and copy) ``value`` as JSON-safe data; see :meth:`Event.to_dict`."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{path}: {value!r} has no JSON form")
+        return value
+    if isinstance(value, Mapping):
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueError(f"{path}: key {key!r} is not a string")
+            out[key] = _json_safe(item, f"{path}.{key}", default)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item, f"{path}[{i}]", default) for i, item in enumerate(value)]
+    if default is not None:
+        converted = default(value)
+        json.dumps(converted)  # the hook must give JSON, not pass the problem on
+        return converted
+    raise ValueError(f"{path}: {type(value).__name__} is not JSON-safe (pass default= to convert it)")

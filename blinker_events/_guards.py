@@ -1,0 +1,137 @@
+"""Argument checks and the guards' bookkeeping: failure counting with
+auto-disable, and the cycle guard's rule.
+
+The checks run at call time and raise before any state changes, each naming
+the argument it rejects.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from typing import Any
+
+from ._errors import CircularEventError, EventTimeoutError
+from ._events import event_type_name
+from ._report import DeliveryReport
+from ._subscription import Subscription
+
+__all__ = ["Guards", "check_cycle", "check_positive_int", "check_timeout"]
+
+logger = logging.getLogger("blinker_events")
+
+OVERFLOW_POLICIES = ("block", "raise", "drop_oldest")
+
+
+def check_timeout(value: Any, name: str = "timeout") -> float | None:
+    """A timeout is None (no timeout) or a positive, finite number of seconds."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds or None, not {type(value).__name__}")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive finite number of seconds, not {value!r}")
+    return float(value)
+
+
+def check_positive_int(value: Any, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an integer, not {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, not {value!r}")
+    return value
+
+
+def check_overflow(value: Any) -> str:
+    if value not in OVERFLOW_POLICIES:
+        raise ValueError(f"overflow must be one of {', '.join(map(repr, OVERFLOW_POLICIES))}, not {value!r}")
+    return str(value)
+
+
+def check_cycle(sub: Subscription, chain: tuple[Subscription, ...], max_depth: int) -> CircularEventError | None:
+    """The cycle rule, applied before each delivery.
+
+    ``chain`` lists the subscriptions whose handling led to this publish,
+    outermost first. The delivery is stopped when the chain is already
+    ``max_depth`` long, or when ``sub`` is on it and was not subscribed with
+    ``reentrant=True``. Called only when the chain is non-empty, so a
+    top-level publish pays nothing for it.
+    """
+    if len(chain) >= max_depth:
+        return CircularEventError(
+            f"{sub.name} not called: event nesting reached max_depth={max_depth} ({' -> '.join(s.name for s in chain)})"
+        )
+    if sub in chain and not sub.reentrant:
+        return CircularEventError(
+            f"{sub.name} not called: it would be re-entered by an event its own handling caused "
+            f"({' -> '.join(s.name for s in chain)} -> {sub.name})"
+        )
+    return None
+
+
+class Guards:
+    """The bus's bookkeeping of receiver outcomes: logging, failure counts and
+    auto-disable. Every dispatch path records outcomes through here, so a
+    failure is counted and reported the same way wherever the receiver ran.
+
+    The consecutive-failure count lives on the subscription (not in a dict
+    keyed by ``id()``, which Python reuses), so it spans every event type the
+    subscription covers. Counting takes the bus lock -- failures are rare and
+    may come from several threads at once; a success writes only when there
+    is a count to reset, so the common path takes no lock.
+    """
+
+    def __init__(self, lock: threading.RLock, threshold: int, max_depth: int) -> None:
+        self._lock = lock
+        self.threshold = threshold
+        self.max_depth = max_depth
+
+    def succeeded(self, report: DeliveryReport, sub: Subscription) -> None:
+        report.succeeded.append(sub)
+        if sub.failures:
+            with self._lock:
+                sub.failures = 0
+
+    def failed(self, report: DeliveryReport, sub: Subscription, exc: BaseException) -> None:
+        report.add_failure(sub, exc)
+        logger.error("receiver %s failed handling %r", sub.name, report.event, exc_info=exc)
+        self._count_failure(report, sub, exc)
+
+    def timed_out(self, report: DeliveryReport, sub: Subscription, timeout: float | None) -> None:
+        report.add_timeout(sub)
+        error = EventTimeoutError(f"{sub.name} overran its timeout of {timeout}s handling {report.event!r}")
+        logger.warning("%s", error)
+        self._count_failure(report, sub, error)
+
+    def skipped_cycle(self, report: DeliveryReport, sub: Subscription, error: CircularEventError) -> None:
+        # Not a failure: the receiver did nothing wrong, so no count.
+        report.add_skip(sub, "cycle", error)
+        logger.warning("cycle guard: %s", error)
+
+    def _count_failure(self, report: DeliveryReport, sub: Subscription, exc: BaseException) -> None:
+        with self._lock:
+            sub.failures += 1
+            sub.last_error = exc
+            if sub.disabled or sub.failures < self.threshold:
+                return
+            sub.disabled = True
+        report.add_disabled(sub)
+        logger.warning(
+            "receiver %s disabled after %d consecutive failures (last: %r); call .enable() on its subscription "
+            "to re-enable it",
+            sub.name,
+            sub.failures,
+            exc,
+        )
+
+
+def describe_disable(sub: Subscription) -> dict[str, Any]:
+    """The JSON-safe data of a ``SUBSCRIBER_DISABLED`` event."""
+    return {
+        "subscription_id": sub.id,
+        "receiver": sub.name,
+        "event_type": None if sub.event_type is None else event_type_name(sub.event_type),
+        "failures": sub.failures,
+        "error": repr(sub.last_error),
+    }

@@ -1,0 +1,79 @@
+"""The bounded event history.
+
+A ring buffer of delivery reports (each links the event and what happened to
+it). ``deque.append`` with a ``maxlen`` is O(1) and atomic under the GIL, so
+publishing takes no lock here; resizing and reading take one so a reader
+never sees a half-swapped buffer.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from typing import Any
+
+from ._events import Event, EventTypeLike, type_key
+from ._report import DeliveryReport
+
+__all__ = ["History"]
+
+DEFAULT_HISTORY_SIZE = 1000
+
+
+class History:
+    """Keeps the last ``size`` delivery reports, oldest first. Size 0 keeps none."""
+
+    def __init__(self, size: int = DEFAULT_HISTORY_SIZE) -> None:
+        self._lock = threading.Lock()
+        self._size = size
+        self._reports: deque[DeliveryReport] | None = deque(maxlen=size) if size else None
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    @property
+    def enabled(self) -> bool:
+        return self._reports is not None
+
+    def record(self, report: DeliveryReport) -> None:
+        reports = self._reports
+        if reports is not None:
+            reports.append(report)
+
+    def resize(self, size: int) -> None:
+        """Change the bound, keeping the newest reports that still fit."""
+        with self._lock:
+            old = self._reports
+            self._size = size
+            if not size:
+                self._reports = None
+            else:
+                self._reports = deque(old if old is not None else (), maxlen=size)
+
+    def clear(self) -> None:
+        with self._lock:
+            if self._reports is not None:
+                self._reports = deque(maxlen=self._size)
+
+    def reports(
+        self, event_type: EventTypeLike | None = None, limit: int | None = None, *, source: Any = None
+    ) -> list[DeliveryReport]:
+        """Matching reports, oldest first; ``limit`` keeps the newest ones."""
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+            raise ValueError(f"limit must be None or an integer >= 0, not {limit!r}")
+        key = None if event_type is None else type_key(event_type)
+        if limit == 0:
+            return []
+        with self._lock:
+            snapshot = list(self._reports) if self._reports is not None else []
+        if key is not None:
+            snapshot = [r for r in snapshot if r.event._key == key]
+        if source is not None:
+            snapshot = [r for r in snapshot if r.event.source == source]
+        return snapshot if limit is None else snapshot[-limit:]
+
+    def events(
+        self, event_type: EventTypeLike | None = None, limit: int | None = None, *, source: Any = None
+    ) -> list[Event]:
+        return [r.event for r in self.reports(event_type, limit, source=source)]

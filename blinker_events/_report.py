@@ -1,0 +1,118 @@
+"""What happened to one published event: the delivery report.
+
+Every publish returns (or resolves to) a :class:`DeliveryReport`; the history
+keeps them too, so the outcome of a past event stays inspectable. Lists other
+than ``succeeded`` start out as a shared empty tuple and become lists on the
+first entry: most publishes have nothing to put there, and a publish is on the
+hot path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from ._errors import CircularEventError, EventTimeoutError
+
+if TYPE_CHECKING:
+    from ._events import Event
+    from ._subscription import Subscription
+
+__all__ = ["DeliveryReport"]
+
+_NONE: tuple[()] = ()
+
+
+class DeliveryReport:
+    """The outcome of one publish of one event.
+
+    - ``succeeded``: subscriptions whose receiver returned normally.
+    - ``failed``: ``(subscription, exception)`` for each receiver that raised.
+    - ``timed_out``: subscriptions that overran their timeout (async ones were
+      cancelled; sync ones could not be, see the README).
+    - ``skipped``: ``(subscription, reason, error)`` with reason
+      ``"disabled"`` (auto-disabled, error None), ``"cycle"`` (the cycle
+      guard, error a :class:`CircularEventError`) or ``"abandoned"`` (left
+      unrun behind a hung receiver on a thread that could not be replaced).
+    - ``scheduled``: async receivers that ``publish_sync`` started as tasks on
+      the caller's running loop; each moves to one of the lists above when
+      its task ends, so ``finished`` turns True then.
+    - ``disabled``: subscriptions this publish auto-disabled.
+    - ``duration``: seconds from the start of the publish until the last
+      receiver it waited for finished.
+    """
+
+    __slots__ = ("disabled", "duration", "event", "failed", "scheduled", "skipped", "succeeded", "timed_out")
+
+    def __init__(self, event: Event) -> None:
+        self.event = event
+        self.succeeded: list[Subscription] = []
+        self.failed: Sequence[tuple[Subscription, BaseException]] = _NONE
+        self.timed_out: Sequence[Subscription] = _NONE
+        self.skipped: Sequence[tuple[Subscription, str, CircularEventError | None]] = _NONE
+        self.scheduled: Sequence[Subscription] = _NONE
+        self.disabled: Sequence[Subscription] = _NONE
+        self.duration = 0.0
+
+    # -- recording (the dispatch paths call these) ---------------------------
+
+    def add_failure(self, sub: Subscription, exc: BaseException) -> None:
+        if self.failed is _NONE:
+            self.failed = []
+        self.failed.append((sub, exc))  # type: ignore[attr-defined]
+
+    def add_timeout(self, sub: Subscription) -> None:
+        if self.timed_out is _NONE:
+            self.timed_out = []
+        self.timed_out.append(sub)  # type: ignore[attr-defined]
+
+    def add_skip(self, sub: Subscription, reason: str, error: CircularEventError | None = None) -> None:
+        if self.skipped is _NONE:
+            self.skipped = []
+        self.skipped.append((sub, reason, error))  # type: ignore[attr-defined]
+
+    def add_scheduled(self, sub: Subscription) -> None:
+        if self.scheduled is _NONE:
+            self.scheduled = []
+        self.scheduled.append(sub)  # type: ignore[attr-defined]
+
+    def add_disabled(self, sub: Subscription) -> None:
+        if self.disabled is _NONE:
+            self.disabled = []
+        self.disabled.append(sub)  # type: ignore[attr-defined]
+
+    # -- reading -------------------------------------------------------------
+
+    @property
+    def finished(self) -> bool:
+        """False while receivers scheduled on a running loop are still running."""
+        return not self.scheduled
+
+    @property
+    def ok(self) -> bool:
+        """True when no receiver failed, timed out or was stopped by the cycle guard."""
+        return not self.errors()
+
+    def errors(self) -> list[BaseException]:
+        """The errors a propagating bus raises for this publish, in order:
+        receiver exceptions, then timeouts, then cycle-guard skips."""
+        errors: list[BaseException] = [exc for _, exc in self.failed]
+        errors.extend(EventTimeoutError(f"{sub.name} timed out handling {self.event!r}") for sub in self.timed_out)
+        errors.extend(error for _, _, error in self.skipped if error is not None)
+        return errors
+
+    def raise_errors(self) -> None:
+        """Raise what :meth:`errors` lists: the exception itself when there
+        is one, an ``ExceptionGroup`` when there are several."""
+        errors = self.errors()
+        if len(errors) == 1:
+            raise errors[0]
+        if errors:
+            # BaseExceptionGroup gives an ExceptionGroup when all are Exceptions.
+            raise BaseExceptionGroup(f"{len(errors)} receivers failed handling {self.event!r}", errors)
+
+    def __repr__(self) -> str:
+        return (
+            f"<DeliveryReport {self.event!r}: {len(self.succeeded)} ok, {len(self.failed)} failed, "
+            f"{len(self.timed_out)} timed out, {len(self.skipped)} skipped, {len(self.scheduled)} scheduled>"
+        )

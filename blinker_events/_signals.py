@@ -1,0 +1,155 @@
+"""Event-type signals and the routes the bus computes from them.
+
+Each event type the bus sees gets an :class:`EventSignal`, a real
+``blinker.NamedSignal``: its receiver list is where the bus's subscriptions
+live, and a plain blinker receiver connected to it directly is delivered to
+as well, with the same guards.
+
+Sending must not take a lock or walk blinker's bookkeeping on every event.
+So each signal caches a :class:`Route` -- the receivers in delivery order,
+split into sync and async -- and every mutation (connect, disconnect, a
+weakly held receiver or sender being collected) drops the cache under the
+bus lock. A publisher reads ``signal.route`` once; a route is an immutable
+snapshot, so a concurrent subscribe or unsubscribe never changes the set a
+running publish iterates (the Django dispatcher's approach).
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Callable, Hashable
+from typing import Any
+
+from blinker import ANY, NamedSignal, Signal
+from blinker._utilities import make_id
+from blinker.base import ANY_ID
+
+from ._subscription import Subscription
+
+__all__ = ["EventSignal", "Route", "build_route"]
+
+
+class Route:
+    """Who receives one event type, in delivery order (order of attachment).
+
+    ``filters[i]`` is None when ``subs[i]`` takes events from any source,
+    else the set of blinker sender ids it accepts.
+    """
+
+    __slots__ = ("async_subs", "filtered", "filters", "subs", "sync_subs")
+
+    def __init__(self, subs: list[Subscription], filters: list[frozenset[Hashable] | None]) -> None:
+        self.subs = tuple(subs)
+        self.filters = tuple(filters)
+        self.filtered = any(f is not None for f in filters)
+        self.sync_subs = tuple(s for s in subs if not s.is_async)
+        self.async_subs = tuple(s for s in subs if s.is_async)
+
+    def for_source(self, source: Any) -> Route:
+        """This route restricted to receivers that accept ``source``."""
+        if not self.filtered:
+            return self
+        sid = make_id(source)
+        keep = [(s, f) for s, f in zip(self.subs, self.filters, strict=True) if f is None or sid in f]
+        return Route([s for s, _ in keep], [f for _, f in keep])
+
+
+EMPTY_ROUTE = Route([], [])
+
+
+class EventSignal(NamedSignal):
+    """The blinker signal of one event type on one bus.
+
+    Mutations take the bus lock and drop the cached route; everything else is
+    blinker's own behaviour.
+    """
+
+    def __init__(self, name: str, lock: threading.RLock, event_type: Any) -> None:
+        super().__init__(name)
+        self.event_type = event_type
+        self.route: Route | None = None
+        self._lock = lock
+        #: Adapters for receivers connected with plain ``connect``, kept so
+        #: their failure counts and disabled state survive route rebuilds.
+        self.adapters: dict[Hashable, Subscription] = {}
+        self.seqs: dict[Hashable, int] = {}
+
+    def connect(self, receiver: Any, sender: Any = ANY, weak: bool = True) -> Any:
+        with self._lock:
+            result = super().connect(receiver, sender, weak)
+            self.seqs.setdefault(make_id(receiver), Subscription.next_seq())
+            self.route = None
+        return result
+
+    def _disconnect(self, receiver_id: Hashable, sender_id: Hashable) -> None:
+        with self._lock:
+            super()._disconnect(receiver_id, sender_id)
+            if receiver_id not in self.receivers:
+                self.seqs.pop(receiver_id, None)
+                adapter = self.adapters.pop(receiver_id, None)
+                if adapter is not None:
+                    adapter.active = False
+            self.route = None
+
+    def _clear_state(self) -> None:
+        with self._lock:
+            super()._clear_state()
+            for adapter in self.adapters.values():
+                adapter.active = False
+            self.adapters.clear()
+            self.seqs.clear()
+            self.route = None
+
+    # Weak-reference callbacks run inside the garbage collector, possibly in
+    # a thread that holds the bus lock mid-change; they only drop the route,
+    # and the stale entry is swept on the next rebuild (blinker's
+    # receivers_for does the same sweep).
+    def _make_cleanup_receiver(self, receiver_id: Hashable) -> Callable[[Any], None]:
+        def cleanup(_: Any) -> None:
+            self.route = None
+
+        return cleanup
+
+    def _make_cleanup_sender(self, sender_id: Hashable) -> Callable[[Any], None]:
+        inner = super()._make_cleanup_sender(sender_id)
+
+        def cleanup(ref: Any) -> None:
+            self.route = None
+            inner(ref)
+
+        return cleanup
+
+
+def _plain_adapter(signal: Signal, receiver_id: Hashable, held: Any, bus: Any) -> Subscription | None:
+    """The subscription standing for a receiver connected with plain blinker
+    ``connect``; None if it was weakly held and is gone."""
+    is_weak = isinstance(held, weakref.ref)
+    fn = held() if is_weak else held
+    if fn is None:
+        return None
+    adapters: dict[Hashable, Subscription] = getattr(signal, "adapters", {})
+    adapter = adapters.get(receiver_id)
+    if adapter is None or adapter.callback is None:
+        adapter = Subscription(bus, getattr(signal, "event_type", signal), fn, weak=is_weak, plain=True)
+        seqs: dict[Hashable, int] = getattr(signal, "seqs", {})
+        adapter.seq = seqs.get(receiver_id, 0)
+        adapters[receiver_id] = adapter
+    return adapter
+
+
+def build_route(signal: Signal, wildcards: list[Subscription], bus: Any) -> Route:
+    """Compute the route for ``signal`` plus the bus's catch-all subscriptions.
+    The caller holds the bus lock."""
+    pairs: list[tuple[Subscription, frozenset[Hashable] | None]] = []
+    for receiver_id, held in list(signal.receivers.items()):
+        sub = held if isinstance(held, Subscription) else _plain_adapter(signal, receiver_id, held, bus)
+        if sub is None:
+            signal._disconnect(receiver_id, ANY_ID)
+            continue
+        senders = signal._by_receiver.get(receiver_id, ())
+        pairs.append((sub, None if ANY_ID in senders else frozenset(senders)))
+    for sub in wildcards:
+        pairs.append((sub, None if sub.sender is ANY else frozenset([make_id(sub.sender)])))
+    pairs.sort(key=lambda pair: pair[0].seq)
+    return Route([s for s, _ in pairs], [f for _, f in pairs])

@@ -1,0 +1,206 @@
+"""Subscriptions: one receiver attached to one event type (or to all).
+
+A :class:`Subscription` is what the bus connects to an event type's blinker
+signal, so blinker's receiver list stays the single record of who listens.
+It carries everything the guards need per receiver -- its timeout, whether
+it may be re-entered, its consecutive-failure count -- so none of that is
+stored on the user's callable (a bound method takes no attributes, and one
+function subscribed by two components must keep two owner tags).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import itertools
+import weakref
+from collections.abc import Callable
+from types import MethodType
+from typing import TYPE_CHECKING, Any
+
+from asgiref.sync import iscoroutinefunction as _marked_coroutine_function
+from blinker import ANY
+
+from ._events import EventTypeLike, event_type_name
+
+if TYPE_CHECKING:
+    from ._bus import EventBus
+
+__all__ = ["Subscription"]
+
+_ids = itertools.count(1)
+
+
+def is_async_callable(fn: object) -> bool:
+    """Whether calling ``fn`` returns an awaitable to run on a loop.
+
+    Sees through ``functools.partial`` and recognises objects whose class
+    defines ``async def __call__`` as well as callables marked with
+    ``inspect.markcoroutinefunction`` / asgiref's marker.
+    """
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    if inspect.iscoroutinefunction(fn) or _marked_coroutine_function(fn):
+        return True
+    if inspect.isfunction(fn) or inspect.ismethod(fn) or inspect.isbuiltin(fn) or isinstance(fn, type):
+        return False
+    if not callable(fn):
+        return False
+    call = type(fn).__call__
+    return inspect.iscoroutinefunction(call) or _marked_coroutine_function(call)
+
+
+def callback_name(fn: object) -> str:
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    name = getattr(fn, "__qualname__", None) or type(fn).__qualname__
+    module = getattr(fn, "__module__", None)
+    return f"{module}.{name}" if module else str(name)
+
+
+def same_callback(a: object, b: object) -> bool:
+    """Bound methods are made afresh on every attribute access, so two of
+    them are the same callback when their function and instance are."""
+    if isinstance(a, MethodType) and isinstance(b, MethodType):
+        return a.__func__ is b.__func__ and a.__self__ is b.__self__
+    return a is b
+
+
+class Subscription:
+    """A receiver's attachment to the bus, returned by ``subscribe``.
+
+    Attributes a caller may read: ``id``, ``event_type`` (None for a
+    subscription to every event type), ``source`` (the owner tag given to
+    ``subscribe``, used by ``unsubscribe_by_source``; it does not filter
+    events), ``sender`` (only events whose ``source`` is this object reach
+    the receiver; ``blinker.ANY`` by default), ``timeout``, ``reentrant``,
+    ``is_async``, ``failures`` (consecutive), ``disabled`` and ``active``
+    (False once unsubscribed or, for a weakly held bound method, once its
+    object was collected).
+
+    A disabled subscription stays attached and is reported as skipped; call
+    :meth:`enable` to let it receive events again.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_bus",
+        "_chain",
+        "_fn",
+        "_ref",
+        "active",
+        "disabled",
+        "event_type",
+        "failures",
+        "id",
+        "is_async",
+        "last_error",
+        "name",
+        "plain",
+        "reentrant",
+        "sender",
+        "seq",
+        "source",
+        "timeout",
+    )
+
+    _fn: Callable[..., Any] | None
+    _ref: Callable[[], Callable[..., Any] | None] | None
+
+    def __init__(
+        self,
+        bus: EventBus,
+        event_type: EventTypeLike | None,
+        callback: Callable[..., Any],
+        *,
+        source: Any = None,
+        sender: Any = ANY,
+        timeout: float | None = None,
+        reentrant: bool = False,
+        weak: bool | None = None,
+        plain: bool = False,
+    ) -> None:
+        self._bus = bus
+        self.id = self.seq = next(_ids)
+        # ``seq`` orders deliveries: the order of attachment across the bus.
+        self.event_type = event_type
+        self.source = source
+        self.sender = sender
+        self.timeout = timeout
+        self.reentrant = reentrant
+        self.is_async = is_async_callable(callback)
+        self.name = callback_name(callback)
+        #: True for receivers connected to the signal with plain blinker
+        #: ``connect``: they are called ``fn(event.source, event=event)``.
+        self.plain = plain
+        self.failures = 0
+        self.last_error: BaseException | None = None
+        self.disabled = False
+        self.active = True
+        # The chain the cycle guard sets while this receiver runs at top
+        # level, built once here rather than on every call.
+        self._chain = (self,)
+        if weak is None:
+            weak = isinstance(callback, MethodType)
+        if weak:
+            self._fn = None
+            self._ref = self._weak_ref(callback)
+        else:
+            self._fn = callback
+            self._ref = None
+
+    def _weak_ref(self, callback: Callable[..., Any]) -> Callable[[], Callable[..., Any] | None]:
+        # The callback runs inside the garbage collector, possibly in a
+        # thread that holds the bus lock, so it only marks the subscription
+        # dead; the bus sweeps dead ones out on its next change (as Django's
+        # dispatcher does with ``_dead_receivers``).
+        bus_ref = weakref.ref(self._bus)
+        self_ref = weakref.ref(self)
+
+        def collected(_: object) -> None:
+            sub, bus = self_ref(), bus_ref()
+            if sub is not None:
+                sub.active = False
+                if bus is not None:
+                    bus._note_dead(sub)
+
+        if isinstance(callback, MethodType):
+            return weakref.WeakMethod(callback, collected)
+        return weakref.ref(callback, collected)
+
+    @staticmethod
+    def next_seq() -> int:
+        """A place in the delivery order, for receivers attached by blinker's
+        own ``connect`` (they share the counter with subscriptions)."""
+        return next(_ids)
+
+    @property
+    def callback(self) -> Callable[..., Any] | None:
+        """The receiver, or None once a weakly held one was collected."""
+        if self._fn is not None:
+            return self._fn
+        assert self._ref is not None
+        return self._ref()
+
+    def enable(self) -> None:
+        """Re-enable an auto-disabled subscription and reset its failure count."""
+        with self._bus._lock:
+            self.failures = 0
+            self.disabled = False
+
+    def unsubscribe(self) -> bool:
+        """Detach from the bus. Returns False if it was already detached."""
+        return self._bus._remove_subscriptions([self]) == 1
+
+    def __call__(self, sender: Any, /, **kwargs: Any) -> Any:
+        # Blinker calls receivers this way if someone uses the bus's signal
+        # with plain ``send``; pass the event on when there is one.
+        fn = self.callback
+        if fn is None or "event" not in kwargs:
+            return None
+        return fn(kwargs["event"])
+
+    def __repr__(self) -> str:
+        target = "*" if self.event_type is None else event_type_name(self.event_type)
+        state = " disabled" if self.disabled else "" if self.active else " inactive"
+        return f"<Subscription #{self.id} {self.name} -> {target}{state}>"

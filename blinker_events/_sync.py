@@ -1,0 +1,249 @@
+"""The sync dispatch path: calling sync receivers, in order, in one thread.
+
+:func:`deliver_sync` is the loop every sync receiver goes through, whether it
+runs inline in the publisher's thread (``publish_sync``) or on a pool thread
+(the worker queue, and the sync half of ``await publish``). On a pool thread
+the loop runs inside a :class:`SyncRun`, which the watchdog can move to
+another thread when a receiver hangs:
+
+1. the pool thread stores ``(receiver, deadline, event, run)`` in its watch
+   slot before each call;
+2. the watchdog sees the deadline pass, and under the slot's lock takes the
+   run away from that thread (``run.slot = None``), records the timeout, and
+   resumes the run at the next receiver on a fresh pool thread;
+3. when the hung receiver returns, if ever, its thread finds under the same
+   lock that the run is no longer its own, logs the late outcome, and goes
+   back to the pool.
+
+The lock makes "receiver returned" and "run moved" mutually exclusive, so a
+receiver's outcome is recorded exactly once.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+from collections.abc import Callable
+from time import perf_counter
+from typing import TYPE_CHECKING
+
+from ._context import CURRENT_CHAIN, CURRENT_EVENT
+from ._guards import check_cycle
+from ._report import DeliveryReport
+from ._subscription import Subscription
+from ._watchdog import Watched, WatchSlot, watchdog
+
+if TYPE_CHECKING:
+    from ._bus import EventBus
+
+__all__ = ["MOVED", "SyncRun", "deliver_sync"]
+
+logger = logging.getLogger("blinker_events")
+
+
+class _Moved(list[Subscription]):
+    """Returned by :func:`deliver_sync` when its run moved to another thread."""
+
+
+MOVED = _Moved()
+
+
+def deliver_sync(
+    bus: EventBus,
+    report: DeliveryReport,
+    subs: tuple[Subscription, ...],
+    chain: tuple[Subscription, ...],
+    override: float | None,
+    run: SyncRun | None = None,
+    start: int = 0,
+) -> list[Subscription]:
+    """Call the sync receivers among ``subs[start:]`` in order; return the
+    async ones, which the caller runs on a loop, or :data:`MOVED`.
+
+    ``chain`` is the causal chain at the publish (the cycle guard's input);
+    ``override`` the publish's own timeout. This is the publish hot path:
+    locals over attributes, and no allocation per receiver that an ordinary
+    publish does not need.
+    """
+    event = report.event
+    guards = bus._guards
+    default_timeout = bus._timeout
+    async_subs: list[Subscription] = []
+    slot: WatchSlot | None = None
+    saved: Watched | None = None
+    t0 = perf_counter()
+    try:
+        for index in range(start, len(subs)):
+            sub = subs[index]
+            if run is not None:
+                run.index = index + 1
+            if not sub.active:
+                continue
+            if sub.disabled:
+                report.add_skip(sub, "disabled")
+                continue
+            if chain:
+                cycle = check_cycle(sub, chain, guards.max_depth)
+                if cycle is not None:
+                    guards.skipped_cycle(report, sub, cycle)
+                    continue
+            if sub.is_async:
+                async_subs.append(sub)
+                continue
+            fn = sub._fn
+            if fn is None:
+                fn = sub.callback
+                if fn is None:
+                    continue
+            timeout = override or sub.timeout or default_timeout
+            if timeout is not None:
+                if slot is None:
+                    slot = watchdog.slot()
+                    saved = slot.current
+                watched: Watched = (sub, t0 + timeout, event, run)
+                slot.current = watched
+            token = CURRENT_CHAIN.set(chain + (sub,) if chain else sub._chain)
+            error: Exception | None = None
+            try:
+                if sub.plain:
+                    fn(event._source, event=event)
+                else:
+                    fn(event)
+            except Exception as exc:
+                error = exc
+            finally:
+                CURRENT_CHAIN.reset(token)
+            t1 = perf_counter()
+            if timeout is not None:
+                assert slot is not None
+                if run is None:
+                    slot.current = None
+                elif not run.still_mine(slot, watched, error):
+                    return MOVED
+            if error is not None:
+                guards.failed(report, sub, error)
+            elif timeout is not None and t1 - t0 > timeout:
+                guards.timed_out(report, sub, timeout)
+            else:
+                guards.succeeded(report, sub)
+            t0 = t1
+    finally:
+        if slot is not None:
+            slot.current = saved
+    return async_subs
+
+
+class SyncRun:
+    """Sync receivers of one delivery, running on pool threads.
+
+    ``done(run)`` is called once, on whichever thread finishes the run (or by
+    the watchdog when the run is given up); ``then`` runs after it on a
+    thread the run moved to, so the worker queue's drain loop can continue
+    there. With ``movable=False`` (asgiref's thread-sensitive executor, whose
+    single thread cannot be replaced) a hung receiver makes the watchdog give
+    up the rest of the run: the remaining receivers are reported as skipped
+    ("abandoned") and the waiter is released.
+    """
+
+    __slots__ = (
+        "async_subs",
+        "bus",
+        "chain",
+        "context",
+        "done",
+        "index",
+        "movable",
+        "override",
+        "report",
+        "slot",
+        "subs",
+        "then",
+    )
+
+    def __init__(
+        self,
+        bus: EventBus,
+        report: DeliveryReport,
+        subs: tuple[Subscription, ...],
+        chain: tuple[Subscription, ...],
+        override: float | None,
+        context: contextvars.Context,
+        done: Callable[[SyncRun], None],
+        *,
+        movable: bool = True,
+        then: Callable[[], None] | None = None,
+    ) -> None:
+        self.bus = bus
+        self.report = report
+        self.subs = subs
+        self.chain = chain
+        self.override = override
+        self.context = context
+        self.done = done
+        self.movable = movable
+        self.then = then
+        self.index = 0
+        self.slot: WatchSlot | None = None
+        self.async_subs: list[Subscription] = []
+
+    def run(self) -> bool:
+        """Run in the calling thread; False if the run moved to another thread."""
+        return self.context.run(self._run)
+
+    def _resume(self) -> None:
+        # The first thread may still be inside ``self.context`` (stuck in
+        # the receiver), and a context can be entered by one thread only.
+        if self.context.copy().run(self._run) and self.then is not None:
+            self.then()
+
+    def _run(self) -> bool:
+        slot = self.slot = watchdog.slot()
+        token = CURRENT_EVENT.set(self.report.event)
+        try:
+            found = deliver_sync(self.bus, self.report, self.subs, self.chain, self.override, self, self.index)
+        finally:
+            CURRENT_EVENT.reset(token)
+        if found is MOVED:
+            return False
+        self.async_subs.extend(found)
+        with slot.lock:
+            if self.slot is not slot:  # given up by the watchdog meanwhile
+                return False
+            self.slot = None
+        self.done(self)
+        return True
+
+    def still_mine(self, slot: WatchSlot, watched: Watched, error: Exception | None) -> bool:
+        """Called by the pool thread when a watched receiver returned: True
+        if the run is still this thread's (and the slot is cleared under the
+        lock, so the watchdog cannot move the run after this answer)."""
+        with slot.lock:
+            if self.slot is slot:
+                slot.current = None
+                return True
+        outcome = f"raised {error!r}" if error is not None else "returned"
+        logger.warning(
+            "receiver %s %s after its timeout handling %r; its run had moved on",
+            watched[0].name,
+            outcome,
+            watched[2],
+            exc_info=error,
+        )
+        return False
+
+    def overran(self, slot: WatchSlot, watched: Watched) -> None:
+        """Called by the watchdog: the receiver in ``watched`` is past its deadline."""
+        with slot.lock:
+            if slot.current is not watched or self.slot is not slot:
+                return  # it returned in the meantime
+            self.slot = None
+        sub = watched[0]
+        guards = self.bus._guards
+        guards.timed_out(self.report, sub, self.override or sub.timeout or self.bus._timeout)
+        if self.movable:
+            self.bus._pool.submit(self._resume)
+            return
+        for sub in self.subs[self.index :]:
+            self.report.add_skip(sub, "abandoned")
+        self.index = len(self.subs)
+        self.done(self)

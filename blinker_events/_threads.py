@@ -1,0 +1,179 @@
+"""The bus's threads: a pool that runs sync receivers off the publisher's
+thread, and one long-lived event loop for async receivers reached from sync
+code.
+
+Thread roles, as the rest of the package names them:
+
+- *pool thread*: runs a batch of sync receivers for ``await publish`` and the
+  worker queue's drain loop. The pool grows on demand instead of having a
+  fixed size, because a receiver may block on work that itself needs a pool
+  thread (it waits on a thread that awaits ``publish``); a fixed pool would
+  deadlock there. Idle threads linger a few seconds, then exit. A thread
+  stuck in a hung receiver simply is not idle; its run has moved on
+  (see :mod:`._sync`), and it rejoins the pool if the receiver ever returns.
+- *loop thread*: one event loop per bus, started on first use, that runs
+  async receivers for ``publish_sync`` and the worker when the calling thread
+  has no loop of its own. It is never closed while the bus lives, so loop-
+  bound resources created by receivers stay usable; ``shutdown`` stops it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from collections.abc import Callable, Coroutine
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+__all__ = ["LoopThread", "ThreadPool"]
+
+logger = logging.getLogger("blinker_events")
+T = TypeVar("T")
+
+IDLE_SECONDS = 5.0
+#: Beyond this many threads, work waits for a thread to become idle.
+MAX_THREADS = 64
+
+
+class _PoolThread:
+    __slots__ = ("inbox", "thread")
+
+    def __init__(self) -> None:
+        self.inbox: queue.SimpleQueue[Callable[[], object] | None] = queue.SimpleQueue()
+        self.thread: threading.Thread | None = None
+
+
+class ThreadPool:
+    """An elastic pool of daemon threads; :meth:`submit` never blocks."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._lock = threading.Lock()
+        self._idle: list[_PoolThread] = []
+        self._backlog: list[Callable[[], object]] = []
+        self._count = 0
+        self._closed = False
+
+    def submit(self, fn: Callable[[], object]) -> None:
+        with self._lock:
+            if self._idle:
+                self._idle.pop().inbox.put(fn)
+                return
+            if self._count >= MAX_THREADS:
+                self._backlog.append(fn)
+                logger.warning("%s: all %d threads busy; work waits for one", self._name, MAX_THREADS)
+                return
+            self._count += 1
+        worker = _PoolThread()
+        worker.thread = threading.Thread(
+            target=self._serve, args=(worker, fn), name=f"{self._name}-{self._count}", daemon=True
+        )
+        worker.thread.start()
+
+    def _serve(self, worker: _PoolThread, fn: Callable[[], object] | None) -> None:
+        while fn is not None:
+            try:
+                fn()
+            except BaseException:  # pragma: no cover - jobs catch their own errors
+                logger.exception("%s: job raised", self._name)
+            fn = self._next(worker)
+        with self._lock:
+            self._count -= 1
+
+    def _next(self, worker: _PoolThread) -> Callable[[], object] | None:
+        with self._lock:
+            if self._backlog:
+                return self._backlog.pop(0)
+            if self._closed:
+                return None
+            self._idle.append(worker)
+        try:
+            return worker.inbox.get(timeout=IDLE_SECONDS)
+        except queue.Empty:
+            with self._lock:
+                if worker in self._idle:
+                    self._idle.remove(worker)
+                    return None
+            # submit() took this thread in the meantime; its job is on the way.
+            return worker.inbox.get()
+
+    def threads(self) -> int:
+        with self._lock:
+            return self._count
+
+    def close(self) -> None:
+        """Let idle threads exit; busy ones exit when their job ends."""
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for worker in idle:
+            worker.inbox.put(None)
+
+    def reopen(self) -> None:
+        with self._lock:
+            self._closed = False
+
+
+class LoopThread:
+    """One event loop running forever in a daemon thread."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    def loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        if loop is not None:
+            return loop
+        with self._lock:
+            if self._loop is None:
+                ready = threading.Event()
+                new_loop = asyncio.new_event_loop()
+                self._thread = threading.Thread(
+                    target=self._run, args=(new_loop, ready), name=f"{self._name}-loop", daemon=True
+                )
+                self._thread.start()
+                ready.wait()
+                self._loop = new_loop
+            return self._loop
+
+    @staticmethod
+    def _run(loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
+        asyncio.set_event_loop(loop)
+        loop.call_soon(ready.set)
+        try:
+            loop.run_forever()
+        finally:
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            asyncio.set_event_loop(None)
+            loop.close()
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
+        """Run ``coro`` on the loop. The task runs in a copy of the caller's
+        context: ``call_soon_threadsafe`` captures it, and the task copies it."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop())
+
+    def in_loop_thread(self) -> bool:
+        return self._thread is not None and self._thread.ident == threading.get_ident()
+
+    def stop(self, timeout: float | None = None) -> bool:
+        """Stop and close the loop, cancelling what still runs on it.
+        Returns False if the thread did not end within ``timeout``."""
+        with self._lock:
+            loop, thread = self._loop, self._thread
+            self._loop = self._thread = None
+        if loop is None or thread is None:
+            return True
+        loop.call_soon_threadsafe(loop.stop)
+        if thread is not threading.current_thread():
+            thread.join(timeout)
+        return not thread.is_alive()

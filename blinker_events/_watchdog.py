@@ -1,0 +1,123 @@
+"""The watchdog: notices receivers that overrun their timeout.
+
+Python cannot interrupt a thread, so a sync receiver that hangs cannot be
+stopped. What can be done is to notice it: every thread that runs receivers
+has a :class:`WatchSlot` saying which receiver it is in and until when that
+receiver may run. One daemon thread (the *watchdog*) looks at all slots a few
+times per timeout, and for each overrun it
+
+- logs a warning with the receiver's current stack, once per overrun, and
+- hands the overrun to the slot's :class:`~blinker_events._sync.SyncRun`,
+  when the receivers run on a pool thread, so the publisher waiting on that
+  run is released and the remaining receivers continue on another thread.
+
+Receivers running inline in the publisher's own thread have no run: for them
+the warning is all that can happen until they return, when the dispatch loop
+counts the overrun as a timeout.
+
+Writers (dispatch loops) store one tuple per receiver and take no lock; the
+watchdog only reads, so a publish never waits on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import traceback
+import weakref
+from time import perf_counter, sleep
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._events import Event
+    from ._subscription import Subscription
+    from ._sync import SyncRun
+
+__all__ = ["WatchSlot", "watchdog"]
+
+logger = logging.getLogger("blinker_events")
+
+#: How often the watchdog looks while some receiver with a deadline runs,
+#: and while none does. The first bounds how late an overrun is noticed.
+BUSY_TICK = 0.01
+IDLE_TICK = 0.05
+
+Watched = tuple["Subscription", float, "Event", "SyncRun | None"]
+
+
+class WatchSlot:
+    """What one thread is running now: ``current`` is ``(subscription,
+    deadline, event, run)`` while a receiver with a deadline runs, else None.
+    ``lock`` orders a pool thread's "my receiver returned" against the
+    watchdog's "this run moves to another thread"."""
+
+    __slots__ = ("__weakref__", "current", "ident", "lock", "reported")
+
+    def __init__(self) -> None:
+        self.current: Watched | None = None
+        self.reported: Watched | None = None
+        self.ident = threading.get_ident()
+        self.lock = threading.Lock()
+
+
+class Watchdog:
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._slots: weakref.WeakSet[WatchSlot] = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def slot(self) -> WatchSlot:
+        """The calling thread's slot, created (and the watchdog started) on first use."""
+        try:
+            slot: WatchSlot = self._local.slot
+        except AttributeError:
+            slot = self._local.slot = WatchSlot()
+            with self._lock:
+                self._slots.add(slot)
+                if self._thread is None or not self._thread.is_alive():
+                    self._thread = threading.Thread(target=self._watch, name="blinker_events-watchdog", daemon=True)
+                    self._thread.start()
+        return slot
+
+    def _watch(self) -> None:
+        while True:
+            busy = False
+            now = perf_counter()
+            with self._lock:
+                slots = list(self._slots)
+            for slot in slots:
+                current = slot.current
+                if current is None:
+                    continue
+                busy = True
+                if now > current[1] and slot.reported is not current:
+                    slot.reported = current
+                    self._overrun(slot, current)
+            sleep(BUSY_TICK if busy else IDLE_TICK)
+
+    def _overrun(self, slot: WatchSlot, current: Watched) -> None:
+        sub, _, event, run = current
+        frame = sys._current_frames().get(slot.ident)
+        stack = "".join(traceback.format_stack(frame)) if frame is not None else "(thread gone)\n"
+        where = "on a pool thread; the publisher is released" if run is not None else "inline; it cannot be stopped"
+        logger.warning(
+            "receiver %s overran its timeout handling %r (%s). It is running here:\n%s",
+            sub.name,
+            event,
+            where,
+            stack,
+        )
+        if run is not None:
+            try:
+                run.overran(slot, current)
+            except Exception:  # the watchdog must survive anything
+                logger.exception("watchdog: moving the run of %r to another thread failed", event)
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return {"watched_threads": len(self._slots)}
+
+
+watchdog = Watchdog()

@@ -1,0 +1,71 @@
+#!/usr/bin/env python3
+"""Development tasks; needs nothing but Python 3.11+ with pip and venv.
+
+    python3 dev.py demo     run the demo
+    python3 dev.py test     run the whole test suite (extra args go to pytest)
+    python3 dev.py lint     ruff check, ruff format --check, mypy --strict
+    python3 dev.py bench    run the benchmarks (extra args go to the bench command)
+
+Each task first makes a virtual environment for the Python running this
+script (``.venv-py3.X``) and installs the project with what the task needs;
+it is reused while pyproject.toml is unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+EXTRAS = {"demo": "", "test": "[dev]", "lint": "[dev]", "bench": "[dev,bench]"}
+
+
+def venv_python(extras: str) -> Path:
+    if sys.version_info < (3, 11):
+        sys.exit(f"blinker_events needs Python 3.11 or newer; this is {sys.version.split()[0]}")
+    venv = ROOT / f".venv-py{sys.version_info.major}.{sys.version_info.minor}"
+    python = venv / "bin" / "python"
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + extras.encode()).hexdigest()
+    stamp = venv / f".installed-{digest[:16]}"
+    if not stamp.exists():
+        if not python.exists():
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+        subprocess.run([*pip, "--upgrade", "pip"], check=True)
+        subprocess.run([*pip, "-e", f"{ROOT}{extras}"], check=True)
+        for old in venv.glob(".installed-*"):
+            old.unlink()
+        stamp.touch()
+    return python
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in EXTRAS:
+        print(__doc__)
+        return 2
+    task, rest = argv[0], argv[1:]
+    python = str(venv_python(EXTRAS[task]))
+    os.chdir(ROOT)
+    if task == "demo":
+        return subprocess.call([python, "-m", "blinker_events", "demo", *rest])
+    if task == "test":
+        return subprocess.call([python, "-m", "pytest", *rest])
+    if task == "bench":
+        return subprocess.call([python, "-m", "blinker_events", "bench", *rest])
+    bindir = Path(python).parent
+    for command in (
+        [str(bindir / "ruff"), "check", "."],
+        [str(bindir / "ruff"), "format", "--check", "."],
+        [str(bindir / "mypy"), "--strict", "blinker_events"],
+    ):
+        print("$", " ".join(command[:1] and [Path(command[0]).name, *command[1:]]), flush=True)
+        if code := subprocess.call(command):
+            return code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,26 @@
+"""Shared fixtures: every test gets its own bus, and nothing outlives it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from enum import auto
+
+import pytest
+
+from blinker_events import EventBus, EventType
+
+
+class Demo(EventType):
+    """Event types for the tests (an EventType subclass, as the guide shows)."""
+
+    PING = auto()
+    PONG = auto()
+    OTHER = auto()
+
+
+@pytest.fixture
+def bus() -> Iterator[EventBus]:
+    """A fresh bus; shut down afterwards so no thread or queued event leaks."""
+    bus = EventBus()
+    yield bus
+    assert bus.shutdown(timeout=10) == 0
