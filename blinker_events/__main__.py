@@ -1,8 +1,13 @@
-"""``python -m blinker_events demo`` | ``bench [options]``"""
+"""Usage: python -m blinker_events demo | bench [--help]
+
+``bench`` runs benchmarks/bench.py from a source checkout (it needs the
+``bench`` extra: pyee, Django, matplotlib).
+"""
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 
 def main(argv: list[str]) -> int:
@@ -12,7 +17,12 @@ def main(argv: list[str]) -> int:
         run_demo()
         return 0
     if argv[:1] == ["bench"]:
-        from ._bench import main as bench_main
+        checkout = Path(__file__).resolve().parent.parent
+        if not (checkout / "benchmarks" / "bench.py").exists():
+            print("bench runs from a source checkout (benchmarks/bench.py)", file=sys.stderr)
+            return 2
+        sys.path.insert(0, str(checkout))
+        from benchmarks.bench import main as bench_main
 
         return bench_main(argv[1:])
     print(__doc__.strip(), file=sys.stderr)

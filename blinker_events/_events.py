@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from time import time
 from types import MappingProxyType
-from typing import Any, TypeAlias
+from typing import Any, ClassVar, TypeAlias
 
 from blinker import NamedSignal, Signal
 
@@ -46,6 +46,13 @@ class EventType(Enum):
     types (``EventType.SYSTEM_STARTUP`` and friends) are members of
     :class:`SystemEventType`, reachable through this class as attributes.
     """
+
+    # Declared (not assigned) so type checkers know them; the values are
+    # attached below, once SystemEventType exists.
+    SYSTEM_STARTUP: ClassVar[SystemEventType]
+    SYSTEM_SHUTDOWN: ClassVar[SystemEventType]
+    SYSTEM_ERROR: ClassVar[SystemEventType]
+    SUBSCRIBER_DISABLED: ClassVar[SystemEventType]
 
     @staticmethod
     def _generate_next_value_(name: str, start: int, count: int, last_values: list[Any]) -> Any:
@@ -73,6 +80,10 @@ del _member
 # -- identity and names of event types ---------------------------------------
 
 
+#: Classes whose instances ``type_key`` accepted as event types keyed by id.
+_KEYED_BY_ID: set[type] = set()
+
+
 def type_key(event_type: object) -> TypeKey:
     """Return the dictionary key the bus files ``event_type`` under.
 
@@ -80,9 +91,13 @@ def type_key(event_type: object) -> TypeKey:
     Python code and, worse, a ``StrEnum`` member compares equal to its value.
     Raises ``TypeError`` for anything that is not an event type.
     """
-    if type(event_type) is str:
-        return event_type
+    kind = type(event_type)
+    if kind is str:
+        return event_type  # type: ignore[return-value]
+    if kind in _KEYED_BY_ID:
+        return id(event_type)
     if isinstance(event_type, (Enum, Signal)):
+        _KEYED_BY_ID.add(kind)
         return id(event_type)
     raise TypeError(f"event_type must be an Enum member, a str or a blinker Signal, not {type(event_type).__name__}")
 
@@ -217,16 +232,20 @@ class Event:
     _parent_id: str | None
 
     def __init__(self, event_type: EventTypeLike, data: Mapping[str, Any] | None = None, source: Any = None) -> None:
-        # The type test is inlined (rather than calling type_key) because an
-        # Event is made on every publish.
-        if type(event_type) is str:
-            self._key = event_type
-        elif isinstance(event_type, (Enum, Signal)):
+        # An Event is made on every publish, so the common cases come first
+        # and the general checks (isinstance against ABCs) only run for rare
+        # types: ``type_key`` remembers every Enum/Signal class it accepted.
+        kind = type(event_type)
+        if kind is str:
+            self._key = event_type  # type: ignore[assignment]
+        elif kind in _KEYED_BY_ID:
             self._key = id(event_type)
         else:
-            self._key = type_key(event_type)  # raises the TypeError
+            self._key = type_key(event_type)
         if data is None:
             self._data = _EMPTY
+        elif type(data) is dict:
+            self._data = MappingProxyType(data.copy())
         elif isinstance(data, Mapping):
             self._data = MappingProxyType(dict(data))
         else:

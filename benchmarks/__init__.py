@@ -1,0 +1,1 @@
+"""Benchmarks of blinker_events against blinker, Django signals and pyee."""

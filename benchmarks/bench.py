@@ -1,0 +1,477 @@
+"""Side-by-side benchmarks: ``python -m blinker_events bench``.
+
+Every scenario times each library in the same run, interleaved (A B C A B C
+...) so drift of the machine lands on all of them, and reports the median of
+the repeats as ns per event plus our ratio to each peer. Before a figure is
+reported, each scenario checks that every receiver ran exactly as often as it
+should have; a miscount aborts the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from enum import auto
+from time import perf_counter
+from typing import Any
+
+import blinker
+from asgiref.sync import sync_to_async
+
+from blinker_events import Event, EventBus, EventType
+
+DATA = {"order": 1}
+SOURCE = "bench"
+OURS = "blinker_events"
+
+
+class Bench(EventType):
+    EVENT = auto()
+
+
+@dataclass
+class Result:
+    scenario: str
+    description: str
+    ns: dict[str, float]  # library -> median ns per event
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    def ratio(self, peer: str) -> float:
+        return self.ns[OURS] / self.ns[peer]
+
+
+class Counter:
+    """Counts receiver calls per library, to check every scenario delivered."""
+
+    def __init__(self) -> None:
+        self.calls: dict[str, int] = {}
+
+    def sync(self, lib: str, style: str = "event") -> Callable[..., None]:
+        self.calls.setdefault(lib, 0)
+
+        def on_event(event: Any) -> None:
+            self.calls[lib] += 1
+
+        def on_send(sender: Any, **kwargs: Any) -> None:
+            self.calls[lib] += 1
+
+        def on_emit(data: Any) -> None:
+            self.calls[lib] += 1
+
+        return {"event": on_event, "send": on_send, "emit": on_emit}[style]
+
+    def async_(self, lib: str, style: str = "event") -> Callable[..., Awaitable[None]]:
+        self.calls.setdefault(lib, 0)
+
+        async def on_event(event: Any) -> None:
+            self.calls[lib] += 1
+
+        async def on_send(sender: Any, **kwargs: Any) -> None:
+            self.calls[lib] += 1
+
+        async def on_emit(data: Any) -> None:
+            self.calls[lib] += 1
+
+        return {"event": on_event, "send": on_send, "emit": on_emit}[style]
+
+    def expect(self, lib: str, n: int) -> None:
+        if self.calls.get(lib) != n:
+            raise AssertionError(f"{lib}: receivers ran {self.calls.get(lib)} times, expected {n}")
+
+
+# -- timing --------------------------------------------------------------------
+
+Runner = Callable[[int], None]
+
+
+def _interleave(cases: dict[str, Runner], n: int, repeats: int) -> dict[str, float]:
+    """Median ns per call of each case; cases alternate within every repeat."""
+    samples: dict[str, list[float]] = {name: [] for name in cases}
+    names = list(cases)
+    for name in names:  # warm-up: caches, lazily started threads
+        cases[name](max(n // 10, 10))
+    for rep in range(repeats):
+        order = names[rep % len(names) :] + names[: rep % len(names)]
+        for name in order:
+            gc.collect()
+            start = perf_counter()
+            cases[name](n)
+            samples[name].append((perf_counter() - start) / n * 1e9)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def _calls_made(n: int, repeats: int) -> int:
+    return max(n // 10, 10) + n * repeats
+
+
+def _async_runner(loop: asyncio.AbstractEventLoop, make: Callable[[int], Awaitable[None]]) -> Runner:
+    def run(n: int) -> None:
+        loop.run_until_complete(make(n))
+
+    return run
+
+
+# -- scenarios -----------------------------------------------------------------
+
+
+def sync_scenario(receivers: int, n: int, repeats: int) -> Result:
+    import django.dispatch
+    import pyee
+
+    counter = Counter()
+    bus = EventBus(timeout=5.0, history_size=1000)  # every guard on
+    sig = blinker.Signal()
+    dsig = django.dispatch.Signal()
+    emitter = pyee.EventEmitter()
+    for _ in range(receivers):
+        bus.subscribe(Bench.EVENT, counter.sync(OURS))
+        sig.connect(counter.sync("blinker", "send"), weak=False)
+        dsig.connect(counter.sync("django", "send"), weak=False)
+        emitter.on("event", counter.sync("pyee", "emit"))
+
+    def ours(n: int) -> None:
+        publish = bus.publish_sync
+        for _ in range(n):
+            publish(Event(Bench.EVENT, DATA, SOURCE))
+
+    def blinker_send(n: int) -> None:
+        send = sig.send
+        for _ in range(n):
+            send(SOURCE, **DATA)
+
+    def django_send(n: int) -> None:
+        send = dsig.send
+        for _ in range(n):
+            send(SOURCE, **DATA)
+
+    def pyee_emit(n: int) -> None:
+        emit = emitter.emit
+        for _ in range(n):
+            emit("event", DATA)
+
+    cases = {OURS: ours, "blinker": blinker_send, "django": django_send, "pyee": pyee_emit}
+    ns = _interleave(cases, n, repeats)
+    for lib in cases:
+        counter.expect(lib, _calls_made(n, repeats) * receivers)
+    bus.shutdown()
+    return Result(f"S{receivers}", f"publish_sync, {receivers} sync receiver(s), all guards on", ns)
+
+
+def async_scenario(receivers: int, n: int, repeats: int) -> Result:
+    import django.dispatch
+    from pyee.asyncio import AsyncIOEventEmitter
+
+    counter = Counter()
+    loop = asyncio.new_event_loop()
+    bus = EventBus(timeout=5.0, history_size=1000)
+    sig = blinker.Signal()
+    dsig = django.dispatch.Signal()
+    emitter = AsyncIOEventEmitter(loop=loop)
+    for _ in range(receivers):
+        bus.subscribe(Bench.EVENT, counter.async_(OURS))
+        sig.connect(counter.async_("blinker", "send"), weak=False)
+        dsig.connect(counter.async_("django", "send"), weak=False)
+        emitter.on("event", counter.async_("pyee", "emit"))
+
+    async def ours(n: int) -> None:
+        publish = bus.publish
+        for _ in range(n):
+            await publish(Event(Bench.EVENT, DATA, SOURCE))
+
+    async def blinker_send(n: int) -> None:
+        send = sig.send_async
+        for _ in range(n):
+            await send(SOURCE, **DATA)
+
+    async def django_send(n: int) -> None:
+        send = dsig.asend
+        for _ in range(n):
+            await send(SOURCE, **DATA)
+
+    async def pyee_emit(n: int) -> None:
+        # pyee schedules each coroutine as a task; waiting one loop turn
+        # lets these trivial ones complete (the count check proves it).
+        emit = emitter.emit
+        for _ in range(n):
+            emit("event", DATA)
+            await asyncio.sleep(0)
+
+    makers = {OURS: ours, "blinker": blinker_send, "django": django_send, "pyee": pyee_emit}
+    ns = _interleave({lib: _async_runner(loop, make) for lib, make in makers.items()}, n, repeats)
+    for lib in makers:
+        counter.expect(lib, _calls_made(n, repeats) * receivers)
+    loop.close()
+    bus.shutdown()
+    return Result(f"A{receivers}", f"await publish, {receivers} async receiver(s), per-receiver timeouts", ns)
+
+
+def mix_scenario(n: int, repeats: int) -> Result:
+    import django.dispatch
+
+    counter = Counter()
+    loop = asyncio.new_event_loop()
+    bus = EventBus(timeout=5.0, history_size=1000)
+    sig = blinker.Signal()
+    dsig = django.dispatch.Signal()
+    bus.subscribe(Bench.EVENT, counter.sync(OURS))
+    bus.subscribe(Bench.EVENT, counter.async_(OURS))
+    sig.connect(counter.sync("blinker", "send"), weak=False)
+    sig.connect(counter.async_("blinker", "send"), weak=False)
+    dsig.connect(counter.sync("django", "send"), weak=False)
+    dsig.connect(counter.async_("django", "send"), weak=False)
+    hop = ThreadPoolExecutor(max_workers=1)
+    counter.calls["bare hop"] = 0
+
+    def noop() -> None:
+        counter.calls["bare hop"] += 2  # stands for the two receivers
+
+    async def ours(n: int) -> None:
+        for _ in range(n):
+            await bus.publish(Event(Bench.EVENT, DATA, SOURCE))
+
+    async def blinker_send(n: int) -> None:
+        for _ in range(n):
+            await sig.send_async(SOURCE, _sync_wrapper=sync_to_async, **DATA)
+
+    async def django_send(n: int) -> None:
+        for _ in range(n):
+            await dsig.asend(SOURCE, **DATA)
+
+    async def bare_hop(n: int) -> None:
+        for _ in range(n):
+            await loop.run_in_executor(hop, noop)
+
+    makers = {OURS: ours, "blinker": blinker_send, "django": django_send, "bare hop": bare_hop}
+    ns = _interleave({lib: _async_runner(loop, make) for lib, make in makers.items()}, n, repeats)
+    for lib in makers:
+        counter.expect(lib, _calls_made(n, repeats) * 2)
+    hop.shutdown()
+    loop.close()
+    bus.shutdown()
+    return Result("MIX", "await publish, 1 sync + 1 async receiver (bare hop: one thread round trip)", ns)
+
+
+def queue_scenario(n: int, repeats: int) -> Result:
+    counter = Counter()
+    bus = EventBus(timeout=5.0, history_size=1000)
+    bus.subscribe(Bench.EVENT, counter.sync(OURS))
+    rates, caller = [], []
+    total = 0
+    for _ in range(repeats):
+        start = perf_counter()
+        futures = [bus.publish_nowait(Event(Bench.EVENT, DATA, SOURCE)) for _ in range(n)]
+        queued = perf_counter()
+        futures[-1].result(timeout=60)
+        done = perf_counter()
+        total += n
+        if not all(f.done() for f in futures):
+            raise AssertionError("a future of an earlier event is still pending")
+        rates.append(n / (done - start))
+        caller.append((queued - start) / n * 1e9)
+    counter.expect(OURS, total)
+    bus.shutdown()
+    rate = statistics.median(rates)
+    return Result(
+        "Q",
+        "publish_nowait: events fully delivered per second; caller-side ns per call",
+        {OURS: 1e9 / rate},
+        {"events_per_second": rate, "caller_ns": statistics.median(caller)},
+    )
+
+
+def history_scenario(n: int, repeats: int) -> Result:
+    counter = Counter()
+    buses = {}
+    for size in (0, 1000, 100_000):
+        lib = f"history={size}"
+        bus = EventBus(timeout=5.0, history_size=size)
+        bus.subscribe(Bench.EVENT, counter.sync(lib))
+        for _ in range(size):  # fill the ring so appends also evict
+            bus.publish_sync(Event(Bench.EVENT, DATA, SOURCE))
+        counter.calls[lib] = 0
+        buses[lib] = bus
+
+    def runner(bus: EventBus) -> Runner:
+        def run(n: int) -> None:
+            publish = bus.publish_sync
+            for _ in range(n):
+                publish(Event(Bench.EVENT, DATA, SOURCE))
+
+        return run
+
+    ns = _interleave({lib: runner(bus) for lib, bus in buses.items()}, n, repeats)
+    for lib, bus in buses.items():
+        counter.expect(lib, _calls_made(n, repeats))
+        bus.shutdown()
+    return Result("H", "publish_sync S1 at history sizes 0 / 1,000 / 100,000", ns)
+
+
+_MEMORY_PROBE = """
+import gc, resource, sys
+from blinker_events import Event, EventBus
+from benchmarks.bench import Bench, DATA, SOURCE
+bus = EventBus(timeout=5.0, history_size=1000)
+calls = [0]
+def receiver(event):
+    calls[0] += 1
+bus.subscribe(Bench.EVENT, receiver)
+for _ in range(10_000):
+    bus.publish_sync(Event(Bench.EVENT, DATA, SOURCE))
+gc.collect()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+n = int(sys.argv[1])
+for _ in range(n):
+    bus.publish_sync(Event(Bench.EVENT, DATA, SOURCE))
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+assert calls[0] == n + 10_000, calls
+print(after - before)
+"""
+
+
+def memory_scenario(n: int) -> Result:
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run(
+        [sys.executable, "-c", _MEMORY_PROBE, str(n)], cwd=root, capture_output=True, text=True, check=True
+    )
+    growth_kb = int(out.stdout.strip())
+    return Result(
+        "M",
+        f"peak RSS growth over {n:,} publish_sync calls, history 1,000",
+        {OURS: 0.0},
+        {"rss_growth_mb": growth_kb / 1024, "calls": n},
+    )
+
+
+# -- targets and output --------------------------------------------------------
+
+
+def check_targets(results: dict[str, Result]) -> list[tuple[str, str, bool]]:
+    """(target, measured, met) for every target of the benchmark issue."""
+    rows: list[tuple[str, str, bool]] = []
+
+    def ratio(scenario: str, peer: str, limit: float) -> None:
+        if scenario in results:
+            value = results[scenario].ratio(peer)
+            rows.append((f"{scenario} <= {limit}x {peer}", f"{value:.2f}x", value <= limit))
+
+    ratio("S1", "blinker", 1.0)
+    ratio("S10", "blinker", 1.0)
+    ratio("A1", "blinker", 1.5)
+    ratio("A10", "django", 1.0)
+    ratio("MIX", "django", 0.6)
+    if "Q" in results:
+        notes = results["Q"].notes
+        rows.append(("Q >= 100,000 events/s", f"{notes['events_per_second']:,.0f}/s", notes["events_per_second"] >= 1e5))
+        rows.append(("Q caller <= 5 us", f"{notes['caller_ns'] / 1000:.2f} us", notes["caller_ns"] <= 5000))
+    if "H" in results:
+        ns = results["H"].ns
+        value = ns["history=100000"] / ns["history=0"]
+        rows.append(("H history 100,000 within 10% of 0", f"{value:.3f}x", value <= 1.10))
+    if "M" in results:
+        mb = results["M"].notes["rss_growth_mb"]
+        rows.append(("M RSS growth < 20 MB", f"{mb:.1f} MB", mb < 20))
+    return rows
+
+
+def print_table(results: dict[str, Result]) -> None:
+    for result in results.values():
+        print(f"\n{result.scenario}: {result.description}")
+        if result.scenario == "M":
+            print(f"  growth: {result.notes['rss_growth_mb']:.1f} MB")
+            continue
+        for lib, ns in result.ns.items():
+            line = f"  {lib:16s} {ns:12,.0f} ns/event"
+            if lib != OURS and OURS in result.ns and not lib.startswith("history"):
+                line += f"   ours / {lib} = {result.ratio(lib):.2f}x"
+            print(line)
+        for key, value in result.notes.items():
+            print(f"  {key}: {value:,.0f}")
+    print("\nTargets:")
+    for target, measured, met in check_targets(results):
+        print(f"  [{'met' if met else 'MISSED'}] {target}: {measured}")
+
+
+def plot(results: dict[str, Result], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = [r for r in results.values() if r.scenario not in ("M", "Q", "H")]
+    libs = [OURS, "blinker", "django", "pyee", "bare hop"]
+    fig, axes = plt.subplots(1, len(shown), figsize=(3.2 * len(shown), 4))
+    for ax, result in zip(axes if len(shown) > 1 else [axes], shown, strict=True):
+        present = [lib for lib in libs if lib in result.ns]
+        values = [result.ns[lib] / 1000 for lib in present]
+        colors = ["#d62728" if lib == OURS else "#7f7f7f" for lib in present]
+        ax.bar(present, values, color=colors)
+        ax.set_title(result.scenario)
+        ax.set_ylabel("us per event")
+        ax.tick_params(axis="x", rotation=60)
+    fig.suptitle(f"blinker_events vs peers (median, Python {platform.python_version()})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+SCENARIOS = ("S1", "S10", "A1", "A10", "MIX", "Q", "H", "M")
+
+
+def run(only: list[str], repeats: int, scale: float) -> dict[str, Result]:
+    def size(n: int) -> int:
+        return max(int(n * scale), 20)
+
+    makers: dict[str, Callable[[], Result]] = {
+        "S1": lambda: sync_scenario(1, size(20_000), repeats),
+        "S10": lambda: sync_scenario(10, size(5_000), repeats),
+        "A1": lambda: async_scenario(1, size(10_000), repeats),
+        "A10": lambda: async_scenario(10, size(2_000), repeats),
+        "MIX": lambda: mix_scenario(size(1_000), repeats),
+        "Q": lambda: queue_scenario(size(50_000), repeats),
+        "H": lambda: history_scenario(size(20_000), repeats),
+        "M": lambda: memory_scenario(size(1_000_000)),
+    }
+    results = {}
+    for name in only:
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        results[name] = makers[name]()
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m blinker_events bench", description=__doc__)
+    parser.add_argument("--only", default=",".join(SCENARIOS), help="comma-separated scenarios")
+    parser.add_argument("--repeats", type=int, default=5, help="timed repeats per library (median is reported)")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply every scenario's event count")
+    parser.add_argument("--json", dest="json_path", help="write the results as JSON here")
+    parser.add_argument("--plot", dest="plot_path", help="write a bar chart (PNG) here")
+    args = parser.parse_args(argv)
+    only = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = sorted(set(only) - set(SCENARIOS))
+    if unknown:
+        parser.error(f"unknown scenarios: {', '.join(unknown)}")
+    results = run(only, args.repeats, args.scale)
+    print(f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs")
+    print_table(results)
+    if args.json_path:
+        payload = {
+            "python": platform.python_version(),
+            "results": [asdict(r) for r in results.values()],
+            "targets": [{"target": t, "measured": m, "met": ok} for t, m, ok in check_targets(results)],
+        }
+        with open(args.json_path, "w") as fh:
+            json.dump(payload, fh, indent=2)
+    if args.plot_path:
+        plot(results, args.plot_path)
+    return 0
+
+

@@ -1,0 +1,331 @@
+"""The async path: ``await publish``.
+
+Sync receivers never run on the loop (a pool thread, or asgiref's
+thread-sensitive executor), and ``publish`` returns only after they finished.
+Async receivers run concurrently on the caller's loop, each under its own
+timeout and cancelled at it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+from asgiref.sync import sync_to_async
+
+from blinker_events import Event, EventBus, EventTimeoutError, Subscription
+
+from .conftest import Demo
+
+CTX: contextvars.ContextVar[str] = contextvars.ContextVar("test_async_path_ctx", default="unset")
+
+
+@pytest.fixture
+def gate(bus: EventBus) -> Iterator[threading.Event]:
+    """An event that blocked receivers wait on; set at teardown (before the bus shuts down)."""
+    event = threading.Event()
+    yield event
+    event.set()
+
+
+async def _until(predicate: Callable[[], bool], timeout: float = 2.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate() and loop.time() < deadline:
+        await asyncio.sleep(0.01)
+    assert predicate()
+
+
+@pytest.mark.asyncio
+async def test_sync_receiver_never_blocks_the_loop(bus: EventBus) -> None:
+    """The sync receiver waits for ticks that only a loop task can produce."""
+    ticks = 0
+    enough = threading.Event()
+    waited: list[bool] = []
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+            if ticks == 5:
+                enough.set()
+
+    def blocking(event: Event) -> None:
+        waited.append(enough.wait(timeout=3))
+        time.sleep(0.3)
+
+    sub = bus.subscribe(Demo.PING, blocking)
+    ticking = asyncio.create_task(ticker())
+    try:
+        report = await bus.publish(Event(Demo.PING))
+        ticks_during = ticks
+    finally:
+        ticking.cancel()
+    assert waited == [True]
+    assert report.succeeded == [sub]
+    # 0.3 s of sleeping at 10 ms a tick: the loop kept running throughout.
+    assert ticks_during >= 10
+
+
+@pytest.mark.asyncio
+async def test_sync_receivers_run_off_the_loop_in_order_and_finish_before_return(bus: EventBus) -> None:
+    calls: list[tuple[str, int]] = []
+
+    def make(name: str) -> Callable[[Event], None]:
+        def receiver(event: Event) -> None:
+            time.sleep(0.02)
+            calls.append((name, threading.get_ident()))
+
+        receiver.__qualname__ = name
+        return receiver
+
+    subs = [bus.subscribe(Demo.PING, make(name)) for name in ("a", "b", "c")]
+    report = await bus.publish(Event(Demo.PING))
+    # Visible right after the await: publish waited for them.
+    assert [name for name, _ in calls] == ["a", "b", "c"]
+    threads = {tid for _, tid in calls}
+    assert len(threads) == 1
+    assert threading.get_ident() not in threads
+    assert report.succeeded == subs
+    assert report.finished is True
+
+
+@pytest.mark.asyncio
+async def test_sync_receivers_see_publishers_context(bus: EventBus) -> None:
+    seen: list[str] = []
+    bus.subscribe(Demo.PING, lambda event: seen.append(CTX.get()))
+    CTX.set("publisher")
+    await bus.publish(Event(Demo.PING))
+    assert seen == ["publisher"]
+
+
+@pytest.mark.asyncio
+async def test_sync_receiver_failure_is_reported(bus: EventBus) -> None:
+    boom = ValueError("sync boom")
+
+    def bad(event: Event) -> None:
+        raise boom
+
+    after: list[str] = []
+    bad_sub = bus.subscribe(Demo.PING, bad)
+    ok_sub = bus.subscribe(Demo.PING, lambda event: after.append("ran"))
+    report = await bus.publish(Event(Demo.PING))
+    assert list(report.failed) == [(bad_sub, boom)]
+    assert report.succeeded == [ok_sub]
+    assert after == ["ran"]
+
+
+@pytest.mark.asyncio
+async def test_async_receivers_run_concurrently(bus: EventBus) -> None:
+    loop = asyncio.get_running_loop()
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    async def slow(event: Event) -> None:
+        await asyncio.sleep(0.3)
+        loops.append(asyncio.get_running_loop())
+
+    subs = [bus.subscribe(Demo.PING, slow, source=n) for n in range(5)]
+    assert len(set(subs)) == 5
+    started = time.perf_counter()
+    report = await bus.publish(Event(Demo.PING))
+    elapsed = time.perf_counter() - started
+    assert report.succeeded == subs
+    assert loops == [loop] * 5
+    assert elapsed < 1.0  # one after another would take 1.5 s
+
+
+@pytest.mark.asyncio
+async def test_async_receivers_are_cancelled_at_the_timeout_all_at_once() -> None:
+    bus = EventBus(timeout=0.2)
+    cancelled: list[int] = []
+
+    def make(n: int) -> Callable[[Event], object]:
+        async def hang(event: Event) -> None:
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                cancelled.append(n)
+                raise
+
+        return hang
+
+    try:
+        subs = [bus.subscribe(Demo.PING, make(n)) for n in range(5)]
+        started = time.perf_counter()
+        report = await bus.publish(Event(Demo.PING))
+        elapsed = time.perf_counter() - started
+        assert elapsed < 1.5  # not 5 x 0.2 s, and certainly not 10 s
+        assert list(report.timed_out) == subs
+        assert report.succeeded == []
+        assert list(report.failed) == []
+        await _until(lambda: len(cancelled) == 5)
+        assert sorted(cancelled) == [0, 1, 2, 3, 4]
+        errors = report.errors()
+        assert len(errors) == 5
+        assert all(type(e) is EventTimeoutError for e in errors)
+    finally:
+        assert bus.shutdown(timeout=5) == 0
+
+
+@pytest.mark.asyncio
+async def test_mixed_sync_and_async_receivers(bus: EventBus) -> None:
+    loop_thread = threading.get_ident()
+    where: dict[str, int] = {}
+
+    def s1(event: Event) -> None:
+        where["s1"] = threading.get_ident()
+
+    async def a1(event: Event) -> None:
+        await asyncio.sleep(0.01)
+        where["a1"] = threading.get_ident()
+
+    def s2(event: Event) -> None:
+        time.sleep(0.05)
+        where["s2"] = threading.get_ident()
+
+    async def a2(event: Event) -> None:
+        where["a2"] = threading.get_ident()
+
+    subs = [bus.subscribe(Demo.PING, fn) for fn in (s1, a1, s2, a2)]
+    report = await bus.publish(Event(Demo.PING))
+    assert sorted(report.succeeded, key=lambda s: s.id) == subs
+    assert len(report.succeeded) == 4
+    assert where["a1"] == where["a2"] == loop_thread
+    assert where["s1"] == where["s2"] != loop_thread
+
+
+@pytest.mark.asyncio
+async def test_per_publish_timeout_overrides_the_default() -> None:
+    bus = EventBus(timeout=0.1)
+    cancelled: list[str] = []
+
+    async def sleeper(event: Event) -> None:
+        try:
+            await asyncio.sleep(event.data["sleep"])
+        except asyncio.CancelledError:
+            cancelled.append(event.data["name"])
+            raise
+
+    try:
+        sub = bus.subscribe(Demo.PING, sleeper)
+        # A longer per-publish timeout lets a 0.3 s receiver finish despite the 0.1 s default.
+        longer = await bus.publish(Event(Demo.PING, {"sleep": 0.3, "name": "longer"}), timeout=2)
+        assert longer.succeeded == [sub]
+        assert list(longer.timed_out) == []
+        # Without an override the default applies.
+        default = await bus.publish(Event(Demo.PING, {"sleep": 0.3, "name": "default"}))
+        assert list(default.timed_out) == [sub]
+        # A shorter per-publish timeout cuts a receiver the default would allow.
+        bus.set_timeout(5)
+        started = time.perf_counter()
+        shorter = await bus.publish(Event(Demo.PING, {"sleep": 10, "name": "shorter"}), timeout=0.2)
+        assert time.perf_counter() - started < 1.5
+        assert list(shorter.timed_out) == [sub]
+        await _until(lambda: cancelled == ["default", "shorter"])
+    finally:
+        assert bus.shutdown(timeout=5) == 0
+
+
+@pytest.mark.asyncio
+async def test_thread_sensitive_executor_runs_sync_receivers_on_asgirefs_thread() -> None:
+    bus = EventBus(sync_executor="thread_sensitive")
+    loop_thread = threading.get_ident()
+    calls: list[tuple[str, int]] = []
+
+    def first(event: Event) -> None:
+        calls.append(("first", threading.get_ident()))
+
+    def second(event: Event) -> None:
+        calls.append(("second", threading.get_ident()))
+
+    try:
+        subs = [bus.subscribe(Demo.PING, first), bus.subscribe(Demo.PING, second)]
+        asgiref_thread = await sync_to_async(threading.get_ident, thread_sensitive=True)()
+        report = await bus.publish(Event(Demo.PING))
+        assert report.succeeded == subs
+        assert calls == [("first", asgiref_thread), ("second", asgiref_thread)]
+        assert asgiref_thread != loop_thread
+    finally:
+        assert bus.shutdown(timeout=5) == 0
+
+
+@pytest.mark.asyncio
+async def test_publish_without_receivers_returns_an_empty_report(bus: EventBus) -> None:
+    event = Event(Demo.PING)
+    report = await bus.publish(event)
+    assert report.event is event
+    assert report.succeeded == []
+    assert list(report.failed) == []
+    assert list(report.timed_out) == []
+    assert list(report.skipped) == []
+    assert list(report.scheduled) == []
+    assert report.finished is True
+    assert report.ok is True
+
+
+@pytest.mark.asyncio
+async def test_async_receiver_failure_does_not_stop_the_others(bus: EventBus) -> None:
+    boom = RuntimeError("async boom")
+
+    async def bad(event: Event) -> None:
+        raise boom
+
+    async def good(event: Event) -> None:
+        await asyncio.sleep(0.01)
+
+    bad_sub = bus.subscribe(Demo.PING, bad)
+    good_sub = bus.subscribe(Demo.PING, good)
+    report = await bus.publish(Event(Demo.PING))
+    assert list(report.failed) == [(bad_sub, boom)]
+    assert report.succeeded == [good_sub]
+
+
+@pytest.mark.asyncio
+async def test_hung_sync_receiver_releases_publish_at_timeout(bus: EventBus, gate: threading.Event) -> None:
+    after: list[int] = []
+
+    def hang(event: Event) -> None:
+        gate.wait(3)
+
+    hung = bus.subscribe(Demo.PING, hang, timeout=0.2)
+    nxt: Subscription = bus.subscribe(Demo.PING, lambda event: after.append(threading.get_ident()))
+    started = time.perf_counter()
+    report = await bus.publish(Event(Demo.PING))
+    assert time.perf_counter() - started < 1.5
+    assert list(report.timed_out) == [hung]
+    assert report.succeeded == [nxt]
+    assert len(after) == 1
+
+
+@pytest.mark.asyncio
+async def test_thread_sensitive_hung_receiver_abandons_the_rest_of_the_run() -> None:
+    """asgiref's single thread cannot be replaced: the publisher is released at the
+    deadline and the receivers behind the hung one are reported as abandoned."""
+    bus = EventBus(sync_executor="thread_sensitive")
+    release = threading.Event()
+    returned = threading.Event()
+    after: list[str] = []
+
+    def hang(event: Event) -> None:
+        release.wait(3)
+        returned.set()
+
+    try:
+        hung = bus.subscribe(Demo.PING, hang, timeout=0.2)
+        behind = bus.subscribe(Demo.PING, lambda event: after.append("ran"))
+        started = time.perf_counter()
+        report = await bus.publish(Event(Demo.PING))
+        assert time.perf_counter() - started < 1.5
+        assert list(report.timed_out) == [hung]
+        assert list(report.skipped) == [(behind, "abandoned", None)]
+        assert report.succeeded == []
+        assert after == []
+    finally:
+        release.set()
+        await asyncio.to_thread(returned.wait, 5)
+        assert bus.shutdown(timeout=5) == 0
