@@ -35,7 +35,7 @@ def gate(bus: EventBus) -> Iterator[threading.Event]:
 async def _until(predicate: Callable[[], bool], timeout: float = 2.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while not predicate() and loop.time() < deadline:
+    while not predicate() and loop.time() < deadline:  # noqa: ASYNC110 - polling another thread's state
         await asyncio.sleep(0.01)
     assert predicate()
 

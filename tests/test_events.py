@@ -427,7 +427,11 @@ def _round_trip(event: Event) -> Event:
 
 
 def _assert_same_event(back: Event, event: Event) -> None:
-    assert back.event_type is event.event_type
+    if isinstance(event.event_type, str):
+        assert type(back.event_type) is str
+        assert back.event_type == event.event_type
+    else:
+        assert back.event_type is event.event_type
     assert dict(back.data) == dict(event.data)
     assert back.source == event.source
     assert back.event_id == event.event_id

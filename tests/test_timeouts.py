@@ -1,0 +1,390 @@
+"""Timeouts: precedence (publish > subscription > bus default), what happens
+at the deadline on each path, and that nothing switches them off under test.
+
+- async receivers are cancelled at the deadline;
+- sync receivers on a pool thread (``await publish``, ``publish_nowait``): the
+  publisher is released, the rest of the run continues on another thread, and
+  the late outcome of the hung receiver is logged;
+- inline sync receivers (``publish_sync``) are never interrupted: the watchdog
+  logs the overrun with the receiver's stack, and the report counts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import threading
+import time
+import unittest
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from blinker_events import Event, EventBus, EventTimeoutError, EventType, Subscription
+
+from .conftest import Demo
+
+LOGGER = "blinker_events"
+SHORT = 0.05
+LONG = 2.0
+SLEEP = 0.2  # longer than SHORT, well under LONG
+
+
+@pytest.fixture
+def release(bus: EventBus) -> Iterator[threading.Event]:
+    """Hung receivers wait on this; it is set at teardown, before the bus shuts down."""
+    event = threading.Event()
+    yield event
+    event.set()
+
+
+def _messages(caplog: pytest.LogCaptureFixture, text: str, level: int = logging.WARNING) -> list[str]:
+    return [
+        r.getMessage() for r in caplog.records if r.name == LOGGER and r.levelno == level and text in r.getMessage()
+    ]
+
+
+def _wait_for(predicate: Callable[[], bool], timeout: float = 3.0) -> bool:
+    deadline = time.perf_counter() + timeout
+    while not predicate():
+        if time.perf_counter() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+# -- precedence -----------------------------------------------------------------
+
+PRECEDENCE = [
+    # (bus default, subscription, publish, timed out?, timeout that applied)
+    pytest.param(SHORT, None, None, True, SHORT, id="default-applies"),
+    pytest.param(SHORT, LONG, None, False, LONG, id="subscription-beats-default"),
+    pytest.param(LONG, SHORT, None, True, SHORT, id="short-subscription-beats-long-default"),
+    pytest.param(SHORT, SHORT, LONG, False, LONG, id="publish-beats-subscription"),
+    pytest.param(LONG, LONG, SHORT, True, SHORT, id="short-publish-beats-long-subscription"),
+]
+
+
+@pytest.mark.parametrize(("default", "per_sub", "per_publish", "times_out", "applied"), PRECEDENCE)
+@pytest.mark.asyncio
+async def test_precedence_async_receiver(
+    default: float,
+    per_sub: float | None,
+    per_publish: float | None,
+    times_out: bool,
+    applied: float,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    bus = EventBus(timeout=default)
+
+    async def sleeper(event: Event) -> None:
+        await asyncio.sleep(SLEEP)
+
+    try:
+        sub = bus.subscribe(Demo.PING, sleeper, timeout=per_sub)
+        with caplog.at_level(logging.WARNING, logger=LOGGER):
+            report = await bus.publish(Event(Demo.PING), timeout=per_publish)
+        assert list(report.timed_out) == ([sub] if times_out else [])
+        assert report.succeeded == ([] if times_out else [sub])
+        logged = _messages(caplog, "overran its timeout of")
+        assert logged == (
+            [f"{sub.name} overran its timeout of {applied}s handling {report.event!r}"] if times_out else []
+        )
+    finally:
+        assert bus.shutdown(timeout=5) == 0
+
+
+@pytest.mark.parametrize(("default", "per_sub", "per_publish", "times_out", "applied"), PRECEDENCE)
+def test_precedence_inline_sync_receiver(
+    default: float,
+    per_sub: float | None,
+    per_publish: float | None,
+    times_out: bool,
+    applied: float,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    bus = EventBus(timeout=default)
+
+    def sleeper(event: Event) -> None:
+        time.sleep(SLEEP)
+
+    try:
+        sub = bus.subscribe(Demo.PING, sleeper, timeout=per_sub)
+        with caplog.at_level(logging.WARNING, logger=LOGGER):
+            report = bus.publish_sync(Event(Demo.PING), timeout=per_publish)
+        assert list(report.timed_out) == ([sub] if times_out else [])
+        assert report.succeeded == ([] if times_out else [sub])
+        logged = _messages(caplog, "overran its timeout of")
+        assert logged == (
+            [f"{sub.name} overran its timeout of {applied}s handling {report.event!r}"] if times_out else []
+        )
+    finally:
+        assert bus.shutdown(timeout=5) == 0
+
+
+@pytest.mark.asyncio
+async def test_set_timeout_sets_and_clears_the_default(bus: EventBus) -> None:
+    async def sleeper(event: Event) -> None:
+        await asyncio.sleep(SLEEP)
+
+    sub = bus.subscribe(Demo.PING, sleeper)
+    assert bus.timeout is None
+    assert (await bus.publish(Event(Demo.PING))).succeeded == [sub]
+    bus.set_timeout(SHORT)
+    assert bus.timeout == SHORT
+    assert list((await bus.publish(Event(Demo.PING))).timed_out) == [sub]
+    bus.set_timeout(None)
+    assert (await bus.publish(Event(Demo.PING))).succeeded == [sub]
+
+
+# -- async receivers --------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_async_receiver_is_cancelled_at_the_deadline(bus: EventBus) -> None:
+    cancelled = asyncio.Event()
+
+    async def hang(event: Event) -> None:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    sub = bus.subscribe(Demo.PING, hang, timeout=0.2)
+    started = time.perf_counter()
+    report = await bus.publish(Event(Demo.PING))
+    assert time.perf_counter() - started < 1.5
+    assert list(report.timed_out) == [sub]
+    await asyncio.wait_for(cancelled.wait(), 2)
+    errors = report.errors()
+    assert len(errors) == 1
+    assert isinstance(errors[0], EventTimeoutError)
+    assert isinstance(errors[0], TimeoutError)
+
+
+@pytest.mark.asyncio
+async def test_propagating_bus_raises_event_timeout_error() -> None:
+    bus = EventBus(propagate_exceptions=True, timeout=0.1)
+
+    async def hang(event: Event) -> None:
+        await asyncio.sleep(10)
+
+    try:
+        bus.subscribe(Demo.PING, hang)
+        with pytest.raises(EventTimeoutError, match="hang timed out"):
+            await bus.publish(Event(Demo.PING))
+    finally:
+        assert bus.shutdown(timeout=5) == 0
+
+
+# -- sync receivers on pool threads ---------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_await_publish_releases_publisher_and_runs_next_receivers(
+    bus: EventBus, release: threading.Event
+) -> None:
+    order: list[str] = []
+    loop_thread = threading.get_ident()
+
+    def hang(event: Event) -> None:
+        order.append("hang")
+        release.wait(3)
+
+    def second(event: Event) -> None:
+        order.append("second")
+
+    def third(event: Event) -> None:
+        assert threading.get_ident() != loop_thread
+        order.append("third")
+
+    hung = bus.subscribe(Demo.PING, hang, timeout=0.2)
+    subs = [bus.subscribe(Demo.PING, second), bus.subscribe(Demo.PING, third)]
+    started = time.perf_counter()
+    report = await bus.publish(Event(Demo.PING))
+    assert time.perf_counter() - started < 1.5
+    assert release.is_set() is False  # the receiver is still hanging
+    assert list(report.timed_out) == [hung]
+    assert report.succeeded == subs
+    assert order == ["hang", "second", "third"]
+
+
+def test_publish_nowait_releases_at_timeout_and_queue_keeps_flowing(
+    bus: EventBus, release: threading.Event, caplog: pytest.LogCaptureFixture
+) -> None:
+    returned = threading.Event()
+    seen: list[int] = []
+
+    def maybe_hang(event: Event) -> None:
+        if event.data["n"] == 0:
+            release.wait(3)
+            returned.set()
+
+    hung = bus.subscribe(Demo.PING, maybe_hang, timeout=0.2)
+    after = bus.subscribe(Demo.PING, lambda event: seen.append(event.data["n"]))
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        started = time.perf_counter()
+        first = bus.publish_nowait(Event(Demo.PING, {"n": 0}))
+        report = first.result(1.5)
+        assert time.perf_counter() - started < 1.5
+        assert list(report.timed_out) == [hung]
+        assert report.succeeded == [after]
+        # The next event goes through while the first receiver still hangs.
+        second = bus.publish_nowait(Event(Demo.PING, {"n": 1})).result(1.5)
+        assert second.succeeded == [hung, after]
+        assert returned.is_set() is False
+        assert seen == [0, 1]
+        # The hung receiver's late return is logged, not lost.
+        release.set()
+        assert returned.wait(3)
+        assert _wait_for(lambda: len(_messages(caplog, "after its timeout")) == 1)
+    late = _messages(caplog, "after its timeout")
+    assert late[0].startswith(f"receiver {hung.name} returned after its timeout")
+    stacks = _messages(caplog, "overran its timeout handling")
+    assert len(stacks) == 1
+    assert "maybe_hang" in stacks[0]
+
+
+def test_publish_nowait_per_publish_timeout(bus: EventBus, release: threading.Event) -> None:
+    def hang(event: Event) -> None:
+        release.wait(3)
+
+    sub = bus.subscribe(Demo.PING, hang)
+    started = time.perf_counter()
+    report = bus.publish_nowait(Event(Demo.PING), timeout=0.2).result(1.5)
+    assert time.perf_counter() - started < 1.5
+    assert list(report.timed_out) == [sub]
+
+
+def test_exception_raised_after_timeout_is_logged(
+    bus: EventBus, release: threading.Event, caplog: pytest.LogCaptureFixture
+) -> None:
+    late_error = ValueError("too late")
+    raised = threading.Event()
+
+    def hang_then_raise(event: Event) -> None:
+        release.wait(3)
+        raised.set()
+        raise late_error
+
+    sub = bus.subscribe(Demo.PING, hang_then_raise, timeout=0.2)
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        report = bus.publish_nowait(Event(Demo.PING)).result(1.5)
+        assert list(report.timed_out) == [sub]
+        assert list(report.failed) == []
+        release.set()
+        assert raised.wait(3)
+        assert _wait_for(lambda: len(_messages(caplog, "after its timeout")) == 1)
+    records = [r for r in caplog.records if "after its timeout" in r.getMessage()]
+    assert len(records) == 1
+    assert "raised ValueError('too late')" in records[0].getMessage()
+    assert records[0].exc_info is not None
+    assert records[0].exc_info[1] is late_error
+
+
+# -- inline sync receivers ----------------------------------------------------------
+
+
+def test_inline_overrun_is_logged_with_stack_while_running_and_reported(
+    bus: EventBus, caplog: pytest.LogCaptureFixture
+) -> None:
+    state: dict[str, object] = {}
+
+    def slow_inline_receiver(event: Event) -> None:
+        state["thread"] = threading.get_ident()
+        # Not interrupted: it keeps running until the watchdog's warning exists.
+        state["warned_while_running"] = _wait_for(lambda: bool(_messages(caplog, "overran its timeout handling")))
+        state["completed"] = True
+
+    sub = bus.subscribe(Demo.PING, slow_inline_receiver, timeout=0.1)
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        started = time.perf_counter()
+        report = bus.publish_sync(Event(Demo.PING))
+        elapsed = time.perf_counter() - started
+    assert state == {"thread": threading.get_ident(), "warned_while_running": True, "completed": True}
+    assert elapsed < 1.5
+    assert list(report.timed_out) == [sub]
+    assert report.succeeded == []
+    assert list(report.failed) == []
+    warnings = _messages(caplog, "overran its timeout handling")
+    assert len(warnings) == 1
+    assert "overran" in warnings[0]
+    assert "inline" in warnings[0]
+    assert "slow_inline_receiver" in warnings[0]  # the receiver's stack
+
+
+# -- auto-disable ---------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_timeouts_count_toward_auto_disable() -> None:
+    bus = EventBus(failure_threshold=2, timeout=0.05)
+    announced: list[Event] = []
+
+    async def hang(event: Event) -> None:
+        await asyncio.sleep(10)
+
+    try:
+        sub = bus.subscribe(Demo.PING, hang)
+        bus.subscribe(EventType.SUBSCRIBER_DISABLED, announced.append)
+        first = await bus.publish(Event(Demo.PING))
+        assert list(first.timed_out) == [sub]
+        assert (sub.failures, sub.disabled) == (1, False)
+        second = await bus.publish(Event(Demo.PING))
+        assert list(second.timed_out) == [sub]
+        assert list(second.disabled) == [sub]
+        assert (sub.failures, sub.disabled) == (2, True)
+        assert isinstance(sub.last_error, EventTimeoutError)
+        assert len(announced) == 1
+        assert announced[0].data["subscription_id"] == sub.id
+        third = await bus.publish(Event(Demo.PING))
+        assert list(third.skipped) == [(sub, "disabled", None)]
+        assert list(third.timed_out) == []
+    finally:
+        assert bus.shutdown(timeout=5) == 0
+
+
+def test_inline_overruns_count_toward_auto_disable(caplog: pytest.LogCaptureFixture) -> None:
+    bus = EventBus(failure_threshold=2)
+
+    def slow(event: Event) -> None:
+        time.sleep(0.1)
+
+    try:
+        sub = bus.subscribe(Demo.PING, slow, timeout=0.02)
+        with caplog.at_level(logging.WARNING, logger=LOGGER):
+            bus.publish_sync(Event(Demo.PING))
+            report = bus.publish_sync(Event(Demo.PING))
+        assert list(report.disabled) == [sub]
+        assert sub.disabled is True
+        assert len(_messages(caplog, "disabled after 2 consecutive failures")) == 1
+    finally:
+        assert bus.shutdown(timeout=5) == 0
+
+
+# -- no "test mode" -------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_timeouts_fire_under_pytest_and_unittest(bus: EventBus, release: threading.Event) -> None:
+    """An earlier implementation switched timeouts off when unittest was imported."""
+    assert "pytest" in sys.modules
+    assert "unittest" in sys.modules
+    assert unittest.TestCase is not None
+
+    async def async_hang(event: Event) -> None:
+        await asyncio.sleep(10)
+
+    def sync_hang(event: Event) -> None:
+        release.wait(3)
+
+    subs: list[Subscription] = [
+        bus.subscribe(Demo.PING, async_hang, timeout=0.1),
+        bus.subscribe(Demo.PING, sync_hang, timeout=0.1),
+    ]
+    started = time.perf_counter()
+    report = await bus.publish(Event(Demo.PING))
+    assert time.perf_counter() - started < 1.5
+    assert sorted(report.timed_out, key=lambda s: s.id) == subs

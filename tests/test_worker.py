@@ -1,0 +1,438 @@
+"""The worker queue: ``publish_nowait``.
+
+It returns a ``concurrent.futures.Future`` at once; dispatches start in
+publish order; the bounded queue's overflow policy is never silent; shutdown
+drains; the publisher's context travels with the event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future
+
+import pytest
+
+from blinker_events import DeliveryReport, Event, EventBus, QueueFullError
+
+from .conftest import Demo
+
+CTX: contextvars.ContextVar[str] = contextvars.ContextVar("test_worker_ctx", default="unset")
+WAIT = 5.0  # upper bound for waits that normally end at once
+
+
+class Gated:
+    """A sync receiver that records ``event.data["n"]`` and blocks on a gate
+    for events whose n is in ``hold`` (all events when ``hold`` is None)."""
+
+    def __init__(self, hold: set[int] | None = None) -> None:
+        self.gate = threading.Event()
+        self.started = threading.Event()
+        self.hold = hold
+        self.seen: list[int] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, event: Event) -> None:
+        n = event.data["n"]
+        self.started.set()
+        if self.hold is None or n in self.hold:
+            self.gate.wait(WAIT)
+        with self.lock:
+            self.seen.append(n)
+
+
+@pytest.fixture
+def gated(bus: EventBus) -> Iterator[Gated]:
+    """A gated receiver; its gate opens at teardown, before the bus shuts down."""
+    receiver = Gated()
+    yield receiver
+    receiver.gate.set()
+
+
+def _ev(n: int) -> Event:
+    return Event(Demo.PING, {"n": n})
+
+
+def _start_busy(bus: EventBus, gated: Gated) -> Future[DeliveryReport]:
+    """Publish n=0 and wait until the worker is inside the gated receiver (the queue is empty then)."""
+    future = bus.publish_nowait(_ev(0))
+    assert gated.started.wait(WAIT)
+    return future
+
+
+def test_publish_nowait_returns_a_future_at_once(bus: EventBus, gated: Gated) -> None:
+    sub = bus.subscribe(Demo.PING, gated)
+    event = _ev(0)
+    future = bus.publish_nowait(event)
+    assert isinstance(future, Future)
+    assert gated.started.wait(WAIT)
+    assert future.done() is False
+    assert gated.seen == []
+    gated.gate.set()
+    report = future.result(WAIT)
+    assert isinstance(report, DeliveryReport)
+    assert report.event is event
+    assert report.succeeded == [sub]
+    assert gated.seen == [0]
+
+
+def test_fifo_dispatch_order(bus: EventBus) -> None:
+    seen: list[int] = []
+    bus.subscribe(Demo.PING, lambda event: seen.append(event.data["n"]))
+    futures = [bus.publish_nowait(_ev(n)) for n in range(200)]
+    reports = [f.result(WAIT) for f in futures]
+    assert seen == list(range(200))
+    assert [r.event.data["n"] for r in reports] == list(range(200))
+
+
+def test_async_receivers_on_the_worker_path(bus: EventBus) -> None:
+    seen: list[tuple[int, int]] = []
+
+    async def areceiver(event: Event) -> None:
+        await asyncio.sleep(0.01)
+        seen.append((event.data["n"], threading.get_ident()))
+
+    sub = bus.subscribe(Demo.PING, areceiver)
+    report = bus.publish_nowait(_ev(7)).result(WAIT)
+    assert report.succeeded == [sub]
+    assert [n for n, _ in seen] == [7]
+    assert seen[0][1] != threading.get_ident()
+
+
+def test_propagation_resolves_future_to_the_receivers_exception() -> None:
+    bus = EventBus(propagate_exceptions=True)
+    boom = ValueError("boom")
+    ran: list[str] = []
+
+    def bad(event: Event) -> None:
+        raise boom
+
+    try:
+        bus.subscribe(Demo.PING, bad)
+        bus.subscribe(Demo.PING, lambda event: ran.append("after"))
+        future = bus.publish_nowait(_ev(0))
+        assert future.exception(WAIT) is boom
+        with pytest.raises(ValueError, match="boom"):
+            future.result(WAIT)
+        assert ran == ["after"]
+    finally:
+        assert bus.shutdown(timeout=WAIT) == 0
+
+
+def test_propagation_resolves_future_to_exception_group_for_two_failures() -> None:
+    bus = EventBus(propagate_exceptions=True)
+    first, second = ValueError("first"), KeyError("second")
+
+    def bad1(event: Event) -> None:
+        raise first
+
+    def bad2(event: Event) -> None:
+        raise second
+
+    try:
+        bus.subscribe(Demo.PING, bad1)
+        bus.subscribe(Demo.PING, bad2)
+        error = bus.publish_nowait(_ev(0)).exception(WAIT)
+        assert isinstance(error, ExceptionGroup)
+        assert list(error.exceptions) == [first, second]
+        assert error.exceptions[0] is first
+        assert error.exceptions[1] is second
+    finally:
+        assert bus.shutdown(timeout=WAIT) == 0
+
+
+def test_overflow_raise_rejects_and_counts() -> None:
+    bus = EventBus(queue_size=2, overflow="raise")
+    gated = Gated(hold={0})
+    try:
+        bus.subscribe(Demo.PING, gated)
+        futures = [_start_busy(bus, gated)]
+        futures += [bus.publish_nowait(_ev(n)) for n in (1, 2)]
+        assert bus.stats()["queued"] == 2
+        for n in (3, 4):
+            with pytest.raises(QueueFullError, match="overflow='raise'"):
+                bus.publish_nowait(_ev(n))
+        assert bus.stats()["rejected"] == 2
+        assert bus.stats()["dropped"] == 0
+        gated.gate.set()
+        assert [f.result(WAIT).event.data["n"] for f in futures] == [0, 1, 2]
+        assert gated.seen == [0, 1, 2]
+    finally:
+        gated.gate.set()
+        assert bus.shutdown(timeout=WAIT) == 0
+
+
+def test_overflow_drop_oldest_fails_dropped_futures_and_logs(caplog: pytest.LogCaptureFixture) -> None:
+    bus = EventBus(queue_size=2, overflow="drop_oldest")
+    gated = Gated(hold={0})
+    try:
+        bus.subscribe(Demo.PING, gated)
+        with caplog.at_level(logging.WARNING, logger="blinker_events"):
+            futures = [_start_busy(bus, gated)]
+            futures += [bus.publish_nowait(_ev(n)) for n in (1, 2, 3, 4)]
+        # 1 and 2 were the oldest queued when 3 and 4 arrived.
+        assert bus.stats()["dropped"] == 2
+        assert bus.stats()["rejected"] == 0
+        for n in (1, 2):
+            assert isinstance(futures[n].exception(WAIT), QueueFullError)
+        gated.gate.set()
+        assert [futures[n].result(WAIT).event.data["n"] for n in (0, 3, 4)] == [0, 3, 4]
+        assert gated.seen == [0, 3, 4]
+        drops = [r for r in caplog.records if r.levelno == logging.WARNING and "dropped the oldest" in r.getMessage()]
+        assert len(drops) == 2
+        assert "'n': 1" in drops[0].getMessage()
+        assert "'n': 2" in drops[1].getMessage()
+    finally:
+        gated.gate.set()
+        assert bus.shutdown(timeout=WAIT) == 0
+
+
+def test_overflow_block_waits_for_room_from_a_plain_thread() -> None:
+    bus = EventBus(queue_size=1, overflow="block")
+    gated = Gated(hold={0})
+    timer = threading.Timer(0.2, gated.gate.set)
+    try:
+        bus.subscribe(Demo.PING, gated)
+        futures = [_start_busy(bus, gated), bus.publish_nowait(_ev(1))]
+        assert bus.stats()["queued"] == 1
+        timer.start()
+        futures.append(bus.publish_nowait(_ev(2)))  # blocks until the gate opens and n=1 is taken
+        assert gated.gate.is_set()
+        assert [f.result(WAIT).event.data["n"] for f in futures] == [0, 1, 2]
+        assert gated.seen == [0, 1, 2]
+        assert bus.stats()["rejected"] == 0
+        assert bus.stats()["dropped"] == 0
+    finally:
+        timer.cancel()
+        gated.gate.set()
+        assert bus.shutdown(timeout=WAIT) == 0
+
+
+def test_overflow_block_with_timeout_raises_when_no_room() -> None:
+    bus = EventBus(queue_size=1, overflow="block")
+    gated = Gated(hold={0})
+    try:
+        bus.subscribe(Demo.PING, gated)
+        futures = [_start_busy(bus, gated), bus.publish_nowait(_ev(1))]
+        started = time.perf_counter()
+        with pytest.raises(QueueFullError, match=r"no room within 0\.2s"):
+            bus.publish_nowait(_ev(2), timeout=0.2)
+        elapsed = time.perf_counter() - started
+        assert 0.19 <= elapsed < 1.5
+        assert bus.stats()["rejected"] == 1
+        gated.gate.set()
+        assert [f.result(WAIT).event.data["n"] for f in futures] == [0, 1]
+        assert gated.seen == [0, 1]
+    finally:
+        gated.gate.set()
+        assert bus.shutdown(timeout=WAIT) == 0
+
+
+def test_overflow_block_uses_the_bus_default_timeout() -> None:
+    bus = EventBus(queue_size=1, overflow="block", timeout=0.2)
+    gated = Gated(hold={0})
+    try:
+        # A long subscription timeout, so the watchdog leaves the gated receiver alone.
+        bus.subscribe(Demo.PING, gated, timeout=30)
+        futures = [_start_busy(bus, gated), bus.publish_nowait(_ev(1))]
+        started = time.perf_counter()
+        with pytest.raises(QueueFullError, match=r"no room within 0\.2s"):
+            bus.publish_nowait(_ev(2))
+        assert time.perf_counter() - started < 1.5
+        gated.gate.set()
+        assert [f.result(WAIT).event.data["n"] for f in futures] == [0, 1]
+    finally:
+        gated.gate.set()
+        assert bus.shutdown(timeout=WAIT) == 0
+
+
+@pytest.mark.asyncio
+async def test_overflow_block_inside_a_running_loop_raises_at_once() -> None:
+    bus = EventBus(queue_size=1, overflow="block")
+    gated = Gated(hold={0})
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.01)
+
+    ticking = asyncio.create_task(ticker())
+    try:
+        bus.subscribe(Demo.PING, gated)
+        first = bus.publish_nowait(_ev(0))
+        assert await asyncio.to_thread(gated.started.wait, WAIT)
+        second = bus.publish_nowait(_ev(1))
+        started = time.perf_counter()
+        with pytest.raises(QueueFullError, match="event loop"):
+            bus.publish_nowait(_ev(2), timeout=5)  # "block" would wait up to 5 s here
+        assert time.perf_counter() - started < 1.0
+        assert bus.stats()["rejected"] == 1
+        # The loop is alive: the ticker keeps going.
+        before = ticks
+        await asyncio.sleep(0.05)
+        assert ticks > before
+        gated.gate.set()
+        reports = [await asyncio.wrap_future(f) for f in (first, second)]
+        assert [r.event.data["n"] for r in reports] == [0, 1]
+        assert gated.seen == [0, 1]
+    finally:
+        ticking.cancel()
+        gated.gate.set()
+        assert await asyncio.to_thread(bus.shutdown, WAIT) == 0
+
+
+def test_shutdown_drains_everything_queued(bus: EventBus, gated: Gated) -> None:
+    gated.hold = {0}
+    bus.subscribe(Demo.PING, gated)
+    futures = [_start_busy(bus, gated)]
+    futures += [bus.publish_nowait(_ev(n)) for n in range(1, 21)]
+    assert bus.stats()["queued"] == 20
+    timer = threading.Timer(0.1, gated.gate.set)
+    timer.start()
+    try:
+        assert bus.shutdown(timeout=WAIT) == 0
+    finally:
+        timer.cancel()
+    assert gated.seen == list(range(21))
+    assert all(f.done() for f in futures)
+    assert [f.result(0).event.data["n"] for f in futures] == list(range(21))
+    assert bus.stats()["queued"] == 0
+    assert bus.stats()["dropped"] == 0
+
+
+def test_shutdown_timeout_drops_what_is_still_queued(
+    bus: EventBus, gated: Gated, caplog: pytest.LogCaptureFixture
+) -> None:
+    gated.hold = {0}
+    bus.subscribe(Demo.PING, gated)
+    first = _start_busy(bus, gated)
+    queued = [bus.publish_nowait(_ev(n)) for n in (1, 2, 3)]
+    with caplog.at_level(logging.ERROR, logger="blinker_events"):
+        started = time.perf_counter()
+        assert bus.shutdown(timeout=0.2) == 3
+        assert time.perf_counter() - started < 1.5
+    for future in queued:
+        error = future.exception(0)
+        assert isinstance(error, QueueFullError)
+        assert "shut down" in str(error)
+    assert bus.stats()["dropped"] == 3
+    assert bus.stats()["queued"] == 0
+    logged = [r for r in caplog.records if r.levelno == logging.ERROR and "shutdown: dropped" in r.getMessage()]
+    assert len(logged) == 3
+    gated.gate.set()
+    assert first.result(WAIT).event.data["n"] == 0
+    assert gated.seen == [0]
+
+
+def test_bus_is_usable_after_shutdown(bus: EventBus) -> None:
+    seen: list[str] = []
+
+    async def areceiver(event: Event) -> None:
+        seen.append(f"async {event.data['n']}")
+
+    bus.subscribe(Demo.PING, lambda event: seen.append(f"sync {event.data['n']}"))
+    bus.subscribe(Demo.PING, areceiver)
+    assert len(bus.publish_nowait(_ev(1)).result(WAIT).succeeded) == 2
+    assert bus.shutdown(timeout=WAIT) == 0
+    assert len(bus.publish_nowait(_ev(2)).result(WAIT).succeeded) == 2
+    assert len(bus.publish_sync(_ev(3)).succeeded) == 2
+    assert seen == ["sync 1", "async 1", "sync 2", "async 2", "sync 3", "async 3"]
+
+
+def test_context_variables_travel_to_the_worker(bus: EventBus) -> None:
+    seen: list[tuple[str, int]] = []
+
+    async def areceiver(event: Event) -> None:
+        seen.append((f"async:{CTX.get()}", threading.get_ident()))
+
+    bus.subscribe(Demo.PING, lambda event: seen.append((f"sync:{CTX.get()}", threading.get_ident())))
+    bus.subscribe(Demo.PING, areceiver)
+    token = CTX.set("publisher")
+    try:
+        future = bus.publish_nowait(_ev(0))
+    finally:
+        CTX.reset(token)
+    future.result(WAIT)
+    assert [label for label, _ in seen] == ["sync:publisher", "async:publisher"]
+    assert threading.get_ident() not in {tid for _, tid in seen}
+
+
+def test_disable_enable_while_worker_busy(bus: EventBus, gated: Gated) -> None:
+    gated.hold = {0}
+    sub = bus.subscribe(Demo.PING, gated)
+    futures = [_start_busy(bus, gated), bus.publish_nowait(_ev(1)), bus.publish_nowait(_ev(2))]
+    bus.disable()
+    ignored = bus.publish_nowait(_ev(3))
+    assert ignored.done()
+    assert ignored.result(0).succeeded == []
+    gated.gate.set()
+    # Already queued events are still delivered while disabled.
+    assert [f.result(WAIT).succeeded for f in futures] == [[sub], [sub], [sub]]
+    bus.enable()
+    assert bus.publish_nowait(_ev(4)).result(WAIT).succeeded == [sub]
+    assert gated.seen == [0, 1, 2, 4]
+    # disable/enable again with the worker idle: it still starts on demand.
+    bus.disable()
+    bus.enable()
+    assert bus.publish_nowait(_ev(5)).result(WAIT).succeeded == [sub]
+    assert gated.seen == [0, 1, 2, 4, 5]
+
+
+def test_queue_settings_do_not_leak_between_buses(bus: EventBus) -> None:
+    small = EventBus(queue_size=1, overflow="raise")
+    gated = Gated(hold={0})
+    seen: list[int] = []
+    try:
+        small.subscribe(Demo.PING, gated)
+        _start_busy(small, gated)
+        small.publish_nowait(_ev(1))
+        with pytest.raises(QueueFullError):
+            small.publish_nowait(_ev(2))
+        # The other bus, with default settings, takes 50 events while the small one is full.
+        bus.subscribe(Demo.PING, lambda event: seen.append(event.data["n"]))
+        futures = [bus.publish_nowait(_ev(n)) for n in range(50)]
+        assert all(len(f.result(WAIT).succeeded) == 1 for f in futures)
+        assert seen == list(range(50))
+        assert bus.stats()["rejected"] == 0
+        assert bus.stats()["dropped"] == 0
+        assert small.stats()["rejected"] == 1
+    finally:
+        gated.gate.set()
+        assert small.shutdown(timeout=WAIT) == 0
+    assert gated.seen == [0, 1]
+
+
+def test_overflow_block_on_the_worker_itself_raises_instead_of_deadlocking() -> None:
+    bus = EventBus(queue_size=1, overflow="block")
+    outcome: list[object] = []
+
+    def republish(event: Event) -> None:
+        outcome.append(bus.publish_nowait(Event(Demo.PONG, {"n": 1})))  # fills the queue
+        try:
+            bus.publish_nowait(Event(Demo.PONG, {"n": 2}), timeout=5)
+        except QueueFullError as exc:
+            outcome.append(exc)
+
+    pongs: list[int] = []
+    try:
+        bus.subscribe(Demo.PING, republish)
+        bus.subscribe(Demo.PONG, lambda event: pongs.append(event.data["n"]))
+        started = time.perf_counter()
+        report = bus.publish_nowait(_ev(0)).result(WAIT)
+        assert time.perf_counter() - started < 1.0
+        assert len(report.succeeded) == 1
+        assert len(outcome) == 2
+        assert isinstance(outcome[0], Future)
+        assert isinstance(outcome[1], QueueFullError)
+        assert "worker itself" in str(outcome[1])
+        assert outcome[0].result(WAIT).event.data["n"] == 1
+        assert pongs == [1]
+        assert bus.stats()["rejected"] == 1
+    finally:
+        assert bus.shutdown(timeout=WAIT) == 0
