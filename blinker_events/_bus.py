@@ -230,6 +230,8 @@ class EventBus:
         if callback is None:
 
             def decorator(fn: F) -> F:
+                if not callable(fn):
+                    raise TypeError(f"callback must be callable, not {type(fn).__name__}")
                 self.subscribe(
                     event_type, fn, source=source, sender=sender, timeout=timeout, reentrant=reentrant, weak=weak
                 )

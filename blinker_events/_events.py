@@ -129,12 +129,12 @@ class _TypeRegistry:
     """
 
     def __init__(self) -> None:
-        self._enums: weakref.WeakValueDictionary[str, type[Enum]] = weakref.WeakValueDictionary()
+        self._enums: dict[str, weakref.WeakSet[type[Enum]]] = {}
         self._signals: weakref.WeakValueDictionary[str, Signal] = weakref.WeakValueDictionary()
 
     def remember(self, event_type: EventTypeLike) -> None:
         if isinstance(event_type, Enum):
-            self._enums.setdefault(_enum_path(type(event_type)), type(event_type))
+            self._enums.setdefault(_enum_path(type(event_type)), weakref.WeakSet()).add(type(event_type))
         elif isinstance(event_type, NamedSignal):
             self._signals.setdefault(event_type.name, event_type)
 
@@ -146,15 +146,13 @@ class _TypeRegistry:
             pending.extend(cls.__subclasses__())
 
     def find_enum(self, path: str) -> type[Enum]:
-        found = {cls for cls in self._event_type_classes() if _enum_path(cls) == path}
+        found: set[type[Enum]] = {cls for cls in self._event_type_classes() if _enum_path(cls) == path}
+        found.update(self._enums.get(path, ()))
         if len(found) > 1:
             raise ValueError(f"event_type: {path!r} names {len(found)} different enum classes")
-        if found:
-            return found.pop()
-        cls = self._enums.get(path)
-        if cls is None:
+        if not found:
             raise ValueError(f"event_type: unknown enum {path!r}")
-        return cls
+        return found.pop()
 
     def resolve(self, spec: Mapping[str, Any]) -> EventTypeLike:
         kind = spec.get("kind")

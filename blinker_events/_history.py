@@ -1,9 +1,9 @@
 """The bounded event history.
 
 A ring buffer of delivery reports (each links the event and what happened to
-it). ``deque.append`` with a ``maxlen`` is O(1) and atomic under the GIL, so
-publishing takes no lock here; resizing and reading take one so a reader
-never sees a half-swapped buffer.
+it): ``deque.append`` with a ``maxlen`` is O(1). Recording takes the lock,
+uncontended and brief, because a resize swaps the deque: an append that read
+the old deque just before the swap would otherwise be lost.
 """
 
 from __future__ import annotations
@@ -37,9 +37,10 @@ class History:
         return self._reports is not None
 
     def record(self, report: DeliveryReport) -> None:
-        reports = self._reports
-        if reports is not None:
-            reports.append(report)
+        if self._reports is not None:
+            with self._lock:
+                if self._reports is not None:
+                    self._reports.append(report)
 
     def resize(self, size: int) -> None:
         """Change the bound, keeping the newest reports that still fit."""

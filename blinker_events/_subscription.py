@@ -15,7 +15,7 @@ import inspect
 import itertools
 import weakref
 from collections.abc import Callable
-from types import MethodType
+from types import BuiltinMethodType, MethodType
 from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import iscoroutinefunction as _marked_coroutine_function
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = ["Subscription"]
 
 _ids = itertools.count(1)
+_BOUND = (MethodType, BuiltinMethodType)
 
 
 def is_async_callable(fn: object) -> bool:
@@ -59,11 +60,13 @@ def callback_name(fn: object) -> str:
 
 
 def same_callback(a: object, b: object) -> bool:
-    """Bound methods are made afresh on every attribute access, so two of
-    them are the same callback when their function and instance are."""
-    if isinstance(a, MethodType) and isinstance(b, MethodType):
-        return a.__func__ is b.__func__ and a.__self__ is b.__self__
-    return a is b
+    """Bound methods (``obj.method``, and built-in ones like ``items.append``)
+    are made afresh on every attribute access; two of them are the same
+    callback when they compare equal, i.e. bind the same function to the
+    same object."""
+    if a is b:
+        return True
+    return isinstance(a, _BOUND) and isinstance(b, _BOUND) and a == b
 
 
 class Subscription:

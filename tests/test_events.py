@@ -504,11 +504,6 @@ def test_ambiguous_event_type_subclasses_raise_value_error() -> None:
     assert first is not second
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: from_dict resolves a plain Enum by module:qualname and silently returns the member of "
-    "the FIRST enum with that path the registry saw (_events.py _TypeRegistry.remember uses setdefault)",
-)
 def test_same_qualname_plain_enums_never_resolve_to_the_other_type(bus: EventBus) -> None:
     """A payload of the second enum must round-trip to it or be rejected -- never become the first one."""
     first, second = _make_plain_enum(), _make_plain_enum()

@@ -3,6 +3,7 @@ filterable, resizable, linking each event to its outcome."""
 
 from __future__ import annotations
 
+import sys
 import threading
 from typing import Any
 
@@ -296,3 +297,42 @@ def test_history_from_many_threads_with_overflow_keeps_newest_count(bus: EventBu
     for t in threads:
         t.join()
     assert len(bus.get_history()) == 100
+
+
+def test_growing_history_while_threads_publish_loses_nothing() -> None:
+    """set_history_size that only grows must never drop a record made concurrently."""
+    old_interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # switch threads often so the race shows up every run
+    try:
+        for _ in range(3):
+            bus = EventBus(history_size=100_000)
+            try:
+                stop = threading.Event()
+                start = threading.Barrier(5)
+
+                def resizer(bus: EventBus = bus, stop: threading.Event = stop) -> None:
+                    k = 0
+                    while not stop.is_set():
+                        k += 1
+                        bus.set_history_size(100_000 + k % 7)
+
+                def publisher(bus: EventBus = bus, start: threading.Barrier = start) -> None:
+                    start.wait()
+                    for _ in range(2000):
+                        bus.publish_sync(Event(Demo.PING))
+
+                publishers = [threading.Thread(target=publisher) for _ in range(4)]
+                resizing = threading.Thread(target=resizer)
+                for t in publishers:
+                    t.start()
+                resizing.start()
+                start.wait()
+                for t in publishers:
+                    t.join()
+                stop.set()
+                resizing.join()
+                assert len(bus.get_history()) == 8000
+            finally:
+                assert bus.shutdown(timeout=10) == 0
+    finally:
+        sys.setswitchinterval(old_interval)

@@ -614,12 +614,6 @@ def test_blinker_signal_object_as_event_type(bus: EventBus) -> None:
     assert seen == [event]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: same_callback (_subscription.py) compares only Python bound methods by __func__/__self__; "
-    "a builtin bound method such as list.append is a new object on each access, so it neither dedupes "
-    "nor can be unsubscribed",
-)
 def test_builtin_bound_method_dedupes_and_unsubscribes(bus: EventBus) -> None:
     seen: list[Event] = []
     first = bus.subscribe(Demo.PING, seen.append)
