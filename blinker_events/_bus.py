@@ -46,7 +46,6 @@ from ._guards import (
     check_overflow,
     check_positive_int,
     check_timeout,
-    describe_disable,
 )
 from ._history import DEFAULT_HISTORY_SIZE, History
 from ._report import DeliveryReport
@@ -361,9 +360,6 @@ class EventBus:
         if not isinstance(event, Event):
             raise TypeError(f"event must be an Event, not {type(event).__name__}")
         override = None if timeout is None else check_timeout(timeout)
-        return self._publish_sync(event, override, self._propagate)
-
-    def _publish_sync(self, event: Event, override: float | None, propagate: bool) -> DeliveryReport:
         report = DeliveryReport(event)
         if not self._enabled:
             return report
@@ -382,7 +378,7 @@ class EventBus:
         self._history.record(report)
         if report.disabled:
             self._announce_disabled(report)
-        if propagate and (report.failed or report.timed_out or report.skipped):
+        if self._propagate and (report.failed or report.timed_out or report.skipped):
             report.raise_errors()
         return report
 
@@ -529,15 +525,20 @@ class EventBus:
         # handler of the meta-event cannot start a cascade.
         if report.event.event_type is SystemEventType.SUBSCRIBER_DISABLED:
             return []
-        return [Event(SystemEventType.SUBSCRIBER_DISABLED, describe_disable(s), self.name) for s in report.disabled]
+        return [Event(SystemEventType.SUBSCRIBER_DISABLED, data, self.name) for data in report.announcements]
 
+    # Announcing never raises: under propagation a failing handler of the
+    # meta-event would otherwise replace the error of the publish that
+    # tipped the count. Its failure is logged and recorded like any other.
     def _announce_disabled(self, report: DeliveryReport) -> None:
         for meta in self._disabled_events(report):
-            self._publish_sync(meta, None, propagate=False)
+            with contextlib.suppress(Exception):
+                self.publish_sync(meta)
 
     async def _announce_disabled_async(self, report: DeliveryReport) -> None:
         for meta in self._disabled_events(report):
-            await self.publish(meta)
+            with contextlib.suppress(Exception):
+                await self.publish(meta)
 
     def _keep_until_done(self, task: asyncio.Task[Any], sub: Subscription, event: Event) -> None:
         """Hold a cancelled receiver task until it ends; log what it raises late."""

@@ -116,22 +116,24 @@ class Guards:
             if sub.disabled or sub.failures < self.threshold:
                 return
             sub.disabled = True
-        report.add_disabled(sub)
+            failures = sub.failures
+        report.add_disabled(sub, describe_disable(sub, failures, exc))
         logger.warning(
             "receiver %s disabled after %d consecutive failures (last: %r); call .enable() on its subscription "
             "to re-enable it",
             sub.name,
-            sub.failures,
+            failures,
             exc,
         )
 
 
-def describe_disable(sub: Subscription) -> dict[str, Any]:
-    """The JSON-safe data of a ``SUBSCRIBER_DISABLED`` event."""
+def describe_disable(sub: Subscription, failures: int, error: BaseException | None) -> dict[str, Any]:
+    """The JSON-safe data of a ``SUBSCRIBER_DISABLED`` event: the count and
+    error at the moment of disabling (other threads may count on after it)."""
     return {
         "subscription_id": sub.id,
         "receiver": sub.name,
         "event_type": None if sub.event_type is None else event_type_name(sub.event_type),
-        "failures": sub.failures,
-        "error": repr(sub.last_error),
+        "failures": failures,
+        "error": repr(error),
     }

@@ -10,7 +10,7 @@ hot path.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._errors import CircularEventError, EventTimeoutError
 
@@ -42,7 +42,17 @@ class DeliveryReport:
       receiver it waited for finished.
     """
 
-    __slots__ = ("disabled", "duration", "event", "failed", "scheduled", "skipped", "succeeded", "timed_out")
+    __slots__ = (
+        "announcements",
+        "disabled",
+        "duration",
+        "event",
+        "failed",
+        "scheduled",
+        "skipped",
+        "succeeded",
+        "timed_out",
+    )
 
     def __init__(self, event: Event) -> None:
         self.event = event
@@ -52,6 +62,7 @@ class DeliveryReport:
         self.skipped: Sequence[tuple[Subscription, str, CircularEventError | None]] = _NONE
         self.scheduled: Sequence[Subscription] = _NONE
         self.disabled: Sequence[Subscription] = _NONE
+        self.announcements: Sequence[dict[str, Any]] = _NONE
         self.duration = 0.0
 
     # -- recording (the dispatch paths call these) ---------------------------
@@ -76,10 +87,14 @@ class DeliveryReport:
             self.scheduled = []
         self.scheduled.append(sub)  # type: ignore[attr-defined]
 
-    def add_disabled(self, sub: Subscription) -> None:
+    def add_disabled(self, sub: Subscription, announcement: dict[str, Any]) -> None:
+        """Record that this publish disabled ``sub``; ``announcement`` is the
+        data of its SUBSCRIBER_DISABLED event, taken at that moment."""
         if self.disabled is _NONE:
             self.disabled = []
+            self.announcements = []
         self.disabled.append(sub)  # type: ignore[attr-defined]
+        self.announcements.append(announcement)  # type: ignore[attr-defined]
 
     # -- reading -------------------------------------------------------------
 

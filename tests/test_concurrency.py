@@ -118,8 +118,7 @@ async def test_steady_receivers_under_churn_with_await_publish_and_nowait(bus: E
     async def async_receiver(event: Event) -> None:
         async_seen.append(event)
 
-    bus.subscribe(Demo.PING, sync_seen.append)
-    bus.subscribe(Demo.PING, async_receiver)
+    steady = {bus.subscribe(Demo.PING, sync_seen.append), bus.subscribe(Demo.PING, async_receiver)}
     stop = threading.Event()
 
     def churner() -> None:
@@ -140,7 +139,7 @@ async def test_steady_receivers_under_churn_with_await_publish_and_nowait(bus: E
     stop.set()
     threads.join()
 
-    assert [(r.ok, len(r.succeeded)) for r in reports] == [(True, 2)] * 200
+    assert [(r.ok, steady <= set(r.succeeded)) for r in reports] == [(True, True)] * 200
     assert len(sync_seen) == 400
     assert len(async_seen) == 400
     assert sorted(e.data["via"] for e in sync_seen) == ["await"] * 200 + ["nowait"] * 200
@@ -252,7 +251,8 @@ def test_async_receiver_on_the_bus_loop_waiting_on_a_publishing_thread(bus: Even
     sub = bus.subscribe(Demo.PING, on_ping)
     report = bus.publish_sync(Event(Demo.PING), timeout=JOIN)
     assert report.succeeded == [sub]
-    assert len(inner) == 1 and inner[0].ok
+    assert len(inner) == 1
+    assert inner[0].ok
     assert len(pong_async) == 1
 
 
@@ -328,7 +328,13 @@ def test_concurrent_failures_tip_auto_disable_exactly_once(bus: EventBus, thread
     it is disabled once and announced once."""
     bus.set_failure_threshold(50)
     announced: list[Event] = []
-    bus.subscribe(Demo.PING, lambda e: (_ for _ in ()).throw(ValueError("x")))
+    calls: list[int] = []
+
+    def fails(event: Event) -> None:
+        calls.append(1)
+        raise ValueError("x")
+
+    sub = bus.subscribe(Demo.PING, fails)
     bus.subscribe(Demo.SUBSCRIBER_DISABLED, announced.append)
     start = threading.Barrier(10, timeout=JOIN)
     disabled_in: list[DeliveryReport] = []
@@ -343,9 +349,11 @@ def test_concurrent_failures_tip_auto_disable_exactly_once(bus: EventBus, thread
     for _ in range(10):
         threads.start(publisher)
     threads.join()
-    assert len(disabled_in) == 1
-    assert len(announced) == 1
-    assert announced[0].data["failures"] == 50
+    assert sub.disabled is True
+    assert [list(r.disabled) for r in disabled_in] == [[sub]]
+    assert [e.data["subscription_id"] for e in announced] == [sub.id]
+    # deliveries already past the disabled check when it tipped still count
+    assert sub.failures == len(calls)
 
 
 def test_concurrent_failures_on_pool_threads_are_counted_exactly(bus: EventBus) -> None:
@@ -366,9 +374,7 @@ def test_concurrent_failures_on_pool_threads_are_counted_exactly(bus: EventBus) 
     assert sub.failures == 200
 
 
-def test_same_event_object_from_two_threads_is_delivered_and_recorded_twice(
-    bus: EventBus, threads: Threads
-) -> None:
+def test_same_event_object_from_two_threads_is_delivered_and_recorded_twice(bus: EventBus, threads: Threads) -> None:
     both_inside = threading.Barrier(2, timeout=JOIN)
     seen: list[Event] = []
 
