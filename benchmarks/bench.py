@@ -371,7 +371,9 @@ def check_targets(results: dict[str, Result]) -> list[tuple[str, str, bool]]:
     ratio("MIX", "django", 0.6)
     if "Q" in results:
         notes = results["Q"].notes
-        rows.append(("Q >= 100,000 events/s", f"{notes['events_per_second']:,.0f}/s", notes["events_per_second"] >= 1e5))
+        rows.append(
+            ("Q >= 100,000 events/s", f"{notes['events_per_second']:,.0f}/s", notes["events_per_second"] >= 1e5)
+        )
         rows.append(("Q caller <= 5 us", f"{notes['caller_ns'] / 1000:.2f} us", notes["caller_ns"] <= 5000))
     if "H" in results:
         ns = results["H"].ns
@@ -473,5 +475,3 @@ def main(argv: list[str] | None = None) -> int:
     if args.plot_path:
         plot(results, args.plot_path)
     return 0
-
-
