@@ -21,7 +21,7 @@ import sys
 from collections.abc import Awaitable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from ._context import CURRENT_CHAIN
+from ._context import HANDLING
 from ._guards import check_cycle
 from ._report import DeliveryReport
 from ._subscription import Subscription
@@ -81,7 +81,7 @@ async def deliver_async(
         timeout = override or sub.timeout or bus._timeout
         # The task copies the context now, so the receiver (and whatever it
         # publishes, even from tasks of its own) carries this chain.
-        token = CURRENT_CHAIN.set(chain + (sub,) if chain else sub._chain)
+        token = HANDLING.set((event, chain + (sub,) if chain else sub._chain))
         try:
             awaitable = fn(event._source, event=event) if sub.plain else fn(event)
             if not asyncio.iscoroutine(awaitable):
@@ -91,7 +91,7 @@ async def deliver_async(
             guards.failed(report, sub, exc)
             continue
         finally:
-            CURRENT_CHAIN.reset(token)
+            HANDLING.reset(token)
         running.append((sub, task, _INF if timeout is None else loop.time() + timeout))
     if running:
         await _settle(bus, report, running, loop, override)

@@ -39,7 +39,7 @@ from blinker import ANY, Signal
 from blinker._utilities import make_id
 
 from ._async import deliver_async
-from ._context import CURRENT_CHAIN, CURRENT_EVENT
+from ._context import HANDLING
 from ._events import TYPE_REGISTRY, Event, EventTypeLike, SystemEventType, TypeKey, event_type_name, type_key
 from ._guards import (
     Guards,
@@ -107,7 +107,9 @@ class EventBus:
         self._lock = threading.RLock()
         self._guards = Guards(self._lock, threshold, depth)
         self._history = History(history_size)
-        self._signals: dict[TypeKey, Signal] = {}
+        self._signals: dict[TypeKey, EventSignal] = {}
+        # blinker Signals used as event types: not ours, so no cached route.
+        self._foreign: dict[TypeKey, Signal] = {}
         self._wildcards: list[Subscription] = []
         self._wild_route: Route | None = None
         self._subscriptions: dict[int, Subscription] = {}
@@ -127,44 +129,47 @@ class EventBus:
         blinker ``Signal`` used as event type is its own signal.
         """
         key = type_key(event_type)
-        signal = self._signals.get(key)
+        signal = self._signal_of(key)
         if signal is not None:
             return signal
         with self._lock:
-            signal = self._signals.get(key)
+            signal = self._signal_of(key)
             if signal is None:
-                if isinstance(event_type, Signal):
-                    signal = event_type
-                else:
-                    signal = EventSignal(event_type_name(event_type), self._lock, event_type)
                 TYPE_REGISTRY.remember(event_type)
-                self._signals[key] = signal
+                if isinstance(event_type, Signal):
+                    signal = self._foreign[key] = event_type
+                else:
+                    signal = self._signals[key] = EventSignal(event_type_name(event_type), self._lock, event_type)
             return signal
+
+    def _signal_of(self, key: TypeKey) -> Signal | None:
+        signal = self._signals.get(key)
+        return self._foreign.get(key) if signal is None else signal
 
     def _route(self, event: Event) -> Route:
         """Who receives ``event``: a cached snapshot, rebuilt after changes."""
         signal = self._signals.get(event._key)
-        if signal is None:
+        if signal is not None:
+            route = signal.route
+            if route is None:
+                with self._lock:
+                    route = signal.route = build_route(signal, self._wildcards, self)
+        elif event._key in self._foreign:
+            # A foreign blinker signal tells us of no change, so its route is
+            # rebuilt on every publish.
+            with self._lock:
+                route = build_route(self._foreign[event._key], self._wildcards, self)
+        else:
             route = self._wild_route
             if route is None:
                 with self._lock:
                     route = self._wild_route = build_route(Signal(), self._wildcards, self)
-        else:
-            route = getattr(signal, "route", None)
-            if route is None:
-                with self._lock:
-                    route = build_route(signal, self._wildcards, self)
-                    if isinstance(signal, EventSignal):
-                        signal.route = route
-                    # A foreign blinker signal tells us of no change, so its
-                    # route is rebuilt on every publish.
         return route.for_source(event._source) if route.filtered else route
 
     def _invalidate_routes(self) -> None:
         self._wild_route = None
         for signal in self._signals.values():
-            if isinstance(signal, EventSignal):
-                signal.route = None
+            signal.route = None
 
     # -- subscribing ---------------------------------------------------------
 
@@ -300,7 +305,7 @@ class EventBus:
                 and same_callback(sub.callback, callback)
             ]
             removed = self._remove_subscriptions(matches)
-            signal = None if key is None else self._signals.get(key)
+            signal = None if key is None else self._signal_of(key)
             if signal is not None and make_id(callback) in signal.receivers:
                 signal.disconnect(callback)
                 removed += 1
@@ -324,7 +329,7 @@ class EventBus:
                     self._wildcards.remove(sub)
                     self._invalidate_routes()
                 else:
-                    signal = self._signals.get(type_key(sub.event_type))
+                    signal = self._signal_of(type_key(sub.event_type))
                     if signal is not None:
                         signal.disconnect(sub)
         return removed
@@ -335,7 +340,7 @@ class EventBus:
         self._wild_route = None
         if sub.event_type is not None:
             signal = self._signals.get(type_key(sub.event_type))
-            if isinstance(signal, EventSignal):
+            if signal is not None:
                 signal.route = None
 
     def _sweep(self) -> None:
@@ -366,14 +371,11 @@ class EventBus:
         started = perf_counter()
         route = self._route(event)
         if route.subs:
-            chain = CURRENT_CHAIN.get()
-            token = CURRENT_EVENT.set(event)
-            try:
-                async_subs = deliver_sync(self, report, route.subs, chain, override)
-                if async_subs:
-                    self._run_async_from_sync(report, tuple(async_subs), chain, override)
-            finally:
-                CURRENT_EVENT.reset(token)
+            handling = HANDLING.get()
+            chain = () if handling is None else handling[1]
+            async_subs = deliver_sync(self, report, route.subs, chain, override, started=started)
+            if async_subs:
+                self._run_async_from_sync(report, tuple(async_subs), chain, override)
         report.duration = perf_counter() - started
         self._history.record(report)
         if report.disabled:
@@ -436,16 +438,19 @@ class EventBus:
         started = perf_counter()
         route = self._route(event)
         if route.subs:
-            chain = CURRENT_CHAIN.get()
-            token = CURRENT_EVENT.set(event)
-            try:
-                waiter = self._start_sync_run(report, route.sync_subs, chain, override) if route.sync_subs else None
-                if route.async_subs:
-                    await deliver_async(self, report, route.async_subs, chain, override)
-                if waiter is not None:
-                    await waiter
-            finally:
-                CURRENT_EVENT.reset(token)
+            handling = HANDLING.get()
+            chain = () if handling is None else handling[1]
+            # The sync half records into a report of its own: it runs on
+            # another thread at the same time as the async half.
+            sync_report = DeliveryReport(event) if route.sync_subs else None
+            waiter = (
+                self._start_sync_run(sync_report, route.sync_subs, chain, override) if sync_report is not None else None
+            )
+            if route.async_subs:
+                await deliver_async(self, report, route.async_subs, chain, override)
+            if waiter is not None:
+                await waiter
+                report.merge(sync_report)
         report.duration = perf_counter() - started
         self._history.record(report)
         if report.disabled:
@@ -505,18 +510,21 @@ class EventBus:
         """Complete a worker job, on whichever thread ended it."""
         report = job.report
         report.duration = perf_counter() - job.started
-        self._history.record(report)
-        if report.disabled:
-            self._announce_disabled(report)
-        if crash is not None:
-            job.future.set_exception(crash)
-        elif self._propagate and report.errors():
-            try:
-                report.raise_errors()
-            except Exception as exc:
-                job.future.set_exception(exc)
-        else:
-            job.future.set_result(report)
+        try:
+            self._history.record(report)
+            if report.disabled:
+                self._announce_disabled(report)
+            if crash is not None:
+                job.future.set_exception(crash)
+            elif self._propagate and report.errors():
+                try:
+                    report.raise_errors()
+                except Exception as exc:
+                    job.future.set_exception(exc)
+            else:
+                job.future.set_result(report)
+        finally:
+            self._queue.finished()
 
     # -- the SUBSCRIBER_DISABLED meta-event ----------------------------------
 
@@ -604,7 +612,7 @@ class EventBus:
             with self._lock:
                 subs = sorted(self._subscriptions.values(), key=lambda s: s.seq)
         else:
-            signal = self._signals.get(type_key(event_type))
+            signal = self._signal_of(type_key(event_type))
             with self._lock:
                 subs = list(self._wildcards if signal is None else build_route(signal, self._wildcards, self).subs)
         subs = [s for s in subs if s.active and s.callback is not None]
@@ -645,13 +653,16 @@ class EventBus:
 
     def stats(self) -> dict[str, Any]:
         """Counters for monitoring: queue length, dropped and rejected
-        events, pool threads, subscriptions, disabled subscriptions."""
+        events, pool threads, threads stuck in a hung receiver now and runs
+        ever moved off one, subscriptions, disabled subscriptions."""
         subs = self.get_subscriptions()
         return {
             "queued": len(self._queue),
             "dropped": self._queue.dropped,
             "rejected": self._queue.rejected,
             "pool_threads": self._pool.threads(),
+            "stuck_threads": self._pool.stuck,
+            "moved_runs": self._pool.moved_runs,
             "subscriptions": len(subs),
             "disabled": sum(1 for s in subs if s.disabled),
             "history": len(self._history.reports()),

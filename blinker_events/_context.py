@@ -1,24 +1,33 @@
-"""Context variables that carry the causal chain of an event.
+"""The context variable that carries the causal chain of an event.
 
-They live in their own module because both the event model (which reads the
-current event to fill in ``parent_id``) and the dispatch paths (which set
-them) need them, and neither should import the other for it.
+It lives in its own module because both the event model (which reads it to
+fill in ``parent_id``) and the dispatch paths (which set it) need it, and
+neither should import the other for that.
 
-``CURRENT_EVENT`` holds the event whose receivers are running; it is set once
-per dispatch. ``CURRENT_CHAIN`` holds the tuple of subscriptions whose
-handling caused the code that is running now, innermost last; it is set
-around each receiver call. Being context variables, both follow the code into
-``asyncio`` tasks, ``contextvars.copy_context().run`` (the worker queue) and
-asgiref's thread hops, so the cycle guard sees A -> B -> A across all of them.
+``HANDLING`` is set around each receiver call to ``(event, chain)``: the
+event the receiver is handling, and the tuple of subscriptions whose handling
+led to this call, outermost first, the running receiver last. One variable
+set once per receiver is the cheapest form of this on the hot path (a
+context variable set-and-reset costs about as much as a trivial receiver
+call). Being a context variable it follows the code into ``asyncio`` tasks,
+``contextvars.copy_context().run`` (the worker queue) and asgiref's thread
+hops, so the cycle guard sees A -> B -> A across all of them.
 """
 
 from __future__ import annotations
 
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 if TYPE_CHECKING:
     from ._events import Event
 
-CURRENT_EVENT: ContextVar[Event | None] = ContextVar("blinker_events.current_event", default=None)
-CURRENT_CHAIN: ContextVar[tuple[Any, ...]] = ContextVar("blinker_events.current_chain", default=())
+Frame: TypeAlias = "tuple[Event, tuple[Any, ...]]"
+
+HANDLING: ContextVar[Frame | None] = ContextVar("blinker_events.handling", default=None)
+
+
+def current_chain() -> tuple[Any, ...]:
+    """The subscriptions on the causal path to the running code, outermost first."""
+    frame = HANDLING.get()
+    return () if frame is None else frame[1]

@@ -24,7 +24,7 @@ from typing import Any, ClassVar, TypeAlias
 
 from blinker import NamedSignal, Signal
 
-from ._context import CURRENT_EVENT
+from ._context import HANDLING
 
 __all__ = ["Event", "EventType", "EventTypeLike", "SystemEventType", "event_type_name"]
 
@@ -255,8 +255,8 @@ class Event:
         self._prefix = _id_prefix
         self._seq = next(_id_counter)
         self._ts = time()
-        parent = CURRENT_EVENT.get()
-        self._parent_id = None if parent is None else parent.event_id
+        handling = HANDLING.get()
+        self._parent_id = None if handling is None else handling[0].event_id
 
     @property
     def event_type(self) -> EventTypeLike:

@@ -90,8 +90,13 @@ class Guards:
     def succeeded(self, report: DeliveryReport, sub: Subscription) -> None:
         report.succeeded.append(sub)
         if sub.failures:
-            with self._lock:
-                sub.failures = 0
+            self.reset(sub)
+
+    def reset(self, sub: Subscription) -> None:
+        """A success ends a run of failures (the sync hot path checks
+        ``sub.failures`` itself and calls this only when there is one)."""
+        with self._lock:
+            sub.failures = 0
 
     def failed(self, report: DeliveryReport, sub: Subscription, exc: BaseException) -> None:
         report.add_failure(sub, exc)

@@ -96,6 +96,20 @@ class DeliveryReport:
         self.disabled.append(sub)  # type: ignore[attr-defined]
         self.announcements.append(announcement)  # type: ignore[attr-defined]
 
+    def merge(self, other: DeliveryReport | None) -> None:
+        """Add the outcomes ``other`` recorded (for the same event)."""
+        if other is None:
+            return
+        self.succeeded.extend(other.succeeded)
+        for sub, exc in other.failed:
+            self.add_failure(sub, exc)
+        for sub in other.timed_out:
+            self.add_timeout(sub)
+        for sub, reason, error in other.skipped:
+            self.add_skip(sub, reason, error)
+        for sub, announcement in zip(other.disabled, other.announcements, strict=True):
+            self.add_disabled(sub, announcement)
+
     # -- reading -------------------------------------------------------------
 
     @property

@@ -55,9 +55,14 @@ class ThreadPool:
         self._backlog: list[Callable[[], object]] = []
         self._count = 0
         self._closed = False
+        #: Threads now stuck in a receiver past its deadline, and how many
+        #: runs were ever moved off such a thread.
+        self.stuck = 0
+        self.moved_runs = 0
 
     def submit(self, fn: Callable[[], object]) -> None:
         with self._lock:
+            self._closed = False  # after close(), threads serve again on demand
             if self._idle:
                 self._idle.pop().inbox.put(fn)
                 return
@@ -99,6 +104,12 @@ class ThreadPool:
             # submit() took this thread in the meantime; its job is on the way.
             return worker.inbox.get()
 
+    def note_stuck(self, delta: int) -> None:
+        with self._lock:
+            self.stuck += delta
+            if delta > 0:
+                self.moved_runs += 1
+
     def threads(self) -> int:
         with self._lock:
             return self._count
@@ -110,10 +121,6 @@ class ThreadPool:
             idle, self._idle = self._idle, []
         for worker in idle:
             worker.inbox.put(None)
-
-    def reopen(self) -> None:
-        with self._lock:
-            self._closed = False
 
 
 class LoopThread:

@@ -43,12 +43,15 @@ logger = logging.getLogger("blinker_events")
 BUSY_TICK = 0.01
 IDLE_TICK = 0.05
 
-Watched = tuple["Subscription", float, "Event", "SyncRun | None"]
+#: ``(subscription, deadline, event, run, outer)``: ``outer`` is what the
+#: thread was watched for when this receiver started -- the receiver whose
+#: handling publishes inline -- so nested publishes keep every deadline seen.
+Watched = tuple["Subscription", float, "Event", "SyncRun | None", "Watched | None"]
 
 
 class WatchSlot:
-    """What one thread is running now: ``current`` is ``(subscription,
-    deadline, event, run)`` while a receiver with a deadline runs, else None.
+    """What one thread is running now: ``current`` is the innermost
+    :data:`Watched` while a receiver with a deadline runs, else None.
     ``lock`` orders a pool thread's "my receiver returned" against the
     watchdog's "this run moves to another thread"."""
 
@@ -56,23 +59,26 @@ class WatchSlot:
 
     def __init__(self) -> None:
         self.current: Watched | None = None
-        self.reported: Watched | None = None
+        self.reported: list[Watched] = []
         self.ident = threading.get_ident()
         self.lock = threading.Lock()
 
 
+class _ThreadSlot(threading.local):
+    slot: WatchSlot | None = None  # per thread; the class value is the default
+
+
 class Watchdog:
     def __init__(self) -> None:
-        self._local = threading.local()
+        self._local = _ThreadSlot()
         self._slots: weakref.WeakSet[WatchSlot] = weakref.WeakSet()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
     def slot(self) -> WatchSlot:
         """The calling thread's slot, created (and the watchdog started) on first use."""
-        try:
-            slot: WatchSlot = self._local.slot
-        except AttributeError:
+        slot = self._local.slot
+        if slot is None:
             slot = self._local.slot = WatchSlot()
             with self._lock:
                 self._slots.add(slot)
@@ -88,17 +94,23 @@ class Watchdog:
             with self._lock:
                 slots = list(self._slots)
             for slot in slots:
-                current = slot.current
-                if current is None:
+                watched = chain = slot.current
+                if chain is None:
                     continue
                 busy = True
-                if now > current[1] and slot.reported is not current:
-                    slot.reported = current
-                    self._overrun(slot, current)
+                reported = []
+                while watched is not None:
+                    if any(w is watched for w in slot.reported):
+                        reported.append(watched)
+                    elif now > watched[1]:
+                        reported.append(watched)
+                        self._overrun(slot, watched)
+                    watched = watched[4]
+                slot.reported = reported
             sleep(BUSY_TICK if busy else IDLE_TICK)
 
     def _overrun(self, slot: WatchSlot, current: Watched) -> None:
-        sub, _, event, run = current
+        sub, _, event, run, _ = current
         frame = sys._current_frames().get(slot.ident)
         stack = "".join(traceback.format_stack(frame)) if frame is not None else "(thread gone)\n"
         where = "on a pool thread; the publisher is released" if run is not None else "inline; it cannot be stopped"

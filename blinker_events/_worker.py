@@ -10,8 +10,16 @@ flowing.
 
 A publisher never blocks an event loop here: with ``overflow="block"`` and a
 full queue, a caller on a thread with a running loop gets
-:class:`QueueFullError` at once instead, and so does the drainer itself
-(waiting for room that only it can make would deadlock).
+:class:`QueueFullError` at once instead, and so does code running as part of
+a job of this queue (waiting for room that only the worker can make would
+deadlock). "Part of a job" is told by a context variable set in the job's
+context, so it holds on whatever thread the job's run has moved to, and in
+threads the receivers start with a copy of their context.
+
+A job is *in flight* from the moment the drainer takes it until its future is
+resolved, which for async receivers is later, on the bus loop. ``join`` (and
+so ``shutdown``) waits for in-flight jobs too, so nothing already taken off
+the queue is cut short.
 """
 
 from __future__ import annotations
@@ -22,11 +30,12 @@ import logging
 import threading
 from collections import deque
 from concurrent.futures import Future
+from contextvars import ContextVar
 from time import perf_counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._async import deliver_async
-from ._context import CURRENT_CHAIN, CURRENT_EVENT
+from ._context import current_chain
 from ._errors import QueueFullError
 from ._events import Event
 from ._report import DeliveryReport
@@ -39,6 +48,9 @@ if TYPE_CHECKING:
 __all__ = ["NowaitJob", "WorkQueue"]
 
 logger = logging.getLogger("blinker_events")
+
+#: The queue whose job the running code belongs to, if any.
+_JOB_OF: ContextVar[WorkQueue | None] = ContextVar("blinker_events.job_of", default=None)
 
 
 class NowaitJob:
@@ -67,7 +79,7 @@ class NowaitJob:
         """Dispatch on the drainer thread; False if the run moved elsewhere."""
         self.started = perf_counter()
         route = self.bus._route(self.event)
-        chain = self.context.run(CURRENT_CHAIN.get)
+        chain = self.context.run(_enter_job, self.bus._queue)
         run = SyncRun(
             self.bus,
             self.report,
@@ -90,14 +102,15 @@ class NowaitJob:
         # which the loop task copies.
         subs = tuple(run.async_subs)
         coro = deliver_async(self.bus, self.report, subs, run.chain, self.override, checked=True)
-        token = CURRENT_EVENT.set(self.event)
-        try:
-            done = self.bus._loop_thread.submit(coro)
-        finally:
-            CURRENT_EVENT.reset(token)
-        done.add_done_callback(lambda f: self.bus._finish_job(self, f.exception()))
+        self.bus._loop_thread.submit(coro).add_done_callback(self._async_done)
 
-    def drop(self, why: str) -> None:
+    def _async_done(self, done: Future[None]) -> None:
+        # Cancelled: the loop was stopped under the job (a shutdown that
+        # gave up waiting); the publisher still gets an answer.
+        crash = QueueFullError(f"{self.event!r}: the bus loop stopped") if done.cancelled() else done.exception()
+        self.bus._finish_job(self, crash)
+
+    def drop(self, why: str) -> None:  # only for jobs still queued
         if not self.future.done():
             self.future.set_exception(QueueFullError(f"{self.event!r} was dropped: {why}"))
 
@@ -114,7 +127,7 @@ class WorkQueue:
         self._empty = threading.Condition(self._lock)
         self._jobs: deque[NowaitJob] = deque()
         self._draining = False
-        self._drainer: int | None = None
+        self._inflight = 0
         self._room_waiters = 0
         self.dropped = 0
         self.rejected = 0
@@ -145,8 +158,8 @@ class WorkQueue:
         if self.overflow == "block":
             if asyncio._get_running_loop() is not None:
                 why = "the caller runs an event loop, which must not block"
-            elif self._drainer == threading.get_ident():
-                why = "the caller is the worker itself"
+            elif _JOB_OF.get() is self:
+                why = "the caller is a receiver run by the worker itself"
             else:
                 self._room_waiters += 1
                 try:
@@ -163,15 +176,14 @@ class WorkQueue:
 
     def drain(self) -> None:
         """The drain loop: run jobs until the deque is empty."""
-        self._drainer = threading.get_ident()
         while True:
             with self._lock:
                 if not self._jobs:
                     self._draining = False
-                    self._drainer = None
                     self._empty.notify_all()
                     return
                 job = self._jobs.popleft()
+                self._inflight += 1
                 if self._room_waiters:
                     self._room.notify()
             try:
@@ -180,16 +192,27 @@ class WorkQueue:
                 logger.exception("worker: dispatch of %r failed", job.event)
                 if not job.future.done():
                     job.future.set_exception(exc)
+                self.finished()
                 still_here = True
             if not still_here:
                 return  # the run moved; the thread it moved to drains on
 
-    def join(self, timeout: float | None) -> int:
-        """Wait until every queued job ran, up to ``timeout``; then drop what
-        is left. Returns how many were dropped."""
+    def finished(self) -> None:
+        """A job's future was resolved."""
         with self._lock:
-            if self._drainer != threading.get_ident():
-                self._empty.wait_for(lambda: not self._draining, timeout)
+            self._inflight -= 1
+            if not self._inflight:
+                self._empty.notify_all()
+
+    def join(self, timeout: float | None) -> int:
+        """Wait until every queued and in-flight job finished, up to
+        ``timeout``; then drop what is still queued. Returns how many were
+        dropped. From inside a job of this queue it cannot wait for itself:
+        it returns 0 at once and the worker goes on with the queue."""
+        if _JOB_OF.get() is self:
+            return 0
+        with self._lock:
+            self._empty.wait_for(lambda: not self._draining and not self._inflight, timeout)
             left = list(self._jobs)
             self._jobs.clear()
             self.dropped += len(left)
@@ -197,3 +220,9 @@ class WorkQueue:
             logger.error("shutdown: dropped %r, still queued after %ss", job.event, timeout)
             job.drop("the bus shut down before it was delivered")
         return len(left)
+
+
+def _enter_job(queue: WorkQueue) -> tuple[Any, ...]:
+    """Run inside a job's context: mark it as the queue's, return its chain."""
+    _JOB_OF.set(queue)
+    return current_chain()

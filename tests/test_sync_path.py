@@ -112,6 +112,22 @@ def test_plain_blinker_receiver_gets_source_and_event_keyword(bus: EventBus) -> 
     assert [s.callback for s in report.succeeded] == [plain]
 
 
+def test_plain_blinker_async_receiver_runs_to_completion(bus: EventBus) -> None:
+    received: list[tuple[Any, Event]] = []
+
+    async def plain_async(sender: Any, *, event: Event) -> None:
+        await asyncio.sleep(0.01)
+        received.append((sender, event))
+
+    bus.signal_for(Demo.PING).connect(plain_async)
+    adapter = _only(bus, lambda s: s.plain)
+    event = Event(Demo.PING, None, "the-source")
+    report = bus.publish_sync(event)
+    assert received == [("the-source", event)]
+    assert report.succeeded == [adapter]
+    assert adapter.is_async is True
+
+
 def test_sync_receivers_see_callers_context_variables_and_thread_locals(bus: EventBus) -> None:
     local = threading.local()
     local.value = "caller-local"
@@ -282,8 +298,11 @@ def test_async_receiver_failure_from_sync_caller_is_reported(bus: EventBus, capl
 # -- inside sync_to_async: the outer loop --------------------------------------
 
 
+@pytest.mark.parametrize("thread_sensitive", [True, False])
 @pytest.mark.asyncio
-async def test_inside_sync_to_async_async_receivers_run_on_the_outer_loop(bus: EventBus) -> None:
+async def test_inside_sync_to_async_async_receivers_run_on_the_outer_loop(
+    bus: EventBus, thread_sensitive: bool
+) -> None:
     outer = asyncio.get_running_loop()
     # A loop-bound resource of the outer loop: awaiting it from any other loop fails.
     ready: asyncio.Future[str] = outer.create_future()
@@ -307,7 +326,7 @@ async def test_inside_sync_to_async_async_receivers_run_on_the_outer_loop(bus: E
         return bus.publish_sync(Event(Demo.PING))
 
     CTX.set("outer-ctx")
-    report = await sync_to_async(call)()
+    report = await sync_to_async(call, thread_sensitive=thread_sensitive)()
 
     assert list(report.failed) == []
     assert report.succeeded == [sync_sub, sub]
@@ -345,6 +364,28 @@ async def test_inside_sync_to_async_lock_of_outer_loop_works_in_receiver(bus: Ev
     assert list(report.failed) == []
     assert order == ["holder", "waiter", "receiver"]
     assert report.succeeded == [sub]
+
+
+@pytest.mark.asyncio
+async def test_inside_sync_to_async_receiver_can_hop_back_to_the_calling_thread(bus: EventBus) -> None:
+    """The Django pattern: an async receiver calls thread-sensitive sync code
+    (the ORM) while ``publish_sync`` runs in a ``sync_to_async`` thread. It
+    must run on that very thread, without deadlock."""
+    hopped: list[int] = []
+
+    async def receiver(event: Event) -> None:
+        hopped.append(await sync_to_async(threading.get_ident, thread_sensitive=True)())
+
+    sub = bus.subscribe(Demo.PING, receiver)
+    callers: list[int] = []
+
+    def call() -> Any:
+        callers.append(threading.get_ident())
+        return bus.publish_sync(Event(Demo.PING))
+
+    report = await asyncio.wait_for(sync_to_async(call, thread_sensitive=True)(), 5)
+    assert report.succeeded == [sub]
+    assert hopped == callers
 
 
 # -- called from inside a running loop ----------------------------------------

@@ -87,7 +87,7 @@ async def test_precedence_async_receiver(
             report = await bus.publish(Event(Demo.PING), timeout=per_publish)
         assert list(report.timed_out) == ([sub] if times_out else [])
         assert report.succeeded == ([] if times_out else [sub])
-        logged = _messages(caplog, "overran its timeout of")
+        logged = _messages(caplog, f"{sub.name} overran its timeout of")
         assert logged == (
             [f"{sub.name} overran its timeout of {applied}s handling {report.event!r}"] if times_out else []
         )
@@ -115,7 +115,7 @@ def test_precedence_inline_sync_receiver(
             report = bus.publish_sync(Event(Demo.PING), timeout=per_publish)
         assert list(report.timed_out) == ([sub] if times_out else [])
         assert report.succeeded == ([] if times_out else [sub])
-        logged = _messages(caplog, "overran its timeout of")
+        logged = _messages(caplog, f"{sub.name} overran its timeout of")
         assert logged == (
             [f"{sub.name} overran its timeout of {applied}s handling {report.event!r}"] if times_out else []
         )
@@ -239,23 +239,28 @@ def test_publish_nowait_releases_at_timeout_and_queue_keeps_flowing(
         # The hung receiver's late return is logged, not lost.
         release.set()
         assert returned.wait(3)
-        assert _wait_for(lambda: len(_messages(caplog, "after its timeout")) == 1)
-    late = _messages(caplog, "after its timeout")
+        assert _wait_for(lambda: len(_messages(caplog, f"{hung.name} returned after its timeout")) == 1)
+    late = _messages(caplog, f"{hung.name} returned after its timeout")
     assert late[0].startswith(f"receiver {hung.name} returned after its timeout")
-    stacks = _messages(caplog, "overran its timeout handling")
+    stacks = _messages(caplog, f"{hung.name} overran its timeout handling")
     assert len(stacks) == 1
     assert "maybe_hang" in stacks[0]
 
 
 def test_publish_nowait_per_publish_timeout(bus: EventBus, release: threading.Event) -> None:
+    returned = threading.Event()
+
     def hang(event: Event) -> None:
         release.wait(3)
+        returned.set()
 
     sub = bus.subscribe(Demo.PING, hang)
     started = time.perf_counter()
     report = bus.publish_nowait(Event(Demo.PING), timeout=0.2).result(1.5)
     assert time.perf_counter() - started < 1.5
     assert list(report.timed_out) == [sub]
+    release.set()
+    assert returned.wait(3)
 
 
 def test_exception_raised_after_timeout_is_logged(
@@ -276,8 +281,9 @@ def test_exception_raised_after_timeout_is_logged(
         assert list(report.failed) == []
         release.set()
         assert raised.wait(3)
-        assert _wait_for(lambda: len(_messages(caplog, "after its timeout")) == 1)
-    records = [r for r in caplog.records if "after its timeout" in r.getMessage()]
+        assert _wait_for(lambda: len(_messages(caplog, f"{sub.name} raised")) == 1)
+    records = [r for r in caplog.records if f"{sub.name} raised" in r.getMessage()]
+    assert "after its timeout" in records[0].getMessage()
     assert len(records) == 1
     assert "raised ValueError('too late')" in records[0].getMessage()
     assert records[0].exc_info is not None
@@ -295,7 +301,7 @@ def test_inline_overrun_is_logged_with_stack_while_running_and_reported(
     def slow_inline_receiver(event: Event) -> None:
         state["thread"] = threading.get_ident()
         # Not interrupted: it keeps running until the watchdog's warning exists.
-        state["warned_while_running"] = _wait_for(lambda: bool(_messages(caplog, "overran its timeout handling")))
+        state["warned_while_running"] = _wait_for(lambda: bool(_messages(caplog, "slow_inline_receiver overran")))
         state["completed"] = True
 
     sub = bus.subscribe(Demo.PING, slow_inline_receiver, timeout=0.1)
@@ -308,7 +314,7 @@ def test_inline_overrun_is_logged_with_stack_while_running_and_reported(
     assert list(report.timed_out) == [sub]
     assert report.succeeded == []
     assert list(report.failed) == []
-    warnings = _messages(caplog, "overran its timeout handling")
+    warnings = _messages(caplog, f"{sub.name} overran its timeout handling")
     assert len(warnings) == 1
     assert "overran" in warnings[0]
     assert "inline" in warnings[0]
@@ -388,3 +394,55 @@ async def test_timeouts_fire_under_pytest_and_unittest(bus: EventBus, release: t
     report = await bus.publish(Event(Demo.PING))
     assert time.perf_counter() - started < 1.5
     assert sorted(report.timed_out, key=lambda s: s.id) == subs
+
+
+@pytest.mark.asyncio
+async def test_publish_does_not_wait_for_a_receiver_that_ignores_cancellation(
+    bus: EventBus, caplog: pytest.LogCaptureFixture
+) -> None:
+    late_error = ValueError("raised while unwinding")
+    finished = asyncio.Event()
+
+    async def stubborn(event: Event) -> None:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.5)  # keeps going after the cancellation
+            finished.set()
+            raise late_error from None
+
+    sub = bus.subscribe(Demo.PING, stubborn, timeout=0.1)
+    with caplog.at_level(logging.ERROR, logger=LOGGER):
+        started = time.perf_counter()
+        report = await bus.publish(Event(Demo.PING))
+        assert time.perf_counter() - started < 0.45  # released at the deadline, not after the unwinding
+        assert finished.is_set() is False
+        assert list(report.timed_out) == [sub]
+        await asyncio.wait_for(finished.wait(), 2)
+        for _ in range(10):  # let the task's done-callbacks run
+            await asyncio.sleep(0)
+    records = [
+        r for r in caplog.records if r.name == LOGGER and f"{sub.name} raised after its timeout" in r.getMessage()
+    ]
+    assert len(records) == 1
+    assert records[0].levelno == logging.ERROR
+    assert records[0].exc_info is not None
+    assert records[0].exc_info[1] is late_error
+    assert list(report.failed) == []
+
+
+def test_outer_deadline_is_watched_while_a_nested_publish_runs(bus: EventBus, release: threading.Event) -> None:
+    def inner(event: Event) -> None:
+        release.wait(3)
+
+    def outer(event: Event) -> None:
+        bus.publish_sync(Event(Demo.PONG))
+
+    bus.subscribe(Demo.PONG, inner, timeout=1.0)
+    outer_sub = bus.subscribe(Demo.PING, outer, timeout=0.2)
+    future = bus.publish_nowait(Event(Demo.PING))
+    try:
+        report = future.result(1.5)  # outer's 0.2 s deadline releases the publisher
+    finally:
+        release.set()
+    assert list(report.timed_out) == [outer_sub]

@@ -89,6 +89,19 @@ def test_fifo_dispatch_order(bus: EventBus) -> None:
     assert [r.event.data["n"] for r in reports] == list(range(200))
 
 
+def test_fifo_start_order_of_async_receivers(bus: EventBus) -> None:
+    started: list[int] = []
+
+    async def areceiver(event: Event) -> None:
+        started.append(event.data["n"])
+        await asyncio.sleep(0)
+
+    bus.subscribe(Demo.PING, areceiver)
+    futures = [bus.publish_nowait(_ev(n)) for n in range(50)]
+    assert all(len(f.result(WAIT).succeeded) == 1 for f in futures)
+    assert started == list(range(50))
+
+
 def test_async_receivers_on_the_worker_path(bus: EventBus) -> None:
     seen: list[tuple[int, int]] = []
 
@@ -435,4 +448,78 @@ def test_overflow_block_on_the_worker_itself_raises_instead_of_deadlocking() -> 
         assert pongs == [1]
         assert bus.stats()["rejected"] == 1
     finally:
+        assert bus.shutdown(timeout=WAIT) == 0
+
+
+def test_propagation_resolves_future_to_an_async_receivers_exception() -> None:
+    bus = EventBus(propagate_exceptions=True)
+    boom = ValueError("async boom")
+
+    async def bad(event: Event) -> None:
+        await asyncio.sleep(0)
+        raise boom
+
+    try:
+        bus.subscribe(Demo.PING, bad)
+        assert bus.publish_nowait(_ev(0)).exception(WAIT) is boom
+    finally:
+        assert bus.shutdown(timeout=WAIT) == 0
+
+
+def test_shutdown_drains_async_receivers_of_queued_events(bus: EventBus) -> None:
+    done: list[int] = []
+
+    async def slow(event: Event) -> None:
+        await asyncio.sleep(0.1)
+        done.append(event.data["n"])
+
+    sub = bus.subscribe(Demo.PING, slow)
+    futures = [bus.publish_nowait(_ev(n)) for n in range(3)]
+    assert bus.shutdown(timeout=WAIT) == 0
+    assert sorted(done) == [0, 1, 2]
+    assert [f.result(1).succeeded for f in futures] == [[sub], [sub], [sub]]
+
+
+def test_pool_threads_are_reused_after_shutdown(bus: EventBus) -> None:
+    threads: list[threading.Thread] = []
+    bus.subscribe(Demo.PING, lambda event: threads.append(threading.current_thread()))
+
+    def four_publishes() -> int:
+        threads.clear()
+        for n in range(4):
+            bus.publish_nowait(_ev(n)).result(WAIT)
+            time.sleep(0.05)  # the worker thread is back in the pool by now
+        return len(set(threads))
+
+    assert four_publishes() == 1
+    assert bus.shutdown(timeout=WAIT) == 0
+    assert four_publishes() == 1
+
+
+def test_block_on_the_replacement_worker_thread_raises_at_once() -> None:
+    bus = EventBus(queue_size=1, overflow="block")
+    release = threading.Event()
+    outcome: list[object] = []
+
+    def hang(event: Event) -> None:
+        release.wait(WAIT)
+
+    def republish(event: Event) -> None:
+        # Runs on the thread that replaced the hung one: it is the worker now.
+        outcome.append(bus.publish_nowait(Event(Demo.PONG)))  # fills the queue
+        try:
+            bus.publish_nowait(Event(Demo.PONG), timeout=0.5)
+        except QueueFullError as exc:
+            outcome.append(exc)
+
+    try:
+        bus.subscribe(Demo.PING, hang, timeout=0.2)
+        bus.subscribe(Demo.PING, republish)
+        report = bus.publish_nowait(_ev(0)).result(WAIT)
+        assert len(report.timed_out) == 1
+        assert len(outcome) == 2
+        assert isinstance(outcome[1], QueueFullError)
+        assert "worker itself" in str(outcome[1])
+    finally:
+        release.set()
         assert bus.shutdown(timeout=WAIT) == 0
