@@ -369,14 +369,18 @@ class EventBus:
         if not self._enabled:
             return report
         started = perf_counter()
-        route = self._route(event)
+        # _route's common case, inlined: this is the publish hot path.
+        signal = self._signals.get(event._key)
+        route = None if signal is None else signal.route
+        if route is None or route.filtered:
+            route = self._route(event)
         if route.subs:
             handling = HANDLING.get()
             chain = () if handling is None else handling[1]
             async_subs = deliver_sync(self, report, route.subs, chain, override, started=started)
             if async_subs:
                 self._run_async_from_sync(report, tuple(async_subs), chain, override)
-        report.duration = perf_counter() - started
+                report.duration = perf_counter() - started
         self._history.record(report)
         if report.disabled:
             self._announce_disabled(report)

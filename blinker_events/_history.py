@@ -1,9 +1,11 @@
 """The bounded event history.
 
 A ring buffer of delivery reports (each links the event and what happened to
-it): ``deque.append`` with a ``maxlen`` is O(1). Recording takes the lock,
-uncontended and brief, because a resize swaps the deque: an append that read
-the old deque just before the swap would otherwise be lost.
+it): ``deque.append`` with a ``maxlen`` is O(1) and atomic, so recording takes
+no lock. Resizing swaps in a new deque under the lock; a publisher that read
+the old deque just before the swap notices afterwards that the deque changed
+and puts its report into the new one too (unless the resize already copied
+it), so a resize never loses a record.
 """
 
 from __future__ import annotations
@@ -37,10 +39,17 @@ class History:
         return self._reports is not None
 
     def record(self, report: DeliveryReport) -> None:
-        if self._reports is not None:
-            with self._lock:
-                if self._reports is not None:
-                    self._reports.append(report)
+        reports = self._reports
+        if reports is not None:
+            reports.append(report)
+            if reports is not self._reports:
+                self._rescue(report)
+
+    def _rescue(self, report: DeliveryReport) -> None:
+        with self._lock:
+            current = self._reports
+            if current is not None and not any(r is report for r in reversed(current)):
+                current.append(report)
 
     def resize(self, size: int) -> None:
         """Change the bound, keeping the newest reports that still fit."""

@@ -32,6 +32,7 @@ from ._guards import check_cycle
 from ._report import DeliveryReport
 from ._subscription import Subscription
 from ._watchdog import Watched, WatchSlot, watchdog
+from ._watchdog import thread_slots as _thread_slots
 
 if TYPE_CHECKING:
     from ._bus import EventBus
@@ -65,7 +66,8 @@ def deliver_sync(
 
     ``chain`` is the causal chain at the publish (the cycle guard's input);
     ``override`` the publish's own timeout; ``started`` the publish's start,
-    if the caller just read the clock. This is the publish hot path: locals
+    if the caller just read the clock. Sets ``report.duration`` to the time
+    since the start when the last receiver returned. This is the publish hot path: locals
     over attributes, no allocation per receiver beyond the context frame and
     the watchdog's tuple, and the outcome bookkeeping of a success inlined.
     """
@@ -76,7 +78,7 @@ def deliver_sync(
     async_subs: list[Subscription] = _NO_ASYNC
     slot: WatchSlot | None = None
     saved: Watched | None = None
-    t0 = perf_counter() if started is None else started
+    t0 = start_time = perf_counter() if started is None else started
     try:
         for index in range(start, len(subs)):
             sub = subs[index]
@@ -105,7 +107,7 @@ def deliver_sync(
             timeout = override or sub.timeout or default_timeout
             if timeout is not None:
                 if slot is None:
-                    slot = watchdog.slot()
+                    slot = _thread_slots.slot or watchdog.slot()
                     saved = slot.current
                 watched: Watched = (sub, t0 + timeout, event, run, saved)
                 slot.current = watched
@@ -139,6 +141,7 @@ def deliver_sync(
     finally:
         if slot is not None:
             slot.current = saved
+    report.duration = t0 - start_time
     return async_subs
 
 

@@ -68,9 +68,14 @@ class _ThreadSlot(threading.local):
     slot: WatchSlot | None = None  # per thread; the class value is the default
 
 
+#: Each thread's slot; ``thread_slots.slot`` is None until ``watchdog.slot()``
+#: made one (read directly on the hot path, saving a call).
+thread_slots = _ThreadSlot()
+
+
 class Watchdog:
     def __init__(self) -> None:
-        self._local = _ThreadSlot()
+        self._local = thread_slots
         self._slots: weakref.WeakSet[WatchSlot] = weakref.WeakSet()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
