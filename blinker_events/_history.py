@@ -48,7 +48,9 @@ class History:
     def _rescue(self, report: DeliveryReport) -> None:
         with self._lock:
             current = self._reports
-            if current is not None and not any(r is report for r in reversed(current)):
+            # list() copies in one C call, so other publishers' appends
+            # cannot interleave with the scan ("deque mutated during iteration").
+            if current is not None and not any(r is report for r in reversed(list(current))):
                 current.append(report)
 
     def resize(self, size: int) -> None:
@@ -56,10 +58,14 @@ class History:
         with self._lock:
             old = self._reports
             self._size = size
-            if not size:
-                self._reports = None
-            else:
-                self._reports = deque(old if old is not None else (), maxlen=size)
+            # Swap first, copy after: a publisher appending to ``old`` from
+            # here on sees the swap and rescues its report (see record);
+            # the copy goes in front of anything already appended to ``new``.
+            new = self._reports = deque(maxlen=size) if size else None
+            if new is not None and old is not None:
+                room = size - len(new)
+                if room > 0:
+                    new.extendleft(reversed(list(old)[-room:]))
 
     def clear(self) -> None:
         with self._lock:
