@@ -106,6 +106,7 @@ async def _settle(
 ) -> None:
     guards = bus._guards
     timed_out: set[asyncio.Task[Any]] = set()
+    cut_short: set[asyncio.Task[Any]] = set()
     pending = [entry for entry in running if not entry[1].done()]
     try:
         while pending:
@@ -122,13 +123,32 @@ async def _settle(
             await asyncio.wait([task for _, task, _ in pending], timeout=None if earliest == _INF else earliest - now)
             pending = [entry for entry in pending if not entry[1].done()]
     except asyncio.CancelledError:
-        # The publisher was cancelled: its receivers go with it.
-        for _, task, _ in pending:
+        # The publisher was cancelled: its receivers go with it, reported as
+        # failed and held until they end, so that whatever they raise while
+        # unwinding is logged rather than lost. The rest are recorded below.
+        for sub, task, _ in pending:
             task.cancel()
+            cut_short.add(task)
+            bus._keep_until_done(task, sub, report.event)
+        _record(bus, report, running, timed_out, cut_short, override)
         raise
+    _record(bus, report, running, timed_out, cut_short, override)
+
+
+def _record(
+    bus: EventBus,
+    report: DeliveryReport,
+    running: list[tuple[Subscription, asyncio.Task[Any], float]],
+    timed_out: set[asyncio.Task[Any]],
+    cut_short: set[asyncio.Task[Any]],
+    override: float | None,
+) -> None:
+    guards = bus._guards
     for sub, task, _ in running:
         if task in timed_out:
             guards.timed_out(report, sub, override or sub.timeout or bus._timeout)
+        elif task in cut_short:
+            guards.failed(report, sub, asyncio.CancelledError(f"the publish of {report.event!r} was cancelled"))
         elif task.cancelled():
             guards.failed(report, sub, asyncio.CancelledError(f"{sub.name} was cancelled"))
         elif (exc := task.exception()) is not None:

@@ -30,12 +30,13 @@ import logging
 import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
+from enum import Enum
 from time import perf_counter
 from typing import Any, TypeVar, overload
 
 from asgiref.sync import SyncToAsync, async_to_sync, sync_to_async
-from blinker import ANY, Signal
+from blinker import ANY, NamedSignal, Signal
 from blinker._utilities import make_id
 
 from ._async import deliver_async
@@ -49,7 +50,7 @@ from ._guards import (
 )
 from ._history import DEFAULT_HISTORY_SIZE, History
 from ._report import DeliveryReport
-from ._signals import EventSignal, Route, build_route
+from ._signals import Adapters, EventSignal, Route, build_route
 from ._subscription import Subscription, same_callback
 from ._sync import SyncRun, deliver_sync
 from ._threads import LoopThread, ThreadPool
@@ -61,6 +62,8 @@ logger = logging.getLogger("blinker_events")
 F = TypeVar("F", bound=Callable[..., Any])
 
 SYNC_EXECUTORS = ("worker", "thread_sensitive")
+#: Stands for the signal of an event type nobody subscribed to.
+_NO_SIGNAL = Signal()
 
 
 class EventBus:
@@ -105,11 +108,13 @@ class EventBus:
         # Guards every change to who listens. Reentrant: blinker's connect
         # fires receiver_connected, whose receivers may subscribe in turn.
         self._lock = threading.RLock()
-        self._guards = Guards(self._lock, threshold, depth)
+        self._guards = Guards(self._lock, threshold, depth, self._propagate)
         self._history = History(history_size)
         self._signals: dict[TypeKey, EventSignal] = {}
-        # blinker Signals used as event types: not ours, so no cached route.
+        # blinker Signals used as event types: not ours, so no cached route;
+        # the adapters for their plain receivers are this bus's own.
         self._foreign: dict[TypeKey, Signal] = {}
+        self._foreign_adapters: dict[TypeKey, Adapters] = {}
         self._wildcards: list[Subscription] = []
         self._wild_route: Route | None = None
         self._subscriptions: dict[int, Subscription] = {}
@@ -120,6 +125,12 @@ class EventBus:
         self._queue = WorkQueue(self._pool, queue_size, overflow)
 
     # -- signals and routes ----------------------------------------------
+
+    @overload
+    def signal_for(self, event_type: Enum | str) -> NamedSignal: ...
+
+    @overload
+    def signal_for(self, event_type: Signal) -> Signal: ...
 
     def signal_for(self, event_type: EventTypeLike) -> Signal:
         """The blinker signal of ``event_type`` on this bus, made on first use.
@@ -138,6 +149,7 @@ class EventBus:
                 TYPE_REGISTRY.remember(event_type)
                 if isinstance(event_type, Signal):
                     signal = self._foreign[key] = event_type
+                    self._foreign_adapters[key] = Adapters()
                 else:
                     signal = self._signals[key] = EventSignal(event_type_name(event_type), self._lock, event_type)
             return signal
@@ -148,23 +160,35 @@ class EventBus:
 
     def _route(self, event: Event) -> Route:
         """Who receives ``event``: a cached snapshot, rebuilt after changes."""
-        signal = self._signals.get(event._key)
+        key = event._key
+        signal = self._signals.get(key)
         if signal is not None:
             route = signal.route
             if route is None:
                 with self._lock:
-                    route = signal.route = build_route(signal, self._wildcards, self)
-        elif event._key in self._foreign:
+                    route = signal.route = self._build_route(key)
+        elif key in self._foreign or isinstance(event._event_type, Signal):
             # A foreign blinker signal tells us of no change, so its route is
             # rebuilt on every publish.
+            self.signal_for(event._event_type)
             with self._lock:
-                route = build_route(self._foreign[event._key], self._wildcards, self)
+                route = self._build_route(key)
         else:
             route = self._wild_route
             if route is None:
                 with self._lock:
-                    route = self._wild_route = build_route(Signal(), self._wildcards, self)
+                    route = self._wild_route = self._build_route(key)
         return route.for_source(event._source) if route.filtered else route
+
+    def _build_route(self, key: TypeKey) -> Route:
+        """The route of the event type filed under ``key``; lock held."""
+        signal = self._signals.get(key)
+        if signal is not None:
+            return build_route(signal, signal.adapters, signal.event_type, self._wildcards, self)
+        foreign = self._foreign.get(key)
+        if foreign is not None:
+            return build_route(foreign, self._foreign_adapters[key], foreign, self._wildcards, self)
+        return build_route(_NO_SIGNAL, Adapters(), None, self._wildcards, self)
 
     def _invalidate_routes(self) -> None:
         self._wild_route = None
@@ -283,7 +307,7 @@ class EventBus:
                 and (None if sub.event_type is None else type_key(sub.event_type)) == key
                 and same_callback(sub.callback, callback)
                 and sub.source == source
-                and sub.sender is sender
+                and (sub.sender is sender or make_id(sub.sender) == make_id(sender))
                 and sub.timeout == timeout
                 and sub.reentrant == reentrant
             ):
@@ -312,7 +336,10 @@ class EventBus:
         return removed
 
     def unsubscribe_by_source(self, source: Any) -> int:
-        """Remove every subscription tagged with ``source``; returns how many."""
+        """Remove every subscription tagged with ``source``; returns how many.
+        ``None`` is refused: it is the tag of every untagged subscription."""
+        if source is None:
+            raise ValueError("source must not be None: untagged subscriptions have no owner to remove them by")
         with self._lock:
             return self._remove_subscriptions([s for s in self._subscriptions.values() if s.source == source])
 
@@ -330,8 +357,9 @@ class EventBus:
                     self._invalidate_routes()
                 else:
                     signal = self._signal_of(type_key(sub.event_type))
-                    if signal is not None:
-                        signal.disconnect(sub)
+                    target = sub.callback if sub.plain else sub
+                    if signal is not None and target is not None:
+                        signal.disconnect(target)
         return removed
 
     def _note_dead(self, sub: Subscription) -> None:
@@ -347,7 +375,9 @@ class EventBus:
         """Detach subscriptions whose weakly held receiver was collected."""
         if self._dead:
             with self._lock:
-                dead, self._dead = self._dead, []
+                dead = []
+                while self._dead:  # pop, not swap: a GC callback may append meanwhile
+                    dead.append(self._dead.pop())
                 self._remove_subscriptions(dead)
 
     # -- publishing ----------------------------------------------------------
@@ -399,7 +429,8 @@ class EventBus:
         if running is not None:
             for sub in subs:
                 report.add_scheduled(sub)
-            task = running.create_task(self._scheduled(report, subs, chain, override))
+            announced = len(report.announcements)  # the sync part announces its own
+            task = running.create_task(self._scheduled(report, subs, chain, override, announced))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
             return
@@ -408,7 +439,15 @@ class EventBus:
             # loop-bound resources (connections, locks) live.
             async_to_sync(deliver_async)(self, report, subs, chain, override, checked=True)
             return
-        self._loop_thread.submit(deliver_async(self, report, subs, chain, override, checked=True)).result()
+        try:
+            self._loop_thread.submit(deliver_async(self, report, subs, chain, override, checked=True)).result()
+        except CancelledError:
+            # shutdown() stopped the bus loop under this publish: the
+            # receivers it cut short are failures, and the caller still
+            # gets its report.
+            for sub in subs:
+                if not report.has_outcome(sub):
+                    self._guards.failed(report, sub, CancelledError("the bus loop was stopped"))
 
     async def _scheduled(
         self,
@@ -416,13 +455,14 @@ class EventBus:
         subs: tuple[Subscription, ...],
         chain: tuple[Subscription, ...],
         override: float | None,
+        announced: int,
     ) -> None:
         try:
             await deliver_async(self, report, subs, chain, override, checked=True)
         finally:
             report.scheduled = ()
-        if report.disabled:
-            await self._announce_disabled_async(report)
+        if len(report.announcements) > announced:
+            await self._announce_disabled_async(report, announced)
 
     async def publish(self, event: Event, *, timeout: float | None = None) -> DeliveryReport:
         """Deliver ``event`` and return the report once every receiver
@@ -484,6 +524,12 @@ class EventBus:
             task = loop.create_task(sync_to_async(run.run, thread_sensitive=True)())
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+            # The executor's one thread may still be stuck in an earlier
+            # receiver; then this run would not even start, and no deadline
+            # would apply to it. Give it up at its first receiver's deadline.
+            first = override or subs[0].timeout or self._timeout
+            if first is not None:
+                loop.call_later(first, run.give_up_unstarted)
         else:
             run = SyncRun(self, report, subs, chain, override, context, done)
             self._pool.submit(run.run)
@@ -514,30 +560,27 @@ class EventBus:
         """Complete a worker job, on whichever thread ended it."""
         report = job.report
         report.duration = perf_counter() - job.started
+        outcome: DeliveryReport | BaseException = report if crash is None else crash
         try:
             self._history.record(report)
             if report.disabled:
                 self._announce_disabled(report)
-            if crash is not None:
-                job.future.set_exception(crash)
-            elif self._propagate and report.errors():
+            if crash is None and self._propagate and report.errors():
                 try:
                     report.raise_errors()
                 except Exception as exc:
-                    job.future.set_exception(exc)
-            else:
-                job.future.set_result(report)
+                    outcome = exc
         finally:
-            self._queue.finished()
+            job.resolve(outcome)
 
     # -- the SUBSCRIBER_DISABLED meta-event ----------------------------------
 
-    def _disabled_events(self, report: DeliveryReport) -> list[Event]:
+    def _disabled_events(self, report: DeliveryReport, start: int = 0) -> list[Event]:
         # Never announce from the handling of an announcement: a failing
         # handler of the meta-event cannot start a cascade.
         if report.event.event_type is SystemEventType.SUBSCRIBER_DISABLED:
             return []
-        return [Event(SystemEventType.SUBSCRIBER_DISABLED, data, self.name) for data in report.announcements]
+        return [Event(SystemEventType.SUBSCRIBER_DISABLED, data, self.name) for data in report.announcements[start:]]
 
     # Announcing never raises: under propagation a failing handler of the
     # meta-event would otherwise replace the error of the publish that
@@ -547,8 +590,8 @@ class EventBus:
             with contextlib.suppress(Exception):
                 self.publish_sync(meta)
 
-    async def _announce_disabled_async(self, report: DeliveryReport) -> None:
-        for meta in self._disabled_events(report):
+    async def _announce_disabled_async(self, report: DeliveryReport, start: int = 0) -> None:
+        for meta in self._disabled_events(report, start):
             with contextlib.suppress(Exception):
                 await self.publish(meta)
 
@@ -572,7 +615,7 @@ class EventBus:
         self._timeout = check_timeout(seconds, "seconds")
 
     def set_propagate_exceptions(self, flag: bool) -> None:
-        self._propagate = _check_flag(flag, "flag")
+        self._propagate = self._guards.propagate = _check_flag(flag, "flag")
 
     def set_failure_threshold(self, n: int) -> None:
         self._guards.threshold = check_positive_int(n, "n")
@@ -616,9 +659,8 @@ class EventBus:
             with self._lock:
                 subs = sorted(self._subscriptions.values(), key=lambda s: s.seq)
         else:
-            signal = self._signal_of(type_key(event_type))
             with self._lock:
-                subs = list(self._wildcards if signal is None else build_route(signal, self._wildcards, self).subs)
+                subs = list(self._build_route(type_key(event_type)).subs)
         subs = [s for s in subs if s.active and s.callback is not None]
         return subs if disabled is None else [s for s in subs if s.disabled is disabled]
 

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from time import time
 from types import MappingProxyType
-from typing import Any, ClassVar, TypeAlias
+from typing import Any, ClassVar, TypeAlias, TypeGuard
 
 from blinker import NamedSignal, Signal
 
@@ -226,8 +226,8 @@ class Event:
     _key: TypeKey
     _data: Mapping[str, Any]
     _source: Any
-    _prefix: str
-    _seq: int
+    _prefix: str  # an event read by from_dict keeps its id here whole
+    _seq: int | None  # and has no sequence number of ours
     _ts: float
     _parent_id: str | None
 
@@ -272,7 +272,7 @@ class Event:
 
     @property
     def event_id(self) -> str:
-        return f"{self._prefix}-{self._seq}"
+        return self._prefix if self._seq is None else f"{self._prefix}-{self._seq}"
 
     @property
     def timestamp(self) -> datetime:
@@ -297,6 +297,9 @@ class Event:
         :func:`json.dumps`), and without one raises ``ValueError`` naming the
         offending path. Tuples come back as lists.
         """
+        # Writing a type out makes it readable back in this process, even if
+        # no bus here has a signal for it (say, only catch-alls listen).
+        TYPE_REGISTRY.remember(self._event_type)
         return {
             "version": _DICT_VERSION,
             "event_type": TYPE_REGISTRY.describe(self._event_type),
@@ -324,27 +327,42 @@ class Event:
         timestamp = payload.get("timestamp")
         parent_id = payload.get("parent_id")
         data = payload.get("data")
-        if not isinstance(event_id, str) or "-" not in event_id:
-            raise ValueError("payload: event_id must be a string made by Event")
-        if not isinstance(timestamp, (int, float)) or isinstance(timestamp, bool) or not math.isfinite(timestamp):
-            raise ValueError("payload: timestamp must be a finite number")
+        if not _valid_event_id(event_id):
+            raise ValueError("payload: event_id must be a string made by Event (prefix-counter)")
+        if not isinstance(timestamp, (int, float)) or isinstance(timestamp, bool) or not _valid_timestamp(timestamp):
+            raise ValueError("payload: timestamp must be a number of seconds since the epoch a datetime can hold")
         if parent_id is not None and not isinstance(parent_id, str):
             raise ValueError("payload: parent_id must be a string or None")
         if data is not None and not isinstance(data, Mapping):
             raise ValueError("payload: data must be a mapping")
-        prefix, _, seq = event_id.rpartition("-")
-        if not seq.isdigit():
-            raise ValueError("payload: event_id must be a string made by Event")
         event = cls.__new__(cls)
         event._event_type = event_type
         event._key = type_key(event_type)
         event._data = _EMPTY if not data else MappingProxyType(dict(data))
         event._source = payload.get("source")
-        event._prefix = prefix
-        event._seq = int(seq)
+        event._prefix = event_id
+        event._seq = None
         event._ts = float(timestamp)
         event._parent_id = parent_id
         return event
+
+
+_MAX_ID_LENGTH = 200
+
+
+def _valid_event_id(value: object) -> TypeGuard[str]:
+    if not isinstance(value, str) or len(value) > _MAX_ID_LENGTH:
+        return False
+    prefix, dash, counter = value.rpartition("-")
+    return bool(prefix and dash and counter.isascii() and counter.isdigit())
+
+
+def _valid_timestamp(value: float) -> bool:
+    try:
+        datetime.fromtimestamp(value, UTC)
+    except (OverflowError, OSError, ValueError):
+        return False
+    return math.isfinite(value)
 
 
 def _json_safe(value: Any, path: str, default: Callable[[Any], Any] | None) -> Any:

@@ -7,9 +7,12 @@ the argument it rejects.
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import logging
 import math
 import threading
+from types import TracebackType
 from typing import Any
 
 from ._errors import CircularEventError, EventTimeoutError
@@ -82,10 +85,11 @@ class Guards:
     is a count to reset, so the common path takes no lock.
     """
 
-    def __init__(self, lock: threading.RLock, threshold: int, max_depth: int) -> None:
+    def __init__(self, lock: threading.RLock, threshold: int, max_depth: int, propagate: bool) -> None:
         self._lock = lock
         self.threshold = threshold
         self.max_depth = max_depth
+        self.propagate = propagate
 
     def succeeded(self, report: DeliveryReport, sub: Subscription) -> None:
         report.succeeded.append(sub)
@@ -101,6 +105,11 @@ class Guards:
     def failed(self, report: DeliveryReport, sub: Subscription, exc: BaseException) -> None:
         report.add_failure(sub, exc)
         logger.error("receiver %s failed handling %r", sub.name, report.event, exc_info=exc)
+        if not self.propagate:
+            # The report (and so the history) keeps the exception; without
+            # this it would keep every local of every frame it passed
+            # through alive too. Raised exceptions keep theirs for debugging.
+            _release_locals(exc.__traceback__)
         self._count_failure(report, sub, exc)
 
     def timed_out(self, report: DeliveryReport, sub: Subscription, timeout: float | None) -> None:
@@ -130,6 +139,25 @@ class Guards:
             failures,
             exc,
         )
+
+
+_SUSPENDABLE = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
+
+
+def _release_locals(tb: TracebackType | None) -> None:
+    """Drop the locals of the finished function frames in ``tb``.
+
+    Not ``traceback.clear_frames``: a traceback can hold the frame of a
+    suspended coroutine or generator (an exception object raised again
+    through one), and clearing such a frame finalizes it. Those are left
+    alone, as are frames still running (``clear`` refuses them).
+    """
+    while tb is not None:
+        frame = tb.tb_frame
+        if not frame.f_code.co_flags & _SUSPENDABLE:
+            with contextlib.suppress(RuntimeError):
+                frame.clear()
+        tb = tb.tb_next
 
 
 def describe_disable(sub: Subscription, failures: int, error: BaseException | None) -> dict[str, Any]:

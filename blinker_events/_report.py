@@ -112,6 +112,15 @@ class DeliveryReport:
 
     # -- reading -------------------------------------------------------------
 
+    def has_outcome(self, sub: Subscription) -> bool:
+        """Whether this report already says what happened to ``sub``."""
+        return (
+            any(s is sub for s in self.succeeded)
+            or any(s is sub for s, _ in self.failed)
+            or any(s is sub for s in self.timed_out)
+            or any(s is sub for s, _, _ in self.skipped)
+        )
+
     @property
     def finished(self) -> bool:
         """False while receivers scheduled on a running loop are still running."""

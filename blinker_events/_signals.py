@@ -27,7 +27,7 @@ from blinker.base import ANY_ID
 
 from ._subscription import Subscription
 
-__all__ = ["EventSignal", "Route", "build_route"]
+__all__ = ["Adapters", "EventSignal", "Route", "build_route"]
 
 
 class Route:
@@ -70,15 +70,12 @@ class EventSignal(NamedSignal):
         self.event_type = event_type
         self.route: Route | None = None
         self._lock = lock
-        #: Adapters for receivers connected with plain ``connect``, kept so
-        #: their failure counts and disabled state survive route rebuilds.
-        self.adapters: dict[Hashable, Subscription] = {}
-        self.seqs: dict[Hashable, int] = {}
+        self.adapters = Adapters()
 
     def connect(self, receiver: Any, sender: Any = ANY, weak: bool = True) -> Any:
         with self._lock:
             result = super().connect(receiver, sender, weak)
-            self.seqs.setdefault(make_id(receiver), Subscription.next_seq())
+            self.adapters.seqs.setdefault(make_id(receiver), Subscription.next_seq())
             self.route = None
         return result
 
@@ -86,19 +83,14 @@ class EventSignal(NamedSignal):
         with self._lock:
             super()._disconnect(receiver_id, sender_id)
             if receiver_id not in self.receivers:
-                self.seqs.pop(receiver_id, None)
-                adapter = self.adapters.pop(receiver_id, None)
-                if adapter is not None:
-                    adapter.active = False
+                self.adapters.forget(receiver_id)
             self.route = None
 
     def _clear_state(self) -> None:
         with self._lock:
             super()._clear_state()
-            for adapter in self.adapters.values():
-                adapter.active = False
-            self.adapters.clear()
-            self.seqs.clear()
+            for receiver_id in list(self.adapters.by_receiver):
+                self.adapters.forget(receiver_id)
             self.route = None
 
     # Weak-reference callbacks run inside the garbage collector, possibly in
@@ -121,29 +113,51 @@ class EventSignal(NamedSignal):
         return cleanup
 
 
-def _plain_adapter(signal: Signal, receiver_id: Hashable, held: Any, bus: Any) -> Subscription | None:
-    """The subscription standing for a receiver connected with plain blinker
-    ``connect``; None if it was weakly held and is gone."""
-    is_weak = isinstance(held, weakref.ref)
-    fn = held() if is_weak else held
-    if fn is None:
-        return None
-    adapters: dict[Hashable, Subscription] = getattr(signal, "adapters", {})
-    adapter = adapters.get(receiver_id)
-    if adapter is None or adapter.callback is None:
-        adapter = Subscription(bus, getattr(signal, "event_type", signal), fn, weak=is_weak, plain=True)
-        seqs: dict[Hashable, int] = getattr(signal, "seqs", {})
-        adapter.seq = seqs.get(receiver_id, 0)
-        adapters[receiver_id] = adapter
-    return adapter
+class Adapters:
+    """The subscriptions standing for receivers connected to a signal with
+    plain blinker ``connect``, kept across route rebuilds so their failure
+    counts and disabled state survive, with each receiver's place in the
+    delivery order (given when connected, or when first seen on a signal
+    the bus does not own)."""
+
+    __slots__ = ("by_receiver", "seqs")
+
+    def __init__(self) -> None:
+        self.by_receiver: dict[Hashable, Subscription] = {}
+        self.seqs: dict[Hashable, int] = {}
+
+    def forget(self, receiver_id: Hashable) -> None:
+        self.seqs.pop(receiver_id, None)
+        adapter = self.by_receiver.pop(receiver_id, None)
+        if adapter is not None:
+            adapter.active = False
+
+    def adapter(self, receiver_id: Hashable, held: Any, bus: Any, event_type: Any) -> Subscription | None:
+        """The adapter for one receiver; None if it was weakly held and is gone."""
+        is_weak = isinstance(held, weakref.ref)
+        fn = held() if is_weak else held
+        if fn is None:
+            return None
+        adapter = self.by_receiver.get(receiver_id)
+        if adapter is None or not adapter.active or adapter.callback is not fn:
+            adapter = Subscription(bus, event_type, fn, weak=is_weak, plain=True)
+            adapter.seq = self.seqs.setdefault(receiver_id, Subscription.next_seq())
+            self.by_receiver[receiver_id] = adapter
+        return adapter
 
 
-def build_route(signal: Signal, wildcards: list[Subscription], bus: Any) -> Route:
+def build_route(signal: Signal, adapters: Adapters, event_type: Any, wildcards: list[Subscription], bus: Any) -> Route:
     """Compute the route for ``signal`` plus the bus's catch-all subscriptions.
-    The caller holds the bus lock."""
+    Subscriptions other buses connected to the same (foreign) signal are
+    theirs to deliver. The caller holds the bus lock."""
     pairs: list[tuple[Subscription, frozenset[Hashable] | None]] = []
     for receiver_id, held in list(signal.receivers.items()):
-        sub = held if isinstance(held, Subscription) else _plain_adapter(signal, receiver_id, held, bus)
+        if isinstance(held, Subscription):
+            if held._bus is not bus:
+                continue
+            sub: Subscription | None = held
+        else:
+            sub = adapters.adapter(receiver_id, held, bus, event_type)
         if sub is None:
             signal._disconnect(receiver_id, ANY_ID)
             continue

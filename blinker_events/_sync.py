@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import contextvars
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Awaitable, Callable
+from inspect import isawaitable
 from time import perf_counter
 from typing import TYPE_CHECKING
 
@@ -75,7 +77,8 @@ def deliver_sync(
     guards = bus._guards
     default_timeout = bus._timeout
     succeeded = report.succeeded.append
-    async_subs: list[Subscription] = _NO_ASYNC
+    # A run collects async receivers on itself: it may move threads midway.
+    async_subs: list[Subscription] = _NO_ASYNC if run is None else run.async_subs
     slot: WatchSlot | None = None
     saved: Watched | None = None
     t0 = start_time = perf_counter() if started is None else started
@@ -112,13 +115,18 @@ def deliver_sync(
                 watched: Watched = (sub, t0 + timeout, event, run, saved)
                 slot.current = watched
             token = HANDLING.set((event, chain + (sub,) if chain else sub._chain))
-            error: Exception | None = None
+            error: BaseException | None = None
             try:
-                if sub.plain:
-                    fn(event._source, event=event)
-                else:
-                    fn(event)
+                result = fn(event._source, event=event) if sub.plain else fn(event)
+                if result is not None and isawaitable(result):
+                    error = _unawaited(sub, result)
             except Exception as exc:
+                error = exc
+            except BaseException as exc:
+                # Inline, KeyboardInterrupt and the like are the caller's; on
+                # a pool thread nobody would see them, so they are reported.
+                if run is None:
+                    raise
                 error = exc
             finally:
                 HANDLING.reset(token)
@@ -148,13 +156,17 @@ def deliver_sync(
 class SyncRun:
     """Sync receivers of one delivery, running on pool threads.
 
-    ``done(run)`` is called once, on whichever thread finishes the run (or by
-    the watchdog when the run is given up); ``then`` runs after it on a
-    thread the run moved to, so the worker queue's drain loop can continue
-    there. With ``movable=False`` (asgiref's thread-sensitive executor, whose
-    single thread cannot be replaced) a hung receiver makes the watchdog give
-    up the rest of the run: the remaining receivers are reported as skipped
-    ("abandoned") and the waiter is released.
+    ``done(run)`` is called exactly once: on whichever thread finishes the
+    run, or by whoever gives it up. ``then`` runs after it on a thread the
+    run moved to, so the worker queue's drain loop can continue there.
+    Async receivers met on the way collect in ``async_subs`` for the caller.
+
+    With ``movable=False`` (asgiref's thread-sensitive executor, whose single
+    thread cannot be replaced) the run is given up instead of moved: when a
+    receiver hangs, or when the run has not even started by the first
+    receiver's deadline because that thread is still stuck in an earlier one.
+    The receivers left are reported as skipped ("abandoned") and the waiter
+    is released; a given-up run never starts later.
     """
 
     __slots__ = (
@@ -163,7 +175,10 @@ class SyncRun:
         "chain",
         "context",
         "done",
+        "finished",
+        "given_up",
         "index",
+        "lock",
         "movable",
         "override",
         "report",
@@ -197,6 +212,8 @@ class SyncRun:
         self.index = 0
         self.slot: WatchSlot | None = None
         self.async_subs: list[Subscription] = []
+        self.lock = threading.Lock()
+        self.finished = self.given_up = False
 
     def run(self) -> bool:
         """Run in the calling thread; False if the run moved to another thread."""
@@ -209,19 +226,42 @@ class SyncRun:
             self.then()
 
     def _run(self) -> bool:
-        slot = self.slot = watchdog.slot()
+        slot = watchdog.slot()
+        with self.lock:
+            if self.given_up:
+                return False
+            self.slot = slot
         found = deliver_sync(self.bus, self.report, self.subs, self.chain, self.override, self, self.index)
         if found is MOVED:
             return False
-        self.async_subs.extend(found)
         with slot.lock:
             if self.slot is not slot:  # given up by the watchdog meanwhile
                 return False
             self.slot = None
-        self.done(self)
+        self._finish()
         return True
 
-    def still_mine(self, slot: WatchSlot, watched: Watched, error: Exception | None) -> bool:
+    def _finish(self) -> None:
+        with self.lock:
+            if self.finished:
+                return
+            self.finished = True
+        self.done(self)
+
+    def give_up_unstarted(self) -> None:
+        """Release the waiter of a run that has not started yet."""
+        with self.lock:
+            if self.slot is not None or self.index or self.finished:
+                return
+            self.given_up = True
+        for sub in self.subs:
+            self.report.add_skip(sub, "abandoned")
+        logger.warning(
+            "%d receiver(s) of %r abandoned: the executor's thread is busy", len(self.subs), self.report.event
+        )
+        self._finish()
+
+    def still_mine(self, slot: WatchSlot, watched: Watched, error: BaseException | None) -> bool:
         """Called by the pool thread when a watched receiver returned: True
         if the run is still this thread's (and the slot is cleared under the
         lock, so the watchdog cannot move the run after this answer)."""
@@ -248,15 +288,27 @@ class SyncRun:
             self.slot = None
         sub = watched[0]
         self.bus._pool.note_stuck(+1)
-        guards = self.bus._guards
-        guards.timed_out(self.report, sub, self.override or sub.timeout or self.bus._timeout)
+        self.bus._guards.timed_out(self.report, sub, self.override or sub.timeout or self.bus._timeout)
         if self.movable:
             self.bus._pool.submit(self._resume)
             return
-        for sub in self.subs[self.index :]:
-            self.report.add_skip(sub, "abandoned")
+        for left in self.subs[self.index :]:
+            self.report.add_skip(left, "abandoned")
         self.index = len(self.subs)
-        self.done(self)
+        self._finish()
+
+
+def _unawaited(sub: Subscription, result: Awaitable[object]) -> TypeError:
+    """A receiver taken for sync returned an awaitable (say, a lambda calling
+    a coroutine function). Running it here is not possible; dropping it
+    silently would lose the work, so it is closed and reported."""
+    close = getattr(result, "close", None)
+    if close is not None:
+        close()
+    return TypeError(
+        f"receiver {sub.name} returned an awaitable but was subscribed as sync; subscribe the coroutine "
+        "function itself (or mark the callable with inspect.markcoroutinefunction)"
+    )
 
 
 def _watching(slot: WatchSlot, watched: Watched) -> bool:

@@ -33,7 +33,8 @@ logger = logging.getLogger("blinker_events")
 T = TypeVar("T")
 
 IDLE_SECONDS = 5.0
-#: Beyond this many threads, work waits for a thread to become idle.
+#: Beyond this many busy threads (not counting stuck ones), work waits for
+#: a thread to become idle.
 MAX_THREADS = 64
 
 
@@ -66,7 +67,10 @@ class ThreadPool:
             if self._idle:
                 self._idle.pop().inbox.put(fn)
                 return
-            if self._count >= MAX_THREADS:
+            # Threads stuck in a hung receiver do not count: work must not
+            # wait behind them (that would stall every publisher once a few
+            # receivers hang). They are counted in ``stuck`` instead.
+            if self._count - self.stuck >= MAX_THREADS:
                 self._backlog.append(fn)
                 logger.warning("%s: all %d threads busy; work waits for one", self._name, MAX_THREADS)
                 return
@@ -129,6 +133,8 @@ class LoopThread:
     def __init__(self, name: str) -> None:
         self._name = name
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._inflight = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
 
@@ -153,7 +159,15 @@ class LoopThread:
         asyncio.set_event_loop(loop)
         loop.call_soon(ready.set)
         try:
-            loop.run_forever()
+            while True:
+                try:
+                    loop.run_forever()
+                    break  # stop() was called
+                except BaseException:
+                    # A receiver task raised SystemExit or KeyboardInterrupt,
+                    # which asyncio lets escape run_forever; the loop itself
+                    # is fine, and other receivers still need it.
+                    logger.exception("bus loop: a task raised out of the loop; it keeps running")
         finally:
             pending = asyncio.all_tasks(loop)
             for task in pending:
@@ -166,16 +180,30 @@ class LoopThread:
 
     def submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
         """Run ``coro`` on the loop. The task runs in a copy of the caller's
-        context: ``call_soon_threadsafe`` captures it, and the task copies it."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop())
+        context: ``call_soon_threadsafe`` captures it, and the task copies it.
+        ``stop`` waits for what was submitted before it stops the loop."""
+        with self._lock:
+            self._inflight += 1
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop())
+        future.add_done_callback(self._ended)
+        return future
+
+    def _ended(self, _: Future[Any]) -> None:
+        with self._lock:
+            self._inflight -= 1
+            if not self._inflight:
+                self._idle.notify_all()
 
     def in_loop_thread(self) -> bool:
         return self._thread is not None and self._thread.ident == threading.get_ident()
 
     def stop(self, timeout: float | None = None) -> bool:
-        """Stop and close the loop, cancelling what still runs on it.
-        Returns False if the thread did not end within ``timeout``."""
+        """Wait up to ``timeout`` for submitted work, then stop and close the
+        loop, cancelling what still runs on it. Returns False if the thread
+        did not end within ``timeout``."""
         with self._lock:
+            if not self.in_loop_thread():
+                self._idle.wait_for(lambda: not self._inflight, timeout)
             loop, thread = self._loop, self._thread
             self._loop = self._thread = None
         if loop is None or thread is None:

@@ -29,7 +29,7 @@ import contextvars
 import logging
 import threading
 from collections import deque
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from contextvars import ContextVar
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
@@ -57,7 +57,7 @@ class NowaitJob:
     """One ``publish_nowait``: the event, the publisher's context, and the
     future the publisher holds."""
 
-    __slots__ = ("bus", "context", "event", "future", "override", "report", "started")
+    __slots__ = ("bus", "context", "event", "future", "override", "report", "resolved", "started")
 
     def __init__(
         self,
@@ -74,6 +74,7 @@ class NowaitJob:
         self.future = future
         self.report = DeliveryReport(event)
         self.started = 0.0
+        self.resolved = False
 
     def run(self) -> bool:
         """Dispatch on the drainer thread; False if the run moved elsewhere."""
@@ -105,10 +106,28 @@ class NowaitJob:
         self.bus._loop_thread.submit(coro).add_done_callback(self._async_done)
 
     def _async_done(self, done: Future[None]) -> None:
-        # Cancelled: the loop was stopped under the job (a shutdown that
-        # gave up waiting); the publisher still gets an answer.
+        # Runs on the loop thread. Finishing may announce a disabled
+        # receiver, whose sync handlers must not run on (and block) the bus
+        # loop, so it moves to a pool thread. Cancelled: the loop was stopped
+        # under the job (a shutdown that gave up waiting); the publisher
+        # still gets an answer.
         crash = QueueFullError(f"{self.event!r}: the bus loop stopped") if done.cancelled() else done.exception()
-        self.bus._finish_job(self, crash)
+        self.bus._pool.submit(lambda: self.bus._finish_job(self, crash))
+
+    def resolve(self, outcome: DeliveryReport | BaseException) -> None:
+        """Settle the publisher's future (once) and leave the in-flight count."""
+        if self.resolved:
+            return
+        self.resolved = True
+        try:
+            if isinstance(outcome, BaseException):
+                self.future.set_exception(outcome)
+            else:
+                self.future.set_result(outcome)
+        except InvalidStateError:  # the publisher cancelled it meanwhile
+            pass
+        finally:
+            self.bus._queue.finished()
 
     def drop(self, why: str) -> None:  # only for jobs still queued
         if not self.future.done():
@@ -186,13 +205,15 @@ class WorkQueue:
                 self._inflight += 1
                 if self._room_waiters:
                     self._room.notify()
+            if not job.future.set_running_or_notify_cancel():
+                # The publisher cancelled the future while it was queued.
+                self.finished()
+                continue
             try:
                 still_here = job.run()
             except BaseException as exc:  # a bug of ours: fail the job, keep draining
                 logger.exception("worker: dispatch of %r failed", job.event)
-                if not job.future.done():
-                    job.future.set_exception(exc)
-                self.finished()
+                job.resolve(exc)
                 still_here = True
             if not still_here:
                 return  # the run moved; the thread it moved to drains on

@@ -488,12 +488,33 @@ def test_round_trip_of_empty_data_and_tuples() -> None:
 
 
 def test_unseen_plain_enum_cannot_be_read_back() -> None:
+    """A payload naming a plain Enum this process never saw (as one from
+    another process would) is refused; nothing is imported by name."""
+
     class NeverSeen(Enum):
         A = 1
 
-    payload = json.loads(json.dumps(Event(NeverSeen.A).to_dict()))
+    payload = {
+        "version": 1,
+        "event_type": {"kind": "enum", "enum": f"{__name__}:{NeverSeen.__qualname__}", "member": "A"},
+        "event_id": "abc-1",
+        "parent_id": None,
+        "timestamp": 1.0,
+        "source": None,
+        "data": {},
+    }
     with pytest.raises(ValueError, match="unknown enum"):
         Event.from_dict(payload)
+
+
+def test_a_plain_enum_written_by_to_dict_reads_back_in_this_process() -> None:
+    class WrittenOut(Enum):
+        A = 1
+
+    event = Event(WrittenOut.A, {"n": 1})
+    restored = Event.from_dict(json.loads(json.dumps(event.to_dict())))
+    assert restored.event_type is WrittenOut.A
+    assert restored.event_id == event.event_id
 
 
 def test_ambiguous_event_type_subclasses_raise_value_error() -> None:
