@@ -104,7 +104,6 @@ async def _settle(
     loop: asyncio.AbstractEventLoop,
     override: float | None,
 ) -> None:
-    guards = bus._guards
     timed_out: set[asyncio.Task[Any]] = set()
     cut_short: set[asyncio.Task[Any]] = set()
     pending = [entry for entry in running if not entry[1].done()]
