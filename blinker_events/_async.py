@@ -18,18 +18,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from collections.abc import Awaitable, Coroutine
+import types
+from collections.abc import Awaitable, Callable, Coroutine, Generator
+from time import perf_counter
+from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
 from ._context import HANDLING
 from ._guards import check_cycle
 from ._report import DeliveryReport
 from ._subscription import Subscription
+from ._watchdog import AsyncDeadline, watchdog
 
 if TYPE_CHECKING:
     from ._bus import EventBus
 
-__all__ = ["deliver_async"]
+__all__ = ["deliver_async", "deliver_one"]
 
 logger = logging.getLogger("blinker_events")
 
@@ -59,23 +63,14 @@ async def deliver_async(
     """Run the async receivers in ``subs`` on the running loop and record
     their outcomes in ``report``. ``checked`` says the sync path already
     applied the disabled and cycle checks to ``subs``."""
+    if len(subs) == 1:
+        await deliver_one(bus, report, subs[0], chain, override, checked=checked)
+        return
     loop = asyncio.get_running_loop()
     event = report.event
-    guards = bus._guards
     running: list[tuple[Subscription, asyncio.Task[Any], float]] = []
     for sub in subs:
-        if not checked:
-            if not sub.active:
-                continue
-            if sub.disabled:
-                report.add_skip(sub, "disabled")
-                continue
-            if chain:
-                cycle = check_cycle(sub, chain, guards.max_depth)
-                if cycle is not None:
-                    guards.skipped_cycle(report, sub, cycle)
-                    continue
-        fn = sub.callback
+        fn = sub.callback if checked else _ready(bus, report, sub, chain)
         if fn is None:
             continue
         timeout = override or sub.timeout or bus._timeout
@@ -88,13 +83,134 @@ async def deliver_async(
                 awaitable = _awaiting(awaitable)
             task = _start_task(loop, awaitable)
         except Exception as exc:
-            guards.failed(report, sub, exc)
+            bus._guards.failed(report, sub, exc)
             continue
         finally:
             HANDLING.reset(token)
         running.append((sub, task, _INF if timeout is None else loop.time() + timeout))
     if running:
         await _settle(bus, report, running, loop, override)
+
+
+def _ready(
+    bus: EventBus, report: DeliveryReport, sub: Subscription, chain: tuple[Subscription, ...]
+) -> Callable[..., Any] | None:
+    """The receiver to call, or None when it must not run (recorded as such)."""
+    if not sub.active:
+        return None
+    if sub.disabled:
+        report.add_skip(sub, "disabled")
+        return None
+    if chain:
+        cycle = check_cycle(sub, chain, bus._guards.max_depth)
+        if cycle is not None:
+            bus._guards.skipped_cycle(report, sub, cycle)
+            return None
+    return sub.callback
+
+
+async def deliver_one(
+    bus: EventBus,
+    report: DeliveryReport,
+    sub: Subscription,
+    chain: tuple[Subscription, ...],
+    override: float | None,
+    *,
+    checked: bool = False,
+) -> None:
+    """The single-receiver fast path: run the receiver in the publishing
+    task itself, as blinker's ``send_async`` does -- no task, no timer.
+
+    The receiver's first step runs right here; most receivers finish in it,
+    and then there is nothing to time. One that suspends is awaited on (by
+    :func:`_delegate`, which is ``await`` spelled out, still in this task),
+    and the watchdog keeps its deadline and cancels this task at it. That
+    cancellation is told apart from one aimed at the publisher by the task's
+    cancel count, as ``asyncio.timeout`` does -- with its limit: a receiver
+    that keeps running after the cancellation holds the publisher until it
+    ends (with several receivers each has a task of its own and the
+    publisher never waits past the deadlines). The receiver shares the
+    publisher's task and context, as with ``send_async``.
+    """
+    fn = sub.callback if checked else _ready(bus, report, sub, chain)
+    if fn is None:
+        return
+    event = report.event
+    guards = bus._guards
+    timeout = override or sub.timeout or bus._timeout
+    task: asyncio.Task[Any] | None = None
+    deadline: AsyncDeadline | None = None
+    cancelling = 0
+    error: BaseException | None = None
+    token = HANDLING.set((event, chain + (sub,) if chain else sub._chain))
+    try:
+        awaitable = fn(event._source, event=event) if sub.plain else fn(event)
+        steps = awaitable if type(awaitable) is CoroutineType else awaitable.__await__()
+        try:
+            yielded = steps.send(None)
+        except StopIteration:
+            pass  # finished without suspending: nothing to time
+        else:
+            task = asyncio.current_task()
+            if task is not None:  # None only if someone drives this coroutine by hand
+                cancelling = task.cancelling()
+            if task is not None and timeout is not None:
+                deadline = AsyncDeadline(sub, perf_counter() + timeout, event, asyncio.get_running_loop(), task)
+                watchdog.awaited.add(deadline)
+                watchdog.ensure_running()
+            await _delegate(steps, yielded)
+    except (Exception, asyncio.CancelledError) as exc:
+        error = exc
+    finally:
+        if deadline is not None:
+            watchdog.awaited.discard(deadline)
+        HANDLING.reset(token)
+    if task is None:  # it never suspended, so nothing can have cancelled it
+        if error is None:
+            guards.succeeded(report, sub)
+        else:
+            guards.failed(report, sub, error)
+        return
+    expired = deadline is not None and deadline.expired
+    if expired:
+        task.uncancel()  # take back the watchdog's cancellation
+    if task.cancelling() > cancelling:
+        # The publisher itself was cancelled meanwhile: whatever the
+        # receiver did with that, the cancellation goes on up.
+        guards.failed(report, sub, asyncio.CancelledError(f"the publish of {event!r} was cancelled"))
+        if error is not None and not isinstance(error, asyncio.CancelledError):
+            logger.error("receiver %s raised while being cancelled with %r", sub.name, event, exc_info=error)
+        raise asyncio.CancelledError
+    if expired:
+        guards.timed_out(report, sub, timeout)
+        if error is not None and not isinstance(error, asyncio.CancelledError):
+            logger.error("receiver %s raised after its timeout handling %r", sub.name, event, exc_info=error)
+    elif error is not None:
+        guards.failed(report, sub, error)
+    else:
+        guards.succeeded(report, sub)
+
+
+@types.coroutine
+def _delegate(steps: Any, yielded: Any) -> Generator[Any, Any, Any]:
+    """``await`` for an awaitable whose first step already ran: pass what it
+    yields up to the task, and what the task sends or throws back down."""
+    while True:
+        try:
+            sent = yield yielded
+        except GeneratorExit:
+            steps.close()
+            raise
+        except BaseException as exc:
+            try:
+                yielded = steps.throw(exc)
+            except StopIteration as stop:
+                return stop.value
+        else:
+            try:
+                yielded = steps.send(sent)
+            except StopIteration as stop:
+                return stop.value
 
 
 async def _settle(

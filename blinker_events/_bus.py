@@ -39,7 +39,7 @@ from asgiref.sync import SyncToAsync, async_to_sync, sync_to_async
 from blinker import ANY, NamedSignal, Signal
 from blinker._utilities import make_id
 
-from ._async import deliver_async
+from ._async import deliver_async, deliver_one
 from ._context import HANDLING
 from ._events import TYPE_REGISTRY, Event, EventTypeLike, SystemEventType, TypeKey, event_type_name, type_key
 from ._guards import (
@@ -490,7 +490,9 @@ class EventBus:
             waiter = (
                 self._start_sync_run(sync_report, route.sync_subs, chain, override) if sync_report is not None else None
             )
-            if route.async_subs:
+            if len(route.async_subs) == 1:  # the common case, one coroutine frame less
+                await deliver_one(self, report, route.async_subs[0], chain, override)
+            elif route.async_subs:
                 await deliver_async(self, report, route.async_subs, chain, override)
             if waiter is not None:
                 await waiter

@@ -15,12 +15,18 @@ Receivers running inline in the publisher's own thread have no run: for them
 the warning is all that can happen until they return, when the dispatch loop
 counts the overrun as a timeout.
 
+The watchdog also keeps the deadline of an async receiver that a publish
+awaits directly in its own task (the single-receiver fast path of
+``await publish``): at the deadline it asks that task's loop to cancel the
+task, which is what ``asyncio.timeout`` does, minus a timer per call.
+
 Writers (dispatch loops) store one tuple per receiver and take no lock; the
 watchdog only reads, so a publish never waits on it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 import threading
@@ -64,6 +70,29 @@ class WatchSlot:
         self.lock = threading.Lock()
 
 
+class AsyncDeadline:
+    """An async receiver awaited directly by a publishing task, with its
+    deadline. ``expired`` is set, on the loop, when the watchdog cancelled
+    the task for it."""
+
+    __slots__ = ("deadline", "event", "expired", "fired", "loop", "sub", "task")
+
+    def __init__(
+        self,
+        sub: Subscription,
+        deadline: float,
+        event: Event,
+        loop: asyncio.AbstractEventLoop,
+        task: asyncio.Task[Any],
+    ) -> None:
+        self.sub = sub
+        self.deadline = deadline
+        self.event = event
+        self.loop = loop
+        self.task = task
+        self.fired = self.expired = False
+
+
 class _ThreadSlot(threading.local):
     slot: WatchSlot | None = None  # per thread; the class value is the default
 
@@ -79,6 +108,10 @@ class Watchdog:
         self._slots: weakref.WeakSet[WatchSlot] = weakref.WeakSet()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        #: Deadlines of directly awaited async receivers. Added and removed
+        #: on their loops without a lock (set operations are atomic); read
+        #: here through a copy.
+        self.awaited: set[AsyncDeadline] = set()
 
     def slot(self) -> WatchSlot:
         """The calling thread's slot, created (and the watchdog started) on first use."""
@@ -87,10 +120,19 @@ class Watchdog:
             slot = self._local.slot = WatchSlot()
             with self._lock:
                 self._slots.add(slot)
-                if self._thread is None or not self._thread.is_alive():
-                    self._thread = threading.Thread(target=self._watch, name="blinker_events-watchdog", daemon=True)
-                    self._thread.start()
+                self._start()
         return slot
+
+    def _start(self) -> None:
+        # Called with the lock held.
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._watch, name="blinker_events-watchdog", daemon=True)
+            self._thread.start()
+
+    def ensure_running(self) -> None:
+        if self._thread is None:
+            with self._lock:
+                self._start()
 
     def _watch(self) -> None:
         while True:
@@ -112,7 +154,22 @@ class Watchdog:
                         self._overrun(slot, watched)
                     watched = watched[4]
                 slot.reported = reported
+            for deadline in list(self.awaited):
+                busy = True
+                if now > deadline.deadline and not deadline.fired:
+                    deadline.fired = True
+                    try:
+                        deadline.loop.call_soon_threadsafe(self._expire, deadline)
+                    except RuntimeError:  # its loop is closed; nothing to cancel
+                        self.awaited.discard(deadline)
             sleep(BUSY_TICK if busy else IDLE_TICK)
+
+    def _expire(self, deadline: AsyncDeadline) -> None:
+        # On the task's loop, so this cannot interleave with the publish:
+        # if the receiver already returned, its deadline is gone from the set.
+        if deadline in self.awaited and not deadline.expired:
+            deadline.expired = True
+            deadline.task.cancel()
 
     def _overrun(self, slot: WatchSlot, current: Watched) -> None:
         sub, _, event, run, _ = current

@@ -411,13 +411,20 @@ async def test_publish_does_not_wait_for_a_receiver_that_ignores_cancellation(
             finished.set()
             raise late_error from None
 
+    async def quick(event: Event) -> None:
+        pass
+
+    # With several receivers each runs in a task of its own, so the
+    # publisher is not held by one that ignores its cancellation.
     sub = bus.subscribe(Demo.PING, stubborn, timeout=0.1)
+    other = bus.subscribe(Demo.PING, quick)
     with caplog.at_level(logging.ERROR, logger=LOGGER):
         started = time.perf_counter()
         report = await bus.publish(Event(Demo.PING))
         assert time.perf_counter() - started < 0.45  # released at the deadline, not after the unwinding
         assert finished.is_set() is False
         assert list(report.timed_out) == [sub]
+        assert list(report.succeeded) == [other]
         await asyncio.wait_for(finished.wait(), 2)
         for _ in range(10):  # let the task's done-callbacks run
             await asyncio.sleep(0)
@@ -446,3 +453,33 @@ def test_outer_deadline_is_watched_while_a_nested_publish_runs(bus: EventBus, re
     finally:
         release.set()
     assert list(report.timed_out) == [outer_sub]
+
+
+@pytest.mark.asyncio
+async def test_a_single_receiver_that_ignores_cancellation_holds_the_publisher_like_asyncio_timeout(
+    bus: EventBus, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The single-receiver fast path awaits the receiver in the publisher's
+    task, as ``asyncio.timeout`` would: it is cancelled at the deadline, and
+    if it keeps running, the publisher waits for it -- then records the
+    timeout and logs what it raised while unwinding (documented limit)."""
+    late_error = ValueError("raised while unwinding")
+
+    async def stubborn(event: Event) -> None:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.3)
+            raise late_error from None
+
+    sub = bus.subscribe(Demo.PING, stubborn, timeout=0.1)
+    with caplog.at_level(logging.ERROR, logger=LOGGER):
+        started = time.perf_counter()
+        report = await bus.publish(Event(Demo.PING))
+        elapsed = time.perf_counter() - started
+    assert 0.35 < elapsed < 1.5
+    assert list(report.timed_out) == [sub]
+    assert list(report.failed) == []
+    assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+    records = [r for r in caplog.records if f"{sub.name} raised after its timeout" in r.getMessage()]
+    assert [r.exc_info[1] for r in records if r.exc_info] == [late_error]
