@@ -51,6 +51,10 @@ class _Moved(list[Subscription]):
 MOVED = _Moved()
 # Returned when there are no async receivers; never appended to.
 _NO_ASYNC: list[Subscription] = []
+# Orders the rare state changes of runs (start, give up, finish). One lock
+# for all runs: the sections are a few attribute writes, and a lock per run
+# would cost an allocation on every worker job.
+_STATE_LOCK = threading.Lock()
 
 
 def deliver_sync(
@@ -178,7 +182,6 @@ class SyncRun:
         "finished",
         "given_up",
         "index",
-        "lock",
         "movable",
         "override",
         "report",
@@ -212,12 +215,15 @@ class SyncRun:
         self.index = 0
         self.slot: WatchSlot | None = None
         self.async_subs: list[Subscription] = []
-        self.lock = threading.Lock()
         self.finished = self.given_up = False
 
     def run(self) -> bool:
         """Run in the calling thread; False if the run moved to another thread."""
         return self.context.run(self._run)
+
+    def run_here(self) -> bool:
+        """:meth:`run`, for a caller already inside ``self.context``."""
+        return self._run()
 
     def _resume(self) -> None:
         # The first thread may still be inside ``self.context`` (stuck in
@@ -227,7 +233,7 @@ class SyncRun:
 
     def _run(self) -> bool:
         slot = watchdog.slot()
-        with self.lock:
+        with _STATE_LOCK:
             if self.given_up:
                 return False
             self.slot = slot
@@ -242,7 +248,7 @@ class SyncRun:
         return True
 
     def _finish(self) -> None:
-        with self.lock:
+        with _STATE_LOCK:
             if self.finished:
                 return
             self.finished = True
@@ -250,7 +256,7 @@ class SyncRun:
 
     def give_up_unstarted(self) -> None:
         """Release the waiter of a run that has not started yet."""
-        with self.lock:
+        with _STATE_LOCK:
             if self.slot is not None or self.index or self.finished:
                 return
             self.given_up = True

@@ -32,7 +32,7 @@ from collections import deque
 from concurrent.futures import Future, InvalidStateError
 from contextvars import ContextVar
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ._async import deliver_async
 from ._context import current_chain
@@ -59,6 +59,9 @@ class NowaitJob:
 
     __slots__ = ("bus", "context", "event", "future", "override", "report", "resolved", "started")
 
+    report: DeliveryReport
+    started: float
+
     def __init__(
         self,
         bus: EventBus,
@@ -72,26 +75,30 @@ class NowaitJob:
         self.override = override
         self.context = context
         self.future = future
-        self.report = DeliveryReport(event)
-        self.started = 0.0
         self.resolved = False
 
     def run(self) -> bool:
         """Dispatch on the drainer thread; False if the run moved elsewhere."""
+        return self.context.run(self._dispatch)
+
+    def _dispatch(self) -> bool:
+        # In the job's context: mark it as this queue's (see _JOB_OF).
+        bus = self.bus
+        _JOB_OF.set(bus._queue)
         self.started = perf_counter()
-        route = self.bus._route(self.event)
-        chain = self.context.run(_enter_job, self.bus._queue)
+        self.report = DeliveryReport(self.event)
+        route = bus._route(self.event)
         run = SyncRun(
-            self.bus,
+            bus,
             self.report,
             route.subs,
-            chain,
+            current_chain(),
             self.override,
             self.context,
             self._sync_done,
-            then=self.bus._queue.drain,
+            then=bus._queue.drain,
         )
-        return run.run()
+        return run.run_here()
 
     def _sync_done(self, run: SyncRun) -> None:
         if not run.async_subs:
@@ -148,6 +155,7 @@ class WorkQueue:
         self._draining = False
         self._inflight = 0
         self._room_waiters = 0
+        self._joiners = 0  # notify() costs microseconds even with nobody waiting
         self.dropped = 0
         self.rejected = 0
 
@@ -199,7 +207,8 @@ class WorkQueue:
             with self._lock:
                 if not self._jobs:
                     self._draining = False
-                    self._empty.notify_all()
+                    if self._joiners:
+                        self._empty.notify_all()
                     return
                 job = self._jobs.popleft()
                 self._inflight += 1
@@ -222,7 +231,7 @@ class WorkQueue:
         """A job's future was resolved."""
         with self._lock:
             self._inflight -= 1
-            if not self._inflight:
+            if not self._inflight and self._joiners:
                 self._empty.notify_all()
 
     def join(self, timeout: float | None) -> int:
@@ -233,7 +242,11 @@ class WorkQueue:
         if _JOB_OF.get() is self:
             return 0
         with self._lock:
-            self._empty.wait_for(lambda: not self._draining and not self._inflight, timeout)
+            self._joiners += 1
+            try:
+                self._empty.wait_for(lambda: not self._draining and not self._inflight, timeout)
+            finally:
+                self._joiners -= 1
             left = list(self._jobs)
             self._jobs.clear()
             self.dropped += len(left)
@@ -241,9 +254,3 @@ class WorkQueue:
             logger.error("shutdown: dropped %r, still queued after %ss", job.event, timeout)
             job.drop("the bus shut down before it was delivered")
         return len(left)
-
-
-def _enter_job(queue: WorkQueue) -> tuple[Any, ...]:
-    """Run inside a job's context: mark it as the queue's, return its chain."""
-    _JOB_OF.set(queue)
-    return current_chain()
