@@ -82,7 +82,8 @@ async def deliver_async(
             if not asyncio.iscoroutine(awaitable):
                 awaitable = _awaiting(awaitable)
             task = _start_task(loop, awaitable)
-        except Exception as exc:
+        except BaseException as exc:  # with eager start, the receiver's first step runs here
+            _own_or_raise(bus, exc)
             bus._guards.failed(report, sub, exc)
             continue
         finally:
@@ -90,6 +91,18 @@ async def deliver_async(
         running.append((sub, task, _INF if timeout is None else loop.time() + timeout))
     if running:
         await _settle(bus, report, running, loop, override)
+
+
+def _own_or_raise(bus: EventBus, exc: BaseException) -> None:
+    """Re-raise what belongs to the caller rather than to the report.
+
+    KeyboardInterrupt, SystemExit and the like raised by a receiver running
+    in the caller's own task are the caller's, as with a direct call. On the
+    bus loop there is no caller to give them to, so they are reported as the
+    receiver's failure, like any exception on a pool thread.
+    """
+    if not isinstance(exc, (Exception, asyncio.CancelledError)) and not bus._loop_thread.in_loop_thread():
+        raise exc
 
 
 def _ready(
@@ -159,7 +172,8 @@ async def deliver_one(
                 watchdog.awaited.add(deadline)
                 watchdog.ensure_running()
             await _delegate(steps, yielded)
-    except (Exception, asyncio.CancelledError) as exc:
+    except BaseException as exc:
+        _own_or_raise(bus, exc)
         error = exc
     finally:
         if deadline is not None:
@@ -230,7 +244,7 @@ async def _settle(
                 if deadline <= now:
                     task.cancel()
                     timed_out.add(task)
-                    bus._keep_until_done(task, sub, report.event)
+                    bus._keep_until_done(task, sub, report.event, "after its timeout")
             pending = [entry for entry in pending if not entry[1].done() and entry[1] not in timed_out]
             if not pending:
                 break
@@ -244,7 +258,7 @@ async def _settle(
         for sub, task, _ in pending:
             task.cancel()
             cut_short.add(task)
-            bus._keep_until_done(task, sub, report.event)
+            bus._keep_until_done(task, sub, report.event, "while its publish was cancelled")
         _record(bus, report, running, timed_out, cut_short, override)
         raise
     _record(bus, report, running, timed_out, cut_short, override)

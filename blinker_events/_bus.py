@@ -597,16 +597,14 @@ class EventBus:
             with contextlib.suppress(Exception):
                 await self.publish(meta)
 
-    def _keep_until_done(self, task: asyncio.Task[Any], sub: Subscription, event: Event) -> None:
+    def _keep_until_done(self, task: asyncio.Task[Any], sub: Subscription, event: Event, when: str) -> None:
         """Hold a cancelled receiver task until it ends; log what it raises late."""
         self._tasks.add(task)
 
         def ended(t: asyncio.Task[Any]) -> None:
             self._tasks.discard(t)
             if not t.cancelled() and t.exception() is not None:
-                logger.error(
-                    "receiver %s raised after its timeout handling %r", sub.name, event, exc_info=t.exception()
-                )
+                logger.error("receiver %s raised %s handling %r", sub.name, when, event, exc_info=t.exception())
 
         task.add_done_callback(ended)
 
