@@ -42,6 +42,7 @@ from blinker._utilities import make_id
 from ._async import deliver_async, deliver_one
 from ._context import HANDLING
 from ._events import TYPE_REGISTRY, Event, EventTypeLike, SystemEventType, TypeKey, event_type_name, type_key
+from ._future import LazyFuture
 from ._guards import (
     Guards,
     check_overflow,
@@ -550,7 +551,7 @@ class EventBus:
         if not isinstance(event, Event):
             raise TypeError(f"event must be an Event, not {type(event).__name__}")
         override = None if timeout is None else check_timeout(timeout)
-        future: Future[DeliveryReport] = Future()
+        future: Future[DeliveryReport] = LazyFuture()
         if not self._enabled:
             future.set_result(DeliveryReport(event))
             return future

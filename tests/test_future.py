@@ -1,0 +1,101 @@
+"""LazyFuture keeps every guarantee of concurrent.futures.Future."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import FIRST_COMPLETED, Future, InvalidStateError, as_completed, wait
+
+import pytest
+
+from blinker_events._future import LazyFuture
+
+
+def settle_later(future: LazyFuture[int], value: int, delay: float = 0.05) -> threading.Thread:
+    def run() -> None:
+        threading.Event().wait(delay)
+        assert future.set_running_or_notify_cancel() is True
+        future.set_result(value)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def test_is_a_concurrent_future() -> None:
+    assert isinstance(LazyFuture(), Future)
+
+
+def test_settled_before_anyone_looks() -> None:
+    future: LazyFuture[int] = LazyFuture()
+    assert future.set_running_or_notify_cancel() is True
+    future.set_result(7)
+    assert future._lazy_condition is None  # the cheap path was taken
+    assert future.done() and not future.cancelled()
+    assert future.result(timeout=0) == 7
+
+
+def test_exception_settled_before_anyone_looks() -> None:
+    future: LazyFuture[int] = LazyFuture()
+    error = ValueError("x")
+    future.set_exception(error)
+    assert future.exception(timeout=0) is error
+    with pytest.raises(ValueError):
+        future.result(timeout=0)
+
+
+def test_result_waits_for_a_later_settle() -> None:
+    future: LazyFuture[int] = LazyFuture()
+    thread = settle_later(future, 3)
+    assert future.result(timeout=5) == 3
+    thread.join()
+
+
+def test_callbacks_run_whether_added_before_or_after() -> None:
+    future: LazyFuture[int] = LazyFuture()
+    seen: list[int] = []
+    future.add_done_callback(lambda f: seen.append(f.result()))
+    future.set_result(1)
+    future.add_done_callback(lambda f: seen.append(f.result() + 1))
+    assert seen == [1, 2]
+
+
+def test_wait_and_as_completed() -> None:
+    futures: list[LazyFuture[int]] = [LazyFuture() for _ in range(3)]
+    threads = [settle_later(f, n, delay=0.02 * n) for n, f in enumerate(futures)]
+    done, _ = wait(futures, timeout=5, return_when=FIRST_COMPLETED)
+    assert len(done) >= 1
+    assert sorted(f.result() for f in as_completed(futures, timeout=5)) == [0, 1, 2]
+    for thread in threads:
+        thread.join()
+
+
+def test_cancel_before_running_is_honoured() -> None:
+    future: LazyFuture[int] = LazyFuture()
+    assert future.cancel() is True
+    assert future.set_running_or_notify_cancel() is False
+    assert future.cancelled()
+
+
+def test_settling_twice_raises() -> None:
+    future: LazyFuture[int] = LazyFuture()
+    future.set_result(1)
+    with pytest.raises(InvalidStateError):
+        future.set_result(2)
+    with pytest.raises(InvalidStateError):
+        future.set_exception(ValueError())
+
+
+def test_cannot_cancel_once_running() -> None:
+    future: LazyFuture[int] = LazyFuture()
+    assert future.set_running_or_notify_cancel() is True
+    assert future.cancel() is False
+    assert future.running()
+
+
+@pytest.mark.asyncio
+async def test_asyncio_wrap_future() -> None:
+    future: LazyFuture[int] = LazyFuture()
+    thread = settle_later(future, 9)
+    assert await asyncio.wrap_future(future) == 9
+    thread.join()
