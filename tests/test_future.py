@@ -31,7 +31,8 @@ def test_settled_before_anyone_looks() -> None:
     assert future.set_running_or_notify_cancel() is True
     future.set_result(7)
     assert future._lazy_condition is None  # the cheap path was taken
-    assert future.done() and not future.cancelled()
+    assert future.done()
+    assert not future.cancelled()
     assert future.result(timeout=0) == 7
 
 
