@@ -232,26 +232,36 @@ class SyncRun:
             self.then()
 
     def _run(self) -> bool:
+        # Only an unmovable run can be given up or finished by the watchdog,
+        # so only it needs the state lock; a movable run changes hands solely
+        # through its slot's lock, inside deliver_sync (see the module doc).
         slot = watchdog.slot()
-        with _STATE_LOCK:
-            if self.given_up:
-                return False
+        if self.movable:
             self.slot = slot
+        else:
+            with _STATE_LOCK:
+                if self.given_up:
+                    return False
+                self.slot = slot
         found = deliver_sync(self.bus, self.report, self.subs, self.chain, self.override, self, self.index)
         if found is MOVED:
             return False
-        with slot.lock:
-            if self.slot is not slot:  # given up by the watchdog meanwhile
-                return False
-            self.slot = None
+        if not self.movable:
+            with slot.lock:
+                if self.slot is not slot:  # given up by the watchdog meanwhile
+                    return False
+        self.slot = None
         self._finish()
         return True
 
     def _finish(self) -> None:
-        with _STATE_LOCK:
-            if self.finished:
-                return
+        if self.movable:
             self.finished = True
+        else:
+            with _STATE_LOCK:
+                if self.finished:
+                    return
+                self.finished = True
         self.done(self)
 
     def give_up_unstarted(self) -> None:
