@@ -10,12 +10,14 @@ from __future__ import annotations
 import atexit
 
 from ._bus import EventBus
+from ._compat import ANY, NamedSignal, Namespace, Signal, default_namespace, signal
 from ._errors import CircularEventError, EventSystemError, EventTimeoutError, QueueFullError
 from ._events import Event, EventType, EventTypeLike, SystemEventType, event_type_name
 from ._report import DeliveryReport
 from ._subscription import Subscription
 
 __all__ = [
+    "ANY",
     "CircularEventError",
     "DeliveryReport",
     "Event",
@@ -24,11 +26,16 @@ __all__ = [
     "EventTimeoutError",
     "EventType",
     "EventTypeLike",
+    "NamedSignal",
+    "Namespace",
     "QueueFullError",
+    "Signal",
     "Subscription",
     "SystemEventType",
+    "bridge",
     "clear_history",
     "default_bus",
+    "default_namespace",
     "disable",
     "enable",
     "event_type_name",
@@ -45,8 +52,10 @@ __all__ = [
     "set_propagate_exceptions",
     "set_timeout",
     "shutdown",
+    "signal",
     "signal_for",
     "subscribe",
+    "unbridge",
     "unsubscribe",
     "unsubscribe_by_source",
 ]
@@ -78,3 +87,5 @@ is_enabled = default_bus.is_enabled
 enable = default_bus.enable
 disable = default_bus.disable
 shutdown = default_bus.shutdown
+bridge = default_bus.bridge
+unbridge = default_bus.unbridge

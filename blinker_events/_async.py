@@ -78,7 +78,7 @@ async def deliver_async(
         # publishes, even from tasks of its own) carries this chain.
         token = HANDLING.set((event, chain + (sub,) if chain else sub._chain))
         try:
-            awaitable = fn(event._source, event=event) if sub.plain else fn(event)
+            awaitable = sub.invoke_plain(fn, event) if sub.plain else fn(event)
             if not asyncio.iscoroutine(awaitable):
                 awaitable = _awaiting(awaitable)
             task = _start_task(loop, awaitable)
@@ -155,14 +155,15 @@ async def deliver_one(
     deadline: AsyncDeadline | None = None
     cancelling = 0
     error: BaseException | None = None
+    result: Any = None
     token = HANDLING.set((event, chain + (sub,) if chain else sub._chain))
     try:
-        awaitable = fn(event._source, event=event) if sub.plain else fn(event)
+        awaitable = sub.invoke_plain(fn, event) if sub.plain else fn(event)
         steps = awaitable if type(awaitable) is CoroutineType else awaitable.__await__()
         try:
             yielded = steps.send(None)
-        except StopIteration:
-            pass  # finished without suspending: nothing to time
+        except StopIteration as stop:
+            result = stop.value  # finished without suspending: nothing to time
         else:
             task = asyncio.current_task()
             if task is not None:  # None only if someone drives this coroutine by hand
@@ -171,7 +172,7 @@ async def deliver_one(
                 deadline = AsyncDeadline(sub, perf_counter() + timeout, event, asyncio.get_running_loop(), task)
                 watchdog.awaited.add(deadline)
                 watchdog.ensure_running()
-            await _delegate(steps, yielded)
+            result = await _delegate(steps, yielded)
     except BaseException as exc:
         _own_or_raise(bus, exc)
         error = exc
@@ -181,7 +182,7 @@ async def deliver_one(
         HANDLING.reset(token)
     if task is None:  # it never suspended, so nothing can have cancelled it
         if error is None:
-            guards.succeeded(report, sub)
+            guards.succeeded(report, sub, result)
         else:
             guards.failed(report, sub, error)
         return
@@ -202,7 +203,7 @@ async def deliver_one(
     elif error is not None:
         guards.failed(report, sub, error)
     else:
-        guards.succeeded(report, sub)
+        guards.succeeded(report, sub, result)
 
 
 @types.coroutine
@@ -283,4 +284,4 @@ def _record(
         elif (exc := task.exception()) is not None:
             guards.failed(report, sub, exc)
         else:
-            guards.succeeded(report, sub)
+            guards.succeeded(report, sub, task.result())

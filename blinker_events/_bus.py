@@ -116,6 +116,7 @@ class EventBus:
         # the adapters for their plain receivers are this bus's own.
         self._foreign: dict[TypeKey, Signal] = {}
         self._foreign_adapters: dict[TypeKey, Adapters] = {}
+        self._bridges: dict[int, tuple[Signal, _Relay]] = {}
         self._wildcards: list[Subscription] = []
         self._wild_route: Route | None = None
         self._subscriptions: dict[int, Subscription] = {}
@@ -169,17 +170,87 @@ class EventBus:
                 with self._lock:
                     route = signal.route = self._build_route(key)
         elif key in self._foreign or isinstance(event._event_type, Signal):
-            # A foreign blinker signal tells us of no change, so its route is
-            # rebuilt on every publish.
-            self.signal_for(event._event_type)
-            with self._lock:
-                route = self._build_route(key)
+            foreign = self.signal_for(event._event_type)
+            if getattr(foreign, "guarded_by", None) is self:
+                # A drop-in Signal this bus guards drops the cache on change.
+                route = foreign.route  # type: ignore[attr-defined]
+                if route is None:
+                    with self._lock:
+                        route = foreign.route = self._build_route(key)  # type: ignore[attr-defined]
+            else:
+                # Any other blinker signal tells us of no change, so its
+                # route is rebuilt on every publish.
+                with self._lock:
+                    route = self._build_route(key)
         else:
             route = self._wild_route
             if route is None:
                 with self._lock:
                     route = self._wild_route = self._build_route(key)
         return route.for_source(event._source) if route.filtered else route
+
+    # -- signals the bus does not own -------------------------------------
+
+    def guard(self, signal: Signal) -> None:
+        """Send a drop-in :class:`blinker_events.Signal` through this bus
+        (what ``signal.guard(bus)`` does); a signal has one guarding bus."""
+        from ._compat import Signal as DropIn
+
+        if not isinstance(signal, DropIn):
+            raise TypeError(
+                "signal must be a blinker_events.Signal to be guarded; bridge() a plain blinker signal instead"
+            )
+        previous = signal.guarded_by
+        if previous is not None and previous is not self:
+            previous.unguard(signal)
+        self.signal_for(signal)
+        with self._lock:
+            signal.guarded_by = self
+            signal.route = None
+
+    def unguard(self, signal: Signal) -> None:
+        """Stop guarding a drop-in signal; its ``send`` is blinker's again."""
+        with self._lock:
+            if getattr(signal, "guarded_by", None) is self:
+                signal.guarded_by = None  # type: ignore[attr-defined]
+                signal.route = None  # type: ignore[attr-defined]
+
+    def bridge(self, signal: Signal, event_type: EventTypeLike | None = None) -> EventTypeLike:
+        """Relay every send of a blinker signal you do not own to this bus.
+
+        Each ``signal.send(sender, **kwargs)`` becomes
+        ``Event(event_type, kwargs, sender)`` published with every guard;
+        ``event_type`` defaults to the signal's name. The relay never raises
+        into the sender's call (failures are logged and in the history), and
+        holds nothing of the sender. It is a sync receiver: a ``send_async``
+        of the signal must pass ``_sync_wrapper`` as blinker requires for any
+        sync receiver. Returns the event type to subscribe to.
+        """
+        if not isinstance(signal, Signal):
+            raise TypeError(f"signal must be a blinker Signal, not {type(signal).__name__}")
+        if event_type is None:
+            name = getattr(signal, "name", None)
+            if not isinstance(name, str):
+                raise ValueError("event_type: an unnamed signal needs one to be bridged")
+            event_type = name
+        else:
+            type_key(event_type)
+        with self._lock:
+            if id(signal) in self._bridges:
+                raise ValueError(f"signal {signal!r} is already bridged to this bus")
+            relay = _Relay(self, event_type)
+            self._bridges[id(signal)] = (signal, relay)
+            signal.connect(relay, weak=False)
+        return event_type
+
+    def unbridge(self, signal: Signal) -> bool:
+        """Remove the relay :meth:`bridge` connected; False if there was none."""
+        with self._lock:
+            found = self._bridges.pop(id(signal), None)
+        if found is None:
+            return False
+        found[0].disconnect(found[1])
+        return True
 
     def _build_route(self, key: TypeKey) -> Route:
         """The route of the event type filed under ``key``; lock held."""
@@ -406,6 +477,8 @@ class EventBus:
         if route is None or route.filtered:
             route = self._route(event)
         if route.subs:
+            if route.collect:
+                report.results = []
             handling = HANDLING.get()
             chain = () if handling is None else handling[1]
             async_subs = deliver_sync(self, report, route.subs, chain, override, started=started)
@@ -488,6 +561,10 @@ class EventBus:
             # The sync half records into a report of its own: it runs on
             # another thread at the same time as the async half.
             sync_report = DeliveryReport(event) if route.sync_subs else None
+            if route.collect:
+                report.results = []
+                if sync_report is not None:
+                    sync_report.results = []
             waiter = (
                 self._start_sync_run(sync_report, route.sync_subs, chain, override) if sync_report is not None else None
             )
@@ -735,6 +812,25 @@ class EventBus:
     def __repr__(self) -> str:
         state = "enabled" if self._enabled else "disabled"
         return f"<EventBus {self.name!r} {state}, {len(self._subscriptions)} subscriptions>"
+
+
+class _Relay:
+    """The receiver :meth:`EventBus.bridge` connects to a foreign signal."""
+
+    __slots__ = ("bus", "event_type")
+
+    def __init__(self, bus: EventBus, event_type: EventTypeLike) -> None:
+        self.bus = bus
+        self.event_type = event_type
+
+    def __call__(self, sender: Any, /, **kwargs: Any) -> None:
+        try:
+            self.bus.publish_sync(Event(self.event_type, kwargs, sender))
+        except Exception:  # the sender's call must not fail because of us
+            logger.exception("bridge: relaying a send of %s failed", event_type_name(self.event_type))
+
+    def __repr__(self) -> str:
+        return f"<bridge to {self.bus.name!r} as {event_type_name(self.event_type)}>"
 
 
 def _resolve(waiter: asyncio.Future[None]) -> None:

@@ -91,8 +91,10 @@ class Guards:
         self.max_depth = max_depth
         self.propagate = propagate
 
-    def succeeded(self, report: DeliveryReport, sub: Subscription) -> None:
+    def succeeded(self, report: DeliveryReport, sub: Subscription, result: Any = None) -> None:
         report.succeeded.append(sub)
+        if report.results is not None:
+            report.results.append((sub, result))
         if sub.failures:
             self.reset(sub)
 
@@ -104,6 +106,8 @@ class Guards:
 
     def failed(self, report: DeliveryReport, sub: Subscription, exc: BaseException) -> None:
         report.add_failure(sub, exc)
+        if report.results is not None:
+            report.results.append((sub, exc))
         logger.error("receiver %s failed handling %r", sub.name, report.event, exc_info=exc)
         if not self.propagate:
             # The report (and so the history) keeps the exception; without
@@ -115,6 +119,8 @@ class Guards:
     def timed_out(self, report: DeliveryReport, sub: Subscription, timeout: float | None) -> None:
         report.add_timeout(sub)
         error = EventTimeoutError(f"{sub.name} overran its timeout of {timeout}s handling {report.event!r}")
+        if report.results is not None:
+            report.results.append((sub, error))
         logger.warning("%s", error)
         self._count_failure(report, sub, error)
 

@@ -48,6 +48,7 @@ class DeliveryReport:
         "duration",
         "event",
         "failed",
+        "results",
         "scheduled",
         "skipped",
         "succeeded",
@@ -63,6 +64,10 @@ class DeliveryReport:
         self.scheduled: Sequence[Subscription] = _NONE
         self.disabled: Sequence[Subscription] = _NONE
         self.announcements: Sequence[dict[str, Any]] = _NONE
+        #: ``(subscription, return value or exception)`` per receiver that
+        #: ran, for signals whose ``send`` returns them (the drop-in
+        #: :class:`blinker_events.Signal`); None when nobody asked.
+        self.results: list[tuple[Subscription, Any]] | None = None
         self.duration = 0.0
 
     # -- recording (the dispatch paths call these) ---------------------------
@@ -109,6 +114,9 @@ class DeliveryReport:
             self.add_skip(sub, reason, error)
         for sub, announcement in zip(other.disabled, other.announcements, strict=True):
             self.add_disabled(sub, announcement)
+        if self.results is not None and other.results is not None:
+            self.results.extend(other.results)
+            self.results.sort(key=lambda pair: pair[0].seq)  # back in subscription order
 
     # -- reading -------------------------------------------------------------
 

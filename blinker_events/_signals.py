@@ -37,9 +37,14 @@ class Route:
     else the set of blinker sender ids it accepts.
     """
 
-    __slots__ = ("async_subs", "filtered", "filters", "subs", "sync_subs")
+    __slots__ = ("async_subs", "collect", "filtered", "filters", "subs", "sync_subs")
 
-    def __init__(self, subs: list[Subscription], filters: list[frozenset[Hashable] | None]) -> None:
+    def __init__(
+        self, subs: list[Subscription], filters: list[frozenset[Hashable] | None], collect: bool = False
+    ) -> None:
+        #: Whether publishes should record return values (a drop-in
+        #: Signal's ``send`` returns them).
+        self.collect = collect
         self.subs = tuple(subs)
         self.filters = tuple(filters)
         self.filtered = any(f is not None for f in filters)
@@ -52,7 +57,7 @@ class Route:
             return self
         sid = make_id(source)
         keep = [(s, f) for s, f in zip(self.subs, self.filters, strict=True) if f is None or sid in f]
-        return Route([s for s, _ in keep], [f for _, f in keep])
+        return Route([s for s, _ in keep], [f for _, f in keep], self.collect)
 
 
 EMPTY_ROUTE = Route([], [])
@@ -132,7 +137,7 @@ class Adapters:
         if adapter is not None:
             adapter.active = False
 
-    def adapter(self, receiver_id: Hashable, held: Any, bus: Any, event_type: Any) -> Subscription | None:
+    def adapter(self, receiver_id: Hashable, held: Any, bus: Any, event_type: Any, kwargs: bool) -> Subscription | None:
         """The adapter for one receiver; None if it was weakly held and is gone."""
         is_weak = isinstance(held, weakref.ref)
         fn = held() if is_weak else held
@@ -140,7 +145,7 @@ class Adapters:
             return None
         adapter = self.by_receiver.get(receiver_id)
         if adapter is None or not adapter.active or adapter.callback is not fn:
-            adapter = Subscription(bus, event_type, fn, weak=is_weak, plain=True)
+            adapter = Subscription(bus, event_type, fn, weak=is_weak, plain=True, kwargs=kwargs)
             adapter.seq = self.seqs.setdefault(receiver_id, Subscription.next_seq())
             self.by_receiver[receiver_id] = adapter
         return adapter
@@ -150,6 +155,9 @@ def build_route(signal: Signal, adapters: Adapters, event_type: Any, wildcards: 
     """Compute the route for ``signal`` plus the bus's catch-all subscriptions.
     Subscriptions other buses connected to the same (foreign) signal are
     theirs to deliver. The caller holds the bus lock."""
+    # A guarded drop-in Signal calls its receivers the blinker way and
+    # returns their results; see blinker_events._compat.
+    blinker_style = getattr(signal, "blinker_style", False)
     pairs: list[tuple[Subscription, frozenset[Hashable] | None]] = []
     for receiver_id, held in list(signal.receivers.items()):
         if isinstance(held, Subscription):
@@ -157,7 +165,7 @@ def build_route(signal: Signal, adapters: Adapters, event_type: Any, wildcards: 
                 continue
             sub: Subscription | None = held
         else:
-            sub = adapters.adapter(receiver_id, held, bus, event_type)
+            sub = adapters.adapter(receiver_id, held, bus, event_type, blinker_style)
         if sub is None:
             signal._disconnect(receiver_id, ANY_ID)
             continue
@@ -166,4 +174,4 @@ def build_route(signal: Signal, adapters: Adapters, event_type: Any, wildcards: 
     for sub in wildcards:
         pairs.append((sub, None if sub.sender is ANY else frozenset([make_id(sub.sender)])))
     pairs.sort(key=lambda pair: pair[0].seq)
-    return Route([s for s, _ in pairs], [f for _, f in pairs])
+    return Route([s for s, _ in pairs], [f for _, f in pairs], blinker_style)

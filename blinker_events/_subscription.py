@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from asgiref.sync import iscoroutinefunction as _marked_coroutine_function
 from blinker import ANY
 
-from ._events import EventTypeLike, event_type_name
+from ._events import Event, EventTypeLike, event_type_name
 
 if TYPE_CHECKING:
     from ._bus import EventBus
@@ -97,6 +97,7 @@ class Subscription:
         "failures",
         "id",
         "is_async",
+        "kwargs",
         "last_error",
         "name",
         "plain",
@@ -122,6 +123,7 @@ class Subscription:
         reentrant: bool = False,
         weak: bool | None = None,
         plain: bool = False,
+        kwargs: bool = False,
     ) -> None:
         self._bus = bus
         self.id = self.seq = next(_ids)
@@ -134,8 +136,11 @@ class Subscription:
         self.is_async = is_async_callable(callback)
         self.name = callback_name(callback)
         #: True for receivers connected to the signal with plain blinker
-        #: ``connect``: they are called ``fn(event.source, event=event)``.
+        #: ``connect``: they are called ``fn(event.source, event=event)``,
+        #: or, with ``kwargs`` (receivers of a guarded drop-in Signal), the
+        #: blinker way: ``fn(event.source, **event.data)``.
         self.plain = plain
+        self.kwargs = kwargs
         self.failures = 0
         self.last_error: BaseException | None = None
         self.disabled = False
@@ -184,6 +189,12 @@ class Subscription:
             return self._fn
         assert self._ref is not None
         return self._ref()
+
+    def invoke_plain(self, fn: Callable[..., Any], event: Event) -> Any:
+        """Call a receiver of a plain blinker ``connect`` its way."""
+        if self.kwargs:
+            return fn(event._source, **event._data)
+        return fn(event._source, event=event)
 
     def enable(self) -> None:
         """Re-enable an auto-disabled subscription and reset its failure count."""

@@ -81,6 +81,7 @@ def deliver_sync(
     guards = bus._guards
     default_timeout = bus._timeout
     succeeded = report.succeeded.append
+    results = report.results
     # A run collects async receivers on itself: it may move threads midway.
     async_subs: list[Subscription] = _NO_ASYNC if run is None else run.async_subs
     slot: WatchSlot | None = None
@@ -121,7 +122,7 @@ def deliver_sync(
             token = HANDLING.set((event, chain + (sub,) if chain else sub._chain))
             error: BaseException | None = None
             try:
-                result = fn(event._source, event=event) if sub.plain else fn(event)
+                result = sub.invoke_plain(fn, event) if sub.plain else fn(event)
                 if result is not None and isawaitable(result):
                     error = _unawaited(sub, result)
             except Exception as exc:
@@ -147,6 +148,8 @@ def deliver_sync(
                 guards.timed_out(report, sub, timeout)
             else:
                 succeeded(sub)
+                if results is not None:
+                    results.append((sub, result))
                 if sub.failures:
                     guards.reset(sub)
             t0 = t1

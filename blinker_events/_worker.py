@@ -90,6 +90,8 @@ class NowaitJob:
         self.started = perf_counter()
         self.report = DeliveryReport(self.event)
         route = bus._route(self.event)
+        if route.collect:
+            self.report.results = []
         run = SyncRun(
             bus,
             self.report,

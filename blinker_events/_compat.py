@@ -1,0 +1,146 @@
+"""Drop-in replacements for blinker's ``Signal``, ``NamedSignal`` and
+``Namespace``: change ``import blinker`` to ``import blinker_events as
+blinker`` and existing code keeps working.
+
+The classes subclass blinker's, so ``isinstance(s, blinker.Signal)`` holds
+(Flask checks it). Unguarded -- the default -- they *are* blinker's: nothing
+is overridden on that path but a check of one attribute. ``guard(bus)``
+sends them through an :class:`~blinker_events.EventBus` instead: each
+``send`` becomes an :class:`~blinker_events.Event` of the signal (data: the
+keyword arguments, source: the sender) that the bus delivers with every
+guard -- isolation, timeouts, the cycle guard, auto-disable, history --
+calling each receiver the blinker way, ``fn(sender, **kwargs)``, whether it
+is sync or async, from ``send`` and ``send_async`` alike.
+"""
+
+from __future__ import annotations
+
+import collections.abc as c
+import typing as t
+
+import blinker
+from blinker import ANY
+
+from ._events import Event
+
+if t.TYPE_CHECKING:
+    from ._bus import EventBus
+    from ._report import DeliveryReport
+
+__all__ = ["ANY", "NamedSignal", "Namespace", "Signal", "default_namespace", "signal"]
+
+
+class Signal(blinker.Signal):
+    """``blinker.Signal``, with opt-in guards.
+
+    Guarded (see :meth:`guard`), ``send`` and ``send_async``:
+
+    - run every receiver, sync and async mixed, from either method, without
+      ``_async_wrapper`` / ``_sync_wrapper`` (they are accepted and unused);
+    - return ``(receiver, result)`` for every receiver that ran, in
+      subscription order, where ``result`` is the exception for one that
+      raised and an :class:`~blinker_events.EventTimeoutError` for one that
+      overran -- Django's ``send_robust`` convention. Skipped receivers (auto-
+      disabled, stopped by the cycle guard) are left out; the bus's report
+      in ``get_delivery_reports()`` says why;
+    - raise only when the bus propagates exceptions, after every receiver ran.
+    """
+
+    #: Read by the bus: call receivers ``fn(sender, **kwargs)`` and collect
+    #: their results.
+    blinker_style = True
+    #: The guarding bus; None (the class default) keeps blinker's behaviour.
+    guarded_by: EventBus | None = None
+    #: The bus's cached route for this signal, dropped on every change.
+    route: t.Any = None
+
+    def guard(self, bus: EventBus | None = None) -> t.Self:
+        """Send through ``bus`` (the default bus if None) from now on."""
+        if bus is None:
+            from . import default_bus
+
+            bus = default_bus
+        bus.guard(self)
+        return self
+
+    def unguard(self) -> None:
+        """Back to blinker's own sending."""
+        bus = self.guarded_by
+        if bus is not None:
+            bus.unguard(self)
+
+    def connect(self, receiver: t.Any, sender: t.Any = ANY, weak: bool = True) -> t.Any:
+        bus = self.guarded_by
+        if bus is None:
+            return super().connect(receiver, sender, weak)
+        with bus._lock:  # see EventSignal: a route is built under this lock
+            result = super().connect(receiver, sender, weak)
+            self.route = None
+        return result
+
+    def _disconnect(self, receiver_id: c.Hashable, sender_id: c.Hashable) -> None:
+        bus = self.guarded_by
+        if bus is None:
+            super()._disconnect(receiver_id, sender_id)
+            return
+        with bus._lock:
+            super()._disconnect(receiver_id, sender_id)
+            self.route = None
+
+    def send(
+        self,
+        sender: t.Any | None = None,
+        /,
+        *,
+        _async_wrapper: t.Any = None,
+        **kwargs: t.Any,
+    ) -> list[tuple[c.Callable[..., t.Any], t.Any]]:
+        bus = self.guarded_by
+        if bus is None:
+            return super().send(sender, _async_wrapper=_async_wrapper, **kwargs)
+        if self.is_muted:
+            return []
+        return _results(bus.publish_sync(Event(self, kwargs, sender)))
+
+    async def send_async(
+        self,
+        sender: t.Any | None = None,
+        /,
+        *,
+        _sync_wrapper: t.Any = None,
+        **kwargs: t.Any,
+    ) -> list[tuple[c.Callable[..., t.Any], t.Any]]:
+        bus = self.guarded_by
+        if bus is None:
+            return await super().send_async(sender, _sync_wrapper=_sync_wrapper, **kwargs)
+        if self.is_muted:
+            return []
+        return _results(await bus.publish(Event(self, kwargs, sender)))
+
+
+def _results(report: DeliveryReport) -> list[tuple[c.Callable[..., t.Any], t.Any]]:
+    out = []
+    # publish_sync runs async receivers after the sync ones; blinker's order
+    # is the order of connection.
+    for sub, value in sorted(report.results or (), key=lambda pair: pair[0].seq):
+        receiver = sub.callback
+        if receiver is not None:
+            out.append((receiver, value))
+    return out
+
+
+class NamedSignal(Signal, blinker.NamedSignal):
+    """``blinker.NamedSignal``, with the opt-in guards of :class:`Signal`."""
+
+
+class Namespace(blinker.Namespace):
+    """``blinker.Namespace`` whose signals are this module's :class:`NamedSignal`."""
+
+    def signal(self, name: str, doc: str | None = None) -> NamedSignal:
+        if name not in self:
+            self[name] = NamedSignal(name, doc)
+        return t.cast(NamedSignal, self[name])
+
+
+default_namespace: Namespace = Namespace()
+signal = default_namespace.signal
