@@ -24,7 +24,7 @@ from blinker import ANY
 from ._events import Event, EventTypeLike, event_type_name
 
 if TYPE_CHECKING:
-    from ._bus import EventBus
+    from ._registry import Registry
 
 __all__ = ["Subscription"]
 
@@ -113,7 +113,7 @@ class Subscription:
 
     def __init__(
         self,
-        bus: EventBus,
+        bus: Registry,
         event_type: EventTypeLike | None,
         callback: Callable[..., Any],
         *,
