@@ -194,12 +194,12 @@ async def deliver_one(
         # receiver did with that, the cancellation goes on up.
         guards.failed(report, sub, asyncio.CancelledError(f"the publish of {event!r} was cancelled"))
         if error is not None and not isinstance(error, asyncio.CancelledError):
-            logger.error("receiver %s raised while being cancelled with %r", sub.name, event, exc_info=error)
+            logger.error("receiver %s raised while being cancelled with %s", sub.name, repr(event), exc_info=error)
         raise asyncio.CancelledError
     if expired:
         guards.timed_out(report, sub, timeout)
         if error is not None and not isinstance(error, asyncio.CancelledError):
-            logger.error("receiver %s raised after its timeout handling %r", sub.name, event, exc_info=error)
+            logger.error("receiver %s raised after its timeout handling %s", sub.name, repr(event), exc_info=error)
     elif error is not None:
         guards.failed(report, sub, error)
     else:

@@ -342,7 +342,7 @@ class EventBus(Registry):
         def ended(t: asyncio.Task[Any]) -> None:
             self._tasks.discard(t)
             if not t.cancelled() and t.exception() is not None:
-                logger.error("receiver %s raised %s handling %r", sub.name, when, event, exc_info=t.exception())
+                logger.error("receiver %s raised %s handling %s", sub.name, when, repr(event), exc_info=t.exception())
 
         task.add_done_callback(ended)
 

@@ -86,6 +86,8 @@ class Signal(blinker.Signal):
         with bus._lock:
             super()._disconnect(receiver_id, sender_id)
             self.route = None
+            if receiver_id not in self.receivers:
+                bus._forget_receiver(self, receiver_id)
 
     def send(
         self,

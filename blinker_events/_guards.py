@@ -7,12 +7,10 @@ the argument it rejects.
 
 from __future__ import annotations
 
-import contextlib
-import inspect
 import logging
 import math
 import threading
-from types import TracebackType
+import traceback
 from typing import Any
 
 from ._errors import CircularEventError, EventTimeoutError
@@ -114,12 +112,12 @@ class Guards:
         report.add_failure(sub, exc)
         if report.results is not None:
             report.results.append((sub, exc))
-        logger.error("receiver %s failed handling %r", sub.name, report.event, exc_info=exc)
         if not self.propagate:
-            # The report (and so the history) keeps the exception; without
-            # this it would keep every local of every frame it passed
-            # through alive too. Raised exceptions keep theirs for debugging.
-            _release_locals(exc.__traceback__)
+            # Before logging: a log record holds what it is given, and some
+            # handlers keep records. Exceptions raised to the caller keep
+            # their frames, for debugging.
+            _detach_traceback(exc)
+        logger.error("receiver %s failed handling %s", sub.name, repr(report.event), exc_info=exc)
         self._count_failure(report, sub, exc)
 
     def timed_out(self, report: DeliveryReport, sub: Subscription, timeout: float | None) -> None:
@@ -153,23 +151,25 @@ class Guards:
         )
 
 
-_SUSPENDABLE = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
+_NOTE = "Traceback of the receiver (its frames were released by blinker_events):\n"
 
 
-def _release_locals(tb: TracebackType | None) -> None:
-    """Drop the locals of the finished function frames in ``tb``.
+def _detach_traceback(exc: BaseException) -> None:
+    """Keep the traceback as text (a note, shown whenever the exception is
+    printed) and drop the frames.
 
-    Not ``traceback.clear_frames``: a traceback can hold the frame of a
-    suspended coroutine or generator (an exception object raised again
-    through one), and clearing such a frame finalizes it. Those are left
-    alone, as are frames still running (``clear`` refuses them).
+    A traceback's frames keep their locals alive, and every frame keeps its
+    caller's frame alive, up through the bus's dispatch (the event, the
+    report) and the publisher's own call. Reports live in the history and
+    the last error on each subscription, so without this a failure would
+    pin all of that, the event's source included, for as long as they do.
     """
-    while tb is not None:
-        frame = tb.tb_frame
-        if not frame.f_code.co_flags & _SUSPENDABLE:
-            with contextlib.suppress(RuntimeError):
-                frame.clear()
-        tb = tb.tb_next
+    tb = exc.__traceback__
+    if tb is None:
+        return
+    if not any(note.startswith(_NOTE) for note in getattr(exc, "__notes__", ())):
+        exc.add_note(_NOTE + "".join(traceback.format_tb(tb)).rstrip())
+    exc.__traceback__ = None
 
 
 def describe_disable(sub: Subscription, failures: int, error: BaseException | None) -> dict[str, Any]:

@@ -202,6 +202,16 @@ class Registry:
         self._wild_route = None
         for signal in self._signals.values():
             signal.route = None
+        for foreign in self._foreign.values():
+            if getattr(foreign, "guarded_by", None) is self:
+                foreign.route = None  # type: ignore[attr-defined]
+
+    def _forget_receiver(self, signal: Signal, receiver_id: Any) -> None:
+        """A guarded drop-in signal's receiver is gone: drop its adapter,
+        so a reconnect starts afresh and nothing keeps it alive."""
+        adapters = self._foreign_adapters.get(type_key(signal))
+        if adapters is not None:
+            adapters.forget(receiver_id)
 
     # -- subscribing ---------------------------------------------------------
 

@@ -276,7 +276,7 @@ class SyncRun:
         for sub in self.subs:
             self.report.add_skip(sub, "abandoned")
         logger.warning(
-            "%d receiver(s) of %r abandoned: the executor's thread is busy", len(self.subs), self.report.event
+            "%d receiver(s) of %s abandoned: the executor's thread is busy", len(self.subs), repr(self.report.event)
         )
         self._finish()
 
@@ -291,10 +291,10 @@ class SyncRun:
         self.bus._pool.note_stuck(-1)
         outcome = f"raised {error!r}" if error is not None else "returned"
         logger.warning(
-            "receiver %s %s after its timeout handling %r; its run had moved on",
+            "receiver %s %s after its timeout handling %s; its run had moved on",
             watched[0].name,
             outcome,
-            watched[2],
+            repr(watched[2]),
             exc_info=error,
         )
         return False

@@ -177,9 +177,9 @@ class Watchdog:
         stack = "".join(traceback.format_stack(frame)) if frame is not None else "(thread gone)\n"
         where = "on a pool thread; the publisher is released" if run is not None else "inline; it cannot be stopped"
         logger.warning(
-            "receiver %s overran its timeout handling %r (%s). It is running here:\n%s",
+            "receiver %s overran its timeout handling %s (%s). It is running here:\n%s",
             sub.name,
-            event,
+            repr(event),
             where,
             stack,
         )
@@ -187,7 +187,7 @@ class Watchdog:
             try:
                 run.overran(slot, current)
             except Exception:  # the watchdog must survive anything
-                logger.exception("watchdog: moving the run of %r to another thread failed", event)
+                logger.exception("watchdog: moving the run of %s to another thread failed", repr(event))
 
     def stats(self) -> dict[str, Any]:
         with self._lock:

@@ -179,7 +179,7 @@ class WorkQueue:
             start = not self._draining
             self._draining = True
         if dropped is not None:
-            logger.warning("worker queue full (%d): dropped the oldest event %r", self.maxsize, dropped.event)
+            logger.warning("worker queue full (%d): dropped the oldest event %s", self.maxsize, repr(dropped.event))
             dropped.drop("the worker queue was full (overflow='drop_oldest')")
         if start:
             self._pool.submit(self.drain)
@@ -231,7 +231,7 @@ class WorkQueue:
                 try:
                     still_here = job.run()
                 except BaseException as exc:  # a bug of ours: fail the job, keep draining
-                    logger.exception("worker: dispatch of %r failed", job.event)
+                    logger.exception("worker: dispatch of %s failed", repr(job.event))
                     job.resolve(exc)
                     still_here = True
                 if not still_here:
@@ -267,6 +267,6 @@ class WorkQueue:
             self._jobs.clear()
             self.dropped += len(left)
         for job in left:
-            logger.error("shutdown: dropped %r, still queued after %ss", job.event, timeout)
+            logger.error("shutdown: dropped %s, still queued after %ss", repr(job.event), timeout)
             job.drop("the bus shut down before it was delivered")
         return len(left)
