@@ -28,8 +28,9 @@ import contextlib
 import contextvars
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import CancelledError, Future
+from contextlib import AbstractContextManager
 from time import perf_counter
 from typing import Any, TypeVar
 
@@ -58,7 +59,7 @@ from ._worker import NowaitJob, WorkQueue
 __all__ = ["EventBus"]
 
 logger = logging.getLogger("blinker_events")
-F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 SYNC_EXECUTORS = ("worker", "thread_sensitive")
 #: Stands for the signal of an event type nobody subscribed to.
@@ -108,6 +109,7 @@ class EventBus(Registry):
         self._guards = Guards(self._lock, threshold, depth, self._propagate)
         self._history = History(history_size)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._dispatch_context: Callable[[], AbstractContextManager[Any]] | None = None
         self._pool = ThreadPool(f"{name}-pool")
         self._loop_thread = LoopThread(name)
         self._queue = WorkQueue(self._pool, queue_size, overflow)
@@ -174,7 +176,9 @@ class EventBus(Registry):
             async_to_sync(deliver_async)(self, report, subs, chain, override, checked=True)
             return
         try:
-            self._loop_thread.submit(deliver_async(self, report, subs, chain, override, checked=True)).result()
+            self._loop_thread.submit(
+                self._off_thread(deliver_async(self, report, subs, chain, override, checked=True))
+            ).result()
         except CancelledError:
             # shutdown() stopped the bus loop under this publish: the
             # receivers it cut short are failures, and the caller still
@@ -346,6 +350,22 @@ class EventBus(Registry):
 
         task.add_done_callback(ended)
 
+    def set_dispatch_context(self, factory: Callable[[], AbstractContextManager[Any]] | None) -> None:
+        """Enter ``factory()`` around every delivery that runs on one of the
+        bus's own threads -- the worker queue, the pool that runs the sync
+        receivers of ``await publish``, the bus loop -- rather than in the
+        publisher's thread or task. Integrations use it to give receivers
+        there what the publisher had, e.g. Flask's app context. None: nothing.
+        """
+        if factory is not None and not callable(factory):
+            raise TypeError(f"factory must be callable or None, not {type(factory).__name__}")
+        self._dispatch_context = factory
+
+    def _off_thread(self, coro: Coroutine[Any, Any, T]) -> Coroutine[Any, Any, T]:
+        """``coro``, entered into the dispatch context when one is set."""
+        factory = self._dispatch_context
+        return coro if factory is None else _entered(factory, coro)
+
     # -- settings ------------------------------------------------------------
 
     def set_timeout(self, seconds: float | None) -> None:
@@ -451,6 +471,11 @@ class EventBus(Registry):
     def __repr__(self) -> str:
         state = "enabled" if self._enabled else "disabled"
         return f"<EventBus {self.name!r} {state}, {len(self._subscriptions)} subscriptions>"
+
+
+async def _entered(factory: Callable[[], AbstractContextManager[Any]], coro: Coroutine[Any, Any, T]) -> T:
+    with factory():
+        return await coro
 
 
 def _resolve(waiter: asyncio.Future[None]) -> None:

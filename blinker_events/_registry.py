@@ -53,7 +53,7 @@ class Registry:
         # plain receivers are this bus's own.
         self._foreign: dict[TypeKey, Signal] = {}
         self._foreign_adapters: dict[TypeKey, Adapters] = {}
-        self._bridges: dict[int, tuple[Signal, _Relay]] = {}
+        self._bridges: dict[tuple[int, Any], tuple[Signal, _Relay]] = {}
         self._wildcards: list[Subscription] = []
         self._wild_route: Route | None = None
         self._subscriptions: dict[int, Subscription] = {}
@@ -151,12 +151,14 @@ class Registry:
                 signal.guarded_by = None  # type: ignore[attr-defined]
                 signal.route = None  # type: ignore[attr-defined]
 
-    def bridge(self, signal: Signal, event_type: EventTypeLike | None = None) -> EventTypeLike:
+    def bridge(self, signal: Signal, event_type: EventTypeLike | None = None, *, sender: Any = ANY) -> EventTypeLike:
         """Relay every send of a blinker signal you do not own to this bus.
 
         Each ``signal.send(sender, **kwargs)`` becomes
         ``Event(event_type, kwargs, sender)`` published with every guard;
-        ``event_type`` defaults to the signal's name. The relay never raises
+        ``event_type`` defaults to the signal's name. With ``sender``, only
+        that sender's sends are relayed (blinker's ``connect(sender=)``), and
+        the same signal can be bridged once per sender. The relay never raises
         into the sender's call (failures are logged and in the history), and
         holds nothing of the sender. It is a sync receiver: a ``send_async``
         of the signal must pass ``_sync_wrapper`` as blinker requires for any
@@ -171,18 +173,19 @@ class Registry:
             event_type = name
         else:
             type_key(event_type)
+        key = (id(signal), make_id(sender))
         with self._lock:
-            if id(signal) in self._bridges:
+            if key in self._bridges:
                 raise ValueError(f"signal {signal!r} is already bridged to this bus")
             relay = _Relay(self, event_type)
-            self._bridges[id(signal)] = (signal, relay)
-            signal.connect(relay, weak=False)
+            self._bridges[key] = (signal, relay)
+            signal.connect(relay, sender=sender, weak=False)
         return event_type
 
-    def unbridge(self, signal: Signal) -> bool:
+    def unbridge(self, signal: Signal, *, sender: Any = ANY) -> bool:
         """Remove the relay :meth:`bridge` connected; False if there was none."""
         with self._lock:
-            found = self._bridges.pop(id(signal), None)
+            found = self._bridges.pop((id(signal), make_id(sender)), None)
         if found is None:
             return False
         found[0].disconnect(found[1])

@@ -246,7 +246,12 @@ class SyncRun:
                 if self.given_up:
                     return False
                 self.slot = slot
-        found = deliver_sync(self.bus, self.report, self.subs, self.chain, self.override, self, self.index)
+        around = self.bus._dispatch_context
+        if around is None:
+            found = deliver_sync(self.bus, self.report, self.subs, self.chain, self.override, self, self.index)
+        else:
+            with around():
+                found = deliver_sync(self.bus, self.report, self.subs, self.chain, self.override, self, self.index)
         if found is MOVED:
             return False
         if not self.movable:

@@ -113,7 +113,7 @@ class NowaitJob:
         # This runs inside the job's context (SyncRun calls ``done`` there),
         # which the loop task copies.
         subs = tuple(run.async_subs)
-        coro = deliver_async(self.bus, self.report, subs, run.chain, self.override, checked=True)
+        coro = self.bus._off_thread(deliver_async(self.bus, self.report, subs, run.chain, self.override, checked=True))
         self.bus._loop_thread.submit(coro).add_done_callback(self._async_done)
 
     def _async_done(self, done: Future[None]) -> None:
