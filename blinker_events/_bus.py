@@ -1,10 +1,10 @@
-"""The :class:`EventBus` facade: subscriptions, settings, introspection and
-the three ways to publish.
+"""The :class:`EventBus` facade: the three ways to publish, settings,
+introspection and lifecycle. Who listens to what -- signals, subscriptions,
+routes -- is its base class, :class:`~._registry.Registry`.
 
-The bus owns one blinker signal per event type, a lock that guards every
-change to who listens (never held while a receiver runs), the history, the
-guards' bookkeeping, and -- started lazily -- the worker queue, the thread
-pool and the loop thread. Where each kind of receiver runs on each path:
+The bus owns the history, the guards' bookkeeping, and -- started lazily --
+the worker queue, the thread pool and the loop thread. Where each kind of
+receiver runs on each path:
 
 ================  ============================  ===================================
 path              sync receivers                async receivers
@@ -14,8 +14,8 @@ path              sync receivers                async receivers
                                                 on the bus loop thread; as tracked
                                                 tasks if the caller runs a loop
 ``await publish`` one pool thread (or asgiref's concurrently as tasks on the
-                  thread-sensitive executor),   caller's loop
-                  awaited
+                  thread-sensitive executor),   caller's loop (one alone: in
+                  awaited                       the caller's own task)
 ``publish_nowait`` the drainer pool thread,     on the bus loop thread
                   in order
 ================  ============================  ===================================
@@ -207,7 +207,8 @@ class EventBus(Registry):
         finished or timed out.
 
         Async receivers run concurrently on this loop, each under its own
-        timeout. Sync receivers never run on the loop: they run, in order, on
+        timeout (a single one runs in this task, as with blinker's
+        ``send_async``). Sync receivers never run on the loop: they run, in order, on
         a pool thread (or asgiref's thread-sensitive executor, if the bus was
         made with ``sync_executor="thread_sensitive"``), awaited.
         """
