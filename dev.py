@@ -5,6 +5,7 @@
     python3 dev.py test     run the whole test suite (extra args go to pytest)
     python3 dev.py lint     ruff check, ruff format --check, mypy --strict
     python3 dev.py bench    run the benchmarks (extra args go to the bench command)
+    python3 dev.py flask-example   run the Flask example app on http://127.0.0.1:5000
 
 Each task first makes a virtual environment for the Python running this
 script (``.venv-py3.X``) and installs the project with what the task needs;
@@ -20,7 +21,13 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-EXTRAS = {"demo": "", "test": "[dev]", "lint": "[dev]", "bench": "[dev,bench]"}
+EXTRAS = {"demo": "", "test": "[dev]", "lint": "[dev]", "bench": "[dev,bench]", "flask-example": "[flask]"}
+RUNS = {
+    "demo": ["-m", "blinker_events", "demo"],
+    "test": ["-m", "pytest"],
+    "bench": ["-m", "blinker_events", "bench"],
+    "flask-example": ["-m", "examples.flask_app"],
+}
 
 
 def venv_python(extras: str) -> Path:
@@ -49,12 +56,8 @@ def main(argv: list[str]) -> int:
     task, rest = argv[0], argv[1:]
     python = str(venv_python(EXTRAS[task]))
     os.chdir(ROOT)
-    if task == "demo":
-        return subprocess.call([python, "-m", "blinker_events", "demo", *rest])
-    if task == "test":
-        return subprocess.call([python, "-m", "pytest", *rest])
-    if task == "bench":
-        return subprocess.call([python, "-m", "blinker_events", "bench", *rest])
+    if task in RUNS:
+        return subprocess.call([python, *RUNS[task], *rest])
     bindir = Path(python).parent
     for command in (
         [str(bindir / "ruff"), "check", "."],

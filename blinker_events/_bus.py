@@ -362,6 +362,11 @@ class EventBus(Registry):
             raise TypeError(f"factory must be callable or None, not {type(factory).__name__}")
         self._dispatch_context = factory
 
+    @property
+    def dispatch_context(self) -> Callable[[], AbstractContextManager[Any]] | None:
+        """What :meth:`set_dispatch_context` set, or None."""
+        return self._dispatch_context
+
     def _off_thread(self, coro: Coroutine[Any, Any, T]) -> Coroutine[Any, Any, T]:
         """``coro``, entered into the dispatch context when one is set."""
         factory = self._dispatch_context

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections.abc import Callable
 from enum import Enum
 from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
@@ -424,19 +425,30 @@ class Registry:
 
 
 class _Relay:
-    """The receiver :meth:`EventBus.bridge` connects to a foreign signal."""
+    """The receiver :meth:`EventBus.bridge` connects to a foreign signal.
 
-    __slots__ = ("bus", "event_type")
+    It holds its bus weakly: signals are often module globals (Flask's are),
+    and a strong reference from one would keep the bus -- and through its
+    history, the events' sources, such as a Flask app -- alive for good.
+    Once the bus is gone the relay does nothing.
+    """
+
+    __slots__ = ("bus_ref", "event_type")
 
     def __init__(self, bus: Registry, event_type: EventTypeLike) -> None:
-        self.bus = bus
+        self.bus_ref = weakref.ref(bus)
         self.event_type = event_type
 
     def __call__(self, sender: Any, /, **kwargs: Any) -> None:
+        bus = self.bus_ref()
+        if bus is None:
+            return
         try:
-            self.bus.publish_sync(Event(self.event_type, kwargs, sender))
+            bus.publish_sync(Event(self.event_type, kwargs, sender))
         except Exception:  # the sender's call must not fail because of us
             logger.exception("bridge: relaying a send of %s failed", event_type_name(self.event_type))
 
     def __repr__(self) -> str:
-        return f"<bridge to {self.bus.name!r} as {event_type_name(self.event_type)}>"
+        bus = self.bus_ref()
+        name = "a collected bus" if bus is None else repr(bus.name)
+        return f"<bridge to {name} as {event_type_name(self.event_type)}>"

@@ -45,14 +45,17 @@ What it does, per app, at :meth:`BlinkerEvents.init_app`:
   loop) run inside the request, with ``request``, ``g`` and ``current_app``.
   Receivers the bus runs on its own threads -- everything behind
   ``publish_nowait``, the sync receivers of ``await publish``, the async
-  receivers of ``publish_sync`` -- get a fresh app context pushed around each
-  delivery (``bus.set_dispatch_context``): ``current_app`` is the app that
-  published (or, for events published outside any app context, the first
-  app the bus was initialised on), ``g`` is a new, empty one, the app's
-  ``teardown_appcontext`` functions run afterwards, and there is no
-  ``request``: put what receivers need into ``event.data``. The context is
-  installed on a bus the extension created, and on a passed-in bus that has
-  no dispatch context yet; a passed-in bus's own dispatch context is kept.
+  receivers of ``publish_sync`` -- get a fresh app context pushed around
+  their delivery of each event (``bus.set_dispatch_context``):
+  ``current_app`` is the app that published (or, for events published
+  outside any app context, the first app the bus was initialised on), ``g``
+  is a new, empty one, and the app's ``teardown_appcontext`` functions run
+  afterwards. ``request`` still names the publisher's request (it travels
+  with the publisher's context variables): fine while the view waits, but a
+  ``publish_nowait`` receiver may run after the request ended -- put what it
+  needs into ``event.data``. The context is installed on a bus the extension
+  created, and on a passed-in bus that has no dispatch context yet; a
+  passed-in bus's own dispatch context is kept.
 - **Shutdown.** A bus the extension created is shut down when the process
   exits, after its queue drained for at most ``BLINKER_EVENTS_SHUTDOWN_TIMEOUT``
   seconds (a passed-in bus is its owner's to shut down; the default bus
@@ -201,7 +204,7 @@ class BlinkerEvents:
             for name in bridged:
                 bus.unbridge(signals[name], sender=app)
             raise
-        if owns_bus or bus._dispatch_context is None:
+        if owns_bus or bus.dispatch_context is None:
             bus.set_dispatch_context(_AppContextFactory(app))
         if owns_bus:
             _EXIT_TIMEOUTS[bus] = shutdown_timeout

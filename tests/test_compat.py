@@ -872,3 +872,19 @@ def test_unbridge_removes_the_relay(bus: EventBus) -> None:
     assert [dict(e.data) for e in seen] == [{"n": 1}]
     assert [dict(e.data) for e in bus.get_history("removable")] == [{"n": 1}]
     assert bus.bridge(sig) == "removable"  # can be bridged again after unbridging
+
+
+def test_a_bridge_does_not_keep_its_bus_alive() -> None:
+    """Signals are often module globals: a relay holding its bus strongly
+    kept the bus, its history and the events' sources alive for good."""
+    sig = blinker.Namespace().signal("global-ish")
+    bus = EventBus()
+    bus.bridge(sig)
+    bus.subscribe("global-ish", lambda event: None)
+    sig.send("sender", n=1)
+    bus_ref = weakref.ref(bus)
+    assert bus.shutdown(timeout=5) == 0
+    del bus
+    gc.collect()
+    assert bus_ref() is None
+    assert sig.send("sender", n=2) == [(next(iter(sig.receivers.values())), None)]  # the relay now does nothing
