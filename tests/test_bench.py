@@ -1,0 +1,71 @@
+"""Each benchmark scenario runs correctly at a small size.
+
+Timing belongs to the benchmark itself; here only what it verifies before
+reporting: every receiver of every library ran exactly as often as expected
+(the scenarios raise otherwise), and the report has the expected shape.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("pyee")
+pytest.importorskip("django")
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks import bench
+
+
+@pytest.mark.parametrize("receivers", [1, 10])
+def test_sync_scenario(receivers: int) -> None:
+    result = bench.sync_scenario(receivers, n=50, repeats=1)
+    assert result.scenario == f"S{receivers}"
+    assert set(result.ns) == {"blinker_events", "blinker", "django", "pyee"}
+    assert all(ns > 0 for ns in result.ns.values())
+
+
+@pytest.mark.parametrize("receivers", [1, 10])
+def test_async_scenario(receivers: int) -> None:
+    result = bench.async_scenario(receivers, n=30, repeats=1)
+    assert set(result.ns) == {"blinker_events", "blinker", "django", "pyee"}
+
+
+def test_mix_scenario() -> None:
+    result = bench.mix_scenario(n=20, repeats=1)
+    assert set(result.ns) == {"blinker_events", "blinker", "django", "bare hop"}
+
+
+def test_queue_scenario() -> None:
+    result = bench.queue_scenario(n=200, repeats=1)
+    assert result.notes["events_per_second"] > 0
+    assert result.notes["caller_ns"] > 0
+
+
+def test_history_scenario() -> None:
+    result = bench.history_scenario(n=50, repeats=1)
+    assert set(result.ns) == {"history=0", "history=1000", "history=100000"}
+
+
+def test_memory_scenario() -> None:
+    result = bench.memory_scenario(2000)
+    assert result.notes["calls"] == 2000
+    assert result.notes["rss_growth_mb"] >= 0
+
+
+def test_targets_cover_every_scenario() -> None:
+    results = {
+        "S1": bench.sync_scenario(1, n=20, repeats=1),
+        "H": bench.history_scenario(n=20, repeats=1),
+    }
+    names = [target for target, _, _ in bench.check_targets(results)]
+    assert names == ["S1 <= 1.0x blinker", "H history 100,000 within 10% of 0"]
+
+
+def test_a_miscount_aborts_the_report() -> None:
+    counter = bench.Counter()
+    counter.sync("lib")(None)
+    with pytest.raises(AssertionError, match="ran 1 times, expected 2"):
+        counter.expect("lib", 2)
