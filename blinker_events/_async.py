@@ -145,7 +145,10 @@ async def deliver_one(
     publisher never waits past the deadlines). The receiver shares the
     publisher's task and context, as with ``send_async``.
     """
-    fn = sub.callback if checked else _ready(bus, report, sub, chain)
+    if checked or (sub.active and not sub.disabled and not chain):
+        fn = sub._fn or sub.callback  # the common case, without a call
+    else:
+        fn = _ready(bus, report, sub, chain)
     if fn is None:
         return
     event = report.event

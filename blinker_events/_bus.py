@@ -219,7 +219,10 @@ class EventBus(Registry):
         if not self._enabled:
             return report
         started = perf_counter()
-        route = self._route(event)
+        signal = self._signals.get(event._key)  # _route's common case, inlined
+        route = None if signal is None else signal.route
+        if route is None or route.filtered:
+            route = self._route(event)
         if route.subs:
             handling = HANDLING.get()
             chain = () if handling is None else handling[1]
