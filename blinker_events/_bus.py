@@ -46,6 +46,7 @@ from ._guards import (
     check_flag,
     check_overflow,
     check_positive_int,
+    check_sync_executor,
     check_timeout,
 )
 from ._history import DEFAULT_HISTORY_SIZE, History
@@ -61,7 +62,6 @@ __all__ = ["EventBus"]
 logger = logging.getLogger("blinker_events")
 T = TypeVar("T")
 
-SYNC_EXECUTORS = ("worker", "thread_sensitive")
 #: Stands for the signal of an event type nobody subscribed to.
 _NO_SIGNAL = Signal()
 
@@ -100,7 +100,7 @@ class EventBus(Registry):
         history_size = check_positive_int(history_size, "history_size", minimum=0)
         queue_size = check_positive_int(queue_size, "queue_size")
         overflow = check_overflow(overflow)
-        self._sync_executor = _check_sync_executor(sync_executor)
+        self._sync_executor = check_sync_executor(sync_executor)
         if not isinstance(name, str):
             raise TypeError(f"name must be a str, not {type(name).__name__}")
         self.name = name
@@ -394,6 +394,20 @@ class EventBus(Registry):
     def set_max_depth(self, n: int) -> None:
         self._guards.max_depth = check_positive_int(n, "n")
 
+    def set_queue_size(self, n: int) -> None:
+        """Bound of the worker queue. Shrinking below what is queued drops
+        nothing: publishers meet the overflow policy until it drains."""
+        self._queue.maxsize = check_positive_int(n, "n")
+
+    def set_overflow(self, policy: str) -> None:
+        """``"block"``, ``"raise"`` or ``"drop_oldest"``; see the README."""
+        self._queue.overflow = check_overflow(policy)
+
+    def set_sync_executor(self, name: str) -> None:
+        """Where ``await publish`` runs sync receivers from now on:
+        ``"worker"`` or ``"thread_sensitive"``."""
+        self._sync_executor = check_sync_executor(name)
+
     @property
     def timeout(self) -> float | None:
         return self._timeout
@@ -413,6 +427,18 @@ class EventBus(Registry):
     @property
     def max_depth(self) -> int:
         return self._guards.max_depth
+
+    @property
+    def queue_size(self) -> int:
+        return self._queue.maxsize
+
+    @property
+    def overflow(self) -> str:
+        return self._queue.overflow
+
+    @property
+    def sync_executor(self) -> str:
+        return self._sync_executor
 
     # -- introspection -------------------------------------------------------
 
@@ -499,9 +525,3 @@ def _outer_loop() -> asyncio.AbstractEventLoop | None:
         return None
     loop: asyncio.AbstractEventLoop | None = getattr(local, "main_event_loop", None)
     return loop if loop is not None and loop.is_running() else None
-
-
-def _check_sync_executor(value: Any) -> str:
-    if value not in SYNC_EXECUTORS:
-        raise ValueError(f"sync_executor must be one of {', '.join(map(repr, SYNC_EXECUTORS))}, not {value!r}")
-    return str(value)

@@ -23,6 +23,7 @@ __all__ = ["Guards", "check_cycle", "check_positive_int", "check_timeout"]
 logger = logging.getLogger("blinker_events")
 
 OVERFLOW_POLICIES = ("block", "raise", "drop_oldest")
+SYNC_EXECUTORS = ("worker", "thread_sensitive")
 
 
 def check_timeout(value: Any, name: str = "timeout") -> float | None:
@@ -53,6 +54,12 @@ def check_positive_int(value: Any, name: str, minimum: int = 1) -> int:
 def check_overflow(value: Any) -> str:
     if value not in OVERFLOW_POLICIES:
         raise ValueError(f"overflow must be one of {', '.join(map(repr, OVERFLOW_POLICIES))}, not {value!r}")
+    return str(value)
+
+
+def check_sync_executor(value: Any) -> str:
+    if value not in SYNC_EXECUTORS:
+        raise ValueError(f"sync_executor must be one of {', '.join(map(repr, SYNC_EXECUTORS))}, not {value!r}")
     return str(value)
 
 
