@@ -6,6 +6,7 @@
     python3 dev.py lint     ruff check, ruff format --check, mypy --strict
     python3 dev.py bench    run the benchmarks (extra args go to the bench command)
     python3 dev.py flask-example   run the Flask example app on http://127.0.0.1:5000
+    python3 dev.py django-example  run the Django example on http://127.0.0.1:8000
 
 Each task first makes a virtual environment for the Python running this
 script (``.venv-py3.X``) and installs the project with what the task needs;
@@ -21,12 +22,20 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-EXTRAS = {"demo": "", "test": "[dev]", "lint": "[dev]", "bench": "[dev,bench]", "flask-example": "[flask]"}
+EXTRAS = {
+    "demo": "",
+    "test": "[dev]",
+    "lint": "[dev]",
+    "bench": "[dev,bench]",
+    "flask-example": "[flask]",
+    "django-example": "[dev]",
+}
 RUNS = {
     "demo": ["-m", "blinker_events", "demo"],
     "test": ["-m", "pytest"],
     "bench": ["-m", "blinker_events", "bench"],
     "flask-example": ["-m", "examples.flask_app"],
+    "django-example": ["-m", "examples.django_project"],
 }
 
 

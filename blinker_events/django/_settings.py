@@ -1,0 +1,238 @@
+"""``settings.BLINKER_EVENTS``: checked, then applied to the default bus."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from importlib import import_module
+from typing import Any
+
+from django.apps import apps  # type: ignore[import-untyped]
+from django.conf import settings  # type: ignore[import-untyped]
+from django.db.models.signals import ModelSignal  # type: ignore[import-untyped]
+from django.dispatch import Signal  # type: ignore[import-untyped]
+from django.utils.module_loading import import_string, module_has_submodule  # type: ignore[import-untyped]
+
+import blinker_events
+from blinker_events._events import Event, EventTypeLike, event_type_name, type_key
+from blinker_events._guards import check_flag, check_overflow, check_positive_int, check_sync_executor, check_timeout
+
+__all__ = ["DEFAULTS", "SETTING_NAME", "apply_settings", "autodiscover", "current_settings", "signal_event_type"]
+
+logger = logging.getLogger("blinker_events")
+
+#: The name of the settings dict.
+SETTING_NAME = "BLINKER_EVENTS"
+
+#: Every key of ``settings.BLINKER_EVENTS`` and the value used when it is
+#: missing (or when the setting is unset). ``AUTODISCOVER``: the module
+#: imported from every installed app, or False for none. ``SIGNALS``: the
+#: Django signals bridged to the bus (see :func:`apply_settings`).
+DEFAULTS: Mapping[str, Any] = {
+    "TIMEOUT": None,
+    "HISTORY_SIZE": 1000,
+    "FAILURE_THRESHOLD": 3,
+    "PROPAGATE_EXCEPTIONS": False,
+    "QUEUE_SIZE": 10000,
+    "OVERFLOW": "block",
+    "MAX_DEPTH": 16,
+    "SYNC_EXECUTOR": "thread_sensitive",
+    "AUTODISCOVER": "events",
+    "SIGNALS": (),
+}
+
+_SIGNAL_KEYS = frozenset({"signal", "sender", "event_type"})
+#: Where the names of signals given as objects (not dotted paths) are found.
+_SIGNAL_MODULES = ("django.db.models.signals", "django.core.signals", "django.db.backends.signals")
+
+_lock = threading.Lock()
+#: What the last apply_settings connected: (signal, sender, dispatch_uid).
+_connected: list[tuple[Signal, Any, str]] = []
+
+
+def current_settings() -> Mapping[str, Any]:
+    """``settings.BLINKER_EVENTS``, or an empty dict when unset or None."""
+    value = getattr(settings, SETTING_NAME, None)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{SETTING_NAME} must be a dict, not {type(value).__name__}")
+    return value
+
+
+def apply_settings(config: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Configure :data:`blinker_events.default_bus` from ``config`` (default:
+    ``settings.BLINKER_EVENTS``); missing keys take their :data:`DEFAULTS`.
+
+    Everything is checked first (TypeError/ValueError naming the key), then
+    applied; the Django signals bridged by the previous call are
+    disconnected and those of ``SIGNALS`` connected. Each ``SIGNALS`` entry
+    is a dict: ``"signal"`` -- a ``django.dispatch.Signal`` or its dotted
+    path (required); ``"sender"`` -- only sends by it are relayed: a model
+    label ``"app_label.Model"``, a dotted path, an object, or None (the
+    default) for every sender; ``"event_type"`` -- defaults to
+    :func:`signal_event_type`. Returns the full, checked settings.
+    """
+    config = current_settings() if config is None else config
+    resolved = _checked(config)
+    bridges = [_resolve_bridge(entry, i) for i, entry in enumerate(resolved["SIGNALS"])]
+    bus = blinker_events.default_bus
+    with _lock:
+        bus.set_timeout(resolved["TIMEOUT"])
+        bus.set_history_size(resolved["HISTORY_SIZE"])
+        bus.set_failure_threshold(resolved["FAILURE_THRESHOLD"])
+        bus.set_propagate_exceptions(resolved["PROPAGATE_EXCEPTIONS"])
+        bus.set_max_depth(resolved["MAX_DEPTH"])
+        # The bus has no setters for these yet; the values are checked above.
+        bus.set_queue_size(resolved["QUEUE_SIZE"])
+        bus.set_overflow(resolved["OVERFLOW"])
+        bus.set_sync_executor(resolved["SYNC_EXECUTOR"])
+        for signal, sender, uid in _connected:
+            signal.disconnect(sender=sender, dispatch_uid=uid)
+        _connected.clear()
+        for signal, sender, event_type in bridges:
+            uid = f"blinker_events:{id(signal)}:{event_type_name(event_type)}"
+            signal.connect(_SignalRelay(event_type), sender=sender, weak=False, dispatch_uid=uid)
+            _connected.append((signal, sender, uid))
+    return resolved
+
+
+def _checked(config: Mapping[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(config) - set(DEFAULTS), key=str)
+    if unknown:
+        names = ", ".join(map(repr, unknown))
+        raise ValueError(f"{SETTING_NAME}: unknown key(s) {names}; known: {', '.join(DEFAULTS)}")
+    resolved = {**DEFAULTS, **config}
+    checks: dict[str, Callable[[Any, str], Any]] = {
+        "TIMEOUT": check_timeout,
+        "HISTORY_SIZE": lambda v, k: check_positive_int(v, k, minimum=0),
+        "FAILURE_THRESHOLD": check_positive_int,
+        "PROPAGATE_EXCEPTIONS": check_flag,
+        "QUEUE_SIZE": check_positive_int,
+        "OVERFLOW": lambda v, k: check_overflow(v),
+        "MAX_DEPTH": check_positive_int,
+        "SYNC_EXECUTOR": lambda v, k: check_sync_executor(v),
+        "AUTODISCOVER": _check_autodiscover,
+        "SIGNALS": _check_signals,
+    }
+    for key, check in checks.items():
+        try:
+            resolved[key] = check(resolved[key], key)
+        except (TypeError, ValueError) as exc:
+            text = str(exc)
+            raise type(exc)(text if text.startswith(key) else f"{SETTING_NAME}[{key!r}]: {text}") from None
+    return resolved
+
+
+def _check_autodiscover(value: Any, key: str) -> str | None:
+    if value is None or value is False:
+        return None
+    if value is True:
+        return str(DEFAULTS["AUTODISCOVER"])
+    if not isinstance(value, str) or not value or not all(part.isidentifier() for part in value.split(".")):
+        raise TypeError(f"{key} must be a module name or False, not {value!r}")
+    return value
+
+
+def _check_signals(value: Any, key: str) -> tuple[Mapping[str, Any], ...]:
+    if value is None:
+        return ()
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, (list, tuple)):
+        raise TypeError(f"{key} must be a list of dicts, not {type(value).__name__}")
+    for i, entry in enumerate(value):
+        if not isinstance(entry, Mapping):
+            raise TypeError(f"{key}[{i}] must be a dict, not {type(entry).__name__}")
+        extra = set(entry) - _SIGNAL_KEYS
+        if extra or "signal" not in entry:
+            raise ValueError(f"{key}[{i}] needs a 'signal' and may have 'sender' and 'event_type'; got {sorted(entry)}")
+    return tuple(value)
+
+
+def _resolve_bridge(entry: Mapping[str, Any], i: int) -> tuple[Signal, Any, EventTypeLike]:
+    where = f"{SETTING_NAME}['SIGNALS'][{i}]"
+    signal = entry["signal"]
+    try:
+        if isinstance(signal, str):
+            signal = import_string(signal)
+        if not isinstance(signal, Signal):
+            kind = type(signal).__name__
+            raise TypeError(f"'signal' must be a django.dispatch.Signal or its dotted path, not {kind}")
+        sender = _resolve_sender(signal, entry.get("sender"))
+        event_type = entry.get("event_type")
+        if event_type is None:
+            event_type = signal_event_type(signal, sender)
+        else:
+            type_key(event_type)
+    except ImportError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+    except (TypeError, ValueError, LookupError) as exc:
+        raise type(exc)(f"{where}: {exc}") from None
+    return signal, sender, event_type
+
+
+def _resolve_sender(signal: Signal, sender: Any) -> Any:
+    if not isinstance(sender, str):
+        return sender
+    if sender.count(".") == 1 and (isinstance(signal, ModelSignal) or apps.is_installed(sender.split(".")[0])):
+        try:
+            return apps.get_model(sender)
+        except LookupError:
+            if isinstance(signal, ModelSignal):
+                raise LookupError(f"'sender': no installed model {sender!r}") from None
+    return import_string(sender)
+
+
+def signal_event_type(signal: Signal, sender: Any = None) -> str:
+    """The event type a bridged Django signal gets without ``event_type``:
+    ``"<app_label>.<model_name>.<signal>"`` for a model sender (for example
+    ``"orders.order.post_save"``), else ``"django.<signal>"`` (for example
+    ``"django.request_finished"``). Signals that are not Django's own need an
+    explicit event type."""
+    name = _signal_name(signal)
+    meta = getattr(sender, "_meta", None)
+    if isinstance(sender, type) and meta is not None:
+        return f"{meta.app_label}.{meta.model_name}.{name}"
+    return f"django.{name}"
+
+
+def _signal_name(signal: Signal) -> str:
+    for module_name in _SIGNAL_MODULES:
+        for name, value in vars(import_module(module_name)).items():
+            if value is signal:
+                return name
+    raise ValueError("'event_type' is needed for a signal that is not one of Django's own")
+
+
+class _SignalRelay:
+    """The receiver connected to a bridged Django signal."""
+
+    __slots__ = ("event_type",)
+
+    def __init__(self, event_type: EventTypeLike) -> None:
+        self.event_type = event_type
+
+    def __call__(self, sender: Any, **kwargs: Any) -> None:
+        kwargs.pop("signal", None)
+        try:
+            blinker_events.default_bus.publish_sync(Event(self.event_type, kwargs, sender))
+        except Exception:  # Django's send must not fail because of a receiver
+            logger.exception("django bridge: relaying a send of %s failed", event_type_name(self.event_type))
+
+    def __repr__(self) -> str:
+        return f"<django bridge to the default bus as {event_type_name(self.event_type)}>"
+
+
+def autodiscover(module: str | None = "events") -> list[str]:
+    """Import ``<app>.<module>`` of every installed app that has one and
+    return their names. Python imports each module once, so calling this
+    again subscribes nothing twice. None: nothing."""
+    if module is None:
+        return []
+    found = []
+    for app_config in apps.get_app_configs():
+        if module_has_submodule(app_config.module, module):
+            name = f"{app_config.name}.{module}"
+            import_module(name)
+            found.append(name)
+    return found

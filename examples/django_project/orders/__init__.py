@@ -1,0 +1,1 @@
+"""The example app: orders, whose receivers live in ``events.py``."""
