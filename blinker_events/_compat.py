@@ -70,12 +70,13 @@ class Signal(blinker.Signal):
             bus.unguard(self)
 
     def connect(self, receiver: t.Any, sender: t.Any = ANY, weak: bool = True) -> t.Any:
+        result = super().connect(receiver, sender, weak)
         bus = self.guarded_by
-        if bus is None:
-            return super().connect(receiver, sender, weak)
-        with bus._lock:  # see EventSignal: a route is built under this lock
-            result = super().connect(receiver, sender, weak)
-            self.route = None
+        if bus is not None:
+            # As EventSignal does: receiver_connected's receivers ran without
+            # the bus lock; the cached route is dropped after the change.
+            with bus._lock:
+                self.route = None
         return result
 
     def _disconnect(self, receiver_id: c.Hashable, sender_id: c.Hashable) -> None:

@@ -11,6 +11,7 @@ only reads a route, which is immutable once built.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import weakref
@@ -55,6 +56,8 @@ class Registry:
         self._foreign: dict[TypeKey, Signal] = {}
         self._foreign_adapters: dict[TypeKey, Adapters] = {}
         self._bridges: dict[tuple[int, Any], tuple[Signal, _Relay]] = {}
+        # A collected bus takes its relays off the signals they were on.
+        weakref.finalize(self, _drop_all_bridges, self._bridges)
         self._wildcards: list[Subscription] = []
         self._wild_route: Route | None = None
         self._subscriptions: dict[int, Subscription] = {}
@@ -151,6 +154,11 @@ class Registry:
             if getattr(signal, "guarded_by", None) is self:
                 signal.guarded_by = None  # type: ignore[attr-defined]
                 signal.route = None  # type: ignore[attr-defined]
+                key = type_key(signal)
+                if not any(s.event_type is signal for s in self._subscriptions.values()):
+                    # Nothing of this bus's hangs on it: let it go.
+                    self._foreign.pop(key, None)
+                    self._foreign_adapters.pop(key, None)
 
     def bridge(self, signal: Signal, event_type: EventTypeLike | None = None, *, sender: Any = ANY) -> EventTypeLike:
         """Relay every send of a blinker signal you do not own to this bus.
@@ -180,7 +188,13 @@ class Registry:
                 raise ValueError(f"signal {signal!r} is already bridged to this bus")
             relay = _Relay(self, event_type)
             self._bridges[key] = (signal, relay)
-            signal.connect(relay, sender=sender, weak=False)
+        signal.connect(relay, sender=sender, weak=False)
+        if sender is not ANY:
+            # When the sender goes, so does its bridge: its id may be reused
+            # by a new sender, and the relay must not stay on the signal.
+            # (A sender that cannot be weakly referenced lives as long as the bridge.)
+            with contextlib.suppress(TypeError):
+                weakref.finalize(sender, _drop_bridge, self._bridges, key)
         return event_type
 
     def unbridge(self, signal: Signal, *, sender: Any = ANY) -> bool:
@@ -309,8 +323,12 @@ class Registry:
             if event_type is None:
                 self._wildcards.append(sub)
                 self._invalidate_routes()
-            else:
-                self.signal_for(event_type).connect(sub, sender=sender, weak=False)
+                return sub
+            signal = self.signal_for(event_type)
+        # Outside the lock: blinker's connect runs receiver_connected receivers.
+        signal.connect(sub, sender=sender, weak=False)
+        if not sub.active:  # unsubscribed by another thread in between
+            signal.disconnect(sub)
         return sub
 
     def _find(
@@ -422,6 +440,17 @@ class Registry:
         and plain blinker receivers included), or, for None, how many
         subscriptions the bus holds in all."""
         return len(self.get_subscriptions(event_type))
+
+
+def _drop_bridge(bridges: dict[tuple[int, Any], tuple[Signal, _Relay]], key: tuple[int, Any]) -> None:
+    found = bridges.pop(key, None)
+    if found is not None:
+        found[0].disconnect(found[1])
+
+
+def _drop_all_bridges(bridges: dict[tuple[int, Any], tuple[Signal, _Relay]]) -> None:
+    for key in list(bridges):
+        _drop_bridge(bridges, key)
 
 
 class _Relay:

@@ -78,9 +78,12 @@ class EventSignal(NamedSignal):
         self.adapters = Adapters()
 
     def connect(self, receiver: Any, sender: Any = ANY, weak: bool = True) -> Any:
+        # blinker's connect sends receiver_connected, whose receivers must not
+        # run under the bus lock; the cached route is dropped afterwards, under
+        # it, so a route built meanwhile cannot outlive the change.
+        self.adapters.seqs.setdefault(make_id(receiver), Subscription.next_seq())
+        result = super().connect(receiver, sender, weak)
         with self._lock:
-            result = super().connect(receiver, sender, weak)
-            self.adapters.seqs.setdefault(make_id(receiver), Subscription.next_seq())
             self.route = None
         return result
 

@@ -887,4 +887,53 @@ def test_a_bridge_does_not_keep_its_bus_alive() -> None:
     del bus
     gc.collect()
     assert bus_ref() is None
-    assert sig.send("sender", n=2) == [(next(iter(sig.receivers.values())), None)]  # the relay now does nothing
+    assert sig.receivers == {}  # the collected bus took its relay off the signal
+    assert sig.send("sender", n=2) == []
+
+
+def test_a_bridge_goes_with_its_sender_and_a_new_sender_can_be_bridged() -> None:
+    """A bridge keyed by a dead sender's id used to stay, refusing a new
+    sender that reused the id, and its relay stayed on the signal."""
+    sig = blinker.Namespace().signal("per-sender")
+    bus = EventBus()
+    try:
+        for _ in range(20):
+            sender = Sender("app")
+            bus.bridge(sig, "per-sender", sender=sender)
+            assert len(sig.receivers) == 1
+            del sender
+            gc.collect()
+            assert sig.receivers == {}
+            assert bus._bridges == {}
+    finally:
+        assert bus.shutdown(timeout=5) == 0
+
+
+@pytest.mark.parametrize("kind", ["guarded drop-in", "bus signal"])
+def test_receiver_connected_receivers_run_without_the_bus_lock(bus: EventBus, kind: str) -> None:
+    """blinker sends receiver_connected from inside connect; a receiver of it
+    that waits on a thread which subscribes used to deadlock on the bus lock."""
+    sig = be.Signal().guard(bus) if kind == "guarded drop-in" else bus.signal_for("connected-kind")
+    finished: list[bool] = []
+
+    def on_connected(signal: Any, **kwargs: Any) -> None:
+        worker = threading.Thread(target=lambda: bus.subscribe("elsewhere", lambda event: None))
+        worker.start()
+        worker.join(5)
+        finished.append(not worker.is_alive())
+
+    sig.receiver_connected.connect(on_connected)
+    sig.connect(lambda sender, **kwargs: None, weak=False)
+    assert finished == [True]
+
+
+def test_unguard_lets_the_signal_go(bus: EventBus) -> None:
+    sig = be.Signal().guard(bus)
+    sig.connect(lambda sender, **kwargs: None, weak=False)
+    sig.send("x")
+    ref = weakref.ref(sig)
+    sig.unguard()
+    bus.clear_history()  # the history's events name the signal as their type
+    del sig
+    gc.collect()
+    assert ref() is None
