@@ -463,7 +463,10 @@ async def test_each_sync_callback_ran_in_a_brand_new_thread(
     for _ in range(50):
         assert (await bus.publish(Event(Demo.PING))).ok
     assert len(idents) == 50
-    assert len(set(idents)) <= 3
+    # Reused, not one per call. (A run resolves its publisher just before its
+    # thread is back in the pool, so the next publish may now and then find
+    # no idle thread and start one: a handful at most, never fifty.)
+    assert len(set(idents)) <= 10
     assert threading.get_ident() not in idents
     assert values == ["caller's value"] * 50
 
@@ -472,7 +475,7 @@ async def test_each_sync_callback_ran_in_a_brand_new_thread(
     futures = [bus.publish_nowait(Event(Demo.PING)) for _ in range(50)]
     for future in futures:
         assert (await asyncio.wrap_future(future)).ok
-    assert len(set(idents)) <= 3
+    assert len(set(idents)) <= 10
 
     # an exception raised after the timeout is logged, not lost
     def late_failure(event: Event) -> None:
