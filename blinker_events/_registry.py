@@ -29,7 +29,6 @@ from ._subscription import Subscription, same_callback
 
 if TYPE_CHECKING:
     from ._bus import EventBus
-    from ._report import DeliveryReport
 
 __all__ = ["Registry"]
 
@@ -62,9 +61,6 @@ class Registry:
         self._wild_route: Route | None = None
         self._subscriptions: dict[int, Subscription] = {}
         self._dead: list[Subscription] = []
-
-    def publish_sync(self, event: Event, *, timeout: float | None = None) -> DeliveryReport:
-        raise NotImplementedError  # EventBus's
 
     # -- signals and routes ----------------------------------------------
 
@@ -465,7 +461,8 @@ class _Relay:
     __slots__ = ("bus_ref", "event_type")
 
     def __init__(self, bus: Registry, event_type: EventTypeLike) -> None:
-        self.bus_ref = weakref.ref(bus)
+        # A Registry is only ever the base of an EventBus, which publishes.
+        self.bus_ref: weakref.ref[EventBus] = weakref.ref(cast("EventBus", bus))
         self.event_type = event_type
 
     def __call__(self, sender: Any, /, **kwargs: Any) -> None:

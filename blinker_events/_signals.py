@@ -60,9 +60,6 @@ class Route:
         return Route([s for s, _ in keep], [f for _, f in keep], self.collect)
 
 
-EMPTY_ROUTE = Route([], [])
-
-
 class EventSignal(NamedSignal):
     """The blinker signal of one event type on one bus.
 

@@ -189,9 +189,5 @@ class Watchdog:
             except Exception:  # the watchdog must survive anything
                 logger.exception("watchdog: moving the run of %s to another thread failed", repr(event))
 
-    def stats(self) -> dict[str, Any]:
-        with self._lock:
-            return {"watched_threads": len(self._slots)}
-
 
 watchdog = Watchdog()
