@@ -50,6 +50,7 @@ from ._guards import (
     check_timeout,
 )
 from ._history import DEFAULT_HISTORY_SIZE, History
+from ._outlets import Outlet, offer
 from ._registry import Registry
 from ._report import DeliveryReport
 from ._subscription import Subscription
@@ -113,6 +114,7 @@ class EventBus(Registry):
         self._pool = ThreadPool(f"{name}-pool")
         self._loop_thread = LoopThread(name)
         self._queue = WorkQueue(self._pool, queue_size, overflow)
+        self._outlets: tuple[Outlet, ...] = ()
 
     # -- publishing ----------------------------------------------------------
 
@@ -132,6 +134,8 @@ class EventBus(Registry):
         report = DeliveryReport(event)
         if not self._enabled:
             return report
+        if self._outlets and event._origin is None and offer(self._outlets, event):
+            return self._handed_off(report)
         started = perf_counter()
         # _route's common case, inlined: this is the publish hot path.
         signal = self._signals.get(event._key)
@@ -218,6 +222,8 @@ class EventBus(Registry):
         report = DeliveryReport(event)
         if not self._enabled:
             return report
+        if self._outlets and event._origin is None and offer(self._outlets, event):
+            return self._handed_off(report)
         started = perf_counter()
         signal = self._signals.get(event._key)  # _route's common case, inlined
         route = None if signal is None else signal.route
@@ -300,6 +306,9 @@ class EventBus(Registry):
         if not self._enabled:
             future.set_result(DeliveryReport(event))
             return future
+        if self._outlets and event._origin is None and offer(self._outlets, event):
+            future.set_result(self._handed_off(DeliveryReport(event)))
+            return future
         job = NowaitJob(self, event, override, contextvars.copy_context(), future)
         self._queue.put(job, override or self._timeout)
         return future
@@ -320,6 +329,34 @@ class EventBus(Registry):
                     outcome = exc
         finally:
             job.resolve(outcome)
+
+    def _handed_off(self, report: DeliveryReport) -> DeliveryReport:
+        report.handed_off = True
+        self._history.record(report)
+        return report
+
+    # -- outlets -------------------------------------------------------------
+
+    def add_outlet(self, outlet: Outlet) -> None:
+        """Offer every local event to ``outlet`` at publish, before any
+        receiver runs (see :mod:`blinker_events._outlets`). Bridges to other
+        processes call this; an outlet is added once."""
+        for name in ("prepare", "send", "close"):
+            if not callable(getattr(outlet, name, None)):
+                raise TypeError(f"outlet must have a {name}() method")
+        if not isinstance(getattr(outlet, "takes_over", None), bool):
+            raise TypeError("outlet must have a bool takes_over attribute")
+        with self._lock:
+            if outlet not in self._outlets:
+                self._outlets = (*self._outlets, outlet)
+
+    def remove_outlet(self, outlet: Outlet) -> bool:
+        """Stop offering events to ``outlet``; False if it was not added."""
+        with self._lock:
+            if outlet not in self._outlets:
+                return False
+            self._outlets = tuple(o for o in self._outlets if o is not outlet)
+            return True
 
     # -- the SUBSCRIBER_DISABLED meta-event ----------------------------------
 
@@ -499,6 +536,13 @@ class EventBus(Registry):
         """
         timeout = check_timeout(timeout)
         dropped = self._queue.join(timeout)
+        # Outlets flush while the loop thread (which bridges may run on)
+        # still runs, and after the queue drained into them.
+        for outlet in self._outlets:
+            try:
+                outlet.close(timeout)
+            except Exception:
+                logger.exception("shutdown: closing outlet %r failed", outlet)
         self._loop_thread.stop(timeout)
         self._pool.close()
         return dropped

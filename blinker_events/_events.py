@@ -220,7 +220,7 @@ class Event:
     level) -- the causal link the cycle guard and the history show.
     """
 
-    __slots__ = ("_data", "_event_type", "_key", "_parent_id", "_prefix", "_seq", "_source", "_ts")
+    __slots__ = ("_data", "_event_type", "_key", "_origin", "_parent_id", "_prefix", "_seq", "_source", "_ts")
 
     _event_type: EventTypeLike
     _key: TypeKey
@@ -230,6 +230,7 @@ class Event:
     _seq: int | None  # and has no sequence number of ours
     _ts: float
     _parent_id: str | None
+    _origin: str | None  # the node a bridge received it from; None if made here
 
     def __init__(self, event_type: EventTypeLike, data: Mapping[str, Any] | None = None, source: Any = None) -> None:
         # An Event is made on every publish, so the common cases come first
@@ -257,6 +258,7 @@ class Event:
         self._ts = time()
         handling = HANDLING.get()
         self._parent_id = None if handling is None else handling[0].event_id
+        self._origin = None
 
     @property
     def event_type(self) -> EventTypeLike:
@@ -281,6 +283,19 @@ class Event:
     @property
     def parent_id(self) -> str | None:
         return self._parent_id
+
+    @property
+    def origin(self) -> str | None:
+        """The node id of the process that published this event, for an event
+        a bridge received from another process (see ``blinker_events.redis``);
+        None for an event published here. Bridges never forward an event
+        whose origin is set, which is what keeps them from echoing."""
+        return self._origin
+
+    @property
+    def is_remote(self) -> bool:
+        """True for an event that arrived through a bridge."""
+        return self._origin is not None
 
     def __repr__(self) -> str:
         source = "" if self._source is None else f", source={self._source!r}"
@@ -311,10 +326,13 @@ class Event:
         }
 
     @classmethod
-    def from_dict(cls, payload: Mapping[str, Any]) -> Event:
+    def from_dict(cls, payload: Mapping[str, Any], *, origin: str | None = None) -> Event:
         """Rebuild an event from :meth:`to_dict` output, keeping its id,
         timestamp and parent. The event type must be known to this process
-        (see :func:`event_type_name`); ``ValueError`` otherwise."""
+        (see :func:`event_type_name`); ``ValueError`` otherwise. ``origin``
+        marks it as received from that node (see :attr:`origin`)."""
+        if origin is not None and (not isinstance(origin, str) or not origin):
+            raise TypeError("origin must be a non-empty str or None")
         if not isinstance(payload, Mapping):
             raise TypeError(f"payload must be a mapping, not {type(payload).__name__}")
         if payload.get("version") != _DICT_VERSION:
@@ -344,6 +362,7 @@ class Event:
         event._seq = None
         event._ts = float(timestamp)
         event._parent_id = parent_id
+        event._origin = origin
         return event
 
 

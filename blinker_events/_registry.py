@@ -202,6 +202,11 @@ class Registry:
         found[0].disconnect(found[1])
         return True
 
+    def _is_relayed(self, key: TypeKey) -> bool:
+        """Whether a bridged blinker signal publishes events of this type
+        (their data are the signal's keyword arguments: Python objects)."""
+        return any(type_key(relay.event_type) == key for _, relay in list(self._bridges.values()))
+
     def _build_route(self, key: TypeKey) -> Route:
         """The route of the event type filed under ``key``; lock held."""
         signal = self._signals.get(key)

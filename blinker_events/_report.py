@@ -40,6 +40,9 @@ class DeliveryReport:
     - ``disabled``: subscriptions this publish auto-disabled.
     - ``duration``: seconds from the start of the publish until the last
       receiver it waited for finished.
+    - ``handed_off``: True when an outlet (a Redis bridge in group mode) took
+      the event to be delivered by whichever process its group picks, so no
+      receiver ran here at publish.
     """
 
     __slots__ = (
@@ -48,6 +51,7 @@ class DeliveryReport:
         "duration",
         "event",
         "failed",
+        "handed_off",
         "results",
         "scheduled",
         "skipped",
@@ -69,6 +73,7 @@ class DeliveryReport:
         #: :class:`blinker_events.Signal`); None when nobody asked.
         self.results: list[tuple[Subscription, Any]] | None = None
         self.duration = 0.0
+        self.handed_off = False
 
     # -- recording (the dispatch paths call these) ---------------------------
 
