@@ -1,0 +1,523 @@
+"""The :class:`RedisBridge` facade: configuration, start and stop, stats.
+
+Roles, as the other modules of this package name them: *publishers* (any
+thread) hand encoded entries to the outbox through the bus's outlet hook;
+the *writer* and the *reader* are tasks on the bridge's loop -- the bus's
+loop thread after :meth:`RedisBridge.start`, the caller's loop after
+:meth:`RedisBridge.start_async`. Nothing else runs there on our behalf.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+from blinker import Signal
+
+from .._events import Event, EventTypeLike, SystemEventType, TypeKey, type_key
+from .._guards import check_positive_int, check_timeout
+from ._connection import Backoff, Client, make_client
+from ._inbound import Delivery, GroupReader, SeenIds, read_broadcast
+from ._outbound import Outbox, write_forever
+from ._wire import Fields, encode
+
+if TYPE_CHECKING:
+    from .._bus import EventBus
+
+__all__ = ["Counters", "RedisBridge"]
+
+logger = logging.getLogger("blinker_events.redis")
+
+DEFAULT_URL = "redis://127.0.0.1:6379/0"
+MODES = ("broadcast", "group")
+DIRECTIONS = ("both", "out", "in")
+
+
+class Counters:
+    """What a bridge counts; :meth:`RedisBridge.stats` reports them."""
+
+    __slots__ = (
+        "claimed",
+        "connection_errors",
+        "dead_lettered",
+        "delivered",
+        "dropped",
+        "duplicates",
+        "errors",
+        "failed",
+        "ignored",
+        "lost_to_trim",
+        "malformed",
+        "published",
+        "reconnects",
+        "skipped_own",
+    )
+
+    def __init__(self) -> None:
+        for name in self.__slots__:
+            setattr(self, name, 0)
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    # Declared for type checkers; set in __init__.
+    claimed: int
+    connection_errors: int
+    dead_lettered: int
+    delivered: int
+    dropped: int
+    duplicates: int
+    errors: int
+    failed: int
+    ignored: int
+    lost_to_trim: int
+    malformed: int
+    published: int
+    reconnects: int
+    skipped_own: int
+
+
+class _Session:
+    """One run of a bridge, from start to stop, on one loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, client: Client) -> None:
+        self.loop = loop
+        self.client = client
+        self.ready = asyncio.Event()
+        self.reader: asyncio.Task[None] | None = None
+        self.writer: asyncio.Task[None] | None = None
+        self.in_hand: list[Fields] = []  # the writer's batch in flight
+        self.wake: asyncio.Event | None = None
+        self.finishing = asyncio.Event()
+
+
+class RedisBridge:
+    """Carries a bus's events to and from a Redis stream, so that buses in
+    other processes and on other hosts receive them.
+
+    ``mode="broadcast"``: every node receives every event (except its own,
+    whose receivers ran when it was published). ``mode="group"``: the stream
+    is a work queue -- each event is delivered to one consumer of
+    ``group``, at least once, and a local publish of a bridged type hands
+    the event to the group instead of running receivers here
+    (``report.handed_off``). See the README's "Scaling out" for the exact
+    guarantees.
+
+    ``event_types``: the types to carry (None: every type except the bus's
+    own ``SystemEventType`` events and types relayed from blinker signals,
+    whose data are Python objects). ``direction``: ``"both"``, ``"out"``
+    (only write) or ``"in"`` (only read). ``maxlen`` caps the stream
+    (approximately; None: never trimmed). Events that JSON cannot carry are
+    refused at publish with ``ValueError``; ``encoder`` may convert them
+    (like ``json.dumps``'s ``default``).
+
+    Group settings: ``group`` (default: the bus's name), ``consumer`` (this
+    node's name in it; give a stable one, say per worker slot, for a
+    restarted node to re-read its own pending entries), ``claim_idle``
+    (seconds a pending entry waits before another node may claim it; longer
+    than your slowest delivery), ``max_deliveries`` (then it goes to
+    ``dead_letter_stream``, default ``stream + ":dead"``).
+
+    Limits: ``buffer_size`` entries wait while Redis is unreachable, the rest
+    are dropped and counted; ``max_payload`` bytes per event; ``dedupe_size``
+    event ids remembered to recognise redeliveries. ``client_options`` go to
+    ``redis.asyncio.Redis.from_url`` (TLS files, timeouts).
+    """
+
+    def __init__(
+        self,
+        bus: EventBus,
+        url: str = DEFAULT_URL,
+        *,
+        stream: str = "blinker_events",
+        event_types: Iterable[EventTypeLike] | None = None,
+        mode: str = "broadcast",
+        group: str | None = None,
+        consumer: str | None = None,
+        maxlen: int | None = 100_000,
+        direction: str = "both",
+        node_id: str | None = None,
+        encoder: Callable[[Any], Any] | None = None,
+        buffer_size: int = 10_000,
+        max_payload: int = 1_000_000,
+        claim_idle: float = 60.0,
+        max_deliveries: int = 5,
+        dead_letter_stream: str | None = None,
+        dedupe_size: int = 100_000,
+        batch_size: int = 500,
+        client_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        from .._bus import EventBus
+
+        if not isinstance(bus, EventBus):
+            raise TypeError(f"bus must be an EventBus, not {type(bus).__name__}")
+        if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"url must be a redis://, rediss:// or unix:// URL, not {url!r}")
+        _check_name(stream, "stream")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+        if direction not in DIRECTIONS:
+            raise ValueError(f"direction must be one of {DIRECTIONS}, not {direction!r}")
+        if mode == "broadcast" and (group is not None or consumer is not None):
+            raise ValueError("group and consumer are for mode='group'")
+        for value, name in ((group, "group"), (consumer, "consumer"), (node_id, "node_id")):
+            if value is not None:
+                _check_name(value, name)
+        if dead_letter_stream is not None:
+            _check_name(dead_letter_stream, "dead_letter_stream")
+        if maxlen is not None:
+            maxlen = check_positive_int(maxlen, "maxlen")
+        if encoder is not None and not callable(encoder):
+            raise TypeError(f"encoder must be callable or None, not {type(encoder).__name__}")
+        claim = check_timeout(claim_idle, "claim_idle")
+        if claim is None:
+            raise TypeError("claim_idle must be a number of seconds, not None")
+        if client_options is not None and not isinstance(client_options, Mapping):
+            raise TypeError(f"client_options must be a mapping, not {type(client_options).__name__}")
+        self._keys = None if event_types is None else _type_keys(event_types)
+
+        self.bus = bus
+        self.url = url
+        self.stream = stream
+        self.mode = mode
+        self.direction = direction
+        self.group = (group or bus.name) if mode == "group" else None
+        self._consumer = consumer
+        self._node = node_id
+        self.maxlen = maxlen
+        self.dead_letter_stream = dead_letter_stream or f"{stream}:dead"
+        self._encoder = encoder
+        self._max_payload = check_positive_int(max_payload, "max_payload")
+        self._claim_idle = claim
+        self._max_deliveries = check_positive_int(max_deliveries, "max_deliveries")
+        self._batch = check_positive_int(batch_size, "batch_size")
+        self._client_options = dict(client_options or {})
+        self.counters = Counters()
+        self._outbox = Outbox(check_positive_int(buffer_size, "buffer_size"), self.counters)
+        self._seen = SeenIds(check_positive_int(dedupe_size, "dedupe_size"))
+        #: The last stream id the broadcast reader saw; kept across restarts.
+        self._position: list[bytes] = []
+        #: Outlet protocol: a group takes events over from local delivery.
+        self.takes_over = mode == "group"
+        self._node_bytes = b""
+        self._lock = threading.Lock()
+        self._session: _Session | None = None
+
+    # -- identity ------------------------------------------------------------
+
+    @property
+    def node_id(self) -> str | None:
+        """This bridge's id on the wire (made at first start unless given)."""
+        return self._node
+
+    @property
+    def consumer(self) -> str | None:
+        """This node's consumer name in its group (group mode)."""
+        return self._consumer
+
+    @property
+    def running(self) -> bool:
+        return self._session is not None
+
+    # -- start and stop ------------------------------------------------------
+
+    def start(self, *, timeout: float | None = 10.0) -> bool:
+        """Start on the bus's loop thread, for sync apps. Returns True once
+        connected (and, in group mode, joined), False if Redis did not answer
+        within ``timeout`` seconds -- the bridge then keeps trying in the
+        background and buffers what is published meanwhile. Call it in each
+        process (after a fork: see the README on gunicorn)."""
+        timeout = check_timeout(timeout)
+        threads = self.bus._loop_thread
+        if threads.in_loop_thread():
+            raise RuntimeError("start() would block the bus's loop; use await start_async() there")
+        loop = threads.loop()
+        return asyncio.run_coroutine_threadsafe(self._open(timeout, on_bus_loop=True), loop).result()
+
+    async def start_async(self, *, timeout: float | None = 10.0) -> bool:
+        """Start on the running loop, for async apps; as :meth:`start`."""
+        return await self._open(check_timeout(timeout), on_bus_loop=False)
+
+    async def _open(self, timeout: float | None, *, on_bus_loop: bool) -> bool:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if self._session is not None:
+                raise RuntimeError("this bridge is already started")
+            if self._node is None:
+                self._node = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+            if self.mode == "group" and self._consumer is None:
+                self._consumer = self._node
+            self._node_bytes = self._node.encode()
+            session = self._session = _Session(loop, make_client(self.url, self._client_options))
+        name = f"{self.stream}@{self._node}"
+        if self.direction != "in":
+            session.wake = self._outbox.attach(loop)
+            session.writer = loop.create_task(
+                write_forever(
+                    session.client,
+                    self._outbox,
+                    session.wake,
+                    self.stream,
+                    self.maxlen,
+                    self._batch,
+                    Backoff(self.counters, name),
+                    self.counters,
+                    session.in_hand,
+                    session.finishing,
+                )
+            )
+            self.bus.add_outlet(self)
+        session.reader = loop.create_task(self._read(session, name, on_bus_loop))
+        _RUNNING.add(self)
+        try:
+            await asyncio.wait_for(session.ready.wait(), timeout)
+        except TimeoutError:
+            logger.warning("redis bridge %s: no answer from %s within %ss; still trying", name, self.url, timeout)
+            return False
+        return True
+
+    async def _read(self, session: _Session, name: str, on_bus_loop: bool) -> None:
+        backoff = Backoff(self.counters, name)
+        ready = session.ready.set
+        if self.direction == "out":
+            while not session.ready.is_set():  # nothing to read: just see Redis answer
+                async with backoff.retrying("connecting"):
+                    await session.client.ping()
+                    ready()
+            return
+        assert self._node is not None
+        delivery = Delivery(
+            self.bus,
+            session.client,
+            node=self._node,
+            stream=self.stream,
+            dead_letter_stream=self.dead_letter_stream,
+            maxlen=self.maxlen,
+            wanted=self._wanted,
+            skip_own=self.mode == "broadcast",
+            max_bytes=self._max_payload,
+            seen=self._seen,
+            counters=self.counters,
+            via_worker=on_bus_loop,
+        )
+        if self.mode == "broadcast":
+            await read_broadcast(session.client, delivery, self.stream, self._position, self._batch, backoff, ready)
+            return
+        assert self.group is not None
+        assert self._consumer is not None
+        reader = GroupReader(
+            session.client,
+            delivery,
+            stream=self.stream,
+            group=self.group,
+            consumer=self._consumer,
+            batch_size=self._batch,
+            claim_idle=self._claim_idle,
+            max_deliveries=self._max_deliveries,
+            backoff=backoff,
+            counters=self.counters,
+            ready=ready,
+        )
+        await reader.run()
+
+    def stop(self, timeout: float | None = 10.0) -> int:
+        """Stop reading, write what is buffered (waiting up to ``timeout``
+        seconds), then disconnect. Returns how many buffered events were
+        dropped because Redis did not take them in time (each counted and
+        logged). A stopped bridge can be started again."""
+        timeout = check_timeout(timeout)
+        session = self._detach()
+        if session is None:
+            return 0
+        loop = session.loop
+        closing = self._close(session, timeout)
+        if loop.is_closed() or not loop.is_running():
+            closing.close()
+            return self._abandon(session, "its event loop is gone")
+        if _in_loop(loop):
+            # Called on the bridge's own loop (say, from a receiver): it
+            # cannot wait here; the close runs as a task of its own.
+            task = loop.create_task(closing)
+            _PENDING_CLOSES.add(task)
+            task.add_done_callback(_PENDING_CLOSES.discard)
+            return 0
+        wait = None if timeout is None else timeout + 5.0
+        return asyncio.run_coroutine_threadsafe(closing, loop).result(wait)
+
+    async def stop_async(self, timeout: float | None = 10.0) -> int:
+        """As :meth:`stop`, awaited."""
+        timeout = check_timeout(timeout)
+        session = self._detach()
+        if session is None:
+            return 0
+        if _in_loop(session.loop):
+            return await self._close(session, timeout)
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._close(session, timeout), session.loop))
+
+    def _detach(self) -> _Session | None:
+        with self._lock:
+            session, self._session = self._session, None
+        if session is not None:
+            # No new events from now on; the ones already buffered get written.
+            self.bus.remove_outlet(self)
+            _RUNNING.discard(self)
+        return session
+
+    async def _close(self, session: _Session, timeout: float | None) -> int:
+        if session.reader is not None:
+            await _cancel(session.reader)
+        if session.writer is not None and session.wake is not None:
+            # The writer empties the buffer, then ends; past the timeout it
+            # is cut off and what it did not write is counted below.
+            session.finishing.set()
+            session.wake.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(session.writer), timeout)
+            await _cancel(session.writer)
+        dropped = self._abandon(session, "stopped before Redis took them")
+        await session.client.aclose()
+        return dropped
+
+    def _abandon(self, session: _Session, reason: str) -> int:
+        unsent = len(session.in_hand)
+        session.in_hand.clear()
+        self.counters.dropped += unsent
+        if unsent:
+            logger.error("redis bridge: %s: dropped %d event(s) being written", reason, unsent)
+        self._outbox.detach()
+        return unsent + self._outbox.drop_all(reason)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> Self:
+        await self.start_async()
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop_async()
+
+    # -- the outlet: local events on their way out ---------------------------
+
+    def prepare(self, event: Event) -> Fields | None:
+        """(Publisher's thread.) The entry for ``event``, or None if this
+        bridge does not carry its type; ``ValueError`` if it cannot."""
+        if not self._carries(event):
+            return None
+        return encode(event, self._node_bytes, self._encoder, self._max_payload)
+
+    def send(self, prepared: object) -> None:
+        self._outbox.put(prepared)  # type: ignore[arg-type]
+
+    def close(self, timeout: float | None) -> None:
+        """The bus shuts down: stop, flushing within ``timeout``."""
+        self.stop(timeout)
+
+    def _carries(self, event: Event) -> bool:
+        if self._keys is not None:
+            return event._key in self._keys
+        event_type = event.event_type
+        if isinstance(event_type, (SystemEventType, Signal)):
+            return False
+        return not self.bus._is_relayed(event._key)
+
+    def _wanted(self, event: Event) -> bool:
+        """(Reader.) Whether an incoming event is one of ours."""
+        if self._keys is not None:
+            return event._key in self._keys
+        return not isinstance(event.event_type, SystemEventType)
+
+    # -- introspection -------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Counters since this bridge was made: ``published`` (written to
+        Redis), ``buffered`` (waiting to be), ``dropped`` (never written:
+        buffer full, refused by Redis, or stopped), ``delivered``,
+        ``failed`` (deliveries with a failed or timed-out receiver; retried
+        in group mode), ``duplicates`` (redeliveries recognised and not
+        delivered again), ``skipped_own``, ``ignored`` (types this bridge
+        does not carry), ``malformed``, ``dead_lettered``, ``claimed``,
+        ``lost_to_trim``, ``connection_errors``, ``reconnects``, ``errors``
+        (unexpected errors of the bridge's tasks, logged with traceback)."""
+        stats: dict[str, Any] = self.counters.as_dict()
+        stats["buffered"] = len(self._outbox)
+        stats["running"] = self.running
+        return stats
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        group = f" group={self.group!r}" if self.group else ""
+        return f"<RedisBridge {self.stream!r} {self.mode}{group} {self.direction} {state}>"
+
+
+# -- helpers -----------------------------------------------------------------
+
+#: Bridges started and not stopped; stopped (flushing) at interpreter exit.
+_RUNNING: weakref.WeakSet[RedisBridge] = weakref.WeakSet()
+_PENDING_CLOSES: set[asyncio.Task[int]] = set()
+#: Seconds each bridge gets to flush at interpreter exit.
+ATEXIT_FLUSH_SECONDS = 10.0
+
+
+@atexit.register
+def _stop_all() -> None:
+    for bridge in list(_RUNNING):
+        try:
+            bridge.stop(ATEXIT_FLUSH_SECONDS)
+        except Exception:
+            logger.exception("redis bridge: stopping %r at exit failed", bridge)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    """Cancel ``task`` and wait for it to end. Cancelling again until it
+    does: on Python 3.11 ``asyncio.wait_for`` (which redis-py uses to write)
+    swallows a cancellation that lands as its inner future completes."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.1)
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("redis bridge: a task had failed", exc_info=task.exception())
+
+
+def _in_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
+def _check_name(value: object, name: str) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, not {type(value).__name__}")
+    if not value:
+        raise ValueError(f"{name} must not be empty")
+
+
+def _type_keys(event_types: Iterable[EventTypeLike]) -> frozenset[TypeKey]:
+    if isinstance(event_types, (str, bytes)) or not isinstance(event_types, Iterable):
+        raise TypeError("event_types must be a list of event types or None")
+    keys = []
+    for event_type in event_types:
+        key = type_key(event_type)  # TypeError for a non-type
+        if isinstance(event_type, Signal) and not isinstance(getattr(event_type, "name", None), str):
+            raise ValueError("event_types: an unnamed blinker Signal has no name to cross the wire with")
+        keys.append(key)
+    if not keys:
+        raise ValueError("event_types must not be empty (None carries every type)")
+    return frozenset(keys)

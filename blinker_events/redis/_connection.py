@@ -1,0 +1,156 @@
+"""The connection to Redis, and riding out its loss.
+
+Each of the bridge's tasks (writer, reader) keeps going across a lost
+connection on its own: redis-py reconnects on the next command, so a task
+only has to notice the failure, wait -- longer each time, with jitter, so a
+fleet of nodes does not reconnect in lockstep -- and try again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
+
+import redis.asyncio
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+if TYPE_CHECKING:
+    from ._bridge import Counters
+
+__all__ = [
+    "CONNECTION_ERRORS",
+    "Backoff",
+    "Client",
+    "Entry",
+    "claim_idle",
+    "delivery_counts",
+    "make_client",
+    "newest_id",
+    "read_entries",
+    "read_group",
+]
+
+logger = logging.getLogger("blinker_events.redis")
+
+Client: TypeAlias = "redis.asyncio.Redis"
+
+#: What a lost or unreachable server raises. (redis-py's own exceptions, and
+#: OSError from the socket on some paths.)
+CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+
+FIRST_DELAY = 0.05
+MAX_DELAY = 5.0
+
+
+def make_client(url: str, options: Mapping[str, Any]) -> Client:
+    """A client for ``url`` (``redis://`` or ``rediss://``, with password
+    and database; TLS and ACLs are redis-py's). Entries stay bytes."""
+    settings: dict[str, Any] = {"socket_connect_timeout": 5.0, "socket_keepalive": True}
+    settings.update(options)
+    settings["decode_responses"] = False  # the wire module reads bytes
+    settings["protocol"] = 2  # the answers' shapes below are RESP2's
+    return redis.asyncio.Redis.from_url(url, **settings)
+
+
+class Backoff:
+    """Exponential backoff with jitter for one task; logs an outage once
+    when it starts and once when it ends."""
+
+    def __init__(self, counters: Counters, name: str) -> None:
+        self._counters = counters
+        self._name = name
+        self.delay = 0.0
+
+    @property
+    def in_outage(self) -> bool:
+        return self.delay > 0
+
+    @asynccontextmanager
+    async def retrying(self, doing: str) -> AsyncIterator[None]:
+        """Run the block; on a connection error, log, wait and return
+        normally so the caller's loop tries again."""
+        try:
+            yield
+        except CONNECTION_ERRORS as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # redis-py may turn the cancellation of a blocking read into
+                # a connection error; a task being stopped must stop.
+                raise asyncio.CancelledError from exc
+            if not self.delay:
+                self._counters.connection_errors += 1
+                logger.warning("redis bridge %s: lost Redis while %s (%r); retrying", self._name, doing, exc)
+                self.delay = FIRST_DELAY
+            else:
+                self.delay = min(MAX_DELAY, self.delay * 2)
+            await asyncio.sleep(self.delay * random.uniform(0.5, 1.0))
+        except Exception:
+            # Anything else is a bug or a refusal (say, the stream's key
+            # holds another type): never silent, and the bridge keeps trying
+            # rather than stop reading without a word.
+            self._counters.errors += 1
+            logger.exception("redis bridge %s: unexpected error while %s; retrying", self._name, doing)
+            self.delay = min(MAX_DELAY, max(self.delay * 2, FIRST_DELAY * 10))
+            await asyncio.sleep(self.delay)
+        else:
+            if self.delay:
+                self.delay = 0.0
+                self._counters.reconnects += 1
+                logger.warning("redis bridge %s: Redis is back; %s again", self._name, doing)
+
+
+# -- the stream commands, typed as RESP2 answers them ------------------------
+#
+# redis-py types its answers as any of the RESP2 and RESP3 shapes; the client
+# here always speaks RESP2 (see make_client), so each command's answer is
+# narrowed once, here.
+
+Entry: TypeAlias = "tuple[bytes, dict[bytes, bytes]]"
+
+
+async def read_entries(client: Client, stream: str, after: bytes, count: int, block: int) -> list[Entry]:
+    """XREAD: entries after ``after``, waiting up to ``block`` ms for one."""
+    response = cast("list[tuple[bytes, list[Entry]]]", await client.xread({stream: after}, count=count, block=block))
+    return response[0][1] if response else []
+
+
+async def read_group(
+    client: Client, stream: str, group: str, consumer: str, after: bytes | str, count: int, block: int | None
+) -> list[Entry]:
+    """XREADGROUP: new entries (``after=">"``) or this consumer's pending
+    ones after an id. Pending entries deleted from the stream come with no
+    fields."""
+    response = await client.xreadgroup(group, consumer, {stream: after}, count=count, block=block)
+    entries = cast("list[tuple[bytes, list[Entry]]]", response)
+    return entries[0][1] if entries else []
+
+
+async def claim_idle(
+    client: Client, stream: str, group: str, consumer: str, idle_ms: int, cursor: bytes, count: int
+) -> tuple[bytes, list[Entry], list[bytes]]:
+    """XAUTOCLAIM: (next cursor, claimed entries, ids deleted meanwhile)."""
+    answer = await client.xautoclaim(stream, group, consumer, idle_ms, start_id=cursor, count=count)
+    next_cursor, entries, deleted = cast("tuple[bytes, list[Entry], list[bytes]]", answer)
+    return next_cursor, entries, deleted
+
+
+async def delivery_counts(
+    client: Client, stream: str, group: str, consumer: str, entries: list[Entry]
+) -> dict[bytes, int]:
+    """XPENDING: how often each of ``entries`` (pending for ``consumer``) was delivered."""
+    pending = await client.xpending_range(
+        stream, group, min=entries[0][0], max=entries[-1][0], count=len(entries) * 2, consumername=consumer
+    )
+    rows = cast("list[dict[str, Any]]", pending)
+    return {row["message_id"]: row["times_delivered"] for row in rows}
+
+
+async def newest_id(client: Client, stream: str) -> bytes:
+    """The id of the stream's newest entry, b"0-0" if it has none."""
+    newest = cast("list[Entry]", await client.xrevrange(stream, count=1))
+    return newest[0][0] if newest else b"0-0"

@@ -1,0 +1,400 @@
+"""Inbound: reading the stream and publishing what it carries on the bus.
+
+The *reader* is one task on the bridge's loop. It takes entries in batches
+and hands each to :class:`Delivery`, one at a time and in stream order,
+which publishes it with ``await bus.publish`` -- every guard of the bus
+applies -- marked with its origin so that no bridge forwards it again.
+
+Broadcast mode (:func:`read_broadcast`): XREAD from the last id this bridge
+saw, so after a reconnect it resumes where it stopped; a node skips its own
+entries, whose receivers ran when they were published.
+
+Group mode (:class:`GroupReader`): XREADGROUP hands each entry to one
+consumer of the group. An entry is acknowledged only once its delivery
+here succeeded; one that failed stays pending and is claimed again (XAUTOCLAIM)
+once idle for ``claim_idle`` seconds, by whichever node gets there first --
+which also rescues entries of a node that died. After ``max_deliveries``
+an entry goes to the dead-letter stream instead. On start and after every
+reconnect the node first re-reads its own pending entries: those it handled
+but whose acknowledgement was lost are recognised by event id and only
+acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import CancelledError, Future
+from time import monotonic
+from typing import TYPE_CHECKING
+
+from redis.exceptions import ResponseError
+
+from .._errors import QueueFullError
+from .._events import Event
+from .._report import DeliveryReport
+from ._connection import Entry, claim_idle, delivery_counts, newest_id, read_entries, read_group
+from ._wire import WireError, decode
+
+if TYPE_CHECKING:
+    from .._bus import EventBus
+    from ._bridge import Counters
+    from ._connection import Backoff, Client
+
+__all__ = ["Delivery", "GroupReader", "read_broadcast"]
+
+logger = logging.getLogger("blinker_events.redis")
+
+#: How long one blocking read waits before the reader looks around (ms).
+BLOCK_MS = 1000
+
+
+class SeenIds:
+    """The ids of the last ``size`` events delivered here, oldest dropped
+    first: enough to recognise an entry redelivered after a lost ack or
+    written twice by a producer that retried."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._ids: dict[str, None] = {}
+
+    def __contains__(self, event_id: str) -> bool:
+        return event_id in self._ids
+
+    def add(self, event_id: str) -> None:
+        ids = self._ids
+        ids[event_id] = None
+        if len(ids) > self._size:
+            del ids[next(iter(ids))]
+
+
+class Delivery:
+    """Turns entries into local publishes; shared by both modes.
+
+    With ``via_worker`` (a bridge started with ``start()``, on the bus's loop
+    thread) events that have sync receivers go through the bus's worker
+    queue -- the batch queued at once, then awaited in order -- so sync
+    receivers run on the worker as for ``publish_nowait``, without a thread
+    hop per event. Otherwise (a bridge on the app's own loop) each event is
+    ``await bus.publish``-ed, so async receivers run on the app's loop.
+    """
+
+    def __init__(
+        self,
+        bus: EventBus,
+        client: Client,
+        *,
+        node: str,
+        stream: str,
+        dead_letter_stream: str,
+        maxlen: int | None,
+        wanted: Callable[[Event], bool],
+        skip_own: bool,
+        max_bytes: int,
+        seen: SeenIds,
+        counters: Counters,
+        via_worker: bool,
+    ) -> None:
+        self._bus = bus
+        self._client = client
+        self._node = node.encode()
+        self._stream = stream
+        self._dead = dead_letter_stream
+        self._maxlen = maxlen
+        self._wanted = wanted
+        self._skip_own = skip_own
+        self._max_bytes = max_bytes
+        self._seen = seen
+        self._counters = counters
+        self._via_worker = via_worker
+
+    async def deliver(self, entries: list[Entry]) -> list[bytes]:
+        """Publish the entries' events here, in order. Returns the ids of the
+        entries now settled -- delivered, deliberately passed by, or
+        dead-lettered -- and leaves out those whose delivery failed, which a
+        retry may fix. Raises only connection errors."""
+        settled: list[bytes] = []
+        todo: list[tuple[bytes, Event]] = []
+        batch_ids: set[str] = set()
+        for entry_id, fields in entries:
+            event = await self._admit(entry_id, fields)
+            if event is None or event.event_id in batch_ids:  # written twice by a retrying producer
+                if event is not None:
+                    self._counters.duplicates += 1
+                settled.append(entry_id)
+            else:
+                batch_ids.add(event.event_id)
+                todo.append((entry_id, event))
+        if self._via_worker:
+            reports = await self._through_worker([event for _, event in todo])
+        else:
+            reports = [await self._publish(event) for _, event in todo]
+        for (entry_id, event), outcome in zip(todo, reports, strict=True):
+            if self._succeeded(event, outcome):
+                settled.append(entry_id)
+        return settled
+
+    async def _admit(self, entry_id: bytes, fields: Mapping[bytes, bytes]) -> Event | None:
+        """The entry's event if it is to be delivered, else None (counted)."""
+        counters = self._counters
+        if self._skip_own and fields.get(b"origin") == self._node:
+            counters.skipped_own += 1
+            return None
+        try:
+            event = decode(fields, self._max_bytes)
+        except WireError as exc:
+            counters.malformed += 1
+            logger.error("redis bridge: bad entry %s in %s: %s", entry_id.decode(), self._stream, exc)
+            await self.dead_letter(entry_id, fields, exc.reason, str(exc))
+            return None
+        if not self._wanted(event):
+            counters.ignored += 1
+            return None
+        if event.event_id in self._seen:
+            counters.duplicates += 1
+            return None
+        return event
+
+    async def _publish(self, event: Event) -> DeliveryReport | BaseException:
+        try:
+            return await self._bus.publish(event)
+        except Exception as exc:  # the bus propagates receiver errors
+            return exc
+
+    async def _through_worker(self, events: list[Event]) -> list[DeliveryReport | BaseException]:
+        # Events with sync receivers are queued for the worker, all at once;
+        # those with only async receivers are published right here, on the
+        # bus loop that the worker would hand them to anyway.
+        bus = self._bus
+        pending: list[Future[DeliveryReport] | DeliveryReport | BaseException] = []
+        for event in events:
+            if not bus._route(event).sync_subs:
+                pending.append(await self._publish(event))
+                continue
+            try:
+                pending.append(bus.publish_nowait(event))
+            except QueueFullError:
+                # The app's own queued work filled the queue: this one is
+                # delivered on its own, without the queue.
+                pending.append(await self._publish(event))
+        await _all_done([p for p in pending if isinstance(p, Future)])
+        return [_outcome(p) if isinstance(p, Future) else p for p in pending]
+
+    def _succeeded(self, event: Event, outcome: DeliveryReport | BaseException) -> bool:
+        if isinstance(outcome, BaseException):
+            error = repr(outcome)
+        elif outcome.failed or outcome.timed_out:
+            error = ", ".join(f"{sub.name}: {exc!r}" for sub, exc in outcome.failed) or "a receiver timed out"
+        else:
+            self._seen.add(event.event_id)
+            self._counters.delivered += 1
+            return True
+        self._counters.failed += 1
+        logger.warning("redis bridge: delivering %r from %s failed: %s", event, event.origin, error)
+        return False
+
+    async def dead_letter(self, entry_id: bytes, fields: Mapping[bytes, bytes], reason: str, detail: str) -> None:
+        """Copy the entry to the dead-letter stream with why it is there."""
+        record = dict(fields)
+        record.update(
+            {
+                b"dead.reason": reason.encode(),
+                b"dead.detail": detail.encode(errors="replace")[:1000],
+                b"dead.stream": self._stream.encode(),
+                b"dead.entry": entry_id,
+                b"dead.node": self._node,
+            }
+        )
+        await self._client.xadd(self._dead, record, maxlen=self._maxlen, approximate=True)  # type: ignore[arg-type]
+        self._counters.dead_lettered += 1
+
+
+async def _all_done(futures: list[Future[DeliveryReport]]) -> None:
+    """Wait for worker futures with one wake-up of this loop for the lot,
+    not one per future as ``asyncio.wrap_future`` would cost."""
+    if not futures:
+        return
+    loop = asyncio.get_running_loop()
+    waiter: asyncio.Future[None] = loop.create_future()
+    remaining = [len(futures)]
+    lock = threading.Lock()
+
+    def one_done(_: Future[DeliveryReport]) -> None:  # on whichever thread settled it
+        with lock:
+            remaining[0] -= 1
+            last = remaining[0] == 0
+        if last:
+            loop.call_soon_threadsafe(_settle_waiter, waiter)
+
+    for future in futures:
+        future.add_done_callback(one_done)
+    await waiter
+
+
+def _settle_waiter(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+def _outcome(future: Future[DeliveryReport]) -> DeliveryReport | BaseException:
+    if future.cancelled():
+        return CancelledError("the worker dropped the delivery")
+    exc = future.exception()
+    return future.result() if exc is None else exc
+
+
+async def read_broadcast(
+    client: Client,
+    delivery: Delivery,
+    stream: str,
+    position: list[bytes],
+    batch_size: int,
+    backoff: Backoff,
+    ready: Callable[[], None],
+) -> None:
+    """The broadcast reader. ``position`` holds the last id seen (empty:
+    start at the stream's end) and outlives this task, so a restarted
+    bridge resumes from it."""
+    while True:
+        async with backoff.retrying("reading the stream"):
+            if not position:
+                # Start at the newest entry rather than XREAD's "$": that
+                # would miss what is written before the first read blocks.
+                position.append(await newest_id(client, stream))
+            ready()
+            entries = await read_entries(client, stream, position[0], batch_size, BLOCK_MS)
+            if entries:
+                # No retries in broadcast mode: a failed delivery is
+                # counted and logged, and the reader moves on.
+                await delivery.deliver(entries)
+                position[0] = entries[-1][0]
+
+
+class GroupReader:
+    """The group-mode reader task; see the module docstring."""
+
+    def __init__(
+        self,
+        client: Client,
+        delivery: Delivery,
+        *,
+        stream: str,
+        group: str,
+        consumer: str,
+        batch_size: int,
+        claim_idle: float,
+        max_deliveries: int,
+        backoff: Backoff,
+        counters: Counters,
+        ready: Callable[[], None],
+    ) -> None:
+        self._client = client
+        self._delivery = delivery
+        self._stream = stream
+        self._group = group
+        self._consumer = consumer
+        self._batch = batch_size
+        self._claim_idle_ms = max(1, int(claim_idle * 1000))
+        # Look for idle entries a few times per idle period: an entry is
+        # then claimed at most a fraction of claim_idle after it qualifies.
+        self._claim_every = claim_idle / 4
+        self._max_deliveries = max_deliveries
+        self._backoff = backoff
+        self._counters = counters
+        self._ready = ready
+
+    async def run(self) -> None:
+        recovered = False
+        next_claim = 0.0
+        while True:
+            async with self._backoff.retrying("reading the group"):
+                try:
+                    if not recovered:
+                        await self._create_group()
+                        await self._reread_own_pending()
+                        recovered = True
+                        self._ready()
+                    if monotonic() >= next_claim:
+                        await self._claim_idle()
+                        next_claim = monotonic() + self._claim_every
+                    block = min(BLOCK_MS, max(1, int(self._claim_every * 1000)))
+                    entries = await read_group(
+                        self._client, self._stream, self._group, self._consumer, ">", self._batch, block
+                    )
+                    await self._settle(entries, first_delivery=True)
+                except ResponseError as exc:
+                    if not str(exc).startswith("NOGROUP"):
+                        raise
+                    # The stream or group went away (a Redis that lost its
+                    # data, or someone deleted the key): make it again.
+                    logger.warning("redis bridge: group %s on %s is gone; creating it again", self._group, self._stream)
+                    recovered = False
+            if self._backoff.in_outage:
+                recovered = False  # acks may have been lost: re-read pending
+
+    async def _create_group(self) -> None:
+        try:
+            await self._client.xgroup_create(self._stream, self._group, id="$", mkstream=True)
+        except ResponseError as exc:
+            if not str(exc).startswith("BUSYGROUP"):
+                raise
+
+    async def _reread_own_pending(self) -> None:
+        after = b"0-0"
+        while True:
+            entries = await read_group(
+                self._client, self._stream, self._group, self._consumer, after, self._batch, None
+            )
+            if not entries:
+                return
+            await self._settle(entries, first_delivery=False)
+            after = entries[-1][0]
+
+    async def _claim_idle(self) -> None:
+        cursor = b"0-0"
+        while True:
+            cursor, entries, deleted = await claim_idle(
+                self._client, self._stream, self._group, self._consumer, self._claim_idle_ms, cursor, self._batch
+            )
+            if deleted:
+                # Trimmed from the stream (maxlen) before anyone handled them.
+                self._counters.lost_to_trim += len(deleted)
+                logger.error(
+                    "redis bridge: %d pending entr(ies) of %s were trimmed before delivery (raise maxlen)",
+                    len(deleted),
+                    self._stream,
+                )
+            if entries:
+                self._counters.claimed += len(entries)
+                await self._settle(entries, first_delivery=False)
+            if cursor == b"0-0":
+                return
+
+    async def _settle(self, entries: list[Entry], *, first_delivery: bool) -> None:
+        """Deliver a batch, then acknowledge what is settled in one call."""
+        if not entries:
+            return
+        counts = (
+            {}
+            if first_delivery
+            else await delivery_counts(self._client, self._stream, self._group, self._consumer, entries)
+        )
+        done: list[bytes] = []
+        todo: list[Entry] = []
+        for entry_id, fields in entries:
+            deliveries = counts.get(entry_id, 1)
+            if not fields:  # pending, but deleted from the stream
+                done.append(entry_id)
+            elif deliveries > self._max_deliveries:
+                await self._delivery.dead_letter(
+                    entry_id, fields, "max_deliveries", f"delivered {deliveries - 1} times without success"
+                )
+                done.append(entry_id)
+            else:
+                todo.append((entry_id, fields))
+        if todo:
+            done += await self._delivery.deliver(todo)
+        if done:
+            await self._client.xack(self._stream, self._group, *done)

@@ -1,0 +1,154 @@
+"""Outbound: the buffer publishers fill and the task that writes it to Redis.
+
+Two roles meet here. *Publishers* -- any thread, any loop -- call
+:meth:`Outbox.put` from the bus's outlet hook; it must never block and never
+raise. The *writer* is one task on the bridge's loop that takes batches off
+the buffer and writes each with one pipelined round trip of XADDs. While
+Redis is down the writer retries the batch in hand with backoff and the
+buffer keeps filling up to its bound; past the bound events are dropped,
+counted and logged, never waited for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections import deque
+from time import monotonic
+from typing import TYPE_CHECKING
+
+from ._wire import Fields
+
+if TYPE_CHECKING:
+    from ._bridge import Counters
+    from ._connection import Backoff, Client
+
+__all__ = ["Outbox", "write_forever"]
+
+logger = logging.getLogger("blinker_events.redis")
+
+#: Seconds between two log lines about dropped events during one outage.
+DROP_LOG_INTERVAL = 1.0
+
+
+class Outbox:
+    """A bounded FIFO of encoded entries, filled from any thread."""
+
+    def __init__(self, limit: int, counters: Counters) -> None:
+        self.limit = limit
+        self._counters = counters
+        self._items: deque[Fields] = deque()
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        # True while a wake-up is on its way to the writer: publishers then
+        # skip call_soon_threadsafe, which costs a write to the loop's pipe.
+        self._wake_pending = False
+        self._last_drop_log = 0.0
+        self._unlogged_drops = 0
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> asyncio.Event:
+        """Bind to the writer's loop (on it); returns the writer's wake-up."""
+        wake = asyncio.Event()
+        with self._lock:
+            self._loop, self._wake = loop, wake
+            self._wake_pending = bool(self._items)
+        if self._items:
+            wake.set()
+        return wake
+
+    def detach(self) -> None:
+        with self._lock:
+            self._loop = self._wake = None
+
+    def put(self, fields: Fields) -> None:
+        """Buffer one entry; never blocks (publisher threads)."""
+        with self._lock:
+            if len(self._items) >= self.limit:
+                self._counters.dropped += 1
+                self._unlogged_drops += 1
+                log_now = monotonic() - self._last_drop_log >= DROP_LOG_INTERVAL
+                if log_now:
+                    dropped, self._unlogged_drops = self._unlogged_drops, 0
+                    self._last_drop_log = monotonic()
+                loop = None
+            else:
+                log_now = False
+                self._items.append(fields)
+                loop = self._loop if not self._wake_pending else None
+                if loop is not None:
+                    self._wake_pending = True
+                wake = self._wake
+        if log_now:
+            logger.warning(
+                "redis bridge: outbound buffer full (%d entries, Redis unreachable or slow): dropped %d event(s), "
+                "the latest %s; %d dropped in all",
+                self.limit,
+                dropped,
+                fields[b"event"][:80].decode(errors="replace"),
+                self._counters.dropped,
+            )
+        elif loop is not None and wake is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed; stop() counts what is left
+                loop.call_soon_threadsafe(wake.set)
+
+    def take(self, n: int) -> list[Fields]:
+        """Up to ``n`` entries, oldest first (writer)."""
+        with self._lock:
+            self._wake_pending = False
+            items = self._items
+            return [items.popleft() for _ in range(min(n, len(items)))]
+
+    def drop_all(self, reason: str) -> int:
+        """Drop and count what is still buffered; returns how many."""
+        with self._lock:
+            count = len(self._items)
+            self._items.clear()
+            self._counters.dropped += count
+        if count:
+            logger.error("redis bridge: %s: dropped %d buffered event(s)", reason, count)
+        return count
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+async def write_forever(
+    client: Client,
+    outbox: Outbox,
+    wake: asyncio.Event,
+    stream: str,
+    maxlen: int | None,
+    batch_size: int,
+    backoff: Backoff,
+    counters: Counters,
+    in_hand: list[Fields],
+    finishing: asyncio.Event,
+) -> None:
+    """The writer task. ``in_hand`` holds the batch being written, so that
+    whoever cancels this task can count it if it never got written. Once
+    ``finishing`` is set (and ``wake`` with it) the task returns as soon as
+    the buffer is empty."""
+    while True:
+        if not in_hand:
+            wake.clear()
+            in_hand.extend(outbox.take(batch_size))
+            if not in_hand:
+                if finishing.is_set():
+                    return
+                await wake.wait()
+                continue
+        async with backoff.retrying("writing events"):
+            pipe = client.pipeline(transaction=False)
+            for fields in in_hand:
+                pipe.xadd(stream, fields, maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
+            results = await pipe.execute(raise_on_error=False)
+            failed = [r for r in results if isinstance(r, Exception)]
+            counters.published += len(in_hand) - len(failed)
+            if failed:
+                # Redis answered, and refused: retrying cannot help.
+                counters.dropped += len(failed)
+                logger.error("redis bridge: Redis refused %d event(s): %s", len(failed), failed[0])
+            in_hand.clear()

@@ -1,0 +1,83 @@
+"""The wire format: one stream entry per event, and how it is checked.
+
+An entry has four fields::
+
+    v       b"1"            envelope version; anything else is refused
+    origin  node id         the bridge that wrote it (never echoed back)
+    type    readable name   for people reading the stream with redis-cli
+    event   JSON            Event.to_dict(): id, type, source, timestamp,
+                            parent id, data -- versioned on its own
+
+JSON only, never pickle: an entry is data from another machine, and reading
+it must not be able to run code here. ``Event.from_dict`` finds event types
+without importing anything by name.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .._events import Event, event_type_name
+
+__all__ = ["VERSION", "WireError", "decode", "encode"]
+
+VERSION = b"1"
+
+Fields = dict[bytes, bytes]
+
+
+class WireError(ValueError):
+    """An entry that cannot become an event. ``reason`` is one of
+    ``"version"``, ``"missing_field"``, ``"too_large"``,
+    ``"malformed_json"``, ``"unknown_type"`` or ``"invalid_event"``."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+
+
+def encode(event: Event, node: bytes, default: Callable[[Any], Any] | None, max_bytes: int) -> Fields:
+    """The entry for ``event``. Raises ``ValueError`` -- at publish time, in
+    the publisher's call -- for data JSON cannot carry (``default`` may
+    convert it) and for an entry over ``max_bytes``."""
+    try:
+        payload = event.to_dict(default=default)
+    except ValueError as exc:
+        raise ValueError(
+            f"event {event_type_name(event.event_type)} cannot cross to Redis: {exc}; or give the bridge an encoder="
+        ) from None
+    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    if len(body) > max_bytes:
+        raise ValueError(
+            f"event {event_type_name(event.event_type)} is {len(body)} bytes as JSON, over the bridge's "
+            f"max_payload of {max_bytes}"
+        )
+    return {b"v": VERSION, b"origin": node, b"type": event_type_name(event.event_type).encode(), b"event": body}
+
+
+def decode(fields: Mapping[bytes, bytes], max_bytes: int) -> Event:
+    """The event in an entry, marked with its origin; ``WireError`` if the
+    entry is not one this version wrote or its event is not valid here."""
+    version = fields.get(b"v")
+    if version != VERSION:
+        raise WireError("version", f"envelope version {version!r}, this bridge reads {VERSION!r}")
+    origin = fields.get(b"origin")
+    body = fields.get(b"event")
+    if not origin or body is None:
+        raise WireError("missing_field", "an entry needs 'origin' and 'event'")
+    if len(body) > max_bytes:
+        raise WireError("too_large", f"event is {len(body)} bytes, over max_payload {max_bytes}")
+    try:
+        node = origin.decode()
+        payload = json.loads(body)
+    except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError alike
+        raise WireError("malformed_json", str(exc)) from None
+    try:
+        return Event.from_dict(payload, origin=node)
+    except (TypeError, ValueError) as exc:
+        # from_dict names the field at fault; an unknown type is the one a
+        # reader most needs told apart (a node running other code).
+        reason = "unknown_type" if str(exc).startswith("event_type:") else "invalid_event"
+        raise WireError(reason, str(exc)) from None
