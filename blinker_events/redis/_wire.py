@@ -45,9 +45,9 @@ def encode(event: Event, node: bytes, default: Callable[[Any], Any] | None, max_
     try:
         payload = event.to_dict(default=default)
     except ValueError as exc:
-        raise ValueError(
-            f"event {event_type_name(event.event_type)} cannot cross to Redis: {exc}; or give the bridge an encoder="
-        ) from None
+        # to_dict's hint names its own argument; here the hook is ours.
+        why = str(exc).replace("pass default=", "give the bridge an encoder=")
+        raise ValueError(f"event {event_type_name(event.event_type)} cannot cross to Redis: {why}") from None
     body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
     if len(body) > max_bytes:
         raise ValueError(

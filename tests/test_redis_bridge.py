@@ -1,0 +1,539 @@
+"""``blinker_events.redis.RedisBridge`` within one process, against a real
+redis-server started per test: the wire format, what is refused, both modes,
+dead letters, redelivery, outages and the async API. Across processes:
+tests/test_redis_processes.py."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+if shutil.which("redis-server") is None and not os.environ.get("CI"):
+    pytest.skip("redis-server is not installed (apt-get install -y redis-server)", allow_module_level=True)
+
+from blinker_events import Event, EventBus, SystemEventType
+from blinker_events.redis import RedisBridge, WireError
+from blinker_events.redis._wire import decode, encode
+from blinker_events.redis.testing import RedisServer
+from tests.conftest import Demo
+
+WAIT = 15.0  # generous: a bound that proves something happened, not a timing
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.005)
+
+
+@pytest.fixture
+def server() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def make_bridge(server: RedisServer) -> Iterator[Callable[..., RedisBridge]]:
+    """Bridges on fresh buses (or the one given), all stopped afterwards."""
+    made: list[tuple[RedisBridge, EventBus]] = []
+
+    def make(bus: EventBus | None = None, **options: Any) -> RedisBridge:
+        bus = bus or EventBus()
+        options.setdefault("stream", "test")
+        bridge = RedisBridge(bus, server.url, **options)
+        made.append((bridge, bus))
+        return bridge
+
+    yield make
+    for bridge, bus in made:
+        assert bridge.stop(timeout=10) == 0
+        bus.shutdown(timeout=10)
+
+
+def xlen(server: RedisServer, stream: str = "test") -> int:
+    return int(server.cli("XLEN", stream))
+
+
+# -- the wire format ---------------------------------------------------------
+
+
+def test_entry_round_trip_keeps_id_parent_source_and_marks_the_origin() -> None:
+    event = Event(Demo.PING, {"n": 1, "tags": ["a"]}, source="svc")
+    fields = encode(event, b"node-1", None, 10_000)
+    assert fields[b"v"] == b"1"
+    assert fields[b"type"] == b"Demo.PING"
+    back = decode(fields, 10_000)
+    assert (back.event_type, dict(back.data), back.source) == (Demo.PING, {"n": 1, "tags": ["a"]}, "svc")
+    assert (back.event_id, back.timestamp, back.parent_id) == (event.event_id, event.timestamp, None)
+    assert back.origin == "node-1"
+    assert back.is_remote
+    assert event.origin is None
+    assert not event.is_remote
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({b"v": b"2"}, "version"),
+        ({b"origin": b""}, "missing_field"),
+        ({b"event": b"{not json"}, "malformed_json"),
+        ({b"event": b"\xff\xfe"}, "malformed_json"),
+        ({b"event": json.dumps({"version": 1, "event_type": {"kind": "enum", "enum": "x:Nope", "member": "A"}}).encode()}, "unknown_type"),
+        ({b"event": b"[1, 2]"}, "invalid_event"),
+        ({b"event": b'{"version": 1, "event_type": {"kind": "str", "name": "x"}, "event_id": "bad"}'}, "invalid_event"),
+        ({b"event": b"x" * 2000}, "too_large"),
+    ],
+)
+def test_bad_entries_are_refused_with_a_reason(change: dict[bytes, bytes], reason: str) -> None:
+    fields = encode(Event("x", {"n": 1}), b"node", None, 10_000)
+    fields.update(change)
+    with pytest.raises(WireError) as caught:
+        decode(fields, 1000)
+    assert caught.value.reason == reason
+
+
+def test_an_entry_without_its_event_field_is_refused() -> None:
+    with pytest.raises(WireError, match="missing_field"):
+        decode({b"v": b"1", b"origin": b"n"}, 1000)
+
+
+# -- arguments -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "match"),
+    [
+        ({"mode": "fanout"}, ValueError, "mode"),
+        ({"direction": "sideways"}, ValueError, "direction"),
+        ({"group": "g"}, ValueError, "group"),
+        ({"stream": ""}, ValueError, "stream"),
+        ({"stream": 5}, TypeError, "stream"),
+        ({"event_types": []}, ValueError, "event_types"),
+        ({"event_types": "order.created"}, TypeError, "event_types"),
+        ({"event_types": [3]}, TypeError, "event_type"),
+        ({"maxlen": 0}, ValueError, "maxlen"),
+        ({"buffer_size": -1}, ValueError, "buffer_size"),
+        ({"claim_idle": None, "mode": "group"}, TypeError, "claim_idle"),
+        ({"encoder": 1}, TypeError, "encoder"),
+        ({"client_options": []}, TypeError, "client_options"),
+    ],
+)
+def test_bad_arguments_are_refused_naming_them(options: dict[str, Any], error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match):
+        RedisBridge(EventBus(), **options)
+
+
+def test_a_url_that_is_not_redis_is_refused() -> None:
+    with pytest.raises(ValueError, match="url"):
+        RedisBridge(EventBus(), "http://127.0.0.1:6379")
+    with pytest.raises(TypeError, match="bus"):
+        RedisBridge(object())  # type: ignore[arg-type]
+
+
+# -- broadcast ---------------------------------------------------------------
+
+
+def test_broadcast_crosses_both_ways_without_echo(make_bridge: Callable[..., RedisBridge], server: RedisServer) -> None:
+    left, right = make_bridge(), make_bridge()
+    seen: dict[str, list[tuple[int, str | None]]] = {"left": [], "right": []}
+    left.bus.subscribe(Demo.PING, lambda e: seen["left"].append((e.data["n"], e.origin)))
+    right.bus.subscribe(Demo.PING, lambda e: seen["right"].append((e.data["n"], e.origin)))
+    assert left.start() and right.start()
+    for n in range(3):
+        left.bus.publish_sync(Event(Demo.PING, {"n": n}))
+    right.bus.publish_sync(Event(Demo.PING, {"n": 10}))
+    wait_for(lambda: len(seen["right"]) == 4 and len(seen["left"]) == 4, "both sides")
+    # Each side's own event runs at once, the other's when it arrives.
+    assert sorted(seen["left"]) == [(0, None), (1, None), (2, None), (10, right.node_id)]
+    assert sorted(seen["right"]) == [(0, left.node_id), (1, left.node_id), (2, left.node_id), (10, None)]
+    time.sleep(0.2)  # room for an echo, were there one
+    assert xlen(server) == 4
+    assert left.stats()["skipped_own"] == 3
+    assert right.stats()["skipped_own"] == 1
+
+
+def test_a_receiver_publishing_on_a_remote_event_forwards_only_its_own_event(
+    make_bridge: Callable[..., RedisBridge], server: RedisServer
+) -> None:
+    left, right = make_bridge(), make_bridge()
+    answers: list[str | None] = []
+    right.bus.subscribe(Demo.PING, lambda e: right.bus.publish_sync(Event(Demo.PONG, {"to": e.event_id})))
+    left.bus.subscribe(Demo.PONG, lambda e: answers.append(e.origin))
+    assert left.start() and right.start()
+    ping = Event(Demo.PING)
+    left.bus.publish_sync(ping)
+    wait_for(lambda: answers == [right.node_id], "the answer")
+    pong = right.bus.get_history(Demo.PONG)[0]
+    assert pong.parent_id == ping.event_id  # the causal link survives the hop
+    time.sleep(0.2)
+    assert xlen(server) == 2
+
+
+def test_data_json_cannot_carry_is_refused_at_publish_and_nothing_runs(
+    make_bridge: Callable[..., RedisBridge], server: RedisServer
+) -> None:
+    bridge = make_bridge()
+    calls: list[Event] = []
+    bridge.bus.subscribe(Demo.PING, calls.append)
+    assert bridge.start()
+    with pytest.raises(ValueError, match=r"data\.when: module is not JSON-safe \(give the bridge an encoder="):
+        bridge.bus.publish_sync(Event(Demo.PING, {"when": time}))  # a module: not JSON
+    with pytest.raises(ValueError, match="cannot cross to Redis"):
+        bridge.bus.publish_nowait(Event(Demo.PING, {"when": object()}))
+    with pytest.raises(ValueError, match="cannot cross to Redis"):
+        asyncio.run(bridge.bus.publish(Event(Demo.PING, {"when": object()})))
+    assert calls == []
+    assert bridge.bus.get_history() == []
+    assert bridge.stop() == 0
+    assert xlen(server) == 0
+
+
+def test_an_encoder_converts_what_json_cannot_carry(make_bridge: Callable[..., RedisBridge]) -> None:
+    sender = make_bridge(encoder=lambda value: sorted(value) if isinstance(value, set) else str(value))
+    receiver = make_bridge()
+    got: list[dict[str, Any]] = []
+    receiver.bus.subscribe(Demo.PING, lambda e: got.append(dict(e.data)))
+    assert sender.start() and receiver.start()
+    sender.bus.publish_sync(Event(Demo.PING, {"tags": {"b", "a"}}))
+    wait_for(lambda: got == [{"tags": ["a", "b"]}], "the converted event")
+
+
+def test_payload_over_the_limit_is_refused_at_publish(make_bridge: Callable[..., RedisBridge]) -> None:
+    bridge = make_bridge(max_payload=500)
+    assert bridge.start()
+    with pytest.raises(ValueError, match="max_payload of 500"):
+        bridge.bus.publish_sync(Event(Demo.PING, {"blob": "x" * 600}))
+
+
+def test_only_the_chosen_types_cross(make_bridge: Callable[..., RedisBridge], server: RedisServer) -> None:
+    sender = make_bridge(event_types=[Demo.PING, "order.created"])
+    receiver = make_bridge()
+    got: list[Any] = []
+    receiver.bus.subscribe(None, lambda e: got.append(e.event_type))
+    assert sender.start() and receiver.start()
+    sender.bus.publish_sync(Event(Demo.PONG, {"x": object()}))  # not carried, so not checked either
+    sender.bus.publish_sync(Event("order.created"))
+    sender.bus.publish_sync(Event(Demo.PING))
+    wait_for(lambda: len(got) == 2, "two events")
+    assert got == ["order.created", Demo.PING]
+    assert xlen(server) == 2
+
+
+def test_every_type_skips_system_events_and_relayed_signals(
+    make_bridge: Callable[..., RedisBridge], server: RedisServer
+) -> None:
+    from blinker import Signal
+
+    bridge = make_bridge()
+    relayed = Signal()
+    bridge.bus.bridge(relayed, "relayed.thing")
+    assert bridge.start()
+    bridge.bus.publish_sync(Event(SystemEventType.SYSTEM_STARTUP))
+    relayed.send("sender", obj=object())  # a Python object: must not be refused, just not carried
+    bridge.bus.publish_sync(Event(Demo.PING))
+    assert bridge.stop() == 0
+    assert xlen(server) == 1
+    assert len(bridge.bus.get_history("relayed.thing")) == 1
+
+
+def test_the_reader_ignores_types_it_does_not_carry(make_bridge: Callable[..., RedisBridge]) -> None:
+    sender = make_bridge()
+    receiver = make_bridge(event_types=[Demo.PING])
+    got: list[Any] = []
+    receiver.bus.subscribe(None, lambda e: got.append(e.event_type))
+    assert sender.start() and receiver.start()
+    sender.bus.publish_sync(Event(Demo.PONG))
+    sender.bus.publish_sync(Event(Demo.PING))
+    wait_for(lambda: got == [Demo.PING], "the carried type")
+    wait_for(lambda: receiver.stats()["ignored"] == 1, "the ignored count")
+
+
+def test_a_restarted_broadcast_bridge_resumes_from_the_last_id(make_bridge: Callable[..., RedisBridge]) -> None:
+    sender, receiver = make_bridge(), make_bridge()
+    got: list[int] = []
+    receiver.bus.subscribe(Demo.PING, lambda e: got.append(e.data["n"]))
+    assert sender.start() and receiver.start()
+    sender.bus.publish_sync(Event(Demo.PING, {"n": 1}))
+    wait_for(lambda: got == [1], "the first event")
+    assert receiver.stop() == 0
+    sender.bus.publish_sync(Event(Demo.PING, {"n": 2}))
+    sender.bus.publish_sync(Event(Demo.PING, {"n": 3}))
+    wait_for(lambda: sender.stats()["published"] == 3, "the writes")
+    assert receiver.start()
+    wait_for(lambda: got == [1, 2, 3], "the missed events")
+
+
+def test_a_failing_receiver_is_isolated_and_counted_in_broadcast(make_bridge: Callable[..., RedisBridge]) -> None:
+    sender, receiver = make_bridge(), make_bridge()
+    good: list[int] = []
+
+    def bad(event: Event) -> None:
+        raise RuntimeError("boom")
+
+    receiver.bus.subscribe(Demo.PING, bad)
+    receiver.bus.subscribe(Demo.PING, lambda e: good.append(e.data["n"]))
+    assert sender.start() and receiver.start()
+    sender.bus.publish_sync(Event(Demo.PING, {"n": 1}))
+    wait_for(lambda: good == [1], "the good receiver")
+    wait_for(lambda: receiver.stats()["failed"] == 1, "the failure count")
+    report = receiver.bus.get_delivery_reports(Demo.PING)[0]
+    assert [type(exc) for _, exc in report.failed] == [RuntimeError]
+
+
+# -- group mode --------------------------------------------------------------
+
+
+def test_group_mode_hands_the_event_to_the_group(make_bridge: Callable[..., RedisBridge]) -> None:
+    bridge = make_bridge(mode="group", group="g")
+    got: list[tuple[int, str | None, str]] = []
+    bridge.bus.subscribe(Demo.PING, lambda e: got.append((e.data["n"], e.origin, threading.current_thread().name)))
+    assert bridge.start()
+    report = bridge.bus.publish_sync(Event(Demo.PING, {"n": 7}))
+    assert report.handed_off
+    assert report.succeeded == []
+    wait_for(lambda: len(got) == 1, "delivery through the group")
+    assert got[0][:2] == (7, bridge.node_id)
+    assert bridge.bus.get_delivery_reports(Demo.PING)[0].handed_off  # the publish is in the history too
+
+
+def test_group_consumers_share_the_work(make_bridge: Callable[..., RedisBridge], server: RedisServer) -> None:
+    producer = make_bridge(mode="group", group="g", direction="out")
+    one, two = make_bridge(mode="group", group="g", batch_size=10), make_bridge(mode="group", group="g", batch_size=10)
+    got: dict[str, list[int]] = {"one": [], "two": []}
+    one.bus.subscribe(Demo.PING, lambda e: got["one"].append(e.data["n"]))
+    two.bus.subscribe(Demo.PING, lambda e: got["two"].append(e.data["n"]))
+    assert one.start() and two.start() and producer.start()
+    for n in range(300):
+        producer.bus.publish_sync(Event(Demo.PING, {"n": n}))
+    wait_for(lambda: len(got["one"]) + len(got["two"]) == 300, "all events")
+    assert sorted(got["one"] + got["two"]) == list(range(300))
+    assert got["one"] and got["two"]
+    wait_for(lambda: server.cli("XPENDING", "test", "g").split()[0] == "0", "no pending entries")
+
+
+def test_a_failed_delivery_is_retried_then_dead_lettered(
+    make_bridge: Callable[..., RedisBridge], server: RedisServer
+) -> None:
+    bus = EventBus(failure_threshold=100)
+    bridge = make_bridge(bus, mode="group", group="g", claim_idle=0.2, max_deliveries=3)
+    attempts: list[str] = []
+
+    def flaky(event: Event) -> None:
+        attempts.append(event.event_id)
+        raise RuntimeError("down")
+
+    bus.subscribe(Demo.PING, flaky)
+    assert bridge.start()
+    bus.publish_sync(Event(Demo.PING))
+    wait_for(lambda: bridge.stats()["dead_lettered"] == 1, "the dead letter")
+    assert len(attempts) == 3
+    assert len(set(attempts)) == 1
+    dead = server.cli("XRANGE", "test:dead", "-", "+")
+    assert "max_deliveries" in dead
+    assert "delivered 3 times" in dead
+    wait_for(lambda: server.cli("XPENDING", "test", "g").split()[0] == "0", "the entry acknowledged")
+
+
+def test_a_redelivered_event_is_not_handled_twice(make_bridge: Callable[..., RedisBridge], server: RedisServer) -> None:
+    bridge = make_bridge(mode="group", group="g")
+    got: list[str] = []
+    bridge.bus.subscribe(Demo.PING, lambda e: got.append(e.event_id))
+    assert bridge.start()
+    event = Event(Demo.PING)
+    fields = encode(event, b"elsewhere", None, 10_000)
+    args = [item.decode() for pair in fields.items() for item in pair]
+    server.cli("XADD", "test", "*", *args)
+    server.cli("XADD", "test", "*", *args)  # a producer that retried after a lost reply
+    wait_for(lambda: bridge.stats()["duplicates"] == 1, "the duplicate")
+    assert got == [event.event_id]
+    wait_for(lambda: server.cli("XPENDING", "test", "g").split()[0] == "0", "both acknowledged")
+
+
+def test_malformed_entries_are_dead_lettered_while_good_ones_flow(
+    make_bridge: Callable[..., RedisBridge], server: RedisServer
+) -> None:
+    sender = make_bridge(mode="group", group="g", direction="out")
+    bridge = make_bridge(mode="group", group="g", max_payload=2000)
+    got: list[int] = []
+    bridge.bus.subscribe(Demo.PING, lambda e: got.append(e.data["n"]))
+    assert bridge.start() and sender.start()
+    sender.bus.publish_sync(Event(Demo.PING, {"n": 1}))
+    server.cli("XADD", "test", "*", "v", "1", "origin", "cli", "event", "{not json")
+    server.cli("XADD", "test", "*", "v", "9", "origin", "cli", "event", "{}")
+    server.cli("XADD", "test", "*", "hello", "world")
+    unknown = {"version": 1, "event_type": {"kind": "enum", "enum": "x:Gone", "member": "A"}}
+    server.cli("XADD", "test", "*", "v", "1", "origin", "cli", "event", json.dumps(unknown))
+    server.cli("XADD", "test", "*", "v", "1", "origin", "cli", "event", "x" * 3000)
+    sender.bus.publish_sync(Event(Demo.PING, {"n": 2}))
+    wait_for(lambda: got == [1, 2], "the good events")
+    wait_for(lambda: bridge.stats()["dead_lettered"] == 5, "five dead letters")
+    assert bridge.stats()["malformed"] == 5
+    lines = server.cli("XRANGE", "test:dead", "-", "+").splitlines()
+    reasons = [lines[i + 1] for i, line in enumerate(lines) if line == "dead.reason"]
+    assert reasons == ["malformed_json", "version", "version", "unknown_type", "too_large"]
+    wait_for(lambda: server.cli("XPENDING", "test", "g").split()[0] == "0", "all acknowledged")
+
+
+def test_malformed_entries_in_broadcast_are_dead_lettered(
+    make_bridge: Callable[..., RedisBridge], server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    bridge = make_bridge()
+    assert bridge.start()
+    with caplog.at_level(logging.ERROR, "blinker_events.redis"):
+        server.cli("XADD", "test", "*", "v", "1", "origin", "cli", "event", "[")
+        wait_for(lambda: bridge.stats()["dead_lettered"] == 1, "the dead letter")
+    assert "malformed_json" in caplog.text
+    assert xlen(server, "test:dead") == 1
+
+
+# -- outages -------------------------------------------------------------------
+
+
+def test_events_published_while_redis_is_down_are_written_after(
+    make_bridge: Callable[..., RedisBridge], server: RedisServer
+) -> None:
+    sender = make_bridge(direction="out")
+    assert sender.start()
+    server.shutdown()
+    for n in range(50):
+        sender.bus.publish_sync(Event(Demo.PING, {"n": n}))
+    wait_for(lambda: sender.stats()["connection_errors"] >= 1, "the outage noticed")
+    server.start()
+    wait_for(lambda: sender.stats()["published"] == 50, "the flush", timeout=30)
+    assert sender.stats()["dropped"] == 0
+    assert sender.stats()["reconnects"] >= 1
+    assert xlen(server) == 50
+
+
+def test_past_the_buffer_events_are_dropped_counted_and_logged(
+    make_bridge: Callable[..., RedisBridge], server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    sender = make_bridge(direction="out", buffer_size=5, batch_size=1)
+    assert sender.start()
+    server.shutdown()
+    sender.bus.publish_sync(Event(Demo.PING, {"n": -1}))
+    wait_for(lambda: sender.stats()["connection_errors"] >= 1, "the outage noticed")
+    with caplog.at_level(logging.WARNING, "blinker_events.redis"):
+        for n in range(8):
+            sender.bus.publish_sync(Event(Demo.PING, {"n": n}))
+    assert sender.stats()["dropped"] == 3
+    assert "dropped 1 event" in caplog.text
+    server.start()
+    wait_for(lambda: sender.stats()["published"] == 6, "the flush", timeout=30)
+    assert xlen(server) == 6
+
+
+def test_stop_flushes_and_reports_what_it_could_not_write(
+    make_bridge: Callable[..., RedisBridge], server: RedisServer
+) -> None:
+    sender = make_bridge(direction="out")
+    assert sender.start()
+    for n in range(1000):
+        sender.bus.publish_sync(Event(Demo.PING, {"n": n}))
+    assert sender.stop() == 0
+    assert xlen(server) == 1000
+    assert sender.start()
+    server.shutdown()
+    for n in range(3):
+        sender.bus.publish_sync(Event(Demo.PING, {"n": n}))
+    assert sender.stop(timeout=0.3) == 3
+    assert sender.stats()["dropped"] == 3
+
+
+def test_bus_shutdown_stops_its_bridges(make_bridge: Callable[..., RedisBridge], server: RedisServer) -> None:
+    sender = make_bridge(direction="out")
+    assert sender.start()
+    for n in range(100):
+        sender.bus.publish_sync(Event(Demo.PING, {"n": n}))
+    assert sender.bus.shutdown(timeout=10) == 0
+    assert not sender.running
+    assert xlen(server) == 100
+    sender.bus.publish_sync(Event(Demo.PING, {"x": object()}))  # no longer an outlet: nothing refuses it
+
+
+def test_start_twice_and_start_on_the_bus_loop_are_refused(make_bridge: Callable[..., RedisBridge]) -> None:
+    bridge = make_bridge()
+    assert bridge.start()
+    with pytest.raises(RuntimeError, match="already started"):
+        bridge.start()
+    other = make_bridge()
+
+    async def on_loop() -> None:
+        other.start()
+
+    with pytest.raises(RuntimeError, match="start_async"):
+        other.bus._loop_thread.submit(on_loop()).result()
+
+
+def test_start_reports_false_when_redis_does_not_answer_and_keeps_trying(server: RedisServer) -> None:
+    url = server.url
+    server.shutdown()
+    bus = EventBus()
+    bridge = RedisBridge(bus, url, stream="test", direction="out")
+    try:
+        assert bridge.start(timeout=0.3) is False
+        bus.publish_sync(Event(Demo.PING))
+        server.start()
+        wait_for(lambda: bridge.stats()["published"] == 1, "the late write", timeout=30)
+    finally:
+        assert bridge.stop() == 0
+        bus.shutdown(timeout=10)
+
+
+def test_passwords_in_the_url_work(server: RedisServer) -> None:
+    server.cli("CONFIG", "SET", "requirepass", "s3cret")
+    bus = EventBus()
+    got: list[int] = []
+    bus.subscribe(Demo.PING, lambda e: got.append(e.data["n"]))
+    url = f"redis://:s3cret@127.0.0.1:{server.port}/0"
+    bridge = RedisBridge(bus, url, stream="test", mode="group", group="g")
+    try:
+        assert bridge.start()
+        bus.publish_sync(Event(Demo.PING, {"n": 5}))
+        wait_for(lambda: got == [5], "the event")
+    finally:
+        bridge.stop()
+        bus.shutdown(timeout=10)
+        server.cli("-a", "s3cret", "--no-auth-warning", "CONFIG", "SET", "requirepass", "")
+
+
+# -- the async API -------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_start_async_runs_on_the_callers_loop(server: RedisServer) -> None:
+    loop = asyncio.get_running_loop()
+    sender_bus, receiver_bus = EventBus(), EventBus()
+    got: list[tuple[int, bool]] = []
+
+    async def receiver(event: Event) -> None:
+        got.append((event.data["n"], asyncio.get_running_loop() is loop))
+
+    receiver_bus.subscribe(Demo.PING, receiver)
+    async with (
+        RedisBridge(sender_bus, server.url, stream="test") as sender,
+        RedisBridge(receiver_bus, server.url, stream="test") as reader,
+    ):
+        assert reader.running
+        await sender_bus.publish(Event(Demo.PING, {"n": 1}))
+        for _ in range(int(WAIT / 0.01)):
+            if got:
+                break
+            await asyncio.sleep(0.01)
+        assert got == [(1, True)]
+    assert not sender.running
+    sender_bus.shutdown(timeout=10)
+    receiver_bus.shutdown(timeout=10)
