@@ -26,6 +26,7 @@ from blinker_events.redis._wire import decode, encode
 from blinker_events.redis.testing import RedisServer
 from tests.conftest import Demo
 
+UNKNOWN_TYPE = {"kind": "enum", "enum": "x:Nope", "member": "A"}
 WAIT = 15.0  # generous: a bound that proves something happened, not a timing
 
 
@@ -91,7 +92,7 @@ def test_entry_round_trip_keeps_id_parent_source_and_marks_the_origin() -> None:
         ({b"origin": b""}, "missing_field"),
         ({b"event": b"{not json"}, "malformed_json"),
         ({b"event": b"\xff\xfe"}, "malformed_json"),
-        ({b"event": json.dumps({"version": 1, "event_type": {"kind": "enum", "enum": "x:Nope", "member": "A"}}).encode()}, "unknown_type"),
+        ({b"event": json.dumps({"version": 1, "event_type": UNKNOWN_TYPE}).encode()}, "unknown_type"),
         ({b"event": b"[1, 2]"}, "invalid_event"),
         ({b"event": b'{"version": 1, "event_type": {"kind": "str", "name": "x"}, "event_id": "bad"}'}, "invalid_event"),
         ({b"event": b"x" * 2000}, "too_large"),
@@ -151,7 +152,8 @@ def test_broadcast_crosses_both_ways_without_echo(make_bridge: Callable[..., Red
     seen: dict[str, list[tuple[int, str | None]]] = {"left": [], "right": []}
     left.bus.subscribe(Demo.PING, lambda e: seen["left"].append((e.data["n"], e.origin)))
     right.bus.subscribe(Demo.PING, lambda e: seen["right"].append((e.data["n"], e.origin)))
-    assert left.start() and right.start()
+    assert left.start()
+    assert right.start()
     for n in range(3):
         left.bus.publish_sync(Event(Demo.PING, {"n": n}))
     right.bus.publish_sync(Event(Demo.PING, {"n": 10}))
@@ -172,7 +174,8 @@ def test_a_receiver_publishing_on_a_remote_event_forwards_only_its_own_event(
     answers: list[str | None] = []
     right.bus.subscribe(Demo.PING, lambda e: right.bus.publish_sync(Event(Demo.PONG, {"to": e.event_id})))
     left.bus.subscribe(Demo.PONG, lambda e: answers.append(e.origin))
-    assert left.start() and right.start()
+    assert left.start()
+    assert right.start()
     ping = Event(Demo.PING)
     left.bus.publish_sync(ping)
     wait_for(lambda: answers == [right.node_id], "the answer")
@@ -206,7 +209,8 @@ def test_an_encoder_converts_what_json_cannot_carry(make_bridge: Callable[..., R
     receiver = make_bridge()
     got: list[dict[str, Any]] = []
     receiver.bus.subscribe(Demo.PING, lambda e: got.append(dict(e.data)))
-    assert sender.start() and receiver.start()
+    assert sender.start()
+    assert receiver.start()
     sender.bus.publish_sync(Event(Demo.PING, {"tags": {"b", "a"}}))
     wait_for(lambda: got == [{"tags": ["a", "b"]}], "the converted event")
 
@@ -223,7 +227,8 @@ def test_only_the_chosen_types_cross(make_bridge: Callable[..., RedisBridge], se
     receiver = make_bridge()
     got: list[Any] = []
     receiver.bus.subscribe(None, lambda e: got.append(e.event_type))
-    assert sender.start() and receiver.start()
+    assert sender.start()
+    assert receiver.start()
     sender.bus.publish_sync(Event(Demo.PONG, {"x": object()}))  # not carried, so not checked either
     sender.bus.publish_sync(Event("order.created"))
     sender.bus.publish_sync(Event(Demo.PING))
@@ -254,7 +259,8 @@ def test_the_reader_ignores_types_it_does_not_carry(make_bridge: Callable[..., R
     receiver = make_bridge(event_types=[Demo.PING])
     got: list[Any] = []
     receiver.bus.subscribe(None, lambda e: got.append(e.event_type))
-    assert sender.start() and receiver.start()
+    assert sender.start()
+    assert receiver.start()
     sender.bus.publish_sync(Event(Demo.PONG))
     sender.bus.publish_sync(Event(Demo.PING))
     wait_for(lambda: got == [Demo.PING], "the carried type")
@@ -265,7 +271,8 @@ def test_a_restarted_broadcast_bridge_resumes_from_the_last_id(make_bridge: Call
     sender, receiver = make_bridge(), make_bridge()
     got: list[int] = []
     receiver.bus.subscribe(Demo.PING, lambda e: got.append(e.data["n"]))
-    assert sender.start() and receiver.start()
+    assert sender.start()
+    assert receiver.start()
     sender.bus.publish_sync(Event(Demo.PING, {"n": 1}))
     wait_for(lambda: got == [1], "the first event")
     assert receiver.stop() == 0
@@ -285,7 +292,8 @@ def test_a_failing_receiver_is_isolated_and_counted_in_broadcast(make_bridge: Ca
 
     receiver.bus.subscribe(Demo.PING, bad)
     receiver.bus.subscribe(Demo.PING, lambda e: good.append(e.data["n"]))
-    assert sender.start() and receiver.start()
+    assert sender.start()
+    assert receiver.start()
     sender.bus.publish_sync(Event(Demo.PING, {"n": 1}))
     wait_for(lambda: good == [1], "the good receiver")
     wait_for(lambda: receiver.stats()["failed"] == 1, "the failure count")
@@ -315,12 +323,15 @@ def test_group_consumers_share_the_work(make_bridge: Callable[..., RedisBridge],
     got: dict[str, list[int]] = {"one": [], "two": []}
     one.bus.subscribe(Demo.PING, lambda e: got["one"].append(e.data["n"]))
     two.bus.subscribe(Demo.PING, lambda e: got["two"].append(e.data["n"]))
-    assert one.start() and two.start() and producer.start()
+    assert one.start()
+    assert two.start()
+    assert producer.start()
     for n in range(300):
         producer.bus.publish_sync(Event(Demo.PING, {"n": n}))
     wait_for(lambda: len(got["one"]) + len(got["two"]) == 300, "all events")
     assert sorted(got["one"] + got["two"]) == list(range(300))
-    assert got["one"] and got["two"]
+    assert got["one"]
+    assert got["two"]
     wait_for(lambda: server.cli("XPENDING", "test", "g").split()[0] == "0", "no pending entries")
 
 
@@ -369,7 +380,8 @@ def test_malformed_entries_are_dead_lettered_while_good_ones_flow(
     bridge = make_bridge(mode="group", group="g", max_payload=2000)
     got: list[int] = []
     bridge.bus.subscribe(Demo.PING, lambda e: got.append(e.data["n"]))
-    assert bridge.start() and sender.start()
+    assert bridge.start()
+    assert sender.start()
     sender.bus.publish_sync(Event(Demo.PING, {"n": 1}))
     server.cli("XADD", "test", "*", "v", "1", "origin", "cli", "event", "{not json")
     server.cli("XADD", "test", "*", "v", "9", "origin", "cli", "event", "{}")
