@@ -364,6 +364,23 @@ def memory_scenario(n: int) -> Result:
     )
 
 
+def redis_scenario(n: int, repeats: int) -> Result:
+    from benchmarks.redis_bench import redis_scenario as measure
+
+    broadcast = measure(n, repeats, "broadcast")
+    group = measure(n, repeats, "group")
+    return Result(
+        "R",
+        f"{n:,} events from one process to another through Redis (broadcast / group), end to end",
+        {OURS: 1e9 / broadcast["events_per_second"]},
+        {
+            "broadcast_events_per_second": broadcast["events_per_second"],
+            "group_events_per_second": group["events_per_second"],
+            "publish_sync_per_second": broadcast["publish_per_second"],
+        },
+    )
+
+
 # -- targets and output --------------------------------------------------------
 
 
@@ -394,6 +411,10 @@ def check_targets(results: dict[str, Result]) -> list[tuple[str, str, bool]]:
     if "M" in results:
         mb = results["M"].notes["rss_growth_mb"]
         rows.append(("M RSS growth < 20 MB", f"{mb:.1f} MB", mb < 20))
+    if "R" in results:
+        for mode in ("broadcast", "group"):
+            rate = results["R"].notes[f"{mode}_events_per_second"]
+            rows.append((f"R {mode} >= 10,000 events/s", f"{rate:,.0f}/s", rate >= 10_000))
     return rows
 
 
@@ -421,7 +442,7 @@ def plot(results: dict[str, Result], path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    shown = [r for r in results.values() if r.scenario not in ("M", "Q", "H")]
+    shown = [r for r in results.values() if r.scenario not in ("M", "Q", "H", "R")]
     libs = [OURS, "blinker", "django", "pyee", "bare hop"]
     fig, axes = plt.subplots(1, len(shown), figsize=(3.2 * len(shown), 4))
     for ax, result in zip(axes if len(shown) > 1 else [axes], shown, strict=True):
@@ -437,7 +458,7 @@ def plot(results: dict[str, Result], path: str) -> None:
     fig.savefig(path, dpi=110)
 
 
-SCENARIOS = ("S1", "S10", "A1", "A10", "MIX", "Q", "H", "M")
+SCENARIOS = ("S1", "S10", "A1", "A10", "MIX", "Q", "H", "M", "R")
 
 
 def run(only: list[str], repeats: int, scale: float) -> dict[str, Result]:
@@ -453,6 +474,7 @@ def run(only: list[str], repeats: int, scale: float) -> dict[str, Result]:
         "Q": lambda: queue_scenario(size(50_000), repeats),
         "H": lambda: history_scenario(size(20_000), repeats),
         "M": lambda: memory_scenario(size(1_000_000)),
+        "R": lambda: redis_scenario(size(50_000), repeats),
     }
     results = {}
     for name in only:

@@ -549,3 +549,15 @@ async def test_start_async_runs_on_the_callers_loop(server: RedisServer) -> None
     assert not sender.running
     sender_bus.shutdown(timeout=10)
     receiver_bus.shutdown(timeout=10)
+
+
+def test_a_publisher_faster_than_redis_waits_for_room_instead_of_dropping(
+    make_bridge: Callable[..., RedisBridge], server: RedisServer
+) -> None:
+    sender = make_bridge(direction="out", buffer_size=10, batch_size=5)
+    assert sender.start()
+    for n in range(500):
+        sender.bus.publish_sync(Event(Demo.PING, {"n": n}))
+    assert sender.stop() == 0
+    assert sender.stats()["dropped"] == 0
+    assert xlen(server) == 500

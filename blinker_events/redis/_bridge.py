@@ -128,8 +128,10 @@ class RedisBridge:
     than your slowest delivery), ``max_deliveries`` (then it goes to
     ``dead_letter_stream``, default ``stream + ":dead"``).
 
-    Limits: ``buffer_size`` entries wait while Redis is unreachable, the rest
-    are dropped and counted; ``max_payload`` bytes per event; ``dedupe_size``
+    Limits: ``buffer_size`` entries wait to be written; when it is full, a
+    publisher waits up to ``put_timeout`` seconds for room while Redis takes
+    writes, and while Redis is unreachable the new event is dropped (counted
+    and logged) at once; ``max_payload`` bytes per event; ``dedupe_size``
     event ids remembered to recognise redeliveries. ``client_options`` go to
     ``redis.asyncio.Redis.from_url`` (TLS files, timeouts).
     """
@@ -149,6 +151,7 @@ class RedisBridge:
         node_id: str | None = None,
         encoder: Callable[[Any], Any] | None = None,
         buffer_size: int = 10_000,
+        put_timeout: float | None = 5.0,
         max_payload: int = 1_000_000,
         claim_idle: float = 60.0,
         max_deliveries: int = 5,
@@ -203,7 +206,8 @@ class RedisBridge:
         self._batch = check_positive_int(batch_size, "batch_size")
         self._client_options = dict(client_options or {})
         self.counters = Counters()
-        self._outbox = Outbox(check_positive_int(buffer_size, "buffer_size"), self.counters)
+        wait = check_timeout(put_timeout, "put_timeout") or 0.0
+        self._outbox = Outbox(check_positive_int(buffer_size, "buffer_size"), wait, self.counters)
         self._seen = SeenIds(check_positive_int(dedupe_size, "dedupe_size"))
         #: The last stream id the broadcast reader saw; kept across restarts.
         self._position: list[bytes] = []

@@ -34,18 +34,29 @@ DROP_LOG_INTERVAL = 1.0
 
 
 class Outbox:
-    """A bounded FIFO of encoded entries, filled from any thread."""
+    """A bounded FIFO of encoded entries, filled from any thread.
 
-    def __init__(self, limit: int, counters: Counters) -> None:
+    When it is full, a publisher waits for room -- up to ``put_timeout``
+    seconds -- as long as Redis is taking writes: a publisher faster than
+    Redis is slowed to its pace, not made to lose events. While Redis is
+    unreachable (``healthy`` False), or on the writer's own loop, which a
+    wait would stall, a full buffer drops the new event instead.
+    """
+
+    def __init__(self, limit: int, put_timeout: float, counters: Counters) -> None:
         self.limit = limit
+        self.put_timeout = put_timeout
         self._counters = counters
         self._items: deque[Fields] = deque()
         self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         # True while a wake-up is on its way to the writer: publishers then
         # skip call_soon_threadsafe, which costs a write to the loop's pipe.
         self._wake_pending = False
+        #: Set by the writer: False from a failed write until the next good one.
+        self.healthy = True
         self._last_drop_log = 0.0
         self._unlogged_drops = 0
 
@@ -55,6 +66,7 @@ class Outbox:
         with self._lock:
             self._loop, self._wake = loop, wake
             self._wake_pending = bool(self._items)
+            self.healthy = True
         if self._items:
             wake.set()
         return wake
@@ -62,44 +74,65 @@ class Outbox:
     def detach(self) -> None:
         with self._lock:
             self._loop = self._wake = None
+            self._room.notify_all()  # nobody will make room any more
 
     def put(self, fields: Fields) -> None:
-        """Buffer one entry; never blocks (publisher threads)."""
+        """Buffer one entry (publisher threads); never raises."""
         with self._lock:
+            if len(self._items) >= self.limit and self._may_wait():
+                self._room.wait_for(lambda: len(self._items) < self.limit or not self._may_wait(), self.put_timeout)
             if len(self._items) >= self.limit:
-                self._counters.dropped += 1
-                self._unlogged_drops += 1
-                log_now = monotonic() - self._last_drop_log >= DROP_LOG_INTERVAL
-                if log_now:
-                    dropped, self._unlogged_drops = self._unlogged_drops, 0
-                    self._last_drop_log = monotonic()
-                loop = None
-            else:
-                log_now = False
-                self._items.append(fields)
-                loop = self._loop if not self._wake_pending else None
-                if loop is not None:
-                    self._wake_pending = True
-                wake = self._wake
-        if log_now:
-            logger.warning(
-                "redis bridge: outbound buffer full (%d entries, Redis unreachable or slow): dropped %d event(s), "
-                "the latest %s; %d dropped in all",
-                self.limit,
-                dropped,
-                fields[b"event"][:80].decode(errors="replace"),
-                self._counters.dropped,
-            )
-        elif loop is not None and wake is not None:
+                self._dropped_one(fields)
+                return
+            self._items.append(fields)
+            loop = self._loop if not self._wake_pending else None
+            if loop is not None:
+                self._wake_pending = True
+            wake = self._wake
+        if loop is not None and wake is not None:
             with contextlib.suppress(RuntimeError):  # the loop closed; stop() counts what is left
                 loop.call_soon_threadsafe(wake.set)
+
+    def _may_wait(self) -> bool:
+        loop = self._loop
+        return self.healthy and loop is not None and asyncio._get_running_loop() is not loop
+
+    def _dropped_one(self, fields: Fields) -> None:
+        """Count a drop; log it unless one was logged within the last second
+        (lock held; an outage at full speed would flood the log)."""
+        self._counters.dropped += 1
+        self._unlogged_drops += 1
+        now = monotonic()
+        if now - self._last_drop_log < DROP_LOG_INTERVAL:
+            return
+        dropped, self._unlogged_drops, self._last_drop_log = self._unlogged_drops, 0, now
+        logger.warning(
+            "redis bridge: outbound buffer full (%d entries, Redis %s): dropped %d event(s), the latest %s; "
+            "%d dropped in all",
+            self.limit,
+            "slow" if self.healthy else "unreachable",
+            dropped,
+            fields[b"event"][:80].decode(errors="replace"),
+            self._counters.dropped,
+        )
+
+    def set_healthy(self, healthy: bool) -> None:
+        """(Writer.) Whether Redis takes writes; publishers waiting for room
+        stop waiting once it does not."""
+        with self._lock:
+            if self.healthy != healthy:
+                self.healthy = healthy
+                self._room.notify_all()
 
     def take(self, n: int) -> list[Fields]:
         """Up to ``n`` entries, oldest first (writer)."""
         with self._lock:
             self._wake_pending = False
             items = self._items
-            return [items.popleft() for _ in range(min(n, len(items)))]
+            taken = [items.popleft() for _ in range(min(n, len(items)))]
+            if taken:
+                self._room.notify_all()
+            return taken
 
     def drop_all(self, reason: str) -> int:
         """Drop and count what is still buffered; returns how many."""
@@ -107,6 +140,7 @@ class Outbox:
             count = len(self._items)
             self._items.clear()
             self._counters.dropped += count
+            self._room.notify_all()
         if count:
             logger.error("redis bridge: %s: dropped %d buffered event(s)", reason, count)
         return count
@@ -140,6 +174,8 @@ async def write_forever(
                     return
                 await wake.wait()
                 continue
+        if backoff.in_outage:
+            outbox.set_healthy(False)
         async with backoff.retrying("writing events"):
             pipe = client.pipeline(transaction=False)
             for fields in in_hand:
@@ -152,3 +188,4 @@ async def write_forever(
                 counters.dropped += len(failed)
                 logger.error("redis bridge: Redis refused %d event(s): %s", len(failed), failed[0])
             in_hand.clear()
+            outbox.set_healthy(True)

@@ -27,6 +27,9 @@ VERSION = b"1"
 
 Fields = dict[bytes, bytes]
 
+# One encoder for every entry: json.dumps with options builds a new one per call.
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
 
 class WireError(ValueError):
     """An entry that cannot become an event. ``reason`` is one of
@@ -48,7 +51,7 @@ def encode(event: Event, node: bytes, default: Callable[[Any], Any] | None, max_
         # to_dict's hint names its own argument; here the hook is ours.
         why = str(exc).replace("pass default=", "give the bridge an encoder=")
         raise ValueError(f"event {event_type_name(event.event_type)} cannot cross to Redis: {why}") from None
-    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    body = _dumps(payload).encode()
     if len(body) > max_bytes:
         raise ValueError(
             f"event {event_type_name(event.event_type)} is {len(body)} bytes as JSON, over the bridge's "
