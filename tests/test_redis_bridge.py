@@ -561,3 +561,22 @@ def test_a_publisher_faster_than_redis_waits_for_room_instead_of_dropping(
     assert sender.stop() == 0
     assert sender.stats()["dropped"] == 0
     assert xlen(server) == 500
+
+
+def test_a_producer_makes_the_group_so_nothing_it_writes_is_missed(make_bridge: Callable[..., RedisBridge]) -> None:
+    producer = make_bridge(mode="group", group="g", direction="out")
+    assert producer.start()
+    producer.bus.publish_sync(Event(Demo.PING, {"n": 1}))  # before any consumer exists
+    consumer = make_bridge(mode="group", group="g", direction="in")
+    got: list[int] = []
+    consumer.bus.subscribe(Demo.PING, lambda e: got.append(e.data["n"]))
+    assert consumer.start()
+    wait_for(lambda: got == [1], "the early event")
+
+
+def test_bus_shutdown_also_stops_a_reading_bridge(make_bridge: Callable[..., RedisBridge]) -> None:
+    reader = make_bridge(direction="in")
+    assert reader.start()
+    reader.bus.shutdown(timeout=10)
+    assert not reader.running
+    reader.bus.publish_sync(Event(Demo.PING, {"x": object()}))  # a reader never checks outgoing events

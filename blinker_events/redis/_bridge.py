@@ -26,7 +26,7 @@ from blinker import Signal
 
 from .._events import Event, EventTypeLike, SystemEventType, TypeKey, type_key
 from .._guards import check_positive_int, check_timeout
-from ._connection import Backoff, Client, make_client
+from ._connection import Backoff, Client, ensure_group, make_client
 from ._inbound import Delivery, GroupReader, SeenIds, read_broadcast
 from ._outbound import Outbox, write_forever
 from ._wire import Fields, encode
@@ -280,7 +280,8 @@ class RedisBridge:
                     session.finishing,
                 )
             )
-            self.bus.add_outlet(self)
+        # Also when only reading: the bus's shutdown then stops this bridge.
+        self.bus.add_outlet(self)
         session.reader = loop.create_task(self._read(session, name, on_bus_loop))
         _RUNNING.add(self)
         try:
@@ -296,7 +297,13 @@ class RedisBridge:
         if self.direction == "out":
             while not session.ready.is_set():  # nothing to read: just see Redis answer
                 async with backoff.retrying("connecting"):
-                    await session.client.ping()
+                    if self.group is not None:
+                        # A producer makes the group too: what it writes
+                        # from now on reaches the group even if no consumer
+                        # has started yet.
+                        await ensure_group(session.client, self.stream, self.group)
+                    else:
+                        await session.client.ping()
                     ready()
             return
         assert self._node is not None
@@ -395,7 +402,7 @@ class RedisBridge:
     def _abandon(self, session: _Session, reason: str) -> int:
         unsent = len(session.in_hand)
         session.in_hand.clear()
-        self.counters.dropped += unsent
+        self._outbox.count_dropped(unsent)
         if unsent:
             logger.error("redis bridge: %s: dropped %d event(s) being written", reason, unsent)
         self._outbox.detach()
@@ -434,6 +441,8 @@ class RedisBridge:
         self.stop(timeout)
 
     def _carries(self, event: Event) -> bool:
+        if self.direction == "in":
+            return False
         if self._keys is not None:
             return event._key in self._keys
         event_type = event.event_type

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 import redis.asyncio
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 if TYPE_CHECKING:
@@ -29,6 +30,7 @@ __all__ = [
     "Entry",
     "claim_idle",
     "delivery_counts",
+    "ensure_group",
     "make_client",
     "newest_id",
     "read_entries",
@@ -148,6 +150,16 @@ async def delivery_counts(
     )
     rows = cast("list[dict[str, Any]]", pending)
     return {row["message_id"]: row["times_delivered"] for row in rows}
+
+
+async def ensure_group(client: Client, stream: str, group: str) -> None:
+    """Create the consumer group at the stream's end (and the stream), unless
+    it exists: XGROUP CREATE ... $ MKSTREAM, BUSYGROUP ignored."""
+    try:
+        await client.xgroup_create(stream, group, id="$", mkstream=True)
+    except ResponseError as exc:
+        if not str(exc).startswith("BUSYGROUP"):
+            raise
 
 
 async def newest_id(client: Client, stream: str) -> bytes:

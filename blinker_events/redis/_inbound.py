@@ -35,7 +35,7 @@ from redis.exceptions import ResponseError
 from .._errors import QueueFullError
 from .._events import Event
 from .._report import DeliveryReport
-from ._connection import Entry, claim_idle, delivery_counts, newest_id, read_entries, read_group
+from ._connection import Entry, claim_idle, delivery_counts, ensure_group, newest_id, read_entries, read_group
 from ._wire import WireError, decode
 
 if TYPE_CHECKING:
@@ -109,6 +109,9 @@ class Delivery:
         self._seen = seen
         self._counters = counters
         self._via_worker = via_worker
+        # On the bus's loop thread, a delivery gets what any delivery on a bus
+        # thread gets (Flask's app context, say); the worker enters it itself.
+        self._dispatch_context = bus.dispatch_context if via_worker else None
 
     async def deliver(self, entries: list[Entry]) -> list[bytes]:
         """Publish the entries' events here, in order. Returns the ids of the
@@ -159,7 +162,10 @@ class Delivery:
 
     async def _publish(self, event: Event) -> DeliveryReport | BaseException:
         try:
-            return await self._bus.publish(event)
+            if self._dispatch_context is None:
+                return await self._bus.publish(event)
+            with self._dispatch_context():
+                return await self._bus.publish(event)
         except Exception as exc:  # the bus propagates receiver errors
             return exc
 
@@ -312,7 +318,7 @@ class GroupReader:
             async with self._backoff.retrying("reading the group"):
                 try:
                     if not recovered:
-                        await self._create_group()
+                        await ensure_group(self._client, self._stream, self._group)
                         await self._reread_own_pending()
                         recovered = True
                         self._ready()
@@ -333,13 +339,6 @@ class GroupReader:
                     recovered = False
             if self._backoff.in_outage:
                 recovered = False  # acks may have been lost: re-read pending
-
-    async def _create_group(self) -> None:
-        try:
-            await self._client.xgroup_create(self._stream, self._group, id="$", mkstream=True)
-        except ResponseError as exc:
-            if not str(exc).startswith("BUSYGROUP"):
-                raise
 
     async def _reread_own_pending(self) -> None:
         after = b"0-0"

@@ -94,8 +94,9 @@ class Outbox:
                 loop.call_soon_threadsafe(wake.set)
 
     def _may_wait(self) -> bool:
-        loop = self._loop
-        return self.healthy and loop is not None and asyncio._get_running_loop() is not loop
+        # Never on a thread that runs an event loop (the writer's, or an async
+        # app's): blocking it would stall everything on it.
+        return self.healthy and self._loop is not None and asyncio._get_running_loop() is None
 
     def _dropped_one(self, fields: Fields) -> None:
         """Count a drop; log it unless one was logged within the last second
@@ -133,6 +134,12 @@ class Outbox:
             if taken:
                 self._room.notify_all()
             return taken
+
+    def count_dropped(self, n: int) -> None:
+        """Count ``n`` events lost on the way (under the lock publishers
+        count their drops under: ``+=`` is not atomic across threads)."""
+        with self._lock:
+            self._counters.dropped += n
 
     def drop_all(self, reason: str) -> int:
         """Drop and count what is still buffered; returns how many."""
@@ -185,7 +192,7 @@ async def write_forever(
             counters.published += len(in_hand) - len(failed)
             if failed:
                 # Redis answered, and refused: retrying cannot help.
-                counters.dropped += len(failed)
+                outbox.count_dropped(len(failed))
                 logger.error("redis bridge: Redis refused %d event(s): %s", len(failed), failed[0])
             in_hand.clear()
             outbox.set_healthy(True)
