@@ -7,6 +7,8 @@ reporting: every receiver of every library ran exactly as often as expected
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -69,3 +71,16 @@ def test_a_miscount_aborts_the_report() -> None:
     counter.sync("lib")(None)
     with pytest.raises(AssertionError, match="ran 1 times, expected 2"):
         counter.expect("lib", 2)
+
+
+@pytest.mark.skipif(
+    shutil.which("redis-server") is None and not os.environ.get("CI"), reason="redis-server is not installed"
+)
+def test_redis_scenario_crosses_two_processes() -> None:
+    # The consumer process asserts it got every event exactly once before it
+    # reports; a miscount fails it and so this test.
+    result = bench.redis_scenario(n=300, repeats=1)
+    assert result.notes["broadcast_events_per_second"] > 0
+    assert result.notes["group_events_per_second"] > 0
+    names = [target for target, _, _ in bench.check_targets({"R": result})]
+    assert names == ["R broadcast >= 10,000 events/s", "R group >= 10,000 events/s"]
