@@ -580,3 +580,34 @@ def test_bus_shutdown_also_stops_a_reading_bridge(make_bridge: Callable[..., Red
     reader.bus.shutdown(timeout=10)
     assert not reader.running
     reader.bus.publish_sync(Event(Demo.PING, {"x": object()}))  # a reader never checks outgoing events
+
+
+def test_a_graceful_stop_finishes_the_batch_in_hand(make_bridge: Callable[..., RedisBridge]) -> None:
+    # Regression: stop() used to cut the reader off while the worker still
+    # ran the batch's receivers; the batch was never acknowledged nor
+    # remembered, so a restart delivered it a second time.
+    bus = EventBus(timeout=30)
+    got: list[int] = []
+
+    def slow(event: Event) -> None:
+        got.append(event.data["n"])
+        time.sleep(0.002)
+
+    bus.subscribe(Demo.PING, slow)
+    consumer = make_bridge(bus, mode="group", group="g", consumer="c1", direction="in", batch_size=50)
+    producer = make_bridge(mode="group", group="g", direction="out")
+    assert consumer.start()
+    assert producer.start()
+    for n in range(400):
+        producer.bus.publish_sync(Event(Demo.PING, {"n": n}))
+    assert producer.stop() == 0
+    wait_for(lambda: len(got) >= 60, "the first batches")
+    assert consumer.stop() == 0
+    stopped_at = len(got)
+    time.sleep(0.2)
+    assert len(got) == stopped_at  # nothing runs after stop() returned
+    assert consumer.start()
+    wait_for(lambda: len(got) >= 400, "the rest")
+    time.sleep(0.2)
+    assert sorted(got) == list(range(400))
+    assert consumer.stats()["delivered"] == 400

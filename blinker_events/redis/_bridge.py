@@ -27,7 +27,7 @@ from blinker import Signal
 from .._events import Event, EventTypeLike, SystemEventType, TypeKey, type_key
 from .._guards import check_positive_int, check_timeout
 from ._connection import Backoff, Client, ensure_group, make_client
-from ._inbound import Delivery, GroupReader, SeenIds, read_broadcast
+from ._inbound import Delivery, Gate, GroupReader, SeenIds, read_broadcast
 from ._outbound import Outbox, write_forever
 from ._wire import Fields, encode
 
@@ -97,6 +97,7 @@ class _Session:
         self.reader: asyncio.Task[None] | None = None
         self.writer: asyncio.Task[None] | None = None
         self.in_hand: list[Fields] = []  # the writer's batch in flight
+        self.gate: Gate | None = None  # the reader's, once it has one
         self.wake: asyncio.Event | None = None
         self.finishing = asyncio.Event()
 
@@ -321,6 +322,7 @@ class RedisBridge:
             counters=self.counters,
             via_worker=on_bus_loop,
         )
+        session.gate = delivery.gate
         if self.mode == "broadcast":
             await read_broadcast(session.client, delivery, self.stream, self._position, self._batch, backoff, ready)
             return
@@ -386,6 +388,12 @@ class RedisBridge:
 
     async def _close(self, session: _Session, timeout: float | None) -> int:
         if session.reader is not None:
+            if session.gate is not None:
+                # Let the batch in hand finish -- delivered, acknowledged,
+                # remembered -- within the timeout; a blocking read is cut.
+                session.gate.stopping = True
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(session.gate.idle.wait(), timeout)
             await _cancel(session.reader)
         if session.writer is not None and session.wake is not None:
             # The writer empties the buffer, then ends; past the timeout it

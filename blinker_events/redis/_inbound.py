@@ -25,8 +25,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import CancelledError, Future
+from contextlib import asynccontextmanager
 from time import monotonic
 from typing import TYPE_CHECKING
 
@@ -49,6 +50,30 @@ logger = logging.getLogger("blinker_events.redis")
 
 #: How long one blocking read waits before the reader looks around (ms).
 BLOCK_MS = 1000
+
+
+class Gate:
+    """Lets a graceful stop wait for the batch in hand instead of cutting
+    it off: a batch cut off after its receivers ran, but before it was
+    acknowledged and its ids remembered, would be delivered again."""
+
+    def __init__(self) -> None:
+        self.stopping = False
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    @asynccontextmanager
+    async def batch(self) -> AsyncIterator[None]:
+        """Around the handling of one batch (reader task). Once stopping,
+        no new batch starts: what was read stays pending (group) or unread
+        (broadcast, whose position does not move), and nothing is lost."""
+        if self.stopping:
+            raise asyncio.CancelledError
+        self.idle.clear()
+        try:
+            yield
+        finally:
+            self.idle.set()
 
 
 class SeenIds:
@@ -109,6 +134,7 @@ class Delivery:
         self._seen = seen
         self._counters = counters
         self._via_worker = via_worker
+        self.gate = Gate()
         # On the bus's loop thread, a delivery gets what any delivery on a bus
         # thread gets (Flask's app context, say); the worker enters it itself.
         self._dispatch_context = bus.dispatch_context if via_worker else None
@@ -272,10 +298,11 @@ async def read_broadcast(
             ready()
             entries = await read_entries(client, stream, position[0], batch_size, BLOCK_MS)
             if entries:
-                # No retries in broadcast mode: a failed delivery is
-                # counted and logged, and the reader moves on.
-                await delivery.deliver(entries)
-                position[0] = entries[-1][0]
+                async with delivery.gate.batch():
+                    # No retries in broadcast mode: a failed delivery is
+                    # counted and logged, and the reader moves on.
+                    await delivery.deliver(entries)
+                    position[0] = entries[-1][0]
 
 
 class GroupReader:
@@ -375,6 +402,10 @@ class GroupReader:
         """Deliver a batch, then acknowledge what is settled in one call."""
         if not entries:
             return
+        async with self._delivery.gate.batch():
+            await self._settle_batch(entries, first_delivery)
+
+    async def _settle_batch(self, entries: list[Entry], first_delivery: bool) -> None:
         counts = (
             {}
             if first_delivery
