@@ -71,8 +71,9 @@ class ThreadPool:
             # wait behind them (that would stall every publisher once a few
             # receivers hang). They are counted in ``stuck`` instead.
             if self._count - self.stuck >= MAX_THREADS:
+                if not self._backlog:  # once per saturation, not once per job
+                    logger.warning("%s: all %d threads busy; work waits for one", self._name, MAX_THREADS)
                 self._backlog.append(fn)
-                logger.warning("%s: all %d threads busy; work waits for one", self._name, MAX_THREADS)
                 return
             self._count += 1
         worker = _PoolThread()
