@@ -119,11 +119,16 @@ class NowaitJob:
     def _async_done(self, done: Future[None]) -> None:
         # Runs on the loop thread. Finishing may announce a disabled
         # receiver, whose sync handlers must not run on (and block) the bus
-        # loop, so it moves to a pool thread. Cancelled: the loop was stopped
-        # under the job (a shutdown that gave up waiting); the publisher
-        # still gets an answer.
+        # loop, so that finish moves to a pool thread; any other finish is a
+        # few non-blocking steps and stays here (a pool hop per job cost a
+        # thread switch per event, and under a flood one thread per job).
+        # Cancelled: the loop was stopped under the job (a shutdown that
+        # gave up waiting); the publisher still gets an answer.
         crash = QueueFullError(f"{self.event!r}: the bus loop stopped") if done.cancelled() else done.exception()
-        self.bus._pool.submit(lambda: self.bus._finish_job(self, crash))
+        if self.report.disabled:
+            self.bus._pool.submit(lambda: self.bus._finish_job(self, crash))
+        else:
+            self.bus._finish_job(self, crash)
 
     def resolve(self, outcome: DeliveryReport | BaseException) -> None:
         """Settle the publisher's future (once) and leave the in-flight count."""
