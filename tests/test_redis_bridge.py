@@ -611,3 +611,27 @@ def test_a_graceful_stop_finishes_the_batch_in_hand(make_bridge: Callable[..., R
     time.sleep(0.2)
     assert sorted(got) == list(range(400))
     assert consumer.stats()["delivered"] == 400
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None and not os.environ.get("CI"), reason="openssl is not installed")
+def test_rediss_urls_use_tls() -> None:
+    with RedisServer(tls=True) as server:
+        bus = EventBus()
+        got: list[int] = []
+        bus.subscribe(Demo.PING, lambda e: got.append(e.data["n"]))
+        bridge = RedisBridge(
+            bus,
+            server.tls_url,
+            stream="test",
+            mode="group",
+            group="g",
+            client_options={"ssl_ca_certs": str(server.ca_file)},
+        )
+        try:
+            assert bridge.start()
+            bus.publish_sync(Event(Demo.PING, {"n": 3}))
+            wait_for(lambda: got == [3], "the event over TLS")
+        finally:
+            assert bridge.stop() == 0
+            bus.shutdown(timeout=10)
+        assert server.cli("XLEN", "test").strip() == "1"

@@ -156,14 +156,23 @@ class RedisServer:
     :param appendonly: persist writes in an append-only file in :attr:`directory`.
     :param executable: path (or name on ``PATH``) of ``redis-server``; by default the one on ``PATH``.
     :param startup_timeout: seconds :meth:`start` waits for the server to answer PING.
-    :raises FileNotFoundError: if there is no ``redis-server``.
+    :param tls: also listen for TLS on :attr:`tls_port` (see :attr:`tls_url`), with a
+        certificate for 127.0.0.1 signed by a throwaway CA (:attr:`ca_file`) that
+        ``openssl`` makes at the first start; the plain port stays open for this
+        class's own use and :meth:`cli`.
+    :raises FileNotFoundError: if there is no ``redis-server`` (or, with ``tls``, no ``openssl``).
     """
 
     port: int
     directory: Path
 
     def __init__(
-        self, *, appendonly: bool = False, executable: str | None = None, startup_timeout: float = 10.0
+        self,
+        *,
+        appendonly: bool = False,
+        executable: str | None = None,
+        startup_timeout: float = 10.0,
+        tls: bool = False,
     ) -> None:
         # which() also accepts a path, and checks that it is an executable file.
         resolved = shutil.which(executable if executable is not None else "redis-server")
@@ -173,7 +182,11 @@ class RedisServer:
         self.executable = resolved
         self.appendonly = appendonly
         self.startup_timeout = startup_timeout
+        if tls and shutil.which("openssl") is None:
+            raise FileNotFoundError("tls=True needs openssl to make a certificate")
+        self.tls = tls
         self.port = _free_port()
+        self.tls_port = _free_port() if tls else None
         self.directory = Path(tempfile.mkdtemp(prefix="blinker-events-redis-"))
         self._resources = _Resources(self.directory)
         # Without this a forgotten server would outlive the test run as an orphan.
@@ -187,6 +200,19 @@ class RedisServer:
     def url(self) -> str:
         """The ``redis://`` URL of database 0, e.g. for ``redis.Redis.from_url``."""
         return f"redis://{_HOST}:{self.port}/0"
+
+    @property
+    def tls_url(self) -> str:
+        """The ``rediss://`` URL of database 0 on the TLS port (``tls=True`` only);
+        clients need :attr:`ca_file` to trust it."""
+        if self.tls_port is None:
+            raise RuntimeError("this server was made without tls=True")
+        return f"rediss://{_HOST}:{self.tls_port}/0"
+
+    @property
+    def ca_file(self) -> Path:
+        """The CA certificate that signed the server's TLS certificate."""
+        return self.directory / "ca.crt"
 
     @property
     def log_file(self) -> Path:
@@ -221,6 +247,7 @@ class RedisServer:
             "--protected-mode", "yes",
             "--daemonize", "no",
             "--logfile", str(self.log_file),
+            *self._tls_arguments(),
         ]  # fmt: skip
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self._resources.process = process
@@ -326,6 +353,35 @@ class RedisServer:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
+
+    def _tls_arguments(self) -> list[str]:
+        if self.tls_port is None:
+            return []
+        key, cert = self.directory / "server.key", self.directory / "server.crt"
+        if not cert.exists():
+            self._make_certificates(key, cert)
+        return [
+            "--tls-port", str(self.tls_port),
+            "--tls-cert-file", str(cert),
+            "--tls-key-file", str(key),
+            "--tls-ca-cert-file", str(self.ca_file),
+            "--tls-auth-clients", "no",
+        ]  # fmt: skip
+
+    def _make_certificates(self, key: Path, cert: Path) -> None:
+        """A throwaway CA and a server certificate for 127.0.0.1, valid two days."""
+        ca_key, request, extensions = (self.directory / name for name in ("ca.key", "server.csr", "san.cnf"))
+        extensions.write_text(f"subjectAltName=IP:{_HOST}\n")
+        commands = [
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+             "-keyout", str(ca_key), "-out", str(self.ca_file), "-subj", "/CN=blinker-events test CA"],
+            ["openssl", "req", "-newkey", "rsa:2048", "-nodes",
+             "-keyout", str(key), "-out", str(request), "-subj", f"/CN={_HOST}"],
+            ["openssl", "x509", "-req", "-in", str(request), "-CA", str(self.ca_file), "-CAkey", str(ca_key),
+             "-CAcreateserial", "-out", str(cert), "-days", "2", "-extfile", str(extensions)],
+        ]  # fmt: skip
+        for command in commands:
+            subprocess.run(command, check=True, capture_output=True)
 
     def _cli_executable(self) -> str:
         # Prefer the redis-cli installed next to the server so both have the same version.
