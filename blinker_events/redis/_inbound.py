@@ -36,7 +36,16 @@ from redis.exceptions import ResponseError
 from .._errors import QueueFullError
 from .._events import Event
 from .._report import DeliveryReport
-from ._connection import Entry, claim_idle, delivery_counts, ensure_group, newest_id, read_entries, read_group
+from ._connection import (
+    Entry,
+    claim_idle,
+    delivery_counts,
+    ensure_group,
+    group_consumers,
+    newest_id,
+    read_entries,
+    read_group,
+)
 from ._wire import WireError, decode
 
 if TYPE_CHECKING:
@@ -50,6 +59,9 @@ logger = logging.getLogger("blinker_events.redis")
 
 #: How long one blocking read waits before the reader looks around (ms).
 BLOCK_MS = 1000
+#: Seconds a consumer with nothing pending may stay silent before the group
+#: forgets it (at least ten times ``claim_idle``).
+FORGET_CONSUMERS_AFTER = 3600.0
 
 
 class Gate:
@@ -134,6 +146,8 @@ class Delivery:
         self._seen = seen
         self._counters = counters
         self._via_worker = via_worker
+        #: Group mode: a delivery that did not fully succeed stays pending.
+        self._retry = not skip_own
         self.gate = Gate()
         # On the bus's loop thread, a delivery gets what any delivery on a bus
         # thread gets (Flask's app context, say); the worker enters it itself.
@@ -215,11 +229,9 @@ class Delivery:
         return [_outcome(p) if isinstance(p, Future) else p for p in pending]
 
     def _succeeded(self, event: Event, outcome: DeliveryReport | BaseException) -> bool:
-        if isinstance(outcome, BaseException):
-            error = repr(outcome)
-        elif outcome.failed or outcome.timed_out:
-            error = ", ".join(f"{sub.name}: {exc!r}" for sub, exc in outcome.failed) or "a receiver timed out"
-        else:
+        """Whether ``event`` was handled here; counts and logs either way."""
+        error = _problem(outcome, self._retry)
+        if error is None:
             self._seen.add(event.event_id)
             self._counters.delivered += 1
             return True
@@ -268,6 +280,26 @@ async def _all_done(futures: list[Future[DeliveryReport]]) -> None:
 def _settle_waiter(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
+
+
+def _problem(outcome: DeliveryReport | BaseException, strict: bool) -> str | None:
+    """What went wrong with a delivery, or None if nothing did.
+
+    A receiver that raised or timed out is a problem in either mode. In
+    group mode (``strict``) so is one that was skipped -- auto-disabled, say
+    -- and an event no receiver here took at all: acknowledging those would
+    lose the work, while leaving them pending lets another node (or a later
+    attempt) handle them, up to ``max_deliveries``.
+    """
+    if isinstance(outcome, BaseException):
+        return repr(outcome)
+    if outcome.failed or outcome.timed_out:
+        return ", ".join(f"{sub.name}: {exc!r}" for sub, exc in outcome.failed) or "a receiver timed out"
+    if strict and outcome.skipped:
+        return ", ".join(f"{sub.name} skipped ({reason})" for sub, reason, _ in outcome.skipped)
+    if strict and not outcome.succeeded:
+        return "no receiver here took it; left for another node"
+    return None
 
 
 def _outcome(future: Future[DeliveryReport]) -> DeliveryReport | BaseException:
@@ -340,12 +372,18 @@ class GroupReader:
 
     async def run(self) -> None:
         recovered = False
+        # The group is first made at the stream's end. Made again later,
+        # because it vanished (a Redis that lost its data), it starts from the
+        # beginning of what the stream now holds: that was written since, and
+        # must not be skipped.
+        group_start = "$"
         next_claim = 0.0
         while True:
             async with self._backoff.retrying("reading the group"):
                 try:
                     if not recovered:
-                        await ensure_group(self._client, self._stream, self._group)
+                        await ensure_group(self._client, self._stream, self._group, group_start)
+                        group_start = "0"
                         await self._reread_own_pending()
                         recovered = True
                         self._ready()
@@ -396,7 +434,23 @@ class GroupReader:
                 self._counters.claimed += len(entries)
                 await self._settle(entries, first_delivery=False)
             if cursor == b"0-0":
-                return
+                break
+        await self._forget_gone_consumers()
+
+    async def _forget_gone_consumers(self) -> None:
+        """Delete consumers that hold nothing and were not heard of for long.
+
+        Every process that starts with the default consumer name (its node
+        id) joins under a new name; without this the group's list of
+        consumers would only grow. Deleting one that holds no pending entry
+        loses nothing, and a live one is simply made again by its next read.
+        """
+        forget_ms = max(FORGET_CONSUMERS_AFTER, 10 * self._claim_idle_ms / 1000) * 1000
+        for consumer in await group_consumers(self._client, self._stream, self._group):
+            name = consumer["name"]
+            if consumer["pending"] == 0 and consumer["idle"] > forget_ms and name != self._consumer.encode():
+                await self._client.xgroup_delconsumer(self._stream, self._group, name)
+                logger.info("redis bridge: forgot consumer %s of group %s (idle, nothing pending)", name, self._group)
 
     async def _settle(self, entries: list[Entry], *, first_delivery: bool) -> None:
         """Deliver a batch, then acknowledge what is settled in one call."""
