@@ -19,6 +19,7 @@ import socket
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Mapping
+from time import monotonic
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -40,6 +41,11 @@ logger = logging.getLogger("blinker_events.redis")
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 MODES = ("broadcast", "group")
+#: Below this, the group reader would spin looking for idle entries.
+MIN_CLAIM_IDLE = 0.1
+#: Seconds a bus's shutdown with no timeout gives its bridges to flush: the
+#: queue may take as long as it needs, but Redis may never come back.
+CLOSE_FLUSH_SECONDS = 10.0
 DIRECTIONS = ("both", "out", "in")
 
 
@@ -165,7 +171,9 @@ class RedisBridge:
 
         if not isinstance(bus, EventBus):
             raise TypeError(f"bus must be an EventBus, not {type(bus).__name__}")
-        if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
+        if not isinstance(url, str):
+            raise TypeError(f"url must be a str, not {type(url).__name__}")
+        if not url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError(f"url must be a redis://, rediss:// or unix:// URL, not {url!r}")
         _check_name(stream, "stream")
         if mode not in MODES:
@@ -179,6 +187,9 @@ class RedisBridge:
                 _check_name(value, name)
         if dead_letter_stream is not None:
             _check_name(dead_letter_stream, "dead_letter_stream")
+            if dead_letter_stream == stream:
+                # Each dead letter would be read back as a new bad entry.
+                raise ValueError("dead_letter_stream must not be the stream itself")
         if maxlen is not None:
             maxlen = check_positive_int(maxlen, "maxlen")
         if encoder is not None and not callable(encoder):
@@ -186,6 +197,8 @@ class RedisBridge:
         claim = check_timeout(claim_idle, "claim_idle")
         if claim is None:
             raise TypeError("claim_idle must be a number of seconds, not None")
+        if claim < MIN_CLAIM_IDLE:
+            raise ValueError(f"claim_idle must be at least {MIN_CLAIM_IDLE} seconds, not {claim!r}")
         if client_options is not None and not isinstance(client_options, Mapping):
             raise TypeError(f"client_options must be a mapping, not {type(client_options).__name__}")
         self._keys = None if event_types is None else _type_keys(event_types)
@@ -207,7 +220,7 @@ class RedisBridge:
         self._batch = check_positive_int(batch_size, "batch_size")
         self._client_options = dict(client_options or {})
         self.counters = Counters()
-        wait = check_timeout(put_timeout, "put_timeout") or 0.0
+        wait = check_timeout(put_timeout, "put_timeout")
         self._outbox = Outbox(check_positive_int(buffer_size, "buffer_size"), wait, self.counters)
         self._seen = SeenIds(check_positive_int(dedupe_size, "dedupe_size"))
         #: The last stream id the broadcast reader saw; kept across restarts.
@@ -217,6 +230,7 @@ class RedisBridge:
         self._node_bytes = b""
         self._lock = threading.Lock()
         self._session: _Session | None = None
+        self._closing: _Session | None = None
 
     # -- identity ------------------------------------------------------------
 
@@ -258,12 +272,18 @@ class RedisBridge:
         with self._lock:
             if self._session is not None:
                 raise RuntimeError("this bridge is already started")
+            if self._closing is not None:
+                raise RuntimeError("this bridge is still stopping (a stop() called on its own loop); try again")
             if self._node is None:
                 self._node = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
             if self.mode == "group" and self._consumer is None:
                 self._consumer = self._node
             self._node_bytes = self._node.encode()
             session = self._session = _Session(loop, make_client(self.url, self._client_options))
+            # In the same critical section as the session: a stop() racing
+            # this start either sees neither or both.
+            self.bus.add_outlet(self)  # also when only reading: the bus's shutdown then stops it
+            _RUNNING.add(self)
         name = f"{self.stream}@{self._node}"
         if self.direction != "in":
             session.wake = self._outbox.attach(loop)
@@ -281,10 +301,7 @@ class RedisBridge:
                     session.finishing,
                 )
             )
-        # Also when only reading: the bus's shutdown then stops this bridge.
-        self.bus.add_outlet(self)
         session.reader = loop.create_task(self._read(session, name, on_bus_loop))
-        _RUNNING.add(self)
         try:
             await asyncio.wait_for(session.ready.wait(), timeout)
         except TimeoutError:
@@ -380,41 +397,55 @@ class RedisBridge:
     def _detach(self) -> _Session | None:
         with self._lock:
             session, self._session = self._session, None
-        if session is not None:
-            # No new events from now on; the ones already buffered get written.
-            self.bus.remove_outlet(self)
-            _RUNNING.discard(self)
+            if session is not None:
+                self._closing = session
+                _RUNNING.discard(self)
         return session
 
     async def _close(self, session: _Session, timeout: float | None) -> int:
-        if session.reader is not None:
-            if session.gate is not None:
-                # Let the batch in hand finish -- delivered, acknowledged,
-                # remembered -- within the timeout; a blocking read is cut.
-                session.gate.stopping = True
+        """Stop the session's tasks in order, within one ``timeout`` for all."""
+        deadline = None if timeout is None else monotonic() + timeout
+        try:
+            if session.reader is not None:
+                if session.gate is not None:
+                    # Let the batch in hand finish -- delivered, acknowledged,
+                    # remembered -- in time; a blocking read is simply cut.
+                    session.gate.stopping = True
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(session.gate.idle.wait(), _left(deadline))
+                await _cancel(session.reader)
+            # Only now: events the last batch's receivers published still go out.
+            self.bus.remove_outlet(self)
+            if session.writer is not None and session.wake is not None:
+                # The writer empties the buffer, then ends; past the deadline it
+                # is cut off and what it did not write is counted below.
+                session.finishing.set()
+                session.wake.set()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(session.gate.idle.wait(), timeout)
-            await _cancel(session.reader)
-        if session.writer is not None and session.wake is not None:
-            # The writer empties the buffer, then ends; past the timeout it
-            # is cut off and what it did not write is counted below.
-            session.finishing.set()
-            session.wake.set()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(session.writer), timeout)
-            await _cancel(session.writer)
-        dropped = self._abandon(session, "stopped before Redis took them")
-        await session.client.aclose()
-        return dropped
+                    await asyncio.wait_for(asyncio.shield(session.writer), _left(deadline))
+                await _cancel(session.writer)
+            dropped = self._abandon(session, "stopped before Redis took them")
+            await session.client.aclose()
+            return dropped
+        finally:
+            self._closed(session)
 
     def _abandon(self, session: _Session, reason: str) -> int:
+        """Count (and log) what the session leaves unwritten; returns how many."""
         unsent = len(session.in_hand)
         session.in_hand.clear()
         self._outbox.count_dropped(unsent)
         if unsent:
             logger.error("redis bridge: %s: dropped %d event(s) being written", reason, unsent)
+        self._closed(session)
         self._outbox.detach()
         return unsent + self._outbox.drop_all(reason)
+
+    def _closed(self, session: _Session) -> None:
+        with self._lock:
+            if self._closing is session:
+                self._closing = None
+        self.bus.remove_outlet(self)
 
     def __enter__(self) -> Self:
         self.start()
@@ -445,8 +476,9 @@ class RedisBridge:
         self._outbox.put(prepared)  # type: ignore[arg-type]
 
     def close(self, timeout: float | None) -> None:
-        """The bus shuts down: stop, flushing within ``timeout``."""
-        self.stop(timeout)
+        """The bus shuts down: stop, flushing within ``timeout`` (None: within
+        ``CLOSE_FLUSH_SECONDS`` -- Redis may never answer)."""
+        self.stop(CLOSE_FLUSH_SECONDS if timeout is None else timeout)
 
     def _carries(self, event: Event) -> bool:
         if self.direction == "in":
@@ -505,6 +537,10 @@ def _stop_all() -> None:
             logger.exception("redis bridge: stopping %r at exit failed", bridge)
 
 
+def _left(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - monotonic())
+
+
 async def _cancel(task: asyncio.Task[None]) -> None:
     """Cancel ``task`` and wait for it to end. Cancelling again until it
     does: on Python 3.11 ``asyncio.wait_for`` (which redis-py uses to write)
@@ -535,7 +571,10 @@ def _type_keys(event_types: Iterable[EventTypeLike]) -> frozenset[TypeKey]:
         raise TypeError("event_types must be a list of event types or None")
     keys = []
     for event_type in event_types:
-        key = type_key(event_type)  # TypeError for a non-type
+        try:
+            key = type_key(event_type)
+        except TypeError as exc:
+            raise TypeError(f"event_types: {exc}") from None
         if isinstance(event_type, Signal) and not isinstance(getattr(event_type, "name", None), str):
             raise ValueError("event_types: an unnamed blinker Signal has no name to cross the wire with")
         keys.append(key)

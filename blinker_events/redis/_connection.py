@@ -16,6 +16,8 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 import redis.asyncio
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -31,6 +33,7 @@ __all__ = [
     "claim_idle",
     "delivery_counts",
     "ensure_group",
+    "group_consumers",
     "make_client",
     "newest_id",
     "read_entries",
@@ -52,7 +55,16 @@ MAX_DELAY = 5.0
 def make_client(url: str, options: Mapping[str, Any]) -> Client:
     """A client for ``url`` (``redis://`` or ``rediss://``, with password
     and database; TLS and ACLs are redis-py's). Entries stay bytes."""
-    settings: dict[str, Any] = {"socket_connect_timeout": 5.0, "socket_keepalive": True}
+    settings: dict[str, Any] = {
+        "socket_connect_timeout": 5.0,
+        # A Redis that hangs (stopped, or behind a black hole) must look
+        # unreachable, not slow; longer than the readers' 1 s blocking reads.
+        "socket_timeout": 10.0,
+        "socket_keepalive": True,
+        # The bridge's tasks retry with their own backoff, and count and log
+        # each outage; redis-py's retries would only hide and prolong it.
+        "retry": Retry(NoBackoff(), 0),
+    }
     settings.update(options)
     settings["decode_responses"] = False  # the wire module reads bytes
     settings["protocol"] = 2  # the answers' shapes below are RESP2's
@@ -144,22 +156,30 @@ async def claim_idle(
 async def delivery_counts(
     client: Client, stream: str, group: str, consumer: str, entries: list[Entry]
 ) -> dict[bytes, int]:
-    """XPENDING: how often each of ``entries`` (pending for ``consumer``) was delivered."""
-    pending = await client.xpending_range(
-        stream, group, min=entries[0][0], max=entries[-1][0], count=len(entries) * 2, consumername=consumer
-    )
-    rows = cast("list[dict[str, Any]]", pending)
-    return {row["message_id"]: row["times_delivered"] for row in rows}
+    """XPENDING: how often each of ``entries`` (pending for ``consumer``) was
+    delivered. One query per id, pipelined: a range query could be filled
+    by other pending entries between them and miss some."""
+    pipe = client.pipeline(transaction=False)
+    for entry_id, _ in entries:
+        pipe.xpending_range(stream, group, min=entry_id, max=entry_id, count=1, consumername=consumer)
+    answers = cast("list[list[dict[str, Any]]]", await pipe.execute())
+    return {row["message_id"]: row["times_delivered"] for rows in answers for row in rows}
 
 
-async def ensure_group(client: Client, stream: str, group: str) -> None:
-    """Create the consumer group at the stream's end (and the stream), unless
-    it exists: XGROUP CREATE ... $ MKSTREAM, BUSYGROUP ignored."""
+async def ensure_group(client: Client, stream: str, group: str, start: str = "$") -> None:
+    """Create the consumer group (and the stream) unless it exists, reading
+    from ``start`` ("$": the stream's end): XGROUP CREATE ... MKSTREAM,
+    BUSYGROUP ignored."""
     try:
-        await client.xgroup_create(stream, group, id="$", mkstream=True)
+        await client.xgroup_create(stream, group, id=start, mkstream=True)
     except ResponseError as exc:
         if not str(exc).startswith("BUSYGROUP"):
             raise
+
+
+async def group_consumers(client: Client, stream: str, group: str) -> list[dict[str, Any]]:
+    """XINFO CONSUMERS: each consumer's ``name`` (bytes), ``pending`` and ``idle`` (ms)."""
+    return await client.xinfo_consumers(stream, group)
 
 
 async def newest_id(client: Client, stream: str) -> bytes:

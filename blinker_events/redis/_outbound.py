@@ -19,6 +19,7 @@ from collections import deque
 from time import monotonic
 from typing import TYPE_CHECKING
 
+from ._connection import CONNECTION_ERRORS
 from ._wire import Fields
 
 if TYPE_CHECKING:
@@ -31,19 +32,22 @@ logger = logging.getLogger("blinker_events.redis")
 
 #: Seconds between two log lines about dropped events during one outage.
 DROP_LOG_INTERVAL = 1.0
+#: Seconds the writer spends writing what is left when its loop goes away
+#: without a stop().
+LAST_FLUSH_SECONDS = 2.0
 
 
 class Outbox:
     """A bounded FIFO of encoded entries, filled from any thread.
 
     When it is full, a publisher waits for room -- up to ``put_timeout``
-    seconds -- as long as Redis is taking writes: a publisher faster than
+    seconds, None: without limit -- as long as Redis is taking writes: a publisher faster than
     Redis is slowed to its pace, not made to lose events. While Redis is
     unreachable (``healthy`` False), or on the writer's own loop, which a
     wait would stall, a full buffer drops the new event instead.
     """
 
-    def __init__(self, limit: int, put_timeout: float, counters: Counters) -> None:
+    def __init__(self, limit: int, put_timeout: float | None, counters: Counters) -> None:
         self.limit = limit
         self.put_timeout = put_timeout
         self._counters = counters
@@ -119,11 +123,15 @@ class Outbox:
 
     def set_healthy(self, healthy: bool) -> None:
         """(Writer.) Whether Redis takes writes; publishers waiting for room
-        stop waiting once it does not."""
+        stop waiting once it does not. Also logs the drops the rate limit
+        held back, so that every drop is logged in the end."""
         with self._lock:
             if self.healthy != healthy:
                 self.healthy = healthy
                 self._room.notify_all()
+            held_back, self._unlogged_drops = self._unlogged_drops, 0
+        if held_back:
+            logger.warning("redis bridge: %d more event(s) were dropped (buffer full)", held_back)
 
     def take(self, n: int) -> list[Fields]:
         """Up to ``n`` entries, oldest first (writer)."""
@@ -148,6 +156,9 @@ class Outbox:
             self._items.clear()
             self._counters.dropped += count
             self._room.notify_all()
+            held_back, self._unlogged_drops = self._unlogged_drops, 0
+        if held_back:
+            logger.warning("redis bridge: %d more event(s) were dropped (buffer full)", held_back)
         if count:
             logger.error("redis bridge: %s: dropped %d buffered event(s)", reason, count)
         return count
@@ -172,27 +183,63 @@ async def write_forever(
     whoever cancels this task can count it if it never got written. Once
     ``finishing`` is set (and ``wake`` with it) the task returns as soon as
     the buffer is empty."""
-    while True:
-        if not in_hand:
-            wake.clear()
-            in_hand.extend(outbox.take(batch_size))
+    try:
+        while True:
             if not in_hand:
-                if finishing.is_set():
-                    return
-                await wake.wait()
-                continue
-        if backoff.in_outage:
-            outbox.set_healthy(False)
-        async with backoff.retrying("writing events"):
-            pipe = client.pipeline(transaction=False)
-            for fields in in_hand:
-                pipe.xadd(stream, fields, maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
-            results = await pipe.execute(raise_on_error=False)
-            failed = [r for r in results if isinstance(r, Exception)]
-            counters.published += len(in_hand) - len(failed)
-            if failed:
-                # Redis answered, and refused: retrying cannot help.
-                outbox.count_dropped(len(failed))
-                logger.error("redis bridge: Redis refused %d event(s): %s", len(failed), failed[0])
-            in_hand.clear()
-            outbox.set_healthy(True)
+                wake.clear()
+                in_hand.extend(outbox.take(batch_size))
+                if not in_hand:
+                    if finishing.is_set():
+                        return
+                    await wake.wait()
+                    continue
+            if backoff.in_outage:
+                outbox.set_healthy(False)
+            async with backoff.retrying("writing events"):
+                await _write(client, stream, maxlen, in_hand, outbox, counters)
+    except asyncio.CancelledError:
+        if finishing.is_set():
+            raise  # stop() cut the flush short; it counts what is left
+        # Cancelled without stop(): the loop is going away (say, asyncio.run
+        # returning in an app that never called stop_async). Write what can
+        # be written in a moment; whatever is left is counted by the stop at
+        # interpreter exit.
+        await _last_flush(client, outbox, stream, maxlen, batch_size, counters, in_hand)
+        raise
+
+
+async def _write(
+    client: Client, stream: str, maxlen: int | None, in_hand: list[Fields], outbox: Outbox, counters: Counters
+) -> None:
+    """Write the batch in hand with one pipelined round trip, then empty it."""
+    pipe = client.pipeline(transaction=False)
+    for fields in in_hand:
+        pipe.xadd(stream, fields, maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
+    results = await pipe.execute(raise_on_error=False)
+    failed = [r for r in results if isinstance(r, Exception)]
+    counters.published += len(in_hand) - len(failed)
+    if failed:
+        # Redis answered, and refused: retrying cannot help.
+        outbox.count_dropped(len(failed))
+        logger.error("redis bridge: Redis refused %d event(s): %s", len(failed), failed[0])
+    in_hand.clear()
+    outbox.set_healthy(True)
+
+
+async def _last_flush(
+    client: Client,
+    outbox: Outbox,
+    stream: str,
+    maxlen: int | None,
+    batch_size: int,
+    counters: Counters,
+    in_hand: list[Fields],
+) -> None:
+    deadline = monotonic() + LAST_FLUSH_SECONDS
+    try:
+        while (in_hand or len(outbox)) and monotonic() < deadline:
+            if not in_hand:
+                in_hand.extend(outbox.take(batch_size))
+            await asyncio.wait_for(_write(client, stream, maxlen, in_hand, outbox, counters), deadline - monotonic())
+    except (*CONNECTION_ERRORS, asyncio.CancelledError) as exc:
+        logger.error("redis bridge: the last flush before the loop closed failed: %r", exc)
