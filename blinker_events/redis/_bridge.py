@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import contextlib
 import logging
 import os
 import secrets
@@ -19,7 +18,6 @@ import socket
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Mapping
-from time import monotonic
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -27,15 +25,16 @@ from blinker import Signal
 
 from .._events import Event, EventTypeLike, SystemEventType, TypeKey, type_key
 from .._guards import check_positive_int, check_timeout
-from ._connection import Backoff, Client, ensure_group, make_client
-from ._inbound import Delivery, Gate, GroupReader, SeenIds, read_broadcast
-from ._outbound import Outbox, write_forever
+from ._connection import make_client
+from ._inbound import SeenIds
+from ._outbound import Outbox
+from ._session import Counters, Session, Settings, Shared
 from ._wire import Fields, encode
 
 if TYPE_CHECKING:
     from .._bus import EventBus
 
-__all__ = ["Counters", "RedisBridge"]
+__all__ = ["RedisBridge"]
 
 logger = logging.getLogger("blinker_events.redis")
 
@@ -47,65 +46,6 @@ MIN_CLAIM_IDLE = 0.1
 #: queue may take as long as it needs, but Redis may never come back.
 CLOSE_FLUSH_SECONDS = 10.0
 DIRECTIONS = ("both", "out", "in")
-
-
-class Counters:
-    """What a bridge counts; :meth:`RedisBridge.stats` reports them."""
-
-    __slots__ = (
-        "claimed",
-        "connection_errors",
-        "dead_lettered",
-        "delivered",
-        "dropped",
-        "duplicates",
-        "errors",
-        "failed",
-        "ignored",
-        "lost_to_trim",
-        "malformed",
-        "published",
-        "reconnects",
-        "skipped_own",
-    )
-
-    def __init__(self) -> None:
-        for name in self.__slots__:
-            setattr(self, name, 0)
-
-    def as_dict(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in self.__slots__}
-
-    # Declared for type checkers; set in __init__.
-    claimed: int
-    connection_errors: int
-    dead_lettered: int
-    delivered: int
-    dropped: int
-    duplicates: int
-    errors: int
-    failed: int
-    ignored: int
-    lost_to_trim: int
-    malformed: int
-    published: int
-    reconnects: int
-    skipped_own: int
-
-
-class _Session:
-    """One run of a bridge, from start to stop, on one loop."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, client: Client) -> None:
-        self.loop = loop
-        self.client = client
-        self.ready = asyncio.Event()
-        self.reader: asyncio.Task[None] | None = None
-        self.writer: asyncio.Task[None] | None = None
-        self.in_hand: list[Fields] = []  # the writer's batch in flight
-        self.gate: Gate | None = None  # the reader's, once it has one
-        self.wake: asyncio.Event | None = None
-        self.finishing = asyncio.Event()
 
 
 class RedisBridge:
@@ -136,11 +76,12 @@ class RedisBridge:
     ``dead_letter_stream``, default ``stream + ":dead"``).
 
     Limits: ``buffer_size`` entries wait to be written; when it is full, a
-    publisher waits up to ``put_timeout`` seconds for room while Redis takes
-    writes, and while Redis is unreachable the new event is dropped (counted
-    and logged) at once; ``max_payload`` bytes per event; ``dedupe_size``
-    event ids remembered to recognise redeliveries. ``client_options`` go to
-    ``redis.asyncio.Redis.from_url`` (TLS files, timeouts).
+    publisher waits up to ``put_timeout`` seconds (None: without limit) for
+    room while Redis takes writes, and while Redis is unreachable the new
+    event is dropped (counted and logged) at once; ``max_payload`` bytes per
+    event; ``dedupe_size`` event ids remembered to recognise redeliveries.
+    ``client_options`` go to ``redis.asyncio.Redis.from_url`` (TLS files,
+    ``socket_timeout``, which is 10 s here).
     """
 
     def __init__(
@@ -222,15 +163,14 @@ class RedisBridge:
         self.counters = Counters()
         wait = check_timeout(put_timeout, "put_timeout")
         self._outbox = Outbox(check_positive_int(buffer_size, "buffer_size"), wait, self.counters)
-        self._seen = SeenIds(check_positive_int(dedupe_size, "dedupe_size"))
-        #: The last stream id the broadcast reader saw; kept across restarts.
-        self._position: list[bytes] = []
+        seen = SeenIds(check_positive_int(dedupe_size, "dedupe_size"))
+        self._shared = Shared(self.bus, self._outbox, self.counters, seen, [], self._wanted)
         #: Outlet protocol: a group takes events over from local delivery.
         self.takes_over = mode == "group"
         self._node_bytes = b""
         self._lock = threading.Lock()
-        self._session: _Session | None = None
-        self._closing: _Session | None = None
+        self._session: Session | None = None
+        self._closing: Session | None = None
 
     # -- identity ------------------------------------------------------------
 
@@ -279,86 +219,32 @@ class RedisBridge:
             if self.mode == "group" and self._consumer is None:
                 self._consumer = self._node
             self._node_bytes = self._node.encode()
-            session = self._session = _Session(loop, make_client(self.url, self._client_options))
+            settings = Settings(
+                stream=self.stream,
+                mode=self.mode,
+                direction=self.direction,
+                group=self.group,
+                consumer=self._consumer,
+                node=self._node,
+                maxlen=self.maxlen,
+                dead_letter_stream=self.dead_letter_stream,
+                max_payload=self._max_payload,
+                claim_idle=self._claim_idle,
+                max_deliveries=self._max_deliveries,
+                batch_size=self._batch,
+            )
+            session = self._session = Session(loop, make_client(self.url, self._client_options), settings, self._shared)
             # In the same critical section as the session: a stop() racing
             # this start either sees neither or both.
             self.bus.add_outlet(self)  # also when only reading: the bus's shutdown then stops it
             _RUNNING.add(self)
-        name = f"{self.stream}@{self._node}"
-        if self.direction != "in":
-            session.wake = self._outbox.attach(loop)
-            session.writer = loop.create_task(
-                write_forever(
-                    session.client,
-                    self._outbox,
-                    session.wake,
-                    self.stream,
-                    self.maxlen,
-                    self._batch,
-                    Backoff(self.counters, name),
-                    self.counters,
-                    session.in_hand,
-                    session.finishing,
-                )
-            )
-        session.reader = loop.create_task(self._read(session, name, on_bus_loop))
+        session.start(on_bus_loop)
         try:
             await asyncio.wait_for(session.ready.wait(), timeout)
         except TimeoutError:
-            logger.warning("redis bridge %s: no answer from %s within %ss; still trying", name, self.url, timeout)
+            logger.warning("redis bridge %s: no answer from %s within %ss; still trying", self, self.url, timeout)
             return False
         return True
-
-    async def _read(self, session: _Session, name: str, on_bus_loop: bool) -> None:
-        backoff = Backoff(self.counters, name)
-        ready = session.ready.set
-        if self.direction == "out":
-            while not session.ready.is_set():  # nothing to read: just see Redis answer
-                async with backoff.retrying("connecting"):
-                    if self.group is not None:
-                        # A producer makes the group too: what it writes
-                        # from now on reaches the group even if no consumer
-                        # has started yet.
-                        await ensure_group(session.client, self.stream, self.group)
-                    else:
-                        await session.client.ping()
-                    ready()
-            return
-        assert self._node is not None
-        delivery = Delivery(
-            self.bus,
-            session.client,
-            node=self._node,
-            stream=self.stream,
-            dead_letter_stream=self.dead_letter_stream,
-            maxlen=self.maxlen,
-            wanted=self._wanted,
-            skip_own=self.mode == "broadcast",
-            max_bytes=self._max_payload,
-            seen=self._seen,
-            counters=self.counters,
-            via_worker=on_bus_loop,
-        )
-        session.gate = delivery.gate
-        if self.mode == "broadcast":
-            await read_broadcast(session.client, delivery, self.stream, self._position, self._batch, backoff, ready)
-            return
-        assert self.group is not None
-        assert self._consumer is not None
-        reader = GroupReader(
-            session.client,
-            delivery,
-            stream=self.stream,
-            group=self.group,
-            consumer=self._consumer,
-            batch_size=self._batch,
-            claim_idle=self._claim_idle,
-            max_deliveries=self._max_deliveries,
-            backoff=backoff,
-            counters=self.counters,
-            ready=ready,
-        )
-        await reader.run()
 
     def stop(self, timeout: float | None = 10.0) -> int:
         """Stop reading, write what is buffered (waiting up to ``timeout``
@@ -373,7 +259,8 @@ class RedisBridge:
         closing = self._close(session, timeout)
         if loop.is_closed() or not loop.is_running():
             closing.close()
-            return self._abandon(session, "its event loop is gone")
+            self._closed(session)
+            return session.abandon("its event loop is gone")
         if _in_loop(loop):
             # Called on the bridge's own loop (say, from a receiver): it
             # cannot wait here; the close runs as a task of its own.
@@ -394,7 +281,7 @@ class RedisBridge:
             return await self._close(session, timeout)
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._close(session, timeout), session.loop))
 
-    def _detach(self) -> _Session | None:
+    def _detach(self) -> Session | None:
         with self._lock:
             session, self._session = self._session, None
             if session is not None:
@@ -402,50 +289,19 @@ class RedisBridge:
                 _RUNNING.discard(self)
         return session
 
-    async def _close(self, session: _Session, timeout: float | None) -> int:
-        """Stop the session's tasks in order, within one ``timeout`` for all."""
-        deadline = None if timeout is None else monotonic() + timeout
+    async def _close(self, session: Session, timeout: float | None) -> int:
         try:
-            if session.reader is not None:
-                if session.gate is not None:
-                    # Let the batch in hand finish -- delivered, acknowledged,
-                    # remembered -- in time; a blocking read is simply cut.
-                    session.gate.stopping = True
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(session.gate.idle.wait(), _left(deadline))
-                await _cancel(session.reader)
-            # Only now: events the last batch's receivers published still go out.
-            self.bus.remove_outlet(self)
-            if session.writer is not None and session.wake is not None:
-                # The writer empties the buffer, then ends; past the deadline it
-                # is cut off and what it did not write is counted below.
-                session.finishing.set()
-                session.wake.set()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(session.writer), _left(deadline))
-                await _cancel(session.writer)
-            dropped = self._abandon(session, "stopped before Redis took them")
-            await session.client.aclose()
-            return dropped
+            return await session.close(timeout, reading_done=lambda: self.bus.remove_outlet(self))
         finally:
             self._closed(session)
 
-    def _abandon(self, session: _Session, reason: str) -> int:
-        """Count (and log) what the session leaves unwritten; returns how many."""
-        unsent = len(session.in_hand)
-        session.in_hand.clear()
-        self._outbox.count_dropped(unsent)
-        if unsent:
-            logger.error("redis bridge: %s: dropped %d event(s) being written", reason, unsent)
-        self._closed(session)
-        self._outbox.detach()
-        return unsent + self._outbox.drop_all(reason)
-
-    def _closed(self, session: _Session) -> None:
+    def _closed(self, session: Session) -> None:
+        # The outlet goes first: while _closing is set, no start can add it back.
+        if self._closing is session:
+            self.bus.remove_outlet(self)
         with self._lock:
             if self._closing is session:
                 self._closing = None
-        self.bus.remove_outlet(self)
 
     def __enter__(self) -> Self:
         self.start()
@@ -535,21 +391,6 @@ def _stop_all() -> None:
             bridge.stop(ATEXIT_FLUSH_SECONDS)
         except Exception:
             logger.exception("redis bridge: stopping %r at exit failed", bridge)
-
-
-def _left(deadline: float | None) -> float | None:
-    return None if deadline is None else max(0.0, deadline - monotonic())
-
-
-async def _cancel(task: asyncio.Task[None]) -> None:
-    """Cancel ``task`` and wait for it to end. Cancelling again until it
-    does: on Python 3.11 ``asyncio.wait_for`` (which redis-py uses to write)
-    swallows a cancellation that lands as its inner future completes."""
-    while not task.done():
-        task.cancel()
-        await asyncio.wait({task}, timeout=0.1)
-    if not task.cancelled() and task.exception() is not None:
-        logger.error("redis bridge: a task had failed", exc_info=task.exception())
 
 
 def _in_loop(loop: asyncio.AbstractEventLoop) -> bool:

@@ -23,7 +23,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 if TYPE_CHECKING:
-    from ._bridge import Counters
+    from ._session import Counters
 
 __all__ = [
     "CONNECTION_ERRORS",

@@ -50,8 +50,8 @@ from ._wire import WireError, decode
 
 if TYPE_CHECKING:
     from .._bus import EventBus
-    from ._bridge import Counters
     from ._connection import Backoff, Client
+    from ._session import Counters
 
 __all__ = ["Delivery", "GroupReader", "read_broadcast"]
 

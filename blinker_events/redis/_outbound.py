@@ -23,8 +23,8 @@ from ._connection import CONNECTION_ERRORS
 from ._wire import Fields
 
 if TYPE_CHECKING:
-    from ._bridge import Counters
     from ._connection import Backoff, Client
+    from ._session import Counters
 
 __all__ = ["Outbox", "write_forever"]
 

@@ -1,0 +1,246 @@
+"""One run of a bridge -- from start to stop, on one loop -- and what it counts.
+
+A :class:`Session` owns the client and the two tasks of a run: the *writer*
+(:mod:`._outbound`) and the *reader* (:mod:`._inbound`; for a bridge that
+only writes, a task that just waits for Redis to answer). Stopping is the
+delicate part, so it lives here in one place, in this order: the reader
+finishes the batch in hand (delivered, acknowledged, remembered); the outlet
+goes (after that batch, so events its receivers published still go out);
+the writer empties the buffer; whatever is left is counted as dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from time import monotonic
+from typing import TYPE_CHECKING
+
+from ._connection import Backoff, Client, ensure_group
+from ._inbound import Delivery, GroupReader, SeenIds, read_broadcast
+from ._outbound import Outbox, write_forever
+from ._wire import Fields
+
+if TYPE_CHECKING:
+    from .._bus import EventBus
+    from .._events import Event
+
+__all__ = ["Counters", "Session", "Settings"]
+
+logger = logging.getLogger("blinker_events.redis")
+
+
+class Counters:
+    """What a bridge counts; ``RedisBridge.stats`` reports them."""
+
+    __slots__ = (
+        "claimed",
+        "connection_errors",
+        "dead_lettered",
+        "delivered",
+        "dropped",
+        "duplicates",
+        "errors",
+        "failed",
+        "ignored",
+        "lost_to_trim",
+        "malformed",
+        "published",
+        "reconnects",
+        "skipped_own",
+    )
+
+    def __init__(self) -> None:
+        for name in self.__slots__:
+            setattr(self, name, 0)
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    # Declared for type checkers; set in __init__.
+    claimed: int
+    connection_errors: int
+    dead_lettered: int
+    delivered: int
+    dropped: int
+    duplicates: int
+    errors: int
+    failed: int
+    ignored: int
+    lost_to_trim: int
+    malformed: int
+    published: int
+    reconnects: int
+    skipped_own: int
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """A bridge's configuration, as a run needs it (node and consumer made)."""
+
+    stream: str
+    mode: str
+    direction: str
+    group: str | None
+    consumer: str | None
+    node: str
+    maxlen: int | None
+    dead_letter_stream: str
+    max_payload: int
+    claim_idle: float
+    max_deliveries: int
+    batch_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Shared:
+    """What outlives a run: kept by the bridge, handed to each session."""
+
+    bus: EventBus
+    outbox: Outbox
+    counters: Counters
+    seen: SeenIds
+    #: The last stream id the broadcast reader saw (resumed after a restart).
+    position: list[bytes]
+    wanted: Callable[[Event], bool]
+
+
+class Session:
+    """The client and tasks of one run; see the module docstring."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, client: Client, settings: Settings, shared: Shared) -> None:
+        self.loop = loop
+        self.client = client
+        self.settings = settings
+        self.shared = shared
+        self.ready = asyncio.Event()
+        self.reader: asyncio.Task[None] | None = None
+        self.writer: asyncio.Task[None] | None = None
+        self.in_hand: list[Fields] = []  # the writer's batch in flight
+        self.delivery: Delivery | None = None  # the reader's, once it has one
+        self.wake: asyncio.Event | None = None
+        self.finishing = asyncio.Event()
+
+    def start(self, on_bus_loop: bool) -> None:
+        """Start the tasks (on :attr:`loop`)."""
+        settings, shared = self.settings, self.shared
+        name = f"{settings.stream}@{settings.node}"
+        if settings.direction != "in":
+            self.wake = shared.outbox.attach(self.loop)
+            self.writer = self.loop.create_task(
+                write_forever(
+                    self.client,
+                    shared.outbox,
+                    self.wake,
+                    settings.stream,
+                    settings.maxlen,
+                    settings.batch_size,
+                    Backoff(shared.counters, name),
+                    shared.counters,
+                    self.in_hand,
+                    self.finishing,
+                )
+            )
+        self.reader = self.loop.create_task(self._read(Backoff(shared.counters, name), on_bus_loop))
+
+    async def _read(self, backoff: Backoff, on_bus_loop: bool) -> None:
+        settings, shared, ready = self.settings, self.shared, self.ready.set
+        if settings.direction == "out":
+            while not self.ready.is_set():  # nothing to read: just see Redis answer
+                async with backoff.retrying("connecting"):
+                    if settings.group is not None:
+                        # A producer makes the group too: what it writes from
+                        # now on reaches the group even if no consumer started.
+                        await ensure_group(self.client, settings.stream, settings.group)
+                    else:
+                        await self.client.ping()
+                    ready()
+            return
+        self.delivery = delivery = Delivery(
+            shared.bus,
+            self.client,
+            node=settings.node,
+            stream=settings.stream,
+            dead_letter_stream=settings.dead_letter_stream,
+            maxlen=settings.maxlen,
+            wanted=shared.wanted,
+            skip_own=settings.mode == "broadcast",
+            max_bytes=settings.max_payload,
+            seen=shared.seen,
+            counters=shared.counters,
+            via_worker=on_bus_loop,
+        )
+        if settings.group is None:
+            await read_broadcast(
+                self.client, delivery, settings.stream, shared.position, settings.batch_size, backoff, ready
+            )
+            return
+        assert settings.consumer is not None
+        reader = GroupReader(
+            self.client,
+            delivery,
+            stream=settings.stream,
+            group=settings.group,
+            consumer=settings.consumer,
+            batch_size=settings.batch_size,
+            claim_idle=settings.claim_idle,
+            max_deliveries=settings.max_deliveries,
+            backoff=backoff,
+            counters=shared.counters,
+            ready=ready,
+        )
+        await reader.run()
+
+    async def close(self, timeout: float | None, reading_done: Callable[[], object]) -> int:
+        """Stop in order (module docstring), within one ``timeout`` for all;
+        ``reading_done`` runs once the reader has stopped. Returns how many
+        events were dropped unwritten."""
+        deadline = None if timeout is None else monotonic() + timeout
+        if self.reader is not None:
+            if self.delivery is not None:
+                # Let the batch in hand finish in time; a blocking read is cut.
+                self.delivery.gate.stopping = True
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.delivery.gate.idle.wait(), _left(deadline))
+            await _cancel(self.reader)
+        reading_done()
+        if self.writer is not None and self.wake is not None:
+            # The writer empties the buffer, then ends; past the deadline it is
+            # cut off and what it did not write is counted below.
+            self.finishing.set()
+            self.wake.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self.writer), _left(deadline))
+            await _cancel(self.writer)
+        dropped = self.abandon("stopped before Redis took them")
+        await self.client.aclose()
+        return dropped
+
+    def abandon(self, reason: str) -> int:
+        """Count (and log) what this run leaves unwritten; returns how many."""
+        outbox = self.shared.outbox
+        unsent = len(self.in_hand)
+        self.in_hand.clear()
+        outbox.count_dropped(unsent)
+        if unsent:
+            logger.error("redis bridge: %s: dropped %d event(s) being written", reason, unsent)
+        outbox.detach()
+        return unsent + outbox.drop_all(reason)
+
+
+def _left(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - monotonic())
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    """Cancel ``task`` and wait for it to end. Cancelling again until it
+    does: on Python 3.11 ``asyncio.wait_for`` (which redis-py uses to write)
+    swallows a cancellation that lands as its inner future completes."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.1)
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("redis bridge: a task had failed", exc_info=task.exception())
