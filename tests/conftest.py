@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import shutil
 from collections.abc import Iterator
 from enum import auto
+from typing import TYPE_CHECKING
 
 import pytest
 
 from blinker_events import EventBus, EventType
 
-# The Flask integration's tests need the flask extra (the dev extra has it).
+if TYPE_CHECKING:
+    from blinker_events.redis.testing import RedisServer
+
+# The Flask integration's tests need the flask extra, the Redis bridge's the
+# redis extra (the dev extra has both).
 collect_ignore = [] if importlib.util.find_spec("flask") else ["test_flask.py"]
+if not importlib.util.find_spec("redis"):
+    collect_ignore += ["test_redis_bridge.py", "test_redis_processes.py", "test_redis_regressions.py"]
 
 
 class Demo(EventType):
@@ -28,3 +37,25 @@ def bus() -> Iterator[EventBus]:
     bus = EventBus()
     yield bus
     assert bus.shutdown(timeout=10) == 0
+
+
+def need_redis_server() -> None:
+    """Skip a test that needs Debian's redis-server when it is missing --
+    except under CI, where a missing server is a broken setup and fails."""
+    if shutil.which("redis-server") is None:
+        message = "redis-server is not installed (apt-get install -y redis-server)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A throwaway redis-server of the test's own (no persistence), stopped afterwards."""
+    need_redis_server()
+    from blinker_events.redis.testing import RedisServer
+
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()

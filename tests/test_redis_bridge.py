@@ -17,14 +17,11 @@ from typing import Any
 
 import pytest
 
-if shutil.which("redis-server") is None and not os.environ.get("CI"):
-    pytest.skip("redis-server is not installed (apt-get install -y redis-server)", allow_module_level=True)
-
 from blinker_events import Event, EventBus, SystemEventType
 from blinker_events.redis import RedisBridge, WireError
 from blinker_events.redis._wire import decode, encode
 from blinker_events.redis.testing import RedisServer
-from tests.conftest import Demo
+from tests.conftest import Demo, need_redis_server
 
 UNKNOWN_TYPE = {"kind": "enum", "enum": "x:Nope", "member": "A"}
 WAIT = 15.0  # generous: a bound that proves something happened, not a timing
@@ -39,22 +36,14 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = WAIT) ->
 
 
 @pytest.fixture
-def server() -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def make_bridge(server: RedisServer) -> Iterator[Callable[..., RedisBridge]]:
+def make_bridge(redis_server: RedisServer) -> Iterator[Callable[..., RedisBridge]]:
     """Bridges on fresh buses (or the one given), all stopped afterwards."""
     made: list[tuple[RedisBridge, EventBus]] = []
 
     def make(bus: EventBus | None = None, **options: Any) -> RedisBridge:
         bus = bus or EventBus()
         options.setdefault("stream", "test")
-        bridge = RedisBridge(bus, server.url, **options)
+        bridge = RedisBridge(bus, redis_server.url, **options)
         made.append((bridge, bus))
         return bridge
 
@@ -64,8 +53,8 @@ def make_bridge(server: RedisServer) -> Iterator[Callable[..., RedisBridge]]:
         bus.shutdown(timeout=10)
 
 
-def xlen(server: RedisServer, stream: str = "test") -> int:
-    return int(server.cli("XLEN", stream))
+def xlen(redis_server: RedisServer, stream: str = "test") -> int:
+    return int(redis_server.cli("XLEN", stream))
 
 
 # -- the wire format ---------------------------------------------------------
@@ -147,7 +136,9 @@ def test_a_url_that_is_not_redis_is_refused() -> None:
 # -- broadcast ---------------------------------------------------------------
 
 
-def test_broadcast_crosses_both_ways_without_echo(make_bridge: Callable[..., RedisBridge], server: RedisServer) -> None:
+def test_broadcast_crosses_both_ways_without_echo(
+    make_bridge: Callable[..., RedisBridge], redis_server: RedisServer
+) -> None:
     left, right = make_bridge(), make_bridge()
     seen: dict[str, list[tuple[int, str | None]]] = {"left": [], "right": []}
     left.bus.subscribe(Demo.PING, lambda e: seen["left"].append((e.data["n"], e.origin)))
@@ -162,13 +153,13 @@ def test_broadcast_crosses_both_ways_without_echo(make_bridge: Callable[..., Red
     assert sorted(seen["left"]) == [(0, None), (1, None), (2, None), (10, right.node_id)]
     assert sorted(seen["right"]) == [(0, left.node_id), (1, left.node_id), (2, left.node_id), (10, None)]
     time.sleep(0.2)  # room for an echo, were there one
-    assert xlen(server) == 4
+    assert xlen(redis_server) == 4
     assert left.stats()["skipped_own"] == 3
     assert right.stats()["skipped_own"] == 1
 
 
 def test_a_receiver_publishing_on_a_remote_event_forwards_only_its_own_event(
-    make_bridge: Callable[..., RedisBridge], server: RedisServer
+    make_bridge: Callable[..., RedisBridge], redis_server: RedisServer
 ) -> None:
     left, right = make_bridge(), make_bridge()
     answers: list[str | None] = []
@@ -182,11 +173,11 @@ def test_a_receiver_publishing_on_a_remote_event_forwards_only_its_own_event(
     pong = right.bus.get_history(Demo.PONG)[0]
     assert pong.parent_id == ping.event_id  # the causal link survives the hop
     time.sleep(0.2)
-    assert xlen(server) == 2
+    assert xlen(redis_server) == 2
 
 
 def test_data_json_cannot_carry_is_refused_at_publish_and_nothing_runs(
-    make_bridge: Callable[..., RedisBridge], server: RedisServer
+    make_bridge: Callable[..., RedisBridge], redis_server: RedisServer
 ) -> None:
     bridge = make_bridge()
     calls: list[Event] = []
@@ -201,7 +192,7 @@ def test_data_json_cannot_carry_is_refused_at_publish_and_nothing_runs(
     assert calls == []
     assert bridge.bus.get_history() == []
     assert bridge.stop() == 0
-    assert xlen(server) == 0
+    assert xlen(redis_server) == 0
 
 
 def test_an_encoder_converts_what_json_cannot_carry(make_bridge: Callable[..., RedisBridge]) -> None:
@@ -222,7 +213,7 @@ def test_payload_over_the_limit_is_refused_at_publish(make_bridge: Callable[...,
         bridge.bus.publish_sync(Event(Demo.PING, {"blob": "x" * 600}))
 
 
-def test_only_the_chosen_types_cross(make_bridge: Callable[..., RedisBridge], server: RedisServer) -> None:
+def test_only_the_chosen_types_cross(make_bridge: Callable[..., RedisBridge], redis_server: RedisServer) -> None:
     sender = make_bridge(event_types=[Demo.PING, "order.created"])
     receiver = make_bridge()
     got: list[Any] = []
@@ -234,11 +225,11 @@ def test_only_the_chosen_types_cross(make_bridge: Callable[..., RedisBridge], se
     sender.bus.publish_sync(Event(Demo.PING))
     wait_for(lambda: len(got) == 2, "two events")
     assert got == ["order.created", Demo.PING]
-    assert xlen(server) == 2
+    assert xlen(redis_server) == 2
 
 
 def test_every_type_skips_system_events_and_relayed_signals(
-    make_bridge: Callable[..., RedisBridge], server: RedisServer
+    make_bridge: Callable[..., RedisBridge], redis_server: RedisServer
 ) -> None:
     from blinker import Signal
 
@@ -250,7 +241,7 @@ def test_every_type_skips_system_events_and_relayed_signals(
     relayed.send("sender", obj=object())  # a Python object: must not be refused, just not carried
     bridge.bus.publish_sync(Event(Demo.PING))
     assert bridge.stop() == 0
-    assert xlen(server) == 1
+    assert xlen(redis_server) == 1
     assert len(bridge.bus.get_history("relayed.thing")) == 1
 
 
@@ -317,7 +308,7 @@ def test_group_mode_hands_the_event_to_the_group(make_bridge: Callable[..., Redi
     assert bridge.bus.get_delivery_reports(Demo.PING)[0].handed_off  # the publish is in the history too
 
 
-def test_group_consumers_share_the_work(make_bridge: Callable[..., RedisBridge], server: RedisServer) -> None:
+def test_group_consumers_share_the_work(make_bridge: Callable[..., RedisBridge], redis_server: RedisServer) -> None:
     producer = make_bridge(mode="group", group="g", direction="out")
     one, two = make_bridge(mode="group", group="g", batch_size=10), make_bridge(mode="group", group="g", batch_size=10)
     got: dict[str, list[int]] = {"one": [], "two": []}
@@ -332,11 +323,11 @@ def test_group_consumers_share_the_work(make_bridge: Callable[..., RedisBridge],
     assert sorted(got["one"] + got["two"]) == list(range(300))
     assert got["one"]
     assert got["two"]
-    wait_for(lambda: server.cli("XPENDING", "test", "g").split()[0] == "0", "no pending entries")
+    wait_for(lambda: redis_server.cli("XPENDING", "test", "g").split()[0] == "0", "no pending entries")
 
 
 def test_a_failed_delivery_is_retried_then_dead_lettered(
-    make_bridge: Callable[..., RedisBridge], server: RedisServer
+    make_bridge: Callable[..., RedisBridge], redis_server: RedisServer
 ) -> None:
     bus = EventBus(failure_threshold=100)
     bridge = make_bridge(bus, mode="group", group="g", claim_idle=0.2, max_deliveries=3)
@@ -352,13 +343,15 @@ def test_a_failed_delivery_is_retried_then_dead_lettered(
     wait_for(lambda: bridge.stats()["dead_lettered"] == 1, "the dead letter")
     assert len(attempts) == 3
     assert len(set(attempts)) == 1
-    dead = server.cli("XRANGE", "test:dead", "-", "+")
+    dead = redis_server.cli("XRANGE", "test:dead", "-", "+")
     assert "max_deliveries" in dead
     assert "delivered 3 times" in dead
-    wait_for(lambda: server.cli("XPENDING", "test", "g").split()[0] == "0", "the entry acknowledged")
+    wait_for(lambda: redis_server.cli("XPENDING", "test", "g").split()[0] == "0", "the entry acknowledged")
 
 
-def test_a_redelivered_event_is_not_handled_twice(make_bridge: Callable[..., RedisBridge], server: RedisServer) -> None:
+def test_a_redelivered_event_is_not_handled_twice(
+    make_bridge: Callable[..., RedisBridge], redis_server: RedisServer
+) -> None:
     bridge = make_bridge(mode="group", group="g")
     got: list[str] = []
     bridge.bus.subscribe(Demo.PING, lambda e: got.append(e.event_id))
@@ -366,15 +359,15 @@ def test_a_redelivered_event_is_not_handled_twice(make_bridge: Callable[..., Red
     event = Event(Demo.PING)
     fields = encode(event, b"elsewhere", None, 10_000)
     args = [item.decode() for pair in fields.items() for item in pair]
-    server.cli("XADD", "test", "*", *args)
-    server.cli("XADD", "test", "*", *args)  # a producer that retried after a lost reply
+    redis_server.cli("XADD", "test", "*", *args)
+    redis_server.cli("XADD", "test", "*", *args)  # a producer that retried after a lost reply
     wait_for(lambda: bridge.stats()["duplicates"] == 1, "the duplicate")
     assert got == [event.event_id]
-    wait_for(lambda: server.cli("XPENDING", "test", "g").split()[0] == "0", "both acknowledged")
+    wait_for(lambda: redis_server.cli("XPENDING", "test", "g").split()[0] == "0", "both acknowledged")
 
 
 def test_malformed_entries_are_dead_lettered_while_good_ones_flow(
-    make_bridge: Callable[..., RedisBridge], server: RedisServer
+    make_bridge: Callable[..., RedisBridge], redis_server: RedisServer
 ) -> None:
     sender = make_bridge(mode="group", group="g", direction="out")
     bridge = make_bridge(mode="group", group="g", max_payload=2000)
@@ -383,59 +376,59 @@ def test_malformed_entries_are_dead_lettered_while_good_ones_flow(
     assert bridge.start()
     assert sender.start()
     sender.bus.publish_sync(Event(Demo.PING, {"n": 1}))
-    server.cli("XADD", "test", "*", "v", "1", "origin", "cli", "event", "{not json")
-    server.cli("XADD", "test", "*", "v", "9", "origin", "cli", "event", "{}")
-    server.cli("XADD", "test", "*", "hello", "world")
+    redis_server.cli("XADD", "test", "*", "v", "1", "origin", "cli", "event", "{not json")
+    redis_server.cli("XADD", "test", "*", "v", "9", "origin", "cli", "event", "{}")
+    redis_server.cli("XADD", "test", "*", "hello", "world")
     unknown = {"version": 1, "event_type": {"kind": "enum", "enum": "x:Gone", "member": "A"}}
-    server.cli("XADD", "test", "*", "v", "1", "origin", "cli", "event", json.dumps(unknown))
-    server.cli("XADD", "test", "*", "v", "1", "origin", "cli", "event", "x" * 3000)
+    redis_server.cli("XADD", "test", "*", "v", "1", "origin", "cli", "event", json.dumps(unknown))
+    redis_server.cli("XADD", "test", "*", "v", "1", "origin", "cli", "event", "x" * 3000)
     sender.bus.publish_sync(Event(Demo.PING, {"n": 2}))
     wait_for(lambda: got == [1, 2], "the good events")
     wait_for(lambda: bridge.stats()["dead_lettered"] == 5, "five dead letters")
     assert bridge.stats()["malformed"] == 5
-    lines = server.cli("XRANGE", "test:dead", "-", "+").splitlines()
+    lines = redis_server.cli("XRANGE", "test:dead", "-", "+").splitlines()
     reasons = [lines[i + 1] for i, line in enumerate(lines) if line == "dead.reason"]
     assert reasons == ["malformed_json", "version", "version", "unknown_type", "too_large"]
-    wait_for(lambda: server.cli("XPENDING", "test", "g").split()[0] == "0", "all acknowledged")
+    wait_for(lambda: redis_server.cli("XPENDING", "test", "g").split()[0] == "0", "all acknowledged")
 
 
 def test_malformed_entries_in_broadcast_are_dead_lettered(
-    make_bridge: Callable[..., RedisBridge], server: RedisServer, caplog: pytest.LogCaptureFixture
+    make_bridge: Callable[..., RedisBridge], redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     bridge = make_bridge()
     assert bridge.start()
     with caplog.at_level(logging.ERROR, "blinker_events.redis"):
-        server.cli("XADD", "test", "*", "v", "1", "origin", "cli", "event", "[")
+        redis_server.cli("XADD", "test", "*", "v", "1", "origin", "cli", "event", "[")
         wait_for(lambda: bridge.stats()["dead_lettered"] == 1, "the dead letter")
     assert "malformed_json" in caplog.text
-    assert xlen(server, "test:dead") == 1
+    assert xlen(redis_server, "test:dead") == 1
 
 
 # -- outages -------------------------------------------------------------------
 
 
 def test_events_published_while_redis_is_down_are_written_after(
-    make_bridge: Callable[..., RedisBridge], server: RedisServer
+    make_bridge: Callable[..., RedisBridge], redis_server: RedisServer
 ) -> None:
     sender = make_bridge(direction="out")
     assert sender.start()
-    server.shutdown()
+    redis_server.shutdown()
     for n in range(50):
         sender.bus.publish_sync(Event(Demo.PING, {"n": n}))
     wait_for(lambda: sender.stats()["connection_errors"] >= 1, "the outage noticed")
-    server.start()
+    redis_server.start()
     wait_for(lambda: sender.stats()["published"] == 50, "the flush", timeout=30)
     assert sender.stats()["dropped"] == 0
     assert sender.stats()["reconnects"] >= 1
-    assert xlen(server) == 50
+    assert xlen(redis_server) == 50
 
 
 def test_past_the_buffer_events_are_dropped_counted_and_logged(
-    make_bridge: Callable[..., RedisBridge], server: RedisServer, caplog: pytest.LogCaptureFixture
+    make_bridge: Callable[..., RedisBridge], redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     sender = make_bridge(direction="out", buffer_size=5, batch_size=1)
     assert sender.start()
-    server.shutdown()
+    redis_server.shutdown()
     sender.bus.publish_sync(Event(Demo.PING, {"n": -1}))
     wait_for(lambda: sender.stats()["connection_errors"] >= 1, "the outage noticed")
     with caplog.at_level(logging.WARNING, "blinker_events.redis"):
@@ -443,36 +436,36 @@ def test_past_the_buffer_events_are_dropped_counted_and_logged(
             sender.bus.publish_sync(Event(Demo.PING, {"n": n}))
     assert sender.stats()["dropped"] == 3
     assert "dropped 1 event" in caplog.text
-    server.start()
+    redis_server.start()
     wait_for(lambda: sender.stats()["published"] == 6, "the flush", timeout=30)
-    assert xlen(server) == 6
+    assert xlen(redis_server) == 6
 
 
 def test_stop_flushes_and_reports_what_it_could_not_write(
-    make_bridge: Callable[..., RedisBridge], server: RedisServer
+    make_bridge: Callable[..., RedisBridge], redis_server: RedisServer
 ) -> None:
     sender = make_bridge(direction="out")
     assert sender.start()
     for n in range(1000):
         sender.bus.publish_sync(Event(Demo.PING, {"n": n}))
     assert sender.stop() == 0
-    assert xlen(server) == 1000
+    assert xlen(redis_server) == 1000
     assert sender.start()
-    server.shutdown()
+    redis_server.shutdown()
     for n in range(3):
         sender.bus.publish_sync(Event(Demo.PING, {"n": n}))
     assert sender.stop(timeout=0.3) == 3
     assert sender.stats()["dropped"] == 3
 
 
-def test_bus_shutdown_stops_its_bridges(make_bridge: Callable[..., RedisBridge], server: RedisServer) -> None:
+def test_bus_shutdown_stops_its_bridges(make_bridge: Callable[..., RedisBridge], redis_server: RedisServer) -> None:
     sender = make_bridge(direction="out")
     assert sender.start()
     for n in range(100):
         sender.bus.publish_sync(Event(Demo.PING, {"n": n}))
     assert sender.bus.shutdown(timeout=10) == 0
     assert not sender.running
-    assert xlen(server) == 100
+    assert xlen(redis_server) == 100
     sender.bus.publish_sync(Event(Demo.PING, {"x": object()}))  # no longer an outlet: nothing refuses it
 
 
@@ -490,27 +483,27 @@ def test_start_twice_and_start_on_the_bus_loop_are_refused(make_bridge: Callable
         other.bus._loop_thread.submit(on_loop()).result()
 
 
-def test_start_reports_false_when_redis_does_not_answer_and_keeps_trying(server: RedisServer) -> None:
-    url = server.url
-    server.shutdown()
+def test_start_reports_false_when_redis_does_not_answer_and_keeps_trying(redis_server: RedisServer) -> None:
+    url = redis_server.url
+    redis_server.shutdown()
     bus = EventBus()
     bridge = RedisBridge(bus, url, stream="test", direction="out")
     try:
         assert bridge.start(timeout=0.3) is False
         bus.publish_sync(Event(Demo.PING))
-        server.start()
+        redis_server.start()
         wait_for(lambda: bridge.stats()["published"] == 1, "the late write", timeout=30)
     finally:
         assert bridge.stop() == 0
         bus.shutdown(timeout=10)
 
 
-def test_passwords_in_the_url_work(server: RedisServer) -> None:
-    server.cli("CONFIG", "SET", "requirepass", "s3cret")
+def test_passwords_in_the_url_work(redis_server: RedisServer) -> None:
+    redis_server.cli("CONFIG", "SET", "requirepass", "s3cret")
     bus = EventBus()
     got: list[int] = []
     bus.subscribe(Demo.PING, lambda e: got.append(e.data["n"]))
-    url = f"redis://:s3cret@127.0.0.1:{server.port}/0"
+    url = f"redis://:s3cret@127.0.0.1:{redis_server.port}/0"
     bridge = RedisBridge(bus, url, stream="test", mode="group", group="g")
     try:
         assert bridge.start()
@@ -519,14 +512,14 @@ def test_passwords_in_the_url_work(server: RedisServer) -> None:
     finally:
         bridge.stop()
         bus.shutdown(timeout=10)
-        server.cli("-a", "s3cret", "--no-auth-warning", "CONFIG", "SET", "requirepass", "")
+        redis_server.cli("-a", "s3cret", "--no-auth-warning", "CONFIG", "SET", "requirepass", "")
 
 
 # -- the async API -------------------------------------------------------------
 
 
 @pytest.mark.asyncio
-async def test_start_async_runs_on_the_callers_loop(server: RedisServer) -> None:
+async def test_start_async_runs_on_the_callers_loop(redis_server: RedisServer) -> None:
     loop = asyncio.get_running_loop()
     sender_bus, receiver_bus = EventBus(), EventBus()
     got: list[tuple[int, bool]] = []
@@ -536,8 +529,8 @@ async def test_start_async_runs_on_the_callers_loop(server: RedisServer) -> None
 
     receiver_bus.subscribe(Demo.PING, receiver)
     async with (
-        RedisBridge(sender_bus, server.url, stream="test") as sender,
-        RedisBridge(receiver_bus, server.url, stream="test") as reader,
+        RedisBridge(sender_bus, redis_server.url, stream="test") as sender,
+        RedisBridge(receiver_bus, redis_server.url, stream="test") as reader,
     ):
         assert reader.running
         await sender_bus.publish(Event(Demo.PING, {"n": 1}))
@@ -552,7 +545,7 @@ async def test_start_async_runs_on_the_callers_loop(server: RedisServer) -> None
 
 
 def test_a_publisher_faster_than_redis_waits_for_room_instead_of_dropping(
-    make_bridge: Callable[..., RedisBridge], server: RedisServer
+    make_bridge: Callable[..., RedisBridge], redis_server: RedisServer
 ) -> None:
     sender = make_bridge(direction="out", buffer_size=10, batch_size=5)
     assert sender.start()
@@ -560,7 +553,7 @@ def test_a_publisher_faster_than_redis_waits_for_room_instead_of_dropping(
         sender.bus.publish_sync(Event(Demo.PING, {"n": n}))
     assert sender.stop() == 0
     assert sender.stats()["dropped"] == 0
-    assert xlen(server) == 500
+    assert xlen(redis_server) == 500
 
 
 def test_a_producer_makes_the_group_so_nothing_it_writes_is_missed(make_bridge: Callable[..., RedisBridge]) -> None:
@@ -615,17 +608,18 @@ def test_a_graceful_stop_finishes_the_batch_in_hand(make_bridge: Callable[..., R
 
 @pytest.mark.skipif(shutil.which("openssl") is None and not os.environ.get("CI"), reason="openssl is not installed")
 def test_rediss_urls_use_tls() -> None:
-    with RedisServer(tls=True) as server:
+    need_redis_server()
+    with RedisServer(tls=True) as redis_server:
         bus = EventBus()
         got: list[int] = []
         bus.subscribe(Demo.PING, lambda e: got.append(e.data["n"]))
         bridge = RedisBridge(
             bus,
-            server.tls_url,
+            redis_server.tls_url,
             stream="test",
             mode="group",
             group="g",
-            client_options={"ssl_ca_certs": str(server.ca_file)},
+            client_options={"ssl_ca_certs": str(redis_server.ca_file)},
         )
         try:
             assert bridge.start()
@@ -634,4 +628,4 @@ def test_rediss_urls_use_tls() -> None:
         finally:
             assert bridge.stop() == 0
             bus.shutdown(timeout=10)
-        assert server.cli("XLEN", "test").strip() == "1"
+        assert redis_server.cli("XLEN", "test").strip() == "1"

@@ -6,14 +6,12 @@ appends one JSON line per received event to its records file, and prints
 ``STATS <json>`` when it exits (stdin closed). The tests read those files.
 
 Without ``redis-server`` the module is skipped, except under CI, where a
-missing server is a broken setup and must fail.
+missing redis_server is a broken setup and must fail.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -24,16 +22,19 @@ from typing import Any
 
 import pytest
 
-if shutil.which("redis-server") is None and not os.environ.get("CI"):
-    pytest.skip("redis-server is not installed (apt-get install -y redis-server)", allow_module_level=True)
-
 from blinker_events.redis.testing import RedisServer
+from tests.conftest import need_redis_server
 
 ROOT = Path(__file__).resolve().parents[1]
 STREAM = "orders"
 GROUP = "workers"
 #: The longest any single wait of these tests may take.
 WAIT = 45.0
+
+
+@pytest.fixture(autouse=True)
+def _needs_redis_server() -> None:
+    need_redis_server()
 
 
 class Node:
@@ -130,15 +131,6 @@ Spawn = Callable[..., Node]
 
 
 @pytest.fixture
-def server() -> Iterator[RedisServer]:
-    """A started redis-server without persistence, stopped afterwards."""
-    server = RedisServer()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def spawn(tmp_path: Path) -> Iterator[Spawn]:
     """``spawn(label, role, url, *options)`` starts a node; every node is killed at the end."""
     nodes: list[Node] = []
@@ -166,21 +158,21 @@ def wait_until(condition: Callable[[], bool], what: str, nodes: list[Node], time
         time.sleep(0.05)
 
 
-def xlen(server: RedisServer) -> int:
-    return int(server.cli("XLEN", STREAM))
+def xlen(redis_server: RedisServer) -> int:
+    return int(redis_server.cli("XLEN", STREAM))
 
 
-def pending(server: RedisServer) -> int:
+def pending(redis_server: RedisServer) -> int:
     """The group's pending count (XPENDING summary form)."""
-    return int(server.cli("XPENDING", STREAM, GROUP).split("\n", 1)[0])
+    return int(redis_server.cli("XPENDING", STREAM, GROUP).split("\n", 1)[0])
 
 
-def run_id(server: RedisServer) -> str:
-    """The server process's random id (INFO server), new at every start."""
-    for line in server.cli("INFO", "server").splitlines():
+def run_id(redis_server: RedisServer) -> str:
+    """The redis_server process's random id (INFO redis_server), new at every start."""
+    for line in redis_server.cli("INFO", "server").splitlines():
         if line.startswith("run_id:"):
             return line.split(":", 1)[1].strip()
-    raise AssertionError("INFO server has no run_id")
+    raise AssertionError("INFO redis_server has no run_id")
 
 
 def numbers(records: list[dict[str, Any]]) -> list[int]:
@@ -195,16 +187,16 @@ def union(nodes: list[Node]) -> set[int]:
 # -- broadcast ---------------------------------------------------------------
 
 
-def test_two_processes_exchange_events_both_ways(server: RedisServer, spawn: Spawn) -> None:
+def test_two_processes_exchange_events_both_ways(redis_server: RedisServer, spawn: Spawn) -> None:
     count = 200
-    a = spawn("a", "both", server.url, "--count", str(count))
-    b = spawn("b", "both", server.url, "--count", str(count))
+    a = spawn("a", "both", redis_server.url, "--count", str(count))
+    b = spawn("b", "both", redis_server.url, "--count", str(count))
     a_id, b_id = a.wait_ready(), b.wait_ready()
     assert a_id != b_id
     a.say("GO")
     b.say("GO")
     wait_until(lambda: a.count() >= 2 * count and b.count() >= 2 * count, "each node's 400 events", [a, b])
-    wait_until(lambda: xlen(server) >= 2 * count, "400 entries in the stream", [a, b])
+    wait_until(lambda: xlen(redis_server) >= 2 * count, "400 entries in the stream", [a, b])
     time.sleep(0.5)  # room for an unexpected extra delivery (an echo) to show up
     a_stats, b_stats = a.finish(), b.finish()
 
@@ -228,20 +220,20 @@ def test_two_processes_exchange_events_both_ways(server: RedisServer, spawn: Spa
         assert stats["dropped"] == stats["stop_dropped"] == 0
         assert stats["duplicates"] == stats["failed"] == stats["malformed"] == stats["errors"] == 0
     # No echo: each event was written once, by its publisher.
-    assert xlen(server) == 2 * count
+    assert xlen(redis_server) == 2 * count
 
 
-def test_broadcast_reaches_every_subscriber_process(server: RedisServer, spawn: Spawn) -> None:
+def test_broadcast_reaches_every_subscriber_process(redis_server: RedisServer, spawn: Spawn) -> None:
     count = 1000
     # One of them receives with an async def receiver.
     consumers = [
-        spawn("c1", "consume", server.url),
-        spawn("c2", "consume", server.url),
-        spawn("c3", "consume", server.url, "--async-receiver"),
+        spawn("c1", "consume", redis_server.url),
+        spawn("c2", "consume", redis_server.url),
+        spawn("c3", "consume", redis_server.url, "--async-receiver"),
     ]
     for consumer in consumers:
         consumer.wait_ready()
-    producer = spawn("producer", "produce", server.url, "--count", str(count))
+    producer = spawn("producer", "produce", redis_server.url, "--count", str(count))
     producer_id = producer.wait_ready()
     producer_stats = producer.wait_stats()
     wait_until(lambda: all(c.count() >= count for c in consumers), "1000 events at each consumer", consumers)
@@ -257,7 +249,7 @@ def test_broadcast_reaches_every_subscriber_process(server: RedisServer, spawn: 
         assert {r["from"] for r in records} == {"producer"}
         assert consumer_stats["delivered"] == count
         assert consumer_stats["duplicates"] == consumer_stats["failed"] == consumer_stats["errors"] == 0
-    assert xlen(server) == count
+    assert xlen(redis_server) == count
 
 
 # -- group -------------------------------------------------------------------
@@ -267,16 +259,16 @@ def group_options(*extra: str) -> tuple[str, ...]:
     return ("--mode", "group", "--group", GROUP, *extra)
 
 
-def test_group_shares_the_work_exactly_once(server: RedisServer, spawn: Spawn) -> None:
+def test_group_shares_the_work_exactly_once(redis_server: RedisServer, spawn: Spawn) -> None:
     count = 10_000
-    consumers = [spawn(f"c{i}", "consume", server.url, *group_options("--batch-size", "100")) for i in (1, 2, 3)]
+    consumers = [spawn(f"c{i}", "consume", redis_server.url, *group_options("--batch-size", "100")) for i in (1, 2, 3)]
     for consumer in consumers:
         consumer.wait_ready()
-    producer = spawn("producer", "produce", server.url, *group_options("--count", str(count)))
+    producer = spawn("producer", "produce", redis_server.url, *group_options("--count", str(count)))
     producer.wait_ready()
     producer_stats = producer.wait_stats()
     wait_until(lambda: sum(c.count() for c in consumers) >= count, "10,000 events in all", consumers)
-    wait_until(lambda: pending(server) == 0, "no pending entries", consumers)
+    wait_until(lambda: pending(redis_server) == 0, "no pending entries", consumers)
     time.sleep(0.3)  # room for an unexpected extra delivery to show up
     stats = [consumer.finish() for consumer in consumers]
 
@@ -292,23 +284,23 @@ def test_group_shares_the_work_exactly_once(server: RedisServer, spawn: Spawn) -
         assert numbers(got) == sorted(numbers(got))  # each consumer in stream order
     assert sum(s["delivered"] for s in stats) == count
     assert sum(s["duplicates"] + s["failed"] + s["claimed"] + s["errors"] for s in stats) == 0
-    assert pending(server) == 0
-    assert xlen(server) == count
+    assert pending(redis_server) == 0
+    assert xlen(redis_server) == count
 
 
 @pytest.mark.timeout(120)
-def test_group_survives_a_sigkilled_consumer(server: RedisServer, spawn: Spawn) -> None:
+def test_group_survives_a_sigkilled_consumer(redis_server: RedisServer, spawn: Spawn) -> None:
     count, batch, hang_after = 10_000, 100, 300
     options = group_options("--claim-idle", "1.0", "--batch-size", str(batch))
     # The victim stops in the middle of a batch after 300 events and is killed there,
     # so it surely dies holding entries it read (some of them recorded) but never acknowledged.
-    victim = spawn("victim", "consume", server.url, *options, "--hang-after", str(hang_after))
-    survivors = [spawn(f"c{i}", "consume", server.url, *options) for i in (1, 2)]
+    victim = spawn("victim", "consume", redis_server.url, *options, "--hang-after", str(hang_after))
+    survivors = [spawn(f"c{i}", "consume", redis_server.url, *options) for i in (1, 2)]
     consumers = [victim, *survivors]
     for consumer in consumers:
         consumer.wait_ready()
     # Throttled, so that the kill lands mid-stream: about 5 s for the lot.
-    producer = spawn("producer", "produce", server.url, *group_options("--count", str(count), "--pause", "0.05"))
+    producer = spawn("producer", "produce", redis_server.url, *group_options("--count", str(count), "--pause", "0.05"))
     producer.wait_ready()
     wait_until(lambda: victim.count() >= hang_after, "the victim's first events", consumers)
     victim.kill()
@@ -317,7 +309,7 @@ def test_group_survives_a_sigkilled_consumer(server: RedisServer, spawn: Spawn) 
 
     producer_stats = producer.wait_stats()
     wait_until(lambda: len(union(consumers)) == count, "all 10,000 events after the kill", consumers)
-    wait_until(lambda: pending(server) == 0, "no pending entries", survivors)
+    wait_until(lambda: pending(redis_server) == 0, "no pending entries", survivors)
     time.sleep(0.3)
     stats = [survivor.finish() for survivor in survivors]
 
@@ -333,7 +325,7 @@ def test_group_survives_a_sigkilled_consumer(server: RedisServer, spawn: Spawn) 
     assert len(survivor_numbers) == len(set(survivor_numbers))
     assert sum(s["claimed"] for s in stats) > 0
     assert sum(s["failed"] + s["errors"] for s in stats) == 0
-    assert pending(server) == 0
+    assert pending(redis_server) == 0
 
 
 # -- Redis restarts ----------------------------------------------------------
@@ -342,27 +334,27 @@ def test_group_survives_a_sigkilled_consumer(server: RedisServer, spawn: Spawn) 
 @pytest.mark.timeout(120)
 def test_group_rides_out_a_redis_restart(spawn: Spawn) -> None:
     count = 5_000
-    with RedisServer(appendonly=True) as server:
-        consumers = [spawn(f"c{i}", "consume", server.url, *group_options()) for i in (1, 2)]
+    with RedisServer(appendonly=True) as redis_server:
+        consumers = [spawn(f"c{i}", "consume", redis_server.url, *group_options()) for i in (1, 2)]
         for consumer in consumers:
             consumer.wait_ready()
         # Throttled, so that the restart lands mid-stream: about 4 s for the lot.
         options = group_options("--count", str(count), "--pause", "0.08")
-        producer = spawn("producer", "produce", server.url, *options)
+        producer = spawn("producer", "produce", redis_server.url, *options)
         producer.wait_ready()
         wait_until(lambda: sum(c.count() for c in consumers) >= count // 2, "half the events", consumers)
         restarted_at = sum(c.count() for c in consumers)
-        before = run_id(server)
-        server.restart()
-        assert run_id(server) != before  # a new server process, from the AOF
+        before = run_id(redis_server)
+        redis_server.restart()
+        assert run_id(redis_server) != before  # a new redis_server process, from the AOF
         assert restarted_at < count, "the restart came after the stream was done; nothing was tested"
 
         producer_stats = producer.wait_stats()
         wait_until(lambda: len(union(consumers)) == count, "all 5,000 events after the restart", consumers)
-        wait_until(lambda: pending(server) == 0, "no pending entries", consumers)
+        wait_until(lambda: pending(redis_server) == 0, "no pending entries", consumers)
         time.sleep(0.3)
         stats = [consumer.finish() for consumer in consumers]
-        entries = xlen(server)
+        entries = xlen(redis_server)
 
     assert producer_stats["dropped"] == producer_stats["stop_dropped"] == 0
     assert producer_stats["published"] == count

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,22 +17,11 @@ from typing import Any
 
 import pytest
 
-if shutil.which("redis-server") is None and not os.environ.get("CI"):
-    pytest.skip("redis-server is not installed (apt-get install -y redis-server)", allow_module_level=True)
-
 from blinker_events import Event, EventBus
 from blinker_events.redis import RedisBridge, _bridge
 from blinker_events.redis._wire import encode
 from blinker_events.redis.testing import RedisServer
 from tests.test_redis_bridge import wait_for
-
-
-@pytest.fixture
-def server() -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -50,12 +38,12 @@ def buses() -> Iterator[Callable[..., EventBus]]:
         bus.shutdown(timeout=10)  # also stops the bridges on it
 
 
-def pending(server: RedisServer, stream: str = "s", group: str = "g") -> int:
-    return int(server.cli("XPENDING", stream, group).split()[0])
+def pending(redis_server: RedisServer, stream: str = "s", group: str = "g") -> int:
+    return int(redis_server.cli("XPENDING", stream, group).split()[0])
 
 
 def test_an_auto_disabled_receiver_does_not_get_group_work_acknowledged(
-    server: RedisServer, buses: Callable[..., EventBus]
+    redis_server: RedisServer, buses: Callable[..., EventBus]
 ) -> None:
     # Was: once the bus disabled the failing receiver, every later entry was
     # "delivered" to nobody and acknowledged -- the work was lost.
@@ -67,45 +55,45 @@ def test_an_auto_disabled_receiver_does_not_get_group_work_acknowledged(
         raise RuntimeError("payment service down")
 
     bus.subscribe("charge", charge)
-    bridge = RedisBridge(bus, server.url, stream="s", mode="group", group="g", claim_idle=0.2, max_deliveries=2)
+    bridge = RedisBridge(bus, redis_server.url, stream="s", mode="group", group="g", claim_idle=0.2, max_deliveries=2)
     assert bridge.start()
     for n in range(4):
         bus.publish_sync(Event("charge", {"n": n}))
     wait_for(lambda: bridge.stats()["dead_lettered"] == 4, "every job dead-lettered, none acknowledged as done")
     assert bridge.stats()["delivered"] == 0
-    assert pending(server) == 0
+    assert pending(redis_server) == 0
     assert sorted(set(calls)) == [0, 1]  # the receiver ran until it was disabled
 
 
 def test_an_event_with_no_receiver_on_this_node_is_left_for_another(
-    server: RedisServer, buses: Callable[..., EventBus]
+    redis_server: RedisServer, buses: Callable[..., EventBus]
 ) -> None:
     idle_bus, worker_bus = buses(), buses()
     done: list[int] = []
     worker_bus.subscribe("job", lambda e: done.append(e.data["n"]))
-    idle = RedisBridge(idle_bus, server.url, stream="s", mode="group", group="g", claim_idle=0.2)
+    idle = RedisBridge(idle_bus, redis_server.url, stream="s", mode="group", group="g", claim_idle=0.2)
     assert idle.start()
     idle_bus.publish_sync(Event("job", {"n": 1}))  # only the idle node consumes yet
     wait_for(lambda: idle.stats()["failed"] >= 1, "the idle node declining it")
-    worker = RedisBridge(worker_bus, server.url, stream="s", mode="group", group="g", claim_idle=0.2)
+    worker = RedisBridge(worker_bus, redis_server.url, stream="s", mode="group", group="g", claim_idle=0.2)
     assert worker.start()
     wait_for(lambda: done == [1], "the node with a receiver handling it")
 
 
 def test_max_deliveries_holds_with_other_pending_entries_in_between(
-    server: RedisServer, buses: Callable[..., EventBus]
+    redis_server: RedisServer, buses: Callable[..., EventBus]
 ) -> None:
     # Was: one XPENDING range query for the whole claimed batch; this
     # consumer's other pending entries between the batch's ids filled its
     # COUNT, and the entries left out counted as first deliveries.
-    server.cli("XGROUP", "CREATE", "s", "g", "$", "MKSTREAM")
+    redis_server.cli("XGROUP", "CREATE", "s", "g", "$", "MKSTREAM")
 
     def add(event_type: str, n: int) -> str:
         fields = encode(Event(event_type, {"n": n}), b"elsewhere", None, 10_000)
-        return server.cli("XADD", "s", "*", *[item.decode() for pair in fields.items() for item in pair]).strip()
+        return redis_server.cli("XADD", "s", "*", *[item.decode() for pair in fields.items() for item in pair]).strip()
 
     def read(consumer: str, count: int) -> None:
-        server.cli("XREADGROUP", "GROUP", "g", consumer, "COUNT", str(count), "STREAMS", "s", ">")
+        redis_server.cli("XREADGROUP", "GROUP", "g", consumer, "COUNT", str(count), "STREAMS", "s", ">")
 
     first = add("job", 1)
     fillers = [add("filler", n) for n in range(10)]
@@ -114,7 +102,7 @@ def test_max_deliveries_holds_with_other_pending_entries_in_between(
     read("c1", 10)  # the fillers, to the bridge's consumer: pending for it, between the two jobs
     read("dead", 1)  # the second job
     for _ in range(5):  # both jobs: six deliveries already
-        server.cli("XREADGROUP", "GROUP", "g", "dead", "STREAMS", "s", "0")
+        redis_server.cli("XREADGROUP", "GROUP", "g", "dead", "STREAMS", "s", "0")
     time.sleep(0.3)  # idle longer than claim_idle
 
     bus = buses(failure_threshold=1000)
@@ -122,30 +110,30 @@ def test_max_deliveries_holds_with_other_pending_entries_in_between(
     bus.subscribe("job", jobs.append)
     bus.subscribe("filler", lambda e: 1 / 0)  # fillers fail, so they stay pending for c1
     bridge = RedisBridge(
-        bus, server.url, stream="s", mode="group", group="g", consumer="c1", claim_idle=0.2, max_deliveries=5
+        bus, redis_server.url, stream="s", mode="group", group="g", consumer="c1", claim_idle=0.2, max_deliveries=5
     )
     assert bridge.start()
-    wait_for(lambda: first in server.cli("XRANGE", "s:dead", "-", "+"), "the first job dead-lettered")
-    wait_for(lambda: second in server.cli("XRANGE", "s:dead", "-", "+"), "the second job dead-lettered")
+    wait_for(lambda: first in redis_server.cli("XRANGE", "s:dead", "-", "+"), "the first job dead-lettered")
+    wait_for(lambda: second in redis_server.cli("XRANGE", "s:dead", "-", "+"), "the second job dead-lettered")
     assert jobs == []
     assert len(fillers) == 10
 
 
 def test_a_group_made_again_after_redis_lost_its_data_skips_nothing(
-    server: RedisServer, buses: Callable[..., EventBus]
+    redis_server: RedisServer, buses: Callable[..., EventBus]
 ) -> None:
     # Was: the producer's XADD made the stream again, then the reader made
     # the group again at "$", after that entry.
     producer_bus, consumer_bus = buses(), buses()
     got: list[int] = []
     consumer_bus.subscribe("job", lambda e: got.append(e.data["n"]))
-    producer = RedisBridge(producer_bus, server.url, stream="s", mode="group", group="g", direction="out")
-    consumer = RedisBridge(consumer_bus, server.url, stream="s", mode="group", group="g", direction="in")
+    producer = RedisBridge(producer_bus, redis_server.url, stream="s", mode="group", group="g", direction="out")
+    consumer = RedisBridge(consumer_bus, redis_server.url, stream="s", mode="group", group="g", direction="in")
     assert producer.start()
     assert consumer.start()
     producer_bus.publish_sync(Event("job", {"n": 0}))
     wait_for(lambda: got == [0], "the first job")
-    server.restart()  # no persistence: the stream and the group are gone
+    redis_server.restart()  # no persistence: the stream and the group are gone
     for n in range(1, 11):
         producer_bus.publish_sync(Event("job", {"n": n}))
         time.sleep(0.02)
@@ -153,13 +141,13 @@ def test_a_group_made_again_after_redis_lost_its_data_skips_nothing(
 
 
 def test_bus_shutdown_without_timeout_does_not_wait_forever_for_a_dead_redis(
-    server: RedisServer, monkeypatch: pytest.MonkeyPatch
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(_bridge, "CLOSE_FLUSH_SECONDS", 0.5)
     bus = EventBus()
-    bridge = RedisBridge(bus, server.url, stream="s")
+    bridge = RedisBridge(bus, redis_server.url, stream="s")
     assert bridge.start()
-    server.kill()
+    redis_server.kill()
     bus.publish_sync(Event("job"))
     started = time.monotonic()
     bus.shutdown()  # timeout None: the queue may take its time, Redis may never answer
@@ -168,19 +156,21 @@ def test_bus_shutdown_without_timeout_does_not_wait_forever_for_a_dead_redis(
     assert bridge.stats()["dropped"] == 1
 
 
-def test_stop_shares_one_timeout_between_reader_and_writer(server: RedisServer, buses: Callable[..., EventBus]) -> None:
+def test_stop_shares_one_timeout_between_reader_and_writer(
+    redis_server: RedisServer, buses: Callable[..., EventBus]
+) -> None:
     # Was: the reader's batch and the writer's flush each waited the whole
     # timeout, past the caller's own bound: stop() raised TimeoutError.
     sender_bus, bus = buses(), buses(timeout=30)
     release = threading.Event()
     bus.subscribe("slow", lambda e: release.wait(20))
-    sender = RedisBridge(sender_bus, server.url, stream="s")
-    bridge = RedisBridge(bus, server.url, stream="s")
+    sender = RedisBridge(sender_bus, redis_server.url, stream="s")
+    bridge = RedisBridge(bus, redis_server.url, stream="s")
     assert sender.start()
     assert bridge.start()
     sender_bus.publish_sync(Event("slow"))
     time.sleep(0.5)  # the reader is in its batch now
-    server.kill()
+    redis_server.kill()
     bus.publish_sync(Event("unsendable"))
     started = time.monotonic()
     try:
@@ -190,9 +180,9 @@ def test_stop_shares_one_timeout_between_reader_and_writer(server: RedisServer, 
     assert time.monotonic() - started < 5
 
 
-def test_stop_racing_start_leaves_no_outlet_behind(server: RedisServer, buses: Callable[..., EventBus]) -> None:
+def test_stop_racing_start_leaves_no_outlet_behind(redis_server: RedisServer, buses: Callable[..., EventBus]) -> None:
     bus = buses()
-    bridge = RedisBridge(bus, server.url, stream="s", mode="group", group="g", direction="out")
+    bridge = RedisBridge(bus, redis_server.url, stream="s", mode="group", group="g", direction="out")
     for _ in range(30):
         starter = threading.Thread(target=lambda: bridge.start(timeout=0.05))
         starter.start()
@@ -207,7 +197,9 @@ def test_stop_racing_start_leaves_no_outlet_behind(server: RedisServer, buses: C
             bridge.stop(timeout=1)
 
 
-def test_events_published_by_the_last_batch_still_go_out(server: RedisServer, buses: Callable[..., EventBus]) -> None:
+def test_events_published_by_the_last_batch_still_go_out(
+    redis_server: RedisServer, buses: Callable[..., EventBus]
+) -> None:
     # Was: stop() removed the outlet before the reader's last batch ended, so
     # an event its receivers published ran locally instead of going out.
     producer_bus, bus = buses(), buses(timeout=10)
@@ -218,18 +210,18 @@ def test_events_published_by_the_last_batch_still_go_out(server: RedisServer, bu
         replies.append(bus.publish_sync(Event("mail", {"for": event.data["id"]})).handed_off)
 
     bus.subscribe("order", on_order)
-    producer = RedisBridge(producer_bus, server.url, stream="s", mode="group", group="g", direction="out")
-    bridge = RedisBridge(bus, server.url, stream="s", mode="group", group="g", event_types=["order", "mail"])
+    producer = RedisBridge(producer_bus, redis_server.url, stream="s", mode="group", group="g", direction="out")
+    bridge = RedisBridge(bus, redis_server.url, stream="s", mode="group", group="g", event_types=["order", "mail"])
     assert bridge.start()
     assert producer.start()
     producer_bus.publish_sync(Event("order", {"id": 1}))
     time.sleep(0.2)
     assert bridge.stop(timeout=5) == 0
     assert replies == [True]
-    assert server.cli("XRANGE", "s", "-", "+").count("mail") == 2  # the type field and the JSON
+    assert redis_server.cli("XRANGE", "s", "-", "+").count("mail") == 2  # the type field and the JSON
 
 
-def test_an_async_app_that_never_stops_its_bridge_still_writes_its_events(server: RedisServer) -> None:
+def test_an_async_app_that_never_stops_its_bridge_still_writes_its_events(redis_server: RedisServer) -> None:
     # Was: asyncio.run cancelled the writer at its end and 1,000 buffered
     # events were dropped at exit.
     code = textwrap.dedent(f"""
@@ -239,7 +231,7 @@ def test_an_async_app_that_never_stops_its_bridge_still_writes_its_events(server
 
         async def main():
             bus = EventBus()
-            bridge = RedisBridge(bus, "{server.url}", stream="s")
+            bridge = RedisBridge(bus, "{redis_server.url}", stream="s")
             await bridge.start_async()
             for i in range(1000):
                 await bus.publish(Event("job", {{"i": i}}))
@@ -248,16 +240,16 @@ def test_an_async_app_that_never_stops_its_bridge_still_writes_its_events(server
     """)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
-    assert server.cli("XLEN", "s").strip() == "1000"
+    assert redis_server.cli("XLEN", "s").strip() == "1000"
 
 
-def test_a_hung_redis_is_taken_for_unreachable(server: RedisServer, buses: Callable[..., EventBus]) -> None:
+def test_a_hung_redis_is_taken_for_unreachable(redis_server: RedisServer, buses: Callable[..., EventBus]) -> None:
     # Was: with no socket timeout, a stopped Redis looked slow forever, and
     # every publish past a full buffer waited put_timeout.
     bus = buses()
-    bridge = RedisBridge(bus, server.url, stream="s", buffer_size=2, client_options={"socket_timeout": 0.5})
+    bridge = RedisBridge(bus, redis_server.url, stream="s", buffer_size=2, client_options={"socket_timeout": 0.5})
     assert bridge.start()
-    pid = server._resources.process.pid  # type: ignore[union-attr]
+    pid = redis_server._resources.process.pid  # type: ignore[union-attr]
     os.kill(pid, signal.SIGSTOP)
     try:
         for n in range(4):
@@ -273,12 +265,12 @@ def test_a_hung_redis_is_taken_for_unreachable(server: RedisServer, buses: Calla
 
 
 def test_every_drop_is_logged_even_inside_the_rate_limit(
-    server: RedisServer, buses: Callable[..., EventBus], caplog: pytest.LogCaptureFixture
+    redis_server: RedisServer, buses: Callable[..., EventBus], caplog: pytest.LogCaptureFixture
 ) -> None:
     bus = buses()
-    bridge = RedisBridge(bus, server.url, stream="s", direction="out", buffer_size=1, batch_size=1)
+    bridge = RedisBridge(bus, redis_server.url, stream="s", direction="out", buffer_size=1, batch_size=1)
     assert bridge.start()
-    server.kill()
+    redis_server.kill()
     bus.publish_sync(Event("job", {"n": 0}))  # the writer holds it, failing
     wait_for(lambda: bridge.stats()["connection_errors"] >= 1, "the outage")
     with caplog.at_level(logging.WARNING, "blinker_events.redis"):
@@ -307,11 +299,11 @@ def test_more_bad_arguments_are_refused_naming_them(
 
 
 @pytest.mark.asyncio
-async def test_stop_async_from_another_loop_waits_for_the_close(server: RedisServer) -> None:
+async def test_stop_async_from_another_loop_waits_for_the_close(redis_server: RedisServer) -> None:
     bus = EventBus()
-    bridge = RedisBridge(bus, server.url, stream="s", direction="out")
+    bridge = RedisBridge(bus, redis_server.url, stream="s", direction="out")
     assert await asyncio.to_thread(bridge.start)  # on the bus's loop thread
     await bus.publish(Event("job"))
     assert await bridge.stop_async() == 0
-    assert server.cli("XLEN", "s").strip() == "1"
+    assert redis_server.cli("XLEN", "s").strip() == "1"
     bus.shutdown(timeout=10)
