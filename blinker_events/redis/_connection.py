@@ -98,7 +98,15 @@ class Backoff:
                 raise asyncio.CancelledError from exc
             if not self.delay:
                 self._counters.connection_errors += 1
-                logger.warning("redis bridge %s: lost Redis while %s (%r); retrying", self._name, doing, exc)
+                # str(), not repr(): redis-py's errors keep the reason (an
+                # SSL verification failure, say) out of their repr.
+                logger.warning(
+                    "redis bridge %s: lost Redis while %s (%s: %s); retrying",
+                    self._name,
+                    doing,
+                    type(exc).__name__,
+                    exc,
+                )
                 self.delay = FIRST_DELAY
             else:
                 self.delay = min(MAX_DELAY, self.delay * 2)
