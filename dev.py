@@ -7,6 +7,7 @@
     python3 dev.py bench    run the benchmarks (extra args go to the bench command)
     python3 dev.py flask-example   run the Flask example app on http://127.0.0.1:5000
     python3 dev.py django-example  run the Django example on http://127.0.0.1:8000
+    python3 dev.py redis-example   three processes sharing events through a throwaway redis-server
 
 Each task first makes a virtual environment for the Python running this
 script (``.venv-py3.X``) and installs the project with what the task needs;
@@ -30,6 +31,7 @@ EXTRAS = {
     "bench": "[dev,bench]",
     "flask-example": "[flask]",
     "django-example": "[dev]",
+    "redis-example": "[redis]",
 }
 RUNS = {
     "demo": ["-m", "blinker_events", "demo"],
@@ -37,6 +39,7 @@ RUNS = {
     "bench": ["-m", "blinker_events", "bench"],
     "flask-example": ["-m", "examples.flask_app"],
     "django-example": ["-m", "examples.django_project"],
+    "redis-example": ["-m", "examples.redis_nodes"],
 }
 
 
@@ -81,7 +84,7 @@ def main(argv: list[str]) -> int:
     task, rest = argv[0], argv[1:]
     python = str(venv_python(EXTRAS[task]))
     os.chdir(ROOT)
-    if task in ("test", "bench"):
+    if task in ("test", "bench", "redis-example"):
         ensure_redis_server()
     if task in RUNS:
         return subprocess.call([python, *RUNS[task], *rest])

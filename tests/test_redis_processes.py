@@ -369,3 +369,20 @@ def test_group_rides_out_a_redis_restart(spawn: Spawn) -> None:
     )
     assert 0 <= total - count <= 500  # at most one batch (the default batch_size) written twice
     assert sum(s["failed"] + s["errors"] for s in stats) == 0
+
+
+def test_the_example_runs_each_email_once_and_invalidates_every_cache() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "examples.redis_nodes"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    invalidated = sorted(line.split(":")[0] for line in lines if "dropped cache key 'product:42'" in line)
+    emails = sorted(int(line.split("#")[1].split()[0]) for line in lines if "sent e-mail" in line)
+    assert invalidated == ["worker-1", "worker-2"]
+    assert emails == [1, 2, 3, 4, 5, 6]

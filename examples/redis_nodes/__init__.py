@@ -1,0 +1,1 @@
+"""Three processes sharing events through Redis: ``python -m examples.redis_nodes``."""
