@@ -250,7 +250,9 @@ def test_a_hung_redis_is_taken_for_unreachable(redis_server: RedisServer, buses:
     # Was: with no socket timeout, a stopped Redis looked slow forever, and
     # every publish past a full buffer waited put_timeout.
     bus = buses()
-    bridge = RedisBridge(bus, redis_server.url, stream="s", buffer_size=2, client_options={"socket_timeout": 0.5})
+    bridge = RedisBridge(
+        bus, redis_server.url, stream="s", direction="out", buffer_size=2, client_options={"socket_timeout": 2}
+    )
     assert bridge.start()
     pid = redis_server._resources.process.pid  # type: ignore[union-attr]
     os.kill(pid, signal.SIGSTOP)
@@ -292,6 +294,7 @@ def test_every_drop_is_logged_even_inside_the_rate_limit(
         ({"event_types": ["ok", 3.5]}, TypeError, "event_types"),
         ({"claim_idle": 0.001, "mode": "group"}, ValueError, "claim_idle"),
         ({"stream": "s", "dead_letter_stream": "s"}, ValueError, "dead_letter_stream"),
+        ({"client_options": {"socket_timeout": 0.5}}, ValueError, "socket_timeout"),
     ],
 )
 def test_more_bad_arguments_are_refused_naming_them(

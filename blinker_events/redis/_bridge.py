@@ -142,6 +142,13 @@ class RedisBridge:
             raise ValueError(f"claim_idle must be at least {MIN_CLAIM_IDLE} seconds, not {claim!r}")
         if client_options is not None and not isinstance(client_options, Mapping):
             raise TypeError(f"client_options must be a mapping, not {type(client_options).__name__}")
+        socket_timeout = (client_options or {}).get("socket_timeout")
+        if socket_timeout is not None and (not isinstance(socket_timeout, (int, float)) or socket_timeout < 2):
+            # The readers block up to 1 s waiting for entries; a shorter socket
+            # timeout would make every quiet second look like a lost Redis.
+            raise ValueError(
+                f"client_options: socket_timeout must be None or at least 2 seconds, not {socket_timeout!r}"
+            )
         self._keys = None if event_types is None else _type_keys(event_types)
 
         self.bus = bus
