@@ -26,7 +26,7 @@ from blinker import Signal
 from .._events import Event, EventTypeLike, SystemEventType, TypeKey, type_key
 from .._guards import check_positive_int, check_timeout
 from ._connection import make_client
-from ._inbound import SeenIds
+from ._delivery import SeenIds
 from ._outbound import Outbox
 from ._session import Counters, Session, Settings, Shared
 from ._wire import Fields, encode

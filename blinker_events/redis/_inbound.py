@@ -1,9 +1,9 @@
 """Inbound: reading the stream and publishing what it carries on the bus.
 
 The *reader* is one task on the bridge's loop. It takes entries in batches
-and hands each to :class:`Delivery`, one at a time and in stream order,
-which publishes it with ``await bus.publish`` -- every guard of the bus
-applies -- marked with its origin so that no bridge forwards it again.
+and hands each batch to a :class:`~._delivery.Delivery`, which publishes the
+events on the bus in stream order -- every guard of the bus applies --
+marked with their origin, so that no bridge forwards them again.
 
 Broadcast mode (:func:`read_broadcast`): XREAD from the last id this bridge
 saw, so after a reconnect it resumes where it stopped; a node skips its own
@@ -22,20 +22,13 @@ acknowledged.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import threading
-from collections.abc import AsyncIterator, Callable, Mapping
-from concurrent.futures import CancelledError, Future
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from time import monotonic
 from typing import TYPE_CHECKING
 
 from redis.exceptions import ResponseError
 
-from .._errors import QueueFullError
-from .._events import Event
-from .._report import DeliveryReport
 from ._connection import (
     Entry,
     claim_idle,
@@ -46,14 +39,13 @@ from ._connection import (
     read_entries,
     read_group,
 )
-from ._wire import WireError, decode
 
 if TYPE_CHECKING:
-    from .._bus import EventBus
     from ._connection import Backoff, Client
+    from ._delivery import Delivery
     from ._session import Counters
 
-__all__ = ["Delivery", "GroupReader", "read_broadcast"]
+__all__ = ["GroupReader", "read_broadcast"]
 
 logger = logging.getLogger("blinker_events.redis")
 
@@ -62,251 +54,6 @@ BLOCK_MS = 1000
 #: Seconds a consumer with nothing pending may stay silent before the group
 #: forgets it (at least ten times ``claim_idle``).
 FORGET_CONSUMERS_AFTER = 3600.0
-
-
-class Gate:
-    """Lets a graceful stop wait for the batch in hand instead of cutting
-    it off: a batch cut off after its receivers ran, but before it was
-    acknowledged and its ids remembered, would be delivered again."""
-
-    def __init__(self) -> None:
-        self.stopping = False
-        self.idle = asyncio.Event()
-        self.idle.set()
-
-    @asynccontextmanager
-    async def batch(self) -> AsyncIterator[None]:
-        """Around the handling of one batch (reader task). Once stopping,
-        no new batch starts: what was read stays pending (group) or unread
-        (broadcast, whose position does not move), and nothing is lost."""
-        if self.stopping:
-            raise asyncio.CancelledError
-        self.idle.clear()
-        try:
-            yield
-        finally:
-            self.idle.set()
-
-
-class SeenIds:
-    """The ids of the last ``size`` events delivered here, oldest dropped
-    first: enough to recognise an entry redelivered after a lost ack or
-    written twice by a producer that retried."""
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._ids: dict[str, None] = {}
-
-    def __contains__(self, event_id: str) -> bool:
-        return event_id in self._ids
-
-    def add(self, event_id: str) -> None:
-        ids = self._ids
-        ids[event_id] = None
-        if len(ids) > self._size:
-            del ids[next(iter(ids))]
-
-
-class Delivery:
-    """Turns entries into local publishes; shared by both modes.
-
-    With ``via_worker`` (a bridge started with ``start()``, on the bus's loop
-    thread) events that have sync receivers go through the bus's worker
-    queue -- the batch queued at once, then awaited in order -- so sync
-    receivers run on the worker as for ``publish_nowait``, without a thread
-    hop per event. Otherwise (a bridge on the app's own loop) each event is
-    ``await bus.publish``-ed, so async receivers run on the app's loop.
-    """
-
-    def __init__(
-        self,
-        bus: EventBus,
-        client: Client,
-        *,
-        node: str,
-        stream: str,
-        dead_letter_stream: str,
-        maxlen: int | None,
-        wanted: Callable[[Event], bool],
-        skip_own: bool,
-        max_bytes: int,
-        seen: SeenIds,
-        counters: Counters,
-        via_worker: bool,
-    ) -> None:
-        self._bus = bus
-        self._client = client
-        self._node = node.encode()
-        self._stream = stream
-        self._dead = dead_letter_stream
-        self._maxlen = maxlen
-        self._wanted = wanted
-        self._skip_own = skip_own
-        self._max_bytes = max_bytes
-        self._seen = seen
-        self._counters = counters
-        self._via_worker = via_worker
-        #: Group mode: a delivery that did not fully succeed stays pending.
-        self._retry = not skip_own
-        self.gate = Gate()
-        # On the bus's loop thread, a delivery gets what any delivery on a bus
-        # thread gets (Flask's app context, say); the worker enters it itself.
-        self._dispatch_context = bus.dispatch_context if via_worker else None
-
-    async def deliver(self, entries: list[Entry]) -> list[bytes]:
-        """Publish the entries' events here, in order. Returns the ids of the
-        entries now settled -- delivered, deliberately passed by, or
-        dead-lettered -- and leaves out those whose delivery failed, which a
-        retry may fix. Raises only connection errors."""
-        settled: list[bytes] = []
-        todo: list[tuple[bytes, Event]] = []
-        batch_ids: set[str] = set()
-        for entry_id, fields in entries:
-            event = await self._admit(entry_id, fields)
-            if event is None or event.event_id in batch_ids:  # written twice by a retrying producer
-                if event is not None:
-                    self._counters.duplicates += 1
-                settled.append(entry_id)
-            else:
-                batch_ids.add(event.event_id)
-                todo.append((entry_id, event))
-        if self._via_worker:
-            reports = await self._through_worker([event for _, event in todo])
-        else:
-            reports = [await self._publish(event) for _, event in todo]
-        for (entry_id, event), outcome in zip(todo, reports, strict=True):
-            if self._succeeded(event, outcome):
-                settled.append(entry_id)
-        return settled
-
-    async def _admit(self, entry_id: bytes, fields: Mapping[bytes, bytes]) -> Event | None:
-        """The entry's event if it is to be delivered, else None (counted)."""
-        counters = self._counters
-        if self._skip_own and fields.get(b"origin") == self._node:
-            counters.skipped_own += 1
-            return None
-        try:
-            event = decode(fields, self._max_bytes)
-        except WireError as exc:
-            counters.malformed += 1
-            logger.error("redis bridge: bad entry %s in %s: %s", entry_id.decode(), self._stream, exc)
-            await self.dead_letter(entry_id, fields, exc.reason, str(exc))
-            return None
-        if not self._wanted(event):
-            counters.ignored += 1
-            return None
-        if event.event_id in self._seen:
-            counters.duplicates += 1
-            return None
-        return event
-
-    async def _publish(self, event: Event) -> DeliveryReport | BaseException:
-        try:
-            if self._dispatch_context is None:
-                return await self._bus.publish(event)
-            with self._dispatch_context():
-                return await self._bus.publish(event)
-        except Exception as exc:  # the bus propagates receiver errors
-            return exc
-
-    async def _through_worker(self, events: list[Event]) -> list[DeliveryReport | BaseException]:
-        # Events with sync receivers are queued for the worker, all at once;
-        # those with only async receivers are published right here, on the
-        # bus loop that the worker would hand them to anyway.
-        bus = self._bus
-        pending: list[Future[DeliveryReport] | DeliveryReport | BaseException] = []
-        for event in events:
-            if not bus._route(event).sync_subs:
-                pending.append(await self._publish(event))
-                continue
-            try:
-                pending.append(bus.publish_nowait(event))
-            except QueueFullError:
-                # The app's own queued work filled the queue: this one is
-                # delivered on its own, without the queue.
-                pending.append(await self._publish(event))
-        await _all_done([p for p in pending if isinstance(p, Future)])
-        return [_outcome(p) if isinstance(p, Future) else p for p in pending]
-
-    def _succeeded(self, event: Event, outcome: DeliveryReport | BaseException) -> bool:
-        """Whether ``event`` was handled here; counts and logs either way."""
-        error = _problem(outcome, self._retry)
-        if error is None:
-            self._seen.add(event.event_id)
-            self._counters.delivered += 1
-            return True
-        self._counters.failed += 1
-        logger.warning("redis bridge: delivering %r from %s failed: %s", event, event.origin, error)
-        return False
-
-    async def dead_letter(self, entry_id: bytes, fields: Mapping[bytes, bytes], reason: str, detail: str) -> None:
-        """Copy the entry to the dead-letter stream with why it is there."""
-        record = dict(fields)
-        record.update(
-            {
-                b"dead.reason": reason.encode(),
-                b"dead.detail": detail.encode(errors="replace")[:1000],
-                b"dead.stream": self._stream.encode(),
-                b"dead.entry": entry_id,
-                b"dead.node": self._node,
-            }
-        )
-        await self._client.xadd(self._dead, record, maxlen=self._maxlen, approximate=True)  # type: ignore[arg-type]
-        self._counters.dead_lettered += 1
-
-
-async def _all_done(futures: list[Future[DeliveryReport]]) -> None:
-    """Wait for worker futures with one wake-up of this loop for the lot,
-    not one per future as ``asyncio.wrap_future`` would cost."""
-    if not futures:
-        return
-    loop = asyncio.get_running_loop()
-    waiter: asyncio.Future[None] = loop.create_future()
-    remaining = [len(futures)]
-    lock = threading.Lock()
-
-    def one_done(_: Future[DeliveryReport]) -> None:  # on whichever thread settled it
-        with lock:
-            remaining[0] -= 1
-            last = remaining[0] == 0
-        if last:
-            loop.call_soon_threadsafe(_settle_waiter, waiter)
-
-    for future in futures:
-        future.add_done_callback(one_done)
-    await waiter
-
-
-def _settle_waiter(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
-
-
-def _problem(outcome: DeliveryReport | BaseException, strict: bool) -> str | None:
-    """What went wrong with a delivery, or None if nothing did.
-
-    A receiver that raised or timed out is a problem in either mode. In
-    group mode (``strict``) so is one that was skipped -- auto-disabled, say
-    -- and an event no receiver here took at all: acknowledging those would
-    lose the work, while leaving them pending lets another node (or a later
-    attempt) handle them, up to ``max_deliveries``.
-    """
-    if isinstance(outcome, BaseException):
-        return repr(outcome)
-    if outcome.failed or outcome.timed_out:
-        return ", ".join(f"{sub.name}: {exc!r}" for sub, exc in outcome.failed) or "a receiver timed out"
-    if strict and outcome.skipped:
-        return ", ".join(f"{sub.name} skipped ({reason})" for sub, reason, _ in outcome.skipped)
-    if strict and not outcome.succeeded:
-        return "no receiver here took it; left for another node"
-    return None
-
-
-def _outcome(future: Future[DeliveryReport]) -> DeliveryReport | BaseException:
-    if future.cancelled():
-        return CancelledError("the worker dropped the delivery")
-    exc = future.exception()
-    return future.result() if exc is None else exc
 
 
 async def read_broadcast(

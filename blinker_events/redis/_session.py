@@ -20,7 +20,8 @@ from time import monotonic
 from typing import TYPE_CHECKING
 
 from ._connection import Backoff, Client, ensure_group
-from ._inbound import Delivery, GroupReader, SeenIds, read_broadcast
+from ._delivery import Delivery, SeenIds
+from ._inbound import GroupReader, read_broadcast
 from ._outbound import Outbox, write_forever
 from ._wire import Fields
 
