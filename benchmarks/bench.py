@@ -15,6 +15,7 @@ import gc
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -478,6 +479,9 @@ def run(only: list[str], repeats: int, scale: float) -> dict[str, Result]:
     }
     results = {}
     for name in only:
+        if name == "R" and shutil.which("redis-server") is None:
+            print("skipping R: redis-server is not installed (apt-get install -y redis-server)", file=sys.stderr)
+            continue
         print(f"running {name} ...", file=sys.stderr, flush=True)
         results[name] = makers[name]()
     return results
