@@ -313,3 +313,28 @@ async def test_stop_async_from_another_loop_waits_for_the_close(redis_server: Re
     assert await bridge.stop_async() == 0
     assert redis_server.cli("XLEN", "s").strip() == "1"
     bus.shutdown(timeout=10)
+
+
+def test_a_disabled_bus_leaves_group_work_to_the_other_nodes(
+    redis_server: RedisServer, buses: Callable[..., EventBus]
+) -> None:
+    disabled_bus, worker_bus, producer_bus = buses(), buses(), buses()
+    declined: list[int] = []
+    done: list[int] = []
+    disabled_bus.subscribe("job", lambda e: declined.append(e.data["n"]))
+    worker_bus.subscribe("job", lambda e: done.append(e.data["n"]))
+    disabled_bus.disable()
+    group = {"stream": "s", "mode": "group", "group": "g"}
+    disabled = RedisBridge(disabled_bus, redis_server.url, direction="in", **group)
+    producer = RedisBridge(producer_bus, redis_server.url, direction="out", **group)
+    assert disabled.start()
+    assert producer.start()
+    for n in range(20):
+        producer_bus.publish_sync(Event("job", {"n": n}))
+    time.sleep(0.5)  # the disabled node reads nothing meanwhile
+    worker = RedisBridge(worker_bus, redis_server.url, direction="in", **group)
+    assert worker.start()
+    wait_for(lambda: len(done) == 20, "the worker taking every job")
+    assert sorted(done) == list(range(20))
+    assert declined == []
+    assert disabled.stats()["failed"] == 0

@@ -124,6 +124,10 @@ class Delivery:
         # thread gets (Flask's app context, say); the worker enters it itself.
         self._dispatch_context = bus.dispatch_context if via_worker else None
 
+    def accepting(self) -> bool:
+        """Whether the bus publishes at all (``bus.disable()`` stops it)."""
+        return self._bus.is_enabled()
+
     async def deliver(self, entries: list[Entry]) -> list[bytes]:
         """Publish the entries' events here, in order. Returns the ids of the
         entries now settled -- delivered, deliberately passed by, or

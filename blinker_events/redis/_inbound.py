@@ -22,6 +22,7 @@ acknowledged.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from time import monotonic
@@ -131,9 +132,15 @@ class GroupReader:
                     if not recovered:
                         await ensure_group(self._client, self._stream, self._group, group_start)
                         group_start = "0"
+                        self._ready()
+                    if not self._delivery.accepting():
+                        # A disabled bus publishes nothing: entries read now
+                        # could only be declined. Leave them to other nodes.
+                        await asyncio.sleep(BLOCK_MS / 1000)
+                        continue
+                    if not recovered:
                         await self._reread_own_pending()
                         recovered = True
-                        self._ready()
                     if monotonic() >= next_claim:
                         await self._claim_idle()
                         next_claim = monotonic() + self._claim_every
