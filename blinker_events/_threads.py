@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import queue
 import threading
+import weakref
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from typing import Any, TypeVar
@@ -51,6 +53,7 @@ class ThreadPool:
 
     def __init__(self, name: str) -> None:
         self._name = name
+        _FORGET_AFTER_FORK.add(self)
         self._lock = threading.Lock()
         self._idle: list[_PoolThread] = []
         self._backlog: list[Callable[[], object]] = []
@@ -127,12 +130,32 @@ class ThreadPool:
         for worker in idle:
             worker.inbox.put(None)
 
+    def forget_threads(self) -> None:
+        """(In a forked child.) The parent's threads do not exist here."""
+        self._lock = threading.Lock()
+        self._idle = []
+        self._backlog = []
+        self._count = 0
+        self.stuck = 0
+
 
 class LoopThread:
     """One event loop running forever in a daemon thread."""
 
     def __init__(self, name: str) -> None:
         self._name = name
+        _FORGET_AFTER_FORK.add(self)
+        self.forget_threads()
+
+    def forget_threads(self) -> None:
+        """(Also in a forked child: the parent's loop thread does not exist
+        there, and its loop must not be used.) A new loop starts on demand."""
+        old = getattr(self, "_loop", None)
+        if old is not None:
+            # The parent's tasks, copied into the child, will never run here;
+            # collected, each would log "Task was destroyed but it is pending".
+            for task in asyncio.all_tasks(old):
+                task._log_destroy_pending = False  # type: ignore[attr-defined]
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._inflight = 0
@@ -189,6 +212,19 @@ class LoopThread:
         future.add_done_callback(self._ended)
         return future
 
+    def submit_to(self, loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> Future[T] | None:
+        """:meth:`submit`, but only while ``loop`` is still this thread's
+        running loop (None otherwise, and ``coro`` is closed): for work bound
+        to that loop, which a restarted one must not run."""
+        with self._lock:
+            if self._loop is not loop or not loop.is_running():
+                coro.close()
+                return None
+            self._inflight += 1
+        future = asyncio.run_coroutine_threadsafe(coro, loop)
+        future.add_done_callback(self._ended)
+        return future
+
     def _ended(self, _: Future[Any]) -> None:
         with self._lock:
             self._inflight -= 1
@@ -213,3 +249,17 @@ class LoopThread:
         if thread is not threading.current_thread():
             thread.join(timeout)
         return not thread.is_alive()
+
+
+#: Pools and loop threads, which a forked child must not think it has.
+_FORGET_AFTER_FORK: weakref.WeakSet[ThreadPool | LoopThread] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for owner in list(_FORGET_AFTER_FORK):
+        owner.forget_threads()
+
+
+# A gunicorn worker forked from a master that already published must start
+# threads of its own, not wait on copies of the master's that never run.
+os.register_at_fork(after_in_child=_after_fork_in_child)

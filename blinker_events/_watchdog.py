@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 import threading
 import traceback
@@ -191,3 +192,13 @@ class Watchdog:
 
 
 watchdog = Watchdog()
+
+
+def _after_fork_in_child() -> None:
+    # The watching thread is the parent's; the child starts its own on demand.
+    watchdog._lock = threading.Lock()
+    watchdog._thread = None
+    watchdog.awaited.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -27,7 +27,9 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import os
 import threading
+import weakref
 from collections import deque
 from concurrent.futures import Future, InvalidStateError
 from contextvars import ContextVar
@@ -157,6 +159,14 @@ class WorkQueue:
         self._pool = pool
         self.maxsize = maxsize
         self.overflow = overflow
+        self.dropped = 0
+        self.rejected = 0
+        self.forget_jobs()
+        _FORGET_AFTER_FORK.add(self)
+
+    def forget_jobs(self) -> None:
+        """(Also in a forked child.) The jobs queued or running at the fork
+        are the parent's, which delivers them; the child starts empty."""
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)
         self._empty = threading.Condition(self._lock)
@@ -165,8 +175,6 @@ class WorkQueue:
         self._inflight = 0
         self._room_waiters = 0
         self._joiners = 0  # notify() costs microseconds even with nobody waiting
-        self.dropped = 0
-        self.rejected = 0
 
     def __len__(self) -> int:
         return len(self._jobs)
@@ -275,3 +283,14 @@ class WorkQueue:
             logger.error("shutdown: dropped %s, still queued after %ss", repr(job.event), timeout)
             job.drop("the bus shut down before it was delivered")
         return len(left)
+
+
+_FORGET_AFTER_FORK: weakref.WeakSet[WorkQueue] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for work_queue in list(_FORGET_AFTER_FORK):
+        work_queue.forget_jobs()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
