@@ -338,3 +338,181 @@ def test_a_disabled_bus_leaves_group_work_to_the_other_nodes(
     assert sorted(done) == list(range(20))
     assert declined == []
     assert disabled.stats()["failed"] == 0
+
+
+# -- found by a second review ---------------------------------------------------
+
+
+def test_broadcast_keeps_stream_order_with_sync_and_async_receivers(
+    redis_server: RedisServer, buses: Callable[..., EventBus]
+) -> None:
+    # Was: events with only async receivers were published at once while the
+    # ones with sync receivers waited in the worker queue, and overtook them.
+    bus, sender_bus = buses(timeout=10), buses()
+    order: list[int] = []
+
+    def slow(event: Event) -> None:
+        time.sleep(0.005)
+        order.append(event.data["n"])
+
+    async def quick(event: Event) -> None:
+        order.append(event.data["n"])
+
+    bus.subscribe("with.sync", slow)
+    bus.subscribe("async.only", quick)
+    reader = RedisBridge(bus, redis_server.url, stream="s", direction="in")
+    sender = RedisBridge(sender_bus, redis_server.url, stream="s", direction="out")
+    assert reader.start()
+    assert sender.start()
+    for n in range(30):
+        sender_bus.publish_sync(Event("with.sync" if n % 2 == 0 else "async.only", {"n": n}))
+    wait_for(lambda: len(order) == 30, "every event")
+    assert order == list(range(30))
+
+
+def test_stop_racing_a_bus_shutdown_counts_what_it_could_not_write(
+    redis_server: RedisServer, buses: Callable[..., EventBus]
+) -> None:
+    # Was: the shutdown stopped the loop under the other thread's close, which
+    # never counted the batch in hand: events vanished without a word.
+    bus = buses()
+    bridge = RedisBridge(bus, redis_server.url, stream="s", direction="out")
+    assert bridge.start()
+    redis_server.kill()
+    for n in range(5):
+        bus.publish_sync(Event("job", {"n": n}))
+    outcome: list[int | BaseException] = []
+
+    def stop() -> None:
+        try:
+            outcome.append(bridge.stop(timeout=2))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    stopper = threading.Thread(target=stop)
+    stopper.start()
+    time.sleep(0.3)
+    bus.shutdown(timeout=2)
+    stopper.join(10)
+    assert outcome == [5]
+    assert bridge.stats()["dropped"] == 5
+    assert not bridge.running
+
+
+def test_stop_called_by_a_receiver_of_the_bridge_does_not_wait_for_itself(
+    redis_server: RedisServer, buses: Callable[..., EventBus]
+) -> None:
+    bus, sender_bus = buses(timeout=10), buses()
+    calls: list[float] = []
+    group = {"stream": "s", "mode": "group", "group": "g"}
+    bridge = RedisBridge(bus, redis_server.url, consumer="c1", direction="in", **group)
+
+    def stop_now(event: Event) -> None:
+        started = time.monotonic()
+        bridge.stop(timeout=None)
+        calls.append(time.monotonic() - started)
+
+    bus.subscribe("stop.now", stop_now)
+    sender = RedisBridge(sender_bus, redis_server.url, direction="out", **group)
+    assert bridge.start()
+    assert sender.start()
+    sender_bus.publish_sync(Event("stop.now"))
+    wait_for(lambda: len(calls) == 1, "the receiver")
+    assert calls[0] < 2  # it returned at once; the close finishes after it
+    wait_for(lambda: pending(redis_server) == 0, "its entry acknowledged by the finishing close")
+    assert bridge.start()
+    time.sleep(0.3)
+    assert len(calls) == 1  # not delivered again
+
+
+def test_a_bridge_started_by_a_receiver_does_not_inherit_its_context(
+    redis_server: RedisServer, buses: Callable[..., EventBus]
+) -> None:
+    # Was: the reader task carried the starting receiver's cycle-guard chain:
+    # with max_depth=1 every remote event was refused as too deep.
+    bus, sender_bus = buses(max_depth=1), buses()
+    got: list[int] = []
+    bus.subscribe("job", lambda e: got.append(e.data["n"]))
+    bridge = RedisBridge(bus, redis_server.url, stream="s", direction="in")
+    bus.subscribe("app.ready", lambda e: bridge.start())
+    bus.publish_sync(Event("app.ready"))
+    assert bridge.running
+    sender = RedisBridge(sender_bus, redis_server.url, stream="s", direction="out")
+    assert sender.start()
+    sender_bus.publish_sync(Event("job", {"n": 1}))
+    wait_for(lambda: got == [1], "the remote event")
+    assert bridge.stats()["failed"] == 0
+
+
+def test_a_second_bridge_on_the_same_stream_of_one_bus_is_refused(
+    redis_server: RedisServer, buses: Callable[..., EventBus]
+) -> None:
+    bus = buses()
+    first = RedisBridge(bus, redis_server.url, stream="s")
+    second = RedisBridge(bus, redis_server.url, stream="s")
+    assert first.start()
+    with pytest.raises(RuntimeError, match="already has a running bridge on 's'"):
+        second.start()
+    assert not second.running
+    other_stream = RedisBridge(bus, redis_server.url, stream="t")
+    assert other_stream.start()
+
+
+def test_an_async_app_loop_ending_without_stop_async_stops_the_bridge(redis_server: RedisServer) -> None:
+    # Was: the bridge stayed "running" with its outlet on the bus, taking
+    # events nobody would ever write.
+    bus = EventBus()
+    bridge = RedisBridge(bus, redis_server.url, stream="s", mode="group", group="g")
+
+    async def app() -> None:
+        assert await bridge.start_async()
+        await bus.publish(Event("job"))
+
+    asyncio.run(app())
+    assert not bridge.running
+    assert bridge not in bus._outlets
+    assert not bus.publish_sync(Event("job")).handed_off
+    assert redis_server.cli("XLEN", "s").strip() == "1"
+    bus.shutdown(timeout=10)
+
+
+FORK_SCRIPT = """
+import os, sys
+from blinker_events import Event, EventBus
+from blinker_events.redis import RedisBridge
+
+url = sys.argv[1]
+bus = EventBus()
+async def warm(event):  # the parent used the bus loop before forking
+    pass
+bus.subscribe("warm", warm)
+bus.publish_sync(Event("warm"))
+inherited = RedisBridge(bus, url, stream="parent", mode="group", group="g", direction="out")
+assert inherited.start()
+pid = os.fork()
+if pid == 0:
+    assert not inherited.running  # a copy of the parent's run is no run
+    assert not bus.publish_sync(Event("job")).handed_off
+    child = RedisBridge(bus, url, stream="child", direction="out")
+    assert child.start(timeout=5)
+    bus.publish_sync(Event("from.child"))
+    assert child.stop() == 0
+    os._exit(0)
+_, status = os.waitpid(pid, 0)
+assert os.waitstatus_to_exitcode(status) == 0, status
+assert inherited.stop() == 0
+print("ok")
+"""
+
+
+def test_a_forked_child_starts_afresh(redis_server: RedisServer) -> None:
+    # Was: the child thought the parent's bridge was running (events taken,
+    # never written), and start() waited forever on the parent's loop thread.
+    done = subprocess.run(
+        [sys.executable, "-c", FORK_SCRIPT, redis_server.url], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
+    assert "Task was destroyed" not in done.stderr
+    assert redis_server.cli("XLEN", "child").strip() == "1"
+    assert redis_server.cli("XLEN", "parent").strip() == "0"

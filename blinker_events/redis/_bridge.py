@@ -18,6 +18,8 @@ import socket
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import TimeoutError as FutureTimeoutError
+from time import monotonic
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -26,7 +28,7 @@ from blinker import Signal
 from .._events import Event, EventTypeLike, SystemEventType, TypeKey, type_key
 from .._guards import check_positive_int, check_timeout
 from ._connection import make_client
-from ._delivery import SeenIds
+from ._delivery import IN_DELIVERY, SeenIds
 from ._outbound import Outbox
 from ._session import Counters, Session, Settings, Shared
 from ._wire import Fields, encode
@@ -208,7 +210,13 @@ class RedisBridge:
         if threads.in_loop_thread():
             raise RuntimeError("start() would block the bus's loop; use await start_async() there")
         loop = threads.loop()
-        return asyncio.run_coroutine_threadsafe(self._open(timeout, on_bus_loop=True), loop).result()
+        opening = asyncio.run_coroutine_threadsafe(self._open(timeout, on_bus_loop=True), loop)
+        try:
+            return opening.result(None if timeout is None else timeout + 5.0)
+        except FutureTimeoutError:
+            raise RuntimeError(
+                "the bus's loop thread does not answer (was the process forked with it running?)"
+            ) from None
 
     async def start_async(self, *, timeout: float | None = 10.0) -> bool:
         """Start on the running loop, for async apps; as :meth:`start`."""
@@ -216,11 +224,18 @@ class RedisBridge:
 
     async def _open(self, timeout: float | None, *, on_bus_loop: bool) -> bool:
         loop = asyncio.get_running_loop()
+        # A stop() that could not wait (called on the loop, or by one of this
+        # bridge's receivers) may still be finishing: let it, within the timeout.
+        deadline = None if timeout is None else monotonic() + timeout
+        while self._closing is not None and self._session is None:
+            if deadline is not None and monotonic() > deadline:
+                raise RuntimeError("this bridge is still stopping: a stop() that could not wait has not finished")
+            await asyncio.sleep(0.01)
         with self._lock:
             if self._session is not None:
                 raise RuntimeError("this bridge is already started")
             if self._closing is not None:
-                raise RuntimeError("this bridge is still stopping (a stop() called on its own loop); try again")
+                raise RuntimeError("this bridge is still stopping: a stop() that could not wait has not finished")
             if self._node is None:
                 self._node = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
             if self.mode == "group" and self._consumer is None:
@@ -240,7 +255,22 @@ class RedisBridge:
                 max_deliveries=self._max_deliveries,
                 batch_size=self._batch,
             )
-            session = self._session = Session(loop, make_client(self.url, self._client_options), settings, self._shared)
+            for other in self.bus._outlets:
+                if (
+                    isinstance(other, RedisBridge)
+                    and other is not self
+                    and (other.url, other.stream)
+                    == (
+                        self.url,
+                        self.stream,
+                    )
+                ):
+                    # Each would write every local event once and deliver the
+                    # other's copy back: every event twice, and an echo.
+                    raise RuntimeError(f"this bus already has a running bridge on {self.stream!r} at {self.url}")
+            client = make_client(self.url, self._client_options)
+            session = self._session = Session(loop, client, settings, self._shared, self._lost)
+            session.on_bus_loop = on_bus_loop
             # In the same critical section as the session: a stop() racing
             # this start either sees neither or both.
             self.bus.add_outlet(self)  # also when only reading: the bus's shutdown then stops it
@@ -264,19 +294,31 @@ class RedisBridge:
             return 0
         loop = session.loop
         closing = self._close(session, timeout)
-        if loop.is_closed() or not loop.is_running():
-            closing.close()
-            self._closed(session)
-            return session.abandon("its event loop is gone")
         if _in_loop(loop):
-            # Called on the bridge's own loop (say, from a receiver): it
-            # cannot wait here; the close runs as a task of its own.
+            # Called on the bridge's own loop (say, from an async receiver):
+            # it cannot wait here; the close runs as a task of its own.
             task = loop.create_task(closing)
             _PENDING_CLOSES.add(task)
             task.add_done_callback(_PENDING_CLOSES.discard)
             return 0
-        wait = None if timeout is None else timeout + 5.0
-        return asyncio.run_coroutine_threadsafe(closing, loop).result(wait)
+        if session.on_bus_loop:
+            # Through the loop thread, which counts it in flight: a bus
+            # shutdown on another thread then waits for this close to end.
+            future = self.bus._loop_thread.submit_to(loop, closing)
+        elif loop.is_running():
+            future = asyncio.run_coroutine_threadsafe(closing, loop)
+        else:
+            closing.close()
+            future = None
+        if future is None:
+            self._closed(session)
+            return session.abandon("its event loop is gone")
+        if IN_DELIVERY.get() is not None and IN_DELIVERY.get() is session.delivery:
+            # Called by a receiver of this bridge's own delivery (on the
+            # worker): the close waits for that delivery, which waits for
+            # this call. It finishes once the receiver returns.
+            return 0
+        return future.result(None if timeout is None else timeout + 5.0)
 
     async def stop_async(self, timeout: float | None = 10.0) -> int:
         """As :meth:`stop`, awaited."""
@@ -301,6 +343,31 @@ class RedisBridge:
             return await session.close(timeout, reading_done=lambda: self.bus.remove_outlet(self))
         finally:
             self._closed(session)
+
+    def _lost(self, session: Session) -> None:
+        """(On the loop.) The loop cancelled the session's tasks without a
+        stop -- an async app's loop ending without ``stop_async()``. The
+        bridge stops here: no outlet left behind that would take events
+        nobody writes."""
+        with self._lock:
+            if self._session is not session:
+                return
+            self._session = None
+            _RUNNING.discard(self)
+        self.bus.remove_outlet(self)
+        reason = "its event loop ended without stop_async()"
+        writer = session.writer
+        if writer is None or writer.done():
+            session.abandon(reason)
+        else:  # after the writer's last flush, which runs as its task ends
+            writer.add_done_callback(lambda _: session.abandon(reason))
+
+    def _forget_run(self) -> None:
+        """(In a forked child.) Forget the parent's run; see _after_fork_in_child."""
+        self._lock = threading.Lock()
+        self._session = self._closing = None
+        self.bus._outlets = tuple(o for o in self.bus._outlets if o is not self)
+        self._outbox.forget()
 
     def _closed(self, session: Session) -> None:
         # The outlet goes first: while _closing is set, no start can add it back.
@@ -389,6 +456,18 @@ _RUNNING: weakref.WeakSet[RedisBridge] = weakref.WeakSet()
 _PENDING_CLOSES: set[asyncio.Task[int]] = set()
 #: Seconds each bridge gets to flush at interpreter exit.
 ATEXIT_FLUSH_SECONDS = 10.0
+
+
+def _after_fork_in_child() -> None:
+    # The child has neither the loop nor the connection of a bridge started
+    # in the parent: it is stopped here (start it again in the child). What
+    # its outbox holds is the parent's to write, not lost.
+    for bridge in list(_RUNNING):
+        bridge._forget_run()
+    _RUNNING.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @atexit.register

@@ -88,10 +88,15 @@ class Backoff:
     async def retrying(self, doing: str) -> AsyncIterator[None]:
         """Run the block; on a connection error, log, wait and return
         normally so the caller's loop tries again."""
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            # Cancelled, yet still here: on Python 3.11 redis-py's use of
+            # asyncio.wait_for can swallow a cancellation. The caller's loop
+            # comes through here on every turn, so it ends here.
+            raise asyncio.CancelledError
         try:
             yield
         except CONNECTION_ERRORS as exc:
-            task = asyncio.current_task()
             if task is not None and task.cancelling():
                 # redis-py may turn the cancellation of a blocking read into
                 # a connection error; a task being stopped must stop.

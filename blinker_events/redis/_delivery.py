@@ -17,6 +17,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import CancelledError, Future
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
 from .._errors import QueueFullError
@@ -30,9 +31,12 @@ if TYPE_CHECKING:
     from ._connection import Client
     from ._session import Counters
 
-__all__ = ["Delivery", "Gate", "SeenIds"]
+__all__ = ["IN_DELIVERY", "Delivery", "Gate", "SeenIds"]
 
 logger = logging.getLogger("blinker_events.redis")
+
+#: The delivery whose receivers the running code belongs to, if any.
+IN_DELIVERY: ContextVar[Delivery | None] = ContextVar("blinker_events.redis.in_delivery", default=None)
 
 
 class Gate:
@@ -120,9 +124,6 @@ class Delivery:
         #: Group mode: a delivery that did not fully succeed stays pending.
         self._retry = not skip_own
         self.gate = Gate()
-        # On the bus's loop thread, a delivery gets what any delivery on a bus
-        # thread gets (Flask's app context, say); the worker enters it itself.
-        self._dispatch_context = bus.dispatch_context if via_worker else None
 
     def accepting(self) -> bool:
         """Whether the bus publishes at all (``bus.disable()`` stops it)."""
@@ -133,6 +134,9 @@ class Delivery:
         entries now settled -- delivered, deliberately passed by, or
         dead-lettered -- and leaves out those whose delivery failed, which a
         retry may fix. Raises only connection errors."""
+        # Marks everything this delivery runs (the worker copies the context):
+        # a receiver that calls the bridge's stop() must not wait for itself.
+        IN_DELIVERY.set(self)
         settled: list[bytes] = []
         todo: list[tuple[bytes, Event]] = []
         batch_ids: set[str] = set()
@@ -176,29 +180,37 @@ class Delivery:
         return event
 
     async def _publish(self, event: Event) -> DeliveryReport | BaseException:
+        # On the bus's loop thread a delivery gets what any delivery on a bus
+        # thread gets (Flask's app context, say; read now, as an integration
+        # may set it after the bridge started); the worker enters it itself.
+        factory = self._bus.dispatch_context if self._via_worker else None
         try:
-            if self._dispatch_context is None:
+            if factory is None:
                 return await self._bus.publish(event)
-            with self._dispatch_context():
+            with factory():
                 return await self._bus.publish(event)
         except Exception as exc:  # the bus propagates receiver errors
             return exc
 
     async def _through_worker(self, events: list[Event]) -> list[DeliveryReport | BaseException]:
-        # Events with sync receivers are queued for the worker, all at once;
-        # those with only async receivers are published right here, on the
-        # bus loop that the worker would hand them to anyway.
+        # Events with sync receivers are queued for the worker, all at once.
+        # Until the first of them, events with only async receivers are
+        # published right here, on the bus loop the worker would hand them
+        # to anyway; after it they are queued too, or they would overtake it.
         bus = self._bus
         pending: list[Future[DeliveryReport] | DeliveryReport | BaseException] = []
+        queued = False
         for event in events:
-            if not bus._route(event).sync_subs:
+            if not queued and not bus._route(event).sync_subs:
                 pending.append(await self._publish(event))
                 continue
             try:
                 pending.append(bus.publish_nowait(event))
+                queued = True
             except QueueFullError:
-                # The app's own queued work filled the queue: this one is
-                # delivered on its own, without the queue.
+                # The app's own queued work filled the queue: deliver this
+                # one here, once what this batch queued before it is done.
+                await _all_done([p for p in pending if isinstance(p, Future)])
                 pending.append(await self._publish(event))
         await _all_done([p for p in pending if isinstance(p, Future)])
         return [_outcome(p) if isinstance(p, Future) else p for p in pending]
@@ -260,17 +272,17 @@ def _settle_waiter(waiter: asyncio.Future[None]) -> None:
 def _problem(outcome: DeliveryReport | BaseException, strict: bool) -> str | None:
     """What went wrong with a delivery, or None if nothing did.
 
-    A receiver that raised or timed out is a problem in either mode. In
-    group mode (``strict``) so is one that was skipped -- auto-disabled, say
-    -- and an event no receiver here took at all: acknowledging those would
-    lose the work, while leaving them pending lets another node (or a later
-    attempt) handle them, up to ``max_deliveries``.
+    A receiver that raised, timed out or was skipped (auto-disabled, say) is
+    a problem in either mode. In group mode (``strict``) so is an event no
+    receiver here took at all: acknowledging those would lose the work,
+    while leaving them pending lets another node (or a later attempt)
+    handle them, up to ``max_deliveries``.
     """
     if isinstance(outcome, BaseException):
         return repr(outcome)
     if outcome.failed or outcome.timed_out:
         return ", ".join(f"{sub.name}: {exc!r}" for sub, exc in outcome.failed) or "a receiver timed out"
-    if strict and outcome.skipped:
+    if outcome.skipped:
         return ", ".join(f"{sub.name} skipped ({reason})" for sub, reason, _ in outcome.skipped)
     if strict and not outcome.succeeded:
         return "no receiver here took it; left for another node"

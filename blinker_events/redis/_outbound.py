@@ -143,6 +143,15 @@ class Outbox:
                 self._room.notify_all()
             return taken
 
+    def forget(self) -> None:
+        """(In a forked child.) Empty, unbound, with a fresh lock: the
+        entries are the parent's to write."""
+        self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)
+        self._items.clear()
+        self._loop = self._wake = None
+        self._wake_pending = False
+
     def count_dropped(self, n: int) -> None:
         """Count ``n`` events lost on the way (under the lock publishers
         count their drops under: ``+=`` is not atomic across threads)."""

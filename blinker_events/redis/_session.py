@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from time import monotonic
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._connection import Backoff, Client, ensure_group
 from ._delivery import Delivery, SeenIds
@@ -112,11 +113,24 @@ class Shared:
 class Session:
     """The client and tasks of one run; see the module docstring."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, client: Client, settings: Settings, shared: Shared) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        client: Client,
+        settings: Settings,
+        shared: Shared,
+        on_lost: Callable[[Session], object],
+    ) -> None:
         self.loop = loop
         self.client = client
         self.settings = settings
         self.shared = shared
+        #: Called (on the loop) if the tasks are cancelled by anyone but
+        #: close(): the loop is going away without a stop.
+        self._on_lost = on_lost
+        self.closing = False
+        #: Whether the loop is the bus's loop thread (set by the bridge).
+        self.on_bus_loop = False
         self.ready = asyncio.Event()
         self.reader: asyncio.Task[None] | None = None
         self.writer: asyncio.Task[None] | None = None
@@ -131,7 +145,7 @@ class Session:
         name = f"{settings.stream}@{settings.node}"
         if settings.direction != "in":
             self.wake = shared.outbox.attach(self.loop)
-            self.writer = self.loop.create_task(
+            self.writer = self._spawn(
                 write_forever(
                     self.client,
                     shared.outbox,
@@ -145,7 +159,22 @@ class Session:
                     self.finishing,
                 )
             )
-        self.reader = self.loop.create_task(self._read(Backoff(shared.counters, name), on_bus_loop))
+        self.reader = self._spawn(self._read(Backoff(shared.counters, name), on_bus_loop))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        # In a context of their own: started from a receiver (or a request),
+        # the tasks would otherwise carry its cycle-guard chain and framework
+        # context through every delivery for the rest of their life.
+        return self.loop.create_task(self._watched(work), context=contextvars.Context())
+
+    async def _watched(self, work: Coroutine[Any, Any, None]) -> None:
+        try:
+            await work
+        except asyncio.CancelledError:
+            if not self.closing:
+                self.closing = True
+                self._on_lost(self)
+            raise
 
     async def _read(self, backoff: Backoff, on_bus_loop: bool) -> None:
         settings, shared, ready = self.settings, self.shared, self.ready.set
@@ -198,7 +227,17 @@ class Session:
     async def close(self, timeout: float | None, reading_done: Callable[[], object]) -> int:
         """Stop in order (module docstring), within one ``timeout`` for all;
         ``reading_done`` runs once the reader has stopped. Returns how many
-        events were dropped unwritten."""
+        events were dropped unwritten -- counted even if this close is itself
+        cancelled (a loop stopping under it)."""
+        self.closing = True
+        try:
+            await self._stop_tasks(timeout, reading_done)
+        finally:
+            dropped = self.abandon("stopped before Redis took them")
+        await self.client.aclose()
+        return dropped
+
+    async def _stop_tasks(self, timeout: float | None, reading_done: Callable[[], object]) -> None:
         deadline = None if timeout is None else monotonic() + timeout
         if self.reader is not None:
             if self.delivery is not None:
@@ -216,9 +255,6 @@ class Session:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self.writer), _left(deadline))
             await _cancel(self.writer)
-        dropped = self.abandon("stopped before Redis took them")
-        await self.client.aclose()
-        return dropped
 
     def abandon(self, reason: str) -> int:
         """Count (and log) what this run leaves unwritten; returns how many."""
