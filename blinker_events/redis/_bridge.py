@@ -204,7 +204,8 @@ class RedisBridge:
         connected (and, in group mode, joined), False if Redis did not answer
         within ``timeout`` seconds -- the bridge then keeps trying in the
         background and buffers what is published meanwhile. Call it in each
-        process (after a fork: see the README on gunicorn)."""
+        process (after a fork: see the README on gunicorn). ``RuntimeError``
+        if the bus's loop thread does not answer within ``timeout`` + 5 s."""
         timeout = check_timeout(timeout)
         threads = self.bus._loop_thread
         if threads.in_loop_thread():

@@ -119,7 +119,7 @@ class GroupReader:
         self._ready = ready
 
     async def run(self) -> None:
-        recovered = False
+        joined = recovered = False
         # The group is first made at the stream's end. Made again later,
         # because it vanished (a Redis that lost its data), it starts from the
         # beginning of what the stream now holds: that was written since, and
@@ -129,9 +129,10 @@ class GroupReader:
         while True:
             async with self._backoff.retrying("reading the group"):
                 try:
-                    if not recovered:
+                    if not joined:
                         await ensure_group(self._client, self._stream, self._group, group_start)
                         group_start = "0"
+                        joined = True
                         self._ready()
                     if not self._delivery.accepting():
                         # A disabled bus publishes nothing: entries read now
@@ -155,9 +156,9 @@ class GroupReader:
                     # The stream or group went away (a Redis that lost its
                     # data, or someone deleted the key): make it again.
                     logger.warning("redis bridge: group %s on %s is gone; creating it again", self._group, self._stream)
-                    recovered = False
+                    joined = recovered = False
             if self._backoff.in_outage:
-                recovered = False  # acks may have been lost: re-read pending
+                joined = recovered = False  # acks may have been lost: re-read pending
 
     async def _reread_own_pending(self) -> None:
         after = b"0-0"
