@@ -270,13 +270,12 @@ class RedisBridge:
                     # other's copy back: every event twice, and an echo.
                     raise RuntimeError(f"this bus already has a running bridge on {self.stream!r} at {self.url}")
             client = make_client(self.url, self._client_options)
-            session = self._session = Session(loop, client, settings, self._shared, self._lost)
-            session.on_bus_loop = on_bus_loop
+            session = self._session = Session(loop, client, settings, self._shared, self._lost, on_bus_loop=on_bus_loop)
             # In the same critical section as the session: a stop() racing
             # this start either sees neither or both.
             self.bus.add_outlet(self)  # also when only reading: the bus's shutdown then stops it
             _RUNNING.add(self)
-        session.start(on_bus_loop)
+        session.start()
         try:
             await asyncio.wait_for(session.ready.wait(), timeout)
         except TimeoutError:

@@ -120,6 +120,8 @@ class Session:
         settings: Settings,
         shared: Shared,
         on_lost: Callable[[Session], object],
+        *,
+        on_bus_loop: bool,
     ) -> None:
         self.loop = loop
         self.client = client
@@ -129,8 +131,9 @@ class Session:
         #: close(): the loop is going away without a stop.
         self._on_lost = on_lost
         self.closing = False
-        #: Whether the loop is the bus's loop thread (set by the bridge).
-        self.on_bus_loop = False
+        #: Whether the loop is the bus's loop thread (``start()``) rather than
+        #: the app's (``start_async()``).
+        self.on_bus_loop = on_bus_loop
         self.ready = asyncio.Event()
         self.reader: asyncio.Task[None] | None = None
         self.writer: asyncio.Task[None] | None = None
@@ -139,7 +142,7 @@ class Session:
         self.wake: asyncio.Event | None = None
         self.finishing = asyncio.Event()
 
-    def start(self, on_bus_loop: bool) -> None:
+    def start(self) -> None:
         """Start the tasks (on :attr:`loop`)."""
         settings, shared = self.settings, self.shared
         name = f"{settings.stream}@{settings.node}"
@@ -159,7 +162,7 @@ class Session:
                     self.finishing,
                 )
             )
-        self.reader = self._spawn(self._read(Backoff(shared.counters, name), on_bus_loop))
+        self.reader = self._spawn(self._read(Backoff(shared.counters, name)))
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         # In a context of their own: started from a receiver (or a request),
@@ -176,7 +179,7 @@ class Session:
                 self._on_lost(self)
             raise
 
-    async def _read(self, backoff: Backoff, on_bus_loop: bool) -> None:
+    async def _read(self, backoff: Backoff) -> None:
         settings, shared, ready = self.settings, self.shared, self.ready.set
         if settings.direction == "out":
             while not self.ready.is_set():  # nothing to read: just see Redis answer
@@ -201,7 +204,7 @@ class Session:
             max_bytes=settings.max_payload,
             seen=shared.seen,
             counters=shared.counters,
-            via_worker=on_bus_loop,
+            via_worker=self.on_bus_loop,
         )
         if settings.group is None:
             await read_broadcast(
