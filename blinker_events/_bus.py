@@ -42,10 +42,12 @@ from ._context import HANDLING
 from ._events import Event, EventTypeLike, SystemEventType
 from ._future import LazyFuture
 from ._guards import (
+    BUS_SETTINGS,
     Guards,
     check_flag,
     check_overflow,
     check_positive_int,
+    check_setting,
     check_sync_executor,
     check_timeout,
 )
@@ -444,6 +446,19 @@ class EventBus(Registry):
         """Where ``await publish`` runs sync receivers from now on:
         ``"worker"`` or ``"thread_sensitive"``."""
         self._sync_executor = check_sync_executor(name)
+
+    def configure(self, **settings: Any) -> None:
+        """Change several settings at once: any of ``timeout``,
+        ``propagate_exceptions``, ``failure_threshold``, ``history_size``,
+        ``max_depth``, ``queue_size``, ``overflow`` and ``sync_executor``.
+        Every value is checked before any is applied, so a bad one
+        (TypeError/ValueError naming it) changes nothing."""
+        unknown = sorted(set(settings) - set(BUS_SETTINGS))
+        if unknown:
+            raise TypeError(f"configure() got unknown setting(s): {', '.join(unknown)}")
+        checked = {name: check_setting(name, value) for name, value in settings.items()}
+        for name, value in checked.items():
+            getattr(self, f"set_{name}")(value)
 
     @property
     def timeout(self) -> float | None:

@@ -11,6 +11,7 @@ import logging
 import math
 import threading
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 from ._errors import CircularEventError, EventTimeoutError
@@ -61,6 +62,26 @@ def check_sync_executor(value: Any) -> str:
     if value not in SYNC_EXECUTORS:
         raise ValueError(f"sync_executor must be one of {', '.join(map(repr, SYNC_EXECUTORS))}, not {value!r}")
     return str(value)
+
+
+#: How each setting of a bus is checked: ``check(value, name)``.
+_SETTING_CHECKS: dict[str, Callable[[Any, str], Any]] = {
+    "timeout": check_timeout,
+    "propagate_exceptions": check_flag,
+    "failure_threshold": check_positive_int,
+    "history_size": lambda value, name: check_positive_int(value, name, minimum=0),
+    "max_depth": check_positive_int,
+    "queue_size": check_positive_int,
+    "overflow": lambda value, name: check_overflow(value),
+    "sync_executor": lambda value, name: check_sync_executor(value),
+}
+BUS_SETTINGS = tuple(_SETTING_CHECKS)
+
+
+def check_setting(setting: str, value: Any, name: str | None = None) -> Any:
+    """Check ``value`` for the bus setting ``setting`` (one of
+    :data:`BUS_SETTINGS`); errors name it ``name`` (default: the setting)."""
+    return _SETTING_CHECKS[setting](value, name or setting)
 
 
 def check_cycle(sub: Subscription, chain: tuple[Subscription, ...], max_depth: int) -> CircularEventError | None:

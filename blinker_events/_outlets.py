@@ -49,6 +49,13 @@ def offer(outlets: tuple[Outlet, ...], event: Event) -> bool:
     All outlets prepare before any sends, so an event one of them refuses
     goes to none of them.
     """
+    if len(outlets) == 1:  # the common case, without the list
+        outlet = outlets[0]
+        prepared = outlet.prepare(event)
+        if prepared is None:
+            return False
+        outlet.send(prepared)
+        return outlet.takes_over
     accepted = []
     for outlet in outlets:
         prepared = outlet.prepare(event)

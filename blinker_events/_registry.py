@@ -15,6 +15,7 @@ import contextlib
 import logging
 import threading
 import weakref
+from collections import Counter
 from collections.abc import Callable
 from enum import Enum
 from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
@@ -54,7 +55,7 @@ class Registry:
         # plain receivers are this bus's own.
         self._foreign: dict[TypeKey, Signal] = {}
         self._foreign_adapters: dict[TypeKey, Adapters] = {}
-        self._bridges: dict[tuple[int, Any], tuple[Signal, _Relay]] = {}
+        self._bridges = _Bridges()
         # A collected bus takes its relays off the signals they were on.
         weakref.finalize(self, _drop_all_bridges, self._bridges)
         self._wildcards: list[Subscription] = []
@@ -183,7 +184,7 @@ class Registry:
             if key in self._bridges:
                 raise ValueError(f"signal {signal!r} is already bridged to this bus")
             relay = _Relay(self, event_type)
-            self._bridges[key] = (signal, relay)
+            self._bridges.add(key, signal, relay)
         signal.connect(relay, sender=sender, weak=False)
         if sender is not ANY:
             # When the sender goes, so does its bridge: its id may be reused
@@ -196,7 +197,7 @@ class Registry:
     def unbridge(self, signal: Signal, *, sender: Any = ANY) -> bool:
         """Remove the relay :meth:`bridge` connected; False if there was none."""
         with self._lock:
-            found = self._bridges.pop((id(signal), make_id(sender)), None)
+            found = self._bridges.discard((id(signal), make_id(sender)))
         if found is None:
             return False
         found[0].disconnect(found[1])
@@ -205,7 +206,7 @@ class Registry:
     def _is_relayed(self, key: TypeKey) -> bool:
         """Whether a bridged blinker signal publishes events of this type
         (their data are the signal's keyword arguments: Python objects)."""
-        return any(type_key(relay.event_type) == key for _, relay in list(self._bridges.values()))
+        return key in self._bridges.relayed
 
     def _build_route(self, key: TypeKey) -> Route:
         """The route of the event type filed under ``key``; lock held."""
@@ -443,13 +444,40 @@ class Registry:
         return len(self.get_subscriptions(event_type))
 
 
-def _drop_bridge(bridges: dict[tuple[int, Any], tuple[Signal, _Relay]], key: tuple[int, Any]) -> None:
-    found = bridges.pop(key, None)
+class _Bridges(dict[tuple[int, Any], tuple[Signal, "_Relay"]]):
+    """A registry's bridges, by (signal id, sender id), counting the event
+    types they relay: a bridge to another process asks on every publish
+    whether a type is one (see :meth:`Registry._is_relayed`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.relayed: Counter[TypeKey] = Counter()
+        # Its own lock: bridges also go from finalizers, on any thread.
+        self._lock = threading.Lock()
+
+    def add(self, key: tuple[int, Any], signal: Signal, relay: _Relay) -> None:
+        with self._lock:
+            self[key] = (signal, relay)
+            self.relayed[type_key(relay.event_type)] += 1
+
+    def discard(self, key: tuple[int, Any]) -> tuple[Signal, _Relay] | None:
+        with self._lock:
+            found = self.pop(key, None)
+            if found is not None:
+                relayed = type_key(found[1].event_type)
+                self.relayed[relayed] -= 1
+                if not self.relayed[relayed]:
+                    del self.relayed[relayed]
+            return found
+
+
+def _drop_bridge(bridges: _Bridges, key: tuple[int, Any]) -> None:
+    found = bridges.discard(key)
     if found is not None:
         found[0].disconnect(found[1])
 
 
-def _drop_all_bridges(bridges: dict[tuple[int, Any], tuple[Signal, _Relay]]) -> None:
+def _drop_all_bridges(bridges: _Bridges) -> None:
     for key in list(bridges):
         _drop_bridge(bridges, key)
 

@@ -185,9 +185,10 @@ async def test_self_publish_sync_from_a_task_created_by_the_receiver_is_skipped(
 # -- A -> B -> A -----------------------------------------------------------------
 
 
-def test_two_receivers_ping_ponging_each_run_once_with_publish_sync(
-    bus: EventBus, caplog: pytest.LogCaptureFixture
-) -> None:
+def sync_ping_pong(bus: EventBus) -> tuple[list[str], dict[str, DeliveryReport], Subscription, Subscription]:
+    """Sync receivers that answer PING with PONG and PONG with PING again,
+    with publish_sync: (their calls, the reports of their publishes, the
+    PING receiver's subscription, the PONG receiver's)."""
     calls: list[str] = []
     reports: dict[str, DeliveryReport] = {}
 
@@ -199,8 +200,13 @@ def test_two_receivers_ping_ponging_each_run_once_with_publish_sync(
         calls.append("pong")
         reports["ping-again"] = bus.publish_sync(Event(Demo.PING))
 
-    sub_a = bus.subscribe(Demo.PING, on_ping)
-    sub_b = bus.subscribe(Demo.PONG, on_pong)
+    return calls, reports, bus.subscribe(Demo.PING, on_ping), bus.subscribe(Demo.PONG, on_pong)
+
+
+def test_two_receivers_ping_ponging_each_run_once_with_publish_sync(
+    bus: EventBus, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls, reports, sub_a, sub_b = sync_ping_pong(bus)
     report = bus.publish_sync(Event(Demo.PING))
 
     assert calls == ["ping", "pong"]
@@ -240,19 +246,7 @@ async def test_two_receivers_ping_ponging_each_run_once_with_await_publish(bus: 
 async def test_ping_pong_across_sync_receivers_on_pool_threads(bus: EventBus) -> None:
     """Sync receivers run on a pool thread under ``await publish`` and publish
     with publish_sync there: the chain still crosses the thread hop."""
-    calls: list[str] = []
-    reports: dict[str, DeliveryReport] = {}
-
-    def on_ping(event: Event) -> None:
-        calls.append("ping")
-        reports["pong"] = bus.publish_sync(Event(Demo.PONG))
-
-    def on_pong(event: Event) -> None:
-        calls.append("pong")
-        reports["ping-again"] = bus.publish_sync(Event(Demo.PING))
-
-    sub_a = bus.subscribe(Demo.PING, on_ping)
-    sub_b = bus.subscribe(Demo.PONG, on_pong)
+    calls, reports, sub_a, sub_b = sync_ping_pong(bus)
     report = await bus.publish(Event(Demo.PING))
     assert calls == ["ping", "pong"]
     assert report.succeeded == [sub_a]

@@ -382,8 +382,9 @@ def test_parent_id_for_async_receiver_under_publish_sync(bus: EventBus) -> None:
     assert [e.parent_id for e in inner] == [outer.event_id]
 
 
-@pytest.mark.asyncio
-async def test_parent_id_links_event_made_in_receiver_await_publish(bus: EventBus) -> None:
+def receivers_making_events(bus: EventBus) -> dict[str, Event]:
+    """A sync and an async receiver of PING that each make a PONG event;
+    returns where they put them (keys "sync" and "async")."""
     made: dict[str, Event] = {}
 
     def sync_receiver(e: Event) -> None:
@@ -395,6 +396,12 @@ async def test_parent_id_links_event_made_in_receiver_await_publish(bus: EventBu
 
     bus.subscribe(Demo.PING, sync_receiver)
     bus.subscribe(Demo.PING, async_receiver)
+    return made
+
+
+@pytest.mark.asyncio
+async def test_parent_id_links_event_made_in_receiver_await_publish(bus: EventBus) -> None:
+    made = receivers_making_events(bus)
     outer = Event(Demo.PING)
     await bus.publish(outer)
     assert {k: v.parent_id for k, v in made.items()} == {"sync": outer.event_id, "async": outer.event_id}
@@ -402,17 +409,7 @@ async def test_parent_id_links_event_made_in_receiver_await_publish(bus: EventBu
 
 
 def test_parent_id_links_event_made_in_receiver_publish_nowait(bus: EventBus) -> None:
-    made: dict[str, Event] = {}
-
-    def sync_receiver(e: Event) -> None:
-        made["sync"] = Event(Demo.PONG)
-
-    async def async_receiver(e: Event) -> None:
-        await asyncio.sleep(0)
-        made["async"] = Event(Demo.PONG)
-
-    bus.subscribe(Demo.PING, sync_receiver)
-    bus.subscribe(Demo.PING, async_receiver)
+    made = receivers_making_events(bus)
     outer = Event(Demo.PING)
     report = bus.publish_nowait(outer).result(timeout=10)
     assert len(report.succeeded) == 2

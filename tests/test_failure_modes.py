@@ -66,6 +66,25 @@ async def async_wait_until(predicate: Any, timeout: float = 2.0) -> bool:
     return True
 
 
+def hold_the_worker(bus: EventBus, gate: threading.Event, first: int) -> tuple[list[int], Future[DeliveryReport]]:
+    """Subscribe a receiver that records each event's ``n`` and waits on
+    ``gate`` in the event whose ``n`` is ``first``; queue that event and return
+    once the worker holds it: (the receiver's record, the event's future)."""
+    seen: list[int] = []
+    started = threading.Event()
+
+    def receiver(event: Event) -> None:
+        if event.data["n"] == first:
+            started.set()
+            gate.wait(HANG)
+        seen.append(event.data["n"])
+
+    bus.subscribe(Demo.PING, receiver)
+    future = bus.publish_nowait(Event(Demo.PING, {"n": first}))
+    assert started.wait(WAIT)
+    return seen, future
+
+
 def log_records(caplog: pytest.LogCaptureFixture, level: int, needle: str) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.name == "blinker_events" and r.levelno == level and needle in r.getMessage()]
 
@@ -384,19 +403,8 @@ def test_block_overflow_from_a_plain_thread_waits_for_room(gate: threading.Event
     """Companion: outside a loop, "block" really blocks -- until room is made, or
     until the timeout, then QueueFullError (counted)."""
     bus = EventBus(queue_size=1, overflow="block")
-    started = threading.Event()
     try:
-        seen: list[int] = []
-
-        def slow(event: Event) -> None:
-            if event.data["n"] == 1:
-                started.set()
-                gate.wait(HANG)
-            seen.append(event.data["n"])
-
-        bus.subscribe(Demo.PING, slow)
-        first = bus.publish_nowait(Event(Demo.PING, {"n": 1}))
-        assert started.wait(WAIT)
+        seen, first = hold_the_worker(bus, gate, first=1)
         second = bus.publish_nowait(Event(Demo.PING, {"n": 2}))
         t0 = time.monotonic()
         with pytest.raises(QueueFullError, match="no room within"):
@@ -770,18 +778,7 @@ def test_failure_counts_keyed_by_id_never_reset_unlocked_wildcard_partly_disable
 def test_disable_enable_while_worker_busy_stopped_worker_forever(bus: EventBus, gate: threading.Event) -> None:
     """`disable()` then `enable()` while the worker was busy stopped the worker
     forever; `disable()` held the bus lock while joining the worker."""
-    seen: list[int] = []
-    started = threading.Event()
-
-    def receiver(event: Event) -> None:
-        if event.data["n"] == 1:
-            started.set()
-            gate.wait(HANG)
-        seen.append(event.data["n"])
-
-    bus.subscribe(Demo.PING, receiver)
-    first = bus.publish_nowait(Event(Demo.PING, {"n": 1}))
-    assert started.wait(WAIT)
+    seen, first = hold_the_worker(bus, gate, first=1)
     queued = bus.publish_nowait(Event(Demo.PING, {"n": 2}))
 
     outcome: dict[str, Any] = {}
@@ -839,20 +836,9 @@ def test_queue_overflow_dropped_events_with_only_a_log_line(
     """A queue overflow dropped events with only a log line; a test that shrank the
     queue leaked that setting into later tests, which then lost 48 of 50 events."""
     bus = EventBus(queue_size=2, overflow="drop_oldest")
-    started = threading.Event()
     try:
-        seen: list[int] = []
-
-        def receiver(event: Event) -> None:
-            if event.data["n"] == 0:
-                started.set()
-                gate.wait(HANG)
-            seen.append(event.data["n"])
-
-        bus.subscribe(Demo.PING, receiver)
-        futures = [bus.publish_nowait(Event(Demo.PING, {"n": 0}))]
-        assert started.wait(WAIT)
-        futures += [bus.publish_nowait(Event(Demo.PING, {"n": n})) for n in (1, 2, 3)]
+        seen, held = hold_the_worker(bus, gate, first=0)
+        futures = [held] + [bus.publish_nowait(Event(Demo.PING, {"n": n})) for n in (1, 2, 3)]
 
         # the oldest queued event (n=1) was dropped: counted, logged, its future failed
         assert bus.stats()["dropped"] == 1
@@ -867,7 +853,7 @@ def test_queue_overflow_dropped_events_with_only_a_log_line(
         assert bus.shutdown(timeout=10) == 0
 
     rejecting = EventBus(queue_size=1, overflow="raise")
-    started.clear()
+    started = threading.Event()
     gate.clear()
     try:
         rejecting.subscribe(Demo.PING, lambda e: (started.set(), gate.wait(HANG)))
@@ -890,19 +876,8 @@ def test_shrunk_queue_did_not_leak_into_the_next_bus(bus: EventBus, gate: thread
     worker are all delivered."""
     small = EventBus(queue_size=2, overflow="raise")
     assert small.shutdown(timeout=10) == 0
-    seen: list[int] = []
-    started = threading.Event()
-
-    def receiver(event: Event) -> None:
-        if event.data["n"] == 0:
-            started.set()
-            gate.wait(HANG)
-        seen.append(event.data["n"])
-
-    bus.subscribe(Demo.PING, receiver)
-    futures = [bus.publish_nowait(Event(Demo.PING, {"n": 0}))]
-    assert started.wait(WAIT)
-    futures += [bus.publish_nowait(Event(Demo.PING, {"n": n})) for n in range(1, 50)]
+    seen, held = hold_the_worker(bus, gate, first=0)
+    futures = [held] + [bus.publish_nowait(Event(Demo.PING, {"n": n})) for n in range(1, 50)]
     assert bus.stats()["queued"] == 49
     gate.set()
     assert [f.result(WAIT).ok for f in futures] == [True] * 50

@@ -99,7 +99,8 @@ def test_max_deliveries_holds_with_other_pending_entries_in_between(
         redis_server.cli("XREADGROUP", "GROUP", "g", consumer, "COUNT", str(count), "STREAMS", "s", ">")
 
     first = add("job", 1)
-    fillers = [add("filler", n) for n in range(10)]
+    for n in range(10):
+        add("filler", n)
     second = add("job", 2)
     read("dead", 1)  # the first job, to a consumer that died
     read("c1", 10)  # the fillers, to the bridge's consumer: pending for it, between the two jobs
@@ -119,7 +120,6 @@ def test_max_deliveries_holds_with_other_pending_entries_in_between(
     wait_for(lambda: first in redis_server.cli("XRANGE", "s:dead", "-", "+"), "the first job dead-lettered")
     wait_for(lambda: second in redis_server.cli("XRANGE", "s:dead", "-", "+"), "the second job dead-lettered")
     assert jobs == []
-    assert len(fillers) == 10
 
 
 def test_a_group_made_again_after_redis_lost_its_data_skips_nothing(

@@ -374,3 +374,13 @@ def test_event_rejects_bad_event_type(event_type: Any) -> None:
 def test_event_rejects_bad_data(data: Any) -> None:
     with pytest.raises(TypeError, match=r"\bdata\b"):
         Event(Demo.PING, data)
+
+
+def test_configure_checks_every_setting_before_changing_any(bus: EventBus) -> None:
+    bus.configure(timeout=2.0, history_size=5, overflow="raise")
+    assert (bus.timeout, bus.history_size, bus.overflow) == (2.0, 5, "raise")
+    with pytest.raises(ValueError, match="max_depth"):
+        bus.configure(timeout=9.0, max_depth=0)
+    with pytest.raises(TypeError, match=r"unknown setting.*timeuot"):
+        bus.configure(timeuot=1.0)
+    assert (bus.timeout, bus.max_depth) == (2.0, 16)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
+from functools import partial
 from importlib import import_module
 from typing import Any
 
@@ -16,7 +17,7 @@ from django.utils.module_loading import import_string, module_has_submodule  # t
 
 import blinker_events
 from blinker_events._events import Event, EventTypeLike, event_type_name, type_key
-from blinker_events._guards import check_flag, check_overflow, check_positive_int, check_sync_executor, check_timeout
+from blinker_events._guards import BUS_SETTINGS, check_setting
 
 __all__ = ["DEFAULTS", "SETTING_NAME", "apply_settings", "autodiscover", "current_settings", "signal_event_type"]
 
@@ -79,15 +80,7 @@ def apply_settings(config: Mapping[str, Any] | None = None) -> dict[str, Any]:
     bridges = [_resolve_bridge(entry, i) for i, entry in enumerate(resolved["SIGNALS"])]
     bus = blinker_events.default_bus
     with _lock:
-        bus.set_timeout(resolved["TIMEOUT"])
-        bus.set_history_size(resolved["HISTORY_SIZE"])
-        bus.set_failure_threshold(resolved["FAILURE_THRESHOLD"])
-        bus.set_propagate_exceptions(resolved["PROPAGATE_EXCEPTIONS"])
-        bus.set_max_depth(resolved["MAX_DEPTH"])
-        # The bus has no setters for these yet; the values are checked above.
-        bus.set_queue_size(resolved["QUEUE_SIZE"])
-        bus.set_overflow(resolved["OVERFLOW"])
-        bus.set_sync_executor(resolved["SYNC_EXECUTOR"])
+        bus.configure(**{setting: resolved[setting.upper()] for setting in BUS_SETTINGS})
         for signal, sender, uid in _connected:
             signal.disconnect(sender=sender, dispatch_uid=uid)
         _connected.clear()
@@ -104,18 +97,11 @@ def _checked(config: Mapping[str, Any]) -> dict[str, Any]:
         names = ", ".join(map(repr, unknown))
         raise ValueError(f"{SETTING_NAME}: unknown key(s) {names}; known: {', '.join(DEFAULTS)}")
     resolved = {**DEFAULTS, **config}
+    # The bus's own settings are its keys in upper case, checked as the bus checks them.
     checks: dict[str, Callable[[Any, str], Any]] = {
-        "TIMEOUT": check_timeout,
-        "HISTORY_SIZE": lambda v, k: check_positive_int(v, k, minimum=0),
-        "FAILURE_THRESHOLD": check_positive_int,
-        "PROPAGATE_EXCEPTIONS": check_flag,
-        "QUEUE_SIZE": check_positive_int,
-        "OVERFLOW": lambda v, k: check_overflow(v),
-        "MAX_DEPTH": check_positive_int,
-        "SYNC_EXECUTOR": lambda v, k: check_sync_executor(v),
-        "AUTODISCOVER": _check_autodiscover,
-        "SIGNALS": _check_signals,
+        setting.upper(): partial(check_setting, setting) for setting in BUS_SETTINGS
     }
+    checks.update(AUTODISCOVER=_check_autodiscover, SIGNALS=_check_signals)
     for key, check in checks.items():
         try:
             resolved[key] = check(resolved[key], key)
