@@ -25,6 +25,7 @@ from typing import Any, ClassVar, TypeAlias, TypeGuard
 from blinker import NamedSignal, Signal
 
 from ._context import HANDLING
+from ._describe import describe
 
 __all__ = ["Event", "EventType", "EventTypeLike", "SystemEventType", "event_type_name"]
 
@@ -298,8 +299,11 @@ class Event:
         return self._origin is not None
 
     def __repr__(self) -> str:
-        source = "" if self._source is None else f", source={self._source!r}"
-        return f"Event({event_type_name(self._event_type)}, {dict(self._data)!r}{source}, id={self.event_id!r})"
+        # Data and source are the application's objects: described, never
+        # trusted (their __repr__ may raise or be huge), because the bus logs
+        # events on threads where an exception would kill a guarantee.
+        source = "" if self._source is None else f", source={describe(self._source)}"
+        return f"Event({event_type_name(self._event_type)}, {describe(dict(self._data))}{source}, id={self.event_id!r})"
 
     # -- serialisation -------------------------------------------------------
 

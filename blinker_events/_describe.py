@@ -1,0 +1,53 @@
+"""Describing user objects in logs and messages without trusting them.
+
+Receivers, events and their data belong to the application: a detached ORM
+instance whose ``__repr__`` queries a closed session raises, a megabyte
+string makes a megabyte log line, a self-referencing container recurses.
+The bus describes such objects on threads no caller watches (the watchdog,
+the worker, the bus loop), where an exception escaping a log call would kill
+the thread and, with it, a guarantee. So every description of a user object
+goes through :func:`describe`, which never raises and is bounded in size.
+"""
+
+from __future__ import annotations
+
+import reprlib
+
+__all__ = ["LIMIT", "describe"]
+
+LIMIT = 300
+"""The longest description, in characters, before it is cut."""
+
+_repr = reprlib.Repr()
+_repr.maxlevel = 4
+_repr.maxstring = 120
+_repr.maxother = 120
+_repr.maxdict = _repr.maxlist = _repr.maxtuple = _repr.maxset = _repr.maxfrozenset = 12
+
+
+def describe(obj: object, limit: int = LIMIT) -> str:
+    """``repr(obj)``, at most ``limit`` characters, for any object.
+
+    Containers are summarised (depth and length bounded, as :mod:`reprlib`
+    does); an object whose ``__repr__`` raises -- or returns a non-string --
+    is described by its type and id instead, with the exception's type.
+    """
+    try:
+        text = _repr.repr(obj)
+        if not isinstance(text, str):  # reprlib passes on what __repr__ returned
+            raise TypeError(f"__repr__ returned {type(text).__name__}")
+    except BaseException as exc:  # noqa: BLE001 -- a description must never fail
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise
+        return _unreadable(obj, exc)
+    if len(text) > limit:
+        return text[: limit - 4] + "...>" if text.startswith("<") else text[: limit - 3] + "..."
+    return text
+
+
+def _unreadable(obj: object, exc: BaseException) -> str:
+    try:
+        kind = type(obj).__qualname__
+    except BaseException:  # noqa: BLE001 -- a hostile metaclass
+        kind = "object"
+    return f"<{kind} object at {id(obj):#x} (repr raised {type(exc).__name__})>"
