@@ -36,7 +36,7 @@ def describe(obj: object, limit: int = LIMIT) -> str:
         text = _repr.repr(obj)
         if not isinstance(text, str):  # reprlib passes on what __repr__ returned
             raise TypeError(f"__repr__ returned {type(text).__name__}")
-    except BaseException as exc:  # noqa: BLE001 -- a description must never fail
+    except BaseException as exc:  # a description must never fail
         if isinstance(exc, KeyboardInterrupt | SystemExit):
             raise
         return _unreadable(obj, exc)
@@ -48,6 +48,6 @@ def describe(obj: object, limit: int = LIMIT) -> str:
 def _unreadable(obj: object, exc: BaseException) -> str:
     try:
         kind = type(obj).__qualname__
-    except BaseException:  # noqa: BLE001 -- a hostile metaclass
+    except BaseException:  # a hostile metaclass
         kind = "object"
     return f"<{kind} object at {id(obj):#x} (repr raised {type(exc).__name__})>"
