@@ -5,9 +5,12 @@ bounded by ``max_depth``."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import logging
+import threading
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -603,3 +606,63 @@ def test_parent_id_of_the_skipped_self_published_event(bus: EventBus) -> None:
     assert len(made) == 1
     assert made[0].parent_id == root.event_id
     assert bus.get_history() == [made[0], root]
+
+
+# -- plain threads: followed only when they carry the context -----------------------
+#
+# A context variable does not cross into a thread started by hand, so the
+# guard follows a plain thread or an executor's submit only when the code
+# hands the context over itself, with contextvars.copy_context().run: the
+# README documents that as the way, and states the limit.
+
+
+def republish_in(start: Callable[[Callable[[], None]], None], bus: EventBus) -> tuple[Subscription, list[Event]]:
+    """Subscribe a PING receiver that republishes PING through ``start`` (a
+    way of running a function on another thread, waited for), at most three
+    times in all so that an unguarded loop ends."""
+    calls: list[Event] = []
+
+    def on_ping(event: Event) -> None:
+        calls.append(event)
+        if len(calls) < 3:
+            start(lambda: bus.publish_sync(Event(Demo.PING)))
+
+    return bus.subscribe(Demo.PING, on_ping), calls
+
+
+def in_thread(fn: Callable[[], None]) -> None:
+    thread = threading.Thread(target=fn)
+    thread.start()
+    thread.join(WAIT)
+
+
+def in_thread_with_context(fn: Callable[[], None]) -> None:
+    in_thread(functools.partial(contextvars.copy_context().run, fn))
+
+
+def in_executor_with_context(fn: Callable[[], None]) -> None:
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(contextvars.copy_context().run, fn).result(WAIT)
+
+
+@pytest.mark.parametrize("start", [in_thread_with_context, in_executor_with_context])
+def test_republish_from_a_thread_given_the_context_is_stopped_by_the_cycle_guard(
+    bus: EventBus, start: Callable[[Callable[[], None]], None]
+) -> None:
+    sub, calls = republish_in(start, bus)
+    root = Event(Demo.PING)
+    bus.publish_sync(root)
+    assert calls == [root]
+    inner = bus.get_delivery_reports()[0]
+    assert inner.event.parent_id == root.event_id
+    assert_cycle_skip(inner, sub)
+
+
+def test_republish_from_a_plain_thread_is_not_followed(bus: EventBus) -> None:
+    """The documented limit: a thread started without the context starts a
+    new causal chain, so the receiver is entered again (here until the
+    test's own counter stops it) and the new events have no parent."""
+    _, calls = republish_in(in_thread, bus)
+    bus.publish_sync(Event(Demo.PING))
+    assert len(calls) == 3
+    assert [event.parent_id for event in calls[1:]] == [None, None]
