@@ -81,11 +81,17 @@ def flask_event_type(signal_name: str) -> str:
 
 def check_keys(config: Mapping[str, Any]) -> None:
     """Refuse a ``BLINKER_EVENTS_*`` key the extension does not know: a
-    misspelt key would otherwise be ignored, silently."""
-    for key in sorted(k for k in config if isinstance(k, str) and k.startswith(KEY_PREFIX)):
+    misspelt key would otherwise be ignored, silently. So is a bare
+    ``BLINKER_EVENTS`` (the Django app's settings dict, which Flask does not
+    read)."""
+    ours = sorted(k for k in config if isinstance(k, str) and (k.startswith(KEY_PREFIX) or k == KEY_PREFIX[:-1]))
+    for key in ours:
         if key not in CONFIG_DEFAULTS:
-            close = difflib.get_close_matches(key, CONFIG_DEFAULTS, n=1)
-            hint = f"did you mean {close[0]}? " if close else ""
+            if key == KEY_PREFIX[:-1]:
+                hint = "the Flask extension reads one key per setting, not a dict; "
+            else:
+                close = difflib.get_close_matches(key, CONFIG_DEFAULTS, n=1)
+                hint = f"did you mean {close[0]}? " if close else ""
             raise ValueError(f"{key}: unknown config key; {hint}known: {', '.join(CONFIG_DEFAULTS)}")
 
 

@@ -424,6 +424,7 @@ def test_a_bad_config_value_is_refused_naming_its_key_before_anything_changes(
         ("BLINKER_EVENTS_TIMOUT", "BLINKER_EVENTS_TIMEOUT"),
         ("BLINKER_EVENTS_FLASK_SIGNAL", "BLINKER_EVENTS_FLASK_SIGNALS"),
         ("BLINKER_EVENTS_COLOUR", None),
+        ("BLINKER_EVENTS", None),  # the Django app's dict, not read by Flask
     ],
 )
 def test_an_unknown_config_key_is_refused_naming_it_before_anything_changes(key: str, suggestion: str | None) -> None:
