@@ -16,6 +16,7 @@ it is reused while pyproject.toml is unchanged.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
 import shutil
@@ -62,19 +63,29 @@ def venv_python(extras: str) -> Path:
     return python
 
 
-def ensure_redis_server() -> None:
-    """The Redis bridge's tests need Debian's redis-server; install it when
-    this user can (root with apt-get). Otherwise those tests are skipped
-    (and fail under CI, where a missing server is a broken setup)."""
-    if shutil.which("redis-server"):
+#: The Debian packages of the servers the tests start (redis-server for the
+#: Redis bridge, postgresql for the Django connection tests), and how to
+#: tell each is installed (Debian keeps PostgreSQL's programs off PATH).
+SERVERS = {
+    "redis-server": lambda: bool(shutil.which("redis-server")),
+    "postgresql": lambda: bool(shutil.which("initdb") or glob.glob("/usr/lib/postgresql/*/bin/initdb")),
+}
+
+
+def ensure_servers(*packages: str) -> None:
+    """Install the missing ones of ``packages`` when this user can (root
+    with apt-get). Otherwise the tests needing them are skipped (and fail
+    under CI, where a missing server is a broken setup)."""
+    missing = [package for package in packages if not SERVERS[package]()]
+    if not missing:
         return
     if shutil.which("apt-get") and hasattr(os, "geteuid") and os.geteuid() == 0:
-        print("installing redis-server (apt-get) for the Redis bridge tests", flush=True)
+        print(f"installing {' '.join(missing)} (apt-get) for the tests", flush=True)
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "redis-server"], check=True, env=env)
+        subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True, env=env)
     else:
-        print("redis-server is not installed: the Redis bridge tests will be skipped", flush=True)
+        print(f"{', '.join(missing)} not installed: the tests that need it will be skipped", flush=True)
 
 
 def main(argv: list[str]) -> int:
@@ -84,8 +95,10 @@ def main(argv: list[str]) -> int:
     task, rest = argv[0], argv[1:]
     python = str(venv_python(EXTRAS[task]))
     os.chdir(ROOT)
-    if task in ("test", "bench", "redis-example"):
-        ensure_redis_server()
+    if task == "test":
+        ensure_servers("redis-server", "postgresql")
+    elif task in ("bench", "redis-example"):
+        ensure_servers("redis-server")
     if task in RUNS:
         return subprocess.call([python, *RUNS[task], *rest])
     bindir = Path(python).parent

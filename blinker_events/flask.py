@@ -1,19 +1,22 @@
-"""Flask integration: one event bus per app, configured from ``app.config``.
+"""Flask integration: the default bus (or one per app), configured from ``app.config``.
 
 ::
 
     from flask import Flask
-    from blinker_events import Event
-    from blinker_events.flask import BlinkerEvents, current_events, get_bus
+    from blinker_events import Event, subscribe
+    from blinker_events.flask import BlinkerEvents, current_events
 
     events = BlinkerEvents()
+
+
+    @subscribe("order.created")  # on the default bus, which the app uses
+    def send_receipt(event): ...
 
 
     def create_app(config=None):
         app = Flask(__name__)
         app.config.update(config or {})
         events.init_app(app)
-        get_bus(app).subscribe("order.created", send_receipt)
 
         @app.post("/orders")
         def create_order():
@@ -24,15 +27,26 @@
 
 What it does, per app, at :meth:`BlinkerEvents.init_app`:
 
-- **The bus.** Without a ``bus`` argument each app gets an
-  :class:`~blinker_events.EventBus` of its own, named after the app and
-  configured from the ``BLINKER_EVENTS_*`` keys (see :data:`CONFIG_DEFAULTS`;
-  ``BLINKER_EVENTS_PROPAGATE_EXCEPTIONS`` defaults to ``app.testing``). A bus
-  passed in (``BlinkerEvents(bus=...)``) is shared by every app the extension
-  is initialised on and keeps its own settings: the config keys are not
-  applied to it (only ``BLINKER_EVENTS_FLASK_SIGNALS``, which is per app).
-  The state lives in ``app.extensions["blinker_events"]`` (an
-  :class:`AppState`); the extension object keeps no app.
+- **The bus.** By default :data:`blinker_events.default_bus`, so the
+  receivers subscribed with the module-level ``@subscribe`` get what views
+  publish through ``current_events``. The first app initialised on it
+  configures it from the ``BLINKER_EVENTS_*`` keys (see
+  :data:`CONFIG_DEFAULTS`; unset keys take the defaults,
+  ``BLINKER_EVENTS_PROPAGATE_EXCEPTIONS`` defaults to ``app.testing``);
+  each later app sharing it must agree: a bus key it sets to another value
+  is refused (ValueError naming the key), a key it leaves unset takes the
+  bus as configured. When the last of them leaves (:meth:`shutdown_app`)
+  the default bus gets back the settings it had before. With
+  ``BLINKER_EVENTS_OWN_BUS = True`` an app gets an
+  :class:`~blinker_events.EventBus` of its own instead, named after the
+  app and configured from its keys (tests, apps with different settings).
+  A bus passed in (``BlinkerEvents(bus=...)``) is shared by every app the
+  extension is initialised on and keeps its own settings: the config keys
+  are not applied to it (only ``BLINKER_EVENTS_FLASK_SIGNALS``, which is
+  per app). Every ``BLINKER_EVENTS_*`` key is checked: an unknown one (a
+  typo) is refused naming it. The state lives in
+  ``app.extensions["blinker_events"]`` (an :class:`AppState`); the
+  extension object keeps no app.
 - **Flask's own signals** named in ``BLINKER_EVENTS_FLASK_SIGNALS`` are
   bridged with ``bus.bridge(signal, f"flask.{name}", sender=app)``: each send
   by this app becomes an event of type ``"flask.<name>"`` (for example
@@ -48,7 +62,8 @@ What it does, per app, at :meth:`BlinkerEvents.init_app`:
   receivers of ``publish_sync`` -- get a fresh app context pushed around
   their delivery of each event (``bus.set_dispatch_context``):
   ``current_app`` is the app that published (or, for events published
-  outside any app context, the first app the bus was initialised on), ``g``
+  outside any app context, the first app the bus was initialised on; on
+  the default bus, the first of its apps not yet shut down), ``g``
   is a new, empty one, and the app's ``teardown_appcontext`` functions run
   afterwards. ``request`` still names the publisher's request (it travels
   with the publisher's context variables): fine while the view waits, but a
@@ -56,10 +71,10 @@ What it does, per app, at :meth:`BlinkerEvents.init_app`:
   needs into ``event.data``. The context is installed on a bus the extension
   created, and on a passed-in bus that has no dispatch context yet; a
   passed-in bus's own dispatch context is kept.
-- **Shutdown.** A bus the extension created is shut down when the process
-  exits, after its queue drained for at most ``BLINKER_EVENTS_SHUTDOWN_TIMEOUT``
-  seconds (a passed-in bus is its owner's to shut down; the default bus
-  already is, by :mod:`blinker_events`). Everything is per process: each
+- **Shutdown.** A bus of an app's own, and the default bus once an app
+  configured it, is shut down when the process exits, after its queue
+  drained for at most ``BLINKER_EVENTS_SHUTDOWN_TIMEOUT`` seconds (a
+  passed-in bus is its owner's to shut down). Everything is per process: each
   process the reloader starts, and each gunicorn worker, has its own bus,
   threads and queue (see the README).
 """
@@ -68,6 +83,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import threading
 import weakref
 from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
@@ -78,8 +94,23 @@ from blinker import Signal
 from flask import Flask, current_app, has_app_context
 from werkzeug.local import LocalProxy
 
+import blinker_events
+
 from ._bus import EventBus
-from ._guards import check_timeout
+from ._describe import describe
+from ._flask_config import (
+    BUS_ARGUMENTS,
+    CONFIG_DEFAULTS,
+    FLASK_SIGNALS,
+    OWN_BUS_KEY,
+    SHARED_KEYS,
+    SHUTDOWN_KEY,
+    bus_settings,
+    check_keys,
+    flask_event_type,
+    flask_signals,
+)
+from ._guards import check_flag
 
 __all__ = [
     "CONFIG_DEFAULTS",
@@ -96,48 +127,6 @@ logger = logging.getLogger("blinker_events")
 
 #: The key of the per-app state in ``app.extensions``.
 EXTENSION_KEY = "blinker_events"
-
-#: Every ``BLINKER_EVENTS_*`` config key and its default. A
-#: ``BLINKER_EVENTS_PROPAGATE_EXCEPTIONS`` of None (or unset) means
-#: ``app.testing``; any other value is used as is.
-CONFIG_DEFAULTS: Mapping[str, Any] = {
-    "BLINKER_EVENTS_TIMEOUT": None,
-    "BLINKER_EVENTS_HISTORY_SIZE": 1000,
-    "BLINKER_EVENTS_FAILURE_THRESHOLD": 3,
-    "BLINKER_EVENTS_PROPAGATE_EXCEPTIONS": None,
-    "BLINKER_EVENTS_QUEUE_SIZE": 10000,
-    "BLINKER_EVENTS_OVERFLOW": "block",
-    "BLINKER_EVENTS_MAX_DEPTH": 16,
-    "BLINKER_EVENTS_SHUTDOWN_TIMEOUT": 10.0,
-    "BLINKER_EVENTS_FLASK_SIGNALS": (),
-}
-
-#: The config keys that become :class:`EventBus` constructor arguments.
-_BUS_ARGUMENTS = {
-    "BLINKER_EVENTS_TIMEOUT": "timeout",
-    "BLINKER_EVENTS_HISTORY_SIZE": "history_size",
-    "BLINKER_EVENTS_FAILURE_THRESHOLD": "failure_threshold",
-    "BLINKER_EVENTS_PROPAGATE_EXCEPTIONS": "propagate_exceptions",
-    "BLINKER_EVENTS_QUEUE_SIZE": "queue_size",
-    "BLINKER_EVENTS_OVERFLOW": "overflow",
-    "BLINKER_EVENTS_MAX_DEPTH": "max_depth",
-}
-
-#: The names ``BLINKER_EVENTS_FLASK_SIGNALS`` accepts: every signal Flask
-#: defines in :mod:`flask.signals`.
-FLASK_SIGNALS: tuple[str, ...] = tuple(
-    sorted(
-        name for name, value in vars(flask.signals).items() if isinstance(value, Signal) and not name.startswith("_")
-    )
-)
-
-
-def flask_event_type(signal_name: str) -> str:
-    """The event type a bridged Flask signal is published as:
-    ``"flask.request_finished"`` for ``"request_finished"``."""
-    if signal_name not in FLASK_SIGNALS:
-        raise ValueError(f"signal_name: unknown Flask signal {signal_name!r}; known: {', '.join(FLASK_SIGNALS)}")
-    return f"flask.{signal_name}"
 
 
 class AppState:
@@ -165,8 +154,10 @@ class BlinkerEvents:
     """The Flask extension: ``BlinkerEvents(app)`` or, for app factories,
     ``events = BlinkerEvents()`` and ``events.init_app(app)`` per app.
 
-    ``bus``: one :class:`EventBus` for every app this extension is
-    initialised on (it keeps its own settings), instead of a bus per app.
+    Without ``bus`` the apps use :data:`blinker_events.default_bus` (or,
+    with ``BLINKER_EVENTS_OWN_BUS = True``, a bus of their own). ``bus``:
+    one :class:`EventBus` for every app this extension is initialised on
+    instead; it keeps its own settings.
     """
 
     def __init__(self, app: Flask | None = None, bus: EventBus | None = None) -> None:
@@ -180,40 +171,55 @@ class BlinkerEvents:
         """Give ``app`` its bus, bridge the configured Flask signals and
         install the app context for receivers on the bus's threads.
 
+        The bus is the one passed to the constructor, else one of the app's
+        own if ``BLINKER_EVENTS_OWN_BUS`` is true, else
+        :data:`blinker_events.default_bus`, shared with the other apps on
+        it (the first configures it; see the module's documentation).
+
         Raises RuntimeError if ``app`` already has the extension (by this or
         another instance): a second call could not honour its own config or
-        bus. Bad config values raise TypeError/ValueError naming the key,
-        before anything changes.
+        bus. An unknown ``BLINKER_EVENTS_*`` key, a bad value, or a bus
+        setting that conflicts with the default bus's (shared with other
+        apps) raise TypeError/ValueError naming the key, before anything
+        changes.
         """
         if not isinstance(app, Flask):
             raise TypeError(f"app must be a Flask app, not {type(app).__name__}")
         if EXTENSION_KEY in app.extensions:
             raise RuntimeError(f"blinker_events is already initialised on app {app.name!r}")
         config = app.config
-        signals = _flask_signals(config.get("BLINKER_EVENTS_FLASK_SIGNALS", ()))
-        key = "BLINKER_EVENTS_SHUTDOWN_TIMEOUT"
-        shutdown_timeout = check_timeout(config.get(key, CONFIG_DEFAULTS[key]), key)
-        owns_bus = self._bus is None
-        bus = _configured_bus(app) if self._bus is None else self._bus
-        bridged: dict[str, str] = {}
-        try:
-            for name, signal in signals.items():
-                bus.bridge(signal, flask_event_type(name), sender=app)
-                bridged[name] = flask_event_type(name)
-        except Exception:
-            for name in bridged:
-                bus.unbridge(signals[name], sender=app)
-            raise
-        if owns_bus or bus.dispatch_context is None:
-            bus.set_dispatch_context(_AppContextFactory(app))
-        if owns_bus:
-            _EXIT_TIMEOUTS[bus] = shutdown_timeout
-        app.extensions[EXTENSION_KEY] = AppState(self, bus, owns_bus, bridged)
+        check_keys(config)
+        signals = flask_signals(config.get("BLINKER_EVENTS_FLASK_SIGNALS", ()))
+        settings = bus_settings(app)
+        own = check_flag(config.get(OWN_BUS_KEY, False), OWN_BUS_KEY)
+        if own and self._bus is not None:
+            raise ValueError(f"{OWN_BUS_KEY}: app {app.name!r} asks for a bus of its own; this extension was given one")
+        with _DEFAULT_LOCK:
+            if self._bus is not None:
+                bus = self._bus
+            elif own:
+                bus = EventBus(name=app.name, **{BUS_ARGUMENTS[key]: settings[key] for key in BUS_ARGUMENTS})
+            else:
+                bus = blinker_events.default_bus
+                _check_agrees(app, settings)
+            bridged = _bridge(bus, app, signals)
+            if bus is blinker_events.default_bus and self._bus is None:
+                _join_default_bus(app, settings)
+            elif own or bus.dispatch_context is None:
+                bus.set_dispatch_context(_AppContextFactory(app))
+            if own:
+                _EXIT_TIMEOUTS[bus] = settings[SHUTDOWN_KEY]
+            app.extensions[EXTENSION_KEY] = AppState(self, bus, own, bridged)
 
     def shutdown_app(self, app: Flask, timeout: float | None = 10.0) -> int:
         """Unbridge ``app``'s Flask signals and, if the extension made its
         bus, shut the bus down (delivering what is queued, for at most
         ``timeout`` seconds). Returns how many queued events were dropped.
+
+        On the default bus the app leaves the apps sharing it; the last one
+        to leave gives the bus back the settings (and dispatch context) it
+        had before the first one configured it. The default bus itself is not
+        shut down (other code may use it; :mod:`blinker_events` does at exit).
 
         For test suites and apps that end before their process does: Flask's
         signals are module globals, and a bridge keeps the bus (and, through
@@ -224,6 +230,9 @@ class BlinkerEvents:
         for name in state.bridged:
             state.bus.unbridge(getattr(flask.signals, name), sender=app)
         state.bridged = {}
+        if state.bus is blinker_events.default_bus and state.extension._bus is None:
+            with _DEFAULT_LOCK:
+                _leave_default_bus(app)
         if not state.owns_bus:
             return 0
         _EXIT_TIMEOUTS.pop(state.bus, None)
@@ -280,40 +289,100 @@ class _AppContextFactory:
         return f"<blinker_events app context of the publishing app (default {app.name if app else None!r})>"
 
 
-def _configured_bus(app: Flask) -> EventBus:
-    """A new bus named after ``app``, with the ``BLINKER_EVENTS_*`` settings."""
-    config = app.config
-    kwargs: dict[str, Any] = {}
-    for key, argument in _BUS_ARGUMENTS.items():
-        value = config.get(key, CONFIG_DEFAULTS[key])
-        if key == "BLINKER_EVENTS_PROPAGATE_EXCEPTIONS" and value is None:
-            value = app.testing
-        kwargs[argument] = value
+def _bridge(bus: EventBus, app: Flask, signals: dict[str, Signal]) -> dict[str, str]:
+    """Bridge ``signals`` for sends by ``app``; all or none."""
+    bridged: dict[str, str] = {}
     try:
-        return EventBus(name=app.name, **kwargs)
-    except (TypeError, ValueError) as exc:
-        # Name the config key, not the constructor argument.
-        text = str(exc)
-        for key, argument in _BUS_ARGUMENTS.items():
-            if text.startswith(f"{argument} "):
-                raise type(exc)(f"{key}: {text}") from None
+        for name, signal in signals.items():
+            bus.bridge(signal, flask_event_type(name), sender=app)
+            bridged[name] = flask_event_type(name)
+    except Exception:
+        for name in bridged:
+            bus.unbridge(signals[name], sender=app)
         raise
+    return bridged
 
 
-def _flask_signals(value: Any) -> dict[str, Signal]:
-    key = "BLINKER_EVENTS_FLASK_SIGNALS"
-    if value is None:
-        return {}
-    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple, set, frozenset)):
-        raise TypeError(f"{key} must be a list of Flask signal names, not {type(value).__name__}")
-    found: dict[str, Signal] = {}
-    for name in value:
-        if name not in FLASK_SIGNALS:
-            raise ValueError(f"{key}: unknown Flask signal {name!r}; known: {', '.join(FLASK_SIGNALS)}")
-        signal = getattr(flask.signals, name)
-        assert isinstance(signal, Signal)
-        found[name] = signal
-    return found
+class _Shared:
+    """The apps sharing the default bus (weakly, in the order they joined),
+    the settings the first one configured it with, and what the bus had
+    before, given back when the last one leaves."""
+
+    __slots__ = ("apps", "before", "context_before", "settings")
+
+    def __init__(self, bus: EventBus) -> None:
+        self.apps: list[weakref.ref[Flask]] = []
+        self.settings: dict[str, Any] = {}
+        self.before = {argument: getattr(bus, argument) for argument in BUS_ARGUMENTS.values()}
+        self.context_before = bus.dispatch_context
+
+    def live(self) -> list[Flask]:
+        return [app for app in (ref() for ref in self.apps) if app is not None]
+
+
+#: Guards :data:`_shared`, the state of the apps on the default bus.
+_DEFAULT_LOCK = threading.Lock()
+_shared: _Shared | None = None
+
+
+def _check_agrees(app: Flask, settings: Mapping[str, Any]) -> None:
+    """A later app on the default bus may not silently run with settings
+    other than those it asked for: each key it sets must match what the
+    first (still live) app configured."""
+    live = _shared.live() if _shared is not None else []
+    if _shared is None or not live:
+        return
+    for key in SHARED_KEYS:
+        if key in app.config and settings[key] != _shared.settings[key]:
+            raise ValueError(
+                f"{key}: app {app.name!r} sets {describe(settings[key])}, but the default bus it shares is "
+                f"configured with {describe(_shared.settings[key])} by app {live[0].name!r}; set the same value, "
+                f"or give this app a bus of its own ({OWN_BUS_KEY} = True)"
+            )
+
+
+def _join_default_bus(app: Flask, settings: Mapping[str, Any]) -> None:
+    """Add ``app`` to the apps sharing the default bus. The first one (or
+    the first after every earlier one is gone) configures the bus from its
+    keys, its unset keys taking the defaults, as the Django app does."""
+    global _shared
+    bus = blinker_events.default_bus
+    if _shared is None:
+        _shared = _Shared(bus)
+    if not _shared.live():
+        _shared.apps.clear()
+        _shared.settings = dict(settings)
+        bus.configure(**{argument: settings[key] for key, argument in BUS_ARGUMENTS.items()})
+        _EXIT_TIMEOUTS[bus] = settings[SHUTDOWN_KEY]
+    _shared.apps.append(weakref.ref(app))
+    _reset_dispatch_context(bus, _shared)
+
+
+def _leave_default_bus(app: Flask) -> None:
+    global _shared
+    if _shared is None:
+        return
+    bus = blinker_events.default_bus
+    _shared.apps = [ref for ref in _shared.apps if ref() not in (None, app)]
+    if _shared.apps:
+        _reset_dispatch_context(bus, _shared)
+        return
+    bus.configure(**_shared.before)
+    if isinstance(bus.dispatch_context, _AppContextFactory):
+        bus.set_dispatch_context(_shared.context_before)
+    _EXIT_TIMEOUTS.pop(bus, None)
+    _shared = None
+
+
+def _reset_dispatch_context(bus: EventBus, shared: _Shared) -> None:
+    """The app context for the default bus's threads falls back to the
+    first live app; a dispatch context set by someone else is kept."""
+    current = bus.dispatch_context
+    if current is not None and not isinstance(current, _AppContextFactory):
+        return
+    first = shared.live()[0]
+    if current is None or current._fallback() is not first:
+        bus.set_dispatch_context(_AppContextFactory(first))
 
 
 #: The buses the extension made, and how long each may drain at exit. Weak:

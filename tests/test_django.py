@@ -58,11 +58,12 @@ def _bus_state() -> tuple[Any, ...]:
     )
 
 
-def _restore_bus(state: tuple[Any, ...]) -> None:
-    """Disconnect the Django bridges and put the bus settings back."""
+def _restore_bus(state: tuple[Any, ...], dispatch_context: Any = None) -> None:
+    """Disconnect the Django bridges and put the bus settings (and dispatch context) back."""
     from blinker_events.django import apply_settings
 
     apply_settings({"AUTODISCOVER": False, "SIGNALS": []})
+    bus.set_dispatch_context(dispatch_context)
     bus.set_timeout(state[0])
     bus.set_history_size(state[1])
     bus.set_failure_threshold(state[2])
@@ -74,6 +75,7 @@ def _restore_bus(state: tuple[Any, ...]) -> None:
 
 
 PRISTINE = _bus_state()
+PRISTINE_CONTEXT = bus.dispatch_context
 if not settings.configured:
     settings.configure(
         SECRET_KEY="tests",
@@ -90,7 +92,7 @@ if not settings.configured:
     django.setup()
     # setup() configured the default bus; other test modules get it back as
     # it was, and this module's tests get the settings by the fixture below.
-    _restore_bus(PRISTINE)
+    _restore_bus(PRISTINE, PRISTINE_CONTEXT)
 
 from django.core.signals import request_finished  # noqa: E402
 from django.db import transaction  # noqa: E402
@@ -100,15 +102,17 @@ from django.test import override_settings  # noqa: E402
 from blinker_events.django import apply_settings, autodiscover, signal_event_type  # noqa: E402
 from examples.django_project.orders.models import Order  # noqa: E402
 
+from .postgres_server import PostgresServer, need_postgres  # noqa: E402
+
 
 @pytest.fixture(autouse=True)
 def django_bus() -> Iterator[None]:
     """This module's settings on the default bus; afterwards the bus as it was."""
-    before = _bus_state()
+    before, dispatch_context = _bus_state(), bus.dispatch_context
     apply_settings(TEST_EVENTS)
     blinker_events.clear_history()
     yield
-    _restore_bus(before)
+    _restore_bus(before, dispatch_context)
     blinker_events.clear_history()
 
 
@@ -521,3 +525,51 @@ async def test_overrunning_sync_receiver_of_an_async_view_is_timed_out_not_fatal
     assert response.status_code == 201
     body = response.json()
     assert (body["delivered"], body["failed"], body["timed_out"]) == (0, 0, 1)
+
+
+# -- database connections on the bus's threads ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[PostgresServer]:
+    """One throwaway PostgreSQL server for this module's connection tests."""
+    server = PostgresServer(need_postgres())
+    server.start()
+    yield server
+    server.stop()
+
+
+def _burst(postgres: PostgresServer, conn_max_age: int) -> dict[str, Any]:
+    """Run tests/django_pg_process.py against ``postgres``: its JSON line."""
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.django_pg_process", "--port", str(postgres.port)]
+        + ["--conn-max-age", str(conn_max_age)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
+    return result
+
+
+def test_receivers_on_bus_threads_leave_no_database_connection_open(postgres: PostgresServer) -> None:
+    """CONN_MAX_AGE = 0 (Django's default): as at the end of a request, each
+    delivery on a bus thread closes the connection it opened."""
+    result = _burst(postgres, conn_max_age=0)
+    assert (result["succeeded"], result["failed"]) == (60, [])
+    assert result["threads"] > 1  # the concurrent publishes really used several pool threads
+    assert (result["before"], result["after"]) == (0, 0)
+    # ... and a connection the delivery did not open (a request's) is not its to close.
+    assert result["request_connection_kept"] is True
+
+
+def test_persistent_connections_on_bus_threads_are_reused_one_per_thread(postgres: PostgresServer) -> None:
+    """CONN_MAX_AGE > 0: a bus thread keeps its connection for the next
+    delivery, as a server thread does between requests: one per thread, no more."""
+    result = _burst(postgres, conn_max_age=60)
+    assert (result["succeeded"], result["failed"]) == (60, [])
+    assert result["before"] == 0
+    assert result["backends"] == result["threads"] == result["after"]

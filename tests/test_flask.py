@@ -25,6 +25,7 @@ import pytest
 from flask import Flask, current_app, g, request
 from werkzeug.serving import make_server
 
+import blinker_events
 from blinker_events import DeliveryReport, Event, EventBus, QueueFullError
 from blinker_events.flask import (
     CONFIG_DEFAULTS,
@@ -50,7 +51,9 @@ def make_app() -> Iterator[MakeApp]:
 
     def make(config: dict[str, Any] | None = None, *, name: str = "app", ext: BlinkerEvents | None = None) -> Flask:
         app = Flask(name)
-        app.config.update(config or {})
+        # A bus of the app's own unless the test asks for the default bus:
+        # these tests subscribe and configure, which must not outlive them.
+        app.config.update({"BLINKER_EVENTS_OWN_BUS": True, **(config or {})})
         ext = ext or BlinkerEvents()
         ext.init_app(app)
         made.append((ext, app))
@@ -88,11 +91,12 @@ def state_of(app: Flask) -> AppState:
 # -- app factory, several apps ----------------------------------------------
 
 
-def test_each_app_gets_its_own_bus_named_after_it_and_the_extension_keeps_no_app(make_app: MakeApp) -> None:
+def test_with_own_bus_each_app_gets_a_bus_named_after_it_and_the_extension_keeps_no_app(make_app: MakeApp) -> None:
     ext = BlinkerEvents()
     one = make_app(name="one", ext=ext)
     two = make_app(name="two", ext=ext)
     assert get_bus(one) is not get_bus(two)
+    assert blinker_events.default_bus not in (get_bus(one), get_bus(two))
     assert (get_bus(one).name, get_bus(two).name) == ("one", "two")
     assert state_of(one).owns_bus is True
     assert state_of(one).extension is ext
@@ -100,18 +104,19 @@ def test_each_app_gets_its_own_bus_named_after_it_and_the_extension_keeps_no_app
     assert all(not isinstance(v, Flask) for v in vars(ext).values())
 
 
-def test_constructor_with_an_app_initialises_it() -> None:
+def test_constructor_with_an_app_initialises_it_on_the_default_bus() -> None:
     app = Flask("direct")
     ext = BlinkerEvents(app)
     try:
-        assert isinstance(get_bus(app), EventBus)
+        assert get_bus(app) is blinker_events.default_bus
+        assert state_of(app).owns_bus is False
         with app.app_context():
             assert current_events._get_current_object() is get_bus(app)  # type: ignore[attr-defined]
     finally:
         ext.shutdown_app(app)
 
 
-def test_events_published_in_one_apps_views_reach_only_that_apps_receivers(make_app: MakeApp) -> None:
+def test_events_published_in_one_apps_views_reach_only_that_apps_receivers_with_own_buses(make_app: MakeApp) -> None:
     ext = BlinkerEvents()
     apps = [make_app(name=name, ext=ext) for name in ("one", "two")]
     got: dict[str, list[Any]] = {"one": [], "two": []}
@@ -129,6 +134,140 @@ def test_events_published_in_one_apps_views_reach_only_that_apps_receivers(make_
     assert got == {"one": [1, 3], "two": [2]}
     assert [e.data["n"] for e in get_bus(apps[0]).get_history()] == [1, 3]
     assert [e.data["n"] for e in get_bus(apps[1]).get_history()] == [2]
+
+
+# -- the default bus ----------------------------------------------------------
+
+SHARED = ("timeout", "history_size", "failure_threshold", "propagate_exceptions", "max_depth", "queue_size", "overflow")
+
+
+def default_bus_settings() -> dict[str, Any]:
+    return {name: getattr(blinker_events.default_bus, name) for name in SHARED}
+
+
+@pytest.fixture
+def default_apps() -> Iterator[Callable[..., Flask]]:
+    """Apps on the default bus; afterwards each is shut down (the last one
+    gives the bus back its settings) and the default bus is as it was."""
+    before = default_bus_settings()
+    made: list[tuple[BlinkerEvents, Flask]] = []
+
+    def make(name: str, config: dict[str, Any] | None = None, ext: BlinkerEvents | None = None) -> Flask:
+        app = Flask(name)
+        app.config.update(config or {})
+        ext = ext or BlinkerEvents()
+        ext.init_app(app)
+        made.append((ext, app))
+        return app
+
+    yield make
+    for ext, app in made:
+        assert ext.shutdown_app(app) == 0
+    assert default_bus_settings() == before
+    assert blinker_events.default_bus.dispatch_context is None
+
+
+def test_module_level_receivers_get_what_a_view_publishes_through_current_events(
+    default_apps: Callable[..., Flask],
+) -> None:
+    """The README's first steps: ``@subscribe`` at module level, ``BlinkerEvents(app)``,
+    ``current_events`` in a view."""
+    seen: list[tuple[str, int, str]] = []
+
+    @blinker_events.subscribe(Demo.PING)
+    def inline(event: Event) -> None:
+        seen.append(("inline", event.data["n"], request.path))
+
+    @blinker_events.subscribe(Demo.PONG)
+    def queued(event: Event) -> None:
+        seen.append(("queued", event.data["n"], current_app.name))
+
+    try:
+        app = default_apps("newcomer")
+        futures: list[Future[DeliveryReport]] = []
+
+        @app.post("/orders")
+        def view() -> str:
+            current_events.publish_sync(Event(Demo.PING, {"n": 1}))
+            futures.append(current_events.publish_nowait(Event(Demo.PONG, {"n": 2})))
+            return "ok"
+
+        assert app.test_client().post("/orders").text == "ok"
+        assert len(futures[0].result(5).succeeded) == 1
+        assert seen == [("inline", 1, "/orders"), ("queued", 2, "newcomer")]
+        assert get_bus(app) is blinker_events.default_bus
+    finally:
+        blinker_events.unsubscribe(Demo.PING, inline)
+        blinker_events.unsubscribe(Demo.PONG, queued)
+
+
+def test_the_first_app_on_the_default_bus_configures_it_and_later_apps_must_agree(
+    default_apps: Callable[..., Flask],
+) -> None:
+    bus = blinker_events.default_bus
+    first = default_apps("first", {"TESTING": True, "BLINKER_EVENTS_TIMEOUT": 0.5, "BLINKER_EVENTS_QUEUE_SIZE": 7})
+    assert (bus.timeout, bus.queue_size, bus.propagate_exceptions, bus.history_size) == (0.5, 7, True, 1000)
+    same = default_apps("same", {"BLINKER_EVENTS_TIMEOUT": 0.5, "BLINKER_EVENTS_FLASK_SIGNALS": ["request_started"]})
+    quiet = default_apps("quiet")  # sets nothing: takes the bus as the first app configured it
+    assert get_bus(first) is get_bus(same) is get_bus(quiet) is bus
+    assert state_of(same).bridged == {"request_started": "flask.request_started"}
+
+    clash = Flask("clash")
+    clash.config.update(BLINKER_EVENTS_TIMEOUT=2.0, BLINKER_EVENTS_FLASK_SIGNALS=["request_finished"])
+    connected = len(flask.request_finished.receivers)
+    with pytest.raises(ValueError, match=r"^BLINKER_EVENTS_TIMEOUT: app 'clash' sets 2.0.*0.5 by app 'first'.*OWN_BUS"):
+        BlinkerEvents().init_app(clash)
+    assert "blinker_events" not in clash.extensions
+    assert len(flask.request_finished.receivers) == connected
+    assert (bus.timeout, bus.queue_size, bus.propagate_exceptions) == (0.5, 7, True)
+    clash.config["BLINKER_EVENTS_OWN_BUS"] = True  # the way out: a bus of its own
+    ext = BlinkerEvents(clash)
+    try:
+        assert get_bus(clash) is not bus
+        assert get_bus(clash).timeout == 2.0
+    finally:
+        assert ext.shutdown_app(clash) == 0
+
+
+def test_the_last_app_leaving_the_default_bus_gives_it_back_its_settings(default_apps: Callable[..., Flask]) -> None:
+    bus = blinker_events.default_bus
+    before = default_bus_settings()
+    ext = BlinkerEvents()
+    one = default_apps("one", {"BLINKER_EVENTS_HISTORY_SIZE": 3}, ext)
+    two = default_apps("two", {}, ext)
+    ext.shutdown_app(one)
+    assert bus.history_size == 3  # "two" still shares it
+    ext.shutdown_app(two)
+    assert default_bus_settings() == before
+    # The next app configures it afresh, with its own values.
+    three = default_apps("three", {"BLINKER_EVENTS_HISTORY_SIZE": 5})
+    assert (get_bus(three), bus.history_size) == (bus, 5)
+
+
+def test_on_the_default_bus_events_outside_any_app_get_the_first_live_apps_context(
+    default_apps: Callable[..., Flask],
+) -> None:
+    seen: list[str] = []
+    sub = blinker_events.subscribe(Demo.OTHER, lambda e: seen.append(current_app.name))
+    try:
+        ext = BlinkerEvents()
+        one, two = default_apps("one", {}, ext), default_apps("two", {}, ext)
+        blinker_events.publish_nowait(Event(Demo.OTHER)).result(5)
+        with two.app_context():
+            blinker_events.publish_nowait(Event(Demo.OTHER)).result(5)
+        ext.shutdown_app(one)
+        blinker_events.publish_nowait(Event(Demo.OTHER)).result(5)
+        assert seen == ["one", "two", "two"]
+    finally:
+        sub.unsubscribe()
+
+
+def test_an_app_cannot_both_be_given_a_bus_and_ask_for_its_own(bus: EventBus) -> None:
+    app = Flask("both")
+    app.config["BLINKER_EVENTS_OWN_BUS"] = True
+    with pytest.raises(ValueError, match=r"^BLINKER_EVENTS_OWN_BUS"):
+        BlinkerEvents(app, bus=bus)
+    assert "blinker_events" not in app.extensions
 
 
 # -- config --------------------------------------------------------------------
@@ -184,6 +323,7 @@ def test_every_config_key_is_applied_to_the_bus(make_app: MakeApp) -> None:
         "BLINKER_EVENTS_MAX_DEPTH",
         "BLINKER_EVENTS_SHUTDOWN_TIMEOUT",
         "BLINKER_EVENTS_FLASK_SIGNALS",
+        "BLINKER_EVENTS_OWN_BUS",
     }
 
 
@@ -259,6 +399,7 @@ def test_under_testing_a_raising_receiver_raises_through_the_view(make_app: Make
         ("BLINKER_EVENTS_OVERFLOW", "drop_newest", ValueError),
         ("BLINKER_EVENTS_MAX_DEPTH", 1.5, TypeError),
         ("BLINKER_EVENTS_SHUTDOWN_TIMEOUT", 0, ValueError),
+        ("BLINKER_EVENTS_OWN_BUS", "yes", TypeError),
     ],
 )
 def test_a_bad_config_value_is_refused_naming_its_key_before_anything_changes(
@@ -268,10 +409,42 @@ def test_a_bad_config_value_is_refused_naming_its_key_before_anything_changes(
     app.config[key] = value
     app.config["BLINKER_EVENTS_FLASK_SIGNALS"] = ["request_finished"]
     connected = len(flask.request_finished.receivers)
+    before = default_bus_settings()
     with pytest.raises(error, match=f"^{key}"):
         BlinkerEvents().init_app(app)
     assert "blinker_events" not in app.extensions
     assert len(flask.request_finished.receivers) == connected
+    assert default_bus_settings() == before
+    assert blinker_events.default_bus.dispatch_context is None
+
+
+@pytest.mark.parametrize(
+    ("key", "suggestion"),
+    [
+        ("BLINKER_EVENTS_TIMOUT", "BLINKER_EVENTS_TIMEOUT"),
+        ("BLINKER_EVENTS_FLASK_SIGNAL", "BLINKER_EVENTS_FLASK_SIGNALS"),
+        ("BLINKER_EVENTS_COLOUR", None),
+        ("BLINKER_EVENTS", None),  # the Django app's dict, not read by Flask
+    ],
+)
+def test_an_unknown_config_key_is_refused_naming_it_before_anything_changes(key: str, suggestion: str | None) -> None:
+    app = Flask("typo")
+    app.config.update({key: 5, "BLINKER_EVENTS_TIMEOUT": 0.5, "BLINKER_EVENTS_FLASK_SIGNALS": ["request_finished"]})
+    connected = len(flask.request_finished.receivers)
+    before = default_bus_settings()
+    with pytest.raises(ValueError, match=f"^{key}: unknown config key") as info:
+        BlinkerEvents().init_app(app)
+    hint = f"did you mean BLINKER_EVENTS_{(suggestion or '').removeprefix('BLINKER_EVENTS_')}?"
+    assert (hint in str(info.value)) is (suggestion is not None)
+    assert "known: BLINKER_EVENTS_TIMEOUT, " in str(info.value)
+    assert "blinker_events" not in app.extensions
+    assert len(flask.request_finished.receivers) == connected
+    assert default_bus_settings() == before
+
+
+def test_config_keys_of_other_extensions_are_not_checked(make_app: MakeApp) -> None:
+    app = make_app({"BLINKER_EVENTSX": 1, "SQLALCHEMY_DATABASE_URI": "sqlite://", "blinker_events_timout": 1})
+    assert get_bus(app).timeout is None
 
 
 def test_an_unknown_flask_signal_name_is_a_value_error_naming_the_key() -> None:
@@ -665,7 +838,8 @@ from blinker_events.flask import BlinkerEvents, current_events, get_bus
 
 ext = BlinkerEvents()
 drained, cut = Flask("drained"), Flask("cut")
-cut.config["BLINKER_EVENTS_SHUTDOWN_TIMEOUT"] = 0.05
+# "drained" is on the default bus, "cut" on a bus of its own (its own timeout)
+cut.config.update(BLINKER_EVENTS_SHUTDOWN_TIMEOUT=0.05, BLINKER_EVENTS_OWN_BUS=True)
 for app in (drained, cut):
     ext.init_app(app)
 

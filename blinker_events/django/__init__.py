@@ -50,6 +50,10 @@ What the app does (see :class:`~blinker_events.django.apps.BlinkerEventsConfig`)
   receivers of ``await publish()`` run on asgiref's thread-sensitive
   executor -- the thread (and DB connection) of the request's sync code --
   so they may use the ORM from async views.
+- **Database connections.** Deliveries on the bus's threads get a
+  request's connection hygiene (``close_old_connections()`` before and
+  after, honouring ``CONN_MAX_AGE``) for the connections they open; see
+  :mod:`blinker_events.django._connections`.
 """
 
 from __future__ import annotations

@@ -19,6 +19,8 @@ import blinker_events
 from blinker_events._events import Event, EventTypeLike, event_type_name, type_key
 from blinker_events._guards import BUS_SETTINGS, check_setting
 
+from . import _connections
+
 __all__ = ["DEFAULTS", "SETTING_NAME", "apply_settings", "autodiscover", "current_settings", "signal_event_type"]
 
 logger = logging.getLogger("blinker_events")
@@ -67,7 +69,9 @@ def apply_settings(config: Mapping[str, Any] | None = None) -> dict[str, Any]:
     ``settings.BLINKER_EVENTS``); missing keys take their :data:`DEFAULTS`.
 
     Everything is checked first (TypeError/ValueError naming the key), then
-    applied; the Django signals bridged by the previous call are
+    applied; the bus gets the database connection hygiene of
+    :mod:`._connections` as its dispatch context (around one it already
+    had); the Django signals bridged by the previous call are
     disconnected and those of ``SIGNALS`` connected. Each ``SIGNALS`` entry
     is a dict: ``"signal"`` -- a ``django.dispatch.Signal`` or its dotted
     path (required); ``"sender"`` -- only sends by it are relayed: a model
@@ -81,6 +85,7 @@ def apply_settings(config: Mapping[str, Any] | None = None) -> dict[str, Any]:
     bus = blinker_events.default_bus
     with _lock:
         bus.configure(**{setting: resolved[setting.upper()] for setting in BUS_SETTINGS})
+        _connections.install(bus)
         for signal, sender, uid in _connected:
             signal.disconnect(sender=sender, dispatch_uid=uid)
         _connected.clear()

@@ -83,6 +83,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """The app factory: each call makes an app with a bus of its own."""
     app = Flask(__name__)
     app.config.from_mapping(
+        # Its receivers keep per-app state and its page shows the app's own
+        # history, and the tests make many apps in one process: so a bus per
+        # app, not the default bus module-level @subscribe receivers are on.
+        BLINKER_EVENTS_OWN_BUS=True,
         BLINKER_EVENTS_TIMEOUT=0.5,
         BLINKER_EVENTS_FAILURE_THRESHOLD=3,
         BLINKER_EVENTS_HISTORY_SIZE=200,
