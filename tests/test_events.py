@@ -642,3 +642,28 @@ def test_from_dict_with_valid_payload_rebuilds_exactly() -> None:
     assert back.event_id == payload["event_id"]
     assert back.timestamp == datetime.fromtimestamp(payload["timestamp"], UTC)
     assert back.parent_id is None
+
+
+def test_to_dict_of_cyclic_data_names_the_path_of_the_cycle() -> None:
+    looped: dict[str, object] = {"name": "a"}
+    looped["self"] = looped
+    listed: list[object] = [1]
+    listed.append({"back": listed})
+    with pytest.raises(ValueError, match=r"data\.looped\.self: .*cycle"):
+        Event(Demo.PING, {"looped": looped}).to_dict()
+    with pytest.raises(ValueError, match=r"source\[1\]\.back: .*cycle"):
+        Event(Demo.PING, source=listed).to_dict()
+
+
+def test_to_dict_takes_the_same_object_twice_when_it_is_no_cycle() -> None:
+    shared = {"n": 1}
+    data = Event(Demo.PING, {"a": shared, "b": [shared, shared]}).to_dict()["data"]
+    assert data == {"a": {"n": 1}, "b": [{"n": 1}, {"n": 1}]}
+
+
+def test_to_dict_of_data_nested_too_deeply_is_a_value_error() -> None:
+    deep: list[object] = []
+    for _ in range(100_000):
+        deep = [deep]
+    with pytest.raises(ValueError, match=r"data\.deep.*nested"):
+        Event(Demo.PING, {"deep": deep}).to_dict()
