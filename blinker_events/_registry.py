@@ -16,7 +16,7 @@ import logging
 import threading
 import weakref
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from enum import Enum
 from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
@@ -26,7 +26,7 @@ from blinker._utilities import make_id
 from ._events import TYPE_REGISTRY, Event, EventTypeLike, TypeKey, event_type_name, type_key
 from ._guards import check_flag, check_timeout
 from ._signals import Adapters, EventSignal, Route, build_route
-from ._subscription import Subscription, same_callback
+from ._subscription import Subscription, callback_key, same_callback
 
 if TYPE_CHECKING:
     from ._bus import EventBus
@@ -49,7 +49,12 @@ class Registry:
         # Guards every change to who listens. Reentrant: blinker's connect
         # fires receiver_connected, whose receivers may subscribe in turn.
         self._lock = threading.RLock()
+        # The signals of event types with receivers, pinned by the signals
+        # themselves (see EventSignal); the publish hot path looks here.
         self._signals: dict[TypeKey, EventSignal] = {}
+        # Every signal still alive, pinned or held by someone who asked
+        # signal_for: one signal per type for as long as anyone has it.
+        self._known: weakref.WeakValueDictionary[TypeKey, EventSignal] = weakref.WeakValueDictionary()
         # blinker Signals used as event types: not ours, so no cached route
         # (unless a drop-in Signal this bus guards); the adapters for their
         # plain receivers are this bus's own.
@@ -58,9 +63,13 @@ class Registry:
         self._bridges = _Bridges()
         # A collected bus takes its relays off the signals they were on.
         weakref.finalize(self, _drop_all_bridges, self._bridges)
-        self._wildcards: list[Subscription] = []
+        # Catch-all subscriptions by id, in order of subscription.
+        self._wildcards: dict[int, Subscription] = {}
         self._wild_route: Route | None = None
         self._subscriptions: dict[int, Subscription] = {}
+        # Subscriptions by (type key, callback key), so finding a callback's
+        # subscriptions never looks at anyone else's.
+        self._by_callback: dict[tuple[TypeKey | None, Hashable], dict[int, Subscription]] = {}
         self._dead: list[Subscription] = []
 
     # -- signals and routes ----------------------------------------------
@@ -77,6 +86,11 @@ class Registry:
         A receiver connected to it with plain blinker ``connect`` is called
         on publish as ``fn(event.source, event=event)``, with every guard. A
         blinker ``Signal`` used as event type is its own signal.
+
+        The bus keeps the signal while it has receivers; once it has none,
+        only as long as someone holds it, so a type nobody listens to any
+        more leaves nothing behind. Asking again, or connecting to the held
+        signal, gives the same signal.
         """
         key = type_key(event_type)
         signal = self._signal_of(key)
@@ -90,11 +104,14 @@ class Registry:
                     signal = self._foreign[key] = event_type
                     self._foreign_adapters[key] = Adapters()
                 else:
-                    signal = self._signals[key] = EventSignal(event_type_name(event_type), self._lock, event_type)
+                    name = event_type_name(event_type)
+                    signal = self._known[key] = EventSignal(name, self._lock, event_type, self._signals, key)
             return signal
 
     def _signal_of(self, key: TypeKey) -> Signal | None:
-        signal = self._signals.get(key)
+        signal: Signal | None = self._signals.get(key)
+        if signal is None:
+            signal = self._known.get(key)
         return self._foreign.get(key) if signal is None else signal
 
     def _route(self, event: Event) -> Route:
@@ -210,13 +227,15 @@ class Registry:
 
     def _build_route(self, key: TypeKey) -> Route:
         """The route of the event type filed under ``key``; lock held."""
+        self._sweep()
+        wildcards = self._wildcards.values()
         signal = self._signals.get(key)
         if signal is not None:
-            return build_route(signal, signal.adapters, signal.event_type, self._wildcards, self)
+            return build_route(signal, signal.adapters, signal.event_type, wildcards, self)
         foreign = self._foreign.get(key)
         if foreign is not None:
-            return build_route(foreign, self._foreign_adapters[key], foreign, self._wildcards, self)
-        return build_route(_NO_SIGNAL, Adapters(), None, self._wildcards, self)
+            return build_route(foreign, self._foreign_adapters[key], foreign, wildcards, self)
+        return build_route(_NO_SIGNAL, Adapters(), None, wildcards, self)
 
     def _invalidate_routes(self) -> None:
         self._wild_route = None
@@ -318,40 +337,35 @@ class Registry:
         )
         with self._lock:
             self._sweep()
-            existing = self._find(event_type, callback, source, sender, timeout, reentrant)
+            existing = self._find(sub)
             if existing is not None:
                 return existing
             self._subscriptions[sub.id] = sub
+            self._by_callback.setdefault((sub.type_key, sub.callback_key), {})[sub.id] = sub
             if event_type is None:
-                self._wildcards.append(sub)
+                self._wildcards[sub.id] = sub
                 self._invalidate_routes()
                 return sub
             signal = self.signal_for(event_type)
-        # Outside the lock: blinker's connect runs receiver_connected receivers.
+        # Outside the lock: blinker's connect runs receiver_connected
+        # receivers (its own bookkeeping takes the lock; see EventSignal).
         signal.connect(sub, sender=sender, weak=False)
         if not sub.active:  # unsubscribed by another thread in between
             signal.disconnect(sub)
         return sub
 
-    def _find(
-        self,
-        event_type: EventTypeLike | None,
-        callback: Callable[..., Any],
-        source: Any,
-        sender: Any,
-        timeout: float | None,
-        reentrant: bool,
-    ) -> Subscription | None:
-        key = None if event_type is None else type_key(event_type)
-        for sub in self._subscriptions.values():
+    def _find(self, new: Subscription) -> Subscription | None:
+        """An active subscription identical to ``new``; lock held. Looks only
+        at the subscriptions of the same callback and type."""
+        callback = new.callback
+        for sub in self._by_callback.get((new.type_key, new.callback_key), {}).values():
             if (
                 sub.active
-                and (None if sub.event_type is None else type_key(sub.event_type)) == key
                 and same_callback(sub.callback, callback)
-                and sub.source == source
-                and (sub.sender is sender or make_id(sub.sender) == make_id(sender))
-                and sub.timeout == timeout
-                and sub.reentrant == reentrant
+                and sub.source == new.source
+                and sub.sender_id == new.sender_id
+                and sub.timeout == new.timeout
+                and sub.reentrant == new.reentrant
             ):
                 return sub
         return None
@@ -359,18 +373,14 @@ class Registry:
     def unsubscribe(self, event_type: EventTypeLike | None, callback: Callable[..., Any]) -> int:
         """Remove every subscription of ``callback`` to ``event_type`` (None:
         its catch-all subscriptions), including a receiver connected to the
-        type's signal with plain blinker ``connect``. Returns how many."""
+        type's signal with plain blinker ``connect``. Returns how many.
+        Costs the same however many other subscriptions the bus has."""
         key = None if event_type is None else type_key(event_type)
         if not callable(callback):
             raise TypeError(f"callback must be callable, not {type(callback).__name__}")
         with self._lock:
-            matches = [
-                sub
-                for sub in self._subscriptions.values()
-                if (None if sub.event_type is None else type_key(sub.event_type)) == key
-                and same_callback(sub.callback, callback)
-            ]
-            removed = self._remove_subscriptions(matches)
+            candidates = self._by_callback.get((key, callback_key(callback)), {}).values()
+            removed = self._remove_subscriptions([s for s in candidates if same_callback(s.callback, callback)])
             signal = None if key is None else self._signal_of(key)
             if signal is not None and make_id(callback) in signal.receivers:
                 signal.disconnect(callback)
@@ -379,7 +389,8 @@ class Registry:
 
     def unsubscribe_by_source(self, source: Any) -> int:
         """Remove every subscription tagged with ``source``; returns how many.
-        ``None`` is refused: it is the tag of every untagged subscription."""
+        ``None`` is refused: it is the tag of every untagged subscription.
+        (Tags are compared by equality, so this looks at every subscription.)"""
         if source is None:
             raise ValueError("source must not be None: untagged subscriptions have no owner to remove them by")
         with self._lock:
@@ -393,28 +404,39 @@ class Registry:
                     continue
                 sub.active = False
                 self._subscriptions.pop(sub.id, None)
+                self._unindex(sub)
                 removed += 1
                 if sub.event_type is None:
-                    self._wildcards.remove(sub)
+                    del self._wildcards[sub.id]
                     self._invalidate_routes()
                 else:
-                    signal = self._signal_of(type_key(sub.event_type))
+                    assert sub.type_key is not None
+                    signal = self._signal_of(sub.type_key)
                     target = sub.callback if sub.plain else sub
                     if signal is not None and target is not None:
                         signal.disconnect(target)
         return removed
 
+    def _unindex(self, sub: Subscription) -> None:
+        index = (sub.type_key, sub.callback_key)
+        same = self._by_callback.get(index)
+        if same is not None:
+            same.pop(sub.id, None)
+            if not same:
+                del self._by_callback[index]
+
     def _note_dead(self, sub: Subscription) -> None:
-        # From a weakref callback: no lock here (see Subscription._weak_ref).
+        # From a weakref callback: no lock here (see Subscription._on_collected).
         self._dead.append(sub)
         self._wild_route = None
-        if sub.event_type is not None:
-            signal = self._signals.get(type_key(sub.event_type))
+        if sub.type_key is not None:
+            signal = self._signals.get(sub.type_key)
             if signal is not None:
                 signal.route = None
 
     def _sweep(self) -> None:
-        """Detach subscriptions whose weakly held receiver was collected."""
+        """Detach subscriptions whose weakly held callback, source or sender
+        was collected."""
         if self._dead:
             with self._lock:
                 dead = []
@@ -426,22 +448,29 @@ class Registry:
         self, event_type: EventTypeLike | None = None, *, disabled: bool | None = None
     ) -> list[Subscription]:
         """Active subscriptions, in delivery order: to ``event_type`` (and
-        catch-alls) when given, else all. ``disabled`` filters by state."""
+        catch-alls) when given, else all. ``disabled`` filters by state.
+        For a blinker ``Signal``, its plain receivers are listed from the
+        start (the bus adopts the signal, as its first publish would)."""
         self._sweep()
         if event_type is None:
             with self._lock:
                 subs = sorted(self._subscriptions.values(), key=lambda s: s.seq)
         else:
+            key = type_key(event_type)
+            if isinstance(event_type, Signal):
+                self.signal_for(event_type)
             with self._lock:
-                subs = list(self._build_route(type_key(event_type)).subs)
+                subs = list(self._build_route(key).subs)
         subs = [s for s in subs if s.active and s.callback is not None]
         return subs if disabled is None else [s for s in subs if s.disabled is disabled]
 
     def get_subscriber_count(self, event_type: EventTypeLike | None = None) -> int:
         """How many receivers an event of ``event_type`` reaches (catch-alls
-        and plain blinker receivers included), or, for None, how many
-        subscriptions the bus holds in all."""
-        return len(self.get_subscriptions(event_type))
+        and plain blinker receivers included; disabled subscriptions reach
+        nothing, so they are left out), or, for None, how many of the bus's
+        subscriptions are enabled. ``get_subscriptions(disabled=True)``
+        lists the disabled ones."""
+        return len(self.get_subscriptions(event_type, disabled=False))
 
 
 class _Bridges(dict[tuple[int, Any], tuple[Signal, "_Relay"]]):
