@@ -422,6 +422,9 @@ def _json_safe(
         return [_json_safe(item, f"{path}[{i}]", default, inner) for i, item in enumerate(value)]
     if default is not None:
         converted = default(value)
-        json.dumps(converted)  # the hook must give JSON, not pass the problem on
+        try:  # the hook must give JSON, not pass the problem on
+            json.dumps(converted, allow_nan=False)
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise ValueError(f"{path}: default() gave {type(converted).__name__}, which is not JSON ({exc})") from None
         return converted
     raise ValueError(f"{path}: {type(value).__name__} is not JSON-safe (pass default= to convert it)")

@@ -667,3 +667,13 @@ def test_to_dict_of_data_nested_too_deeply_is_a_value_error() -> None:
         deep = [deep]
     with pytest.raises(ValueError, match=r"data\.deep.*nested"):
         Event(Demo.PING, {"deep": deep}).to_dict()
+
+
+@pytest.mark.parametrize("converted", [object(), math.inf, "cyclic"], ids=["object", "inf", "cyclic"])
+def test_to_dict_default_hook_giving_no_json_is_a_value_error_naming_the_path(converted: Any) -> None:
+    if converted == "cyclic":
+        converted = []
+        converted.append(converted)
+    event = Event(Demo.PING, {"when": [datetime(2024, 1, 2, tzinfo=UTC)]})
+    with pytest.raises(ValueError, match=r"^data\.when\[0\]: default"):
+        event.to_dict(default=lambda o: converted)

@@ -75,6 +75,13 @@ def test_live_component_keeps_its_tags_and_filters(bus: EventBus) -> None:
     assert bus.unsubscribe_by_source(component) == 1
 
 
+def test_tag_held_by_nothing_else_ends_its_subscription_at_once(bus: EventBus) -> None:
+    sub = bus.subscribe(Demo.PING, _noop, source=_Component())
+    gc.collect()
+    assert not sub.active
+    assert bus.get_subscriptions() == []
+
+
 # -- item 10: nothing left behind ------------------------------------------------
 
 

@@ -149,6 +149,9 @@ def test_str_subclass_setting_is_judged_by_its_value(bus: EventBus) -> None:
     assert type(bus.overflow) is str
     with pytest.raises(ValueError, match=r"\bsync_executor\b"):
         EventBus(sync_executor=_SneakyStr("nonsense"))
+    named = EventBus(name=_SneakyStr("orders"))
+    assert type(named.name) is str
+    assert named.name == "orders"
 
 
 def test_int_subclass_setting_is_judged_by_its_value(bus: EventBus) -> None:
@@ -177,3 +180,25 @@ def test_set_history_size_of_the_largest_accepted_value_keeps_the_history(bus: E
     with pytest.raises(ValueError, match=r"\bn\b"):
         bus.set_history_size(sys.maxsize + 1)
     assert bus.history_size == sys.maxsize
+
+
+def test_largest_accepted_timeout_works_for_every_kind_of_receiver_and_publish() -> None:
+    import asyncio
+
+    bus = EventBus(timeout=LONGEST, sync_executor="thread_sensitive")
+    try:
+        seen: list[str] = []
+
+        async def async_receiver(event: Event) -> None:
+            seen.append("async")
+
+        bus.subscribe(Demo.PING, lambda event: seen.append("sync"), timeout=LONGEST)
+        bus.subscribe(Demo.PING, async_receiver, timeout=LONGEST)
+        report = bus.publish_sync(Event(Demo.PING), timeout=LONGEST)
+        assert len(report.succeeded) == 2
+        report = asyncio.run(bus.publish(Event(Demo.PING), timeout=LONGEST))
+        assert len(report.succeeded) == 2
+        assert len(bus.publish_nowait(Event(Demo.PING), timeout=LONGEST).result(10).succeeded) == 2
+        assert sorted(seen) == ["async"] * 3 + ["sync"] * 3
+    finally:
+        assert bus.shutdown(timeout=LONGEST) == 0
