@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 import threading
 import weakref
 from collections import Counter
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
 from blinker import ANY, NamedSignal, Signal
 from blinker._utilities import make_id
+from blinker.base import ANY_ID
 
 from ._events import TYPE_REGISTRY, Event, EventTypeLike, TypeKey, event_type_name, type_key
 from ._guards import check_flag, check_timeout
@@ -169,7 +171,7 @@ class Registry:
                 signal.guarded_by = None  # type: ignore[attr-defined]
                 signal.route = None  # type: ignore[attr-defined]
                 key = type_key(signal)
-                if not any(s.event_type is signal for s in self._subscriptions.values()):
+                if not any(s.event_type is signal for s in list(self._subscriptions.values())):
                     # Nothing of this bus's hangs on it: let it go.
                     self._foreign.pop(key, None)
                     self._foreign_adapters.pop(key, None)
@@ -228,7 +230,7 @@ class Registry:
     def _build_route(self, key: TypeKey) -> Route:
         """The route of the event type filed under ``key``; lock held."""
         self._sweep()
-        wildcards = self._wildcards.values()
+        wildcards = list(self._wildcards.values())
         signal = self._signals.get(key)
         if signal is not None:
             return build_route(signal, signal.adapters, signal.event_type, wildcards, self)
@@ -239,9 +241,9 @@ class Registry:
 
     def _invalidate_routes(self) -> None:
         self._wild_route = None
-        for signal in self._signals.values():
+        for signal in list(self._signals.values()):
             signal.route = None
-        for foreign in self._foreign.values():
+        for foreign in list(self._foreign.values()):
             if getattr(foreign, "guarded_by", None) is self:
                 foreign.route = None  # type: ignore[attr-defined]
 
@@ -358,7 +360,7 @@ class Registry:
         """An active subscription identical to ``new``; lock held. Looks only
         at the subscriptions of the same callback and type."""
         callback = new.callback
-        for sub in self._by_callback.get((new.type_key, new.callback_key), {}).values():
+        for sub in list(self._by_callback.get((new.type_key, new.callback_key), {}).values()):
             if (
                 sub.active
                 and same_callback(sub.callback, callback)
@@ -379,7 +381,7 @@ class Registry:
         if not callable(callback):
             raise TypeError(f"callback must be callable, not {type(callback).__name__}")
         with self._lock:
-            candidates = self._by_callback.get((key, callback_key(callback)), {}).values()
+            candidates = list(self._by_callback.get((key, callback_key(callback)), {}).values())
             removed = self._remove_subscriptions([s for s in candidates if same_callback(s.callback, callback)])
             signal = None if key is None else self._signal_of(key)
             if signal is not None and make_id(callback) in signal.receivers:
@@ -394,9 +396,12 @@ class Registry:
         if source is None:
             raise ValueError("source must not be None: untagged subscriptions have no owner to remove them by")
         with self._lock:
-            return self._remove_subscriptions([s for s in self._subscriptions.values() if s.source == source])
+            return self._remove_subscriptions([s for s in list(self._subscriptions.values()) if s.source == source])
 
-    def _remove_subscriptions(self, subs: list[Subscription]) -> int:
+    def _remove_subscriptions(self, subs: list[Subscription], *, announce: bool = True) -> int:
+        """Detach ``subs``; how many were attached. ``announce=False`` (for
+        collected ones) skips blinker's receiver_disconnected, as blinker
+        does for a collected receiver."""
         removed = 0
         with self._lock:
             for sub in subs:
@@ -413,8 +418,12 @@ class Registry:
                     assert sub.type_key is not None
                     signal = self._signal_of(sub.type_key)
                     target = sub.callback if sub.plain else sub
-                    if signal is not None and target is not None:
+                    if signal is None or target is None:
+                        continue
+                    if announce:
                         signal.disconnect(target)
+                    else:
+                        signal._disconnect(make_id(target), ANY_ID)
         return removed
 
     def _unindex(self, sub: Subscription) -> None:
@@ -426,13 +435,22 @@ class Registry:
                 del self._by_callback[index]
 
     def _note_dead(self, sub: Subscription) -> None:
-        # From a weakref callback: no lock here (see Subscription._on_collected).
+        # From a weakref callback (see Subscription._on_collected): swept at
+        # once if the lock is free, never waiting for it (see EventSignal),
+        # else by the next change or route rebuild. Code under the lock
+        # iterates copies, so a sweep re-entering it from the same thread
+        # changes nothing being iterated.
         self._dead.append(sub)
         self._wild_route = None
         if sub.type_key is not None:
             signal = self._signals.get(sub.type_key)
             if signal is not None:
                 signal.route = None
+        if not sys.is_finalizing() and self._lock.acquire(blocking=False):
+            try:
+                self._sweep()
+            finally:
+                self._lock.release()
 
     def _sweep(self) -> None:
         """Detach subscriptions whose weakly held callback, source or sender
@@ -442,7 +460,7 @@ class Registry:
                 dead = []
                 while self._dead:  # pop, not swap: a GC callback may append meanwhile
                     dead.append(self._dead.pop())
-                self._remove_subscriptions(dead)
+                self._remove_subscriptions(dead, announce=False)
 
     def get_subscriptions(
         self, event_type: EventTypeLike | None = None, *, disabled: bool | None = None

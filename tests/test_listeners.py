@@ -35,10 +35,12 @@ def test_component_tagged_as_source_is_collected_and_unsubscribes_itself(bus: Ev
     component = _Component()
     bus.subscribe(Demo.PING, component.on_event, source=component)
     bus.subscribe(Demo.PONG, _noop, source=component)
+    signal = bus.signal_for(Demo.PONG)
     gone = weakref.ref(component)
     del component
     gc.collect()
     assert gone() is None
+    assert signal.receivers == {}  # at once, not at the next change
     assert bus.get_subscriptions() == []
     assert bus.get_subscriber_count(Demo.PONG) == 0
     assert bus.publish_sync(Event(Demo.PONG)).succeeded == []
