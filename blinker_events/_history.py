@@ -14,8 +14,8 @@ import threading
 from collections import deque
 from typing import Any
 
-from ._guards import check_positive_int
 from ._events import Event, EventTypeLike, type_key
+from ._guards import check_positive_int
 from ._report import DeliveryReport
 
 __all__ = ["History"]

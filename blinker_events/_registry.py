@@ -12,11 +12,9 @@ only reads a route, which is immutable once built.
 from __future__ import annotations
 
 import contextlib
-import logging
 import sys
 import threading
 import weakref
-from collections import Counter
 from collections.abc import Callable, Hashable
 from enum import Enum
 from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
@@ -27,6 +25,7 @@ from blinker.base import ANY_ID
 
 from ._events import TYPE_REGISTRY, Event, EventTypeLike, TypeKey, event_type_name, type_key
 from ._guards import check_flag, check_timeout
+from ._relay import Bridges, Relay, drop_all_bridges, drop_bridge
 from ._signals import Adapters, EventSignal, Route, build_route
 from ._subscription import Subscription, callback_key, same_callback
 
@@ -35,7 +34,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Registry"]
 
-logger = logging.getLogger("blinker_events")
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: Stands for the signal of an event type nobody subscribed to.
@@ -62,9 +60,9 @@ class Registry:
         # plain receivers are this bus's own.
         self._foreign: dict[TypeKey, Signal] = {}
         self._foreign_adapters: dict[TypeKey, Adapters] = {}
-        self._bridges = _Bridges()
+        self._bridges = Bridges()
         # A collected bus takes its relays off the signals they were on.
-        weakref.finalize(self, _drop_all_bridges, self._bridges)
+        weakref.finalize(self, drop_all_bridges, self._bridges)
         # Catch-all subscriptions by id, in order of subscription.
         self._wildcards: dict[int, Subscription] = {}
         self._wild_route: Route | None = None
@@ -202,7 +200,7 @@ class Registry:
         with self._lock:
             if key in self._bridges:
                 raise ValueError(f"signal {signal!r} is already bridged to this bus")
-            relay = _Relay(self, event_type)
+            relay = Relay(self, event_type)
             self._bridges.add(key, signal, relay)
         signal.connect(relay, sender=sender, weak=False)
         if sender is not ANY:
@@ -210,7 +208,7 @@ class Registry:
             # by a new sender, and the relay must not stay on the signal.
             # (A sender that cannot be weakly referenced lives as long as the bridge.)
             with contextlib.suppress(TypeError):
-                weakref.finalize(sender, _drop_bridge, self._bridges, key)
+                weakref.finalize(sender, drop_bridge, self._bridges, key)
         return event_type
 
     def unbridge(self, signal: Signal, *, sender: Any = ANY) -> bool:
@@ -489,72 +487,3 @@ class Registry:
         subscriptions are enabled. ``get_subscriptions(disabled=True)``
         lists the disabled ones."""
         return len(self.get_subscriptions(event_type, disabled=False))
-
-
-class _Bridges(dict[tuple[int, Any], tuple[Signal, "_Relay"]]):
-    """A registry's bridges, by (signal id, sender id), counting the event
-    types they relay: a bridge to another process asks on every publish
-    whether a type is one (see :meth:`Registry._is_relayed`)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.relayed: Counter[TypeKey] = Counter()
-        # Its own lock: bridges also go from finalizers, on any thread.
-        self._lock = threading.Lock()
-
-    def add(self, key: tuple[int, Any], signal: Signal, relay: _Relay) -> None:
-        with self._lock:
-            self[key] = (signal, relay)
-            self.relayed[type_key(relay.event_type)] += 1
-
-    def discard(self, key: tuple[int, Any]) -> tuple[Signal, _Relay] | None:
-        with self._lock:
-            found = self.pop(key, None)
-            if found is not None:
-                relayed = type_key(found[1].event_type)
-                self.relayed[relayed] -= 1
-                if not self.relayed[relayed]:
-                    del self.relayed[relayed]
-            return found
-
-
-def _drop_bridge(bridges: _Bridges, key: tuple[int, Any]) -> None:
-    found = bridges.discard(key)
-    if found is not None:
-        found[0].disconnect(found[1])
-
-
-def _drop_all_bridges(bridges: _Bridges) -> None:
-    for key in list(bridges):
-        _drop_bridge(bridges, key)
-
-
-class _Relay:
-    """The receiver :meth:`EventBus.bridge` connects to a foreign signal.
-
-    It holds its bus weakly: signals are often module globals (Flask's are),
-    and a strong reference from one would keep the bus -- and through its
-    history, the events' sources, such as a Flask app -- alive for good.
-    Once the bus is gone the relay does nothing.
-    """
-
-    __slots__ = ("bus_ref", "event_type")
-
-    def __init__(self, bus: Registry, event_type: EventTypeLike) -> None:
-        # A Registry is only ever the base of an EventBus, which publishes.
-        self.bus_ref: weakref.ref[EventBus] = weakref.ref(cast("EventBus", bus))
-        self.event_type = event_type
-
-    def __call__(self, sender: Any, /, **kwargs: Any) -> None:
-        bus = self.bus_ref()
-        if bus is None:
-            return
-        try:
-            bus.publish_sync(Event(self.event_type, kwargs, sender))
-        except Exception:  # the sender's call must not fail because of us
-            logger.exception("bridge: relaying a send of %s failed", event_type_name(self.event_type))
-
-    def __repr__(self) -> str:
-        bus = self.bus_ref()
-        name = "a collected bus" if bus is None else repr(bus.name)
-        return f"<bridge to {name} as {event_type_name(self.event_type)}>"
