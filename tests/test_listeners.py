@@ -246,3 +246,34 @@ def test_signal_for_drops_a_collected_weak_receiver_at_once(bus: EventBus) -> No
     gc.collect()
     assert signal.receivers == {}
     assert not signal.has_receivers_for("anyone")
+
+
+def test_weak_receiver_collected_while_the_lock_is_busy_leaves_at_the_next_publish(bus: EventBus) -> None:
+    signal = bus.signal_for("orders")
+    calls: list[Any] = []
+
+    def plain(sender: Any, **kwargs: Any) -> None:
+        calls.append(sender)
+
+    signal.connect(plain)
+    held, release = threading.Event(), threading.Event()
+
+    def hold_the_lock() -> None:  # another thread changing subscriptions, frozen mid-change
+        with bus._lock:
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    try:
+        assert held.wait(5)
+        del plain
+        gc.collect()  # must not wait for the lock: that could deadlock
+        assert len(signal.receivers) == 1
+    finally:
+        release.set()
+        holder.join(10)
+    report = bus.publish_sync(Event("orders"))
+    assert report.succeeded == []
+    assert signal.receivers == {}
+    assert calls == []
