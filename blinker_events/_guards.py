@@ -49,7 +49,9 @@ def check_timeout(value: Any, name: str = "timeout") -> float | None:
     # is refused here, not an OverflowError from float().
     plain = int.__int__(value) if isinstance(value, int) else float.__float__(value)
     if not 0 < plain <= MAX_TIMEOUT:  # False for nan too
-        raise ValueError(f"{name} must be a positive number of seconds up to {MAX_TIMEOUT:.0f}, not {describe(plain)}")
+        raise ValueError(
+            f"{name} must be a positive number of seconds up to {MAX_TIMEOUT:.0f}, not {_number_text(plain)}"
+        )
     return float(plain)
 
 
@@ -66,10 +68,18 @@ def check_positive_int(value: Any, name: str, minimum: int = 1) -> int:
         raise TypeError(f"{name} must be an integer, not {type(value).__name__}")
     plain = int.__int__(value)
     if plain < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, not {plain!r}")
+        raise ValueError(f"{name} must be at least {minimum}, not {_number_text(plain)}")
     if plain > MAX_COUNT:
-        raise ValueError(f"{name} must be at most {MAX_COUNT}, not an integer of {plain.bit_length()} bits")
+        raise ValueError(f"{name} must be at most {MAX_COUNT}, not {_number_text(plain)}")
     return plain
+
+
+def _number_text(value: float) -> str:
+    # An int past 64 bits is described by its size: its repr may be
+    # megabytes long, or refused (Python's limit on int digits).
+    if isinstance(value, int) and value.bit_length() > 64:
+        return f"{'a negative' if value < 0 else 'an'} integer of {value.bit_length()} bits"
+    return repr(value)
 
 
 def _check_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:

@@ -202,3 +202,13 @@ def test_largest_accepted_timeout_works_for_every_kind_of_receiver_and_publish()
         assert sorted(seen) == ["async"] * 3 + ["sync"] * 3
     finally:
         assert bus.shutdown(timeout=LONGEST) == 0
+
+
+@pytest.mark.parametrize("value", [-(10**5000), 10**5000], ids=["-10**5000", "10**5000"])
+def test_integers_too_long_to_print_are_still_refused_by_name(bus: EventBus, value: int) -> None:
+    with pytest.raises(ValueError, match=r"^n must be .* integer of \d+ bits"):
+        bus.set_queue_size(value)
+    with pytest.raises(ValueError, match=r"^seconds must be .* integer of \d+ bits"):
+        bus.set_timeout(value)
+    assert bus.queue_size == 10000
+    assert bus.timeout is None
