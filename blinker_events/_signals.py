@@ -98,6 +98,7 @@ class EventSignal(NamedSignal):
         receiver_id = make_id(receiver)
         sender_id = ANY_ID if sender is ANY else make_id(sender)
         with self._lock:
+            self._drop_if_collected(receiver_id, sender_id)
             self.adapters.seqs.setdefault(receiver_id, Subscription.next_seq())
             if weak:
                 self.receivers[receiver_id] = make_ref(receiver, self._make_cleanup_receiver(receiver_id))
@@ -134,6 +135,17 @@ class EventSignal(NamedSignal):
                 self.adapters.forget(receiver_id)
             self._changed()
 
+    def _drop_if_collected(self, receiver_id: Hashable, sender_id: Hashable) -> None:
+        """Before a connect: a collected receiver or sender whose cleanup was
+        deferred may have left entries under the id the new one reuses;
+        they go first, so nothing of the old one carries over."""
+        held = self.receivers.get(receiver_id)
+        if isinstance(held, weakref.ref) and held() is None:
+            self._disconnect(receiver_id, ANY_ID)
+        known = self._weak_senders.get(sender_id)
+        if known is not None and known() is None:
+            self._drop_sender(sender_id)
+
     def _discard_from_sender(self, sender_id: Hashable, receiver_id: Hashable) -> None:
         bucket = self._by_sender.get(sender_id)
         if bucket is None:
@@ -166,16 +178,26 @@ class EventSignal(NamedSignal):
     # blinker does) and otherwise leave it to the next change or route
     # rebuild. Never waiting for the lock is what keeps them from deadlocking
     # against a thread that holds it. A thread re-entering its own lock here
-    # is safe: code under the lock iterates copies of blinker's dicts.
+    # is safe: code under the lock iterates copies of blinker's dicts. A
+    # deferred cleanup acts only if its own reference is still the one filed
+    # (a new receiver or sender may reuse the id by then).
     def _make_cleanup_receiver(self, receiver_id: Hashable) -> Callable[[Any], None]:
-        def cleanup(_: Any) -> None:
-            self._cleanup_later(lambda: self._disconnect(receiver_id, ANY_ID))
+        def cleanup(ref: Any) -> None:
+            def run() -> None:
+                if self.receivers.get(receiver_id) is ref:
+                    self._disconnect(receiver_id, ANY_ID)
+
+            self._cleanup_later(run)
 
         return cleanup
 
     def _make_cleanup_sender(self, sender_id: Hashable) -> Callable[[Any], None]:
-        def cleanup(_: Any) -> None:
-            self._cleanup_later(lambda: self._drop_sender(sender_id))
+        def cleanup(ref: Any) -> None:
+            def run() -> None:
+                if self._weak_senders.get(sender_id) is ref:
+                    self._drop_sender(sender_id)
+
+            self._cleanup_later(run)
 
         return cleanup
 

@@ -277,3 +277,40 @@ def test_weak_receiver_collected_while_the_lock_is_busy_leaves_at_the_next_publi
     assert report.succeeded == []
     assert signal.receivers == {}
     assert calls == []
+
+
+def test_sender_whose_cleanup_was_deferred_does_not_leak_into_a_new_sender_with_its_id(bus: EventBus) -> None:
+    signal = bus.signal_for("orders")
+    calls: list[str] = []
+
+    def old_receiver(sender: Any, **kwargs: Any) -> None:
+        calls.append("old")
+
+    def new_receiver(sender: Any, **kwargs: Any) -> None:
+        calls.append("new")
+
+    old = _Component()
+    old_id = id(old)
+    signal.connect(old_receiver, sender=old)
+    held, release = threading.Event(), threading.Event()
+
+    def hold_the_lock() -> None:
+        with bus._lock:
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    try:
+        assert held.wait(5)
+        del old
+        gc.collect()  # the sender's cleanup is deferred: the lock is busy
+    finally:
+        release.set()
+        holder.join(10)
+    # CPython hands freed memory out again: find an object at the old address.
+    candidates = [_Component() for _ in range(1000)]
+    new = next(c for c in candidates if id(c) == old_id)
+    signal.connect(new_receiver, sender=new)
+    bus.publish_sync(Event("orders", source=new))
+    assert calls == ["new"]
