@@ -25,6 +25,10 @@ class _Component:
         self.seen.append(event)
 
 
+class _OddSize:
+    __slots__ = ("__weakref__", *(f"s{i}" for i in range(37)))
+
+
 def _noop(event: Event) -> None:
     pass
 
@@ -289,7 +293,10 @@ def test_sender_whose_cleanup_was_deferred_does_not_leak_into_a_new_sender_with_
     def new_receiver(sender: Any, **kwargs: Any) -> None:
         calls.append("new")
 
-    old = _Component()
+    # Senders of a size little else has, with neighbours kept alive, so the
+    # freed one's memory is the next of its size that CPython hands out.
+    neighbours = [_OddSize() for _ in range(8)]
+    old = neighbours.pop(4)
     old_id = id(old)
     signal.connect(old_receiver, sender=old)
     held, release = threading.Event(), threading.Event()
@@ -305,12 +312,12 @@ def test_sender_whose_cleanup_was_deferred_does_not_leak_into_a_new_sender_with_
         assert held.wait(5)
         del old
         gc.collect()  # the sender's cleanup is deferred: the lock is busy
+        new = _OddSize()
+        assert id(new) == old_id
     finally:
         release.set()
         holder.join(10)
-    # CPython hands freed memory out again: find an object at the old address.
-    candidates = [_Component() for _ in range(1000)]
-    new = next(c for c in candidates if id(c) == old_id)
     signal.connect(new_receiver, sender=new)
     bus.publish_sync(Event("orders", source=new))
     assert calls == ["new"]
+    assert len(neighbours) == 7
