@@ -380,12 +380,15 @@ class Registry:
             raise TypeError(f"callback must be callable, not {type(callback).__name__}")
         with self._lock:
             candidates = list(self._by_callback.get((key, callback_key(callback)), {}).values())
-            removed = self._remove_subscriptions([s for s in candidates if same_callback(s.callback, callback)])
+            matches = [s for s in candidates if same_callback(s.callback, callback)]
             signal = None if key is None else self._signal_of(key)
-            if signal is not None and make_id(callback) in signal.receivers:
-                signal.disconnect(callback)
-                removed += 1
-        return removed
+            if signal is not None and make_id(callback) not in signal.receivers:
+                signal = None
+            if signal is not None:  # a plain blinker receiver of the type
+                signal._disconnect(make_id(callback), ANY_ID)
+        if signal is not None:
+            _announce_disconnected(signal, callback)
+        return self._remove_subscriptions(matches) + (signal is not None)
 
     def unsubscribe_by_source(self, source: Any) -> int:
         """Remove every subscription tagged with ``source``; returns how many.
@@ -394,13 +397,16 @@ class Registry:
         if source is None:
             raise ValueError("source must not be None: untagged subscriptions have no owner to remove them by")
         with self._lock:
-            return self._remove_subscriptions([s for s in list(self._subscriptions.values()) if s.source == source])
+            tagged = [s for s in list(self._subscriptions.values()) if s.source == source]
+        return self._remove_subscriptions(tagged)
 
     def _remove_subscriptions(self, subs: list[Subscription], *, announce: bool = True) -> int:
-        """Detach ``subs``; how many were attached. ``announce=False`` (for
-        collected ones) skips blinker's receiver_disconnected, as blinker
-        does for a collected receiver."""
+        """Detach ``subs``; how many were attached. Blinker's
+        receiver_disconnected is sent after the lock is released (call this
+        without holding it); ``announce=False`` (for collected ones) skips
+        it, as blinker does for a collected receiver."""
         removed = 0
+        detached: list[tuple[Signal, Any]] = []
         with self._lock:
             for sub in subs:
                 if not sub.active and sub.id not in self._subscriptions:
@@ -418,10 +424,11 @@ class Registry:
                     target = sub.callback if sub.plain else sub
                     if signal is None or target is None:
                         continue
-                    if announce:
-                        signal.disconnect(target)
-                    else:
-                        signal._disconnect(make_id(target), ANY_ID)
+                    signal._disconnect(make_id(target), ANY_ID)
+                    detached.append((signal, target))
+        if announce:
+            for signal, target in detached:
+                _announce_disconnected(signal, target)
         return removed
 
     def _unindex(self, sub: Subscription) -> None:
@@ -487,3 +494,10 @@ class Registry:
         subscriptions are enabled. ``get_subscriptions(disabled=True)``
         lists the disabled ones."""
         return len(self.get_subscriptions(event_type, disabled=False))
+
+
+def _announce_disconnected(signal: Signal, receiver: Any) -> None:
+    """What blinker's ``disconnect`` sends after a change, for a receiver
+    the bus took off ``signal``; never under the bus lock."""
+    if "receiver_disconnected" in signal.__dict__ and signal.receiver_disconnected.receivers:
+        signal.receiver_disconnected.send(signal, receiver=receiver, sender=ANY)

@@ -321,3 +321,29 @@ def test_sender_whose_cleanup_was_deferred_does_not_leak_into_a_new_sender_with_
     bus.publish_sync(Event("orders", source=new))
     assert calls == ["new"]
     assert len(neighbours) == 7
+
+
+def test_receiver_disconnected_receivers_run_without_the_bus_lock(bus: EventBus) -> None:
+    signal = bus.signal_for(Demo.PING)
+    free: list[bool] = []
+
+    def on_disconnect(changed: Any, **kwargs: Any) -> None:
+        # Waits for another thread that subscribes: a deadlock (here, a
+        # timeout) if the bus lock were held while this runs.
+        other = threading.Thread(target=bus.subscribe, args=(Demo.PONG, _noop))
+        other.start()
+        other.join(5)
+        free.append(not other.is_alive())
+
+    def plain(sender: Any, **kwargs: Any) -> None:
+        pass
+
+    signal.receiver_disconnected.connect(on_disconnect)
+    bus.subscribe(Demo.PING, _noop)
+    signal.connect(plain)
+    assert bus.unsubscribe(Demo.PING, _noop) == 1
+    assert bus.unsubscribe(Demo.PING, plain) == 1
+    bus.subscribe(Demo.PING, _noop, source="owner").unsubscribe()
+    bus.subscribe(Demo.PING, _noop, source="owner")
+    assert bus.unsubscribe_by_source("owner") == 1
+    assert free == [True, True, True, True]
