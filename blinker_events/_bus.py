@@ -106,7 +106,7 @@ class EventBus(Registry):
         self._sync_executor = check_sync_executor(sync_executor)
         if not isinstance(name, str):
             raise TypeError(f"name must be a str, not {type(name).__name__}")
-        self.name = name
+        self.name = str.__str__(name)  # a str subclass by its value
         self._enabled = True
         self._init_registry()
         self._guards = Guards(self._lock, threshold, depth, self._propagate)

@@ -314,7 +314,8 @@ class Event:
         ``list``/``tuple``, ``str``, ``int``, finite ``float``, ``bool`` and
         ``None``; anything else goes through ``default`` (like
         :func:`json.dumps`), and without one raises ``ValueError`` naming the
-        offending path. Tuples come back as lists.
+        offending path, as is data that holds itself (a cycle) or nests
+        deeper than :data:`MAX_NESTING` levels. Tuples come back as lists.
         """
         # Writing a type out makes it readable back in this process, even if
         # no bus here has a signal for it (say, only catch-alls listen).
@@ -388,25 +389,42 @@ def _valid_timestamp(value: float) -> bool:
     return math.isfinite(value)
 
 
-def _json_safe(value: Any, path: str, default: Callable[[Any], Any] | None) -> Any:
-    """Check (and copy) ``value`` as JSON-safe data; see :meth:`Event.to_dict`."""
+#: How deeply ``to_dict`` data may nest; deeper is a ValueError, well before
+#: Python's recursion limit (here, or in the json module that writes it).
+MAX_NESTING = 200
+
+
+def _json_safe(
+    value: Any, path: str, default: Callable[[Any], Any] | None, ancestors: frozenset[int] = frozenset()
+) -> Any:
+    """Check (and copy) ``value`` as JSON-safe data; see :meth:`Event.to_dict`.
+    ``ancestors`` holds the ids of the containers ``value`` sits in: meeting
+    one again is a cycle (the same object twice side by side is not)."""
     if value is None or isinstance(value, (str, bool, int)):
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
             raise ValueError(f"{path}: {value!r} has no JSON form")
         return value
-    if isinstance(value, Mapping):
-        out = {}
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise ValueError(f"{path}: key {key!r} is not a string")
-            out[key] = _json_safe(item, f"{path}.{key}", default)
-        return out
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(item, f"{path}[{i}]", default) for i, item in enumerate(value)]
+    if isinstance(value, (Mapping, list, tuple)):
+        if id(value) in ancestors:
+            raise ValueError(f"{path}: a cycle, this container holds itself")
+        if len(ancestors) >= MAX_NESTING:
+            raise ValueError(f"{path}: nested deeper than {MAX_NESTING} levels")
+        inner = ancestors | {id(value)}
+        if isinstance(value, Mapping):
+            out = {}
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    raise ValueError(f"{path}: key {describe(key)} is not a string")
+                out[key] = _json_safe(item, f"{path}.{key}", default, inner)
+            return out
+        return [_json_safe(item, f"{path}[{i}]", default, inner) for i, item in enumerate(value)]
     if default is not None:
         converted = default(value)
-        json.dumps(converted)  # the hook must give JSON, not pass the problem on
+        try:  # the hook must give JSON, not pass the problem on
+            json.dumps(converted, allow_nan=False)
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise ValueError(f"{path}: default() gave {type(converted).__name__}, which is not JSON ({exc})") from None
         return converted
     raise ValueError(f"{path}: {type(value).__name__} is not JSON-safe (pass default= to convert it)")

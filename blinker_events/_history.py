@@ -15,6 +15,7 @@ from collections import deque
 from typing import Any
 
 from ._events import Event, EventTypeLike, type_key
+from ._guards import check_positive_int
 from ._report import DeliveryReport
 
 __all__ = ["History"]
@@ -54,14 +55,17 @@ class History:
                 current.append(report)
 
     def resize(self, size: int) -> None:
-        """Change the bound, keeping the newest reports that still fit."""
+        """Change the bound, keeping the newest reports that still fit.
+        ``size`` was checked by the caller; nothing changes if the new deque
+        cannot be made."""
         with self._lock:
             old = self._reports
-            self._size = size
+            new: deque[DeliveryReport] | None = deque(maxlen=size) if size else None
             # Swap first, copy after: a publisher appending to ``old`` from
             # here on sees the swap and rescues its report (see record);
             # the copy goes in front of anything already appended to ``new``.
-            new = self._reports = deque(maxlen=size) if size else None
+            self._size = size
+            self._reports = new
             if new is not None and old is not None:
                 room = size - len(new)
                 if room > 0:
@@ -75,9 +79,10 @@ class History:
     def reports(
         self, event_type: EventTypeLike | None = None, limit: int | None = None, *, source: Any = None
     ) -> list[DeliveryReport]:
-        """Matching reports, oldest first; ``limit`` keeps the newest ones."""
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
-            raise ValueError(f"limit must be None or an integer >= 0, not {limit!r}")
+        """Matching reports, oldest first; ``limit`` (None, or an integer
+        from 0 to ``sys.maxsize``) keeps the newest ones."""
+        if limit is not None:
+            limit = check_positive_int(limit, "limit", minimum=0)
         key = None if event_type is None else type_key(event_type)
         if limit == 0:
             return []

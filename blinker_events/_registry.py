@@ -12,28 +12,28 @@ only reads a route, which is immutable once built.
 from __future__ import annotations
 
 import contextlib
-import logging
+import sys
 import threading
 import weakref
-from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from enum import Enum
 from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
 from blinker import ANY, NamedSignal, Signal
 from blinker._utilities import make_id
+from blinker.base import ANY_ID
 
 from ._events import TYPE_REGISTRY, Event, EventTypeLike, TypeKey, event_type_name, type_key
 from ._guards import check_flag, check_timeout
+from ._relay import Bridges, Relay, drop_all_bridges, drop_bridge
 from ._signals import Adapters, EventSignal, Route, build_route
-from ._subscription import Subscription, same_callback
+from ._subscription import Subscription, callback_key, same_callback
 
 if TYPE_CHECKING:
     from ._bus import EventBus
 
 __all__ = ["Registry"]
 
-logger = logging.getLogger("blinker_events")
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: Stands for the signal of an event type nobody subscribed to.
@@ -49,18 +49,27 @@ class Registry:
         # Guards every change to who listens. Reentrant: blinker's connect
         # fires receiver_connected, whose receivers may subscribe in turn.
         self._lock = threading.RLock()
+        # The signals of event types with receivers, pinned by the signals
+        # themselves (see EventSignal); the publish hot path looks here.
         self._signals: dict[TypeKey, EventSignal] = {}
+        # Every signal still alive, pinned or held by someone who asked
+        # signal_for: one signal per type for as long as anyone has it.
+        self._known: weakref.WeakValueDictionary[TypeKey, EventSignal] = weakref.WeakValueDictionary()
         # blinker Signals used as event types: not ours, so no cached route
         # (unless a drop-in Signal this bus guards); the adapters for their
         # plain receivers are this bus's own.
         self._foreign: dict[TypeKey, Signal] = {}
         self._foreign_adapters: dict[TypeKey, Adapters] = {}
-        self._bridges = _Bridges()
+        self._bridges = Bridges()
         # A collected bus takes its relays off the signals they were on.
-        weakref.finalize(self, _drop_all_bridges, self._bridges)
-        self._wildcards: list[Subscription] = []
+        weakref.finalize(self, drop_all_bridges, self._bridges)
+        # Catch-all subscriptions by id, in order of subscription.
+        self._wildcards: dict[int, Subscription] = {}
         self._wild_route: Route | None = None
         self._subscriptions: dict[int, Subscription] = {}
+        # Subscriptions by (type key, callback key), so finding a callback's
+        # subscriptions never looks at anyone else's.
+        self._by_callback: dict[tuple[TypeKey | None, Hashable], dict[int, Subscription]] = {}
         self._dead: list[Subscription] = []
 
     # -- signals and routes ----------------------------------------------
@@ -77,6 +86,11 @@ class Registry:
         A receiver connected to it with plain blinker ``connect`` is called
         on publish as ``fn(event.source, event=event)``, with every guard. A
         blinker ``Signal`` used as event type is its own signal.
+
+        The bus keeps the signal while it has receivers; once it has none,
+        only as long as someone holds it, so a type nobody listens to any
+        more leaves nothing behind. Asking again, or connecting to the held
+        signal, gives the same signal.
         """
         key = type_key(event_type)
         signal = self._signal_of(key)
@@ -90,11 +104,14 @@ class Registry:
                     signal = self._foreign[key] = event_type
                     self._foreign_adapters[key] = Adapters()
                 else:
-                    signal = self._signals[key] = EventSignal(event_type_name(event_type), self._lock, event_type)
+                    name = event_type_name(event_type)
+                    signal = self._known[key] = EventSignal(name, self._lock, event_type, self._signals, key)
             return signal
 
     def _signal_of(self, key: TypeKey) -> Signal | None:
-        signal = self._signals.get(key)
+        signal: Signal | None = self._signals.get(key)
+        if signal is None:
+            signal = self._known.get(key)
         return self._foreign.get(key) if signal is None else signal
 
     def _route(self, event: Event) -> Route:
@@ -152,7 +169,7 @@ class Registry:
                 signal.guarded_by = None  # type: ignore[attr-defined]
                 signal.route = None  # type: ignore[attr-defined]
                 key = type_key(signal)
-                if not any(s.event_type is signal for s in self._subscriptions.values()):
+                if not any(s.event_type is signal for s in list(self._subscriptions.values())):
                     # Nothing of this bus's hangs on it: let it go.
                     self._foreign.pop(key, None)
                     self._foreign_adapters.pop(key, None)
@@ -183,7 +200,7 @@ class Registry:
         with self._lock:
             if key in self._bridges:
                 raise ValueError(f"signal {signal!r} is already bridged to this bus")
-            relay = _Relay(self, event_type)
+            relay = Relay(self, event_type)
             self._bridges.add(key, signal, relay)
         signal.connect(relay, sender=sender, weak=False)
         if sender is not ANY:
@@ -191,7 +208,7 @@ class Registry:
             # by a new sender, and the relay must not stay on the signal.
             # (A sender that cannot be weakly referenced lives as long as the bridge.)
             with contextlib.suppress(TypeError):
-                weakref.finalize(sender, _drop_bridge, self._bridges, key)
+                weakref.finalize(sender, drop_bridge, self._bridges, key)
         return event_type
 
     def unbridge(self, signal: Signal, *, sender: Any = ANY) -> bool:
@@ -210,19 +227,21 @@ class Registry:
 
     def _build_route(self, key: TypeKey) -> Route:
         """The route of the event type filed under ``key``; lock held."""
+        self._sweep()
+        wildcards = list(self._wildcards.values())
         signal = self._signals.get(key)
         if signal is not None:
-            return build_route(signal, signal.adapters, signal.event_type, self._wildcards, self)
+            return build_route(signal, signal.adapters, signal.event_type, wildcards, self)
         foreign = self._foreign.get(key)
         if foreign is not None:
-            return build_route(foreign, self._foreign_adapters[key], foreign, self._wildcards, self)
-        return build_route(_NO_SIGNAL, Adapters(), None, self._wildcards, self)
+            return build_route(foreign, self._foreign_adapters[key], foreign, wildcards, self)
+        return build_route(_NO_SIGNAL, Adapters(), None, wildcards, self)
 
     def _invalidate_routes(self) -> None:
         self._wild_route = None
-        for signal in self._signals.values():
+        for signal in list(self._signals.values()):
             signal.route = None
-        for foreign in self._foreign.values():
+        for foreign in list(self._foreign.values()):
             if getattr(foreign, "guarded_by", None) is self:
                 foreign.route = None  # type: ignore[attr-defined]
 
@@ -318,40 +337,35 @@ class Registry:
         )
         with self._lock:
             self._sweep()
-            existing = self._find(event_type, callback, source, sender, timeout, reentrant)
+            existing = self._find(sub)
             if existing is not None:
                 return existing
             self._subscriptions[sub.id] = sub
+            self._by_callback.setdefault((sub.type_key, sub.callback_key), {})[sub.id] = sub
             if event_type is None:
-                self._wildcards.append(sub)
+                self._wildcards[sub.id] = sub
                 self._invalidate_routes()
                 return sub
             signal = self.signal_for(event_type)
-        # Outside the lock: blinker's connect runs receiver_connected receivers.
+        # Outside the lock: blinker's connect runs receiver_connected
+        # receivers (its own bookkeeping takes the lock; see EventSignal).
         signal.connect(sub, sender=sender, weak=False)
         if not sub.active:  # unsubscribed by another thread in between
             signal.disconnect(sub)
         return sub
 
-    def _find(
-        self,
-        event_type: EventTypeLike | None,
-        callback: Callable[..., Any],
-        source: Any,
-        sender: Any,
-        timeout: float | None,
-        reentrant: bool,
-    ) -> Subscription | None:
-        key = None if event_type is None else type_key(event_type)
-        for sub in self._subscriptions.values():
+    def _find(self, new: Subscription) -> Subscription | None:
+        """An active subscription identical to ``new``; lock held. Looks only
+        at the subscriptions of the same callback and type."""
+        callback = new.callback
+        for sub in list(self._by_callback.get((new.type_key, new.callback_key), {}).values()):
             if (
                 sub.active
-                and (None if sub.event_type is None else type_key(sub.event_type)) == key
                 and same_callback(sub.callback, callback)
-                and sub.source == source
-                and (sub.sender is sender or make_id(sub.sender) == make_id(sender))
-                and sub.timeout == timeout
-                and sub.reentrant == reentrant
+                and sub.source == new.source
+                and sub.sender_id == new.sender_id
+                and sub.timeout == new.timeout
+                and sub.reentrant == new.reentrant
             ):
                 return sub
         return None
@@ -359,155 +373,131 @@ class Registry:
     def unsubscribe(self, event_type: EventTypeLike | None, callback: Callable[..., Any]) -> int:
         """Remove every subscription of ``callback`` to ``event_type`` (None:
         its catch-all subscriptions), including a receiver connected to the
-        type's signal with plain blinker ``connect``. Returns how many."""
+        type's signal with plain blinker ``connect``. Returns how many.
+        Costs the same however many other subscriptions the bus has."""
         key = None if event_type is None else type_key(event_type)
         if not callable(callback):
             raise TypeError(f"callback must be callable, not {type(callback).__name__}")
         with self._lock:
-            matches = [
-                sub
-                for sub in self._subscriptions.values()
-                if (None if sub.event_type is None else type_key(sub.event_type)) == key
-                and same_callback(sub.callback, callback)
-            ]
-            removed = self._remove_subscriptions(matches)
+            candidates = list(self._by_callback.get((key, callback_key(callback)), {}).values())
+            matches = [s for s in candidates if same_callback(s.callback, callback)]
             signal = None if key is None else self._signal_of(key)
-            if signal is not None and make_id(callback) in signal.receivers:
-                signal.disconnect(callback)
-                removed += 1
-        return removed
+            if signal is not None and make_id(callback) not in signal.receivers:
+                signal = None
+            if signal is not None:  # a plain blinker receiver of the type
+                signal._disconnect(make_id(callback), ANY_ID)
+        if signal is not None:
+            _announce_disconnected(signal, callback)
+        return self._remove_subscriptions(matches) + (signal is not None)
 
     def unsubscribe_by_source(self, source: Any) -> int:
         """Remove every subscription tagged with ``source``; returns how many.
-        ``None`` is refused: it is the tag of every untagged subscription."""
+        ``None`` is refused: it is the tag of every untagged subscription.
+        (Tags are compared by equality, so this looks at every subscription.)"""
         if source is None:
             raise ValueError("source must not be None: untagged subscriptions have no owner to remove them by")
         with self._lock:
-            return self._remove_subscriptions([s for s in self._subscriptions.values() if s.source == source])
+            tagged = [s for s in list(self._subscriptions.values()) if s.source == source]
+        return self._remove_subscriptions(tagged)
 
-    def _remove_subscriptions(self, subs: list[Subscription]) -> int:
+    def _remove_subscriptions(self, subs: list[Subscription], *, announce: bool = True) -> int:
+        """Detach ``subs``; how many were attached. Blinker's
+        receiver_disconnected is sent after the lock is released (call this
+        without holding it); ``announce=False`` (for collected ones) skips
+        it, as blinker does for a collected receiver."""
         removed = 0
+        detached: list[tuple[Signal, Any]] = []
         with self._lock:
             for sub in subs:
                 if not sub.active and sub.id not in self._subscriptions:
                     continue
                 sub.active = False
                 self._subscriptions.pop(sub.id, None)
+                self._unindex(sub)
                 removed += 1
                 if sub.event_type is None:
-                    self._wildcards.remove(sub)
+                    del self._wildcards[sub.id]
                     self._invalidate_routes()
                 else:
-                    signal = self._signal_of(type_key(sub.event_type))
+                    assert sub.type_key is not None
+                    signal = self._signal_of(sub.type_key)
                     target = sub.callback if sub.plain else sub
-                    if signal is not None and target is not None:
-                        signal.disconnect(target)
+                    if signal is None or target is None:
+                        continue
+                    signal._disconnect(make_id(target), ANY_ID)
+                    detached.append((signal, target))
+        if announce:
+            for signal, target in detached:
+                _announce_disconnected(signal, target)
         return removed
 
+    def _unindex(self, sub: Subscription) -> None:
+        index = (sub.type_key, sub.callback_key)
+        same = self._by_callback.get(index)
+        if same is not None:
+            same.pop(sub.id, None)
+            if not same:
+                del self._by_callback[index]
+
     def _note_dead(self, sub: Subscription) -> None:
-        # From a weakref callback: no lock here (see Subscription._weak_ref).
+        # From a weakref callback (see Subscription._on_collected): swept at
+        # once if the lock is free, never waiting for it (see EventSignal),
+        # else by the next change or route rebuild. Code under the lock
+        # iterates copies, so a sweep re-entering it from the same thread
+        # changes nothing being iterated.
         self._dead.append(sub)
         self._wild_route = None
-        if sub.event_type is not None:
-            signal = self._signals.get(type_key(sub.event_type))
+        if sub.type_key is not None:
+            signal = self._signals.get(sub.type_key)
             if signal is not None:
                 signal.route = None
+        if not sys.is_finalizing() and self._lock.acquire(blocking=False):
+            try:
+                self._sweep()
+            finally:
+                self._lock.release()
 
     def _sweep(self) -> None:
-        """Detach subscriptions whose weakly held receiver was collected."""
+        """Detach subscriptions whose weakly held callback, source or sender
+        was collected."""
         if self._dead:
             with self._lock:
                 dead = []
                 while self._dead:  # pop, not swap: a GC callback may append meanwhile
                     dead.append(self._dead.pop())
-                self._remove_subscriptions(dead)
+                self._remove_subscriptions(dead, announce=False)
 
     def get_subscriptions(
         self, event_type: EventTypeLike | None = None, *, disabled: bool | None = None
     ) -> list[Subscription]:
         """Active subscriptions, in delivery order: to ``event_type`` (and
-        catch-alls) when given, else all. ``disabled`` filters by state."""
+        catch-alls) when given, else all. ``disabled`` filters by state.
+        For a blinker ``Signal``, its plain receivers are listed from the
+        start (the bus adopts the signal, as its first publish would)."""
         self._sweep()
         if event_type is None:
             with self._lock:
                 subs = sorted(self._subscriptions.values(), key=lambda s: s.seq)
         else:
+            key = type_key(event_type)
+            if isinstance(event_type, Signal):
+                self.signal_for(event_type)
             with self._lock:
-                subs = list(self._build_route(type_key(event_type)).subs)
+                subs = list(self._build_route(key).subs)
         subs = [s for s in subs if s.active and s.callback is not None]
         return subs if disabled is None else [s for s in subs if s.disabled is disabled]
 
     def get_subscriber_count(self, event_type: EventTypeLike | None = None) -> int:
         """How many receivers an event of ``event_type`` reaches (catch-alls
-        and plain blinker receivers included), or, for None, how many
-        subscriptions the bus holds in all."""
-        return len(self.get_subscriptions(event_type))
+        and plain blinker receivers included; disabled subscriptions reach
+        nothing, so they are left out), or, for None, how many of the bus's
+        subscriptions are enabled. ``get_subscriptions(disabled=True)``
+        lists the disabled ones."""
+        return len(self.get_subscriptions(event_type, disabled=False))
 
 
-class _Bridges(dict[tuple[int, Any], tuple[Signal, "_Relay"]]):
-    """A registry's bridges, by (signal id, sender id), counting the event
-    types they relay: a bridge to another process asks on every publish
-    whether a type is one (see :meth:`Registry._is_relayed`)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.relayed: Counter[TypeKey] = Counter()
-        # Its own lock: bridges also go from finalizers, on any thread.
-        self._lock = threading.Lock()
-
-    def add(self, key: tuple[int, Any], signal: Signal, relay: _Relay) -> None:
-        with self._lock:
-            self[key] = (signal, relay)
-            self.relayed[type_key(relay.event_type)] += 1
-
-    def discard(self, key: tuple[int, Any]) -> tuple[Signal, _Relay] | None:
-        with self._lock:
-            found = self.pop(key, None)
-            if found is not None:
-                relayed = type_key(found[1].event_type)
-                self.relayed[relayed] -= 1
-                if not self.relayed[relayed]:
-                    del self.relayed[relayed]
-            return found
-
-
-def _drop_bridge(bridges: _Bridges, key: tuple[int, Any]) -> None:
-    found = bridges.discard(key)
-    if found is not None:
-        found[0].disconnect(found[1])
-
-
-def _drop_all_bridges(bridges: _Bridges) -> None:
-    for key in list(bridges):
-        _drop_bridge(bridges, key)
-
-
-class _Relay:
-    """The receiver :meth:`EventBus.bridge` connects to a foreign signal.
-
-    It holds its bus weakly: signals are often module globals (Flask's are),
-    and a strong reference from one would keep the bus -- and through its
-    history, the events' sources, such as a Flask app -- alive for good.
-    Once the bus is gone the relay does nothing.
-    """
-
-    __slots__ = ("bus_ref", "event_type")
-
-    def __init__(self, bus: Registry, event_type: EventTypeLike) -> None:
-        # A Registry is only ever the base of an EventBus, which publishes.
-        self.bus_ref: weakref.ref[EventBus] = weakref.ref(cast("EventBus", bus))
-        self.event_type = event_type
-
-    def __call__(self, sender: Any, /, **kwargs: Any) -> None:
-        bus = self.bus_ref()
-        if bus is None:
-            return
-        try:
-            bus.publish_sync(Event(self.event_type, kwargs, sender))
-        except Exception:  # the sender's call must not fail because of us
-            logger.exception("bridge: relaying a send of %s failed", event_type_name(self.event_type))
-
-    def __repr__(self) -> str:
-        bus = self.bus_ref()
-        name = "a collected bus" if bus is None else repr(bus.name)
-        return f"<bridge to {name} as {event_type_name(self.event_type)}>"
+def _announce_disconnected(signal: Signal, receiver: Any) -> None:
+    """What blinker's ``disconnect`` sends after a change, for a receiver
+    the bus took off ``signal``; never under the bus lock."""
+    if "receiver_disconnected" in signal.__dict__ and signal.receiver_disconnected.receivers:
+        signal.receiver_disconnected.send(signal, receiver=receiver, sender=ANY)

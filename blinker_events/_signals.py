@@ -16,15 +16,18 @@ running publish iterates (the Django dispatcher's approach).
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import threading
 import weakref
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
 from blinker import ANY, NamedSignal, Signal
-from blinker._utilities import make_id
+from blinker._utilities import make_id, make_ref
 from blinker.base import ANY_ID
 
+from ._events import TypeKey
 from ._subscription import Subscription
 
 __all__ = ["Adapters", "EventSignal", "Route", "build_route"]
@@ -63,59 +66,166 @@ class Route:
 class EventSignal(NamedSignal):
     """The blinker signal of one event type on one bus.
 
-    Mutations take the bus lock and drop the cached route; everything else is
-    blinker's own behaviour.
+    Every change to blinker's bookkeeping (connect, disconnect, a weakly
+    held receiver or sender collected) happens under the bus lock and drops
+    the cached route; receiver_connected's receivers run after, without the
+    lock. Everything else is blinker's own behaviour.
+
+    A signal is *pinned* in the bus's ``pinned`` dict while it has receivers
+    and only then: an event type nobody listens to any more leaves nothing
+    behind. Whoever holds the signal (from ``bus.signal_for``) still has the
+    bus's signal, found again by the bus and pinned again when connected to.
     """
 
-    def __init__(self, name: str, lock: threading.RLock, event_type: Any) -> None:
+    def __init__(
+        self, name: str, lock: threading.RLock, event_type: Any, pinned: dict[TypeKey, EventSignal], key: TypeKey
+    ) -> None:
         super().__init__(name)
         self.event_type = event_type
         self.route: Route | None = None
         self._lock = lock
         self.adapters = Adapters()
+        self._pinned = pinned
+        self._key = key
+        # Cleanups a garbage-collector callback could not run at once (see
+        # _cleanup_later); run by the next change under the lock.
+        self._deferred: list[Callable[[], None]] = []
 
     def connect(self, receiver: Any, sender: Any = ANY, weak: bool = True) -> Any:
-        # blinker's connect sends receiver_connected, whose receivers must not
-        # run under the bus lock; the cached route is dropped afterwards, under
-        # it, so a route built meanwhile cannot outlive the change.
-        self.adapters.seqs.setdefault(make_id(receiver), Subscription.next_seq())
-        result = super().connect(receiver, sender, weak)
+        # blinker's connect, with its bookkeeping under the bus lock (another
+        # thread's disconnect iterates the same dicts) and receiver_connected
+        # sent after, without the lock: its receivers may subscribe in turn.
+        receiver_id = make_id(receiver)
+        sender_id = ANY_ID if sender is ANY else make_id(sender)
         with self._lock:
-            self.route = None
-        return result
+            self._drop_if_collected(receiver_id, sender_id)
+            self.adapters.seqs.setdefault(receiver_id, Subscription.next_seq())
+            if weak:
+                self.receivers[receiver_id] = make_ref(receiver, self._make_cleanup_receiver(receiver_id))
+            else:
+                self.receivers[receiver_id] = receiver
+            self._by_sender[sender_id].add(receiver_id)
+            self._by_receiver[receiver_id].add(sender_id)
+            if sender is not ANY and sender_id not in self._weak_senders:
+                with contextlib.suppress(TypeError):  # a sender that cannot be weakly referenced
+                    self._weak_senders[sender_id] = make_ref(sender, self._make_cleanup_sender(sender_id))
+            self._changed()
+        if "receiver_connected" in self.__dict__ and self.receiver_connected.receivers:
+            try:
+                self.receiver_connected.send(self, receiver=receiver, sender=sender, weak=weak)
+            except TypeError:  # as blinker does
+                self.disconnect(receiver, sender)
+                raise
+        return receiver
 
     def _disconnect(self, receiver_id: Hashable, sender_id: Hashable) -> None:
+        # blinker's, touching only the receiver's own senders (blinker walks
+        # every sender's set) and dropping what becomes empty.
         with self._lock:
-            super()._disconnect(receiver_id, sender_id)
+            if sender_id == ANY_ID:
+                for sid in self._by_receiver.pop(receiver_id, ()):
+                    self._discard_from_sender(sid, receiver_id)
+                self.receivers.pop(receiver_id, None)
+            else:
+                self._discard_from_sender(sender_id, receiver_id)
+                senders = self._by_receiver.get(receiver_id)
+                if senders is not None:
+                    senders.discard(sender_id)
             if receiver_id not in self.receivers:
                 self.adapters.forget(receiver_id)
-            self.route = None
+            self._changed()
+
+    def _drop_if_collected(self, receiver_id: Hashable, sender_id: Hashable) -> None:
+        """Before a connect: a collected receiver or sender whose cleanup was
+        deferred may have left entries under the id the new one reuses;
+        they go first, so nothing of the old one carries over."""
+        held = self.receivers.get(receiver_id)
+        if isinstance(held, weakref.ref) and held() is None:
+            self._disconnect(receiver_id, ANY_ID)
+        known = self._weak_senders.get(sender_id)
+        if known is not None and known() is None:
+            self._drop_sender(sender_id)
+
+    def _discard_from_sender(self, sender_id: Hashable, receiver_id: Hashable) -> None:
+        bucket = self._by_sender.get(sender_id)
+        if bucket is None:
+            return
+        bucket.discard(receiver_id)
+        if not bucket and sender_id != ANY_ID:
+            del self._by_sender[sender_id]
+            self._weak_senders.pop(sender_id, None)
 
     def _clear_state(self) -> None:
         with self._lock:
             super()._clear_state()
             for receiver_id in list(self.adapters.by_receiver):
                 self.adapters.forget(receiver_id)
-            self.route = None
+            self._changed()
 
-    # Weak-reference callbacks run inside the garbage collector, possibly in
-    # a thread that holds the bus lock mid-change; they only drop the route,
-    # and the stale entry is swept on the next rebuild (blinker's
-    # receivers_for does the same sweep).
+    def _changed(self) -> None:
+        """After a change, lock held: run deferred cleanups, drop the route,
+        and pin the signal while it has receivers (unpin it once it has none)."""
+        while self._deferred:
+            self._deferred.pop()()
+        self.route = None
+        if self.receivers:
+            self._pinned[self._key] = self
+        elif self._pinned.get(self._key) is self:
+            del self._pinned[self._key]
+
+    # Weak-reference callbacks run inside the garbage collector, in whatever
+    # thread allocated; they clean up at once when the bus lock is free (as
+    # blinker does) and otherwise leave it to the next change or route
+    # rebuild. Never waiting for the lock is what keeps them from deadlocking
+    # against a thread that holds it. A thread re-entering its own lock here
+    # is safe: code under the lock iterates copies of blinker's dicts. A
+    # deferred cleanup acts only if its own reference is still the one filed
+    # (a new receiver or sender may reuse the id by then).
     def _make_cleanup_receiver(self, receiver_id: Hashable) -> Callable[[Any], None]:
-        def cleanup(_: Any) -> None:
-            self.route = None
+        def cleanup(ref: Any) -> None:
+            def run() -> None:
+                if self.receivers.get(receiver_id) is ref:
+                    self._disconnect(receiver_id, ANY_ID)
+
+            self._cleanup_later(run)
 
         return cleanup
 
     def _make_cleanup_sender(self, sender_id: Hashable) -> Callable[[Any], None]:
-        inner = super()._make_cleanup_sender(sender_id)
-
         def cleanup(ref: Any) -> None:
-            self.route = None
-            inner(ref)
+            def run() -> None:
+                if self._weak_senders.get(sender_id) is ref:
+                    self._drop_sender(sender_id)
+
+            self._cleanup_later(run)
 
         return cleanup
+
+    def _drop_sender(self, sender_id: Hashable) -> None:
+        with self._lock:
+            self._weak_senders.pop(sender_id, None)
+            for receiver_id in self._by_sender.pop(sender_id, ()):
+                senders = self._by_receiver.get(receiver_id)
+                if senders is not None:
+                    senders.discard(sender_id)
+            self._changed()
+
+    def _cleanup_later(self, cleanup: Callable[[], None]) -> None:
+        self.route = None
+        if sys.is_finalizing():
+            return
+        if self._lock.acquire(blocking=False):
+            try:
+                cleanup()
+            finally:
+                self._lock.release()
+        else:
+            self._deferred.append(cleanup)
+
+    def settle(self) -> None:
+        """Run cleanups deferred by the garbage collector; lock held."""
+        if self._deferred:
+            self._changed()
 
 
 class Adapters:
@@ -151,18 +261,22 @@ class Adapters:
         return adapter
 
 
-def build_route(signal: Signal, adapters: Adapters, event_type: Any, wildcards: list[Subscription], bus: Any) -> Route:
+def build_route(
+    signal: Signal, adapters: Adapters, event_type: Any, wildcards: Iterable[Subscription], bus: Any
+) -> Route:
     """Compute the route for ``signal`` plus the bus's catch-all subscriptions.
     Subscriptions other buses connected to the same (foreign) signal are
     theirs to deliver. The caller holds the bus lock."""
     # A guarded drop-in Signal calls its receivers the blinker way and
     # returns their results; see blinker_events._compat.
     blinker_style = getattr(signal, "blinker_style", False)
+    if isinstance(signal, EventSignal):
+        signal.settle()
     pairs: list[tuple[Subscription, frozenset[Hashable] | None]] = []
     for receiver_id, held in list(signal.receivers.items()):
         if isinstance(held, Subscription):
-            if held._bus is not bus:
-                continue
+            if held._bus is not bus or not held.active:
+                continue  # another bus's, or ended and not yet swept
             sub: Subscription | None = held
         else:
             sub = adapters.adapter(receiver_id, held, bus, event_type, blinker_style)
@@ -172,6 +286,7 @@ def build_route(signal: Signal, adapters: Adapters, event_type: Any, wildcards: 
         senders = signal._by_receiver.get(receiver_id, ())
         pairs.append((sub, None if ANY_ID in senders else frozenset(senders)))
     for sub in wildcards:
-        pairs.append((sub, None if sub.sender is ANY else frozenset([make_id(sub.sender)])))
+        if sub.active:
+            pairs.append((sub, None if sub.sender_id == ANY_ID else frozenset([sub.sender_id])))
     pairs.sort(key=lambda pair: pair[0].seq)
     return Route([s for s, _ in pairs], [f for _, f in pairs], blinker_style)

@@ -6,6 +6,11 @@ It carries everything the guards need per receiver -- its timeout, whether
 it may be re-entered, its consecutive-failure count -- so none of that is
 stored on the user's callable (a bound method takes no attributes, and one
 function subscribed by two components must keep two owner tags).
+
+Nothing of a component is held strongly just because it subscribed: a bound
+method is held weakly, and so are the ``source`` tag and the ``sender`` (as
+blinker holds senders), whenever they can be weakly referenced. When any of
+them is collected, the subscription ends itself.
 """
 
 from __future__ import annotations
@@ -14,14 +19,16 @@ import functools
 import inspect
 import itertools
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from types import BuiltinMethodType, MethodType
 from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import iscoroutinefunction as _marked_coroutine_function
 from blinker import ANY
+from blinker._utilities import make_id, make_ref
+from blinker.base import ANY_ID
 
-from ._events import Event, EventTypeLike, event_type_name
+from ._events import Event, EventTypeLike, TypeKey, event_type_name, type_key
 
 if TYPE_CHECKING:
     from ._registry import Registry
@@ -69,6 +76,30 @@ def same_callback(a: object, b: object) -> bool:
     return isinstance(a, _BOUND) and isinstance(b, _BOUND) and a == b
 
 
+def callback_key(fn: object) -> Hashable:
+    """A key that callbacks :func:`same_callback` calls the same share, so
+    the bus can find a callback's subscriptions without looking at any
+    other (two callbacks with one key may still differ: compare them)."""
+    if isinstance(fn, MethodType):
+        return id(fn.__func__), id(fn.__self__)
+    if isinstance(fn, BuiltinMethodType):
+        return "builtin", id(fn.__self__), fn.__name__
+    return id(fn)
+
+
+class _Strong:
+    """Holds a tag that cannot be weakly referenced (a string, a number,
+    None), with the same call as a weak reference."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: Any) -> None:
+        self.obj = obj
+
+    def __call__(self) -> Any:
+        return self.obj
+
+
 class Subscription:
     """A receiver's attachment to the bus, returned by ``subscribe``.
 
@@ -78,8 +109,9 @@ class Subscription:
     events), ``sender`` (only events whose ``source`` is this object reach
     the receiver; ``blinker.ANY`` by default), ``timeout``, ``reentrant``,
     ``is_async``, ``failures`` (consecutive), ``disabled`` and ``active``
-    (False once unsubscribed or, for a weakly held bound method, once its
-    object was collected).
+    (False once unsubscribed or once a weakly held callback, ``source`` or
+    ``sender`` was collected). ``source`` and ``sender`` are held weakly
+    when they can be (blinker holds senders so too), strongly otherwise.
 
     A disabled subscription stays attached and is reported as skipped; call
     :meth:`enable` to let it receive events again.
@@ -91,7 +123,10 @@ class Subscription:
         "_chain",
         "_fn",
         "_ref",
+        "_sender",
+        "_source",
         "active",
+        "callback_key",
         "disabled",
         "event_type",
         "failures",
@@ -102,10 +137,10 @@ class Subscription:
         "name",
         "plain",
         "reentrant",
-        "sender",
+        "sender_id",
         "seq",
-        "source",
         "timeout",
+        "type_key",
     )
 
     _fn: Callable[..., Any] | None
@@ -129,8 +164,9 @@ class Subscription:
         self.id = self.seq = next(_ids)
         # ``seq`` orders deliveries: the order of attachment across the bus.
         self.event_type = event_type
-        self.source = source
-        self.sender = sender
+        self.type_key: TypeKey | None = None if event_type is None else type_key(event_type)
+        self.callback_key = callback_key(callback)
+        self.sender_id: Hashable = ANY_ID if sender is ANY else make_id(sender)
         self.timeout = timeout
         self.reentrant = reentrant
         self.is_async = is_async_callable(callback)
@@ -148,20 +184,26 @@ class Subscription:
         # The chain the cycle guard sets while this receiver runs at top
         # level, built once here rather than on every call.
         self._chain = (self,)
+        collected = self._on_collected()
+        self._source = _hold(source, collected)
+        self._sender = _hold(sender, collected)
         if weak is None:
             weak = isinstance(callback, MethodType)
         if weak:
             self._fn = None
-            self._ref = self._weak_ref(callback)
+            self._ref = make_ref(callback, collected)
         else:
             self._fn = callback
             self._ref = None
 
-    def _weak_ref(self, callback: Callable[..., Any]) -> Callable[[], Callable[..., Any] | None]:
-        # The callback runs inside the garbage collector, possibly in a
-        # thread that holds the bus lock, so it only marks the subscription
-        # dead; the bus sweeps dead ones out on its next change (as Django's
-        # dispatcher does with ``_dead_receivers``).
+    def _on_collected(self) -> Callable[[object], None]:
+        """The weak-reference callback for what this subscription holds
+        weakly: when any of it is collected, the subscription ends.
+
+        It runs inside the garbage collector, possibly in a thread that holds
+        the bus lock, so it only marks the subscription dead; the bus sweeps
+        dead ones out on its next change or route rebuild (as Django's
+        dispatcher does with ``_dead_receivers``)."""
         bus_ref = weakref.ref(self._bus)
         self_ref = weakref.ref(self)
 
@@ -172,9 +214,18 @@ class Subscription:
                 if bus is not None:
                     bus._note_dead(sub)
 
-        if isinstance(callback, MethodType):
-            return weakref.WeakMethod(callback, collected)
-        return weakref.ref(callback, collected)
+        return collected
+
+    @property
+    def source(self) -> Any:
+        """The owner tag given to ``subscribe`` (None once it was collected)."""
+        return self._source()
+
+    @property
+    def sender(self) -> Any:
+        """Only events whose ``source`` is this object are delivered
+        (``blinker.ANY``: any; None once it was collected)."""
+        return self._sender()
 
     @staticmethod
     def next_seq() -> int:
@@ -218,3 +269,13 @@ class Subscription:
         target = "*" if self.event_type is None else event_type_name(self.event_type)
         state = " disabled" if self.disabled else "" if self.active else " inactive"
         return f"<Subscription #{self.id} {self.name} -> {target}{state}>"
+
+
+def _hold(obj: Any, collected: Callable[[object], None]) -> Callable[[], Any]:
+    """A weak reference to ``obj`` when it can have one, else a strong hold."""
+    if obj is None or obj is ANY:
+        return _Strong(obj)
+    try:
+        return make_ref(obj, collected)
+    except TypeError:  # str, int, tuple, ...: nothing to collect
+        return _Strong(obj)

@@ -642,3 +642,38 @@ def test_from_dict_with_valid_payload_rebuilds_exactly() -> None:
     assert back.event_id == payload["event_id"]
     assert back.timestamp == datetime.fromtimestamp(payload["timestamp"], UTC)
     assert back.parent_id is None
+
+
+def test_to_dict_of_cyclic_data_names_the_path_of_the_cycle() -> None:
+    looped: dict[str, object] = {"name": "a"}
+    looped["self"] = looped
+    listed: list[object] = [1]
+    listed.append({"back": listed})
+    with pytest.raises(ValueError, match=r"data\.looped\.self: .*cycle"):
+        Event(Demo.PING, {"looped": looped}).to_dict()
+    with pytest.raises(ValueError, match=r"source\[1\]\.back: .*cycle"):
+        Event(Demo.PING, source=listed).to_dict()
+
+
+def test_to_dict_takes_the_same_object_twice_when_it_is_no_cycle() -> None:
+    shared = {"n": 1}
+    data = Event(Demo.PING, {"a": shared, "b": [shared, shared]}).to_dict()["data"]
+    assert data == {"a": {"n": 1}, "b": [{"n": 1}, {"n": 1}]}
+
+
+def test_to_dict_of_data_nested_too_deeply_is_a_value_error() -> None:
+    deep: list[object] = []
+    for _ in range(100_000):
+        deep = [deep]
+    with pytest.raises(ValueError, match=r"data\.deep.*nested"):
+        Event(Demo.PING, {"deep": deep}).to_dict()
+
+
+@pytest.mark.parametrize("converted", [object(), math.inf, "cyclic"], ids=["object", "inf", "cyclic"])
+def test_to_dict_default_hook_giving_no_json_is_a_value_error_naming_the_path(converted: Any) -> None:
+    if converted == "cyclic":
+        converted = []
+        converted.append(converted)
+    event = Event(Demo.PING, {"when": [datetime(2024, 1, 2, tzinfo=UTC)]})
+    with pytest.raises(ValueError, match=r"^data\.when\[0\]: default"):
+        event.to_dict(default=lambda o: converted)
