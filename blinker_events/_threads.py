@@ -64,7 +64,12 @@ class ThreadPool:
         self.stuck = 0
         self.moved_runs = 0
 
-    def submit(self, fn: Callable[[], object]) -> None:
+    def submit(self, fn: Callable[[], object], *, urgent: bool = False) -> None:
+        """Run ``fn`` on an idle thread, else a new one. Beyond
+        :data:`MAX_THREADS` busy threads, ``fn`` waits for one to be free --
+        unless ``urgent``: work that busy threads may be waiting on (the
+        worker queue's drain, one per bus at a time) always gets a thread,
+        or those threads would wait for it forever."""
         with self._lock:
             self._closed = False  # after close(), threads serve again on demand
             if self._idle:
@@ -73,7 +78,7 @@ class ThreadPool:
             # Threads stuck in a hung receiver do not count: work must not
             # wait behind them (that would stall every publisher once a few
             # receivers hang). They are counted in ``stuck`` instead.
-            if self._count - self.stuck >= MAX_THREADS:
+            if self._count - self.stuck >= MAX_THREADS and not urgent:
                 if not self._backlog:  # once per saturation, not once per job
                     logger.warning("%s: all %d threads busy; work waits for one", self._name, MAX_THREADS)
                 self._backlog.append(fn)
