@@ -28,6 +28,7 @@ import contextlib
 import contextvars
 import logging
 import os
+import weakref
 from collections.abc import Callable, Coroutine
 from concurrent.futures import CancelledError, Future
 from contextlib import AbstractContextManager
@@ -39,6 +40,7 @@ from blinker import Signal
 
 from ._async import deliver_async, deliver_one
 from ._context import HANDLING
+from ._describe import describe
 from ._events import Event, EventTypeLike, SystemEventType
 from ._future import LazyFuture
 from ._guards import (
@@ -117,6 +119,7 @@ class EventBus(Registry):
         self._loop_thread = LoopThread(name)
         self._queue = WorkQueue(self._pool, queue_size, overflow)
         self._outlets: tuple[Outlet, ...] = ()
+        _LIVE[self] = None
 
     # -- publishing ----------------------------------------------------------
 
@@ -543,22 +546,25 @@ class EventBus(Registry):
     def shutdown(self, timeout: float | None = None) -> int:
         """Deliver everything still queued, then stop the bus's threads.
 
-        Waits up to ``timeout`` seconds (None: as long as it takes) for the
-        queue to drain; events still queued after that are dropped, counted,
-        logged and their futures failed with :class:`QueueFullError`. Returns
-        how many were dropped. The bus stays usable: threads start again on
-        demand.
+        ``timeout`` bounds the whole shutdown (None: as long as it takes):
+        the queue drains, the outlets flush and the bus loop stops within
+        that one deadline, each stage getting what the earlier ones left; a
+        stage whose time is up still runs, without waiting. Events still
+        queued when the queue's time is up are dropped, counted, logged and
+        their futures failed with :class:`QueueFullError`. Returns how many
+        were dropped. The bus stays usable: threads start again on demand.
         """
         timeout = check_timeout(timeout)
+        deadline = None if timeout is None else perf_counter() + timeout
         dropped = self._queue.join(timeout)
         # Outlets flush while the loop thread (which bridges may run on)
         # still runs, and after the queue drained into them.
         for outlet in self._outlets:
             try:
-                outlet.close(timeout)
+                outlet.close(_remaining(deadline))
             except Exception:
-                logger.exception("shutdown: closing outlet %r failed", outlet)
-        self._loop_thread.stop(timeout)
+                logger.exception("shutdown: closing outlet %s failed", describe(outlet))
+        self._loop_thread.stop(_remaining(deadline))
         self._pool.close()
         return dropped
 
@@ -570,6 +576,55 @@ class EventBus(Registry):
 async def _entered(factory: Callable[[], AbstractContextManager[Any]], coro: Coroutine[Any, Any, T]) -> T:
     with factory():
         return await coro
+
+
+#: Every bus alive, in the order they were made: interpreter exit drains
+#: them all (see :func:`shutdown_all`). Weak: a bus nobody holds can go.
+_LIVE: weakref.WeakKeyDictionary[EventBus, None] = weakref.WeakKeyDictionary()
+
+#: What a stage of a shutdown gets once the deadline has passed: enough to
+#: run (an outlet still disconnects, a queue still drops and logs), no wait.
+_NO_TIME = 0.001
+
+
+def drain_at_exit(bus: EventBus, drain: bool) -> None:
+    """Whether :func:`shutdown_all` at interpreter exit drains ``bus`` (the
+    default of every bus), or whoever calls this with False does it (the
+    Flask extension, with the app's own timeout)."""
+    if drain:
+        _LIVE[bus] = None
+    else:
+        _LIVE.pop(bus, None)
+
+
+def _remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else max(deadline - perf_counter(), _NO_TIME)
+
+
+def shutdown_all(seconds: float) -> int:
+    """Shut down every live bus within one deadline of ``seconds`` in all;
+    return how many events were dropped. Run at interpreter exit.
+
+    Buses go in the order they were made. A receiver of a later bus may
+    publish into an earlier one, so the round repeats for any bus that has
+    work again, until the deadline; then what is left is dropped (counted
+    and logged) by a last shutdown without waiting.
+    """
+    deadline = perf_counter() + seconds
+    dropped = 0
+    pending = list(_LIVE)
+    while pending:
+        for bus in pending:
+            try:
+                dropped += bus.shutdown(_remaining(deadline))
+            except Exception:  # one bus must not keep the others from draining
+                logger.exception("shutdown at exit: %s failed", describe(bus))
+        pending = [bus for bus in list(_LIVE) if bus._queue.busy()]
+        if pending and perf_counter() >= deadline:
+            for bus in pending:
+                dropped += bus._queue.join(_NO_TIME)
+            break
+    return dropped
 
 
 def _resolve(waiter: asyncio.Future[None]) -> None:

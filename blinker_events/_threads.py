@@ -24,6 +24,7 @@ import logging
 import os
 import queue
 import threading
+import time
 import weakref
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
@@ -240,9 +241,10 @@ class LoopThread:
         return self._thread is not None and self._thread.ident == threading.get_ident()
 
     def stop(self, timeout: float | None = None) -> bool:
-        """Wait up to ``timeout`` for submitted work, then stop and close the
-        loop, cancelling what still runs on it. Returns False if the thread
-        did not end within ``timeout``."""
+        """Wait for submitted work, then stop and close the loop, cancelling
+        what still runs on it; ``timeout`` bounds both waits together.
+        Returns False if the thread did not end within ``timeout``."""
+        deadline = None if timeout is None else time.perf_counter() + timeout
         with self._lock:
             if not self.in_loop_thread():
                 self._idle.wait_for(lambda: not self._inflight, timeout)
@@ -252,7 +254,7 @@ class LoopThread:
             return True
         loop.call_soon_threadsafe(loop.stop)
         if thread is not threading.current_thread():
-            thread.join(timeout)
+            thread.join(None if deadline is None else max(deadline - time.perf_counter(), 0))
         return not thread.is_alive()
 
 

@@ -203,6 +203,10 @@ class WorkQueue:
     def __len__(self) -> int:
         return len(self._jobs)
 
+    def busy(self) -> bool:
+        """Whether anything is queued, being drained or in flight."""
+        return bool(self._jobs) or self._owner is not None or self._inflight > 0
+
     def put(self, job: NowaitJob, block_timeout: float | None) -> None:
         dropped: NowaitJob | None = None
         with self._lock:

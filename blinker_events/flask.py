@@ -78,7 +78,7 @@ from blinker import Signal
 from flask import Flask, current_app, has_app_context
 from werkzeug.local import LocalProxy
 
-from ._bus import EventBus
+from ._bus import EventBus, drain_at_exit
 from ._guards import check_timeout
 
 __all__ = [
@@ -208,6 +208,7 @@ class BlinkerEvents:
             bus.set_dispatch_context(_AppContextFactory(app))
         if owns_bus:
             _EXIT_TIMEOUTS[bus] = shutdown_timeout
+            drain_at_exit(bus, False)  # drained by _shutdown_at_exit, within the app's timeout
         app.extensions[EXTENSION_KEY] = AppState(self, bus, owns_bus, bridged)
 
     def shutdown_app(self, app: Flask, timeout: float | None = 10.0) -> int:
@@ -227,6 +228,7 @@ class BlinkerEvents:
         if not state.owns_bus:
             return 0
         _EXIT_TIMEOUTS.pop(state.bus, None)
+        drain_at_exit(state.bus, True)  # if used again, exit drains it as any bus
         return state.bus.shutdown(timeout)
 
 
