@@ -42,6 +42,7 @@ from ._async import deliver_async, deliver_one
 from ._context import HANDLING
 from ._describe import describe
 from ._events import Event, EventTypeLike, SystemEventType
+from ._fork import reinit
 from ._future import LazyFuture
 from ._guards import (
     BUS_SETTINGS,
@@ -119,7 +120,7 @@ class EventBus(Registry):
         self._loop_thread = LoopThread(name)
         self._queue = WorkQueue(self._pool, queue_size, overflow)
         self._outlets: tuple[Outlet, ...] = ()
-        _LIVE[self] = None
+        _LIVE[self] = True
 
     # -- publishing ----------------------------------------------------------
 
@@ -578,9 +579,9 @@ async def _entered(factory: Callable[[], AbstractContextManager[Any]], coro: Cor
         return await coro
 
 
-#: Every bus alive, in the order they were made: interpreter exit drains
-#: them all (see :func:`shutdown_all`). Weak: a bus nobody holds can go.
-_LIVE: weakref.WeakKeyDictionary[EventBus, None] = weakref.WeakKeyDictionary()
+#: Every bus alive, in the order they were made, and whether interpreter
+#: exit drains it (see :func:`shutdown_all`). Weak: a bus nobody holds can go.
+_LIVE: weakref.WeakKeyDictionary[EventBus, bool] = weakref.WeakKeyDictionary()
 
 #: What a stage of a shutdown gets once the deadline has passed: enough to
 #: run (an outlet still disconnects, a queue still drops and logs), no wait.
@@ -591,10 +592,7 @@ def drain_at_exit(bus: EventBus, drain: bool) -> None:
     """Whether :func:`shutdown_all` at interpreter exit drains ``bus`` (the
     default of every bus), or whoever calls this with False does it (the
     Flask extension, with the app's own timeout)."""
-    if drain:
-        _LIVE[bus] = None
-    else:
-        _LIVE.pop(bus, None)
+    _LIVE[bus] = drain
 
 
 def _remaining(deadline: float | None) -> float | None:
@@ -612,19 +610,33 @@ def shutdown_all(seconds: float) -> int:
     """
     deadline = perf_counter() + seconds
     dropped = 0
-    pending = list(_LIVE)
+    pending = _drained_at_exit()
     while pending:
         for bus in pending:
             try:
                 dropped += bus.shutdown(_remaining(deadline))
             except Exception:  # one bus must not keep the others from draining
                 logger.exception("shutdown at exit: %s failed", describe(bus))
-        pending = [bus for bus in list(_LIVE) if bus._queue.busy()]
+        pending = [bus for bus in _drained_at_exit() if bus._queue.busy()]
         if pending and perf_counter() >= deadline:
             for bus in pending:
                 dropped += bus._queue.join(_NO_TIME)
             break
     return dropped
+
+
+def _drained_at_exit() -> list[EventBus]:
+    return [bus for bus, drain in list(_LIVE.items()) if drain]
+
+
+def _after_fork_in_child() -> None:
+    # The bus's own locks (its queue, pool and loop thread re-make theirs):
+    # a parent thread subscribing or recording history at the fork holds one.
+    for bus in list(_LIVE):
+        reinit(bus._lock, bus._bridges._lock, bus._history._lock)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _resolve(waiter: asyncio.Future[None]) -> None:
