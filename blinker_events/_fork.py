@@ -16,6 +16,8 @@ from typing import Any
 
 __all__ = ["reinit"]
 
+_RLOCK = type(threading.RLock())
+
 
 def reinit(*locks: Any) -> None:
     """Re-make each lock (``Lock``, ``RLock`` or ``Condition``) unheld.
@@ -24,6 +26,6 @@ def reinit(*locks: Any) -> None:
     goes on in the child and will release it.
     """
     for lock in locks:
-        if isinstance(lock, type(threading.RLock())) and lock._is_owned():
+        if isinstance(lock, _RLOCK) and lock._is_owned():  # type: ignore[attr-defined]
             continue
         lock._at_fork_reinit()
