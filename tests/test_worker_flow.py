@@ -105,6 +105,29 @@ async def test_the_worker_is_served_while_every_pool_thread_waits_on_it(bus: Eve
     assert elapsed < WAIT  # each wait would have run into its 5 s bound
 
 
+@pytest.mark.asyncio
+async def test_the_pool_grows_when_every_thread_waits_on_work_that_needs_a_pool_thread(bus: EventBus) -> None:
+    pongs: list[int] = []
+    waits = MAX_THREADS + 2
+    all_busy = threading.Barrier(MAX_THREADS)
+
+    def waits_on_a_publish(event: Event) -> None:
+        # On a pool thread, once every pool thread is here: an ``await
+        # publish`` whose sync receiver needs a pool thread of its own.
+        # Bounded, so a deadlock fails the test instead of hanging it.
+        if event.data["n"] < MAX_THREADS:
+            all_busy.wait(WAIT)
+        pong = Event(Demo.PONG, {"n": event.data["n"]})
+        asyncio.run(asyncio.wait_for(bus.publish(pong), 3 * WAIT))
+
+    bus.subscribe(Demo.PING, waits_on_a_publish)
+    bus.subscribe(Demo.PONG, lambda event: pongs.append(event.data["n"]))
+    reports = await asyncio.gather(*(bus.publish(_ev(n)) for n in range(waits)))
+    assert [len(report.failed) for report in reports] == [0] * waits
+    assert [len(report.succeeded) for report in reports] == [1] * waits
+    assert sorted(pongs) == list(range(waits))
+
+
 def test_a_worker_receiver_waiting_on_a_thread_that_publishes_into_the_full_queue_does_not_deadlock(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
