@@ -352,8 +352,12 @@ class WorkQueue:
             left = list(self._jobs)
             self._jobs.clear()
             self.dropped += len(left)
+            running = self._inflight
+        if running:
+            # Not dropped -- they may still end, and their futures resolve then.
+            logger.warning("shutdown: %d event(s) still being delivered after %.3gs", running, timeout)
         for job in left:
-            logger.error("shutdown: dropped %s, still queued after %ss", describe(job.event), timeout)
+            logger.error("shutdown: dropped %s, still queued after %.3gs", describe(job.event), timeout)
             job.drop("the bus shut down before it was delivered")
         return len(left)
 
