@@ -527,13 +527,16 @@ class EventBus(Registry):
 
     def stats(self) -> dict[str, Any]:
         """Counters for monitoring: queue length, dropped and rejected
-        events, pool threads, threads stuck in a hung receiver now and runs
-        ever moved off one, subscriptions, disabled subscriptions."""
+        events, times the queue moved on from a stalled drainer while a
+        publisher waited for room, pool threads, threads stuck in a hung
+        receiver now and runs ever moved off one, subscriptions, disabled
+        subscriptions."""
         subs = self.get_subscriptions()
         return {
             "queued": len(self._queue),
             "dropped": self._queue.dropped,
             "rejected": self._queue.rejected,
+            "handoffs": self._queue.handoffs,
             "pool_threads": self._pool.threads(),
             "stuck_threads": self._pool.stuck,
             "moved_runs": self._pool.moved_runs,

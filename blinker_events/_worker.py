@@ -196,6 +196,7 @@ class WorkQueue:
         #: The token of the drain loop now running; None while nobody drains.
         self._owner: object = None
         self._started = 0  # jobs ever taken: a blocked publisher's sign of progress
+        self._handed = -1  # ``_started`` at the last handoff: one per stall, however many wait
         self._inflight = 0
         self._room_waiters = 0
         self._joiners = 0  # notify() costs microseconds even with nobody waiting
@@ -268,7 +269,7 @@ class WorkQueue:
             now = perf_counter()
             if self._started != seen:
                 seen, since = self._started, now
-            elif now - since >= HANDOFF_SECONDS and self._owner is not None:
+            elif now - since >= HANDOFF_SECONDS and self._owner is not None and self._handed != seen:
                 self._hand_over(now - since)
                 since = now
             wait = since + HANDOFF_SECONDS - now
@@ -283,6 +284,7 @@ class WorkQueue:
         # Called with the lock held. The old drainer finishes the job it is
         # in, sees it no longer owns the drain, and returns to the pool.
         self.handoffs += 1
+        self._handed = self._started
         logger.warning(
             "worker queue full (%d) and no event started for %.1fs while a publisher waits: the queue moves to "
             "another thread (the receiver on the old one keeps running; dispatches still start in order)",

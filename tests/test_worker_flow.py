@@ -170,6 +170,7 @@ def test_a_worker_receiver_waiting_on_a_thread_that_publishes_into_the_full_queu
         assert pongs == [2]
         assert bus.stats()["rejected"] == 0
         assert bus.stats()["dropped"] == 0
+        assert bus.stats()["handoffs"] == 1
         moved = [r for r in caplog.records if "moves to another thread" in r.getMessage()]
         assert len(moved) == 1
         assert moved[0].levelno == logging.WARNING
