@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import atexit
 
-from ._bus import EventBus, shutdown_all
+from ._bus import EventBus
 from ._compat import ANY, NamedSignal, Namespace, Signal, default_namespace, signal
 from ._errors import CircularEventError, EventSystemError, EventTimeoutError, QueueFullError
 from ._events import Event, EventType, EventTypeLike, SystemEventType, event_type_name
+from ._lifecycle import shutdown_all
 from ._report import DeliveryReport
 from ._subscription import Subscription
 

@@ -28,7 +28,6 @@ import contextlib
 import contextvars
 import logging
 import os
-import weakref
 from collections.abc import Callable, Coroutine
 from concurrent.futures import CancelledError, Future
 from contextlib import AbstractContextManager
@@ -42,7 +41,6 @@ from ._async import deliver_async, deliver_one
 from ._context import HANDLING
 from ._describe import describe
 from ._events import Event, EventTypeLike, SystemEventType
-from ._fork import reinit
 from ._future import LazyFuture
 from ._guards import (
     BUS_SETTINGS,
@@ -55,6 +53,7 @@ from ._guards import (
     check_timeout,
 )
 from ._history import DEFAULT_HISTORY_SIZE, History
+from ._lifecycle import register, remaining
 from ._outlets import Outlet, offer
 from ._registry import Registry
 from ._report import DeliveryReport
@@ -120,7 +119,7 @@ class EventBus(Registry):
         self._loop_thread = LoopThread(name)
         self._queue = WorkQueue(self._pool, queue_size, overflow)
         self._outlets: tuple[Outlet, ...] = ()
-        _LIVE[self] = True
+        register(self)
 
     # -- publishing ----------------------------------------------------------
 
@@ -565,10 +564,10 @@ class EventBus(Registry):
         # still runs, and after the queue drained into them.
         for outlet in self._outlets:
             try:
-                outlet.close(_remaining(deadline))
+                outlet.close(remaining(deadline))
             except Exception:
                 logger.exception("shutdown: closing outlet %s failed", describe(outlet))
-        self._loop_thread.stop(_remaining(deadline))
+        self._loop_thread.stop(remaining(deadline))
         self._pool.close()
         return dropped
 
@@ -580,69 +579,6 @@ class EventBus(Registry):
 async def _entered(factory: Callable[[], AbstractContextManager[Any]], coro: Coroutine[Any, Any, T]) -> T:
     with factory():
         return await coro
-
-
-#: Every bus alive, in the order they were made, and whether interpreter
-#: exit drains it (see :func:`shutdown_all`). Weak: a bus nobody holds can go.
-_LIVE: weakref.WeakKeyDictionary[EventBus, bool] = weakref.WeakKeyDictionary()
-
-#: What a stage of a shutdown gets once the deadline has passed: enough to
-#: run (an outlet still disconnects, a queue still drops and logs), no wait.
-_NO_TIME = 0.001
-
-
-def drain_at_exit(bus: EventBus, drain: bool) -> None:
-    """Whether :func:`shutdown_all` at interpreter exit drains ``bus`` (the
-    default of every bus), or whoever calls this with False does it (the
-    Flask extension, with the app's own timeout)."""
-    _LIVE[bus] = drain
-
-
-def _remaining(deadline: float | None) -> float | None:
-    return None if deadline is None else max(deadline - perf_counter(), _NO_TIME)
-
-
-def shutdown_all(seconds: float) -> int:
-    """Shut down every live bus within one deadline of ``seconds`` in all;
-    return how many events were dropped. Run at interpreter exit.
-
-    Buses go in the order they were made. A receiver of a later bus may
-    publish into an earlier one, so the round repeats for any bus that has
-    work again, until the deadline; then what is left is dropped (counted
-    and logged) by a last shutdown without waiting.
-    """
-    deadline = perf_counter() + seconds
-    dropped = 0
-    pending = _drained_at_exit()
-    while pending:
-        for bus in pending:
-            try:
-                dropped += bus.shutdown(_remaining(deadline))
-            except Exception:  # one bus must not keep the others from draining
-                logger.exception("shutdown at exit: %s failed", describe(bus))
-        pending = [bus for bus in _drained_at_exit() if bus._queue.busy()]
-        if pending and perf_counter() >= deadline:
-            # Time is up: drop (and log) what was queued since; what is in
-            # flight was reported by the shutdown that gave up on it.
-            for bus in pending:
-                if len(bus._queue):
-                    dropped += bus._queue.join(_NO_TIME)
-            break
-    return dropped
-
-
-def _drained_at_exit() -> list[EventBus]:
-    return [bus for bus, drain in list(_LIVE.items()) if drain]
-
-
-def _after_fork_in_child() -> None:
-    # The bus's own locks (its queue, pool and loop thread re-make theirs):
-    # a parent thread subscribing or recording history at the fork holds one.
-    for bus in list(_LIVE):
-        reinit(bus._lock, bus._bridges._lock, bus._history._lock)
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _resolve(waiter: asyncio.Future[None]) -> None:

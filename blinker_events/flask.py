@@ -78,8 +78,9 @@ from blinker import Signal
 from flask import Flask, current_app, has_app_context
 from werkzeug.local import LocalProxy
 
-from ._bus import EventBus, drain_at_exit
+from ._bus import EventBus
 from ._guards import check_timeout
+from ._lifecycle import drain_at_exit
 
 __all__ = [
     "CONFIG_DEFAULTS",
