@@ -19,6 +19,7 @@ from collections.abc import Callable
 import pytest
 
 from blinker_events import Event, EventBus, _future, _sync
+from blinker_events.django import _settings as django_settings
 from blinker_events._watchdog import watchdog
 
 from .conftest import Demo
@@ -114,6 +115,7 @@ def test_a_forked_child_does_not_deadlock_on_locks_parent_threads_held_at_the_fo
         _future._LOCK,
         _sync._STATE_LOCK,
         watchdog._lock,
+        django_settings._lock,
     ]
     held, release = threading.Event(), threading.Event()
 
@@ -141,6 +143,8 @@ def test_a_forked_child_does_not_deadlock_on_locks_parent_threads_held_at_the_fo
             "history": len(bus.get_history(Demo.PONG)),
             "queued": bus.stats()["queued"],
             "dropped": bus.shutdown(timeout=WAIT),
+            # Free, as every lock above (the integration's own is not used here).
+            "django settings lock": django_settings._lock.acquire(timeout=WAIT),
         }
 
     holder = threading.Thread(target=hold)
@@ -153,6 +157,7 @@ def test_a_forked_child_does_not_deadlock_on_locks_parent_threads_held_at_the_fo
             "history": 2,
             "queued": 0,
             "dropped": 0,
+            "django settings lock": True,
         }
     finally:
         release.set()
