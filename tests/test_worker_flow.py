@@ -88,10 +88,14 @@ def test_shutdown_without_timeout_delivers_what_was_queued_behind_a_hung_receive
 async def test_the_worker_is_served_while_every_pool_thread_waits_on_it(bus: EventBus) -> None:
     pongs: list[int] = []
     waits = MAX_THREADS + 6
+    all_busy = threading.Barrier(MAX_THREADS)
 
     def waits_on_the_worker(event: Event) -> None:
-        # A sync receiver of ``await publish`` (a pool thread) that waits
-        # for a queued publish: only a pool thread can deliver it.
+        # A sync receiver of ``await publish`` (a pool thread) that, once
+        # every pool thread is here, waits for a queued publish: only a pool
+        # thread can deliver it.
+        if event.data["n"] < MAX_THREADS:
+            all_busy.wait(WAIT)
         bus.publish_nowait(Event(Demo.PONG, {"n": event.data["n"]})).result(WAIT)
 
     bus.subscribe(Demo.PING, waits_on_the_worker)
