@@ -19,8 +19,8 @@ from collections.abc import Callable
 import pytest
 
 from blinker_events import Event, EventBus, _future, _sync
-from blinker_events.django import _settings as django_settings
 from blinker_events._watchdog import watchdog
+from blinker_events.django import _settings as django_settings
 
 from .conftest import Demo
 
