@@ -13,6 +13,7 @@ from ._bus import EventBus
 from ._compat import ANY, NamedSignal, Namespace, Signal, default_namespace, signal
 from ._errors import CircularEventError, EventSystemError, EventTimeoutError, QueueFullError
 from ._events import Event, EventType, EventTypeLike, SystemEventType, event_type_name
+from ._lifecycle import shutdown_all
 from ._report import DeliveryReport
 from ._subscription import Subscription
 
@@ -63,9 +64,17 @@ __all__ = [
 #: The bus the module-level functions use.
 default_bus = EventBus()
 
-#: Seconds the interpreter's exit waits for the default bus's queue to drain.
+#: Seconds the interpreter's exit waits, in all, for every bus -- this one
+#: and those made by hand -- to deliver what it queued; read at exit, so a
+#: program may change it. What is left then is dropped, counted and logged.
 ATEXIT_DRAIN_SECONDS = 30.0
-atexit.register(default_bus.shutdown, ATEXIT_DRAIN_SECONDS)
+
+
+def _drain_at_exit() -> None:
+    shutdown_all(ATEXIT_DRAIN_SECONDS)
+
+
+atexit.register(_drain_at_exit)
 
 subscribe = default_bus.subscribe
 unsubscribe = default_bus.unsubscribe

@@ -39,6 +39,7 @@ from blinker import Signal
 
 from ._async import deliver_async, deliver_one
 from ._context import HANDLING
+from ._describe import describe
 from ._events import Event, EventTypeLike, SystemEventType
 from ._future import LazyFuture
 from ._guards import (
@@ -52,6 +53,7 @@ from ._guards import (
     check_timeout,
 )
 from ._history import DEFAULT_HISTORY_SIZE, History
+from ._lifecycle import register, remaining
 from ._outlets import Outlet, offer
 from ._registry import Registry
 from ._report import DeliveryReport
@@ -117,6 +119,7 @@ class EventBus(Registry):
         self._loop_thread = LoopThread(name)
         self._queue = WorkQueue(self._pool, queue_size, overflow)
         self._outlets: tuple[Outlet, ...] = ()
+        register(self)
 
     # -- publishing ----------------------------------------------------------
 
@@ -523,13 +526,16 @@ class EventBus(Registry):
 
     def stats(self) -> dict[str, Any]:
         """Counters for monitoring: queue length, dropped and rejected
-        events, pool threads, threads stuck in a hung receiver now and runs
-        ever moved off one, subscriptions, disabled subscriptions."""
+        events, times the queue moved on from a stalled drainer while a
+        publisher waited for room, pool threads, threads stuck in a hung
+        receiver now and runs ever moved off one, subscriptions, disabled
+        subscriptions."""
         subs = self.get_subscriptions()
         return {
             "queued": len(self._queue),
             "dropped": self._queue.dropped,
             "rejected": self._queue.rejected,
+            "handoffs": self._queue.handoffs,
             "pool_threads": self._pool.threads(),
             "stuck_threads": self._pool.stuck,
             "moved_runs": self._pool.moved_runs,
@@ -543,22 +549,25 @@ class EventBus(Registry):
     def shutdown(self, timeout: float | None = None) -> int:
         """Deliver everything still queued, then stop the bus's threads.
 
-        Waits up to ``timeout`` seconds (None: as long as it takes) for the
-        queue to drain; events still queued after that are dropped, counted,
-        logged and their futures failed with :class:`QueueFullError`. Returns
-        how many were dropped. The bus stays usable: threads start again on
-        demand.
+        ``timeout`` bounds the whole shutdown (None: as long as it takes):
+        the queue drains, the outlets flush and the bus loop stops within
+        that one deadline, each stage getting what the earlier ones left; a
+        stage whose time is up still runs, without waiting. Events still
+        queued when the queue's time is up are dropped, counted, logged and
+        their futures failed with :class:`QueueFullError`. Returns how many
+        were dropped. The bus stays usable: threads start again on demand.
         """
         timeout = check_timeout(timeout)
+        deadline = None if timeout is None else perf_counter() + timeout
         dropped = self._queue.join(timeout)
         # Outlets flush while the loop thread (which bridges may run on)
         # still runs, and after the queue drained into them.
         for outlet in self._outlets:
             try:
-                outlet.close(timeout)
+                outlet.close(remaining(deadline))
             except Exception:
-                logger.exception("shutdown: closing outlet %r failed", outlet)
-        self._loop_thread.stop(timeout)
+                logger.exception("shutdown: closing outlet %s failed", describe(outlet))
+        self._loop_thread.stop(remaining(deadline))
         self._pool.close()
         return dropped
 

@@ -20,10 +20,13 @@ version.
 
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import Future, InvalidStateError
 from concurrent.futures._base import CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED, PENDING, RUNNING
 from typing import Any, TypeVar
+
+from ._fork import reinit
 
 __all__ = ["LazyFuture"]
 
@@ -85,3 +88,8 @@ class LazyFuture(Future[T]):
         # Nothing can have been registered without making the Condition, so
         # there are no waiters and no callbacks to run here.
         return True
+
+
+# A future settled by a parent thread at the fork must not leave _LOCK held
+# in the child.
+os.register_at_fork(after_in_child=lambda: reinit(_LOCK))

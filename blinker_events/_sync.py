@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import os
 import threading
 from collections.abc import Awaitable, Callable
 from inspect import isawaitable
@@ -30,6 +31,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING
 
 from ._context import HANDLING
+from ._fork import reinit
 from ._guards import check_cycle
 from ._report import DeliveryReport
 from ._subscription import Subscription
@@ -55,6 +57,7 @@ _NO_ASYNC: list[Subscription] = []
 # for all runs: the sections are a few attribute writes, and a lock per run
 # would cost an allocation on every worker job.
 _STATE_LOCK = threading.Lock()
+os.register_at_fork(after_in_child=lambda: reinit(_STATE_LOCK))
 
 
 def deliver_sync(

@@ -8,7 +8,11 @@ Thread roles, as the rest of the package names them:
   worker queue's drain loop. The pool grows on demand instead of having a
   fixed size, because a receiver may block on work that itself needs a pool
   thread (it waits on a thread that awaits ``publish``); a fixed pool would
-  deadlock there. Idle threads linger a few seconds, then exit. A thread
+  deadlock there. Its limit, :data:`MAX_THREADS` busy threads, is soft for
+  the same reason: work waiting for a thread gets one more whenever no busy
+  thread finished anything for :data:`STARVED_SECONDS` (they may all be
+  waiting on that very work), and the worker queue's drain never waits.
+  Idle threads linger a few seconds, then exit. A thread
   stuck in a hung receiver simply is not idle; its run has moved on
   (see :mod:`._sync`), and it rejoins the pool if the receiver ever returns.
 - *loop thread*: one event loop per bus, started on first use, that runs
@@ -24,6 +28,7 @@ import logging
 import os
 import queue
 import threading
+import time
 import weakref
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
@@ -36,8 +41,11 @@ T = TypeVar("T")
 
 IDLE_SECONDS = 5.0
 #: Beyond this many busy threads (not counting stuck ones), work waits for
-#: a thread to become idle.
+#: a thread to become idle...
 MAX_THREADS = 64
+#: ... or, when none became idle for this long, for one started past the
+#: limit: the busy ones may all be waiting on the work that waits.
+STARVED_SECONDS = 0.5
 
 
 class _PoolThread:
@@ -59,12 +67,19 @@ class ThreadPool:
         self._backlog: list[Callable[[], object]] = []
         self._count = 0
         self._closed = False
+        self._finished = 0  # jobs ever finished: the backlog's sign of progress
+        self._relieving = False  # a _relieve thread watches the backlog
         #: Threads now stuck in a receiver past its deadline, and how many
         #: runs were ever moved off such a thread.
         self.stuck = 0
         self.moved_runs = 0
 
-    def submit(self, fn: Callable[[], object]) -> None:
+    def submit(self, fn: Callable[[], object], *, urgent: bool = False) -> None:
+        """Run ``fn`` on an idle thread, else a new one. Beyond
+        :data:`MAX_THREADS` busy threads, ``fn`` waits for one to be free --
+        unless ``urgent``: work that busy threads may be waiting on (the
+        worker queue's drain, one per bus at a time) always gets a thread,
+        or those threads would wait for it forever."""
         with self._lock:
             self._closed = False  # after close(), threads serve again on demand
             if self._idle:
@@ -73,17 +88,48 @@ class ThreadPool:
             # Threads stuck in a hung receiver do not count: work must not
             # wait behind them (that would stall every publisher once a few
             # receivers hang). They are counted in ``stuck`` instead.
-            if self._count - self.stuck >= MAX_THREADS:
+            if self._count - self.stuck >= MAX_THREADS and not urgent:
                 if not self._backlog:  # once per saturation, not once per job
                     logger.warning("%s: all %d threads busy; work waits for one", self._name, MAX_THREADS)
                 self._backlog.append(fn)
+                relieve, self._relieving = not self._relieving, True
+                if relieve:
+                    threading.Thread(target=self._relieve, name=f"{self._name}-relief", daemon=True).start()
                 return
             self._count += 1
+        self._start(fn)
+
+    def _start(self, fn: Callable[[], object]) -> None:
+        # Called after ``_count`` was raised for the new thread.
         worker = _PoolThread()
         worker.thread = threading.Thread(
             target=self._serve, args=(worker, fn), name=f"{self._name}-{self._count}", daemon=True
         )
         worker.thread.start()
+
+    def _relieve(self) -> None:
+        """While work waits for a thread: every :data:`STARVED_SECONDS` in
+        which no busy thread finished anything, start one more for it."""
+        while True:
+            seen = self._finished
+            time.sleep(STARVED_SECONDS)
+            with self._lock:
+                if not self._backlog:
+                    self._relieving = False
+                    return
+                if self._finished != seen:
+                    continue
+                fn = self._backlog.pop(0)
+                self._count += 1
+                busy = self._count - self.stuck
+            logger.warning(
+                "%s: no busy thread finished for %.1fs (they may wait on work that waits for a thread): "
+                "starting one more, %d busy now",
+                self._name,
+                STARVED_SECONDS,
+                busy,
+            )
+            self._start(fn)
 
     def _serve(self, worker: _PoolThread, fn: Callable[[], object] | None) -> None:
         while fn is not None:
@@ -97,6 +143,7 @@ class ThreadPool:
 
     def _next(self, worker: _PoolThread) -> Callable[[], object] | None:
         with self._lock:
+            self._finished += 1
             if self._backlog:
                 return self._backlog.pop(0)
             if self._closed:
@@ -136,6 +183,7 @@ class ThreadPool:
         self._idle = []
         self._backlog = []
         self._count = 0
+        self._relieving = False
         self.stuck = 0
 
 
@@ -235,9 +283,10 @@ class LoopThread:
         return self._thread is not None and self._thread.ident == threading.get_ident()
 
     def stop(self, timeout: float | None = None) -> bool:
-        """Wait up to ``timeout`` for submitted work, then stop and close the
-        loop, cancelling what still runs on it. Returns False if the thread
-        did not end within ``timeout``."""
+        """Wait for submitted work, then stop and close the loop, cancelling
+        what still runs on it; ``timeout`` bounds both waits together.
+        Returns False if the thread did not end within ``timeout``."""
+        deadline = None if timeout is None else time.perf_counter() + timeout
         with self._lock:
             if not self.in_loop_thread():
                 self._idle.wait_for(lambda: not self._inflight, timeout)
@@ -247,7 +296,7 @@ class LoopThread:
             return True
         loop.call_soon_threadsafe(loop.stop)
         if thread is not threading.current_thread():
-            thread.join(timeout)
+            thread.join(None if deadline is None else max(deadline - time.perf_counter(), 0))
         return not thread.is_alive()
 
 

@@ -36,6 +36,8 @@ import weakref
 from time import perf_counter, sleep
 from typing import TYPE_CHECKING, Any
 
+from ._fork import reinit
+
 if TYPE_CHECKING:
     from ._events import Event
     from ._subscription import Subscription
@@ -199,6 +201,16 @@ def _after_fork_in_child() -> None:
     watchdog._lock = threading.Lock()
     watchdog._thread = None
     watchdog.awaited.clear()
+    # So are the other threads' slots: watched here, a parent's receiver
+    # "overrunning" would have its run moved on, and the parent's job
+    # delivered in the child. Only the forking thread goes on in the child.
+    own = thread_slots.slot
+    watchdog._slots = weakref.WeakSet()
+    if own is not None:
+        reinit(own.lock)
+        own.reported = []
+        own.ident = threading.get_ident()
+        watchdog._slots.add(own)
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

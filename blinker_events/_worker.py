@@ -1,12 +1,22 @@
 """The worker queue behind ``publish_nowait``.
 
-Jobs wait in a bounded FIFO deque. At most one pool thread at a time -- the
-*drainer* -- takes jobs off it, so dispatches start in publish order. The
-drainer is not a fixed thread: it is whichever pool thread holds the drain
-loop, started when the first job arrives and ended when the deque is empty.
-If a receiver hangs, the watchdog moves the job's run to a fresh pool thread
-and the drain loop continues there (see :mod:`._sync`); the queue keeps
-flowing.
+Jobs wait in a bounded FIFO deque, and only there: at most one pool thread
+at a time -- the *drainer* -- takes them off it, one at a time, so
+dispatches start in publish order. The drainer is not a fixed thread: it is
+whichever pool thread holds the drain loop's *owner* token, started when the
+first job arrives and ended when the deque is empty. The drain is handed to
+another thread, never duplicated, in two cases:
+
+- a receiver overruns its timeout: the watchdog moves the job's run to a
+  fresh pool thread and the drain loop continues there after it (see
+  :mod:`._sync`);
+- a publisher is blocked on the full queue and no job started for
+  :data:`HANDOFF_SECONDS`: the receiver the drainer is in may be waiting on
+  that very publisher (a plain thread it started), so the drain moves to a
+  fresh thread and the old one, when its job ends, goes back to the pool.
+
+Either way the next job is taken from the head of the deque, so nothing
+waits stranded with a stuck thread and nothing is overtaken.
 
 A publisher never blocks an event loop here: with ``overflow="block"`` and a
 full queue, a caller on a thread with a running loop gets
@@ -38,6 +48,7 @@ from typing import TYPE_CHECKING
 
 from ._async import deliver_async
 from ._context import current_chain
+from ._describe import describe
 from ._errors import QueueFullError
 from ._events import Event
 from ._report import DeliveryReport
@@ -51,7 +62,9 @@ __all__ = ["NowaitJob", "WorkQueue"]
 
 logger = logging.getLogger("blinker_events")
 
-_BATCH = 64
+#: How long a publisher blocked on the full queue waits for any job to
+#: start before it hands the drain to a fresh thread (see the module doc).
+HANDOFF_SECONDS = 1.0
 
 #: The queue whose job the running code belongs to, if any.
 _JOB_OF: ContextVar[WorkQueue | None] = ContextVar("blinker_events.job_of", default=None)
@@ -61,7 +74,7 @@ class NowaitJob:
     """One ``publish_nowait``: the event, the publisher's context, and the
     future the publisher holds."""
 
-    __slots__ = ("bus", "context", "event", "future", "override", "report", "resolved", "started")
+    __slots__ = ("bus", "context", "event", "future", "override", "owner", "report", "resolved", "started")
 
     report: DeliveryReport
     started: float
@@ -80,6 +93,9 @@ class NowaitJob:
         self.context = context
         self.future = future
         self.resolved = False
+        #: The drain that took this job; a run moved off a hung receiver
+        #: drains on as that owner (and stops if the drain moved meanwhile).
+        self.owner: object = None
 
     def run(self) -> bool:
         """Dispatch on the drainer thread; False if the run moved elsewhere."""
@@ -102,9 +118,12 @@ class NowaitJob:
             self.override,
             self.context,
             self._sync_done,
-            then=bus._queue.drain,
+            then=self._drain_on,
         )
         return run.run_here()
+
+    def _drain_on(self) -> None:
+        self.bus._queue.drain(self.owner)
 
     def _sync_done(self, run: SyncRun) -> None:
         if not run.async_subs:
@@ -161,6 +180,9 @@ class WorkQueue:
         self.overflow = overflow
         self.dropped = 0
         self.rejected = 0
+        #: How often the drain was handed on because a blocked publisher saw
+        #: no progress (see the module doc).
+        self.handoffs = 0
         self.forget_jobs()
         _FORGET_AFTER_FORK.add(self)
 
@@ -171,13 +193,20 @@ class WorkQueue:
         self._room = threading.Condition(self._lock)
         self._empty = threading.Condition(self._lock)
         self._jobs: deque[NowaitJob] = deque()
-        self._draining = False
+        #: The token of the drain loop now running; None while nobody drains.
+        self._owner: object = None
+        self._started = 0  # jobs ever taken: a blocked publisher's sign of progress
+        self._handed = -1  # ``_started`` at the last handoff: one per stall, however many wait
         self._inflight = 0
         self._room_waiters = 0
         self._joiners = 0  # notify() costs microseconds even with nobody waiting
 
     def __len__(self) -> int:
         return len(self._jobs)
+
+    def busy(self) -> bool:
+        """Whether anything is queued, being drained or in flight."""
+        return bool(self._jobs) or self._owner is not None or self._inflight > 0
 
     def put(self, job: NowaitJob, block_timeout: float | None) -> None:
         dropped: NowaitJob | None = None
@@ -189,13 +218,22 @@ class WorkQueue:
                 else:
                     self._wait_for_room(block_timeout)
             self._jobs.append(job)
-            start = not self._draining
-            self._draining = True
+            owner = self._start_drain() if self._owner is None else None
         if dropped is not None:
-            logger.warning("worker queue full (%d): dropped the oldest event %s", self.maxsize, repr(dropped.event))
+            logger.warning("worker queue full (%d): dropped the oldest event %s", self.maxsize, describe(dropped.event))
             dropped.drop("the worker queue was full (overflow='drop_oldest')")
-        if start:
-            self._pool.submit(self.drain)
+        if owner is not None:
+            self._submit_drain(owner)
+
+    def _start_drain(self) -> object:
+        # Called with the lock held: from here on, only ``owner`` drains.
+        owner = self._owner = object()
+        return owner
+
+    def _submit_drain(self, owner: object) -> None:
+        # Urgent: the drain is what threads blocked on the bus's futures wait
+        # for, so it must never wait behind them for a pool thread.
+        self._pool.submit(lambda: self.drain(owner), urgent=True)
 
     def _wait_for_room(self, block_timeout: float | None) -> None:
         # Called with the lock held and the queue full.
@@ -207,7 +245,7 @@ class WorkQueue:
             else:
                 self._room_waiters += 1
                 try:
-                    if self._room.wait_for(lambda: len(self._jobs) < self.maxsize, block_timeout):
+                    if self._await_room(block_timeout):
                         return
                 finally:
                     self._room_waiters -= 1
@@ -218,43 +256,80 @@ class WorkQueue:
         logger.warning("worker queue full (%d): publish rejected, %s", self.maxsize, why)
         raise QueueFullError(f"the worker queue is full ({self.maxsize} events): {why}")
 
-    def drain(self) -> None:
-        """The drain loop: run jobs until the deque is empty.
+    def _await_room(self, timeout: float | None) -> bool:
+        """Wait (lock held) until the queue has room, at most ``timeout``.
 
-        Jobs are taken in batches, one lock round per batch. A blocked
+        While waiting, no job may start for :data:`HANDOFF_SECONDS`: then the
+        drainer is stuck in a receiver -- perhaps one waiting on this very
+        thread -- and the drain is handed to a fresh thread.
+        """
+        deadline = None if timeout is None else perf_counter() + timeout
+        seen, since = self._started, perf_counter()
+        while len(self._jobs) >= self.maxsize:
+            now = perf_counter()
+            if self._started != seen:
+                seen, since = self._started, now
+            elif now - since >= HANDOFF_SECONDS and self._owner is not None and self._handed != seen:
+                self._hand_over(now - since)
+                since = now
+            wait = since + HANDOFF_SECONDS - now
+            if deadline is not None:
+                if deadline <= now:
+                    return False
+                wait = min(wait, deadline - now)
+            self._room.wait(wait)
+        return True
+
+    def _hand_over(self, stalled: float) -> None:
+        # Called with the lock held. The old drainer finishes the job it is
+        # in, sees it no longer owns the drain, and returns to the pool.
+        self.handoffs += 1
+        self._handed = self._started
+        logger.warning(
+            "worker queue full (%d) and no event started for %.1fs while a publisher waits: the queue moves to "
+            "another thread (the receiver on the old one keeps running; dispatches still start in order)",
+            self.maxsize,
+            stalled,
+        )
+        self._submit_drain(self._start_drain())
+
+    def drain(self, owner: object) -> None:
+        """The drain loop of ``owner``: run jobs until the deque is empty, or
+        until the drain was handed to another owner, or the current job's run
+        moved to another thread (which drains on as ``owner``).
+
+        Jobs are taken one at a time from the head of the deque, so a job
+        never waits anywhere a stuck thread could keep it. A blocked
         publisher is woken when the queue is down to half, not on every job:
         waking it per job costs a thread switch per event.
         """
         while True:
             with self._lock:
+                if self._owner is not owner:
+                    return
                 if not self._jobs:
-                    self._draining = False
+                    self._owner = None
                     if self._joiners:
                         self._empty.notify_all()
                     return
-                batch = [self._jobs.popleft() for _ in range(min(len(self._jobs), _BATCH))]
-                self._inflight += len(batch)
+                job = self._jobs.popleft()
+                self._inflight += 1
+                self._started += 1
                 if self._room_waiters and len(self._jobs) <= self.maxsize // 2:
                     self._room.notify_all()
-            for index, job in enumerate(batch):
-                if not job.future.set_running_or_notify_cancel():
-                    # The publisher cancelled the future while it was queued.
-                    self.finished()
-                    continue
-                try:
-                    still_here = job.run()
-                except BaseException as exc:  # a bug of ours: fail the job, keep draining
-                    logger.exception("worker: dispatch of %s failed", repr(job.event))
-                    job.resolve(exc)
-                    still_here = True
-                if not still_here:
-                    # The run moved to another thread, which drains on from
-                    # the queue: the rest of this batch goes back first.
-                    with self._lock:
-                        rest = batch[index + 1 :]
-                        self._jobs.extendleft(reversed(rest))
-                        self._inflight -= len(rest)
-                    return
+            if not job.future.set_running_or_notify_cancel():
+                # The publisher cancelled the future while it was queued.
+                self.finished()
+                continue
+            job.owner = owner
+            try:
+                still_here = job.run()
+            except BaseException as exc:  # a bug of ours: fail the job, keep draining
+                logger.exception("worker: dispatch of %s failed", describe(job.event))
+                job.resolve(exc)
+                still_here = True
+            if not still_here:
+                return  # the run drains on from the thread it moved to
 
     def finished(self) -> None:
         """A job's future was resolved."""
@@ -273,14 +348,18 @@ class WorkQueue:
         with self._lock:
             self._joiners += 1
             try:
-                self._empty.wait_for(lambda: not self._draining and not self._inflight, timeout)
+                self._empty.wait_for(lambda: self._owner is None and not self._inflight, timeout)
             finally:
                 self._joiners -= 1
             left = list(self._jobs)
             self._jobs.clear()
             self.dropped += len(left)
+            running = self._inflight
+        if running:
+            # Not dropped -- they may still end, and their futures resolve then.
+            logger.warning("shutdown: %d event(s) still being delivered after %.3gs", running, timeout)
         for job in left:
-            logger.error("shutdown: dropped %s, still queued after %ss", repr(job.event), timeout)
+            logger.error("shutdown: dropped %s, still queued after %.3gs", describe(job.event), timeout)
             job.drop("the bus shut down before it was delivered")
         return len(left)
 

@@ -111,6 +111,7 @@ from ._flask_config import (
     flask_signals,
 )
 from ._guards import check_flag
+from ._lifecycle import drain_at_exit
 
 __all__ = [
     "CONFIG_DEFAULTS",
@@ -209,6 +210,7 @@ class BlinkerEvents:
                 bus.set_dispatch_context(_AppContextFactory(app))
             if own:
                 _EXIT_TIMEOUTS[bus] = settings[SHUTDOWN_KEY]
+                drain_at_exit(bus, False)  # drained by _shutdown_at_exit, within the app's timeout
             app.extensions[EXTENSION_KEY] = AppState(self, bus, own, bridged)
 
     def shutdown_app(self, app: Flask, timeout: float | None = 10.0) -> int:
@@ -236,6 +238,7 @@ class BlinkerEvents:
         if not state.owns_bus:
             return 0
         _EXIT_TIMEOUTS.pop(state.bus, None)
+        drain_at_exit(state.bus, True)  # if used again, exit drains it as any bus
         return state.bus.shutdown(timeout)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable, Mapping
 from functools import partial
@@ -17,6 +18,7 @@ from django.utils.module_loading import import_string, module_has_submodule  # t
 
 import blinker_events
 from blinker_events._events import Event, EventTypeLike, event_type_name, type_key
+from blinker_events._fork import reinit
 from blinker_events._guards import BUS_SETTINGS, check_setting
 
 from . import _connections
@@ -50,6 +52,9 @@ _SIGNAL_KEYS = frozenset({"signal", "sender", "event_type"})
 _SIGNAL_MODULES = ("django.db.models.signals", "django.core.signals", "django.db.backends.signals")
 
 _lock = threading.Lock()
+# A gunicorn worker forked while a master thread applied settings must not
+# inherit the lock held.
+os.register_at_fork(after_in_child=lambda: reinit(_lock))
 #: What the last apply_settings connected: (signal, sender, dispatch_uid).
 _connected: list[tuple[Signal, Any, str]] = []
 
