@@ -22,6 +22,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from .._describe import describe
+
 if TYPE_CHECKING:
     from ._session import Counters
 
@@ -110,7 +112,7 @@ class Backoff:
                     self._name,
                     doing,
                     type(exc).__name__,
-                    exc,
+                    describe(str(exc)),  # a server's error text, bounded
                 )
                 self.delay = FIRST_DELAY
             else:

@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING
 
 from redis.exceptions import ResponseError
 
+from .._describe import describe
+
 from ._connection import (
     Entry,
     claim_idle,
@@ -205,7 +207,9 @@ class GroupReader:
             name = consumer["name"]
             if consumer["pending"] == 0 and consumer["idle"] > forget_ms and name != self._consumer.encode():
                 await self._client.xgroup_delconsumer(self._stream, self._group, name)
-                logger.info("redis bridge: forgot consumer %s of group %s (idle, nothing pending)", name, self._group)
+                logger.info(
+                    "redis bridge: forgot consumer %s of group %s (idle, nothing pending)", describe(name), self._group
+                )
 
     async def _settle(self, entries: list[Entry], *, first_delivery: bool) -> None:
         """Deliver a batch, then acknowledge what is settled in one call."""

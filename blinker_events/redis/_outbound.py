@@ -19,6 +19,7 @@ from collections import deque
 from time import monotonic
 from typing import TYPE_CHECKING
 
+from .._describe import describe
 from ._connection import CONNECTION_ERRORS
 from ._wire import Fields
 
@@ -230,7 +231,7 @@ async def _write(
     if failed:
         # Redis answered, and refused: retrying cannot help.
         outbox.count_dropped(len(failed))
-        logger.error("redis bridge: Redis refused %d event(s): %s", len(failed), failed[0])
+        logger.error("redis bridge: Redis refused %d event(s): %s", len(failed), describe(failed[0]))
     in_hand.clear()
     outbox.set_healthy(True)
 

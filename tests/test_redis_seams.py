@@ -1,0 +1,130 @@
+"""The Redis bridge at its seams: hostile entries on the wire, secrets in
+URLs and options, entries trimmed before a reader got them, and writes
+whose reply was lost -- each against a real redis-server (through a TCP
+proxy on 127.0.0.1 where a fault must sit between bridge and Redis)."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+pytest.importorskip("redis")
+
+import redis
+
+from blinker_events import Event, EventBus
+from blinker_events.redis import RedisBridge
+from blinker_events.redis._wire import encode
+from blinker_events.redis.testing import RedisServer
+from tests.test_redis_bridge import wait_for
+
+#: 3 KB of JSON nested 1,500 deep: past the json module's recursion limit.
+DEEP = b"[" * 1500 + b"]" * 1500
+
+
+@pytest.fixture
+def buses() -> Iterator[Callable[..., EventBus]]:
+    made: list[EventBus] = []
+
+    def make(**settings: Any) -> EventBus:
+        bus = EventBus(**settings)
+        made.append(bus)
+        return bus
+
+    yield make
+    for bus in made:
+        bus.shutdown(timeout=10)  # also stops the bridges on it
+
+
+@pytest.fixture
+def client(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    conn = redis.Redis.from_url(redis_server.url)
+    yield conn
+    conn.close()
+
+
+def entry(n: int) -> dict[bytes, bytes]:
+    """A good entry, as another node would write it."""
+    return encode(Event("job", {"n": n}), b"elsewhere", None, 1_000_000)
+
+
+def dead_reasons(client: redis.Redis, stream: str = "s:dead") -> list[bytes]:
+    return [fields[b"dead.reason"] for _, fields in client.xrange(stream)]
+
+
+# -- item: any exception while decoding one entry affects that entry only -----
+
+
+def test_a_deeply_nested_entry_is_malformed_and_good_entries_keep_flowing_in_a_group(
+    redis_server: RedisServer, client: redis.Redis, buses: Callable[..., EventBus]
+) -> None:
+    bus = buses()
+    got: list[int] = []
+    bus.subscribe("job", lambda e: got.append(e.data["n"]))
+    bridge = RedisBridge(bus, redis_server.url, stream="s", mode="group", group="g", claim_idle=0.2)
+    assert bridge.start()
+    pipe = client.pipeline(transaction=False)  # one batch: the bad entry among good ones
+    pipe.xadd("s", entry(1))
+    pipe.xadd("s", {b"v": b"1", b"origin": b"cli", b"event": DEEP})
+    pipe.xadd("s", entry(2))
+    pipe.execute()
+    wait_for(lambda: got == [1, 2], "the good entries")
+    wait_for(lambda: bridge.stats()["dead_lettered"] == 1, "the dead letter")
+    client.xadd("s", entry(3))
+    wait_for(lambda: got == [1, 2, 3], "entries after it")
+    stats = bridge.stats()
+    assert (stats["malformed"], stats["dead_lettered"], stats["delivered"], stats["errors"]) == (1, 1, 3, 0)
+    assert dead_reasons(client) == [b"malformed_json"]
+    wait_for(lambda: client.xpending("s", "g")["pending"] == 0, "all acknowledged")
+
+
+def test_a_deeply_nested_entry_does_not_stop_a_broadcast_reader(
+    redis_server: RedisServer, client: redis.Redis, buses: Callable[..., EventBus], caplog: pytest.LogCaptureFixture
+) -> None:
+    bus = buses()
+    got: list[int] = []
+    bus.subscribe("job", lambda e: got.append(e.data["n"]))
+    bridge = RedisBridge(bus, redis_server.url, stream="s")
+    assert bridge.start()
+    with caplog.at_level(logging.ERROR, "blinker_events.redis"):
+        client.xadd("s", {b"v": b"1", b"origin": b"cli", b"event": DEEP})
+        client.xadd("s", entry(1))
+        wait_for(lambda: got == [1], "the entry after it")
+    stats = bridge.stats()
+    assert (stats["malformed"], stats["dead_lettered"], stats["errors"]) == (1, 1, 0)
+    assert len([r for r in caplog.records if "bad entry" in r.getMessage()]) == 1  # logged once
+    assert dead_reasons(client) == [b"malformed_json"]
+
+
+# -- item: log lines built from wire data are bounded -------------------------
+
+
+def test_log_lines_built_from_wire_data_are_bounded(
+    redis_server: RedisServer, client: redis.Redis, buses: Callable[..., EventBus], caplog: pytest.LogCaptureFixture
+) -> None:
+    bus = buses()
+
+    def fail(event: Event) -> None:
+        raise RuntimeError("no")
+
+    bus.subscribe("job", fail)
+    bridge = RedisBridge(bus, redis_server.url, stream="s", max_payload=3_000_000)
+    assert bridge.start()
+    huge = b"x" * 2_000_000
+    with caplog.at_level(logging.INFO, "blinker_events.redis"):
+        client.xadd("s", {b"v": huge, b"origin": b"cli", b"event": b"{}"})  # a bad version
+        bad_json = {b"v": b"1", b"origin": b"cli", b"event": b'{"version": 1, "event_type": "' + huge + b'"}'}
+        client.xadd("s", bad_json)
+        good = entry(1)
+        good[b"origin"] = huge  # delivered, and its receiver fails
+        client.xadd("s", good)
+        wait_for(lambda: bridge.stats()["failed"] == 1, "the failed delivery")
+        wait_for(lambda: bridge.stats()["dead_lettered"] == 2, "the dead letters")
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) >= 3
+    assert max(len(line) for line in lines) < 2000
