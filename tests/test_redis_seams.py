@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -19,6 +20,7 @@ import redis
 
 from blinker_events import Event, EventBus
 from blinker_events.redis import RedisBridge
+from blinker_events.redis._connection import redact
 from blinker_events.redis._wire import encode
 from blinker_events.redis.testing import RedisServer
 from tests.test_redis_bridge import wait_for
@@ -128,3 +130,94 @@ def test_log_lines_built_from_wire_data_are_bounded(
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) >= 3
     assert max(len(line) for line in lines) < 2000
+
+
+# -- item: no password in any log line or message; a wrong one is named ------
+
+SECRET = "wr0ng-s3cret"
+
+
+class Password:
+    """The server's ``requirepass``, changed with CONFIG SET and cleared at
+    the end (the fixture's SHUTDOWN sends none)."""
+
+    def __init__(self, server: RedisServer, password: str) -> None:
+        self.server = server
+        self.current = ""
+        self.set(password)
+
+    def set(self, password: str) -> None:
+        auth = ["-a", self.current, "--no-auth-warning"] if self.current else []
+        self.server.cli(*auth, "CONFIG", "SET", "requirepass", password)
+        self.current = password
+
+    def __enter__(self) -> Password:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.server.is_running():
+            self.set("")
+
+
+def test_a_wrong_password_is_reported_as_an_authentication_failure_and_never_logged(
+    redis_server: RedisServer, buses: Callable[..., EventBus], caplog: pytest.LogCaptureFixture
+) -> None:
+    with Password(redis_server, "the-right-one") as password, caplog.at_level(logging.DEBUG, "blinker_events"):
+        by_url = RedisBridge(buses(), f"redis://user:{SECRET}@127.0.0.1:{redis_server.port}/0", stream="s")
+        started = time.monotonic()
+        assert by_url.start(timeout=60) is False
+        assert time.monotonic() - started < 30  # refused: reported at once, not waited out
+        by_option = RedisBridge(buses(), redis_server.url, stream="s", client_options={"password": SECRET})
+        assert by_option.start(timeout=60) is False
+        assert by_url.stats()["auth_failures"] >= 1
+        assert by_option.stats()["auth_failures"] >= 1
+        # It keeps trying: once the password is right, it connects.
+        password.set(SECRET)
+        by_option.bus.publish_sync(Event("job", {"n": 1}))
+        wait_for(lambda: by_option.stats()["published"] == 1, "the write once the password is right")
+    text = caplog.text
+    assert "authentication" in text.lower()
+    assert "no answer" not in text
+    assert SECRET not in text
+
+
+def test_no_message_or_log_line_carries_the_password_of_the_url(
+    redis_server: RedisServer, buses: Callable[..., EventBus], caplog: pytest.LogCaptureFixture
+) -> None:
+    url = f"redis://user:{SECRET}@127.0.0.1:{redis_server.port}/0"
+    with pytest.raises(ValueError, match="url") as bad_scheme:
+        RedisBridge(EventBus(), f"http://user:{SECRET}@127.0.0.1:1/0")
+    assert SECRET not in str(bad_scheme.value)
+    assert "user:***@" in str(bad_scheme.value)
+    with pytest.raises(ValueError, match="url") as in_query:
+        RedisBridge(EventBus(), f"tcp://127.0.0.1:1/0?password={SECRET}")
+    assert SECRET not in str(in_query.value)
+    bus = buses()
+    redis_server.cli("ACL", "SETUSER", "user", "on", f">{SECRET}", "~*", "&*", "+@all")  # an ACL user
+    first = RedisBridge(bus, url, stream="s")
+    assert first.start()
+    with pytest.raises(RuntimeError, match="already has a running bridge") as second:
+        RedisBridge(bus, url, stream="s").start()
+    assert SECRET not in str(second.value)
+    assert "user:***@" in str(second.value)
+    assert first.stop() == 0
+    redis_server.shutdown()  # the warning of a start that gets no answer
+    with caplog.at_level(logging.DEBUG, "blinker_events"):
+        assert RedisBridge(buses(), url, stream="s").start(timeout=0.2) is False
+    assert "no answer from redis://user:***@127.0.0.1" in caplog.text
+    assert SECRET not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://user:pw@h:6379/0", "redis://user:***@h:6379/0"),
+        ("redis://:p@ss/w@h/0", "redis://:***@h/0"),  # redis-py takes an unescaped @ or / in a password
+        ("redis://h/0?db=1&password=pw", "redis://h/0?db=1&password=***"),
+        ("unix:///run/redis.sock?password=pw", "unix:///run/redis.sock?password=***"),
+        ("redis://user@h/0", "redis://user@h/0"),  # a user name alone is no secret
+        ("user:pw@h", "<a URL with userinfo, not shown>"),
+    ],
+)
+def test_urls_in_messages_have_their_password_replaced(url: str, shown: str) -> None:
+    assert redact(url) == shown

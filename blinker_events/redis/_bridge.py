@@ -27,7 +27,7 @@ from blinker import Signal
 
 from .._events import Event, EventTypeLike, SystemEventType, TypeKey, type_key
 from .._guards import check_positive_int, check_timeout
-from ._connection import make_client
+from ._connection import make_client, redact
 from ._delivery import IN_DELIVERY, SeenIds
 from ._outbound import Outbox
 from ._session import Counters, Session, Settings, Shared
@@ -117,7 +117,7 @@ class RedisBridge:
         if not isinstance(url, str):
             raise TypeError(f"url must be a str, not {type(url).__name__}")
         if not url.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError(f"url must be a redis://, rediss:// or unix:// URL, not {url!r}")
+            raise ValueError(f"url must be a redis://, rediss:// or unix:// URL, not {redact(url)}")
         _check_name(stream, "stream")
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
@@ -268,7 +268,9 @@ class RedisBridge:
                 ):
                     # Each would write every local event once and deliver the
                     # other's copy back: every event twice, and an echo.
-                    raise RuntimeError(f"this bus already has a running bridge on {self.stream!r} at {self.url}")
+                    raise RuntimeError(
+                        f"this bus already has a running bridge on {self.stream!r} at {redact(self.url)}"
+                    )
             client = make_client(self.url, self._client_options)
             session = self._session = Session(loop, client, settings, self._shared, self._lost, on_bus_loop=on_bus_loop)
             # In the same critical section as the session: a stop() racing
@@ -276,12 +278,19 @@ class RedisBridge:
             self.bus.add_outlet(self)  # also when only reading: the bus's shutdown then stops it
             _RUNNING.add(self)
         session.start()
-        try:
-            await asyncio.wait_for(session.ready.wait(), timeout)
-        except TimeoutError:
-            logger.warning("redis bridge %s: no answer from %s within %ss; still trying", self, self.url, timeout)
-            return False
-        return True
+        if await _ready_or_refused(session, timeout):
+            return True
+        if session.refused.is_set():
+            logger.error(
+                "redis bridge %s: %s refused the credentials (authentication failed); still trying",
+                self,
+                redact(self.url),
+            )
+        else:
+            logger.warning(
+                "redis bridge %s: no answer from %s within %ss; still trying", self, redact(self.url), timeout
+            )
+        return False
 
     def stop(self, timeout: float | None = 10.0) -> int:
         """Stop reading, write what is buffered (waiting up to ``timeout``
@@ -436,7 +445,8 @@ class RedisBridge:
         in group mode), ``duplicates`` (redeliveries recognised and not
         delivered again), ``skipped_own``, ``ignored`` (types this bridge
         does not carry), ``malformed``, ``dead_lettered``, ``claimed``,
-        ``lost_to_trim``, ``connection_errors``, ``reconnects``, ``errors``
+        ``lost_to_trim``, ``connection_errors``, ``auth_failures`` (Redis refused
+        the credentials), ``reconnects``, ``errors``
         (unexpected errors of the bridge's tasks, logged with traceback)."""
         stats: dict[str, Any] = self.counters.as_dict()
         stats["buffered"] = len(self._outbox)
@@ -477,6 +487,19 @@ def _stop_all() -> None:
             bridge.stop(ATEXIT_FLUSH_SECONDS)
         except Exception:
             logger.exception("redis bridge: stopping %r at exit failed", bridge)
+
+
+async def _ready_or_refused(session: Session, timeout: float | None) -> bool:
+    """Wait until the session is ready (True), or Redis refused its
+    credentials or ``timeout`` passed (False): a wrong password is reported
+    at once rather than waited out."""
+    waits = [asyncio.ensure_future(session.ready.wait()), asyncio.ensure_future(session.refused.wait())]
+    try:
+        await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
+    return session.ready.is_set()
 
 
 def _in_loop(loop: asyncio.AbstractEventLoop) -> bool:

@@ -11,18 +11,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator, Mapping
+import re
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 import redis.asyncio
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import AuthenticationError, AuthorizationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .._describe import describe
+from .._describe import LIMIT, describe
 
 if TYPE_CHECKING:
     from ._session import Counters
@@ -40,6 +42,7 @@ __all__ = [
     "newest_id",
     "read_entries",
     "read_group",
+    "redact",
 ]
 
 logger = logging.getLogger("blinker_events.redis")
@@ -49,9 +52,28 @@ Client: TypeAlias = "redis.asyncio.Redis"
 #: What a lost or unreachable server raises. (redis-py's own exceptions, and
 #: OSError from the socket on some paths.)
 CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+#: What a server that refuses the credentials raises (both are also
+#: connection errors to redis-py, but no retry fixes them by itself).
+REFUSED = (AuthenticationError, AuthorizationError)
 
 FIRST_DELAY = 0.05
 MAX_DELAY = 5.0
+
+
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^:@/]*)(:.*)?@(?=[^@]*$)")
+_PASSWORD_PARAM = re.compile(r"(?i)([?&]password=)[^&#]*")
+
+
+def redact(url: str) -> str:
+    """``url`` fit for a log line or a message: the password of its userinfo
+    and a ``password=`` query parameter become ``***``
+    (``redis://user:***@host:6379/0``). An ``@`` in a password need not be
+    escaped for redis-py, so the userinfo runs to the last ``@``."""
+    shown = _USERINFO.sub(lambda m: f"{m[1]}{m[2]}:***@" if m[3] else m[0], url, count=1)
+    shown = _PASSWORD_PARAM.sub(r"\1***", shown)
+    if "@" in shown and "://" not in shown:
+        return "<a URL with userinfo, not shown>"
+    return shown if len(shown) <= LIMIT else shown[: LIMIT - 3] + "..."
 
 
 def make_client(url: str, options: Mapping[str, Any]) -> Client:
@@ -77,9 +99,11 @@ class Backoff:
     """Exponential backoff with jitter for one task; logs an outage once
     when it starts and once when it ends."""
 
-    def __init__(self, counters: Counters, name: str) -> None:
+    def __init__(self, counters: Counters, name: str, refused: Callable[[], object] = lambda: None) -> None:
         self._counters = counters
         self._name = name
+        #: Called when Redis refuses the credentials (the session's start waits on it).
+        self._refused = refused
         self.delay = 0.0
 
     @property
@@ -98,6 +122,23 @@ class Backoff:
             raise asyncio.CancelledError
         try:
             yield
+        except REFUSED as exc:
+            # A wrong password is no outage: say so, once per outage; keep
+            # trying, as the credentials may be fixed on the server's side.
+            self._counters.auth_failures += 1
+            self._refused()
+            if not self.delay:
+                self._counters.connection_errors += 1
+                logger.error(
+                    "redis bridge %s: Redis refused the credentials while %s (authentication failed, %s: %s); "
+                    "check the password or ACL user; retrying",
+                    self._name,
+                    doing,
+                    type(exc).__name__,
+                    describe(str(exc)),
+                )
+            self.delay = min(MAX_DELAY, max(self.delay * 2, FIRST_DELAY * 10))
+            await asyncio.sleep(self.delay * random.uniform(0.5, 1.0))
         except CONNECTION_ERRORS as exc:
             if task is not None and task.cancelling():
                 # redis-py may turn the cancellation of a blocking read into

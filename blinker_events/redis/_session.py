@@ -39,6 +39,7 @@ class Counters:
     """What a bridge counts; ``RedisBridge.stats`` reports them."""
 
     __slots__ = (
+        "auth_failures",
         "claimed",
         "connection_errors",
         "dead_lettered",
@@ -63,6 +64,7 @@ class Counters:
         return {name: getattr(self, name) for name in self.__slots__}
 
     # Declared for type checkers; set in __init__.
+    auth_failures: int
     claimed: int
     connection_errors: int
     dead_lettered: int
@@ -135,6 +137,8 @@ class Session:
         #: the app's (``start_async()``).
         self.on_bus_loop = on_bus_loop
         self.ready = asyncio.Event()
+        #: Set when Redis refused the credentials (the tasks keep trying).
+        self.refused = asyncio.Event()
         self.reader: asyncio.Task[None] | None = None
         self.writer: asyncio.Task[None] | None = None
         self.in_hand: list[Fields] = []  # the writer's batch in flight
@@ -156,13 +160,13 @@ class Session:
                     settings.stream,
                     settings.maxlen,
                     settings.batch_size,
-                    Backoff(shared.counters, name),
+                    Backoff(shared.counters, name, self.refused.set),
                     shared.counters,
                     self.in_hand,
                     self.finishing,
                 )
             )
-        self.reader = self._spawn(self._read(Backoff(shared.counters, name)))
+        self.reader = self._spawn(self._read(Backoff(shared.counters, name, self.refused.set)))
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         # In a context of their own: started from a receiver (or a request),
