@@ -221,3 +221,86 @@ def test_no_message_or_log_line_carries_the_password_of_the_url(
 )
 def test_urls_in_messages_have_their_password_replaced(url: str, shown: str) -> None:
     assert redact(url) == shown
+
+
+# -- item: a write whose reply was lost is not written (nor handled) twice -----
+
+
+class Proxy:
+    """A TCP proxy on 127.0.0.1 in front of a redis-server that can lose
+    Redis's replies (``drop_replies``): the commands reach Redis, the
+    answers never reach the client -- a reply stalled past its timeout."""
+
+    def __init__(self, port: int) -> None:
+        self._target = ("127.0.0.1", port)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        self.drop_replies = threading.Event()
+        self._sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return  # closed
+            server = socket.create_connection(self._target)
+            self._sockets += [client, server]
+            threading.Thread(target=self._pump, args=(client, server, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, True), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, replies: bool) -> None:
+        try:
+            while data := source.recv(65536):
+                if not (replies and self.drop_replies.is_set()):
+                    sink.sendall(data)
+        except OSError:
+            pass
+        for sock in (source, sink):  # one side gone: the other goes too
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self._listener.close()
+        for sock in self._sockets:
+            sock.close()
+
+
+@pytest.fixture
+def proxy(redis_server: RedisServer) -> Iterator[Proxy]:
+    made = Proxy(redis_server.port)
+    yield made
+    made.close()
+
+
+def test_a_write_whose_reply_was_lost_is_not_written_or_handled_twice(
+    redis_server: RedisServer, client: redis.Redis, proxy: Proxy, buses: Callable[..., EventBus]
+) -> None:
+    consumer_bus = buses()
+    handled: list[int] = []
+    consumer_bus.subscribe("job", lambda e: handled.append(e.data["n"]))
+    consumer = RedisBridge(consumer_bus, redis_server.url, stream="s", mode="group", group="g", direction="in")
+    assert consumer.start()
+    writer = RedisBridge(
+        buses(), proxy.url, stream="s", mode="group", group="g", direction="out", client_options={"socket_timeout": 2}
+    )
+    assert writer.start()
+    proxy.drop_replies.set()
+    for n in range(500):
+        writer.bus.publish_sync(Event("job", {"n": n}))
+    wait_for(lambda: writer.stats()["connection_errors"] == 1, "the writer timing out on its lost reply")
+    written = client.xlen("s")
+    assert written >= 1  # what it wrote reached Redis
+    proxy.drop_replies.clear()  # the writer retries
+    wait_for(lambda: writer.stats()["published"] == 500, "the writer done")
+    assert client.xlen("s") == 500
+    wait_for(lambda: len(handled) == 500, "every event handled")
+    assert sorted(handled) == list(range(500))
+    assert consumer.stats()["duplicates"] == 0
