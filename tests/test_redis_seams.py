@@ -304,3 +304,62 @@ def test_a_write_whose_reply_was_lost_is_not_written_or_handled_twice(
     wait_for(lambda: len(handled) == 500, "every event handled")
     assert sorted(handled) == list(range(500))
     assert consumer.stats()["duplicates"] == 0
+
+
+# -- item: entries trimmed before a lagging reader got them are counted -------
+
+
+def lag_behind_a_trim(
+    bridge: RedisBridge, client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> tuple[list[int], int]:
+    """Hold the bridge's reader in the delivery of entry 0 while 50 more are
+    written with an exact MAXLEN of 10, so entries 1-40 are trimmed before
+    it reads them; then let it go. Returns what it delivered, once it has
+    delivered 41-50 too, and how many lines it logged about the trim."""
+    got: list[int] = []
+    entered, release = threading.Event(), threading.Event()
+
+    def slow(event: Event) -> None:
+        if event.data["n"] == 0:
+            entered.set()
+            release.wait(30)
+        got.append(event.data["n"])
+
+    bridge.bus.subscribe("job", slow)
+    assert bridge.start()
+    with caplog.at_level(logging.ERROR, "blinker_events.redis"):
+        client.xadd("s", entry(0))
+        wait_for(entered.is_set, "the reader holding entry 0")
+        for n in range(1, 51):
+            client.xadd("s", entry(n), maxlen=10, approximate=False)
+        release.set()
+        wait_for(lambda: len(got) == 11, "the entries left in the stream")
+    trim_lines = [r for r in caplog.records if "trimmed" in r.getMessage()]
+    return got, len(trim_lines)
+
+
+def test_entries_trimmed_before_a_lagging_broadcast_reader_got_them_are_counted_and_logged(
+    redis_server: RedisServer, client: redis.Redis, buses: Callable[..., EventBus], caplog: pytest.LogCaptureFixture
+) -> None:
+    bridge = RedisBridge(buses(), redis_server.url, stream="s", maxlen=None)
+    got, logged = lag_behind_a_trim(bridge, client, caplog)
+    assert got == [0, *range(41, 51)]
+    assert bridge.stats()["lost_to_trim"] == 40
+    assert logged == 1
+
+
+def test_entries_trimmed_before_a_lagging_group_read_them_are_counted_once_and_logged(
+    redis_server: RedisServer, client: redis.Redis, buses: Callable[..., EventBus], caplog: pytest.LogCaptureFixture
+) -> None:
+    bridge = RedisBridge(buses(), redis_server.url, stream="s", mode="group", group="g", direction="in", maxlen=None)
+    # A second node of the group, idle until the gap is there: it must not count it again.
+    other = RedisBridge(buses(), redis_server.url, stream="s", mode="group", group="g", direction="in")
+    got, logged = lag_behind_a_trim(bridge, client, caplog)
+    other.bus.subscribe("job", lambda e: None)
+    assert other.start()
+    client.xadd("s", entry(51), maxlen=10, approximate=False)
+    wait_for(lambda: bridge.stats()["delivered"] + other.stats()["delivered"] == 12, "entry 51")
+    assert sorted(got) == [0, *range(41, 51)] or sorted(got) == [0, *range(41, 52)]
+    assert bridge.stats()["lost_to_trim"] + other.stats()["lost_to_trim"] == 40
+    assert logged == 1
+    wait_for(lambda: client.xpending("s", "g")["pending"] == 0, "all acknowledged")

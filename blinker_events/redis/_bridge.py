@@ -29,6 +29,7 @@ from .._events import Event, EventTypeLike, SystemEventType, TypeKey, type_key
 from .._guards import check_positive_int, check_timeout
 from ._connection import make_client, redact
 from ._delivery import IN_DELIVERY, SeenIds
+from ._inbound import Cursor
 from ._outbound import Outbox
 from ._session import Counters, Session, Settings, Shared
 from ._wire import Fields, encode
@@ -173,7 +174,7 @@ class RedisBridge:
         wait = check_timeout(put_timeout, "put_timeout")
         self._outbox = Outbox(check_positive_int(buffer_size, "buffer_size"), wait, self.counters)
         seen = SeenIds(check_positive_int(dedupe_size, "dedupe_size"))
-        self._shared = Shared(self.bus, self._outbox, self.counters, seen, [], self._wanted)
+        self._shared = Shared(self.bus, self._outbox, self.counters, seen, Cursor(), self._wanted)
         #: Outlet protocol: a group takes events over from local delivery.
         self.takes_over = mode == "group"
         self._node_bytes = b""

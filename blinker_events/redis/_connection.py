@@ -39,10 +39,12 @@ __all__ = [
     "ensure_group",
     "group_consumers",
     "make_client",
-    "newest_id",
     "read_entries",
     "read_group",
+    "read_new_in_group",
+    "read_with_info",
     "redact",
+    "stream_info",
 ]
 
 logger = logging.getLogger("blinker_events.redis")
@@ -189,6 +191,79 @@ async def read_entries(client: Client, stream: str, after: bytes, count: int, bl
     return response[0][1] if response else []
 
 
+async def read_with_info(
+    client: Client, stream: str, after: bytes, count: int
+) -> tuple[dict[str, Any] | None, list[Entry]]:
+    """In one transaction, XINFO STREAM (None if there is no stream yet) and
+    XREAD of up to ``count`` entries after ``after``, without waiting: the
+    stream's counts then describe exactly the state the entries were read in."""
+    pipe = client.pipeline(transaction=True)
+    pipe.xinfo_stream(stream)
+    pipe.xread({stream: after}, count=count)
+    info, response = await pipe.execute(raise_on_error=False)
+    if isinstance(response, Exception):
+        raise response
+    entries = cast("list[tuple[bytes, list[Entry]]]", response)
+    return (None if isinstance(info, Exception) else info), (entries[0][1] if entries else [])
+
+
+#: Entries trimmed from the stream before ``ARGV[1]``'s group read them: 0
+#: if none, -1 if some but Redis cannot tell how many (its entries-read is
+#: not valid). Redis 7 moves a group's last-delivered id across such a gap
+#: without counting it in entries-read; so once counted, entries-read is set
+#: to the trimmed head, and every gap is counted once, whichever node saw it.
+_TRIMMED_UNREAD = """
+local function parse(flat)
+  local t = {}
+  for i = 1, #flat, 2 do t[flat[i]] = flat[i + 1] end
+  return t
+end
+local function before(a, b)
+  local ams, aseq = string.match(a, '(%d+)-(%d+)')
+  local bms, bseq = string.match(b, '(%d+)-(%d+)')
+  ams, aseq, bms, bseq = tonumber(ams), tonumber(aseq), tonumber(bms), tonumber(bseq)
+  return ams < bms or (ams == bms and aseq < bseq)
+end
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local stream = parse(redis.call('XINFO', 'STREAM', KEYS[1]))
+local first = stream['recorded-first-entry-id']
+if not stream['entries-added'] or not first or stream['length'] == 0 then return 0 end
+local head = stream['entries-added'] - stream['length']
+for _, flat in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+  local group = parse(flat)
+  if group['name'] == ARGV[1] then
+    local last = group['last-delivered-id']
+    if not before(last, first) then return 0 end
+    local lost = -1
+    if type(group['entries-read']) ~= 'number' and last == '0-0' then
+      return 0  -- a group that has read nothing yet: its first read sets entries-read
+    end
+    if type(group['entries-read']) == 'number' then
+      if head <= group['entries-read'] then return 0 end
+      lost = head - group['entries-read']
+    end
+    redis.call('XGROUP', 'SETID', KEYS[1], ARGV[1], last, 'ENTRIESREAD', head)
+    return lost
+  end
+end
+return 0
+"""
+
+
+async def read_new_in_group(
+    client: Client, stream: str, group: str, consumer: str, count: int
+) -> tuple[int, list[Entry]]:
+    """In one transaction: how many entries were trimmed before the group
+    read them (see ``_TRIMMED_UNREAD``), and XREADGROUP of up to ``count``
+    new entries, without waiting -- so no gap opens between the two."""
+    pipe = client.pipeline(transaction=True)
+    pipe.eval(_TRIMMED_UNREAD, 1, stream, group)
+    pipe.xreadgroup(group, consumer, {stream: ">"}, count=count)
+    lost, response = await pipe.execute()
+    entries = cast("list[tuple[bytes, list[Entry]]]", response)
+    return int(lost), (entries[0][1] if entries else [])
+
+
 async def read_group(
     client: Client, stream: str, group: str, consumer: str, after: bytes | str, count: int, block: int | None
 ) -> list[Entry]:
@@ -238,7 +313,12 @@ async def group_consumers(client: Client, stream: str, group: str) -> list[dict[
     return await client.xinfo_consumers(stream, group)
 
 
-async def newest_id(client: Client, stream: str) -> bytes:
-    """The id of the stream's newest entry, b"0-0" if it has none."""
-    newest = cast("list[Entry]", await client.xrevrange(stream, count=1))
-    return newest[0][0] if newest else b"0-0"
+async def stream_info(client: Client, stream: str) -> dict[str, Any] | None:
+    """XINFO STREAM (``last-generated-id``, ``entries-added``, ``length``...),
+    None if there is no stream yet."""
+    try:
+        return await client.xinfo_stream(stream)
+    except ResponseError as exc:
+        if "no such key" in str(exc):
+            return None
+        raise

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._connection import Backoff, Client, ensure_group
 from ._delivery import Delivery, SeenIds
-from ._inbound import GroupReader, read_broadcast
+from ._inbound import Cursor, GroupReader, read_broadcast
 from ._outbound import Outbox, write_forever
 from ._wire import Fields
 
@@ -107,8 +107,8 @@ class Shared:
     outbox: Outbox
     counters: Counters
     seen: SeenIds
-    #: The last stream id the broadcast reader saw (resumed after a restart).
-    position: list[bytes]
+    #: Where the broadcast reader is (resumed after a restart).
+    position: Cursor
     wanted: Callable[[Event], bool]
 
 
@@ -212,7 +212,14 @@ class Session:
         )
         if settings.group is None:
             await read_broadcast(
-                self.client, delivery, settings.stream, shared.position, settings.batch_size, backoff, ready
+                self.client,
+                delivery,
+                settings.stream,
+                shared.position,
+                settings.batch_size,
+                backoff,
+                shared.counters,
+                ready,
             )
             return
         assert settings.consumer is not None
