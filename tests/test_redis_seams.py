@@ -5,6 +5,7 @@ proxy on 127.0.0.1 where a fault must sit between bridge and Redis)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import threading
@@ -255,17 +256,13 @@ class Proxy:
             threading.Thread(target=self._pump, args=(server, client, True), daemon=True).start()
 
     def _pump(self, source: socket.socket, sink: socket.socket, replies: bool) -> None:
-        try:
+        with contextlib.suppress(OSError):
             while data := source.recv(65536):
                 if not (replies and self.drop_replies.is_set()):
                     sink.sendall(data)
-        except OSError:
-            pass
         for sock in (source, sink):  # one side gone: the other goes too
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
     def close(self) -> None:
         self._listener.close()

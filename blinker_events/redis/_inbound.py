@@ -37,7 +37,6 @@ from typing import TYPE_CHECKING
 from redis.exceptions import ResponseError
 
 from .._describe import describe
-
 from ._connection import (
     Entry,
     claim_idle,
@@ -284,9 +283,12 @@ class GroupReader:
         )
         done: list[bytes] = []
         todo: list[Entry] = []
+        gone = [entry_id for entry_id, fields in entries if not fields]
+        if gone:  # pending here, but trimmed meanwhile: their retry is lost
+            _count_trimmed(self._counters, len(gone), self._stream, "while pending, before they were acknowledged")
         for entry_id, fields in entries:
             deliveries = counts.get(entry_id, 1)
-            if not fields:  # pending, but deleted from the stream
+            if not fields:
                 done.append(entry_id)
             elif deliveries > self._max_deliveries:
                 await self._delivery.dead_letter(
