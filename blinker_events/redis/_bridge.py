@@ -279,7 +279,7 @@ class RedisBridge:
             self.bus.add_outlet(self)  # also when only reading: the bus's shutdown then stops it
             _RUNNING.add(self)
         session.start()
-        if await _ready_or_refused(session, timeout):
+        if await session.started(timeout):
             return True
         if session.refused.is_set():
             logger.error(
@@ -488,19 +488,6 @@ def _stop_all() -> None:
             bridge.stop(ATEXIT_FLUSH_SECONDS)
         except Exception:
             logger.exception("redis bridge: stopping %r at exit failed", bridge)
-
-
-async def _ready_or_refused(session: Session, timeout: float | None) -> bool:
-    """Wait until the session is ready (True), or Redis refused its
-    credentials or ``timeout`` passed (False): a wrong password is reported
-    at once rather than waited out."""
-    waits = [asyncio.ensure_future(session.ready.wait()), asyncio.ensure_future(session.refused.wait())]
-    try:
-        await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for wait in waits:
-            wait.cancel()
-    return session.ready.is_set()
 
 
 def _in_loop(loop: asyncio.AbstractEventLoop) -> bool:

@@ -168,6 +168,18 @@ class Session:
             )
         self.reader = self._spawn(self._read(Backoff(shared.counters, name, self.refused.set)))
 
+    async def started(self, timeout: float | None) -> bool:
+        """Wait until the run is ready (True), or Redis refused its
+        credentials or ``timeout`` passed (False): a wrong password is
+        reported at once rather than waited out."""
+        waits = [asyncio.ensure_future(self.ready.wait()), asyncio.ensure_future(self.refused.wait())]
+        try:
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+        return self.ready.is_set()
+
     def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         # In a context of their own: started from a receiver (or a request),
         # the tasks would otherwise carry its cycle-guard chain and framework
