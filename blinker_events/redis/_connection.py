@@ -206,9 +206,9 @@ async def read_with_info(
     return (None if isinstance(info, Exception) else info), (entries[0][1] if entries else [])
 
 
-#: Entries trimmed from the stream before ``ARGV[1]``'s group read them: 0
-#: if none, -1 if some but Redis cannot tell how many (its entries-read is
-#: not valid). Redis 7 moves a group's last-delivered id across such a gap
+#: Entries trimmed from the stream before ``ARGV[1]``'s group read them (0
+#: if none, -1 if some but Redis cannot tell how many: its entries-read is
+#: not valid), and the stream's last-generated id. Redis 7 moves a group's last-delivered id across such a gap
 #: without counting it in entries-read; so once counted, entries-read is set
 #: to the trimmed head, and every gap is counted once, whichever node saw it.
 _TRIMMED_UNREAD = """
@@ -223,44 +223,46 @@ local function before(a, b)
   ams, aseq, bms, bseq = tonumber(ams), tonumber(aseq), tonumber(bms), tonumber(bseq)
   return ams < bms or (ams == bms and aseq < bseq)
 end
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0, '0-0'} end
 local stream = parse(redis.call('XINFO', 'STREAM', KEYS[1]))
+local newest = stream['last-generated-id']
 local first = stream['recorded-first-entry-id']
-if not stream['entries-added'] or not first or stream['length'] == 0 then return 0 end
+if not stream['entries-added'] or not first or stream['length'] == 0 then return {0, newest} end
 local head = stream['entries-added'] - stream['length']
 for _, flat in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
   local group = parse(flat)
   if group['name'] == ARGV[1] then
-    local last = group['last-delivered-id']
-    if not before(last, first) then return 0 end
+    local last, read = group['last-delivered-id'], group['entries-read']
+    if not before(last, first) then return {0, newest} end
     local lost = -1
-    if type(group['entries-read']) ~= 'number' and last == '0-0' then
-      return 0  -- a group that has read nothing yet: its first read sets entries-read
+    if type(read) ~= 'number' and last == '0-0' then
+      return {0, newest}  -- a group that has read nothing yet: its first read sets entries-read
     end
-    if type(group['entries-read']) == 'number' then
-      if head <= group['entries-read'] then return 0 end
-      lost = head - group['entries-read']
+    if type(read) == 'number' then
+      if head <= read then return {0, newest} end
+      lost = head - read
     end
     redis.call('XGROUP', 'SETID', KEYS[1], ARGV[1], last, 'ENTRIESREAD', head)
-    return lost
+    return {lost, newest}
   end
 end
-return 0
+return {0, newest}
 """
 
 
 async def read_new_in_group(
     client: Client, stream: str, group: str, consumer: str, count: int
-) -> tuple[int, list[Entry]]:
+) -> tuple[int, bytes, list[Entry]]:
     """In one transaction: how many entries were trimmed before the group
-    read them (see ``_TRIMMED_UNREAD``), and XREADGROUP of up to ``count``
-    new entries, without waiting -- so no gap opens between the two."""
+    read them (see ``_TRIMMED_UNREAD``), the stream's newest id, and
+    XREADGROUP of up to ``count`` new entries, without waiting -- so no gap
+    opens between the count and the read."""
     pipe = client.pipeline(transaction=True)
     pipe.eval(_TRIMMED_UNREAD, 1, stream, group)
     pipe.xreadgroup(group, consumer, {stream: ">"}, count=count)
-    lost, response = await pipe.execute()
+    (lost, newest), response = await pipe.execute()
     entries = cast("list[tuple[bytes, list[Entry]]]", response)
-    return int(lost), (entries[0][1] if entries else [])
+    return int(lost), newest, (entries[0][1] if entries else [])
 
 
 async def read_group(

@@ -10,10 +10,11 @@ saw, so after a reconnect it resumes where it stopped; a node skips its own
 entries, whose receivers ran when they were published.
 
 Both modes count entries that ``maxlen`` trimmed before they were read
-(``lost_to_trim``): each read of new entries that does not wait is made in
-one transaction with the stream's counts (Redis 7's ``entries-added``), so a
-gap is seen as it is crossed. A read that waits cannot cross one: Redis
-serves a waiting reader each entry as it is written.
+(``lost_to_trim``): every read of new entries is made in one transaction
+with the stream's counts (Redis 7's ``entries-added``), so a gap is seen as
+it is crossed. Transactions cannot wait, so a reader with nothing to read
+waits with a plain XREAD for an entry newer than it saw, then reads it in
+the transaction.
 
 Group mode (:class:`GroupReader`): XREADGROUP hands each entry to one
 consumer of the group. An entry is acknowledged only once its delivery
@@ -104,14 +105,14 @@ async def read_broadcast(
             if info is not None:
                 _passed_trimmed(info, cursor, counters, stream)
             if not entries:
-                entries = await read_entries(client, stream, cursor.id, batch_size, BLOCK_MS)
-            if entries:
-                async with delivery.gate.batch():
-                    # No retries in broadcast mode: a failed delivery is
-                    # counted and logged, and the reader moves on.
-                    await delivery.deliver(entries)
-                    cursor.id = entries[-1][0]
-                    cursor.offset += len(entries)
+                await read_entries(client, stream, cursor.id, 1, BLOCK_MS)  # a wake-up only
+                continue
+            async with delivery.gate.batch():
+                # No retries in broadcast mode: a failed delivery is
+                # counted and logged, and the reader moves on.
+                await delivery.deliver(entries)
+                cursor.id = entries[-1][0]
+                cursor.offset += len(entries)
 
 
 def _passed_trimmed(info: dict[str, object], cursor: Cursor, counters: Counters, stream: str) -> None:
@@ -215,14 +216,16 @@ class GroupReader:
 
     async def _read_new(self) -> list[Entry]:
         """New entries for this consumer, after counting those trimmed
-        before the group read them; waits a while if there are none."""
-        lost, entries = await read_new_in_group(self._client, self._stream, self._group, self._consumer, self._batch)
+        before the group read them. If there are none, waits a while for an
+        entry newer than the stream's newest, and returns none: the caller's
+        next turn reads it (after claiming what is due)."""
+        client, stream = self._client, self._stream
+        lost, newest, entries = await read_new_in_group(client, stream, self._group, self._consumer, self._batch)
         if lost:
-            _count_trimmed(self._counters, lost, self._stream, f"before group {self._group} read them")
-        if entries:
-            return entries
-        block = min(BLOCK_MS, max(1, int(self._claim_every * 1000)))
-        return await read_group(self._client, self._stream, self._group, self._consumer, ">", self._batch, block)
+            _count_trimmed(self._counters, lost, stream, f"before group {self._group} read them")
+        if not entries:
+            await read_entries(client, stream, newest, 1, min(BLOCK_MS, max(1, int(self._claim_every * 1000))))
+        return entries
 
     async def _reread_own_pending(self) -> None:
         after = b"0-0"
