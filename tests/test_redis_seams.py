@@ -5,6 +5,7 @@ proxy on 127.0.0.1 where a fault must sit between bridge and Redis)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import socket
@@ -360,3 +361,34 @@ def test_entries_trimmed_before_a_lagging_group_read_them_are_counted_once_and_l
     assert bridge.stats()["lost_to_trim"] + other.stats()["lost_to_trim"] == 40
     assert logged == 1
     wait_for(lambda: client.xpending("s", "g")["pending"] == 0, "all acknowledged")
+
+
+def test_a_loop_ending_while_a_lost_write_waits_for_its_retry_does_not_write_it_twice(
+    redis_server: RedisServer, client: redis.Redis, proxy: Proxy
+) -> None:
+    bus = EventBus()
+    bridge = RedisBridge(bus, proxy.url, stream="s", direction="out", client_options={"socket_timeout": 2})
+
+    async def app_without_stop_async() -> None:
+        assert await bridge.start_async()
+        proxy.drop_replies.set()
+        for n in range(100):
+            await bus.publish(Event("job", {"n": n}))
+        for _ in range(3000):  # up to 15 s
+            if bridge.stats()["connection_errors"]:  # the write timed out; its retry waits
+                break
+            await asyncio.sleep(0.005)
+        else:
+            raise AssertionError("timed out waiting for the lost reply")
+        proxy.drop_replies.clear()
+        # Returning now ends the loop: the writer is cancelled in its backoff
+        # and writes what it holds in a last flush.
+
+    try:
+        asyncio.run(app_without_stop_async())
+        assert not bridge.running
+        stats = bridge.stats()
+        assert stats["published"] + stats["dropped"] == 100
+        assert client.xlen("s") == stats["published"] == 100
+    finally:
+        bus.shutdown(timeout=10)

@@ -231,7 +231,7 @@ async def write_forever(
         # returning in an app that never called stop_async). Write what can
         # be written in a moment; whatever is left is counted by the stop at
         # interpreter exit.
-        await _last_flush(client, outbox, stream, maxlen, batch_size, counters, in_hand)
+        await _last_flush(client, outbox, stream, maxlen, batch_size, counters, in_hand, sent_at)
         raise
 
 
@@ -297,9 +297,16 @@ async def _last_flush(
     batch_size: int,
     counters: Counters,
     in_hand: list[Fields],
+    sent_at: float | None,
 ) -> None:
+    """Write what is left in a moment. A batch in hand whose write was cut
+    off (``sent_at``: when it was first sent) may be in Redis already."""
     deadline = monotonic() + LAST_FLUSH_SECONDS
     try:
+        if in_hand and sent_at is not None:
+            await asyncio.wait_for(
+                _leave_out_written(client, stream, in_hand, monotonic() - sent_at, counters), LAST_FLUSH_SECONDS
+            )
         while (in_hand or len(outbox)) and monotonic() < deadline:
             if not in_hand:
                 in_hand.extend(outbox.take(batch_size))
