@@ -392,3 +392,9 @@ def test_a_loop_ending_while_a_lost_write_waits_for_its_retry_does_not_write_it_
         assert client.xlen("s") == stats["published"] == 100
     finally:
         bus.shutdown(timeout=10)
+
+
+def test_a_url_redis_cannot_parse_is_refused_at_construction_without_its_password() -> None:
+    with pytest.raises(ValueError, match="url") as caught:
+        RedisBridge(EventBus(), f"redis://:{SECRET}@127.0.0.1:port/0")
+    assert SECRET not in str(caught.value)

@@ -24,6 +24,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from blinker import Signal
+from redis.asyncio.connection import parse_url
 
 from .._events import Event, EventTypeLike, SystemEventType, TypeKey, type_key
 from .._guards import check_positive_int, check_timeout
@@ -119,6 +120,10 @@ class RedisBridge:
             raise TypeError(f"url must be a str, not {type(url).__name__}")
         if not url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError(f"url must be a redis://, rediss:// or unix:// URL, not {redact(url)}")
+        try:
+            parse_url(url)  # refused here, not at start()
+        except ValueError as exc:
+            raise ValueError(f"url {redact(url)} is not valid: {exc}") from None
         _check_name(stream, "stream")
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
