@@ -24,11 +24,13 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from blinker import Signal
+from redis.asyncio.connection import parse_url
 
 from .._events import Event, EventTypeLike, SystemEventType, TypeKey, type_key
 from .._guards import check_positive_int, check_timeout
-from ._connection import make_client
+from ._connection import make_client, redact
 from ._delivery import IN_DELIVERY, SeenIds
+from ._inbound import Cursor
 from ._outbound import Outbox
 from ._session import Counters, Session, Settings, Shared
 from ._wire import Fields, encode
@@ -117,7 +119,11 @@ class RedisBridge:
         if not isinstance(url, str):
             raise TypeError(f"url must be a str, not {type(url).__name__}")
         if not url.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError(f"url must be a redis://, rediss:// or unix:// URL, not {url!r}")
+            raise ValueError(f"url must be a redis://, rediss:// or unix:// URL, not {redact(url)}")
+        try:
+            parse_url(url)  # refused here, not at start()
+        except ValueError as exc:
+            raise ValueError(f"url {redact(url)} is not valid: {exc}") from None
         _check_name(stream, "stream")
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
@@ -173,7 +179,7 @@ class RedisBridge:
         wait = check_timeout(put_timeout, "put_timeout")
         self._outbox = Outbox(check_positive_int(buffer_size, "buffer_size"), wait, self.counters)
         seen = SeenIds(check_positive_int(dedupe_size, "dedupe_size"))
-        self._shared = Shared(self.bus, self._outbox, self.counters, seen, [], self._wanted)
+        self._shared = Shared(self.bus, self._outbox, self.counters, seen, Cursor(), self._wanted)
         #: Outlet protocol: a group takes events over from local delivery.
         self.takes_over = mode == "group"
         self._node_bytes = b""
@@ -268,7 +274,9 @@ class RedisBridge:
                 ):
                     # Each would write every local event once and deliver the
                     # other's copy back: every event twice, and an echo.
-                    raise RuntimeError(f"this bus already has a running bridge on {self.stream!r} at {self.url}")
+                    raise RuntimeError(
+                        f"this bus already has a running bridge on {self.stream!r} at {redact(self.url)}"
+                    )
             client = make_client(self.url, self._client_options)
             session = self._session = Session(loop, client, settings, self._shared, self._lost, on_bus_loop=on_bus_loop)
             # In the same critical section as the session: a stop() racing
@@ -276,12 +284,19 @@ class RedisBridge:
             self.bus.add_outlet(self)  # also when only reading: the bus's shutdown then stops it
             _RUNNING.add(self)
         session.start()
-        try:
-            await asyncio.wait_for(session.ready.wait(), timeout)
-        except TimeoutError:
-            logger.warning("redis bridge %s: no answer from %s within %ss; still trying", self, self.url, timeout)
-            return False
-        return True
+        if await session.started(timeout):
+            return True
+        if session.refused.is_set():
+            logger.error(
+                "redis bridge %s: %s refused the credentials (authentication failed); still trying",
+                self,
+                redact(self.url),
+            )
+        else:
+            logger.warning(
+                "redis bridge %s: no answer from %s within %ss; still trying", self, redact(self.url), timeout
+            )
+        return False
 
     def stop(self, timeout: float | None = 10.0) -> int:
         """Stop reading, write what is buffered (waiting up to ``timeout``
@@ -436,7 +451,8 @@ class RedisBridge:
         in group mode), ``duplicates`` (redeliveries recognised and not
         delivered again), ``skipped_own``, ``ignored`` (types this bridge
         does not carry), ``malformed``, ``dead_lettered``, ``claimed``,
-        ``lost_to_trim``, ``connection_errors``, ``reconnects``, ``errors``
+        ``lost_to_trim``, ``connection_errors``, ``auth_failures`` (Redis refused
+        the credentials), ``reconnects``, ``errors``
         (unexpected errors of the bridge's tasks, logged with traceback)."""
         stats: dict[str, Any] = self.counters.as_dict()
         stats["buffered"] = len(self._outbox)

@@ -11,16 +11,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator, Mapping
+import re
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 import redis.asyncio
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import AuthenticationError, AuthorizationError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from .._describe import LIMIT, describe
 
 if TYPE_CHECKING:
     from ._session import Counters
@@ -35,9 +38,12 @@ __all__ = [
     "ensure_group",
     "group_consumers",
     "make_client",
-    "newest_id",
     "read_entries",
     "read_group",
+    "read_new_in_group",
+    "read_with_info",
+    "redact",
+    "stream_info",
 ]
 
 logger = logging.getLogger("blinker_events.redis")
@@ -47,9 +53,28 @@ Client: TypeAlias = "redis.asyncio.Redis"
 #: What a lost or unreachable server raises. (redis-py's own exceptions, and
 #: OSError from the socket on some paths.)
 CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+#: What a server that refuses the credentials raises (both are also
+#: connection errors to redis-py, but no retry fixes them by itself).
+REFUSED = (AuthenticationError, AuthorizationError)
 
 FIRST_DELAY = 0.05
 MAX_DELAY = 5.0
+
+
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^:@/]*)(:.*)?@(?=[^@]*$)")
+_PASSWORD_PARAM = re.compile(r"(?i)([?&]password=)[^&#]*")
+
+
+def redact(url: str) -> str:
+    """``url`` fit for a log line or a message: the password of its userinfo
+    and a ``password=`` query parameter become ``***``
+    (``redis://user:***@host:6379/0``). An ``@`` in a password need not be
+    escaped for redis-py, so the userinfo runs to the last ``@``."""
+    shown = _USERINFO.sub(lambda m: f"{m[1]}{m[2]}:***@" if m[3] else m[0], url, count=1)
+    shown = _PASSWORD_PARAM.sub(r"\1***", shown)
+    if "@" in shown and "://" not in shown:
+        return "<a URL with userinfo, not shown>"
+    return shown if len(shown) <= LIMIT else shown[: LIMIT - 3] + "..."
 
 
 def make_client(url: str, options: Mapping[str, Any]) -> Client:
@@ -75,9 +100,11 @@ class Backoff:
     """Exponential backoff with jitter for one task; logs an outage once
     when it starts and once when it ends."""
 
-    def __init__(self, counters: Counters, name: str) -> None:
+    def __init__(self, counters: Counters, name: str, refused: Callable[[], object] = lambda: None) -> None:
         self._counters = counters
         self._name = name
+        #: Called when Redis refuses the credentials (the session's start waits on it).
+        self._refused = refused
         self.delay = 0.0
 
     @property
@@ -96,6 +123,23 @@ class Backoff:
             raise asyncio.CancelledError
         try:
             yield
+        except REFUSED as exc:
+            # A wrong password is no outage: say so, once per outage; keep
+            # trying, as the credentials may be fixed on the server's side.
+            self._counters.auth_failures += 1
+            self._refused()
+            if not self.delay:
+                self._counters.connection_errors += 1
+                logger.error(
+                    "redis bridge %s: Redis refused the credentials while %s (authentication failed, %s: %s); "
+                    "check the password or ACL user; retrying",
+                    self._name,
+                    doing,
+                    type(exc).__name__,
+                    describe(str(exc)),
+                )
+            self.delay = min(MAX_DELAY, max(self.delay * 2, FIRST_DELAY * 10))
+            await asyncio.sleep(self.delay * random.uniform(0.5, 1.0))
         except CONNECTION_ERRORS as exc:
             if task is not None and task.cancelling():
                 # redis-py may turn the cancellation of a blocking read into
@@ -110,7 +154,7 @@ class Backoff:
                     self._name,
                     doing,
                     type(exc).__name__,
-                    exc,
+                    describe(str(exc)),  # a server's error text, bounded
                 )
                 self.delay = FIRST_DELAY
             else:
@@ -144,6 +188,81 @@ async def read_entries(client: Client, stream: str, after: bytes, count: int, bl
     """XREAD: entries after ``after``, waiting up to ``block`` ms for one."""
     response = cast("list[tuple[bytes, list[Entry]]]", await client.xread({stream: after}, count=count, block=block))
     return response[0][1] if response else []
+
+
+async def read_with_info(
+    client: Client, stream: str, after: bytes, count: int
+) -> tuple[dict[str, Any] | None, list[Entry]]:
+    """In one transaction, XINFO STREAM (None if there is no stream yet) and
+    XREAD of up to ``count`` entries after ``after``, without waiting: the
+    stream's counts then describe exactly the state the entries were read in."""
+    pipe = client.pipeline(transaction=True)
+    pipe.xinfo_stream(stream)
+    pipe.xread({stream: after}, count=count)
+    info, response = await pipe.execute(raise_on_error=False)
+    if isinstance(response, Exception):
+        raise response
+    entries = cast("list[tuple[bytes, list[Entry]]]", response)
+    return (None if isinstance(info, Exception) else info), (entries[0][1] if entries else [])
+
+
+#: Entries trimmed from the stream before ``ARGV[1]``'s group read them (0
+#: if none, -1 if some but Redis cannot tell how many: its entries-read is
+#: not valid), and the stream's last-generated id. Redis 7 moves a group's last-delivered id across such a gap
+#: without counting it in entries-read; so once counted, entries-read is set
+#: to the trimmed head, and every gap is counted once, whichever node saw it.
+_TRIMMED_UNREAD = """
+local function parse(flat)
+  local t = {}
+  for i = 1, #flat, 2 do t[flat[i]] = flat[i + 1] end
+  return t
+end
+local function before(a, b)
+  local ams, aseq = string.match(a, '(%d+)-(%d+)')
+  local bms, bseq = string.match(b, '(%d+)-(%d+)')
+  ams, aseq, bms, bseq = tonumber(ams), tonumber(aseq), tonumber(bms), tonumber(bseq)
+  return ams < bms or (ams == bms and aseq < bseq)
+end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0, '0-0'} end
+local stream = parse(redis.call('XINFO', 'STREAM', KEYS[1]))
+local newest = stream['last-generated-id']
+local first = stream['recorded-first-entry-id']
+if not stream['entries-added'] or not first or stream['length'] == 0 then return {0, newest} end
+local head = stream['entries-added'] - stream['length']
+for _, flat in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+  local group = parse(flat)
+  if group['name'] == ARGV[1] then
+    local last, read = group['last-delivered-id'], group['entries-read']
+    if not before(last, first) then return {0, newest} end
+    local lost = -1
+    if type(read) ~= 'number' and last == '0-0' then
+      return {0, newest}  -- a group that has read nothing yet: its first read sets entries-read
+    end
+    if type(read) == 'number' then
+      if head <= read then return {0, newest} end
+      lost = head - read
+    end
+    redis.call('XGROUP', 'SETID', KEYS[1], ARGV[1], last, 'ENTRIESREAD', head)
+    return {lost, newest}
+  end
+end
+return {0, newest}
+"""
+
+
+async def read_new_in_group(
+    client: Client, stream: str, group: str, consumer: str, count: int
+) -> tuple[int, bytes, list[Entry]]:
+    """In one transaction: how many entries were trimmed before the group
+    read them (see ``_TRIMMED_UNREAD``), the stream's newest id, and
+    XREADGROUP of up to ``count`` new entries, without waiting -- so no gap
+    opens between the count and the read."""
+    pipe = client.pipeline(transaction=True)
+    pipe.eval(_TRIMMED_UNREAD, 1, stream, group)
+    pipe.xreadgroup(group, consumer, {stream: ">"}, count=count)
+    (lost, newest), response = await pipe.execute()
+    entries = cast("list[tuple[bytes, list[Entry]]]", response)
+    return int(lost), newest, (entries[0][1] if entries else [])
 
 
 async def read_group(
@@ -195,7 +314,12 @@ async def group_consumers(client: Client, stream: str, group: str) -> list[dict[
     return await client.xinfo_consumers(stream, group)
 
 
-async def newest_id(client: Client, stream: str) -> bytes:
-    """The id of the stream's newest entry, b"0-0" if it has none."""
-    newest = cast("list[Entry]", await client.xrevrange(stream, count=1))
-    return newest[0][0] if newest else b"0-0"
+async def stream_info(client: Client, stream: str) -> dict[str, Any] | None:
+    """XINFO STREAM (``last-generated-id``, ``entries-added``, ``length``...),
+    None if there is no stream yet."""
+    try:
+        return await client.xinfo_stream(stream)
+    except ResponseError as exc:
+        if "no such key" in str(exc):
+            return None
+        raise

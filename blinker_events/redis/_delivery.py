@@ -20,6 +20,7 @@ from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
+from .._describe import describe
 from .._errors import QueueFullError
 from .._events import Event
 from .._report import DeliveryReport
@@ -223,7 +224,10 @@ class Delivery:
             self._counters.delivered += 1
             return True
         self._counters.failed += 1
-        logger.warning("redis bridge: delivering %r from %s failed: %s", event, event.origin, error)
+        # The origin is wire data, and the error may quote it: both bounded.
+        logger.warning(
+            "redis bridge: delivering %r from %s failed: %s", event, describe(event.origin), _cut(error, 1000)
+        )
         return False
 
     async def dead_letter(self, entry_id: bytes, fields: Mapping[bytes, bytes], reason: str, detail: str) -> None:
@@ -287,6 +291,10 @@ def _problem(outcome: DeliveryReport | BaseException, strict: bool) -> str | Non
     if strict and not outcome.succeeded:
         return "no receiver here took it; left for another node"
     return None
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _outcome(future: Future[DeliveryReport]) -> DeliveryReport | BaseException:

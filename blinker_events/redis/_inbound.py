@@ -9,6 +9,13 @@ Broadcast mode (:func:`read_broadcast`): XREAD from the last id this bridge
 saw, so after a reconnect it resumes where it stopped; a node skips its own
 entries, whose receivers ran when they were published.
 
+Both modes count entries that ``maxlen`` trimmed before they were read
+(``lost_to_trim``): every read of new entries is made in one transaction
+with the stream's counts (Redis 7's ``entries-added``), so a gap is seen as
+it is crossed. Transactions cannot wait, so a reader with nothing to read
+waits with a plain XREAD for an entry newer than it saw, then reads it in
+the transaction.
+
 Group mode (:class:`GroupReader`): XREADGROUP hands each entry to one
 consumer of the group. An entry is acknowledged only once its delivery
 here succeeded; one that failed stays pending and is claimed again (XAUTOCLAIM)
@@ -30,15 +37,18 @@ from typing import TYPE_CHECKING
 
 from redis.exceptions import ResponseError
 
+from .._describe import describe
 from ._connection import (
     Entry,
     claim_idle,
     delivery_counts,
     ensure_group,
     group_consumers,
-    newest_id,
     read_entries,
     read_group,
+    read_new_in_group,
+    read_with_info,
+    stream_info,
 )
 
 if TYPE_CHECKING:
@@ -46,7 +56,7 @@ if TYPE_CHECKING:
     from ._delivery import Delivery
     from ._session import Counters
 
-__all__ = ["GroupReader", "read_broadcast"]
+__all__ = ["Cursor", "GroupReader", "read_broadcast"]
 
 logger = logging.getLogger("blinker_events.redis")
 
@@ -57,32 +67,80 @@ BLOCK_MS = 1000
 FORGET_CONSUMERS_AFTER = 3600.0
 
 
+class Cursor:
+    """Where a broadcast reader is in the stream; outlives a run, so that a
+    restarted bridge resumes from it. ``id``: the last entry seen (None:
+    not started, start at the stream's end). ``offset``: how many entries
+    the stream had taken up to it (Redis's ``entries-added``): the entries
+    below the stream's trimmed head beyond it were lost to this reader."""
+
+    __slots__ = ("id", "offset")
+
+    def __init__(self) -> None:
+        self.id: bytes | None = None
+        self.offset = 0
+
+
 async def read_broadcast(
     client: Client,
     delivery: Delivery,
     stream: str,
-    position: list[bytes],
+    cursor: Cursor,
     batch_size: int,
     backoff: Backoff,
+    counters: Counters,
     ready: Callable[[], None],
 ) -> None:
-    """The broadcast reader. ``position`` holds the last id seen (empty:
-    start at the stream's end) and outlives this task, so a restarted
-    bridge resumes from it."""
+    """The broadcast reader, from ``cursor`` on."""
     while True:
         async with backoff.retrying("reading the stream"):
-            if not position:
-                # Start at the newest entry rather than XREAD's "$": that
+            if cursor.id is None:
+                # Start at the stream's end rather than XREAD's "$": that
                 # would miss what is written before the first read blocks.
-                position.append(await newest_id(client, stream))
+                info = await stream_info(client, stream)
+                cursor.id = b"0-0" if info is None else info["last-generated-id"]
+                cursor.offset = 0 if info is None else info.get("entries-added") or 0
             ready()
-            entries = await read_entries(client, stream, position[0], batch_size, BLOCK_MS)
-            if entries:
-                async with delivery.gate.batch():
-                    # No retries in broadcast mode: a failed delivery is
-                    # counted and logged, and the reader moves on.
-                    await delivery.deliver(entries)
-                    position[0] = entries[-1][0]
+            info, entries = await read_with_info(client, stream, cursor.id, batch_size)
+            if info is not None:
+                _passed_trimmed(info, cursor, counters, stream)
+            if not entries:
+                await read_entries(client, stream, cursor.id, 1, BLOCK_MS)  # a wake-up only
+                continue
+            async with delivery.gate.batch():
+                # No retries in broadcast mode: a failed delivery is
+                # counted and logged, and the reader moves on.
+                await delivery.deliver(entries)
+                cursor.id = entries[-1][0]
+                cursor.offset += len(entries)
+
+
+def _passed_trimmed(info: dict[str, object], cursor: Cursor, counters: Counters, stream: str) -> None:
+    """Count the entries trimmed below the cursor's next read, from the
+    stream's counts taken with that read (an entry deleted with XDEL before
+    it was read counts too, and so does a trimmed entry of this node's)."""
+    added, length = info.get("entries-added"), info.get("length")
+    if not isinstance(added, int) or not isinstance(length, int):
+        return  # a Redis before 7 does not say
+    if added < cursor.offset:  # the stream was made anew (Redis lost its data)
+        cursor.offset = added
+        return
+    head = added - length
+    if head > cursor.offset:
+        _count_trimmed(counters, head - cursor.offset, stream, "before this node read them")
+        cursor.offset = head
+
+
+def _count_trimmed(counters: Counters, lost: int, stream: str, when: str) -> None:
+    """Count and log entries ``maxlen`` trimmed before their delivery; ``lost``
+    is -1 when Redis cannot tell how many (then at least one)."""
+    counters.lost_to_trim += max(lost, 1)
+    logger.error(
+        "redis bridge: %s entr(ies) of %s were trimmed %s (raise maxlen)",
+        lost if lost > 0 else "at least 1",
+        stream,
+        when,
+    )
 
 
 class GroupReader:
@@ -145,13 +203,9 @@ class GroupReader:
                     if monotonic() >= next_claim:
                         await self._claim_idle()
                         next_claim = monotonic() + self._claim_every
-                    block = min(BLOCK_MS, max(1, int(self._claim_every * 1000)))
-                    entries = await read_group(
-                        self._client, self._stream, self._group, self._consumer, ">", self._batch, block
-                    )
-                    await self._settle(entries, first_delivery=True)
+                    await self._settle(await self._read_new(), first_delivery=True)
                 except ResponseError as exc:
-                    if not str(exc).startswith("NOGROUP"):
+                    if "NOGROUP" not in str(exc):  # in a transaction, the error names the command first
                         raise
                     # The stream or group went away (a Redis that lost its
                     # data, or someone deleted the key): make it again.
@@ -159,6 +213,19 @@ class GroupReader:
                     joined = recovered = False
             if self._backoff.in_outage:
                 joined = recovered = False  # acks may have been lost: re-read pending
+
+    async def _read_new(self) -> list[Entry]:
+        """New entries for this consumer, after counting those trimmed
+        before the group read them. If there are none, waits a while for an
+        entry newer than the stream's newest, and returns none: the caller's
+        next turn reads it (after claiming what is due)."""
+        client, stream = self._client, self._stream
+        lost, newest, entries = await read_new_in_group(client, stream, self._group, self._consumer, self._batch)
+        if lost:
+            _count_trimmed(self._counters, lost, stream, f"before group {self._group} read them")
+        if not entries:
+            await read_entries(client, stream, newest, 1, min(BLOCK_MS, max(1, int(self._claim_every * 1000))))
+        return entries
 
     async def _reread_own_pending(self) -> None:
         after = b"0-0"
@@ -179,12 +246,7 @@ class GroupReader:
             )
             if deleted:
                 # Trimmed from the stream (maxlen) before anyone handled them.
-                self._counters.lost_to_trim += len(deleted)
-                logger.error(
-                    "redis bridge: %d pending entr(ies) of %s were trimmed before delivery (raise maxlen)",
-                    len(deleted),
-                    self._stream,
-                )
+                _count_trimmed(self._counters, len(deleted), self._stream, "while pending, before they were handled")
             if entries:
                 self._counters.claimed += len(entries)
                 await self._settle(entries, first_delivery=False)
@@ -205,7 +267,9 @@ class GroupReader:
             name = consumer["name"]
             if consumer["pending"] == 0 and consumer["idle"] > forget_ms and name != self._consumer.encode():
                 await self._client.xgroup_delconsumer(self._stream, self._group, name)
-                logger.info("redis bridge: forgot consumer %s of group %s (idle, nothing pending)", name, self._group)
+                logger.info(
+                    "redis bridge: forgot consumer %s of group %s (idle, nothing pending)", describe(name), self._group
+                )
 
     async def _settle(self, entries: list[Entry], *, first_delivery: bool) -> None:
         """Deliver a batch, then acknowledge what is settled in one call."""
@@ -222,9 +286,12 @@ class GroupReader:
         )
         done: list[bytes] = []
         todo: list[Entry] = []
+        gone = [entry_id for entry_id, fields in entries if not fields]
+        if gone:  # pending here, but trimmed meanwhile: their retry is lost
+            _count_trimmed(self._counters, len(gone), self._stream, "while pending, before they were acknowledged")
         for entry_id, fields in entries:
             deliveries = counts.get(entry_id, 1)
-            if not fields:  # pending, but deleted from the stream
+            if not fields:
                 done.append(entry_id)
             elif deliveries > self._max_deliveries:
                 await self._delivery.dead_letter(

@@ -7,6 +7,11 @@ the buffer and writes each with one pipelined round trip of XADDs. While
 Redis is down the writer retries the batch in hand with backoff and the
 buffer keeps filling up to its bound; past the bound events are dropped,
 counted and logged, never waited for.
+
+A write that failed may still have reached Redis (the reply was lost, or
+stalled past ``socket_timeout``). Before writing such a batch again the
+writer reads back what it wrote since the first attempt and leaves out the
+entries already there, so a retry never puts an event in the stream twice.
 """
 
 from __future__ import annotations
@@ -17,9 +22,10 @@ import logging
 import threading
 from collections import deque
 from time import monotonic
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
-from ._connection import CONNECTION_ERRORS
+from .._describe import describe
+from ._connection import CONNECTION_ERRORS, Entry
 from ._wire import Fields
 
 if TYPE_CHECKING:
@@ -35,6 +41,11 @@ DROP_LOG_INTERVAL = 1.0
 #: Seconds the writer spends writing what is left when its loop goes away
 #: without a stop().
 LAST_FLUSH_SECONDS = 2.0
+#: Seconds before a failed write's first attempt that its read-back starts,
+#: for Redis's clock stepping back and forth meanwhile.
+READ_BACK_MARGIN = 5.0
+#: Entries per page when a failed write is read back.
+READ_BACK_PAGE = 200
 
 
 class Outbox:
@@ -192,9 +203,12 @@ async def write_forever(
     whoever cancels this task can count it if it never got written. Once
     ``finishing`` is set (and ``wake`` with it) the task returns as soon as
     the buffer is empty."""
+    #: When the batch in hand was first sent (monotonic), if it was.
+    sent_at: float | None = None
     try:
         while True:
             if not in_hand:
+                sent_at = None
                 wake.clear()
                 in_hand.extend(outbox.take(batch_size))
                 if not in_hand:
@@ -205,6 +219,10 @@ async def write_forever(
             if backoff.in_outage:
                 outbox.set_healthy(False)
             async with backoff.retrying("writing events"):
+                if sent_at is None:
+                    sent_at = monotonic()
+                else:  # an earlier attempt failed: it may have written some
+                    await _leave_out_written(client, stream, in_hand, monotonic() - sent_at, counters)
                 await _write(client, stream, maxlen, in_hand, outbox, counters)
     except asyncio.CancelledError:
         if finishing.is_set():
@@ -213,7 +231,7 @@ async def write_forever(
         # returning in an app that never called stop_async). Write what can
         # be written in a moment; whatever is left is counted by the stop at
         # interpreter exit.
-        await _last_flush(client, outbox, stream, maxlen, batch_size, counters, in_hand)
+        await _last_flush(client, outbox, stream, maxlen, batch_size, counters, in_hand, sent_at)
         raise
 
 
@@ -230,9 +248,45 @@ async def _write(
     if failed:
         # Redis answered, and refused: retrying cannot help.
         outbox.count_dropped(len(failed))
-        logger.error("redis bridge: Redis refused %d event(s): %s", len(failed), failed[0])
+        logger.error("redis bridge: Redis refused %d event(s): %s", len(failed), describe(failed[0]))
     in_hand.clear()
     outbox.set_healthy(True)
+
+
+async def _leave_out_written(
+    client: Client, stream: str, in_hand: list[Fields], since: float, counters: Counters
+) -> None:
+    """Take out of ``in_hand`` the entries an attempt ``since`` seconds ago
+    wrote after all, counting them as published.
+
+    Redis gives an entry an id no lower than its own clock at the write, so
+    the entries of that attempt are all at or after Redis's time now less
+    ``since`` (less a margin for a clock that steps). An entry of ours
+    is recognised by its origin and its event's exact bytes, which hold the
+    event id. What is read back is bounded by the stream (``maxlen``)."""
+    if not in_hand:
+        return
+    seconds, micros = await client.time()
+    floor = max(0, seconds * 1000 + micros // 1000 - int((since + READ_BACK_MARGIN) * 1000))
+    ours = {fields[b"event"] for fields in in_hand}
+    origin = in_hand[0][b"origin"]
+    found: set[bytes] = set()
+    start = f"{floor}-0"
+    while True:
+        page = cast("list[Entry]", await client.xrange(stream, min=start, count=READ_BACK_PAGE))
+        found.update(f[b"event"] for _, f in page if f.get(b"origin") == origin and f.get(b"event") in ours)
+        if len(page) < READ_BACK_PAGE:
+            break
+        start = "(" + page[-1][0].decode()
+    if found:
+        kept = [fields for fields in in_hand if fields[b"event"] not in found]
+        counters.published += len(in_hand) - len(kept)
+        logger.warning(
+            "redis bridge: %d of %d event(s) whose write failed had reached Redis; not written again",
+            len(in_hand) - len(kept),
+            len(in_hand),
+        )
+        in_hand[:] = kept
 
 
 async def _last_flush(
@@ -243,9 +297,16 @@ async def _last_flush(
     batch_size: int,
     counters: Counters,
     in_hand: list[Fields],
+    sent_at: float | None,
 ) -> None:
+    """Write what is left in a moment. A batch in hand whose write was cut
+    off (``sent_at``: when it was first sent) may be in Redis already."""
     deadline = monotonic() + LAST_FLUSH_SECONDS
     try:
+        if in_hand and sent_at is not None:
+            await asyncio.wait_for(
+                _leave_out_written(client, stream, in_hand, monotonic() - sent_at, counters), LAST_FLUSH_SECONDS
+            )
         while (in_hand or len(outbox)) and monotonic() < deadline:
             if not in_hand:
                 in_hand.extend(outbox.take(batch_size))

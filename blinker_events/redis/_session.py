@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._connection import Backoff, Client, ensure_group
 from ._delivery import Delivery, SeenIds
-from ._inbound import GroupReader, read_broadcast
+from ._inbound import Cursor, GroupReader, read_broadcast
 from ._outbound import Outbox, write_forever
 from ._wire import Fields
 
@@ -39,6 +39,7 @@ class Counters:
     """What a bridge counts; ``RedisBridge.stats`` reports them."""
 
     __slots__ = (
+        "auth_failures",
         "claimed",
         "connection_errors",
         "dead_lettered",
@@ -63,6 +64,7 @@ class Counters:
         return {name: getattr(self, name) for name in self.__slots__}
 
     # Declared for type checkers; set in __init__.
+    auth_failures: int
     claimed: int
     connection_errors: int
     dead_lettered: int
@@ -105,8 +107,8 @@ class Shared:
     outbox: Outbox
     counters: Counters
     seen: SeenIds
-    #: The last stream id the broadcast reader saw (resumed after a restart).
-    position: list[bytes]
+    #: Where the broadcast reader is (resumed after a restart).
+    position: Cursor
     wanted: Callable[[Event], bool]
 
 
@@ -135,6 +137,8 @@ class Session:
         #: the app's (``start_async()``).
         self.on_bus_loop = on_bus_loop
         self.ready = asyncio.Event()
+        #: Set when Redis refused the credentials (the tasks keep trying).
+        self.refused = asyncio.Event()
         self.reader: asyncio.Task[None] | None = None
         self.writer: asyncio.Task[None] | None = None
         self.in_hand: list[Fields] = []  # the writer's batch in flight
@@ -156,13 +160,25 @@ class Session:
                     settings.stream,
                     settings.maxlen,
                     settings.batch_size,
-                    Backoff(shared.counters, name),
+                    Backoff(shared.counters, name, self.refused.set),
                     shared.counters,
                     self.in_hand,
                     self.finishing,
                 )
             )
-        self.reader = self._spawn(self._read(Backoff(shared.counters, name)))
+        self.reader = self._spawn(self._read(Backoff(shared.counters, name, self.refused.set)))
+
+    async def started(self, timeout: float | None) -> bool:
+        """Wait until the run is ready (True), or Redis refused its
+        credentials or ``timeout`` passed (False): a wrong password is
+        reported at once rather than waited out."""
+        waits = [asyncio.ensure_future(self.ready.wait()), asyncio.ensure_future(self.refused.wait())]
+        try:
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+        return self.ready.is_set()
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         # In a context of their own: started from a receiver (or a request),
@@ -208,7 +224,14 @@ class Session:
         )
         if settings.group is None:
             await read_broadcast(
-                self.client, delivery, settings.stream, shared.position, settings.batch_size, backoff, ready
+                self.client,
+                delivery,
+                settings.stream,
+                shared.position,
+                settings.batch_size,
+                backoff,
+                shared.counters,
+                ready,
             )
             return
         assert settings.consumer is not None

@@ -19,6 +19,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .._describe import LIMIT
 from .._events import Event, event_type_name
 
 __all__ = ["VERSION", "WireError", "decode", "encode"]
@@ -34,9 +35,13 @@ _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=F
 class WireError(ValueError):
     """An entry that cannot become an event. ``reason`` is one of
     ``"version"``, ``"missing_field"``, ``"too_large"``,
-    ``"malformed_json"``, ``"unknown_type"`` or ``"invalid_event"``."""
+    ``"malformed_json"``, ``"unknown_type"`` or ``"invalid_event"``.
+    The detail is cut to ``describe``'s limit: it may quote wire data, and
+    it goes into log lines."""
 
     def __init__(self, reason: str, detail: str) -> None:
+        if len(detail) > LIMIT:
+            detail = detail[: LIMIT - 3] + "..."
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
 
@@ -62,7 +67,11 @@ def encode(event: Event, node: bytes, default: Callable[[Any], Any] | None, max_
 
 def decode(fields: Mapping[bytes, bytes], max_bytes: int) -> Event:
     """The event in an entry, marked with its origin; ``WireError`` if the
-    entry is not one this version wrote or its event is not valid here."""
+    entry is not one this version wrote or its event is not valid here.
+
+    Nothing else escapes: an entry is data from another machine, and
+    whatever goes wrong with one (JSON nested past the recursion limit
+    raises ``RecursionError``, say) must fail that entry, not its reader."""
     version = fields.get(b"v")
     if version != VERSION:
         raise WireError("version", f"envelope version {version!r}, this bridge reads {VERSION!r}")
@@ -77,6 +86,8 @@ def decode(fields: Mapping[bytes, bytes], max_bytes: int) -> Event:
         payload = json.loads(body)
     except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError alike
         raise WireError("malformed_json", str(exc)) from None
+    except RecursionError:
+        raise WireError("malformed_json", "nested too deeply") from None
     try:
         return Event.from_dict(payload, origin=node)
     except (TypeError, ValueError) as exc:
@@ -84,3 +95,5 @@ def decode(fields: Mapping[bytes, bytes], max_bytes: int) -> Event:
         # reader most needs told apart (a node running other code).
         reason = "unknown_type" if str(exc).startswith("event_type:") else "invalid_event"
         raise WireError(reason, str(exc)) from None
+    except Exception as exc:  # RecursionError in deep data, or anything else
+        raise WireError("invalid_event", f"{type(exc).__name__}: {exc}") from None
