@@ -11,6 +11,11 @@ past it are cancelled, and so on until none is left.
 A cancelled receiver may take a while to unwind (or ignore the cancellation);
 the publish does not wait for that. The bus keeps a reference to the task
 until it ends and logs whatever it raises late, so nothing is lost.
+
+Cancelling the publisher cancels the receivers it runs: the one in its own
+task, and the tasks it started. They are recorded as ``cancelled`` (not
+failed: a client hanging up must not disable a healthy receiver), and the
+cancellation goes on up to the publisher's caller.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ logger = logging.getLogger("blinker_events")
 
 EAGER_TASKS = sys.version_info >= (3, 12)
 _INF = float("inf")
+_PUBLISH_CANCELLED = "its publish was cancelled"
 
 
 async def _awaiting(awaitable: Awaitable[Any]) -> Any:
@@ -84,7 +90,7 @@ async def deliver_async(
             task = _start_task(loop, awaitable)
         except BaseException as exc:  # with eager start, the receiver's first step runs here
             _own_or_raise(bus, exc)
-            bus._guards.failed(report, sub, exc)
+            bus._guards.ended(report, sub, exc)
             continue
         finally:
             HANDLING.reset(token)
@@ -184,10 +190,7 @@ async def deliver_one(
             watchdog.awaited.discard(deadline)
         HANDLING.reset(token)
     if task is None:  # it never suspended, so nothing can have cancelled it
-        if error is None:
-            guards.succeeded(report, sub, result)
-        else:
-            guards.failed(report, sub, error)
+        guards.ended(report, sub, error, result)
         return
     expired = deadline is not None and deadline.expired
     if expired:
@@ -195,7 +198,7 @@ async def deliver_one(
     if task.cancelling() > cancelling:
         # The publisher itself was cancelled meanwhile: whatever the
         # receiver did with that, the cancellation goes on up.
-        guards.failed(report, sub, asyncio.CancelledError(f"the publish of {event!r} was cancelled"))
+        guards.cancelled(report, sub, _PUBLISH_CANCELLED)
         if error is not None and not isinstance(error, asyncio.CancelledError):
             logger.error("receiver %s raised while being cancelled with %s", sub.name, repr(event), exc_info=error)
         raise asyncio.CancelledError
@@ -203,10 +206,8 @@ async def deliver_one(
         guards.timed_out(report, sub, timeout)
         if error is not None and not isinstance(error, asyncio.CancelledError):
             logger.error("receiver %s raised after its timeout handling %s", sub.name, repr(event), exc_info=error)
-    elif error is not None:
-        guards.failed(report, sub, error)
     else:
-        guards.succeeded(report, sub, result)
+        guards.ended(report, sub, error, result)
 
 
 @types.coroutine
@@ -257,7 +258,7 @@ async def _settle(
             pending = [entry for entry in pending if not entry[1].done()]
     except asyncio.CancelledError:
         # The publisher was cancelled: its receivers go with it, reported as
-        # failed and held until they end, so that whatever they raise while
+        # cancelled and held until they end, so that whatever they raise while
         # unwinding is logged rather than lost. The rest are recorded below.
         for sub, task, _ in pending:
             task.cancel()
@@ -281,10 +282,9 @@ def _record(
         if task in timed_out:
             guards.timed_out(report, sub, override or sub.timeout or bus._timeout)
         elif task in cut_short:
-            guards.failed(report, sub, asyncio.CancelledError(f"the publish of {report.event!r} was cancelled"))
+            guards.cancelled(report, sub, _PUBLISH_CANCELLED)
         elif task.cancelled():
-            guards.failed(report, sub, asyncio.CancelledError(f"{sub.name} was cancelled"))
-        elif (exc := task.exception()) is not None:
-            guards.failed(report, sub, exc)
+            guards.cancelled(report, sub, "its task was cancelled")
         else:
-            guards.succeeded(report, sub, task.result())
+            exc = task.exception()
+            guards.ended(report, sub, exc, None if exc is not None else task.result())

@@ -175,6 +175,7 @@ class EventBus(Registry):
             task = running.create_task(self._scheduled(report, subs, chain, override, announced))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(lambda _: self._unstarted(report, subs))
             return
         if _outer_loop() is not None:
             # Inside sync_to_async: run on the caller's own loop, where its
@@ -191,7 +192,16 @@ class EventBus(Registry):
             # gets its report.
             for sub in subs:
                 if not report.has_outcome(sub):
-                    self._guards.failed(report, sub, CancelledError("the bus loop was stopped"))
+                    self._guards.cancelled(report, sub, "the bus loop was stopped")
+
+    def _unstarted(self, report: DeliveryReport, subs: tuple[Subscription, ...]) -> None:
+        """Receivers scheduled on a loop that ended (cancelling the task)
+        before they started are cancelled too, and the report finished."""
+        if report.scheduled:
+            for sub in subs:
+                if not report.has_outcome(sub):
+                    self._guards.cancelled(report, sub, "its loop ended before it started")
+            report.scheduled = ()
 
     async def _scheduled(
         self,
@@ -242,14 +252,21 @@ class EventBus(Registry):
                 if sync_report is not None:
                     sync_report.results = []
             waiter = (
-                self._start_sync_run(sync_report, route.sync_subs, chain, override) if sync_report is not None else None
+                self._start_sync_run(report, sync_report, route.sync_subs, chain, override)
+                if sync_report is not None
+                else None
             )
-            if len(route.async_subs) == 1:  # the common case, one coroutine frame less
-                await deliver_one(self, report, route.async_subs[0], chain, override)
-            elif route.async_subs:
-                await deliver_async(self, report, route.async_subs, chain, override)
+            try:
+                if len(route.async_subs) == 1:  # the common case, one coroutine frame less
+                    await deliver_one(self, report, route.async_subs[0], chain, override)
+                elif route.async_subs:
+                    await deliver_async(self, report, route.async_subs, chain, override)
+                if waiter is not None:
+                    await waiter
+            except asyncio.CancelledError:
+                self._publish_cancelled(report, sync_report, waiter, started)
+                raise
             if waiter is not None:
-                await waiter
                 report.merge(sync_report)
         report.duration = perf_counter() - started
         self._history.record(report)
@@ -259,20 +276,48 @@ class EventBus(Registry):
             report.raise_errors()
         return report
 
+    def _publish_cancelled(
+        self,
+        report: DeliveryReport,
+        sync_report: DeliveryReport | None,
+        waiter: asyncio.Future[None] | None,
+        started: float,
+    ) -> None:
+        """A cancelled ``await publish`` still leaves its history entry. Its
+        async receivers were cancelled with it (recorded as such); sync ones
+        on a pool thread cannot be, and their outcomes join the entry when
+        they finish (see :func:`_resolve`)."""
+        report.duration = perf_counter() - started
+        if waiter is not None and waiter.done() and not waiter.cancelled():
+            report.merge(sync_report)  # finished just as the cancellation came
+        self._history.record(report)
+        if report.disabled:
+            # A failure among the receivers tipped a count before the
+            # cancellation: the announcement is still due, in a task of its own.
+            task = asyncio.get_running_loop().create_task(self._announce_disabled_async(report))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
     def _start_sync_run(
         self,
+        into: DeliveryReport,
         report: DeliveryReport,
         subs: tuple[Subscription, ...],
         chain: tuple[Subscription, ...],
         override: float | None,
     ) -> asyncio.Future[None]:
+        """Start the sync receivers of ``await publish``, recording into
+        ``report``; the returned future resolves when they are done. If the
+        publish was cancelled meanwhile, ``report`` is merged into ``into``
+        (the publish's own report, already in the history) instead."""
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
 
         def done(_: SyncRun) -> None:
-            # RuntimeError: the publisher's loop is closed; nobody waits.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_resolve, waiter)
+            try:
+                loop.call_soon_threadsafe(_resolve, waiter, into, report)
+            except RuntimeError:  # the publisher's loop is closed; nobody waits
+                into.merge(report)
 
         context = contextvars.copy_context()
         if self._sync_executor == "thread_sensitive":
@@ -572,8 +617,10 @@ async def _entered(factory: Callable[[], AbstractContextManager[Any]], coro: Cor
         return await coro
 
 
-def _resolve(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
+def _resolve(waiter: asyncio.Future[None], into: DeliveryReport, report: DeliveryReport) -> None:
+    if waiter.cancelled():  # the publish was cancelled; its entry gets the outcomes late
+        into.merge(report)
+    elif not waiter.done():
         waiter.set_result(None)
 
 

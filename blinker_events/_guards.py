@@ -7,6 +7,7 @@ the argument it rejects.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import threading
@@ -147,6 +148,26 @@ class Guards:
             _detach_traceback(exc)
         logger.error("receiver %s failed handling %s", sub.name, repr(report.event), exc_info=exc)
         self._count_failure(report, sub, exc)
+
+    def ended(self, report: DeliveryReport, sub: Subscription, error: BaseException | None, result: Any = None) -> None:
+        """Record how an async receiver's run ended: returned, raised, or
+        was cancelled (by anyone but the bus's timeout, which the caller
+        records with :meth:`timed_out`)."""
+        if error is None:
+            self.succeeded(report, sub, result)
+        elif isinstance(error, asyncio.CancelledError):
+            self.cancelled(report, sub, str(error) or "its task was cancelled")
+        else:
+            self.failed(report, sub, error)
+
+    def cancelled(self, report: DeliveryReport, sub: Subscription, why: str) -> None:
+        # Not a failure: the receiver was stopped, it did nothing wrong (a
+        # client hanging up must not disable a healthy receiver). Nor a
+        # success: a run of failures goes on counting after it.
+        report.add_cancelled(sub)
+        if report.results is not None:
+            report.results.append((sub, asyncio.CancelledError(why)))
+        logger.info("receiver %s cancelled handling %s: %s", sub.name, repr(report.event), why)
 
     def timed_out(self, report: DeliveryReport, sub: Subscription, timeout: float | None) -> None:
         report.add_timeout(sub)

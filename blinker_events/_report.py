@@ -30,6 +30,12 @@ class DeliveryReport:
     - ``failed``: ``(subscription, exception)`` for each receiver that raised.
     - ``timed_out``: subscriptions that overran their timeout (async ones were
       cancelled; sync ones could not be, see the README).
+    - ``cancelled``: async receivers whose run was cancelled by someone other
+      than the bus's timeout -- the publisher's own cancellation (which the
+      publish passes on to the receivers it runs), a loop ending under
+      receivers ``publish_sync`` scheduled, the bus loop stopping, or the
+      receiver's task cancelled from outside. Not a failure: it is not
+      counted toward auto-disable, not in :meth:`errors` and not raised.
     - ``skipped``: ``(subscription, reason, error)`` with reason
       ``"disabled"`` (auto-disabled, error None), ``"cycle"`` (the cycle
       guard, error a :class:`CircularEventError`) or ``"abandoned"`` (left
@@ -47,6 +53,7 @@ class DeliveryReport:
 
     __slots__ = (
         "announcements",
+        "cancelled",
         "disabled",
         "duration",
         "event",
@@ -64,6 +71,7 @@ class DeliveryReport:
         self.succeeded: list[Subscription] = []
         self.failed: Sequence[tuple[Subscription, BaseException]] = _NONE
         self.timed_out: Sequence[Subscription] = _NONE
+        self.cancelled: Sequence[Subscription] = _NONE
         self.skipped: Sequence[tuple[Subscription, str, CircularEventError | None]] = _NONE
         self.scheduled: Sequence[Subscription] = _NONE
         self.disabled: Sequence[Subscription] = _NONE
@@ -86,6 +94,11 @@ class DeliveryReport:
         if self.timed_out is _NONE:
             self.timed_out = []
         self.timed_out.append(sub)  # type: ignore[attr-defined]
+
+    def add_cancelled(self, sub: Subscription) -> None:
+        if self.cancelled is _NONE:
+            self.cancelled = []
+        self.cancelled.append(sub)  # type: ignore[attr-defined]
 
     def add_skip(self, sub: Subscription, reason: str, error: CircularEventError | None = None) -> None:
         if self.skipped is _NONE:
@@ -115,6 +128,8 @@ class DeliveryReport:
             self.add_failure(sub, exc)
         for sub in other.timed_out:
             self.add_timeout(sub)
+        for sub in other.cancelled:
+            self.add_cancelled(sub)
         for sub, reason, error in other.skipped:
             self.add_skip(sub, reason, error)
         for sub, announcement in zip(other.disabled, other.announcements, strict=True):
@@ -131,6 +146,7 @@ class DeliveryReport:
             any(s is sub for s in self.succeeded)
             or any(s is sub for s, _ in self.failed)
             or any(s is sub for s in self.timed_out)
+            or any(s is sub for s in self.cancelled)
             or any(s is sub for s, _, _ in self.skipped)
         )
 
@@ -141,8 +157,10 @@ class DeliveryReport:
 
     @property
     def ok(self) -> bool:
-        """True when no receiver failed, timed out or was stopped by the cycle guard."""
-        return not self.errors()
+        """True when no receiver failed, timed out, was cancelled or was
+        stopped by the cycle guard (a cancellation is not an error, but the
+        receiver did not finish either)."""
+        return not self.cancelled and not self.errors()
 
     def errors(self) -> list[BaseException]:
         """The errors a propagating bus raises for this publish, in order:
@@ -165,5 +183,6 @@ class DeliveryReport:
     def __repr__(self) -> str:
         return (
             f"<DeliveryReport {self.event!r}: {len(self.succeeded)} ok, {len(self.failed)} failed, "
-            f"{len(self.timed_out)} timed out, {len(self.skipped)} skipped, {len(self.scheduled)} scheduled>"
+            f"{len(self.timed_out)} timed out, {len(self.cancelled)} cancelled, {len(self.skipped)} skipped, "
+            f"{len(self.scheduled)} scheduled>"
         )
