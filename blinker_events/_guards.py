@@ -204,8 +204,11 @@ _NOTE = "Traceback of the receiver (its frames were released by blinker_events):
 
 
 def _detach_traceback(exc: BaseException) -> None:
-    """Keep the traceback as text (a note, shown whenever the exception is
-    printed) and drop the frames.
+    """Keep the tracebacks as text (a note, shown whenever the exception is
+    printed) and drop the frames, of ``exc`` and of every exception it
+    carries: its ``__cause__`` and ``__context__`` (even a suppressed one,
+    which still holds its frames) and the members of an exception group,
+    transitively.
 
     A traceback's frames keep their locals alive, and every frame keeps its
     caller's frame alive, up through the bus's dispatch (the event, the
@@ -213,6 +216,20 @@ def _detach_traceback(exc: BaseException) -> None:
     the last error on each subscription, so without this a failure would
     pin all of that, the event's source included, for as long as they do.
     """
+    todo = [exc]
+    seen: set[int] = set()  # ids, of exceptions held by ``todo`` or the chain: none is freed meanwhile
+    while todo:
+        current = todo.pop()
+        if id(current) in seen:  # chains can loop (an exception re-raised in its own handler)
+            continue
+        seen.add(id(current))
+        _note_traceback(current)
+        todo.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+        if isinstance(current, BaseExceptionGroup):
+            todo.extend(current.exceptions)
+
+
+def _note_traceback(exc: BaseException) -> None:
     tb = exc.__traceback__
     if tb is None:
         return
