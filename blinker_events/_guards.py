@@ -15,6 +15,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from ._describe import describe
 from ._errors import CircularEventError, EventTimeoutError
 from ._events import event_type_name
 from ._report import DeliveryReport
@@ -156,7 +157,7 @@ class Guards:
         if error is None:
             self.succeeded(report, sub, result)
         elif isinstance(error, asyncio.CancelledError):
-            self.cancelled(report, sub, str(error) or "its task was cancelled")
+            self.cancelled(report, sub, _cancel_message(error))
         else:
             self.failed(report, sub, error)
 
@@ -192,12 +193,18 @@ class Guards:
             failures = sub.failures
         report.add_disabled(sub, describe_disable(sub, failures, exc))
         logger.warning(
-            "receiver %s disabled after %d consecutive failures (last: %r); call .enable() on its subscription "
+            "receiver %s disabled after %d consecutive failures (last: %s); call .enable() on its subscription "
             "to re-enable it",
             sub.name,
             failures,
-            exc,
+            describe(exc),
         )
+
+
+def _cancel_message(error: asyncio.CancelledError) -> str:
+    """The message the canceller gave (``task.cancel(msg)``), if it is text."""
+    message = error.args[0] if error.args else None
+    return message if isinstance(message, str) and message else "its task was cancelled"
 
 
 _NOTE = "Traceback of the receiver (its frames were released by blinker_events):\n"
@@ -246,5 +253,5 @@ def describe_disable(sub: Subscription, failures: int, error: BaseException | No
         "receiver": sub.name,
         "event_type": None if sub.event_type is None else event_type_name(sub.event_type),
         "failures": failures,
-        "error": repr(error),
+        "error": describe(error),
     }

@@ -30,6 +30,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING
 
 from ._context import HANDLING
+from ._describe import describe
 from ._guards import check_cycle
 from ._report import DeliveryReport
 from ._subscription import Subscription
@@ -117,6 +118,8 @@ def deliver_sync(
                 if slot is None:
                     slot = _thread_slots.slot or watchdog.slot()
                     saved = slot.current
+                    if not watchdog.running:  # it died: the deadline needs it
+                        watchdog.ensure_running()
                 watched: Watched = (sub, t0 + timeout, event, run, saved)
                 slot.current = watched
             token = HANDLING.set((event, chain + (sub,) if chain else sub._chain))
@@ -294,7 +297,7 @@ class SyncRun:
                 slot.current = watched[4]
                 return True
         self.bus._pool.note_stuck(-1)
-        outcome = f"raised {error!r}" if error is not None else "returned"
+        outcome = f"raised {describe(error)}" if error is not None else "returned"
         logger.warning(
             "receiver %s %s after its timeout handling %s; its run had moved on",
             watched[0].name,
