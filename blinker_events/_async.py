@@ -29,7 +29,7 @@ from time import perf_counter
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
-from ._context import HANDLING
+from ._context import HANDLING, enter_context, leave_context
 from ._guards import check_cycle
 from ._report import DeliveryReport
 from ._subscription import Subscription
@@ -38,7 +38,7 @@ from ._watchdog import AsyncDeadline, watchdog
 if TYPE_CHECKING:
     from ._bus import EventBus
 
-__all__ = ["deliver_async", "deliver_one"]
+__all__ = ["deliver_async", "deliver_off_thread", "deliver_one"]
 
 logger = logging.getLogger("blinker_events")
 
@@ -97,6 +97,38 @@ async def deliver_async(
         running.append((sub, task, _INF if timeout is None else loop.time() + timeout))
     if running:
         await _settle(bus, report, running, loop, override)
+
+
+async def deliver_off_thread(
+    bus: EventBus,
+    report: DeliveryReport,
+    subs: tuple[Subscription, ...],
+    chain: tuple[Subscription, ...],
+    override: float | None,
+) -> None:
+    """:func:`deliver_async` of receivers already checked by the sync path,
+    on the bus loop, inside the bus's dispatch context if one is set. A
+    context that cannot be entered skips them; one that raises on leaving
+    is reported after them (see :mod:`._context`)."""
+    factory = bus._dispatch_context
+    if factory is None:
+        await deliver_async(bus, report, subs, chain, override, checked=True)
+        return
+    manager, error = enter_context(factory)
+    if manager is None:
+        assert error is not None
+        bus._guards.context_failed(report, error, "entering", subs)
+        return
+    try:
+        await deliver_async(bus, report, subs, chain, override, checked=True)
+    except BaseException as exc:  # cancelled: the bus loop stops
+        error = leave_context(manager, exc)
+        raise
+    else:
+        error = leave_context(manager)
+    finally:
+        if error is not None:
+            bus._guards.context_failed(report, error, "leaving")
 
 
 def _own_or_raise(bus: EventBus, exc: BaseException) -> None:

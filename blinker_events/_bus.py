@@ -28,16 +28,16 @@ import contextlib
 import contextvars
 import logging
 import os
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from concurrent.futures import CancelledError, Future
 from contextlib import AbstractContextManager
 from time import perf_counter
-from typing import Any, TypeVar
+from typing import Any
 
 from asgiref.sync import SyncToAsync, async_to_sync, sync_to_async
 from blinker import Signal
 
-from ._async import deliver_async, deliver_one
+from ._async import deliver_async, deliver_off_thread, deliver_one
 from ._context import HANDLING
 from ._events import Event, EventTypeLike, SystemEventType
 from ._future import LazyFuture
@@ -63,7 +63,6 @@ from ._worker import NowaitJob, WorkQueue
 __all__ = ["EventBus"]
 
 logger = logging.getLogger("blinker_events")
-T = TypeVar("T")
 
 #: Stands for the signal of an event type nobody subscribed to.
 _NO_SIGNAL = Signal()
@@ -156,7 +155,7 @@ class EventBus(Registry):
         self._history.record(report)
         if report.disabled:
             self._announce_disabled(report)
-        if self._propagate and (report.failed or report.timed_out or report.skipped):
+        if self._propagate and (report.failed or report.timed_out or report.skipped or report.context_errors):
             report.raise_errors()
         return report
 
@@ -183,9 +182,7 @@ class EventBus(Registry):
             async_to_sync(deliver_async)(self, report, subs, chain, override, checked=True)
             return
         try:
-            self._loop_thread.submit(
-                self._off_thread(deliver_async(self, report, subs, chain, override, checked=True))
-            ).result()
+            self._loop_thread.submit(deliver_off_thread(self, report, subs, chain, override)).result()
         except CancelledError:
             # shutdown() stopped the bus loop under this publish: the
             # receivers it cut short are failures, and the caller still
@@ -272,7 +269,7 @@ class EventBus(Registry):
         self._history.record(report)
         if report.disabled:
             await self._announce_disabled_async(report)
-        if self._propagate and (report.failed or report.timed_out or report.skipped):
+        if self._propagate and (report.failed or report.timed_out or report.skipped or report.context_errors):
             report.raise_errors()
         return report
 
@@ -444,6 +441,14 @@ class EventBus(Registry):
         receivers of ``await publish``, the bus loop -- rather than in the
         publisher's thread or task. Integrations use it to give receivers
         there what the publisher had, e.g. Flask's app context. None: nothing.
+
+        ``factory()`` is called per delivery, on the thread that delivers. If
+        it, or entering or leaving what it returns, raises, the publish
+        still returns (or resolves) with its report: the error is logged and
+        in ``report.context_errors`` (a :class:`DispatchContextError`), raised
+        under propagation, and receivers a context that could not be entered
+        kept from running are skipped with reason ``"context"``. No receiver's
+        failure count changes.
         """
         if factory is not None and not callable(factory):
             raise TypeError(f"factory must be callable or None, not {type(factory).__name__}")
@@ -453,11 +458,6 @@ class EventBus(Registry):
     def dispatch_context(self) -> Callable[[], AbstractContextManager[Any]] | None:
         """What :meth:`set_dispatch_context` set, or None."""
         return self._dispatch_context
-
-    def _off_thread(self, coro: Coroutine[Any, Any, T]) -> Coroutine[Any, Any, T]:
-        """``coro``, entered into the dispatch context when one is set."""
-        factory = self._dispatch_context
-        return coro if factory is None else _entered(factory, coro)
 
     # -- settings ------------------------------------------------------------
 
@@ -610,11 +610,6 @@ class EventBus(Registry):
     def __repr__(self) -> str:
         state = "enabled" if self._enabled else "disabled"
         return f"<EventBus {self.name!r} {state}, {len(self._subscriptions)} subscriptions>"
-
-
-async def _entered(factory: Callable[[], AbstractContextManager[Any]], coro: Coroutine[Any, Any, T]) -> T:
-    with factory():
-        return await coro
 
 
 def _resolve(waiter: asyncio.Future[None], into: DeliveryReport, report: DeliveryReport) -> None:

@@ -12,11 +12,11 @@ import logging
 import math
 import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ._describe import describe
-from ._errors import CircularEventError, EventTimeoutError
+from ._errors import CircularEventError, DispatchContextError, EventTimeoutError
 from ._events import event_type_name
 from ._report import DeliveryReport
 from ._subscription import Subscription
@@ -182,6 +182,25 @@ class Guards:
         # Not a failure: the receiver did nothing wrong, so no count.
         report.add_skip(sub, "cycle", error)
         logger.warning("cycle guard: %s", error)
+
+    def context_failed(
+        self, report: DeliveryReport, exc: BaseException, when: str, not_run: Iterable[Subscription] = ()
+    ) -> None:
+        """The dispatch context raised ``when`` (``"entering"`` or
+        ``"leaving"``) around a delivery; ``not_run`` are the receivers it
+        kept from running. Reported like a receiver's failure, counted
+        against no receiver: they did nothing wrong."""
+        error = DispatchContextError(f"the dispatch context raised {when} it around {report.event!r}: {describe(exc)}")
+        error.__cause__ = exc
+        skipped = 0
+        for sub in not_run:
+            if sub.active and not report.has_outcome(sub):
+                report.add_skip(sub, "context")
+                skipped += 1
+        report.add_context_error(error)
+        if not self.propagate:
+            _detach_traceback(error)  # and its cause's, as for a receiver's failure
+        logger.error("%s (%d receiver(s) not run)", error, skipped, exc_info=error)
 
     def _count_failure(self, report: DeliveryReport, sub: Subscription, exc: BaseException) -> None:
         with self._lock:

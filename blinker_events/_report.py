@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._errors import CircularEventError, EventTimeoutError
+from ._errors import CircularEventError, DispatchContextError, EventTimeoutError
 
 if TYPE_CHECKING:
     from ._events import Event
@@ -38,8 +38,13 @@ class DeliveryReport:
       counted toward auto-disable, not in :meth:`errors` and not raised.
     - ``skipped``: ``(subscription, reason, error)`` with reason
       ``"disabled"`` (auto-disabled, error None), ``"cycle"`` (the cycle
-      guard, error a :class:`CircularEventError`) or ``"abandoned"`` (left
-      unrun behind a hung receiver on a thread that could not be replaced).
+      guard, error a :class:`CircularEventError`), ``"abandoned"`` (left
+      unrun behind a hung receiver on a thread that could not be replaced)
+      or ``"context"`` (the dispatch context could not be entered; error
+      None, the error is in ``context_errors``).
+    - ``context_errors``: a :class:`DispatchContextError` for each time the
+      bus's dispatch context raised when made, entered or left around this
+      delivery (its ``__cause__`` is what it raised).
     - ``scheduled``: async receivers that ``publish_sync`` started as tasks on
       the caller's running loop; each moves to one of the lists above when
       its task ends, so ``finished`` turns True then.
@@ -54,6 +59,7 @@ class DeliveryReport:
     __slots__ = (
         "announcements",
         "cancelled",
+        "context_errors",
         "disabled",
         "duration",
         "event",
@@ -72,6 +78,7 @@ class DeliveryReport:
         self.failed: Sequence[tuple[Subscription, BaseException]] = _NONE
         self.timed_out: Sequence[Subscription] = _NONE
         self.cancelled: Sequence[Subscription] = _NONE
+        self.context_errors: Sequence[DispatchContextError] = _NONE
         self.skipped: Sequence[tuple[Subscription, str, CircularEventError | None]] = _NONE
         self.scheduled: Sequence[Subscription] = _NONE
         self.disabled: Sequence[Subscription] = _NONE
@@ -99,6 +106,11 @@ class DeliveryReport:
         if self.cancelled is _NONE:
             self.cancelled = []
         self.cancelled.append(sub)  # type: ignore[attr-defined]
+
+    def add_context_error(self, error: DispatchContextError) -> None:
+        if self.context_errors is _NONE:
+            self.context_errors = []
+        self.context_errors.append(error)  # type: ignore[attr-defined]
 
     def add_skip(self, sub: Subscription, reason: str, error: CircularEventError | None = None) -> None:
         if self.skipped is _NONE:
@@ -132,6 +144,8 @@ class DeliveryReport:
             self.add_cancelled(sub)
         for sub, reason, error in other.skipped:
             self.add_skip(sub, reason, error)
+        for context_error in other.context_errors:
+            self.add_context_error(context_error)
         for sub, announcement in zip(other.disabled, other.announcements, strict=True):
             self.add_disabled(sub, announcement)
         if self.results is not None and other.results is not None:
@@ -164,10 +178,12 @@ class DeliveryReport:
 
     def errors(self) -> list[BaseException]:
         """The errors a propagating bus raises for this publish, in order:
-        receiver exceptions, then timeouts, then cycle-guard skips."""
+        receiver exceptions, then timeouts, then cycle-guard skips, then
+        failures of the dispatch context."""
         errors: list[BaseException] = [exc for _, exc in self.failed]
         errors.extend(EventTimeoutError(f"{sub.name} timed out handling {self.event!r}") for sub in self.timed_out)
         errors.extend(error for _, _, error in self.skipped if error is not None)
+        errors.extend(self.context_errors)
         return errors
 
     def raise_errors(self) -> None:
