@@ -293,6 +293,8 @@ async def _settle(
         # cancelled and held until they end, so that whatever they raise while
         # unwinding is logged rather than lost. The rest are recorded below.
         for sub, task, _ in pending:
+            if task.done():  # ended meanwhile: its own outcome stands
+                continue
             task.cancel()
             cut_short.add(task)
             bus._keep_until_done(task, sub, report.event, "while its publish was cancelled")

@@ -185,19 +185,15 @@ class EventBus(Registry):
             self._loop_thread.submit(deliver_off_thread(self, report, subs, chain, override)).result()
         except CancelledError:
             # shutdown() stopped the bus loop under this publish: the
-            # receivers it cut short are failures, and the caller still
+            # receivers it cut short are cancelled, and the caller still
             # gets its report.
-            for sub in subs:
-                if not report.has_outcome(sub):
-                    self._guards.cancelled(report, sub, "the bus loop was stopped")
+            self._guards.cancelled_unless_done(report, subs, "the bus loop was stopped")
 
     def _unstarted(self, report: DeliveryReport, subs: tuple[Subscription, ...]) -> None:
         """Receivers scheduled on a loop that ended (cancelling the task)
         before they started are cancelled too, and the report finished."""
         if report.scheduled:
-            for sub in subs:
-                if not report.has_outcome(sub):
-                    self._guards.cancelled(report, sub, "its loop ended before it started")
+            self._guards.cancelled_unless_done(report, subs, "its loop ended before it started")
             report.scheduled = ()
 
     async def _scheduled(
@@ -285,8 +281,11 @@ class EventBus(Registry):
         on a pool thread cannot be, and their outcomes join the entry when
         they finish (see :func:`_resolve`)."""
         report.duration = perf_counter() - started
-        if waiter is not None and waiter.done() and not waiter.cancelled():
-            report.merge(sync_report)  # finished just as the cancellation came
+        if waiter is not None:
+            if not waiter.done():
+                waiter.cancel()  # (if the cancellation came before it was awaited) see _resolve
+            elif not waiter.cancelled():
+                report.merge(sync_report)  # finished just as the cancellation came
         self._history.record(report)
         if report.disabled:
             # A failure among the receivers tipped a count before the

@@ -170,6 +170,13 @@ class Guards:
             report.results.append((sub, asyncio.CancelledError(why)))
         logger.info("receiver %s cancelled handling %s: %s", sub.name, repr(report.event), why)
 
+    def cancelled_unless_done(self, report: DeliveryReport, subs: Iterable[Subscription], why: str) -> None:
+        """Record as cancelled each of ``subs`` the report has no outcome for
+        yet: their run was cut short before it could record them."""
+        for sub in subs:
+            if not report.has_outcome(sub):
+                self.cancelled(report, sub, why)
+
     def timed_out(self, report: DeliveryReport, sub: Subscription, timeout: float | None) -> None:
         report.add_timeout(sub)
         error = EventTimeoutError(f"{sub.name} overran its timeout of {timeout}s handling {report.event!r}")

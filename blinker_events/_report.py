@@ -196,9 +196,12 @@ class DeliveryReport:
             # BaseExceptionGroup gives an ExceptionGroup when all are Exceptions.
             raise BaseExceptionGroup(f"{len(errors)} receivers failed handling {self.event!r}", errors)
 
+    def _context_note(self) -> str:
+        return f", {len(self.context_errors)} dispatch context error(s)" if self.context_errors else ""
+
     def __repr__(self) -> str:
         return (
             f"<DeliveryReport {self.event!r}: {len(self.succeeded)} ok, {len(self.failed)} failed, "
             f"{len(self.timed_out)} timed out, {len(self.cancelled)} cancelled, {len(self.skipped)} skipped, "
-            f"{len(self.scheduled)} scheduled>"
+            f"{len(self.scheduled)} scheduled{self._context_note()}>"
         )

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import pytest
 
-from blinker_events import Event, EventBus
+from blinker_events import Event, EventBus, SystemEventType
 
 from .conftest import Demo
 
@@ -94,9 +94,15 @@ def test_cancelled_publish_cancels_each_of_several_receivers_without_counting(bu
         assert report.succeeded == [quick]  # the sync receiver finished on its pool thread
 
 
-def test_sync_receivers_of_a_cancelled_publish_finish_into_its_history_entry(bus: EventBus) -> None:
+@pytest.mark.parametrize("executor", ["worker", "thread_sensitive"])
+@pytest.mark.parametrize("async_receivers", [0, 1, 2])
+def test_sync_receivers_of_a_cancelled_publish_finish_into_its_history_entry(
+    bus: EventBus, executor: str, async_receivers: int
+) -> None:
+    bus.set_sync_executor(executor)
     gate = threading.Event()
     sub = bus.subscribe(Demo.PING, lambda event: gate.wait(10))
+    hanging = [bus.subscribe(Demo.PING, _hanging_receiver([], f"hangs{n}")) for n in range(async_receivers)]
 
     async def main() -> None:
         with pytest.raises(TimeoutError):
@@ -105,7 +111,7 @@ def test_sync_receivers_of_a_cancelled_publish_finish_into_its_history_entry(bus
         assert report.succeeded == []  # still running on its pool thread
         gate.set()
         await _until(lambda: report.succeeded == [sub])
-        assert list(report.cancelled) == []
+        assert list(report.cancelled) == hanging
         assert list(report.failed) == []
 
     asyncio.run(main())
@@ -185,3 +191,28 @@ def test_cancelled_outcome_shows_in_the_report_repr(bus: EventBus) -> None:
     [report] = bus.get_delivery_reports(Demo.PING)
     assert "0 failed" in repr(report)
     assert "1 cancelled" in repr(report)
+
+
+def test_a_receiver_that_failed_before_the_cancellation_keeps_its_failure(bus: EventBus) -> None:
+    bus.set_failure_threshold(1)
+    announced: list[Event] = []
+    bus.subscribe(SystemEventType.SUBSCRIBER_DISABLED, announced.append)
+
+    async def fails(event: Event) -> None:
+        raise ValueError("broken")
+
+    failing = bus.subscribe(Demo.PING, fails)
+    hanging = bus.subscribe(Demo.PING, _hanging_receiver([], "hangs"))
+
+    async def main() -> None:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(bus.publish(Event(Demo.PING)), 0.1)
+        await _until(lambda: len(announced) == 1)
+
+    asyncio.run(main())
+    [report] = bus.get_delivery_reports(Demo.PING)
+    assert [(s, type(e)) for s, e in report.failed] == [(failing, ValueError)]
+    assert list(report.cancelled) == [hanging]
+    assert list(report.disabled) == [failing]
+    assert announced[0].data["subscription_id"] == failing.id
+    assert (hanging.failures, hanging.disabled) == (0, False)
