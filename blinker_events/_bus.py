@@ -220,6 +220,11 @@ class EventBus(Registry):
         ``send_async``). Sync receivers never run on the loop: they run, in order, on
         a pool thread (or asgiref's thread-sensitive executor, if the bus was
         made with ``sync_executor="thread_sensitive"``), awaited.
+
+        Cancelled, it cancels the async receivers it runs (``report.cancelled``,
+        not failures) and records its report in the history before the
+        cancellation goes on; sync receivers already on their thread finish,
+        and their outcomes join that report.
         """
         if not isinstance(event, Event):
             raise TypeError(f"event must be an Event, not {type(event).__name__}")
