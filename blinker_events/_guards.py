@@ -233,7 +233,7 @@ def _cancel_message(error: asyncio.CancelledError) -> str:
     return message if isinstance(message, str) and message else "its task was cancelled"
 
 
-_NOTE = "Traceback of the receiver (its frames were released by blinker_events):\n"
+_NOTE = "Traceback (its frames were released by blinker_events):\n"
 
 
 def _detach_traceback(exc: BaseException) -> None:
