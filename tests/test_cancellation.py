@@ -216,3 +216,18 @@ def test_a_receiver_that_failed_before_the_cancellation_keeps_its_failure(bus: E
     assert list(report.disabled) == [failing]
     assert announced[0].data["subscription_id"] == failing.id
     assert (hanging.failures, hanging.disabled) == (0, False)
+
+
+def test_a_redis_delivery_with_a_cancelled_receiver_is_not_acknowledged_as_done(bus: EventBus) -> None:
+    pytest.importorskip("redis")
+    from blinker_events.redis._delivery import _problem
+
+    bus.subscribe(Demo.PING, _hanging_receiver([], "hangs"))
+
+    async def main() -> None:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(bus.publish(Event(Demo.PING)), 0.05)
+
+    asyncio.run(main())
+    [report] = bus.get_delivery_reports(Demo.PING)
+    assert _problem(report, strict=False) == "tests.test_cancellation.hangs cancelled"
