@@ -184,7 +184,7 @@ def _kill(thread: threading.Thread) -> None:
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the killed thread's
-@pytest.mark.parametrize("path", ["pool", "awaited"])
+@pytest.mark.parametrize("path", ["pool", "awaited", "inline"])
 def test_a_dead_watchdog_is_noticed_and_restarted(
     bus: EventBus, gate: threading.Event, path: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -200,6 +200,11 @@ def test_a_dead_watchdog_is_noticed_and_restarted(
     if path == "pool":
         bus.subscribe(Demo.PING, lambda event: gate.wait(10))
         _timed_out_on_a_pool_thread(bus, Event(Demo.PING))
+    elif path == "inline":
+        # The calling thread already has its slot: only the dispatch loop can notice.
+        sub = bus.subscribe(Demo.PING, lambda event: time.sleep(1))
+        assert list(bus.publish_sync(Event(Demo.PING)).timed_out) == [sub]
+        assert "(inline; it cannot be stopped)" in caplog.text  # the new watchdog's warning
     else:
 
         async def hangs(event: Event) -> None:
