@@ -11,7 +11,7 @@ import atexit
 
 from ._bus import EventBus
 from ._compat import ANY, NamedSignal, Namespace, Signal, default_namespace, signal
-from ._errors import CircularEventError, EventSystemError, EventTimeoutError, QueueFullError
+from ._errors import CircularEventError, DispatchContextError, EventSystemError, EventTimeoutError, QueueFullError
 from ._events import Event, EventType, EventTypeLike, SystemEventType, event_type_name
 from ._lifecycle import shutdown_all
 from ._report import DeliveryReport
@@ -21,6 +21,7 @@ __all__ = [
     "ANY",
     "CircularEventError",
     "DeliveryReport",
+    "DispatchContextError",
     "Event",
     "EventBus",
     "EventSystemError",

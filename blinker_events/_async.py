@@ -11,6 +11,11 @@ past it are cancelled, and so on until none is left.
 A cancelled receiver may take a while to unwind (or ignore the cancellation);
 the publish does not wait for that. The bus keeps a reference to the task
 until it ends and logs whatever it raises late, so nothing is lost.
+
+Cancelling the publisher cancels the receivers it runs: the one in its own
+task, and the tasks it started. They are recorded as ``cancelled`` (not
+failed: a client hanging up must not disable a healthy receiver), and the
+cancellation goes on up to the publisher's caller.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from time import perf_counter
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
-from ._context import HANDLING
+from ._context import HANDLING, enter_context, leave_context
 from ._guards import check_cycle
 from ._report import DeliveryReport
 from ._subscription import Subscription
@@ -33,12 +38,13 @@ from ._watchdog import AsyncDeadline, watchdog
 if TYPE_CHECKING:
     from ._bus import EventBus
 
-__all__ = ["deliver_async", "deliver_one"]
+__all__ = ["deliver_async", "deliver_off_thread", "deliver_one"]
 
 logger = logging.getLogger("blinker_events")
 
 EAGER_TASKS = sys.version_info >= (3, 12)
 _INF = float("inf")
+_PUBLISH_CANCELLED = "its publish was cancelled"
 
 
 async def _awaiting(awaitable: Awaitable[Any]) -> Any:
@@ -84,13 +90,45 @@ async def deliver_async(
             task = _start_task(loop, awaitable)
         except BaseException as exc:  # with eager start, the receiver's first step runs here
             _own_or_raise(bus, exc)
-            bus._guards.failed(report, sub, exc)
+            bus._guards.ended(report, sub, exc)
             continue
         finally:
             HANDLING.reset(token)
         running.append((sub, task, _INF if timeout is None else loop.time() + timeout))
     if running:
         await _settle(bus, report, running, loop, override)
+
+
+async def deliver_off_thread(
+    bus: EventBus,
+    report: DeliveryReport,
+    subs: tuple[Subscription, ...],
+    chain: tuple[Subscription, ...],
+    override: float | None,
+) -> None:
+    """:func:`deliver_async` of receivers already checked by the sync path,
+    on the bus loop, inside the bus's dispatch context if one is set. A
+    context that cannot be entered skips them; one that raises on leaving
+    is reported after them (see :mod:`._context`)."""
+    factory = bus._dispatch_context
+    if factory is None:
+        await deliver_async(bus, report, subs, chain, override, checked=True)
+        return
+    manager, error = enter_context(factory)
+    if manager is None:
+        assert error is not None
+        bus._guards.context_failed(report, error, "entering", subs)
+        return
+    try:
+        await deliver_async(bus, report, subs, chain, override, checked=True)
+    except BaseException as exc:  # cancelled: the bus loop stops
+        error = leave_context(manager, exc)
+        raise
+    else:
+        error = leave_context(manager)
+    finally:
+        if error is not None:
+            bus._guards.context_failed(report, error, "leaving")
 
 
 def _own_or_raise(bus: EventBus, exc: BaseException) -> None:
@@ -184,10 +222,7 @@ async def deliver_one(
             watchdog.awaited.discard(deadline)
         HANDLING.reset(token)
     if task is None:  # it never suspended, so nothing can have cancelled it
-        if error is None:
-            guards.succeeded(report, sub, result)
-        else:
-            guards.failed(report, sub, error)
+        guards.ended(report, sub, error, result)
         return
     expired = deadline is not None and deadline.expired
     if expired:
@@ -195,7 +230,7 @@ async def deliver_one(
     if task.cancelling() > cancelling:
         # The publisher itself was cancelled meanwhile: whatever the
         # receiver did with that, the cancellation goes on up.
-        guards.failed(report, sub, asyncio.CancelledError(f"the publish of {event!r} was cancelled"))
+        guards.cancelled(report, sub, _PUBLISH_CANCELLED)
         if error is not None and not isinstance(error, asyncio.CancelledError):
             logger.error("receiver %s raised while being cancelled with %s", sub.name, repr(event), exc_info=error)
         raise asyncio.CancelledError
@@ -203,10 +238,8 @@ async def deliver_one(
         guards.timed_out(report, sub, timeout)
         if error is not None and not isinstance(error, asyncio.CancelledError):
             logger.error("receiver %s raised after its timeout handling %s", sub.name, repr(event), exc_info=error)
-    elif error is not None:
-        guards.failed(report, sub, error)
     else:
-        guards.succeeded(report, sub, result)
+        guards.ended(report, sub, error, result)
 
 
 @types.coroutine
@@ -257,9 +290,11 @@ async def _settle(
             pending = [entry for entry in pending if not entry[1].done()]
     except asyncio.CancelledError:
         # The publisher was cancelled: its receivers go with it, reported as
-        # failed and held until they end, so that whatever they raise while
+        # cancelled and held until they end, so that whatever they raise while
         # unwinding is logged rather than lost. The rest are recorded below.
         for sub, task, _ in pending:
+            if task.done():  # ended meanwhile: its own outcome stands
+                continue
             task.cancel()
             cut_short.add(task)
             bus._keep_until_done(task, sub, report.event, "while its publish was cancelled")
@@ -281,10 +316,9 @@ def _record(
         if task in timed_out:
             guards.timed_out(report, sub, override or sub.timeout or bus._timeout)
         elif task in cut_short:
-            guards.failed(report, sub, asyncio.CancelledError(f"the publish of {report.event!r} was cancelled"))
+            guards.cancelled(report, sub, _PUBLISH_CANCELLED)
         elif task.cancelled():
-            guards.failed(report, sub, asyncio.CancelledError(f"{sub.name} was cancelled"))
-        elif (exc := task.exception()) is not None:
-            guards.failed(report, sub, exc)
+            guards.cancelled(report, sub, "its task was cancelled")
         else:
-            guards.succeeded(report, sub, task.result())
+            exc = task.exception()
+            guards.ended(report, sub, exc, None if exc is not None else task.result())

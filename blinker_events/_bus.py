@@ -28,16 +28,16 @@ import contextlib
 import contextvars
 import logging
 import os
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from concurrent.futures import CancelledError, Future
 from contextlib import AbstractContextManager
 from time import perf_counter
-from typing import Any, TypeVar
+from typing import Any
 
 from asgiref.sync import SyncToAsync, async_to_sync, sync_to_async
 from blinker import Signal
 
-from ._async import deliver_async, deliver_one
+from ._async import deliver_async, deliver_off_thread, deliver_one
 from ._context import HANDLING
 from ._describe import describe
 from ._events import Event, EventTypeLike, SystemEventType
@@ -65,7 +65,6 @@ from ._worker import NowaitJob, WorkQueue
 __all__ = ["EventBus"]
 
 logger = logging.getLogger("blinker_events")
-T = TypeVar("T")
 
 #: Stands for the signal of an event type nobody subscribed to.
 _NO_SIGNAL = Signal()
@@ -159,7 +158,7 @@ class EventBus(Registry):
         self._history.record(report)
         if report.disabled:
             self._announce_disabled(report)
-        if self._propagate and (report.failed or report.timed_out or report.skipped):
+        if self._propagate and (report.failed or report.timed_out or report.skipped or report.context_errors):
             report.raise_errors()
         return report
 
@@ -178,6 +177,7 @@ class EventBus(Registry):
             task = running.create_task(self._scheduled(report, subs, chain, override, announced))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(lambda _: self._unstarted(report, subs))
             return
         if _outer_loop() is not None:
             # Inside sync_to_async: run on the caller's own loop, where its
@@ -185,16 +185,19 @@ class EventBus(Registry):
             async_to_sync(deliver_async)(self, report, subs, chain, override, checked=True)
             return
         try:
-            self._loop_thread.submit(
-                self._off_thread(deliver_async(self, report, subs, chain, override, checked=True))
-            ).result()
+            self._loop_thread.submit(deliver_off_thread(self, report, subs, chain, override)).result()
         except CancelledError:
             # shutdown() stopped the bus loop under this publish: the
-            # receivers it cut short are failures, and the caller still
+            # receivers it cut short are cancelled, and the caller still
             # gets its report.
-            for sub in subs:
-                if not report.has_outcome(sub):
-                    self._guards.failed(report, sub, CancelledError("the bus loop was stopped"))
+            self._guards.cancelled_unless_done(report, subs, "the bus loop was stopped")
+
+    def _unstarted(self, report: DeliveryReport, subs: tuple[Subscription, ...]) -> None:
+        """Receivers scheduled on a loop that ended (cancelling the task)
+        before they started are cancelled too, and the report finished."""
+        if report.scheduled:
+            self._guards.cancelled_unless_done(report, subs, "its loop ended before it started")
+            report.scheduled = ()
 
     async def _scheduled(
         self,
@@ -220,6 +223,11 @@ class EventBus(Registry):
         ``send_async``). Sync receivers never run on the loop: they run, in order, on
         a pool thread (or asgiref's thread-sensitive executor, if the bus was
         made with ``sync_executor="thread_sensitive"``), awaited.
+
+        Cancelled, it cancels the async receivers it runs (``report.cancelled``,
+        not failures) and records its report in the history before the
+        cancellation goes on; sync receivers already on their thread finish,
+        and their outcomes join that report.
         """
         if not isinstance(event, Event):
             raise TypeError(f"event must be an Event, not {type(event).__name__}")
@@ -245,37 +253,75 @@ class EventBus(Registry):
                 if sync_report is not None:
                     sync_report.results = []
             waiter = (
-                self._start_sync_run(sync_report, route.sync_subs, chain, override) if sync_report is not None else None
+                self._start_sync_run(report, sync_report, route.sync_subs, chain, override)
+                if sync_report is not None
+                else None
             )
-            if len(route.async_subs) == 1:  # the common case, one coroutine frame less
-                await deliver_one(self, report, route.async_subs[0], chain, override)
-            elif route.async_subs:
-                await deliver_async(self, report, route.async_subs, chain, override)
+            try:
+                if len(route.async_subs) == 1:  # the common case, one coroutine frame less
+                    await deliver_one(self, report, route.async_subs[0], chain, override)
+                elif route.async_subs:
+                    await deliver_async(self, report, route.async_subs, chain, override)
+                if waiter is not None:
+                    await waiter
+            except asyncio.CancelledError:
+                self._publish_cancelled(report, sync_report, waiter, started)
+                raise
             if waiter is not None:
-                await waiter
                 report.merge(sync_report)
         report.duration = perf_counter() - started
         self._history.record(report)
         if report.disabled:
             await self._announce_disabled_async(report)
-        if self._propagate and (report.failed or report.timed_out or report.skipped):
+        if self._propagate and (report.failed or report.timed_out or report.skipped or report.context_errors):
             report.raise_errors()
         return report
 
+    def _publish_cancelled(
+        self,
+        report: DeliveryReport,
+        sync_report: DeliveryReport | None,
+        waiter: asyncio.Future[None] | None,
+        started: float,
+    ) -> None:
+        """A cancelled ``await publish`` still leaves its history entry. Its
+        async receivers were cancelled with it (recorded as such); sync ones
+        on a pool thread cannot be, and their outcomes join the entry when
+        they finish (see :func:`_resolve`)."""
+        report.duration = perf_counter() - started
+        if waiter is not None:
+            if not waiter.done():
+                waiter.cancel()  # (if the cancellation came before it was awaited) see _resolve
+            elif not waiter.cancelled():
+                report.merge(sync_report)  # finished just as the cancellation came
+        self._history.record(report)
+        if report.disabled:
+            # A failure among the receivers tipped a count before the
+            # cancellation: the announcement is still due, in a task of its own.
+            task = asyncio.get_running_loop().create_task(self._announce_disabled_async(report))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
     def _start_sync_run(
         self,
+        into: DeliveryReport,
         report: DeliveryReport,
         subs: tuple[Subscription, ...],
         chain: tuple[Subscription, ...],
         override: float | None,
     ) -> asyncio.Future[None]:
+        """Start the sync receivers of ``await publish``, recording into
+        ``report``; the returned future resolves when they are done. If the
+        publish was cancelled meanwhile, ``report`` is merged into ``into``
+        (the publish's own report, already in the history) instead."""
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
 
         def done(_: SyncRun) -> None:
-            # RuntimeError: the publisher's loop is closed; nobody waits.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_resolve, waiter)
+            try:
+                loop.call_soon_threadsafe(_resolve, waiter, into, report)
+            except RuntimeError:  # the publisher's loop is closed; nobody waits
+                into.merge(report)
 
         context = contextvars.copy_context()
         if self._sync_executor == "thread_sensitive":
@@ -402,6 +448,14 @@ class EventBus(Registry):
         receivers of ``await publish``, the bus loop -- rather than in the
         publisher's thread or task. Integrations use it to give receivers
         there what the publisher had, e.g. Flask's app context. None: nothing.
+
+        ``factory()`` is called per delivery, on the thread that delivers. If
+        it, or entering or leaving what it returns, raises, the publish
+        still returns (or resolves) with its report: the error is logged and
+        in ``report.context_errors`` (a :class:`DispatchContextError`), raised
+        under propagation, and receivers a context that could not be entered
+        kept from running are skipped with reason ``"context"``. No receiver's
+        failure count changes.
         """
         if factory is not None and not callable(factory):
             raise TypeError(f"factory must be callable or None, not {type(factory).__name__}")
@@ -411,11 +465,6 @@ class EventBus(Registry):
     def dispatch_context(self) -> Callable[[], AbstractContextManager[Any]] | None:
         """What :meth:`set_dispatch_context` set, or None."""
         return self._dispatch_context
-
-    def _off_thread(self, coro: Coroutine[Any, Any, T]) -> Coroutine[Any, Any, T]:
-        """``coro``, entered into the dispatch context when one is set."""
-        factory = self._dispatch_context
-        return coro if factory is None else _entered(factory, coro)
 
     # -- settings ------------------------------------------------------------
 
@@ -576,13 +625,10 @@ class EventBus(Registry):
         return f"<EventBus {self.name!r} {state}, {len(self._subscriptions)} subscriptions>"
 
 
-async def _entered(factory: Callable[[], AbstractContextManager[Any]], coro: Coroutine[Any, Any, T]) -> T:
-    with factory():
-        return await coro
-
-
-def _resolve(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
+def _resolve(waiter: asyncio.Future[None], into: DeliveryReport, report: DeliveryReport) -> None:
+    if waiter.cancelled():  # the publish was cancelled; its entry gets the outcomes late
+        into.merge(report)
+    elif not waiter.done():
         waiter.set_result(None)
 
 

@@ -1,6 +1,7 @@
-"""The context variable that carries the causal chain of an event.
+"""The context variable that carries the causal chain of an event, and the
+bus's dispatch context entered around deliveries on its own threads.
 
-It lives in its own module because both the event model (which reads it to
+The variable lives in its own module because both the event model (which reads it to
 fill in ``parent_id``) and the dispatch paths (which set it) need it, and
 neither should import the other for that.
 
@@ -16,6 +17,8 @@ hops, so the cycle guard sees A -> B -> A across all of them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -23,6 +26,7 @@ if TYPE_CHECKING:
     from ._events import Event
 
 Frame: TypeAlias = "tuple[Event, tuple[Any, ...]]"
+Factory: TypeAlias = Callable[[], AbstractContextManager[Any]]
 
 HANDLING: ContextVar[Frame | None] = ContextVar("blinker_events.handling", default=None)
 
@@ -31,3 +35,34 @@ def current_chain() -> tuple[Any, ...]:
     """The subscriptions on the causal path to the running code, outermost first."""
     frame = HANDLING.get()
     return () if frame is None else frame[1]
+
+
+# -- the dispatch context (EventBus.set_dispatch_context) ----------------------
+#
+# It is the integration's code (Flask's app context, whose teardown functions
+# are the application's), run on the bus's threads, where an exception
+# escaping would end the delivery with nobody to tell: no ``done`` for the
+# waiting publisher, a report lost. So making, entering and leaving it are
+# done by hand rather than with ``with``, each failure handed back to the
+# caller to report, and the delivery goes on or is skipped, never abandoned.
+
+
+def enter_context(factory: Factory) -> tuple[AbstractContextManager[Any] | None, BaseException | None]:
+    """Make and enter ``factory()``: ``(manager, None)``, or ``(None, what
+    raised)`` -- anything, since on a bus thread nobody else could see it."""
+    try:
+        manager = factory()
+        manager.__enter__()
+    except BaseException as exc:
+        return None, exc
+    return manager, None
+
+
+def leave_context(manager: AbstractContextManager[Any], error: BaseException | None = None) -> BaseException | None:
+    """Leave ``manager`` (``error``: what the delivery inside raised, if
+    anything, which the manager cannot suppress); return what leaving raised."""
+    try:
+        manager.__exit__(None if error is None else type(error), error, None if error is None else error.__traceback__)
+    except BaseException as exc:
+        return None if exc is error else exc
+    return None

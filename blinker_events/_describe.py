@@ -12,6 +12,7 @@ goes through :func:`describe`, which never raises and is bounded in size.
 from __future__ import annotations
 
 import reprlib
+import threading
 
 __all__ = ["LIMIT", "describe"]
 
@@ -29,15 +30,18 @@ def describe(obj: object, limit: int = LIMIT) -> str:
     """``repr(obj)``, at most ``limit`` characters, for any object.
 
     Containers are summarised (depth and length bounded, as :mod:`reprlib`
-    does); an object whose ``__repr__`` raises -- or returns a non-string --
-    is described by its type and id instead, with the exception's type.
+    does); an object whose ``__repr__`` raises -- anything, ``SystemExit``
+    included, which would silently end a bus thread -- or returns a
+    non-string is described by its type and id instead, with the
+    exception's type. Only a ``KeyboardInterrupt`` on the main thread (a
+    Ctrl-C that happened to arrive during the repr) goes on.
     """
     try:
         text = _repr.repr(obj)
         if not isinstance(text, str):  # reprlib passes on what __repr__ returned
             raise TypeError(f"__repr__ returned {type(text).__name__}")
     except BaseException as exc:  # a description must never fail
-        if isinstance(exc, KeyboardInterrupt | SystemExit):
+        if isinstance(exc, KeyboardInterrupt) and threading.current_thread() is threading.main_thread():
             raise
         return _unreadable(obj, exc)
     if len(text) > limit:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "CircularEventError",
+    "DispatchContextError",
     "EventSystemError",
     "EventTimeoutError",
     "QueueFullError",
@@ -41,3 +42,10 @@ class EventTimeoutError(EventSystemError, TimeoutError):
 class QueueFullError(EventSystemError):
     """The worker queue had no room for an event, or the event was dropped
     from it (``overflow="drop_oldest"``, or still queued at shutdown)."""
+
+
+class DispatchContextError(EventSystemError):
+    """The bus's dispatch context (``set_dispatch_context``) raised while it
+    was made, entered or left around a delivery; ``__cause__`` is what it
+    raised. Reported (and raised under propagation) like a receiver's
+    failure, but counted against no receiver."""

@@ -7,15 +7,16 @@ the argument it rejects.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ._describe import describe
-from ._errors import CircularEventError, EventTimeoutError
+from ._errors import CircularEventError, DispatchContextError, EventTimeoutError
 from ._events import event_type_name
 from ._report import DeliveryReport
 from ._subscription import Subscription
@@ -183,6 +184,33 @@ class Guards:
         logger.error("receiver %s failed handling %s", sub.name, repr(report.event), exc_info=exc)
         self._count_failure(report, sub, exc)
 
+    def ended(self, report: DeliveryReport, sub: Subscription, error: BaseException | None, result: Any = None) -> None:
+        """Record how an async receiver's run ended: returned, raised, or
+        was cancelled (by anyone but the bus's timeout, which the caller
+        records with :meth:`timed_out`)."""
+        if error is None:
+            self.succeeded(report, sub, result)
+        elif isinstance(error, asyncio.CancelledError):
+            self.cancelled(report, sub, _cancel_message(error))
+        else:
+            self.failed(report, sub, error)
+
+    def cancelled(self, report: DeliveryReport, sub: Subscription, why: str) -> None:
+        # Not a failure: the receiver was stopped, it did nothing wrong (a
+        # client hanging up must not disable a healthy receiver). Nor a
+        # success: a run of failures goes on counting after it.
+        report.add_cancelled(sub)
+        if report.results is not None:
+            report.results.append((sub, asyncio.CancelledError(why)))
+        logger.info("receiver %s cancelled handling %s: %s", sub.name, repr(report.event), why)
+
+    def cancelled_unless_done(self, report: DeliveryReport, subs: Iterable[Subscription], why: str) -> None:
+        """Record as cancelled each of ``subs`` the report has no outcome for
+        yet: their run was cut short before it could record them."""
+        for sub in subs:
+            if not report.has_outcome(sub):
+                self.cancelled(report, sub, why)
+
     def timed_out(self, report: DeliveryReport, sub: Subscription, timeout: float | None) -> None:
         report.add_timeout(sub)
         error = EventTimeoutError(f"{sub.name} overran its timeout of {timeout}s handling {report.event!r}")
@@ -196,6 +224,25 @@ class Guards:
         report.add_skip(sub, "cycle", error)
         logger.warning("cycle guard: %s", error)
 
+    def context_failed(
+        self, report: DeliveryReport, exc: BaseException, when: str, not_run: Iterable[Subscription] = ()
+    ) -> None:
+        """The dispatch context raised ``when`` (``"entering"`` or
+        ``"leaving"``) around a delivery; ``not_run`` are the receivers it
+        kept from running. Reported like a receiver's failure, counted
+        against no receiver: they did nothing wrong."""
+        error = DispatchContextError(f"the dispatch context raised {when} it around {report.event!r}: {describe(exc)}")
+        error.__cause__ = exc
+        skipped = 0
+        for sub in not_run:
+            if sub.active and not report.has_outcome(sub):
+                report.add_skip(sub, "context")
+                skipped += 1
+        report.add_context_error(error)
+        if not self.propagate:
+            _detach_traceback(error)  # and its cause's, as for a receiver's failure
+        logger.error("%s (%d receiver(s) not run)", error, skipped, exc_info=error)
+
     def _count_failure(self, report: DeliveryReport, sub: Subscription, exc: BaseException) -> None:
         with self._lock:
             sub.failures += 1
@@ -206,20 +253,29 @@ class Guards:
             failures = sub.failures
         report.add_disabled(sub, describe_disable(sub, failures, exc))
         logger.warning(
-            "receiver %s disabled after %d consecutive failures (last: %r); call .enable() on its subscription "
+            "receiver %s disabled after %d consecutive failures (last: %s); call .enable() on its subscription "
             "to re-enable it",
             sub.name,
             failures,
-            exc,
+            describe(exc),
         )
 
 
-_NOTE = "Traceback of the receiver (its frames were released by blinker_events):\n"
+def _cancel_message(error: asyncio.CancelledError) -> str:
+    """The message the canceller gave (``task.cancel(msg)``), if it is text."""
+    message = error.args[0] if error.args else None
+    return message if isinstance(message, str) and message else "its task was cancelled"
+
+
+_NOTE = "Traceback (its frames were released by blinker_events):\n"
 
 
 def _detach_traceback(exc: BaseException) -> None:
-    """Keep the traceback as text (a note, shown whenever the exception is
-    printed) and drop the frames.
+    """Keep the tracebacks as text (a note, shown whenever the exception is
+    printed) and drop the frames, of ``exc`` and of every exception it
+    carries: its ``__cause__`` and ``__context__`` (even a suppressed one,
+    which still holds its frames) and the members of an exception group,
+    transitively.
 
     A traceback's frames keep their locals alive, and every frame keeps its
     caller's frame alive, up through the bus's dispatch (the event, the
@@ -227,6 +283,20 @@ def _detach_traceback(exc: BaseException) -> None:
     the last error on each subscription, so without this a failure would
     pin all of that, the event's source included, for as long as they do.
     """
+    todo = [exc]
+    seen: set[int] = set()  # ids, of exceptions held by ``todo`` or the chain: none is freed meanwhile
+    while todo:
+        current = todo.pop()
+        if id(current) in seen:  # chains can loop (an exception re-raised in its own handler)
+            continue
+        seen.add(id(current))
+        _note_traceback(current)
+        todo.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+        if isinstance(current, BaseExceptionGroup):
+            todo.extend(current.exceptions)
+
+
+def _note_traceback(exc: BaseException) -> None:
     tb = exc.__traceback__
     if tb is None:
         return
@@ -243,5 +313,5 @@ def describe_disable(sub: Subscription, failures: int, error: BaseException | No
         "receiver": sub.name,
         "event_type": None if sub.event_type is None else event_type_name(sub.event_type),
         "failures": failures,
-        "error": repr(error),
+        "error": describe(error),
     }

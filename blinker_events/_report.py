@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._errors import CircularEventError, EventTimeoutError
+from ._errors import CircularEventError, DispatchContextError, EventTimeoutError
 
 if TYPE_CHECKING:
     from ._events import Event
@@ -30,10 +30,21 @@ class DeliveryReport:
     - ``failed``: ``(subscription, exception)`` for each receiver that raised.
     - ``timed_out``: subscriptions that overran their timeout (async ones were
       cancelled; sync ones could not be, see the README).
+    - ``cancelled``: async receivers whose run was cancelled by someone other
+      than the bus's timeout -- the publisher's own cancellation (which the
+      publish passes on to the receivers it runs), a loop ending under
+      receivers ``publish_sync`` scheduled, the bus loop stopping, or the
+      receiver's task cancelled from outside. Not a failure: it is not
+      counted toward auto-disable, not in :meth:`errors` and not raised.
     - ``skipped``: ``(subscription, reason, error)`` with reason
       ``"disabled"`` (auto-disabled, error None), ``"cycle"`` (the cycle
-      guard, error a :class:`CircularEventError`) or ``"abandoned"`` (left
-      unrun behind a hung receiver on a thread that could not be replaced).
+      guard, error a :class:`CircularEventError`), ``"abandoned"`` (left
+      unrun behind a hung receiver on a thread that could not be replaced)
+      or ``"context"`` (the dispatch context could not be entered; error
+      None, the error is in ``context_errors``).
+    - ``context_errors``: a :class:`DispatchContextError` for each time the
+      bus's dispatch context raised when made, entered or left around this
+      delivery (its ``__cause__`` is what it raised).
     - ``scheduled``: async receivers that ``publish_sync`` started as tasks on
       the caller's running loop; each moves to one of the lists above when
       its task ends, so ``finished`` turns True then.
@@ -47,6 +58,8 @@ class DeliveryReport:
 
     __slots__ = (
         "announcements",
+        "cancelled",
+        "context_errors",
         "disabled",
         "duration",
         "event",
@@ -64,6 +77,8 @@ class DeliveryReport:
         self.succeeded: list[Subscription] = []
         self.failed: Sequence[tuple[Subscription, BaseException]] = _NONE
         self.timed_out: Sequence[Subscription] = _NONE
+        self.cancelled: Sequence[Subscription] = _NONE
+        self.context_errors: Sequence[DispatchContextError] = _NONE
         self.skipped: Sequence[tuple[Subscription, str, CircularEventError | None]] = _NONE
         self.scheduled: Sequence[Subscription] = _NONE
         self.disabled: Sequence[Subscription] = _NONE
@@ -86,6 +101,16 @@ class DeliveryReport:
         if self.timed_out is _NONE:
             self.timed_out = []
         self.timed_out.append(sub)  # type: ignore[attr-defined]
+
+    def add_cancelled(self, sub: Subscription) -> None:
+        if self.cancelled is _NONE:
+            self.cancelled = []
+        self.cancelled.append(sub)  # type: ignore[attr-defined]
+
+    def add_context_error(self, error: DispatchContextError) -> None:
+        if self.context_errors is _NONE:
+            self.context_errors = []
+        self.context_errors.append(error)  # type: ignore[attr-defined]
 
     def add_skip(self, sub: Subscription, reason: str, error: CircularEventError | None = None) -> None:
         if self.skipped is _NONE:
@@ -115,8 +140,12 @@ class DeliveryReport:
             self.add_failure(sub, exc)
         for sub in other.timed_out:
             self.add_timeout(sub)
+        for sub in other.cancelled:
+            self.add_cancelled(sub)
         for sub, reason, error in other.skipped:
             self.add_skip(sub, reason, error)
+        for context_error in other.context_errors:
+            self.add_context_error(context_error)
         for sub, announcement in zip(other.disabled, other.announcements, strict=True):
             self.add_disabled(sub, announcement)
         if self.results is not None and other.results is not None:
@@ -131,6 +160,7 @@ class DeliveryReport:
             any(s is sub for s in self.succeeded)
             or any(s is sub for s, _ in self.failed)
             or any(s is sub for s in self.timed_out)
+            or any(s is sub for s in self.cancelled)
             or any(s is sub for s, _, _ in self.skipped)
         )
 
@@ -141,15 +171,19 @@ class DeliveryReport:
 
     @property
     def ok(self) -> bool:
-        """True when no receiver failed, timed out or was stopped by the cycle guard."""
-        return not self.errors()
+        """True when no receiver failed, timed out, was cancelled or was
+        stopped by the cycle guard (a cancellation is not an error, but the
+        receiver did not finish either)."""
+        return not self.cancelled and not self.errors()
 
     def errors(self) -> list[BaseException]:
         """The errors a propagating bus raises for this publish, in order:
-        receiver exceptions, then timeouts, then cycle-guard skips."""
+        receiver exceptions, then timeouts, then cycle-guard skips, then
+        failures of the dispatch context."""
         errors: list[BaseException] = [exc for _, exc in self.failed]
         errors.extend(EventTimeoutError(f"{sub.name} timed out handling {self.event!r}") for sub in self.timed_out)
         errors.extend(error for _, _, error in self.skipped if error is not None)
+        errors.extend(self.context_errors)
         return errors
 
     def raise_errors(self) -> None:
@@ -162,8 +196,12 @@ class DeliveryReport:
             # BaseExceptionGroup gives an ExceptionGroup when all are Exceptions.
             raise BaseExceptionGroup(f"{len(errors)} receivers failed handling {self.event!r}", errors)
 
+    def _context_note(self) -> str:
+        return f", {len(self.context_errors)} dispatch context error(s)" if self.context_errors else ""
+
     def __repr__(self) -> str:
         return (
             f"<DeliveryReport {self.event!r}: {len(self.succeeded)} ok, {len(self.failed)} failed, "
-            f"{len(self.timed_out)} timed out, {len(self.skipped)} skipped, {len(self.scheduled)} scheduled>"
+            f"{len(self.timed_out)} timed out, {len(self.cancelled)} cancelled, {len(self.skipped)} skipped, "
+            f"{len(self.scheduled)} scheduled{self._context_note()}>"
         )

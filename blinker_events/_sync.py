@@ -30,7 +30,8 @@ from inspect import isawaitable
 from time import perf_counter
 from typing import TYPE_CHECKING
 
-from ._context import HANDLING
+from ._context import HANDLING, Factory, enter_context, leave_context
+from ._describe import describe
 from ._fork import reinit
 from ._guards import check_cycle
 from ._report import DeliveryReport
@@ -120,6 +121,8 @@ def deliver_sync(
                 if slot is None:
                     slot = _thread_slots.slot or watchdog.slot()
                     saved = slot.current
+                    if not watchdog.running:  # it died: the deadline needs it
+                        watchdog.ensure_running()
                 watched: Watched = (sub, t0 + timeout, event, run, saved)
                 slot.current = watched
             token = HANDLING.set((event, chain + (sub,) if chain else sub._chain))
@@ -253,8 +256,7 @@ class SyncRun:
         if around is None:
             found = deliver_sync(self.bus, self.report, self.subs, self.chain, self.override, self, self.index)
         else:
-            with around():
-                found = deliver_sync(self.bus, self.report, self.subs, self.chain, self.override, self, self.index)
+            found = self._deliver_within(around)
         if found is MOVED:
             return False
         if not self.movable:
@@ -264,6 +266,31 @@ class SyncRun:
         self.slot = None
         self._finish()
         return True
+
+    def _deliver_within(self, factory: Factory) -> list[Subscription]:
+        """:func:`deliver_sync` inside the bus's dispatch context. A context
+        that cannot be entered skips the receivers left; one that raises
+        on leaving is reported after them (see :mod:`._context`)."""
+        guards = self.bus._guards
+        manager, error = enter_context(factory)
+        if manager is None:
+            assert error is not None
+            guards.context_failed(self.report, error, "entering", self.subs[self.index :])
+            self.index = len(self.subs)
+            return self.async_subs
+        try:
+            found = deliver_sync(self.bus, self.report, self.subs, self.chain, self.override, self, self.index)
+        except BaseException as exc:  # a bug of ours: still leave the context
+            leave_context(manager, exc)
+            raise
+        error = leave_context(manager)
+        if error is not None:
+            if found is MOVED:  # the report is another thread's now
+                event = repr(self.report.event)
+                logger.error("the dispatch context raised leaving it around %s", event, exc_info=error)
+            else:
+                guards.context_failed(self.report, error, "leaving")
+        return found
 
     def _finish(self) -> None:
         if self.movable:
@@ -297,7 +324,7 @@ class SyncRun:
                 slot.current = watched[4]
                 return True
         self.bus._pool.note_stuck(-1)
-        outcome = f"raised {error!r}" if error is not None else "returned"
+        outcome = f"raised {describe(error)}" if error is not None else "returned"
         logger.warning(
             "receiver %s %s after its timeout handling %s; its run had moved on",
             watched[0].name,

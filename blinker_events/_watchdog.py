@@ -22,11 +22,19 @@ task, which is what ``asyncio.timeout`` does, minus a timer per call.
 
 Writers (dispatch loops) store one tuple per receiver and take no lock; the
 watchdog only reads, so a publish never waits on it.
+
+The watchdog must survive anything: a failure while looking at one slot or
+deadline (a hostile object in a log line, a bug) is logged and the watch goes
+on with the next. Should the thread end all the same (an exception injected
+from outside, say), ``running`` turns False as it ends, and the next dispatch
+that needs the watchdog -- a receiver with a deadline on any thread --
+notices, logs it and starts a new one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sys
@@ -111,61 +119,90 @@ class Watchdog:
         self._slots: weakref.WeakSet[WatchSlot] = weakref.WeakSet()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        #: True from a start until the watching thread ends: read (without
+        #: the lock, one attribute) by every dispatch that needs the watchdog.
+        self.running = False
         #: Deadlines of directly awaited async receivers. Added and removed
         #: on their loops without a lock (set operations are atomic); read
         #: here through a copy.
         self.awaited: set[AsyncDeadline] = set()
 
     def slot(self) -> WatchSlot:
-        """The calling thread's slot, created (and the watchdog started) on first use."""
+        """The calling thread's slot, created (and the watchdog started) on
+        first use; a watchdog that died meanwhile is restarted."""
         slot = self._local.slot
         if slot is None:
             slot = self._local.slot = WatchSlot()
             with self._lock:
                 self._slots.add(slot)
                 self._start()
+        elif not self.running:
+            self.ensure_running()
         return slot
 
     def _start(self) -> None:
         # Called with the lock held.
-        if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._watch, name="blinker_events-watchdog", daemon=True)
-            self._thread.start()
+        thread = self._thread
+        if self.running and thread is not None and thread.is_alive():
+            return
+        if thread is not None:
+            logger.error("the blinker_events watchdog thread had stopped; started a new one")
+        self.running = True
+        self._thread = threading.Thread(target=self._watch, name="blinker_events-watchdog", daemon=True)
+        self._thread.start()
 
     def ensure_running(self) -> None:
-        if self._thread is None:
+        """Start the watchdog if it does not run (never started, or died)."""
+        if not self.running:
             with self._lock:
                 self._start()
 
     def _watch(self) -> None:
-        while True:
-            busy = False
-            now = perf_counter()
-            with self._lock:
-                slots = list(self._slots)
-            for slot in slots:
-                watched = chain = slot.current
-                if chain is None:
-                    continue
-                busy = True
-                reported = []
-                while watched is not None:
-                    if any(w is watched for w in slot.reported):
-                        reported.append(watched)
-                    elif now > watched[1]:
-                        reported.append(watched)
-                        self._overrun(slot, watched)
-                    watched = watched[4]
-                slot.reported = reported
-            for deadline in list(self.awaited):
-                busy = True
-                if now > deadline.deadline and not deadline.fired:
-                    deadline.fired = True
-                    try:
-                        deadline.loop.call_soon_threadsafe(self._expire, deadline)
-                    except RuntimeError:  # its loop is closed; nothing to cancel
-                        self.awaited.discard(deadline)
-            sleep(BUSY_TICK if busy else IDLE_TICK)
+        try:
+            while True:
+                busy = self._look(perf_counter())
+                sleep(BUSY_TICK if busy else IDLE_TICK)
+        finally:
+            # Only this thread's own end: a new one may already have started.
+            if self._thread is threading.current_thread():
+                self.running = False
+
+    def _look(self, now: float) -> bool:
+        """One round over every slot and awaited deadline; True if any was busy."""
+        busy = False
+        with self._lock:
+            slots = list(self._slots)
+        for slot in slots:
+            if slot.current is None:
+                continue
+            busy = True
+            try:
+                self._look_at(slot, now)
+            except BaseException:  # the watchdog must survive anything
+                _complain("watchdog: checking a thread's receivers failed; watching goes on")
+        for deadline in list(self.awaited):
+            busy = True
+            if now > deadline.deadline and not deadline.fired:
+                deadline.fired = True
+                try:
+                    deadline.loop.call_soon_threadsafe(self._expire, deadline)
+                except RuntimeError:  # its loop is closed; nothing to cancel
+                    self.awaited.discard(deadline)
+                except BaseException:
+                    _complain("watchdog: expiring an awaited receiver failed; watching goes on")
+        return busy
+
+    def _look_at(self, slot: WatchSlot, now: float) -> None:
+        watched = slot.current
+        reported = []
+        while watched is not None:
+            if any(w is watched for w in slot.reported):
+                reported.append(watched)
+            elif now > watched[1]:
+                reported.append(watched)
+                self._overrun(slot, watched)
+            watched = watched[4]
+        slot.reported = reported
 
     def _expire(self, deadline: AsyncDeadline) -> None:
         # On the task's loop, so this cannot interleave with the publish:
@@ -189,8 +226,15 @@ class Watchdog:
         if run is not None:
             try:
                 run.overran(slot, current)
-            except Exception:  # the watchdog must survive anything
-                logger.exception("watchdog: moving the run of %s to another thread failed", repr(event))
+            except BaseException:  # the watchdog must survive anything
+                _complain(f"watchdog: moving the run of {event!r} to another thread failed")
+
+
+def _complain(message: str) -> None:
+    """Log the exception being handled, on the watchdog thread, which no
+    logging failure may end either."""
+    with contextlib.suppress(BaseException):  # nothing is left to report it to
+        logger.exception("%s", message)
 
 
 watchdog = Watchdog()
@@ -200,6 +244,7 @@ def _after_fork_in_child() -> None:
     # The watching thread is the parent's; the child starts its own on demand.
     watchdog._lock = threading.Lock()
     watchdog._thread = None
+    watchdog.running = False
     watchdog.awaited.clear()
     # So are the other threads' slots: watched here, a parent's receiver
     # "overrunning" would have its run moved on, and the parent's job

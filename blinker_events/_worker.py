@@ -46,7 +46,7 @@ from contextvars import ContextVar
 from time import perf_counter
 from typing import TYPE_CHECKING
 
-from ._async import deliver_async
+from ._async import deliver_off_thread
 from ._context import current_chain
 from ._describe import describe
 from ._errors import QueueFullError
@@ -134,7 +134,7 @@ class NowaitJob:
         # This runs inside the job's context (SyncRun calls ``done`` there),
         # which the loop task copies.
         subs = tuple(run.async_subs)
-        coro = self.bus._off_thread(deliver_async(self.bus, self.report, subs, run.chain, self.override, checked=True))
+        coro = deliver_off_thread(self.bus, self.report, subs, run.chain, self.override)
         self.bus._loop_thread.submit(coro).add_done_callback(self._async_done)
 
     def _async_done(self, done: Future[None]) -> None:

@@ -573,3 +573,59 @@ def test_persistent_connections_on_bus_threads_are_reused_one_per_thread(postgre
     assert (result["succeeded"], result["failed"]) == (60, [])
     assert result["before"] == 0
     assert result["backends"] == result["threads"] == result["after"]
+
+
+async def _post_then_disconnect(path: str, started: asyncio.Event) -> list[dict[str, Any]]:
+    """POST ``path`` through Django's real ASGI handler; the client goes
+    away once ``started`` is set. Returns what the handler sent back."""
+    from django.core.handlers.asgi import ASGIHandler
+
+    gone = asyncio.Event()
+    sent: list[dict[str, Any]] = []
+    body = [{"type": "http.request", "body": b"item=pen", "more_body": False}]
+
+    async def receive() -> dict[str, Any]:
+        if body:
+            return body.pop()
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": path,
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/x-www-form-urlencoded"), (b"host", b"testserver")],
+    }
+    request = asyncio.ensure_future(ASGIHandler()(scope, receive, send))
+    await asyncio.wait_for(started.wait(), 5)
+    gone.set()
+    await asyncio.wait_for(request, 5)
+    return sent
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_a_client_disconnecting_from_an_async_view_does_not_count_against_its_receivers(
+    subscribe: Callable[..., Subscription],
+) -> None:
+    """Django's ASGI handler cancels the view when the client goes away: the
+    receivers the publish was running are cancelled with it, not failed."""
+    started = asyncio.Event()
+
+    async def hung(event: Event) -> None:
+        started.set()
+        await asyncio.sleep(60)
+
+    sub = subscribe("orders.order_placed", hung)
+    for attempt in range(bus.failure_threshold + 1):
+        started.clear()
+        assert await _post_then_disconnect("/orders/async", started) == []  # cancelled: no response
+        report = blinker_events.get_delivery_reports("orders.order_placed")[-1]
+        assert list(report.cancelled) == [sub], attempt
+        assert list(report.failed) == []
+    assert (sub.failures, sub.disabled) == (0, False)
+    assert len(blinker_events.get_delivery_reports("orders.order_placed")) == bus.failure_threshold + 1

@@ -276,8 +276,8 @@ def _settle_waiter(waiter: asyncio.Future[None]) -> None:
 def _problem(outcome: DeliveryReport | BaseException, strict: bool) -> str | None:
     """What went wrong with a delivery, or None if nothing did.
 
-    A receiver that raised, timed out or was skipped (auto-disabled, say) is
-    a problem in either mode. In group mode (``strict``) so is an event no
+    A receiver that raised, timed out, was cancelled or was skipped
+    (auto-disabled, say) is a problem in either mode. In group mode (``strict``) so is an event no
     receiver here took at all: acknowledging those would lose the work,
     while leaving them pending lets another node (or a later attempt)
     handle them, up to ``max_deliveries``.
@@ -286,6 +286,8 @@ def _problem(outcome: DeliveryReport | BaseException, strict: bool) -> str | Non
         return repr(outcome)
     if outcome.failed or outcome.timed_out:
         return ", ".join(f"{sub.name}: {exc!r}" for sub, exc in outcome.failed) or "a receiver timed out"
+    if outcome.cancelled:  # not a failure, but not done either: the bus loop stopped under it, say
+        return ", ".join(f"{sub.name} cancelled" for sub in outcome.cancelled)
     if outcome.skipped:
         return ", ".join(f"{sub.name} skipped ({reason})" for sub, reason, _ in outcome.skipped)
     if strict and not outcome.succeeded:

@@ -1,0 +1,233 @@
+"""A cancelled publish is not its receivers' failure.
+
+When the publisher is cancelled (``asyncio.wait_for`` around ``await
+publish``, a client disconnecting from an async view, a loop ending under
+receivers that ``publish_sync`` scheduled), the async receivers the publish
+owns are cancelled with it and reported as ``cancelled``: no failure is
+counted, no receiver is disabled, the publish still leaves its history entry.
+Sync receivers on a pool thread cannot be stopped; they finish and their
+outcome lands in that same history entry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+from blinker_events import Event, EventBus, SystemEventType
+
+from .conftest import Demo
+
+
+def _hanging_receiver(cancelled: list[str], name: str) -> Callable[[Event], object]:
+    async def receiver(event: Event) -> None:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.append(name)
+            raise
+
+    receiver.__qualname__ = name
+    return receiver
+
+
+async def _until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate() and loop.time() < deadline:  # noqa: ASYNC110 - polling another thread's state
+        await asyncio.sleep(0.01)
+    assert predicate()
+
+
+def test_cancelled_publish_to_one_receiver_is_not_a_failure(bus: EventBus) -> None:
+    seen: list[str] = []
+    sub = bus.subscribe(Demo.PING, _hanging_receiver(seen, "alone"))
+
+    async def main() -> None:
+        for _ in range(bus.failure_threshold + 1):
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(bus.publish(Event(Demo.PING)), 0.05)
+
+    asyncio.run(main())
+    assert seen == ["alone"] * (bus.failure_threshold + 1)
+    assert sub.failures == 0
+    assert not sub.disabled
+    reports = bus.get_delivery_reports(Demo.PING)
+    assert len(reports) == bus.failure_threshold + 1
+    for report in reports:
+        assert list(report.cancelled) == [sub]
+        assert list(report.failed) == []
+        assert report.succeeded == []
+        assert report.disabled == ()
+        assert not report.ok  # not an error, but the receiver did not finish
+        assert report.errors() == []
+
+
+def test_cancelled_publish_cancels_each_of_several_receivers_without_counting(bus: EventBus) -> None:
+    seen: list[str] = []
+    first = bus.subscribe(Demo.PING, _hanging_receiver(seen, "first"))
+    second = bus.subscribe(Demo.PING, _hanging_receiver(seen, "second"))
+    quick = bus.subscribe(Demo.PING, lambda event: None)
+
+    async def main() -> None:
+        for _ in range(bus.failure_threshold + 1):
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(bus.publish(Event(Demo.PING)), 0.05)
+        await _until(
+            lambda: (
+                len(seen) == 2 * (bus.failure_threshold + 1)
+                and all(r.succeeded for r in bus.get_delivery_reports(Demo.PING))
+            )
+        )
+
+    asyncio.run(main())
+    assert sorted(seen) == sorted(["first", "second"] * (bus.failure_threshold + 1))
+    assert (first.failures, second.failures) == (0, 0)
+    assert (first.disabled, second.disabled) == (False, False)
+    for report in bus.get_delivery_reports(Demo.PING):
+        assert sorted(s.name for s in report.cancelled) == sorted([first.name, second.name])
+        assert list(report.failed) == []
+        assert report.succeeded == [quick]  # the sync receiver finished on its pool thread
+
+
+@pytest.mark.parametrize("executor", ["worker", "thread_sensitive"])
+@pytest.mark.parametrize("async_receivers", [0, 1, 2])
+def test_sync_receivers_of_a_cancelled_publish_finish_into_its_history_entry(
+    bus: EventBus, executor: str, async_receivers: int
+) -> None:
+    bus.set_sync_executor(executor)
+    gate = threading.Event()
+    sub = bus.subscribe(Demo.PING, lambda event: gate.wait(10))
+    hanging = [bus.subscribe(Demo.PING, _hanging_receiver([], f"hangs{n}")) for n in range(async_receivers)]
+
+    async def main() -> None:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(bus.publish(Event(Demo.PING)), 0.05)
+        [report] = bus.get_delivery_reports(Demo.PING)
+        assert report.succeeded == []  # still running on its pool thread
+        gate.set()
+        await _until(lambda: report.succeeded == [sub])
+        assert list(report.cancelled) == hanging
+        assert list(report.failed) == []
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("started", [True, False], ids=["started", "not-started"])
+def test_receivers_scheduled_by_publish_sync_are_cancelled_when_their_loop_ends(bus: EventBus, started: bool) -> None:
+    seen: list[str] = []
+    subs = [bus.subscribe(Demo.PING, _hanging_receiver(seen, name)) for name in ("one", "two")]
+    reports = []
+
+    def publish_all() -> None:
+        for _ in range(bus.failure_threshold + 1):
+            report = bus.publish_sync(Event(Demo.PING))
+            assert list(report.scheduled) == subs
+            reports.append(report)
+
+    async def main() -> None:
+        if started:
+            publish_all()
+            await asyncio.sleep(0.05)  # let the tasks start; asyncio.run then cancels them
+        else:
+            # Runs after main ended, just before the loop stops: the tasks
+            # are cancelled before their first step.
+            asyncio.get_running_loop().call_soon(publish_all)
+
+    for count in (2, 1):
+        seen.clear()
+        reports.clear()
+        if count == 1:
+            subs[1].unsubscribe()
+            subs = subs[:1]
+        asyncio.run(main())
+        assert len(seen) == (len(subs) * (bus.failure_threshold + 1) if started else 0)
+        for report in reports:
+            assert report.finished
+            assert list(report.cancelled) == subs
+            assert list(report.failed) == []
+        assert all(s.failures == 0 and not s.disabled for s in subs)
+
+
+def test_a_receiver_cancelled_by_someone_else_is_reported_cancelled(bus: EventBus) -> None:
+    tasks: list[asyncio.Task[object]] = []
+
+    async def cancelled_elsewhere(event: Event) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        tasks.append(task)
+        await asyncio.sleep(60)
+
+    sub = bus.subscribe(Demo.PING, cancelled_elsewhere)
+    other = bus.subscribe(Demo.PING, _hanging_receiver([], "other"), timeout=0.2)
+
+    async def main() -> None:
+        publish = asyncio.ensure_future(bus.publish(Event(Demo.PING)))
+        await _until(lambda: len(tasks) == 1)
+        tasks[0].cancel()
+        report = await publish
+        assert list(report.cancelled) == [sub]
+        assert list(report.timed_out) == [other]
+        assert list(report.failed) == []
+        assert sub.failures == 0
+
+    started = time.monotonic()
+    asyncio.run(main())
+    assert time.monotonic() - started < 5
+
+
+def test_cancelled_outcome_shows_in_the_report_repr(bus: EventBus) -> None:
+    bus.subscribe(Demo.PING, _hanging_receiver([], "alone"))
+
+    async def main() -> None:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(bus.publish(Event(Demo.PING)), 0.05)
+
+    asyncio.run(main())
+    [report] = bus.get_delivery_reports(Demo.PING)
+    assert "0 failed" in repr(report)
+    assert "1 cancelled" in repr(report)
+
+
+def test_a_receiver_that_failed_before_the_cancellation_keeps_its_failure(bus: EventBus) -> None:
+    bus.set_failure_threshold(1)
+    announced: list[Event] = []
+    bus.subscribe(SystemEventType.SUBSCRIBER_DISABLED, announced.append)
+
+    async def fails(event: Event) -> None:
+        raise ValueError("broken")
+
+    failing = bus.subscribe(Demo.PING, fails)
+    hanging = bus.subscribe(Demo.PING, _hanging_receiver([], "hangs"))
+
+    async def main() -> None:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(bus.publish(Event(Demo.PING)), 0.1)
+        await _until(lambda: len(announced) == 1)
+
+    asyncio.run(main())
+    [report] = bus.get_delivery_reports(Demo.PING)
+    assert [(s, type(e)) for s, e in report.failed] == [(failing, ValueError)]
+    assert list(report.cancelled) == [hanging]
+    assert list(report.disabled) == [failing]
+    assert announced[0].data["subscription_id"] == failing.id
+    assert (hanging.failures, hanging.disabled) == (0, False)
+
+
+def test_a_redis_delivery_with_a_cancelled_receiver_is_not_acknowledged_as_done(bus: EventBus) -> None:
+    pytest.importorskip("redis")
+    from blinker_events.redis._delivery import _problem
+
+    bus.subscribe(Demo.PING, _hanging_receiver([], "hangs"))
+
+    async def main() -> None:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(bus.publish(Event(Demo.PING)), 0.05)
+
+    asyncio.run(main())
+    [report] = bus.get_delivery_reports(Demo.PING)
+    assert _problem(report, strict=False) == "tests.test_cancellation.hangs cancelled"
