@@ -79,7 +79,7 @@ async def deliver_async(
         fn = sub.callback if checked else _ready(bus, report, sub, chain)
         if fn is None:
             continue
-        timeout = override or sub.timeout or bus._timeout
+        timeout = override or sub.timeout or bus._live.value.timeout
         # The task copies the context now, so the receiver (and whatever it
         # publishes, even from tasks of its own) carries this chain.
         token = HANDLING.set((event, chain + (sub,) if chain else sub._chain))
@@ -191,7 +191,7 @@ async def deliver_one(
         return
     event = report.event
     guards = bus._guards
-    timeout = override or sub.timeout or bus._timeout
+    timeout = override or sub.timeout or bus._live.value.timeout
     task: asyncio.Task[Any] | None = None
     deadline: AsyncDeadline | None = None
     cancelling = 0
@@ -314,7 +314,7 @@ def _record(
     guards = bus._guards
     for sub, task, _ in running:
         if task in timed_out:
-            guards.timed_out(report, sub, override or sub.timeout or bus._timeout)
+            guards.timed_out(report, sub, override or sub.timeout or bus._live.value.timeout)
         elif task in cut_short:
             guards.cancelled(report, sub, _PUBLISH_CANCELLED)
         elif task.cancelled():

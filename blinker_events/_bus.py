@@ -38,25 +38,18 @@ from asgiref.sync import SyncToAsync, async_to_sync, sync_to_async
 from blinker import Signal
 
 from ._async import deliver_async, deliver_off_thread, deliver_one
+from ._checks import check_timeout
 from ._context import HANDLING
 from ._describe import describe
 from ._events import Event, EventTypeLike, SystemEventType
 from ._future import LazyFuture
-from ._guards import (
-    BUS_SETTINGS,
-    Guards,
-    check_flag,
-    check_overflow,
-    check_positive_int,
-    check_setting,
-    check_sync_executor,
-    check_timeout,
-)
-from ._history import DEFAULT_HISTORY_SIZE, History
+from ._guards import Guards
+from ._history import History
 from ._lifecycle import register, remaining
 from ._outlets import Outlet, offer
 from ._registry import Registry
 from ._report import DeliveryReport
+from ._settings import BusSettings, LiveSettings, check_setting, default_of
 from ._subscription import Subscription
 from ._sync import SyncRun, deliver_sync
 from ._threads import LoopThread, ThreadPool
@@ -87,36 +80,40 @@ class EventBus(Registry):
     def __init__(
         self,
         *,
-        timeout: float | None = None,
-        propagate_exceptions: bool = False,
-        failure_threshold: int = 3,
-        history_size: int = DEFAULT_HISTORY_SIZE,
-        max_depth: int = 16,
-        queue_size: int = 10000,
-        overflow: str = "block",
-        sync_executor: str = "worker",
+        timeout: float | None = default_of("timeout"),
+        propagate_exceptions: bool = default_of("propagate_exceptions"),
+        failure_threshold: int = default_of("failure_threshold"),
+        history_size: int = default_of("history_size"),
+        max_depth: int = default_of("max_depth"),
+        queue_size: int = default_of("queue_size"),
+        overflow: str = default_of("overflow"),
+        sync_executor: str = default_of("sync_executor"),
         name: str = "blinker_events",
     ) -> None:
-        self._timeout = check_timeout(timeout)
-        self._propagate = check_flag(propagate_exceptions, "propagate_exceptions")
-        threshold = check_positive_int(failure_threshold, "failure_threshold")
-        depth = check_positive_int(max_depth, "max_depth")
-        history_size = check_positive_int(history_size, "history_size", minimum=0)
-        queue_size = check_positive_int(queue_size, "queue_size")
-        overflow = check_overflow(overflow)
-        self._sync_executor = check_sync_executor(sync_executor)
+        settings = BusSettings(
+            timeout=timeout,
+            propagate_exceptions=propagate_exceptions,
+            failure_threshold=failure_threshold,
+            history_size=history_size,
+            max_depth=max_depth,
+            queue_size=queue_size,
+            overflow=overflow,
+            sync_executor=sync_executor,
+        )
         if not isinstance(name, str):
             raise TypeError(f"name must be a str, not {type(name).__name__}")
         self.name = str.__str__(name)  # a str subclass by its value
         self._enabled = True
         self._init_registry()
-        self._guards = Guards(self._lock, threshold, depth, self._propagate)
-        self._history = History(history_size)
+        #: The one current settings value; everything reads it at use.
+        self._live = LiveSettings(settings)
+        self._guards = Guards(self._lock, self._live)
+        self._history = History(settings.history_size)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._dispatch_context: Callable[[], AbstractContextManager[Any]] | None = None
         self._pool = ThreadPool(f"{name}-pool")
         self._loop_thread = LoopThread(name)
-        self._queue = WorkQueue(self._pool, queue_size, overflow)
+        self._queue = WorkQueue(self._pool, self._live)
         self._outlets: tuple[Outlet, ...] = ()
         register(self)
 
@@ -158,7 +155,9 @@ class EventBus(Registry):
         self._history.record(report)
         if report.disabled:
             self._announce_disabled(report)
-        if self._propagate and (report.failed or report.timed_out or report.skipped or report.context_errors):
+        if self._live.value.propagate_exceptions and (
+            report.failed or report.timed_out or report.skipped or report.context_errors
+        ):
             report.raise_errors()
         return report
 
@@ -273,7 +272,9 @@ class EventBus(Registry):
         self._history.record(report)
         if report.disabled:
             await self._announce_disabled_async(report)
-        if self._propagate and (report.failed or report.timed_out or report.skipped or report.context_errors):
+        if self._live.value.propagate_exceptions and (
+            report.failed or report.timed_out or report.skipped or report.context_errors
+        ):
             report.raise_errors()
         return report
 
@@ -324,7 +325,7 @@ class EventBus(Registry):
                 into.merge(report)
 
         context = contextvars.copy_context()
-        if self._sync_executor == "thread_sensitive":
+        if self._live.value.sync_executor == "thread_sensitive":
             run = SyncRun(self, report, subs, chain, override, context, done, movable=False)
             task = loop.create_task(sync_to_async(run.run, thread_sensitive=True)())
             self._tasks.add(task)
@@ -332,7 +333,7 @@ class EventBus(Registry):
             # The executor's one thread may still be stuck in an earlier
             # receiver; then this run would not even start, and no deadline
             # would apply to it. Give it up at its first receiver's deadline.
-            first = override or subs[0].timeout or self._timeout
+            first = override or subs[0].timeout or self._live.value.timeout
             if first is not None:
                 loop.call_later(first, run.give_up_unstarted)
         else:
@@ -361,7 +362,7 @@ class EventBus(Registry):
             future.set_result(self._handed_off(DeliveryReport(event)))
             return future
         job = NowaitJob(self, event, override, contextvars.copy_context(), future)
-        self._queue.put(job, override or self._timeout)
+        self._queue.put(job, override or self._live.value.timeout)
         return future
 
     def _finish_job(self, job: NowaitJob, crash: BaseException | None) -> None:
@@ -373,7 +374,7 @@ class EventBus(Registry):
             self._history.record(report)
             if report.disabled:
                 self._announce_disabled(report)
-            if crash is None and self._propagate and report.errors():
+            if crash is None and self._live.value.propagate_exceptions and report.errors():
                 try:
                     report.raise_errors()
                 except Exception as exc:
@@ -468,81 +469,93 @@ class EventBus(Registry):
 
     # -- settings ------------------------------------------------------------
 
+    @property
+    def settings(self) -> BusSettings:
+        """The current settings: one frozen, checked value. It never changes;
+        :meth:`configure` (and each ``set_*``) swaps in a new one."""
+        return self._live.value
+
+    def configure(self, **changes: Any) -> None:
+        """Change several settings at once: any fields of :class:`BusSettings`
+        (``timeout``, ``propagate_exceptions``, ``failure_threshold``,
+        ``history_size``, ``max_depth``, ``queue_size``, ``overflow``,
+        ``sync_executor``). The whole new value is checked before it is
+        swapped in, atomically, so a bad one (TypeError/ValueError naming it)
+        changes nothing, and a publish sees either every change or none."""
+        self._live.change(self._follow_settings, **changes)
+
+    def _set(self, setting: str, value: Any, label: str) -> None:
+        # The set_* methods name their argument in errors, not the setting.
+        self._live.change(self._follow_settings, **{setting: check_setting(setting, value, label)})
+
+    def _follow_settings(self, old: BusSettings, new: BusSettings) -> None:
+        # The history's bound is state (a deque's maxlen), not a value read
+        # at use: it follows the swap, under the same lock.
+        if new.history_size != old.history_size:
+            self._history.resize(new.history_size)
+
     def set_timeout(self, seconds: float | None) -> None:
         """Default per-receiver timeout: a positive finite number, or None."""
-        self._timeout = check_timeout(seconds, "seconds")
+        self._set("timeout", seconds, "seconds")
 
     def set_propagate_exceptions(self, flag: bool) -> None:
-        self._propagate = self._guards.propagate = check_flag(flag, "flag")
+        self._set("propagate_exceptions", flag, "flag")
 
     def set_failure_threshold(self, n: int) -> None:
-        self._guards.threshold = check_positive_int(n, "n")
+        self._set("failure_threshold", n, "n")
 
     def set_history_size(self, n: int) -> None:
         """Keep the last ``n`` publishes (default 1000); 0 turns history off."""
-        self._history.resize(check_positive_int(n, "n", minimum=0))
+        self._set("history_size", n, "n")
 
     def set_max_depth(self, n: int) -> None:
-        self._guards.max_depth = check_positive_int(n, "n")
+        self._set("max_depth", n, "n")
 
     def set_queue_size(self, n: int) -> None:
         """Bound of the worker queue. Shrinking below what is queued drops
         nothing: publishers meet the overflow policy until it drains."""
-        self._queue.maxsize = check_positive_int(n, "n")
+        self._set("queue_size", n, "n")
 
     def set_overflow(self, policy: str) -> None:
         """``"block"``, ``"raise"`` or ``"drop_oldest"``; see the README."""
-        self._queue.overflow = check_overflow(policy)
+        self._set("overflow", policy, "policy")
 
     def set_sync_executor(self, name: str) -> None:
         """Where ``await publish`` runs sync receivers from now on:
         ``"worker"`` or ``"thread_sensitive"``."""
-        self._sync_executor = check_sync_executor(name)
-
-    def configure(self, **settings: Any) -> None:
-        """Change several settings at once: any of ``timeout``,
-        ``propagate_exceptions``, ``failure_threshold``, ``history_size``,
-        ``max_depth``, ``queue_size``, ``overflow`` and ``sync_executor``.
-        Every value is checked before any is applied, so a bad one
-        (TypeError/ValueError naming it) changes nothing."""
-        unknown = sorted(set(settings) - set(BUS_SETTINGS))
-        if unknown:
-            raise TypeError(f"configure() got unknown setting(s): {', '.join(unknown)}")
-        checked = {name: check_setting(name, value) for name, value in settings.items()}
-        for name, value in checked.items():
-            getattr(self, f"set_{name}")(value)
+        self._set("sync_executor", name, "name")
 
     @property
     def timeout(self) -> float | None:
-        return self._timeout
+        return self._live.value.timeout
 
     @property
     def propagate_exceptions(self) -> bool:
-        return self._propagate
+        return self._live.value.propagate_exceptions
 
     @property
     def failure_threshold(self) -> int:
-        return self._guards.threshold
+        return self._live.value.failure_threshold
 
     @property
     def history_size(self) -> int:
-        return self._history.size
+        return self._live.value.history_size
 
     @property
     def max_depth(self) -> int:
-        return self._guards.max_depth
+        return self._live.value.max_depth
 
     @property
     def queue_size(self) -> int:
-        return self._queue.maxsize
+        return self._live.value.queue_size
 
     @property
     def overflow(self) -> str:
-        return self._queue.overflow
+        return self._live.value.overflow
 
     @property
     def sync_executor(self) -> str:
-        return self._sync_executor
+        return self._live.value.sync_executor
 
     # -- introspection -------------------------------------------------------
 

@@ -14,19 +14,17 @@ import threading
 from collections import deque
 from typing import Any
 
+from ._checks import check_positive_int
 from ._events import Event, EventTypeLike, type_key
-from ._guards import check_positive_int
 from ._report import DeliveryReport
 
 __all__ = ["History"]
-
-DEFAULT_HISTORY_SIZE = 1000
 
 
 class History:
     """Keeps the last ``size`` delivery reports, oldest first. Size 0 keeps none."""
 
-    def __init__(self, size: int = DEFAULT_HISTORY_SIZE) -> None:
+    def __init__(self, size: int) -> None:
         self._lock = threading.Lock()
         self._size = size
         self._reports: deque[DeliveryReport] | None = deque(maxlen=size) if size else None

@@ -23,8 +23,8 @@ from blinker import ANY, NamedSignal, Signal
 from blinker._utilities import make_id
 from blinker.base import ANY_ID
 
+from ._checks import check_flag, check_timeout
 from ._events import TYPE_REGISTRY, Event, EventTypeLike, TypeKey, event_type_name, type_key
-from ._guards import check_flag, check_timeout
 from ._relay import Bridges, Relay, drop_all_bridges, drop_bridge
 from ._signals import Adapters, EventSignal, Route, build_route
 from ._subscription import Subscription, callback_key, same_callback

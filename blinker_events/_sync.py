@@ -83,7 +83,7 @@ def deliver_sync(
     """
     event = report.event
     guards = bus._guards
-    default_timeout = bus._timeout
+    default_timeout = bus._live.value.timeout
     succeeded = report.succeeded.append
     results = report.results
     # A run collects async receivers on itself: it may move threads midway.
@@ -342,7 +342,7 @@ class SyncRun:
             self.slot = None
         sub = watched[0]
         self.bus._pool.note_stuck(+1)
-        self.bus._guards.timed_out(self.report, sub, self.override or sub.timeout or self.bus._timeout)
+        self.bus._guards.timed_out(self.report, sub, self.override or sub.timeout or self.bus._live.value.timeout)
         if self.movable:
             self.bus._pool.submit(self._resume)
             return

@@ -52,6 +52,7 @@ from ._describe import describe
 from ._errors import QueueFullError
 from ._events import Event
 from ._report import DeliveryReport
+from ._settings import LiveSettings
 from ._sync import SyncRun
 from ._threads import ThreadPool
 
@@ -174,10 +175,11 @@ class NowaitJob:
 class WorkQueue:
     """A bounded FIFO of :class:`NowaitJob`, drained by one pool thread at a time."""
 
-    def __init__(self, pool: ThreadPool, maxsize: int, overflow: str) -> None:
+    def __init__(self, pool: ThreadPool, settings: LiveSettings) -> None:
         self._pool = pool
-        self.maxsize = maxsize
-        self.overflow = overflow
+        # The bound and the policy are read at each put, never copied: a
+        # configure() applies to the next publish.
+        self._settings = settings
         self.dropped = 0
         self.rejected = 0
         #: How often the drain was handed on because a blocked publisher saw
@@ -203,6 +205,14 @@ class WorkQueue:
 
     def __len__(self) -> int:
         return len(self._jobs)
+
+    @property
+    def maxsize(self) -> int:
+        return self._settings.value.queue_size
+
+    @property
+    def overflow(self) -> str:
+        return self._settings.value.overflow
 
     def busy(self) -> bool:
         """Whether anything is queued, being drained or in flight."""

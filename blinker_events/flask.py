@@ -97,6 +97,7 @@ from werkzeug.local import LocalProxy
 import blinker_events
 
 from ._bus import EventBus
+from ._checks import check_flag
 from ._describe import describe
 from ._flask_config import (
     BUS_ARGUMENTS,
@@ -110,7 +111,6 @@ from ._flask_config import (
     flask_event_type,
     flask_signals,
 )
-from ._guards import check_flag
 from ._lifecycle import drain_at_exit
 
 __all__ = [

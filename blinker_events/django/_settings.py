@@ -19,7 +19,7 @@ from django.utils.module_loading import import_string, module_has_submodule  # t
 import blinker_events
 from blinker_events._events import Event, EventTypeLike, event_type_name, type_key
 from blinker_events._fork import reinit
-from blinker_events._guards import BUS_SETTINGS, check_setting
+from blinker_events._settings import SETTING_NAMES, check_setting, default_of
 
 from . import _connections
 
@@ -31,17 +31,15 @@ logger = logging.getLogger("blinker_events")
 SETTING_NAME = "BLINKER_EVENTS"
 
 #: Every key of ``settings.BLINKER_EVENTS`` and the value used when it is
-#: missing (or when the setting is unset). ``AUTODISCOVER``: the module
-#: imported from every installed app, or False for none. ``SIGNALS``: the
-#: Django signals bridged to the bus (see :func:`apply_settings`).
+#: missing (or when the setting is unset). The bus's settings are their
+#: names in upper case with the bus's defaults, derived from
+#: :class:`~blinker_events._settings.BusSettings`, except ``SYNC_EXECUTOR``:
+#: ``"thread_sensitive"``, which Django's ORM needs. ``AUTODISCOVER``: the
+#: module imported from every installed app, or False for none.
+#: ``SIGNALS``: the Django signals bridged to the bus (see
+#: :func:`apply_settings`).
 DEFAULTS: Mapping[str, Any] = {
-    "TIMEOUT": None,
-    "HISTORY_SIZE": 1000,
-    "FAILURE_THRESHOLD": 3,
-    "PROPAGATE_EXCEPTIONS": False,
-    "QUEUE_SIZE": 10000,
-    "OVERFLOW": "block",
-    "MAX_DEPTH": 16,
+    **{setting.upper(): default_of(setting) for setting in SETTING_NAMES},
     "SYNC_EXECUTOR": "thread_sensitive",
     "AUTODISCOVER": "events",
     "SIGNALS": (),
@@ -89,7 +87,7 @@ def apply_settings(config: Mapping[str, Any] | None = None) -> dict[str, Any]:
     bridges = [_resolve_bridge(entry, i) for i, entry in enumerate(resolved["SIGNALS"])]
     bus = blinker_events.default_bus
     with _lock:
-        bus.configure(**{setting: resolved[setting.upper()] for setting in BUS_SETTINGS})
+        bus.configure(**{setting: resolved[setting.upper()] for setting in SETTING_NAMES})
         _connections.install(bus)
         for signal, sender, uid in _connected:
             signal.disconnect(sender=sender, dispatch_uid=uid)
@@ -109,7 +107,7 @@ def _checked(config: Mapping[str, Any]) -> dict[str, Any]:
     resolved = {**DEFAULTS, **config}
     # The bus's own settings are its keys in upper case, checked as the bus checks them.
     checks: dict[str, Callable[[Any, str], Any]] = {
-        setting.upper(): partial(check_setting, setting) for setting in BUS_SETTINGS
+        setting.upper(): partial(check_setting, setting) for setting in SETTING_NAMES
     }
     checks.update(AUTODISCOVER=_check_autodiscover, SIGNALS=_check_signals)
     for key, check in checks.items():

@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any, Self
 from blinker import Signal
 from redis.asyncio.connection import parse_url
 
+from .._checks import check_positive_int, check_timeout
 from .._events import Event, EventTypeLike, SystemEventType, TypeKey, type_key
-from .._guards import check_positive_int, check_timeout
 from ._connection import make_client, redact
 from ._delivery import IN_DELIVERY, SeenIds
 from ._inbound import Cursor
