@@ -30,13 +30,12 @@ from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
 from ._context import HANDLING, enter_context, leave_context
-from ._guards import check_cycle
 from ._report import DeliveryReport
 from ._subscription import Subscription
 from ._watchdog import AsyncDeadline, watchdog
 
 if TYPE_CHECKING:
-    from ._bus import EventBus
+    from ._runtime import Runtime
 
 __all__ = ["deliver_async", "deliver_off_thread", "deliver_one"]
 
@@ -58,7 +57,7 @@ def _start_task(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any])
 
 
 async def deliver_async(
-    bus: EventBus,
+    runtime: Runtime,
     report: DeliveryReport,
     subs: tuple[Subscription, ...],
     chain: tuple[Subscription, ...],
@@ -70,16 +69,16 @@ async def deliver_async(
     their outcomes in ``report``. ``checked`` says the sync path already
     applied the disabled and cycle checks to ``subs``."""
     if len(subs) == 1:
-        await deliver_one(bus, report, subs[0], chain, override, checked=checked)
+        await deliver_one(runtime, report, subs[0], chain, override, checked=checked)
         return
     loop = asyncio.get_running_loop()
     event = report.event
     running: list[tuple[Subscription, asyncio.Task[Any], float]] = []
     for sub in subs:
-        fn = sub.callback if checked else _ready(bus, report, sub, chain)
+        fn = sub.callback if checked else _ready(runtime, report, sub, chain)
         if fn is None:
             continue
-        timeout = override or sub.timeout or bus._live.value.timeout
+        timeout = runtime.timeout_for(sub, override)
         # The task copies the context now, so the receiver (and whatever it
         # publishes, even from tasks of its own) carries this chain.
         token = HANDLING.set((event, chain + (sub,) if chain else sub._chain))
@@ -89,18 +88,18 @@ async def deliver_async(
                 awaitable = _awaiting(awaitable)
             task = _start_task(loop, awaitable)
         except BaseException as exc:  # with eager start, the receiver's first step runs here
-            _own_or_raise(bus, exc)
-            bus._guards.ended(report, sub, exc)
+            _own_or_raise(runtime, exc)
+            runtime.guards.ended(report, sub, exc)
             continue
         finally:
             HANDLING.reset(token)
         running.append((sub, task, _INF if timeout is None else loop.time() + timeout))
     if running:
-        await _settle(bus, report, running, loop, override)
+        await _settle(runtime, report, running, loop, override)
 
 
 async def deliver_off_thread(
-    bus: EventBus,
+    runtime: Runtime,
     report: DeliveryReport,
     subs: tuple[Subscription, ...],
     chain: tuple[Subscription, ...],
@@ -110,17 +109,17 @@ async def deliver_off_thread(
     on the bus loop, inside the bus's dispatch context if one is set. A
     context that cannot be entered skips them; one that raises on leaving
     is reported after them (see :mod:`._context`)."""
-    factory = bus._dispatch_context
+    factory = runtime.dispatch_context
     if factory is None:
-        await deliver_async(bus, report, subs, chain, override, checked=True)
+        await deliver_async(runtime, report, subs, chain, override, checked=True)
         return
     manager, error = enter_context(factory)
     if manager is None:
         assert error is not None
-        bus._guards.context_failed(report, error, "entering", subs)
+        runtime.guards.context_failed(report, error, "entering", subs)
         return
     try:
-        await deliver_async(bus, report, subs, chain, override, checked=True)
+        await deliver_async(runtime, report, subs, chain, override, checked=True)
     except BaseException as exc:  # cancelled: the bus loop stops
         error = leave_context(manager, exc)
         raise
@@ -128,10 +127,10 @@ async def deliver_off_thread(
         error = leave_context(manager)
     finally:
         if error is not None:
-            bus._guards.context_failed(report, error, "leaving")
+            runtime.guards.context_failed(report, error, "leaving")
 
 
-def _own_or_raise(bus: EventBus, exc: BaseException) -> None:
+def _own_or_raise(runtime: Runtime, exc: BaseException) -> None:
     """Re-raise what belongs to the caller rather than to the report.
 
     KeyboardInterrupt, SystemExit and the like raised by a receiver running
@@ -139,29 +138,21 @@ def _own_or_raise(bus: EventBus, exc: BaseException) -> None:
     bus loop there is no caller to give them to, so they are reported as the
     receiver's failure, like any exception on a pool thread.
     """
-    if not isinstance(exc, (Exception, asyncio.CancelledError)) and not bus._loop_thread.in_loop_thread():
+    if not isinstance(exc, (Exception, asyncio.CancelledError)) and not runtime.loop_thread.in_loop_thread():
         raise exc
 
 
 def _ready(
-    bus: EventBus, report: DeliveryReport, sub: Subscription, chain: tuple[Subscription, ...]
+    runtime: Runtime, report: DeliveryReport, sub: Subscription, chain: tuple[Subscription, ...]
 ) -> Callable[..., Any] | None:
     """The receiver to call, or None when it must not run (recorded as such)."""
-    if not sub.active:
+    if not sub.active or not runtime.admit(report, sub, chain):
         return None
-    if sub.disabled:
-        report.add_skip(sub, "disabled")
-        return None
-    if chain:
-        cycle = check_cycle(sub, chain, bus._guards.max_depth)
-        if cycle is not None:
-            bus._guards.skipped_cycle(report, sub, cycle)
-            return None
     return sub.callback
 
 
 async def deliver_one(
-    bus: EventBus,
+    runtime: Runtime,
     report: DeliveryReport,
     sub: Subscription,
     chain: tuple[Subscription, ...],
@@ -186,12 +177,12 @@ async def deliver_one(
     if checked or (sub.active and not sub.disabled and not chain):
         fn = sub._fn or sub.callback  # the common case, without a call
     else:
-        fn = _ready(bus, report, sub, chain)
+        fn = _ready(runtime, report, sub, chain)
     if fn is None:
         return
     event = report.event
-    guards = bus._guards
-    timeout = override or sub.timeout or bus._live.value.timeout
+    guards = runtime.guards
+    timeout = runtime.timeout_for(sub, override)
     task: asyncio.Task[Any] | None = None
     deadline: AsyncDeadline | None = None
     cancelling = 0
@@ -215,7 +206,7 @@ async def deliver_one(
                 watchdog.ensure_running()
             result = await _delegate(steps, yielded)
     except BaseException as exc:
-        _own_or_raise(bus, exc)
+        _own_or_raise(runtime, exc)
         error = exc
     finally:
         if deadline is not None:
@@ -265,7 +256,7 @@ def _delegate(steps: Any, yielded: Any) -> Generator[Any, Any, Any]:
 
 
 async def _settle(
-    bus: EventBus,
+    runtime: Runtime,
     report: DeliveryReport,
     running: list[tuple[Subscription, asyncio.Task[Any], float]],
     loop: asyncio.AbstractEventLoop,
@@ -281,7 +272,7 @@ async def _settle(
                 if deadline <= now:
                     task.cancel()
                     timed_out.add(task)
-                    bus._keep_until_done(task, sub, report.event, "after its timeout")
+                    runtime.keep_until_done(task, sub, report.event, "after its timeout")
             pending = [entry for entry in pending if not entry[1].done() and entry[1] not in timed_out]
             if not pending:
                 break
@@ -297,24 +288,24 @@ async def _settle(
                 continue
             task.cancel()
             cut_short.add(task)
-            bus._keep_until_done(task, sub, report.event, "while its publish was cancelled")
-        _record(bus, report, running, timed_out, cut_short, override)
+            runtime.keep_until_done(task, sub, report.event, "while its publish was cancelled")
+        _record(runtime, report, running, timed_out, cut_short, override)
         raise
-    _record(bus, report, running, timed_out, cut_short, override)
+    _record(runtime, report, running, timed_out, cut_short, override)
 
 
 def _record(
-    bus: EventBus,
+    runtime: Runtime,
     report: DeliveryReport,
     running: list[tuple[Subscription, asyncio.Task[Any], float]],
     timed_out: set[asyncio.Task[Any]],
     cut_short: set[asyncio.Task[Any]],
     override: float | None,
 ) -> None:
-    guards = bus._guards
+    guards = runtime.guards
     for sub, task, _ in running:
         if task in timed_out:
-            guards.timed_out(report, sub, override or sub.timeout or bus._live.value.timeout)
+            guards.timed_out(report, sub, runtime.timeout_for(sub, override))
         elif task in cut_short:
             guards.cancelled(report, sub, _PUBLISH_CANCELLED)
         elif task.cancelled():

@@ -24,7 +24,6 @@ path              sync receivers                async receivers
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import logging
 import os
@@ -41,18 +40,16 @@ from ._async import deliver_async, deliver_off_thread, deliver_one
 from ._checks import check_timeout
 from ._context import HANDLING
 from ._describe import describe
-from ._events import Event, EventTypeLike, SystemEventType
+from ._events import Event, EventTypeLike
 from ._future import LazyFuture
-from ._guards import Guards
-from ._history import History
 from ._lifecycle import register, remaining
 from ._outlets import Outlet, offer
 from ._registry import Registry
 from ._report import DeliveryReport
+from ._runtime import Runtime
 from ._settings import BusSettings, LiveSettings, check_setting, default_of
 from ._subscription import Subscription
 from ._sync import SyncRun, deliver_sync
-from ._threads import LoopThread, ThreadPool
 from ._worker import NowaitJob, WorkQueue
 
 __all__ = ["EventBus"]
@@ -107,12 +104,13 @@ class EventBus(Registry):
         self._init_registry()
         #: The one current settings value; everything reads it at use.
         self._live = LiveSettings(settings)
-        self._guards = Guards(self._lock, self._live)
-        self._history = History(settings.history_size)
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._dispatch_context: Callable[[], AbstractContextManager[Any]] | None = None
-        self._pool = ThreadPool(f"{name}-pool")
-        self._loop_thread = LoopThread(name)
+        #: All the dispatch paths get of this bus (see :mod:`._runtime`).
+        self._runtime = Runtime(self.name, self._lock, self._live, self._route, self)
+        # The bus's own handles on its runtime's parts.
+        self._guards = self._runtime.guards
+        self._history = self._runtime.history
+        self._pool = self._runtime.pool
+        self._loop_thread = self._runtime.loop_thread
         self._queue = WorkQueue(self._pool, self._live)
         self._outlets: tuple[Outlet, ...] = ()
         register(self)
@@ -136,7 +134,7 @@ class EventBus(Registry):
         if not self._enabled:
             return report
         if self._outlets and event._origin is None and offer(self._outlets, event):
-            return self._handed_off(report)
+            return self._runtime.handed_off(report)
         started = perf_counter()
         # _route's common case, inlined: this is the publish hot path.
         signal = self._signals.get(event._key)
@@ -148,18 +146,11 @@ class EventBus(Registry):
                 report.results = []
             handling = HANDLING.get()
             chain = () if handling is None else handling[1]
-            async_subs = deliver_sync(self, report, route.subs, chain, override, started=started)
+            async_subs = deliver_sync(self._runtime, report, route.subs, chain, override, started=started)
             if async_subs:
                 self._run_async_from_sync(report, tuple(async_subs), chain, override)
                 report.duration = perf_counter() - started
-        self._history.record(report)
-        if report.disabled:
-            self._announce_disabled(report)
-        if self._live.value.propagate_exceptions and (
-            report.failed or report.timed_out or report.skipped or report.context_errors
-        ):
-            report.raise_errors()
-        return report
+        return self._runtime.finish(report)
 
     def _run_async_from_sync(
         self,
@@ -174,17 +165,16 @@ class EventBus(Registry):
                 report.add_scheduled(sub)
             announced = len(report.announcements)  # the sync part announces its own
             task = running.create_task(self._scheduled(report, subs, chain, override, announced))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._runtime.track(task)
             task.add_done_callback(lambda _: self._unstarted(report, subs))
             return
         if _outer_loop() is not None:
             # Inside sync_to_async: run on the caller's own loop, where its
             # loop-bound resources (connections, locks) live.
-            async_to_sync(deliver_async)(self, report, subs, chain, override, checked=True)
+            async_to_sync(deliver_async)(self._runtime, report, subs, chain, override, checked=True)
             return
         try:
-            self._loop_thread.submit(deliver_off_thread(self, report, subs, chain, override)).result()
+            self._loop_thread.submit(deliver_off_thread(self._runtime, report, subs, chain, override)).result()
         except CancelledError:
             # shutdown() stopped the bus loop under this publish: the
             # receivers it cut short are cancelled, and the caller still
@@ -207,11 +197,11 @@ class EventBus(Registry):
         announced: int,
     ) -> None:
         try:
-            await deliver_async(self, report, subs, chain, override, checked=True)
+            await deliver_async(self._runtime, report, subs, chain, override, checked=True)
         finally:
             report.scheduled = ()
         if len(report.announcements) > announced:
-            await self._announce_disabled_async(report, announced)
+            await self._runtime.announce_disabled_async(report, announced)
 
     async def publish(self, event: Event, *, timeout: float | None = None) -> DeliveryReport:
         """Deliver ``event`` and return the report once every receiver
@@ -235,7 +225,7 @@ class EventBus(Registry):
         if not self._enabled:
             return report
         if self._outlets and event._origin is None and offer(self._outlets, event):
-            return self._handed_off(report)
+            return self._runtime.handed_off(report)
         started = perf_counter()
         signal = self._signals.get(event._key)  # _route's common case, inlined
         route = None if signal is None else signal.route
@@ -258,9 +248,9 @@ class EventBus(Registry):
             )
             try:
                 if len(route.async_subs) == 1:  # the common case, one coroutine frame less
-                    await deliver_one(self, report, route.async_subs[0], chain, override)
+                    await deliver_one(self._runtime, report, route.async_subs[0], chain, override)
                 elif route.async_subs:
-                    await deliver_async(self, report, route.async_subs, chain, override)
+                    await deliver_async(self._runtime, report, route.async_subs, chain, override)
                 if waiter is not None:
                     await waiter
             except asyncio.CancelledError:
@@ -269,14 +259,7 @@ class EventBus(Registry):
             if waiter is not None:
                 report.merge(sync_report)
         report.duration = perf_counter() - started
-        self._history.record(report)
-        if report.disabled:
-            await self._announce_disabled_async(report)
-        if self._live.value.propagate_exceptions and (
-            report.failed or report.timed_out or report.skipped or report.context_errors
-        ):
-            report.raise_errors()
-        return report
+        return await self._runtime.finish_async(report)
 
     def _publish_cancelled(
         self,
@@ -299,9 +282,8 @@ class EventBus(Registry):
         if report.disabled:
             # A failure among the receivers tipped a count before the
             # cancellation: the announcement is still due, in a task of its own.
-            task = asyncio.get_running_loop().create_task(self._announce_disabled_async(report))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            announce = self._runtime.announce_disabled_async(report)
+            self._runtime.track(asyncio.get_running_loop().create_task(announce))
 
     def _start_sync_run(
         self,
@@ -326,18 +308,16 @@ class EventBus(Registry):
 
         context = contextvars.copy_context()
         if self._live.value.sync_executor == "thread_sensitive":
-            run = SyncRun(self, report, subs, chain, override, context, done, movable=False)
-            task = loop.create_task(sync_to_async(run.run, thread_sensitive=True)())
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            run = SyncRun(self._runtime, report, subs, chain, override, context, done, movable=False)
+            self._runtime.track(loop.create_task(sync_to_async(run.run, thread_sensitive=True)()))
             # The executor's one thread may still be stuck in an earlier
             # receiver; then this run would not even start, and no deadline
             # would apply to it. Give it up at its first receiver's deadline.
-            first = override or subs[0].timeout or self._live.value.timeout
+            first = self._runtime.timeout_for(subs[0], override)
             if first is not None:
                 loop.call_later(first, run.give_up_unstarted)
         else:
-            run = SyncRun(self, report, subs, chain, override, context, done)
+            run = SyncRun(self._runtime, report, subs, chain, override, context, done)
             self._pool.submit(run.run)
         return waiter
 
@@ -359,33 +339,11 @@ class EventBus(Registry):
             future.set_result(DeliveryReport(event))
             return future
         if self._outlets and event._origin is None and offer(self._outlets, event):
-            future.set_result(self._handed_off(DeliveryReport(event)))
+            future.set_result(self._runtime.handed_off(DeliveryReport(event)))
             return future
-        job = NowaitJob(self, event, override, contextvars.copy_context(), future)
+        job = NowaitJob(self._runtime, self._queue, event, override, contextvars.copy_context(), future)
         self._queue.put(job, override or self._live.value.timeout)
         return future
-
-    def _finish_job(self, job: NowaitJob, crash: BaseException | None) -> None:
-        """Complete a worker job, on whichever thread ended it."""
-        report = job.report
-        report.duration = perf_counter() - job.started
-        outcome: DeliveryReport | BaseException = report if crash is None else crash
-        try:
-            self._history.record(report)
-            if report.disabled:
-                self._announce_disabled(report)
-            if crash is None and self._live.value.propagate_exceptions and report.errors():
-                try:
-                    report.raise_errors()
-                except Exception as exc:
-                    outcome = exc
-        finally:
-            job.resolve(outcome)
-
-    def _handed_off(self, report: DeliveryReport) -> DeliveryReport:
-        report.handed_off = True
-        self._history.record(report)
-        return report
 
     # -- outlets -------------------------------------------------------------
 
@@ -410,39 +368,6 @@ class EventBus(Registry):
             self._outlets = tuple(o for o in self._outlets if o is not outlet)
             return True
 
-    # -- the SUBSCRIBER_DISABLED meta-event ----------------------------------
-
-    def _disabled_events(self, report: DeliveryReport, start: int = 0) -> list[Event]:
-        # Never announce from the handling of an announcement: a failing
-        # handler of the meta-event cannot start a cascade.
-        if report.event.event_type is SystemEventType.SUBSCRIBER_DISABLED:
-            return []
-        return [Event(SystemEventType.SUBSCRIBER_DISABLED, data, self.name) for data in report.announcements[start:]]
-
-    # Announcing never raises: under propagation a failing handler of the
-    # meta-event would otherwise replace the error of the publish that
-    # tipped the count. Its failure is logged and recorded like any other.
-    def _announce_disabled(self, report: DeliveryReport) -> None:
-        for meta in self._disabled_events(report):
-            with contextlib.suppress(Exception):
-                self.publish_sync(meta)
-
-    async def _announce_disabled_async(self, report: DeliveryReport, start: int = 0) -> None:
-        for meta in self._disabled_events(report, start):
-            with contextlib.suppress(Exception):
-                await self.publish(meta)
-
-    def _keep_until_done(self, task: asyncio.Task[Any], sub: Subscription, event: Event, when: str) -> None:
-        """Hold a cancelled receiver task until it ends; log what it raises late."""
-        self._tasks.add(task)
-
-        def ended(t: asyncio.Task[Any]) -> None:
-            self._tasks.discard(t)
-            if not t.cancelled() and t.exception() is not None:
-                logger.error("receiver %s raised %s handling %s", sub.name, when, repr(event), exc_info=t.exception())
-
-        task.add_done_callback(ended)
-
     def set_dispatch_context(self, factory: Callable[[], AbstractContextManager[Any]] | None) -> None:
         """Enter ``factory()`` around every delivery that runs on one of the
         bus's own threads -- the worker queue, the pool that runs the sync
@@ -460,12 +385,12 @@ class EventBus(Registry):
         """
         if factory is not None and not callable(factory):
             raise TypeError(f"factory must be callable or None, not {type(factory).__name__}")
-        self._dispatch_context = factory
+        self._runtime.dispatch_context = factory
 
     @property
     def dispatch_context(self) -> Callable[[], AbstractContextManager[Any]] | None:
         """What :meth:`set_dispatch_context` set, or None."""
-        return self._dispatch_context
+        return self._runtime.dispatch_context
 
     # -- settings ------------------------------------------------------------
 

@@ -61,10 +61,6 @@ class Guards:
         # Read at each use, never copied: a configure() applies at once.
         self._settings = settings
 
-    @property
-    def max_depth(self) -> int:
-        return self._settings.value.max_depth
-
     def succeeded(self, report: DeliveryReport, sub: Subscription, result: Any = None) -> None:
         report.succeeded.append(sub)
         if report.results is not None:

@@ -33,14 +33,13 @@ from typing import TYPE_CHECKING
 from ._context import HANDLING, Factory, enter_context, leave_context
 from ._describe import describe
 from ._fork import reinit
-from ._guards import check_cycle
 from ._report import DeliveryReport
 from ._subscription import Subscription
 from ._watchdog import Watched, WatchSlot, watchdog
 from ._watchdog import thread_slots as _thread_slots
 
 if TYPE_CHECKING:
-    from ._bus import EventBus
+    from ._runtime import Runtime
 
 __all__ = ["MOVED", "SyncRun", "deliver_sync"]
 
@@ -62,7 +61,7 @@ os.register_at_fork(after_in_child=lambda: reinit(_STATE_LOCK))
 
 
 def deliver_sync(
-    bus: EventBus,
+    runtime: Runtime,
     report: DeliveryReport,
     subs: tuple[Subscription, ...],
     chain: tuple[Subscription, ...],
@@ -82,8 +81,8 @@ def deliver_sync(
     the watchdog's tuple, and the outcome bookkeeping of a success inlined.
     """
     event = report.event
-    guards = bus._guards
-    default_timeout = bus._live.value.timeout
+    guards = runtime.guards
+    default_timeout = runtime.live.value.timeout
     succeeded = report.succeeded.append
     results = report.results
     # A run collects async receivers on itself: it may move threads midway.
@@ -98,14 +97,8 @@ def deliver_sync(
                 run.index = index + 1
             if not sub.active:
                 continue
-            if sub.disabled:
-                report.add_skip(sub, "disabled")
+            if (sub.disabled or chain) and not runtime.admit(report, sub, chain):
                 continue
-            if chain:
-                cycle = check_cycle(sub, chain, guards.max_depth)
-                if cycle is not None:
-                    guards.skipped_cycle(report, sub, cycle)
-                    continue
             if sub.is_async:
                 if async_subs is _NO_ASYNC:
                     async_subs = []
@@ -116,7 +109,7 @@ def deliver_sync(
                 fn = sub.callback
                 if fn is None:
                     continue
-            timeout = override or sub.timeout or default_timeout
+            timeout = override or sub.timeout or default_timeout  # Runtime.timeout_for, inlined
             if timeout is not None:
                 if slot is None:
                     slot = _thread_slots.slot or watchdog.slot()
@@ -184,7 +177,6 @@ class SyncRun:
 
     __slots__ = (
         "async_subs",
-        "bus",
         "chain",
         "context",
         "done",
@@ -194,6 +186,7 @@ class SyncRun:
         "movable",
         "override",
         "report",
+        "runtime",
         "slot",
         "subs",
         "then",
@@ -201,7 +194,7 @@ class SyncRun:
 
     def __init__(
         self,
-        bus: EventBus,
+        runtime: Runtime,
         report: DeliveryReport,
         subs: tuple[Subscription, ...],
         chain: tuple[Subscription, ...],
@@ -212,7 +205,7 @@ class SyncRun:
         movable: bool = True,
         then: Callable[[], None] | None = None,
     ) -> None:
-        self.bus = bus
+        self.runtime = runtime
         self.report = report
         self.subs = subs
         self.chain = chain
@@ -252,9 +245,9 @@ class SyncRun:
                 if self.given_up:
                     return False
                 self.slot = slot
-        around = self.bus._dispatch_context
+        around = self.runtime.dispatch_context
         if around is None:
-            found = deliver_sync(self.bus, self.report, self.subs, self.chain, self.override, self, self.index)
+            found = deliver_sync(self.runtime, self.report, self.subs, self.chain, self.override, self, self.index)
         else:
             found = self._deliver_within(around)
         if found is MOVED:
@@ -271,7 +264,7 @@ class SyncRun:
         """:func:`deliver_sync` inside the bus's dispatch context. A context
         that cannot be entered skips the receivers left; one that raises
         on leaving is reported after them (see :mod:`._context`)."""
-        guards = self.bus._guards
+        guards = self.runtime.guards
         manager, error = enter_context(factory)
         if manager is None:
             assert error is not None
@@ -279,7 +272,7 @@ class SyncRun:
             self.index = len(self.subs)
             return self.async_subs
         try:
-            found = deliver_sync(self.bus, self.report, self.subs, self.chain, self.override, self, self.index)
+            found = deliver_sync(self.runtime, self.report, self.subs, self.chain, self.override, self, self.index)
         except BaseException as exc:  # a bug of ours: still leave the context
             leave_context(manager, exc)
             raise
@@ -323,7 +316,7 @@ class SyncRun:
             if self.slot is slot:
                 slot.current = watched[4]
                 return True
-        self.bus._pool.note_stuck(-1)
+        self.runtime.pool.note_stuck(-1)
         outcome = f"raised {describe(error)}" if error is not None else "returned"
         logger.warning(
             "receiver %s %s after its timeout handling %s; its run had moved on",
@@ -341,10 +334,10 @@ class SyncRun:
                 return  # it returned in the meantime
             self.slot = None
         sub = watched[0]
-        self.bus._pool.note_stuck(+1)
-        self.bus._guards.timed_out(self.report, sub, self.override or sub.timeout or self.bus._live.value.timeout)
+        self.runtime.pool.note_stuck(+1)
+        self.runtime.guards.timed_out(self.report, sub, self.runtime.timeout_for(sub, self.override))
         if self.movable:
-            self.bus._pool.submit(self._resume)
+            self.runtime.pool.submit(self._resume)
             return
         for left in self.subs[self.index :]:
             self.report.add_skip(left, "abandoned")

@@ -57,7 +57,7 @@ from ._sync import SyncRun
 from ._threads import ThreadPool
 
 if TYPE_CHECKING:
-    from ._bus import EventBus
+    from ._runtime import Runtime
 
 __all__ = ["NowaitJob", "WorkQueue"]
 
@@ -75,20 +75,22 @@ class NowaitJob:
     """One ``publish_nowait``: the event, the publisher's context, and the
     future the publisher holds."""
 
-    __slots__ = ("bus", "context", "event", "future", "override", "owner", "report", "resolved", "started")
+    __slots__ = ("context", "event", "future", "override", "owner", "queue", "report", "resolved", "runtime", "started")
 
     report: DeliveryReport
     started: float
 
     def __init__(
         self,
-        bus: EventBus,
+        runtime: Runtime,
+        queue: WorkQueue,
         event: Event,
         override: float | None,
         context: contextvars.Context,
         future: Future[DeliveryReport],
     ) -> None:
-        self.bus = bus
+        self.runtime = runtime
+        self.queue = queue
         self.event = event
         self.override = override
         self.context = context
@@ -104,15 +106,15 @@ class NowaitJob:
 
     def _dispatch(self) -> bool:
         # In the job's context: mark it as this queue's (see _JOB_OF).
-        bus = self.bus
-        _JOB_OF.set(bus._queue)
+        runtime = self.runtime
+        _JOB_OF.set(self.queue)
         self.started = perf_counter()
         self.report = DeliveryReport(self.event)
-        route = bus._route(self.event)
+        route = runtime.route(self.event)
         if route.collect:
             self.report.results = []
         run = SyncRun(
-            bus,
+            runtime,
             self.report,
             route.subs,
             current_chain(),
@@ -124,19 +126,19 @@ class NowaitJob:
         return run.run_here()
 
     def _drain_on(self) -> None:
-        self.bus._queue.drain(self.owner)
+        self.queue.drain(self.owner)
 
     def _sync_done(self, run: SyncRun) -> None:
         if not run.async_subs:
-            self.bus._finish_job(self, None)
+            self.finish(None)
             return
         # Async receivers go to the bus loop without the drainer waiting for
         # them: a receiver there may await work that needs the drainer.
         # This runs inside the job's context (SyncRun calls ``done`` there),
         # which the loop task copies.
         subs = tuple(run.async_subs)
-        coro = deliver_off_thread(self.bus, self.report, subs, run.chain, self.override)
-        self.bus._loop_thread.submit(coro).add_done_callback(self._async_done)
+        coro = deliver_off_thread(self.runtime, self.report, subs, run.chain, self.override)
+        self.runtime.loop_thread.submit(coro).add_done_callback(self._async_done)
 
     def _async_done(self, done: Future[None]) -> None:
         # Runs on the loop thread. Finishing may announce a disabled
@@ -148,9 +150,24 @@ class NowaitJob:
         # gave up waiting); the publisher still gets an answer.
         crash = QueueFullError(f"{self.event!r}: the bus loop stopped") if done.cancelled() else done.exception()
         if self.report.disabled:
-            self.bus._pool.submit(lambda: self.bus._finish_job(self, crash))
+            self.runtime.pool.submit(lambda: self.finish(crash))
         else:
-            self.bus._finish_job(self, crash)
+            self.finish(crash)
+
+    def finish(self, crash: BaseException | None) -> None:
+        """End the publish (see :meth:`Runtime.finish`), on whichever thread
+        ended the job, and settle the future: with the report, or with what
+        crashed the job, or -- propagation on -- with the error
+        ``publish_sync`` would have raised."""
+        report = self.report
+        report.duration = perf_counter() - self.started
+        outcome: DeliveryReport | BaseException = report if crash is None else crash
+        try:
+            self.runtime.finish(report, propagate=crash is None)
+        except Exception as exc:  # the propagated error
+            outcome = exc
+        finally:
+            self.resolve(outcome)
 
     def resolve(self, outcome: DeliveryReport | BaseException) -> None:
         """Settle the publisher's future (once) and leave the in-flight count."""
@@ -165,7 +182,7 @@ class NowaitJob:
         except InvalidStateError:  # the publisher cancelled it meanwhile
             pass
         finally:
-            self.bus._queue.finished()
+            self.queue.finished()
 
     def drop(self, why: str) -> None:  # only for jobs still queued
         if not self.future.done():
