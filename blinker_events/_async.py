@@ -29,7 +29,7 @@ from time import perf_counter
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
-from ._context import HANDLING, enter_context, leave_context
+from ._context import enter_context, leave_context, reset_handling, set_handling
 from ._report import DeliveryReport
 from ._subscription import Subscription
 from ._watchdog import AsyncDeadline, watchdog
@@ -81,7 +81,7 @@ async def deliver_async(
         timeout = runtime.timeout_for(sub, override)
         # The task copies the context now, so the receiver (and whatever it
         # publishes, even from tasks of its own) carries this chain.
-        token = HANDLING.set((event, chain + (sub,) if chain else sub._chain))
+        token = set_handling((event, chain + (sub,) if chain else sub._chain))
         try:
             awaitable = sub.invoke_plain(fn, event) if sub.plain else fn(event)
             if not asyncio.iscoroutine(awaitable):
@@ -92,7 +92,7 @@ async def deliver_async(
             runtime.guards.ended(report, sub, exc)
             continue
         finally:
-            HANDLING.reset(token)
+            reset_handling(token)
         running.append((sub, task, _INF if timeout is None else loop.time() + timeout))
     if running:
         await _settle(runtime, report, running, loop, override)
@@ -188,7 +188,7 @@ async def deliver_one(
     cancelling = 0
     error: BaseException | None = None
     result: Any = None
-    token = HANDLING.set((event, chain + (sub,) if chain else sub._chain))
+    token = set_handling((event, chain + (sub,) if chain else sub._chain))
     try:
         awaitable = sub.invoke_plain(fn, event) if sub.plain else fn(event)
         steps = awaitable if type(awaitable) is CoroutineType else awaitable.__await__()
@@ -211,7 +211,7 @@ async def deliver_one(
     finally:
         if deadline is not None:
             watchdog.awaited.discard(deadline)
-        HANDLING.reset(token)
+        reset_handling(token)
     if task is None:  # it never suspended, so nothing can have cancelled it
         guards.ended(report, sub, error, result)
         return

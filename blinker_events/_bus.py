@@ -38,7 +38,7 @@ from blinker import Signal
 
 from ._async import deliver_async, deliver_off_thread, deliver_one
 from ._checks import check_timeout
-from ._context import HANDLING
+from ._context import get_handling
 from ._describe import describe
 from ._events import Event, EventTypeLike
 from ._future import LazyFuture
@@ -144,7 +144,7 @@ class EventBus(Registry):
         if route.subs:
             if route.collect:
                 report.results = []
-            handling = HANDLING.get()
+            handling = get_handling()
             chain = () if handling is None else handling[1]
             async_subs = deliver_sync(self._runtime, report, route.subs, chain, override, started=started)
             if async_subs:
@@ -232,7 +232,7 @@ class EventBus(Registry):
         if route is None or route.filtered:
             route = self._route(event)
         if route.subs:
-            handling = HANDLING.get()
+            handling = get_handling()
             chain = () if handling is None else handling[1]
             # The sync half records into a report of its own: it runs on
             # another thread at the same time as the async half.

@@ -118,14 +118,6 @@ class Runtime:
 
     # -- how a publish ends --------------------------------------------------
 
-    def must_raise(self, report: DeliveryReport) -> bool:
-        """Whether the publish raises ``report``'s errors (propagation on, and
-        something failed, timed out, was stopped by the cycle guard, or the
-        dispatch context raised)."""
-        return self.live.value.propagate_exceptions and bool(
-            report.failed or report.timed_out or report.skipped or report.context_errors
-        )
-
     def finish(self, report: DeliveryReport, *, propagate: bool = True) -> DeliveryReport:
         """End a publish whose receivers are done: record it in the history,
         announce the subscriptions it disabled (sync receivers of the
@@ -134,7 +126,7 @@ class Runtime:
         self.history.record(report)
         if report.disabled:
             self.announce_disabled(report)
-        if propagate and self.must_raise(report):
+        if propagate and self.live.value.propagate_exceptions and _has_errors(report):
             report.raise_errors()
         return report
 
@@ -144,7 +136,7 @@ class Runtime:
         self.history.record(report)
         if report.disabled:
             await self.announce_disabled_async(report)
-        if self.must_raise(report):
+        if self.live.value.propagate_exceptions and _has_errors(report):
             report.raise_errors()
         return report
 
@@ -195,3 +187,10 @@ class Runtime:
                 logger.error("receiver %s raised %s handling %s", sub.name, when, repr(event), exc_info=t.exception())
 
         task.add_done_callback(ended)
+
+
+def _has_errors(report: DeliveryReport) -> bool:
+    """Whether a propagating bus raises for ``report``: something failed,
+    timed out, was stopped by the cycle guard, or the dispatch context
+    raised (the errors :meth:`DeliveryReport.raise_errors` raises)."""
+    return bool(report.failed or report.timed_out or report.skipped or report.context_errors)

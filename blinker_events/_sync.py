@@ -30,7 +30,7 @@ from inspect import isawaitable
 from time import perf_counter
 from typing import TYPE_CHECKING
 
-from ._context import HANDLING, Factory, enter_context, leave_context
+from ._context import Factory, enter_context, leave_context, reset_handling, set_handling
 from ._describe import describe
 from ._fork import reinit
 from ._report import DeliveryReport
@@ -118,7 +118,7 @@ def deliver_sync(
                         watchdog.ensure_running()
                 watched: Watched = (sub, t0 + timeout, event, run, saved)
                 slot.current = watched
-            token = HANDLING.set((event, chain + (sub,) if chain else sub._chain))
+            token = set_handling((event, chain + (sub,) if chain else sub._chain))
             error: BaseException | None = None
             try:
                 result = sub.invoke_plain(fn, event) if sub.plain else fn(event)
@@ -133,7 +133,7 @@ def deliver_sync(
                     raise
                 error = exc
             finally:
-                HANDLING.reset(token)
+                reset_handling(token)
             t1 = perf_counter()
             if timeout is not None:
                 assert slot is not None
