@@ -2,9 +2,13 @@
 introspection and lifecycle. Who listens to what -- signals, subscriptions,
 routes -- is its base class, :class:`~._registry.Registry`.
 
-The bus owns the history, the guards' bookkeeping, and -- started lazily --
-the worker queue, the thread pool and the loop thread. Where each kind of
-receiver runs on each path:
+Every publish is the one pipeline: :meth:`Runtime.begin
+<._runtime.Runtime.begin>` (checks, report, enabled, outlets, route), then
+one path -- :mod:`._inline`, :mod:`._on_loop` or :mod:`._worker` -- then
+:meth:`Runtime.finish <._runtime.Runtime.finish>` (history, disable
+announcements, propagation). The bus owns its runtime (history, outcome
+recorder, settings, and -- started lazily -- the thread pool and the loop
+thread) and the worker queue. Where each kind of receiver runs on each path:
 
 ================  ============================  ===================================
 path              sync receivers                async receivers
@@ -23,41 +27,31 @@ path              sync receivers                async receivers
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import logging
-import os
 from collections.abc import Callable
-from concurrent.futures import CancelledError, Future
+from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from time import perf_counter
 from typing import Any
 
-from asgiref.sync import SyncToAsync, async_to_sync, sync_to_async
-from blinker import Signal
-
-from ._async import deliver_async, deliver_off_thread, deliver_one
 from ._checks import check_timeout
-from ._context import get_handling
 from ._describe import describe
 from ._events import Event, EventTypeLike
 from ._future import LazyFuture
+from ._inline import deliver_inline
 from ._lifecycle import register, remaining
-from ._outlets import Outlet, offer
+from ._on_loop import deliver_on_loop
+from ._outlets import Outlet
 from ._registry import Registry
 from ._report import DeliveryReport
 from ._runtime import Runtime
 from ._settings import BusSettings, LiveSettings, check_setting, default_of
-from ._subscription import Subscription
-from ._sync import SyncRun, deliver_sync
 from ._worker import NowaitJob, WorkQueue
 
 __all__ = ["EventBus"]
 
 logger = logging.getLogger("blinker_events")
-
-#: Stands for the signal of an event type nobody subscribed to.
-_NO_SIGNAL = Signal()
 
 
 class EventBus(Registry):
@@ -100,19 +94,17 @@ class EventBus(Registry):
         if not isinstance(name, str):
             raise TypeError(f"name must be a str, not {type(name).__name__}")
         self.name = str.__str__(name)  # a str subclass by its value
-        self._enabled = True
         self._init_registry()
         #: The one current settings value; everything reads it at use.
         self._live = LiveSettings(settings)
         #: All the dispatch paths get of this bus (see :mod:`._runtime`).
-        self._runtime = Runtime(self.name, self._lock, self._live, self._route, self)
+        self._runtime = Runtime(self.name, self._lock, self._live, self._route, self._signals, self)
         # The bus's own handles on its runtime's parts.
         self._guards = self._runtime.guards
         self._history = self._runtime.history
         self._pool = self._runtime.pool
         self._loop_thread = self._runtime.loop_thread
         self._queue = WorkQueue(self._pool, self._live)
-        self._outlets: tuple[Outlet, ...] = ()
         register(self)
 
     # -- publishing ----------------------------------------------------------
@@ -127,81 +119,13 @@ class EventBus(Registry):
         on that loop instead (the report lists them under ``scheduled``),
         since blocking that loop to wait for them would deadlock it.
         """
-        if not isinstance(event, Event):
-            raise TypeError(f"event must be an Event, not {type(event).__name__}")
-        override = None if timeout is None else check_timeout(timeout)
-        report = DeliveryReport(event)
-        if not self._enabled:
+        runtime = self._runtime
+        report, override, route = runtime.begin(event, timeout)
+        if route is None:
             return report
-        if self._outlets and event._origin is None and offer(self._outlets, event):
-            return self._runtime.handed_off(report)
-        started = perf_counter()
-        # _route's common case, inlined: this is the publish hot path.
-        signal = self._signals.get(event._key)
-        route = None if signal is None else signal.route
-        if route is None or route.filtered:
-            route = self._route(event)
         if route.subs:
-            if route.collect:
-                report.results = []
-            handling = get_handling()
-            chain = () if handling is None else handling[1]
-            async_subs = deliver_sync(self._runtime, report, route.subs, chain, override, started=started)
-            if async_subs:
-                self._run_async_from_sync(report, tuple(async_subs), chain, override)
-                report.duration = perf_counter() - started
-        return self._runtime.finish(report)
-
-    def _run_async_from_sync(
-        self,
-        report: DeliveryReport,
-        subs: tuple[Subscription, ...],
-        chain: tuple[Subscription, ...],
-        override: float | None,
-    ) -> None:
-        running = asyncio._get_running_loop()
-        if running is not None:
-            for sub in subs:
-                report.add_scheduled(sub)
-            announced = len(report.announcements)  # the sync part announces its own
-            task = running.create_task(self._scheduled(report, subs, chain, override, announced))
-            self._runtime.track(task)
-            task.add_done_callback(lambda _: self._unstarted(report, subs))
-            return
-        if _outer_loop() is not None:
-            # Inside sync_to_async: run on the caller's own loop, where its
-            # loop-bound resources (connections, locks) live.
-            async_to_sync(deliver_async)(self._runtime, report, subs, chain, override, checked=True)
-            return
-        try:
-            self._loop_thread.submit(deliver_off_thread(self._runtime, report, subs, chain, override)).result()
-        except CancelledError:
-            # shutdown() stopped the bus loop under this publish: the
-            # receivers it cut short are cancelled, and the caller still
-            # gets its report.
-            self._guards.cancelled_unless_done(report, subs, "the bus loop was stopped")
-
-    def _unstarted(self, report: DeliveryReport, subs: tuple[Subscription, ...]) -> None:
-        """Receivers scheduled on a loop that ended (cancelling the task)
-        before they started are cancelled too, and the report finished."""
-        if report.scheduled:
-            self._guards.cancelled_unless_done(report, subs, "its loop ended before it started")
-            report.scheduled = ()
-
-    async def _scheduled(
-        self,
-        report: DeliveryReport,
-        subs: tuple[Subscription, ...],
-        chain: tuple[Subscription, ...],
-        override: float | None,
-        announced: int,
-    ) -> None:
-        try:
-            await deliver_async(self._runtime, report, subs, chain, override, checked=True)
-        finally:
-            report.scheduled = ()
-        if len(report.announcements) > announced:
-            await self._runtime.announce_disabled_async(report, announced)
+            deliver_inline(runtime, report, route, override)
+        return runtime.finish(report)
 
     async def publish(self, event: Event, *, timeout: float | None = None) -> DeliveryReport:
         """Deliver ``event`` and return the report once every receiver
@@ -218,108 +142,13 @@ class EventBus(Registry):
         cancellation goes on; sync receivers already on their thread finish,
         and their outcomes join that report.
         """
-        if not isinstance(event, Event):
-            raise TypeError(f"event must be an Event, not {type(event).__name__}")
-        override = None if timeout is None else check_timeout(timeout)
-        report = DeliveryReport(event)
-        if not self._enabled:
+        runtime = self._runtime
+        report, override, route = runtime.begin(event, timeout)
+        if route is None:
             return report
-        if self._outlets and event._origin is None and offer(self._outlets, event):
-            return self._runtime.handed_off(report)
-        started = perf_counter()
-        signal = self._signals.get(event._key)  # _route's common case, inlined
-        route = None if signal is None else signal.route
-        if route is None or route.filtered:
-            route = self._route(event)
         if route.subs:
-            handling = get_handling()
-            chain = () if handling is None else handling[1]
-            # The sync half records into a report of its own: it runs on
-            # another thread at the same time as the async half.
-            sync_report = DeliveryReport(event) if route.sync_subs else None
-            if route.collect:
-                report.results = []
-                if sync_report is not None:
-                    sync_report.results = []
-            waiter = (
-                self._start_sync_run(report, sync_report, route.sync_subs, chain, override)
-                if sync_report is not None
-                else None
-            )
-            try:
-                if len(route.async_subs) == 1:  # the common case, one coroutine frame less
-                    await deliver_one(self._runtime, report, route.async_subs[0], chain, override)
-                elif route.async_subs:
-                    await deliver_async(self._runtime, report, route.async_subs, chain, override)
-                if waiter is not None:
-                    await waiter
-            except asyncio.CancelledError:
-                self._publish_cancelled(report, sync_report, waiter, started)
-                raise
-            if waiter is not None:
-                report.merge(sync_report)
-        report.duration = perf_counter() - started
-        return await self._runtime.finish_async(report)
-
-    def _publish_cancelled(
-        self,
-        report: DeliveryReport,
-        sync_report: DeliveryReport | None,
-        waiter: asyncio.Future[None] | None,
-        started: float,
-    ) -> None:
-        """A cancelled ``await publish`` still leaves its history entry. Its
-        async receivers were cancelled with it (recorded as such); sync ones
-        on a pool thread cannot be, and their outcomes join the entry when
-        they finish (see :func:`_resolve`)."""
-        report.duration = perf_counter() - started
-        if waiter is not None:
-            if not waiter.done():
-                waiter.cancel()  # (if the cancellation came before it was awaited) see _resolve
-            elif not waiter.cancelled():
-                report.merge(sync_report)  # finished just as the cancellation came
-        self._history.record(report)
-        if report.disabled:
-            # A failure among the receivers tipped a count before the
-            # cancellation: the announcement is still due, in a task of its own.
-            announce = self._runtime.announce_disabled_async(report)
-            self._runtime.track(asyncio.get_running_loop().create_task(announce))
-
-    def _start_sync_run(
-        self,
-        into: DeliveryReport,
-        report: DeliveryReport,
-        subs: tuple[Subscription, ...],
-        chain: tuple[Subscription, ...],
-        override: float | None,
-    ) -> asyncio.Future[None]:
-        """Start the sync receivers of ``await publish``, recording into
-        ``report``; the returned future resolves when they are done. If the
-        publish was cancelled meanwhile, ``report`` is merged into ``into``
-        (the publish's own report, already in the history) instead."""
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[None] = loop.create_future()
-
-        def done(_: SyncRun) -> None:
-            try:
-                loop.call_soon_threadsafe(_resolve, waiter, into, report)
-            except RuntimeError:  # the publisher's loop is closed; nobody waits
-                into.merge(report)
-
-        context = contextvars.copy_context()
-        if self._live.value.sync_executor == "thread_sensitive":
-            run = SyncRun(self._runtime, report, subs, chain, override, context, done, movable=False)
-            self._runtime.track(loop.create_task(sync_to_async(run.run, thread_sensitive=True)()))
-            # The executor's one thread may still be stuck in an earlier
-            # receiver; then this run would not even start, and no deadline
-            # would apply to it. Give it up at its first receiver's deadline.
-            first = self._runtime.timeout_for(subs[0], override)
-            if first is not None:
-                loop.call_later(first, run.give_up_unstarted)
-        else:
-            run = SyncRun(self._runtime, report, subs, chain, override, context, done)
-            self._pool.submit(run.run)
-        return waiter
+            await deliver_on_loop(runtime, report, route, override)
+        return await runtime.finish_async(report)
 
     def publish_nowait(self, event: Event, *, timeout: float | None = None) -> Future[DeliveryReport]:
         """Queue ``event`` for the worker and return at once.
@@ -331,19 +160,25 @@ class EventBus(Registry):
         bus default if not given), and raises :class:`QueueFullError` at once
         on a thread that runs an event loop.
         """
-        if not isinstance(event, Event):
-            raise TypeError(f"event must be an Event, not {type(event).__name__}")
-        override = None if timeout is None else check_timeout(timeout)
+        runtime = self._runtime
+        report, override, route = runtime.begin(event, timeout, routed=False)
         future: Future[DeliveryReport] = LazyFuture()
-        if not self._enabled:
-            future.set_result(DeliveryReport(event))
+        if route is None:
+            future.set_result(report)
             return future
-        if self._outlets and event._origin is None and offer(self._outlets, event):
-            future.set_result(self._runtime.handed_off(DeliveryReport(event)))
-            return future
-        job = NowaitJob(self._runtime, self._queue, event, override, contextvars.copy_context(), future)
-        self._queue.put(job, override or self._live.value.timeout)
+        job = NowaitJob(runtime, self._queue, report, override, contextvars.copy_context(), future)
+        self._queue.put(job, override or runtime.live.value.timeout)  # no subscription's yet: not routed
         return future
+
+    # The Redis bridge's handle on the outlets (it drops itself in a forked
+    # child without the lock); the outlets themselves are the runtime's.
+    @property
+    def _outlets(self) -> tuple[Outlet, ...]:
+        return self._runtime.outlets
+
+    @_outlets.setter
+    def _outlets(self, outlets: tuple[Outlet, ...]) -> None:
+        self._runtime.outlets = outlets
 
     # -- outlets -------------------------------------------------------------
 
@@ -357,15 +192,15 @@ class EventBus(Registry):
         if not isinstance(getattr(outlet, "takes_over", None), bool):
             raise TypeError("outlet must have a bool takes_over attribute")
         with self._lock:
-            if outlet not in self._outlets:
-                self._outlets = (*self._outlets, outlet)
+            if outlet not in self._runtime.outlets:
+                self._runtime.outlets = (*self._runtime.outlets, outlet)
 
     def remove_outlet(self, outlet: Outlet) -> bool:
         """Stop offering events to ``outlet``; False if it was not added."""
         with self._lock:
-            if outlet not in self._outlets:
+            if outlet not in self._runtime.outlets:
                 return False
-            self._outlets = tuple(o for o in self._outlets if o is not outlet)
+            self._runtime.outlets = tuple(o for o in self._runtime.outlets if o is not outlet)
             return True
 
     def set_dispatch_context(self, factory: Callable[[], AbstractContextManager[Any]] | None) -> None:
@@ -501,15 +336,15 @@ class EventBus(Registry):
         self._history.clear()
 
     def is_enabled(self) -> bool:
-        return self._enabled
+        return self._runtime.enabled
 
     def enable(self) -> None:
-        self._enabled = True
+        self._runtime.enabled = True
 
     def disable(self) -> None:
         """Make publishing a no-op. Subscriptions, queued events and the
         bus's threads are left as they are."""
-        self._enabled = False
+        self._runtime.enabled = False
 
     def stats(self) -> dict[str, Any]:
         """Counters for monitoring: queue length, dropped and rejected
@@ -549,7 +384,7 @@ class EventBus(Registry):
         dropped = self._queue.join(timeout)
         # Outlets flush while the loop thread (which bridges may run on)
         # still runs, and after the queue drained into them.
-        for outlet in self._outlets:
+        for outlet in self._runtime.outlets:
             try:
                 outlet.close(remaining(deadline))
             except Exception:
@@ -559,21 +394,5 @@ class EventBus(Registry):
         return dropped
 
     def __repr__(self) -> str:
-        state = "enabled" if self._enabled else "disabled"
+        state = "enabled" if self._runtime.enabled else "disabled"
         return f"<EventBus {self.name!r} {state}, {len(self._subscriptions)} subscriptions>"
-
-
-def _resolve(waiter: asyncio.Future[None], into: DeliveryReport, report: DeliveryReport) -> None:
-    if waiter.cancelled():  # the publish was cancelled; its entry gets the outcomes late
-        into.merge(report)
-    elif not waiter.done():
-        waiter.set_result(None)
-
-
-def _outer_loop() -> asyncio.AbstractEventLoop | None:
-    """The loop of the ``sync_to_async`` call this thread runs in, if any."""
-    local = SyncToAsync.threadlocal
-    if getattr(local, "main_event_loop_pid", None) != os.getpid():
-        return None
-    loop: asyncio.AbstractEventLoop | None = getattr(local, "main_event_loop", None)
-    return loop if loop is not None and loop.is_running() else None

@@ -1,13 +1,17 @@
-"""The runtime: what the dispatch paths need of a bus, and nothing more.
+"""The runtime: what the dispatch paths need of a bus, and how every
+publish begins and ends.
 
 :mod:`._sync`, :mod:`._async` and :mod:`._worker` receive a
 :class:`Runtime` rather than the :class:`~blinker_events.EventBus`: the
 outcome recorder (:class:`~._guards.Guards`), the history, the current
 settings, the bus's pool and loop thread, the dispatch context, the tasks it
 keeps alive, and how an event finds its route. The rules every path
-shares live here, once: the timeout that applies to a receiver, whether a
-receiver may run (the disabled and cycle rule), and how a publish ends
-(history, disable announcements, propagation).
+shares live here, once: how a publish begins (:meth:`Runtime.begin`:
+argument checks, the report, enabled, outlets, the route), the timeout that
+applies to a receiver, whether a receiver may run (the disabled and cycle
+rule), and how a publish ends (:meth:`Runtime.finish`: history, disable
+announcements, propagation). The paths -- :mod:`._inline`,
+:mod:`._on_loop`, :mod:`._worker` -- differ only in where receivers run.
 
 Nothing here imports the facade: the one thing a runtime needs from above
 -- publishing the ``SUBSCRIBER_DISABLED`` meta-event -- it asks of a
@@ -23,19 +27,26 @@ import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from ._checks import check_timeout
 from ._context import Factory
-from ._events import Event, SystemEventType
+from ._events import Event, SystemEventType, TypeKey
 from ._guards import Guards, check_cycle
 from ._history import History
+from ._outlets import Outlet, offer
 from ._report import DeliveryReport
 from ._settings import LiveSettings
-from ._signals import Route
+from ._signals import EventSignal, Route
 from ._subscription import Subscription
 from ._threads import LoopThread, ThreadPool
 
-__all__ = ["Publisher", "Runtime"]
+__all__ = ["UNROUTED", "Publisher", "Runtime"]
 
 logger = logging.getLogger("blinker_events")
+
+
+#: What :meth:`Runtime.begin` gives as the route of a publish that goes on
+#: but is routed later (``publish_nowait``: on the worker, at dispatch).
+UNROUTED = Route([], [])
 
 
 class Publisher(Protocol):
@@ -50,22 +61,27 @@ class Publisher(Protocol):
 class Runtime:
     """The shared state of one bus's dispatch, handed to every path.
 
-    ``dispatch_context`` is the factory entered around deliveries on the
-    bus's own threads (None: none); ``route`` finds an event's route (the
-    registry's); ``publisher`` publishes the announcements. Each of these
-    is set by the bus that owns the runtime.
+    ``enabled`` (False: publishing is a no-op), ``outlets`` (offered every
+    local event first) and ``dispatch_context`` (the factory entered around
+    deliveries on the bus's own threads; None: none) are set by the bus
+    that owns the runtime. ``route`` finds an event's route and ``signals``
+    is the registry's map of signals with receivers, whose cached route
+    :meth:`begin` reads first; ``publisher`` publishes the announcements.
     """
 
     __slots__ = (
         "dispatch_context",
+        "enabled",
         "guards",
         "history",
         "live",
         "loop_thread",
         "name",
+        "outlets",
         "pool",
         "publisher",
         "route",
+        "signals",
         "tasks",
     )
 
@@ -75,11 +91,13 @@ class Runtime:
         lock: threading.RLock,
         live: LiveSettings,
         route: Callable[[Event], Route],
+        signals: dict[TypeKey, EventSignal],
         publisher: Publisher,
     ) -> None:
         self.name = name
         self.live = live
         self.route = route
+        self.signals = signals
         self.publisher = publisher
         self.guards = Guards(lock, live)
         self.history = History(live.value.history_size)
@@ -89,6 +107,39 @@ class Runtime:
         #: (asyncio holds tasks only weakly).
         self.tasks: set[asyncio.Task[Any]] = set()
         self.dispatch_context: Factory | None = None
+        self.enabled = True
+        self.outlets: tuple[Outlet, ...] = ()
+
+    # -- how a publish begins -------------------------------------------------
+
+    def begin(
+        self, event: Event, timeout: float | None, *, routed: bool = True
+    ) -> tuple[DeliveryReport, float | None, Route | None]:
+        """Start a publish: ``(report, override, route)``.
+
+        Checks the arguments (TypeError/ValueError before anything happens),
+        makes the report, and ends the publish right here -- route None, the
+        report final -- when the bus is disabled or an outlet took the event
+        over (then it is in the history, ``handed_off``). Otherwise ``route``
+        is who receives the event now, or :data:`UNROUTED` if not
+        ``routed``. ``override`` is the publish's own timeout, checked.
+        """
+        if not isinstance(event, Event):
+            raise TypeError(f"event must be an Event, not {type(event).__name__}")
+        override = None if timeout is None else check_timeout(timeout)
+        report = DeliveryReport(event)
+        if not self.enabled:
+            return report, override, None
+        if self.outlets and event._origin is None and offer(self.outlets, event):
+            return self.handed_off(report), override, None
+        if not routed:
+            return report, override, UNROUTED
+        # The route lookup's common case, inlined: this is the publish hot path.
+        signal = self.signals.get(event._key)
+        route = None if signal is None else signal.route
+        if route is None or route.filtered:
+            route = self.route(event)
+        return report, override, route
 
     # -- the rules every path shares ---------------------------------------
 
@@ -139,6 +190,16 @@ class Runtime:
         if self.live.value.propagate_exceptions and _has_errors(report):
             report.raise_errors()
         return report
+
+    def finish_cancelled(self, report: DeliveryReport) -> None:
+        """End an ``await publish`` that was cancelled: it still leaves its
+        history entry (late outcomes of its sync receivers join it), and if
+        a failure tipped a count before the cancellation, the announcement
+        is still due, in a task of its own. Nothing is raised: the
+        cancellation goes on."""
+        self.history.record(report)
+        if report.disabled:
+            self.track(asyncio.get_running_loop().create_task(self.announce_disabled_async(report)))
 
     def handed_off(self, report: DeliveryReport) -> DeliveryReport:
         """End a publish an outlet took over: no receiver ran here."""

@@ -50,7 +50,6 @@ from ._async import deliver_off_thread
 from ._context import current_chain
 from ._describe import describe
 from ._errors import QueueFullError
-from ._events import Event
 from ._report import DeliveryReport
 from ._settings import LiveSettings
 from ._sync import SyncRun
@@ -77,21 +76,21 @@ class NowaitJob:
 
     __slots__ = ("context", "event", "future", "override", "owner", "queue", "report", "resolved", "runtime", "started")
 
-    report: DeliveryReport
     started: float
 
     def __init__(
         self,
         runtime: Runtime,
         queue: WorkQueue,
-        event: Event,
+        report: DeliveryReport,
         override: float | None,
         context: contextvars.Context,
         future: Future[DeliveryReport],
     ) -> None:
         self.runtime = runtime
         self.queue = queue
-        self.event = event
+        self.report = report
+        self.event = report.event
         self.override = override
         self.context = context
         self.future = future
@@ -109,7 +108,8 @@ class NowaitJob:
         runtime = self.runtime
         _JOB_OF.set(self.queue)
         self.started = perf_counter()
-        self.report = DeliveryReport(self.event)
+        # Routed now, not at publish: who receives it is who listens when
+        # its turn comes.
         route = runtime.route(self.event)
         if route.collect:
             self.report.results = []
