@@ -105,7 +105,7 @@ class EventBus(Registry):
         self._pool = self._runtime.pool
         self._loop_thread = self._runtime.loop_thread
         self._queue = WorkQueue(self._pool, self._live)
-        register(self)
+        register(self, self._queue, (self._lock, self._bridges._lock, self._history._lock))
 
     # -- publishing ----------------------------------------------------------
 

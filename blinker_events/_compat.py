@@ -24,10 +24,27 @@ from blinker import ANY
 from ._events import Event
 
 if t.TYPE_CHECKING:
-    from ._bus import EventBus
+    import threading
+
     from ._report import DeliveryReport
 
 __all__ = ["ANY", "NamedSignal", "Namespace", "Signal", "default_namespace", "signal"]
+
+
+class GuardingBus(t.Protocol):
+    """What a guarded signal asks of the bus guarding it."""
+
+    _lock: threading.RLock
+
+    def guard(self, signal: blinker.Signal) -> None: ...
+
+    def unguard(self, signal: blinker.Signal) -> None: ...
+
+    def _forget_receiver(self, signal: blinker.Signal, receiver_id: t.Any) -> None: ...
+
+    def publish_sync(self, event: Event) -> DeliveryReport: ...
+
+    async def publish(self, event: Event) -> DeliveryReport: ...
 
 
 class Signal(blinker.Signal):
@@ -50,11 +67,11 @@ class Signal(blinker.Signal):
     #: their results.
     blinker_style = True
     #: The guarding bus; None (the class default) keeps blinker's behaviour.
-    guarded_by: EventBus | None = None
+    guarded_by: GuardingBus | None = None
     #: The bus's cached route for this signal, dropped on every change.
     route: t.Any = None
 
-    def guard(self, bus: EventBus | None = None) -> t.Self:
+    def guard(self, bus: GuardingBus | None = None) -> t.Self:
         """Send through ``bus`` (the default bus if None) from now on."""
         if bus is None:
             from . import default_bus

@@ -20,12 +20,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import Any, TypeAlias
 
-if TYPE_CHECKING:
-    from ._events import Event
-
-Frame: TypeAlias = "tuple[Event, tuple[Any, ...]]"
+#: ``(event, chain)``. The event is typed loosely: the event model reads
+#: this variable, so this module cannot import it.
+Frame: TypeAlias = "tuple[Any, tuple[Any, ...]]"
 Factory: TypeAlias = Callable[[], AbstractContextManager[Any]]
 
 HANDLING: ContextVar[Frame | None] = ContextVar("blinker_events.handling", default=None)

@@ -11,7 +11,6 @@ only reads a route, which is immutable once built.
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import threading
 import weakref
@@ -23,14 +22,15 @@ from blinker import ANY, NamedSignal, Signal
 from blinker._utilities import make_id
 from blinker.base import ANY_ID
 
+from ._bridges import Bridges, drop_all_bridges
 from ._checks import check_flag, check_timeout
 from ._events import TYPE_REGISTRY, Event, EventTypeLike, TypeKey, event_type_name, type_key
-from ._relay import Bridges, Relay, drop_all_bridges, drop_bridge
 from ._signals import Adapters, EventSignal, Route, build_route
 from ._subscription import Subscription, callback_key, same_callback
 
 if TYPE_CHECKING:
-    from ._bus import EventBus
+    from ._bridges import Publisher
+    from ._compat import GuardingBus
 
 __all__ = ["Registry"]
 
@@ -154,12 +154,13 @@ class Registry:
             raise TypeError(
                 "signal must be a blinker_events.Signal to be guarded; bridge() a plain blinker signal instead"
             )
+        me = cast("GuardingBus", self)  # a Registry is only ever the base of a bus
         previous = signal.guarded_by
-        if previous is not None and previous is not self:
+        if previous is not None and previous is not me:
             previous.unguard(signal)
         self.signal_for(signal)
         with self._lock:
-            signal.guarded_by = cast("EventBus", self)
+            signal.guarded_by = me
             signal.route = None
 
     def unguard(self, signal: Signal) -> None:
@@ -187,38 +188,11 @@ class Registry:
         of the signal must pass ``_sync_wrapper`` as blinker requires for any
         sync receiver. Returns the event type to subscribe to.
         """
-        if not isinstance(signal, Signal):
-            raise TypeError(f"signal must be a blinker Signal, not {type(signal).__name__}")
-        if event_type is None:
-            name = getattr(signal, "name", None)
-            if not isinstance(name, str):
-                raise ValueError("event_type: an unnamed signal needs one to be bridged")
-            event_type = name
-        else:
-            type_key(event_type)
-        key = (id(signal), make_id(sender))
-        with self._lock:
-            if key in self._bridges:
-                raise ValueError(f"signal {signal!r} is already bridged to this bus")
-            relay = Relay(self, event_type)
-            self._bridges.add(key, signal, relay)
-        signal.connect(relay, sender=sender, weak=False)
-        if sender is not ANY:
-            # When the sender goes, so does its bridge: its id may be reused
-            # by a new sender, and the relay must not stay on the signal.
-            # (A sender that cannot be weakly referenced lives as long as the bridge.)
-            with contextlib.suppress(TypeError):
-                weakref.finalize(sender, drop_bridge, self._bridges, key)
-        return event_type
+        return self._bridges.bridge(cast("Publisher", self), signal, event_type, sender)
 
     def unbridge(self, signal: Signal, *, sender: Any = ANY) -> bool:
         """Remove the relay :meth:`bridge` connected; False if there was none."""
-        with self._lock:
-            found = self._bridges.discard((id(signal), make_id(sender)))
-        if found is None:
-            return False
-        found[0].disconnect(found[1])
-        return True
+        return self._bridges.unbridge(signal, sender)
 
     def _is_relayed(self, key: TypeKey) -> bool:
         """Whether a bridged blinker signal publishes events of this type

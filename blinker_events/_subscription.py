@@ -18,10 +18,11 @@ from __future__ import annotations
 import functools
 import inspect
 import itertools
+import threading
 import weakref
 from collections.abc import Callable, Hashable
 from types import BuiltinMethodType, MethodType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from asgiref.sync import iscoroutinefunction as _marked_coroutine_function
 from blinker import ANY
@@ -30,10 +31,18 @@ from blinker.base import ANY_ID
 
 from ._events import Event, EventTypeLike, TypeKey, event_type_name, type_key
 
-if TYPE_CHECKING:
-    from ._registry import Registry
+__all__ = ["Owner", "Subscription"]
 
-__all__ = ["Subscription"]
+
+class Owner(Protocol):
+    """What a subscription asks of the registry that made it."""
+
+    _lock: threading.RLock
+
+    def _note_dead(self, sub: Subscription) -> None: ...
+
+    def _remove_subscriptions(self, subs: list[Subscription], *, announce: bool = True) -> int: ...
+
 
 _ids = itertools.count(1)
 _BOUND = (MethodType, BuiltinMethodType)
@@ -148,7 +157,7 @@ class Subscription:
 
     def __init__(
         self,
-        bus: Registry,
+        bus: Owner,
         event_type: EventTypeLike | None,
         callback: Callable[..., Any],
         *,

@@ -1,25 +1,31 @@
 """Bridges: relays that publish the sends of blinker signals a bus does
-not own (see :meth:`~._registry.Registry.bridge`)."""
+not own (``bus.bridge(signal)``), and the bookkeeping of a bus's bridges."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import weakref
 from collections import Counter
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, Protocol
 
-from blinker import Signal
+from blinker import ANY, Signal
+from blinker._utilities import make_id
 
 from ._events import Event, EventTypeLike, TypeKey, event_type_name, type_key
 
-if TYPE_CHECKING:
-    from ._bus import EventBus
-    from ._registry import Registry
-
-__all__ = ["Bridges", "Relay", "drop_all_bridges", "drop_bridge"]
+__all__ = ["Bridges", "Publisher", "Relay", "drop_all_bridges", "drop_bridge"]
 
 logger = logging.getLogger("blinker_events")
+
+
+class Publisher(Protocol):
+    """Where a relay publishes: a bus."""
+
+    name: str
+
+    def publish_sync(self, event: Event) -> Any: ...
 
 
 class Bridges(dict[tuple[int, Any], tuple[Signal, "Relay"]]):
@@ -33,10 +39,42 @@ class Bridges(dict[tuple[int, Any], tuple[Signal, "Relay"]]):
         # Its own lock: bridges also go from finalizers, on any thread.
         self._lock = threading.Lock()
 
-    def add(self, key: tuple[int, Any], signal: Signal, relay: Relay) -> None:
+    def bridge(self, bus: Publisher, signal: Signal, event_type: EventTypeLike | None, sender: Any) -> EventTypeLike:
+        """Connect a :class:`Relay` to ``bus`` on ``signal`` (for ``sender``
+        only, unless it is ``ANY``); see ``EventBus.bridge``. Returns the
+        event type, which defaults to the signal's name."""
+        if not isinstance(signal, Signal):
+            raise TypeError(f"signal must be a blinker Signal, not {type(signal).__name__}")
+        if event_type is None:
+            name = getattr(signal, "name", None)
+            if not isinstance(name, str):
+                raise ValueError("event_type: an unnamed signal needs one to be bridged")
+            event_type = name
+        else:
+            type_key(event_type)
+        key = (id(signal), make_id(sender))
+        relay = Relay(bus, event_type)
         with self._lock:
+            if key in self:
+                raise ValueError(f"signal {signal!r} is already bridged to this bus")
             self[key] = (signal, relay)
-            self.relayed[type_key(relay.event_type)] += 1
+            self.relayed[type_key(event_type)] += 1
+        signal.connect(relay, sender=sender, weak=False)
+        if sender is not ANY:
+            # When the sender goes, so does its bridge: its id may be reused
+            # by a new sender, and the relay must not stay on the signal.
+            # (A sender that cannot be weakly referenced lives as long as the bridge.)
+            with contextlib.suppress(TypeError):
+                weakref.finalize(sender, drop_bridge, self, key)
+        return event_type
+
+    def unbridge(self, signal: Signal, sender: Any) -> bool:
+        """Remove the relay :meth:`bridge` connected; False if there was none."""
+        found = self.discard((id(signal), make_id(sender)))
+        if found is None:
+            return False
+        found[0].disconnect(found[1])
+        return True
 
     def discard(self, key: tuple[int, Any]) -> tuple[Signal, Relay] | None:
         with self._lock:
@@ -71,9 +109,8 @@ class Relay:
 
     __slots__ = ("bus_ref", "event_type")
 
-    def __init__(self, bus: Registry, event_type: EventTypeLike) -> None:
-        # A Registry is only ever the base of an EventBus, which publishes.
-        self.bus_ref: weakref.ref[EventBus] = weakref.ref(cast("EventBus", bus))
+    def __init__(self, bus: Publisher, event_type: EventTypeLike) -> None:
+        self.bus_ref: weakref.ref[Publisher] = weakref.ref(bus)
         self.event_type = event_type
 
     def __call__(self, sender: Any, /, **kwargs: Any) -> None:
