@@ -89,7 +89,7 @@ async def deliver_async(
             task = _start_task(loop, awaitable)
         except BaseException as exc:  # with eager start, the receiver's first step runs here
             _own_or_raise(runtime, exc)
-            runtime.guards.ended(report, sub, exc)
+            runtime.outcomes.ended(report, sub, exc)
             continue
         finally:
             reset_handling(token)
@@ -116,7 +116,7 @@ async def deliver_off_thread(
     manager, error = enter_context(factory)
     if manager is None:
         assert error is not None
-        runtime.guards.context_failed(report, error, "entering", subs)
+        runtime.outcomes.context_failed(report, error, "entering", subs)
         return
     try:
         await deliver_async(runtime, report, subs, chain, override, checked=True)
@@ -127,7 +127,7 @@ async def deliver_off_thread(
         error = leave_context(manager)
     finally:
         if error is not None:
-            runtime.guards.context_failed(report, error, "leaving")
+            runtime.outcomes.context_failed(report, error, "leaving")
 
 
 def _own_or_raise(runtime: Runtime, exc: BaseException) -> None:
@@ -181,7 +181,7 @@ async def deliver_one(
     if fn is None:
         return
     event = report.event
-    guards = runtime.guards
+    outcomes = runtime.outcomes
     timeout = runtime.timeout_for(sub, override)
     task: asyncio.Task[Any] | None = None
     deadline: AsyncDeadline | None = None
@@ -213,7 +213,7 @@ async def deliver_one(
             watchdog.awaited.discard(deadline)
         reset_handling(token)
     if task is None:  # it never suspended, so nothing can have cancelled it
-        guards.ended(report, sub, error, result)
+        outcomes.ended(report, sub, error, result)
         return
     expired = deadline is not None and deadline.expired
     if expired:
@@ -221,16 +221,16 @@ async def deliver_one(
     if task.cancelling() > cancelling:
         # The publisher itself was cancelled meanwhile: whatever the
         # receiver did with that, the cancellation goes on up.
-        guards.cancelled(report, sub, _PUBLISH_CANCELLED)
+        outcomes.cancelled(report, sub, _PUBLISH_CANCELLED)
         if error is not None and not isinstance(error, asyncio.CancelledError):
             logger.error("receiver %s raised while being cancelled with %s", sub.name, repr(event), exc_info=error)
         raise asyncio.CancelledError
     if expired:
-        guards.timed_out(report, sub, timeout)
+        outcomes.timed_out(report, sub, timeout)
         if error is not None and not isinstance(error, asyncio.CancelledError):
             logger.error("receiver %s raised after its timeout handling %s", sub.name, repr(event), exc_info=error)
     else:
-        guards.ended(report, sub, error, result)
+        outcomes.ended(report, sub, error, result)
 
 
 @types.coroutine
@@ -302,14 +302,14 @@ def _record(
     cut_short: set[asyncio.Task[Any]],
     override: float | None,
 ) -> None:
-    guards = runtime.guards
+    outcomes = runtime.outcomes
     for sub, task, _ in running:
         if task in timed_out:
-            guards.timed_out(report, sub, runtime.timeout_for(sub, override))
+            outcomes.timed_out(report, sub, runtime.timeout_for(sub, override))
         elif task in cut_short:
-            guards.cancelled(report, sub, _PUBLISH_CANCELLED)
+            outcomes.cancelled(report, sub, _PUBLISH_CANCELLED)
         elif task.cancelled():
-            guards.cancelled(report, sub, "its task was cancelled")
+            outcomes.cancelled(report, sub, "its task was cancelled")
         else:
             exc = task.exception()
-            guards.ended(report, sub, exc, None if exc is not None else task.result())
+            outcomes.ended(report, sub, exc, None if exc is not None else task.result())

@@ -100,7 +100,7 @@ class EventBus(Registry):
         #: All the dispatch paths get of this bus (see :mod:`._runtime`).
         self._runtime = Runtime(self.name, self._lock, self._live, self._route, self._signals, self)
         # The bus's own handles on its runtime's parts.
-        self._guards = self._runtime.guards
+        self._outcomes = self._runtime.outcomes
         self._history = self._runtime.history
         self._pool = self._runtime.pool
         self._loop_thread = self._runtime.loop_thread

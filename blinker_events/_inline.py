@@ -73,14 +73,14 @@ def _run_async_from_sync(
     except CancelledError:
         # shutdown() stopped the bus loop under this publish: the receivers
         # it cut short are cancelled, and the caller still gets its report.
-        runtime.guards.cancelled_unless_done(report, subs, "the bus loop was stopped")
+        runtime.outcomes.cancelled_unless_done(report, subs, "the bus loop was stopped")
 
 
 def _unstarted(runtime: Runtime, report: DeliveryReport, subs: tuple[Subscription, ...]) -> None:
     """Receivers scheduled on a loop that ended (cancelling the task)
     before they started are cancelled too, and the report finished."""
     if report.scheduled:
-        runtime.guards.cancelled_unless_done(report, subs, "its loop ended before it started")
+        runtime.outcomes.cancelled_unless_done(report, subs, "its loop ended before it started")
         report.scheduled = ()
 
 

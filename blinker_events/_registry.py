@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 import threading
 import weakref
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from enum import Enum
 from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
@@ -25,8 +25,9 @@ from blinker.base import ANY_ID
 from ._bridges import Bridges, drop_all_bridges
 from ._checks import check_flag, check_timeout
 from ._events import TYPE_REGISTRY, Event, EventTypeLike, TypeKey, event_type_name, type_key
+from ._index import SubscriptionIndex
 from ._signals import Adapters, EventSignal, Route, build_route
-from ._subscription import Subscription, callback_key, same_callback
+from ._subscription import Subscription
 
 if TYPE_CHECKING:
     from ._bridges import Publisher
@@ -46,7 +47,7 @@ class Registry:
     name: str
 
     def _init_registry(self) -> None:
-        # Guards every change to who listens. Reentrant: blinker's connect
+        # OutcomeRecorder every change to who listens. Reentrant: blinker's connect
         # fires receiver_connected, whose receivers may subscribe in turn.
         self._lock = threading.RLock()
         # The signals of event types with receivers, pinned by the signals
@@ -66,10 +67,8 @@ class Registry:
         # Catch-all subscriptions by id, in order of subscription.
         self._wildcards: dict[int, Subscription] = {}
         self._wild_route: Route | None = None
-        self._subscriptions: dict[int, Subscription] = {}
-        # Subscriptions by (type key, callback key), so finding a callback's
-        # subscriptions never looks at anyone else's.
-        self._by_callback: dict[tuple[TypeKey | None, Hashable], dict[int, Subscription]] = {}
+        self._index = SubscriptionIndex()
+        self._subscriptions = self._index.by_id  # read-only here: changed through the index
         self._dead: list[Subscription] = []
 
     # -- signals and routes ----------------------------------------------
@@ -311,11 +310,10 @@ class Registry:
         )
         with self._lock:
             self._sweep()
-            existing = self._find(sub)
+            existing = self._index.find_same(sub)
             if existing is not None:
                 return existing
-            self._subscriptions[sub.id] = sub
-            self._by_callback.setdefault((sub.type_key, sub.callback_key), {})[sub.id] = sub
+            self._index.add(sub)
             if event_type is None:
                 self._wildcards[sub.id] = sub
                 self._invalidate_routes()
@@ -328,22 +326,6 @@ class Registry:
             signal.disconnect(sub)
         return sub
 
-    def _find(self, new: Subscription) -> Subscription | None:
-        """An active subscription identical to ``new``; lock held. Looks only
-        at the subscriptions of the same callback and type."""
-        callback = new.callback
-        for sub in list(self._by_callback.get((new.type_key, new.callback_key), {}).values()):
-            if (
-                sub.active
-                and same_callback(sub.callback, callback)
-                and sub.source == new.source
-                and sub.sender_id == new.sender_id
-                and sub.timeout == new.timeout
-                and sub.reentrant == new.reentrant
-            ):
-                return sub
-        return None
-
     def unsubscribe(self, event_type: EventTypeLike | None, callback: Callable[..., Any]) -> int:
         """Remove every subscription of ``callback`` to ``event_type`` (None:
         its catch-all subscriptions), including a receiver connected to the
@@ -353,8 +335,7 @@ class Registry:
         if not callable(callback):
             raise TypeError(f"callback must be callable, not {type(callback).__name__}")
         with self._lock:
-            candidates = list(self._by_callback.get((key, callback_key(callback)), {}).values())
-            matches = [s for s in candidates if same_callback(s.callback, callback)]
+            matches = self._index.of_callback(key, callback)
             signal = None if key is None else self._signal_of(key)
             if signal is not None and make_id(callback) not in signal.receivers:
                 signal = None
@@ -386,8 +367,7 @@ class Registry:
                 if not sub.active and sub.id not in self._subscriptions:
                     continue
                 sub.active = False
-                self._subscriptions.pop(sub.id, None)
-                self._unindex(sub)
+                self._index.discard(sub)
                 removed += 1
                 if sub.event_type is None:
                     del self._wildcards[sub.id]
@@ -404,14 +384,6 @@ class Registry:
             for signal, target in detached:
                 _announce_disconnected(signal, target)
         return removed
-
-    def _unindex(self, sub: Subscription) -> None:
-        index = (sub.type_key, sub.callback_key)
-        same = self._by_callback.get(index)
-        if same is not None:
-            same.pop(sub.id, None)
-            if not same:
-                del self._by_callback[index]
 
     def _note_dead(self, sub: Subscription) -> None:
         # From a weakref callback (see Subscription._on_collected): swept at

@@ -3,7 +3,7 @@ publish begins and ends.
 
 :mod:`._sync`, :mod:`._async` and :mod:`._worker` receive a
 :class:`Runtime` rather than the :class:`~blinker_events.EventBus`: the
-outcome recorder (:class:`~._guards.Guards`), the history, the current
+outcome recorder (:class:`~._outcomes.OutcomeRecorder`), the history, the current
 settings, the bus's pool and loop thread, the dispatch context, the tasks it
 keeps alive, and how an event finds its route. The rules every path
 shares live here, once: how a publish begins (:meth:`Runtime.begin`:
@@ -30,8 +30,8 @@ from typing import Any, Protocol
 from ._checks import check_timeout
 from ._context import Factory
 from ._events import Event, SystemEventType, TypeKey
-from ._guards import Guards, check_cycle
 from ._history import History
+from ._outcomes import OutcomeRecorder, check_cycle
 from ._outlets import Outlet, offer
 from ._report import DeliveryReport
 from ._settings import LiveSettings
@@ -72,11 +72,11 @@ class Runtime:
     __slots__ = (
         "dispatch_context",
         "enabled",
-        "guards",
         "history",
         "live",
         "loop_thread",
         "name",
+        "outcomes",
         "outlets",
         "pool",
         "publisher",
@@ -99,7 +99,7 @@ class Runtime:
         self.route = route
         self.signals = signals
         self.publisher = publisher
-        self.guards = Guards(lock, live)
+        self.outcomes = OutcomeRecorder(lock, live)
         self.history = History(live.value.history_size)
         self.pool = ThreadPool(f"{name}-pool")
         self.loop_thread = LoopThread(name)
@@ -154,7 +154,7 @@ class Runtime:
         """Whether an active ``sub`` may run in this delivery: not if it is
         disabled (skipped, reason ``"disabled"``), nor if the cycle rule
         stops it (skipped, reason ``"cycle"``; see
-        :func:`~._guards.check_cycle`). Either is recorded in ``report``.
+        :func:`~._outcomes.check_cycle`). Either is recorded in ``report``.
         The paths call this only when ``sub.disabled or chain``, so a
         top-level publish to enabled receivers pays nothing for it."""
         if sub.disabled:
@@ -163,7 +163,7 @@ class Runtime:
         if chain:
             cycle = check_cycle(sub, chain, self.live.value.max_depth)
             if cycle is not None:
-                self.guards.skipped_cycle(report, sub, cycle)
+                self.outcomes.skipped_cycle(report, sub, cycle)
                 return False
         return True
 

@@ -81,7 +81,7 @@ def deliver_sync(
     the watchdog's tuple, and the outcome bookkeeping of a success inlined.
     """
     event = report.event
-    guards = runtime.guards
+    outcomes = runtime.outcomes
     default_timeout = runtime.live.value.timeout
     succeeded = report.succeeded.append
     results = report.results
@@ -142,15 +142,15 @@ def deliver_sync(
                 elif not run.still_mine(slot, watched, error):
                     return MOVED
             if error is not None:
-                guards.failed(report, sub, error)
+                outcomes.failed(report, sub, error)
             elif timeout is not None and t1 - t0 > timeout:
-                guards.timed_out(report, sub, timeout)
+                outcomes.timed_out(report, sub, timeout)
             else:
                 succeeded(sub)
                 if results is not None:
                     results.append((sub, result))
                 if sub.failures:
-                    guards.reset(sub)
+                    outcomes.reset(sub)
             t0 = t1
     finally:
         if slot is not None:
@@ -264,11 +264,11 @@ class SyncRun:
         """:func:`deliver_sync` inside the bus's dispatch context. A context
         that cannot be entered skips the receivers left; one that raises
         on leaving is reported after them (see :mod:`._context`)."""
-        guards = self.runtime.guards
+        outcomes = self.runtime.outcomes
         manager, error = enter_context(factory)
         if manager is None:
             assert error is not None
-            guards.context_failed(self.report, error, "entering", self.subs[self.index :])
+            outcomes.context_failed(self.report, error, "entering", self.subs[self.index :])
             self.index = len(self.subs)
             return self.async_subs
         try:
@@ -282,7 +282,7 @@ class SyncRun:
                 event = repr(self.report.event)
                 logger.error("the dispatch context raised leaving it around %s", event, exc_info=error)
             else:
-                guards.context_failed(self.report, error, "leaving")
+                outcomes.context_failed(self.report, error, "leaving")
         return found
 
     def _finish(self) -> None:
@@ -335,7 +335,7 @@ class SyncRun:
             self.slot = None
         sub = watched[0]
         self.runtime.pool.note_stuck(+1)
-        self.runtime.guards.timed_out(self.report, sub, self.runtime.timeout_for(sub, self.override))
+        self.runtime.outcomes.timed_out(self.report, sub, self.runtime.timeout_for(sub, self.override))
         if self.movable:
             self.runtime.pool.submit(self._resume)
             return

@@ -323,7 +323,7 @@ class _Shared:
         return [app for app in (ref() for ref in self.apps) if app is not None]
 
 
-#: Guards :data:`_shared`, the state of the apps on the default bus.
+#: OutcomeRecorder :data:`_shared`, the state of the apps on the default bus.
 _DEFAULT_LOCK = threading.Lock()
 _shared: _Shared | None = None
 

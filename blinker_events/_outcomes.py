@@ -1,5 +1,7 @@
-"""The guards' bookkeeping: failure counting with auto-disable, and the
-cycle guard's rule. (The argument checks are :mod:`._checks`.)
+"""What happened: the one recorder of receiver outcomes -- succeeded,
+failed, timed out, skipped, cancelled, and dispatch-context failures --
+with failure counting and auto-disable, and the cycle guard's rule.
+(The argument checks are :mod:`._checks`.)
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from ._report import DeliveryReport
 from ._settings import LiveSettings
 from ._subscription import Subscription
 
-__all__ = ["Guards", "check_cycle"]
+__all__ = ["OutcomeRecorder", "check_cycle"]
 
 logger = logging.getLogger("blinker_events")
 
@@ -44,7 +46,7 @@ def check_cycle(sub: Subscription, chain: tuple[Subscription, ...], max_depth: i
     return None
 
 
-class Guards:
+class OutcomeRecorder:
     """The bus's bookkeeping of receiver outcomes: logging, failure counts and
     auto-disable. Every dispatch path records outcomes through here, so a
     failure is counted and reported the same way wherever the receiver ran.
@@ -57,6 +59,7 @@ class Guards:
     """
 
     def __init__(self, lock: threading.RLock, settings: LiveSettings) -> None:
+        # ``lock``: the registry's, which also guards enabling a subscription.
         self._lock = lock
         # Read at each use, never copied: a configure() applies at once.
         self._settings = settings
