@@ -182,7 +182,7 @@ async def deliver_one(
         return
     event = report.event
     outcomes = runtime.outcomes
-    timeout = runtime.timeout_for(sub, override)
+    timeout = override or sub.timeout or runtime.live.value.timeout  # Runtime.timeout_for, inlined: hot path
     task: asyncio.Task[Any] | None = None
     deadline: AsyncDeadline | None = None
     cancelling = 0

@@ -148,7 +148,9 @@ class EventBus(Registry):
             return report
         if route.subs:
             await deliver_on_loop(runtime, report, route, override)
-        return await runtime.finish_async(report)
+        # Only announcements need awaiting: without any, the plain finish
+        # ends it the same way, and no coroutine is made per publish.
+        return await runtime.finish_async(report) if report.disabled else runtime.finish(report)
 
     def publish_nowait(self, event: Event, *, timeout: float | None = None) -> Future[DeliveryReport]:
         """Queue ``event`` for the worker and return at once.
