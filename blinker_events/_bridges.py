@@ -39,6 +39,10 @@ class Bridges(dict[tuple[int, Any], tuple[Signal, "Relay"]]):
         # Its own lock: bridges also go from finalizers, on any thread.
         self._lock = threading.Lock()
 
+    def locks(self) -> tuple[threading.Lock]:
+        """The locks a forked child must re-make."""
+        return (self._lock,)
+
     def bridge(self, bus: Publisher, signal: Signal, event_type: EventTypeLike | None, sender: Any) -> EventTypeLike:
         """Connect a :class:`Relay` to ``bus`` on ``signal`` (for ``sender``
         only, unless it is ``ANY``); see ``EventBus.bridge``. Returns the

@@ -1,6 +1,7 @@
 """The :class:`EventBus` facade: the three ways to publish, settings,
 introspection and lifecycle. Who listens to what -- signals, subscriptions,
-routes -- is its base class, :class:`~._registry.Registry`.
+routes -- is its :class:`~._registry.Registry`, which it holds and delegates
+to.
 
 Every publish is the one pipeline: :meth:`Runtime.begin
 <._runtime.Runtime.begin>` (checks, report, enabled, outlets, route), then
@@ -8,21 +9,8 @@ one path -- :mod:`._inline`, :mod:`._on_loop` or :mod:`._worker` -- then
 :meth:`Runtime.finish <._runtime.Runtime.finish>` (history, disable
 announcements, propagation). The bus owns its runtime (history, outcome
 recorder, settings, and -- started lazily -- the thread pool and the loop
-thread) and the worker queue. Where each kind of receiver runs on each path:
-
-================  ============================  ===================================
-path              sync receivers                async receivers
-================  ============================  ===================================
-``publish_sync``  inline, caller's thread,      to completion on the caller's outer
-                  in subscription order         loop (inside ``sync_to_async``) or
-                                                on the bus loop thread; as tracked
-                                                tasks if the caller runs a loop
-``await publish`` one pool thread (or asgiref's concurrently as tasks on the
-                  thread-sensitive executor),   caller's loop (one alone: in
-                  awaited                       the caller's own task)
-``publish_nowait`` the drainer pool thread,     on the bus loop thread
-                  in order
-================  ============================  ===================================
+thread) and the worker queue; :mod:`._runtime` says where each kind of
+receiver runs on each path.
 """
 
 from __future__ import annotations
@@ -32,12 +20,14 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import Future
 from contextlib import AbstractContextManager
+from enum import Enum
 from time import perf_counter
-from typing import Any
+from typing import Any, TypeVar, overload
+
+from blinker import ANY, NamedSignal, Signal
 
 from ._checks import check_timeout
-from ._describe import describe
-from ._events import Event, EventTypeLike
+from ._events import Event, EventTypeLike, TypeKey
 from ._future import LazyFuture
 from ._inline import deliver_inline
 from ._lifecycle import register, remaining
@@ -47,25 +37,27 @@ from ._registry import Registry
 from ._report import DeliveryReport
 from ._runtime import Runtime
 from ._settings import BusSettings, LiveSettings, check_setting, default_of
+from ._signals import Route
+from ._subscription import Subscription
 from ._worker import NowaitJob, WorkQueue
 
 __all__ = ["EventBus"]
 
+F = TypeVar("F", bound=Callable[..., Any])
+
 logger = logging.getLogger("blinker_events")
 
 
-class EventBus(Registry):
+def _setting_property(name: str) -> Any:
+    return property(lambda bus: getattr(bus._live.value, name), doc=f"The current ``{name}`` (see ``bus.settings``).")
+
+
+class EventBus:
     """An isolated event bus.
 
-    Settings (each also has a setter): ``timeout`` per receiver in seconds or
-    None; ``propagate_exceptions`` -- raise receiver errors from the publish
-    call after every receiver ran; ``failure_threshold`` -- consecutive
-    failures before a subscription is disabled; ``history_size`` (0 turns
-    the history off); ``max_depth`` of nested publishing; ``queue_size`` and
-    ``overflow`` (``"block"``, ``"raise"`` or ``"drop_oldest"``) of the
-    worker queue; ``sync_executor`` -- where ``await publish`` runs sync
-    receivers: ``"worker"`` (the bus's pool) or ``"thread_sensitive"``
-    (asgiref's, which Django's ORM needs).
+    The constructor takes every setting of :class:`BusSettings` (each also
+    a read-only property, a ``set_*`` method, and a key of
+    :meth:`configure`), and a ``name`` for its threads and announcements.
     """
 
     def __init__(
@@ -94,18 +86,20 @@ class EventBus(Registry):
         if not isinstance(name, str):
             raise TypeError(f"name must be a str, not {type(name).__name__}")
         self.name = str.__str__(name)  # a str subclass by its value
-        self._init_registry()
+        self._registry = Registry(self)
+        #: The registry's lock, which guarded drop-in signals take (see
+        #: :class:`~._compat.GuardingBus`).
+        self._lock = self._registry.lock
         #: The one current settings value; everything reads it at use.
         self._live = LiveSettings(settings)
         #: All the dispatch paths get of this bus (see :mod:`._runtime`).
-        self._runtime = Runtime(self.name, self._lock, self._live, self._route, self._signals, self)
+        self._runtime = Runtime(self.name, self._lock, self._live, self._registry.route, self._registry.signals, self)
         # The bus's own handles on its runtime's parts.
-        self._outcomes = self._runtime.outcomes
         self._history = self._runtime.history
         self._pool = self._runtime.pool
         self._loop_thread = self._runtime.loop_thread
         self._queue = WorkQueue(self._pool, self._live)
-        register(self, self._queue, (self._lock, self._bridges._lock, self._history._lock))
+        register(self, self._queue, (self._lock, *self._registry.bridges.locks(), *self._history.locks()))
 
     # -- publishing ----------------------------------------------------------
 
@@ -188,22 +182,11 @@ class EventBus(Registry):
         """Offer every local event to ``outlet`` at publish, before any
         receiver runs (see :mod:`blinker_events._outlets`). Bridges to other
         processes call this; an outlet is added once."""
-        for name in ("prepare", "send", "close"):
-            if not callable(getattr(outlet, name, None)):
-                raise TypeError(f"outlet must have a {name}() method")
-        if not isinstance(getattr(outlet, "takes_over", None), bool):
-            raise TypeError("outlet must have a bool takes_over attribute")
-        with self._lock:
-            if outlet not in self._runtime.outlets:
-                self._runtime.outlets = (*self._runtime.outlets, outlet)
+        self._runtime.add_outlet(outlet)
 
     def remove_outlet(self, outlet: Outlet) -> bool:
         """Stop offering events to ``outlet``; False if it was not added."""
-        with self._lock:
-            if outlet not in self._runtime.outlets:
-                return False
-            self._runtime.outlets = tuple(o for o in self._runtime.outlets if o is not outlet)
-            return True
+        return self._runtime.remove_outlet(outlet)
 
     def set_dispatch_context(self, factory: Callable[[], AbstractContextManager[Any]] | None) -> None:
         """Enter ``factory()`` around every delivery that runs on one of the
@@ -244,17 +227,11 @@ class EventBus(Registry):
         ``sync_executor``). The whole new value is checked before it is
         swapped in, atomically, so a bad one (TypeError/ValueError naming it)
         changes nothing, and a publish sees either every change or none."""
-        self._live.change(self._follow_settings, **changes)
+        self._runtime.configure(**changes)
 
     def _set(self, setting: str, value: Any, label: str) -> None:
         # The set_* methods name their argument in errors, not the setting.
-        self._live.change(self._follow_settings, **{setting: check_setting(setting, value, label)})
-
-    def _follow_settings(self, old: BusSettings, new: BusSettings) -> None:
-        # The history's bound is state (a deque's maxlen), not a value read
-        # at use: it follows the swap, under the same lock.
-        if new.history_size != old.history_size:
-            self._history.resize(new.history_size)
+        self._runtime.configure(**{setting: check_setting(setting, value, label)})
 
     def set_timeout(self, seconds: float | None) -> None:
         """Default per-receiver timeout: a positive finite number, or None."""
@@ -287,37 +264,15 @@ class EventBus(Registry):
         ``"worker"`` or ``"thread_sensitive"``."""
         self._set("sync_executor", name, "name")
 
-    @property
-    def timeout(self) -> float | None:
-        return self._live.value.timeout
-
-    @property
-    def propagate_exceptions(self) -> bool:
-        return self._live.value.propagate_exceptions
-
-    @property
-    def failure_threshold(self) -> int:
-        return self._live.value.failure_threshold
-
-    @property
-    def history_size(self) -> int:
-        return self._live.value.history_size
-
-    @property
-    def max_depth(self) -> int:
-        return self._live.value.max_depth
-
-    @property
-    def queue_size(self) -> int:
-        return self._live.value.queue_size
-
-    @property
-    def overflow(self) -> str:
-        return self._live.value.overflow
-
-    @property
-    def sync_executor(self) -> str:
-        return self._live.value.sync_executor
+    # Each setting, read-only: what ``bus.settings`` has now.
+    timeout: float | None = _setting_property("timeout")
+    propagate_exceptions: bool = _setting_property("propagate_exceptions")
+    failure_threshold: int = _setting_property("failure_threshold")
+    history_size: int = _setting_property("history_size")
+    max_depth: int = _setting_property("max_depth")
+    queue_size: int = _setting_property("queue_size")
+    overflow: str = _setting_property("overflow")
+    sync_executor: str = _setting_property("sync_executor")
 
     # -- introspection -------------------------------------------------------
 
@@ -386,15 +341,106 @@ class EventBus(Registry):
         dropped = self._queue.join(timeout)
         # Outlets flush while the loop thread (which bridges may run on)
         # still runs, and after the queue drained into them.
-        for outlet in self._runtime.outlets:
-            try:
-                outlet.close(remaining(deadline))
-            except Exception:
-                logger.exception("shutdown: closing outlet %s failed", describe(outlet))
+        self._runtime.close_outlets(deadline)
         self._loop_thread.stop(remaining(deadline))
         self._pool.close()
         return dropped
 
+    # -- who listens: the registry's -----------------------------------------
+
+    @overload
+    def signal_for(self, event_type: Enum | str) -> NamedSignal: ...
+
+    @overload
+    def signal_for(self, event_type: Signal) -> Signal: ...
+
+    def signal_for(self, event_type: EventTypeLike) -> Signal:
+        return self._registry.signal_for(event_type)
+
+    @overload
+    def subscribe(
+        self,
+        event_type: EventTypeLike | None,
+        callback: None = None,
+        *,
+        source: Any = None,
+        sender: Any = ANY,
+        timeout: float | None = None,
+        reentrant: bool = False,
+        weak: bool | None = None,
+    ) -> Callable[[F], F]: ...
+
+    @overload
+    def subscribe(
+        self,
+        event_type: EventTypeLike | None,
+        callback: Callable[..., Any],
+        *,
+        source: Any = None,
+        sender: Any = ANY,
+        timeout: float | None = None,
+        reentrant: bool = False,
+        weak: bool | None = None,
+    ) -> Subscription: ...
+
+    def subscribe(
+        self,
+        event_type: EventTypeLike | None,
+        callback: Callable[..., Any] | None = None,
+        *,
+        source: Any = None,
+        sender: Any = ANY,
+        timeout: float | None = None,
+        reentrant: bool = False,
+        weak: bool | None = None,
+    ) -> Subscription | Callable[[F], F]:
+        return self._registry.subscribe(
+            event_type, callback, source=source, sender=sender, timeout=timeout, reentrant=reentrant, weak=weak
+        )
+
+    def unsubscribe(self, event_type: EventTypeLike | None, callback: Callable[..., Any]) -> int:
+        return self._registry.unsubscribe(event_type, callback)
+
+    def unsubscribe_by_source(self, source: Any) -> int:
+        return self._registry.unsubscribe_by_source(source)
+
+    def get_subscriptions(
+        self, event_type: EventTypeLike | None = None, *, disabled: bool | None = None
+    ) -> list[Subscription]:
+        return self._registry.get_subscriptions(event_type, disabled=disabled)
+
+    def get_subscriber_count(self, event_type: EventTypeLike | None = None) -> int:
+        return self._registry.get_subscriber_count(event_type)
+
+    def guard(self, signal: Signal) -> None:
+        self._registry.guard(signal)
+
+    def unguard(self, signal: Signal) -> None:
+        self._registry.unguard(signal)
+
+    def bridge(self, signal: Signal, event_type: EventTypeLike | None = None, *, sender: Any = ANY) -> EventTypeLike:
+        return self._registry.bridge(signal, event_type, sender=sender)
+
+    def unbridge(self, signal: Signal, *, sender: Any = ANY) -> bool:
+        return self._registry.unbridge(signal, sender=sender)
+
+    # What a guarded drop-in signal (GuardingBus) and, until it moves onto
+    # the low-level API, the Redis bridge ask of the bus.
+    def _forget_receiver(self, signal: Signal, receiver_id: Any) -> None:
+        self._registry.forget_receiver(signal, receiver_id)
+
+    def _route(self, event: Event) -> Route:
+        return self._registry.route(event)
+
+    def _is_relayed(self, key: TypeKey) -> bool:
+        return self._registry.is_relayed(key)
+
     def __repr__(self) -> str:
         state = "enabled" if self._runtime.enabled else "disabled"
-        return f"<EventBus {self.name!r} {state}, {len(self._subscriptions)} subscriptions>"
+        return f"<EventBus {self.name!r} {state}, {len(self._registry.subscriptions)} subscriptions>"
+
+
+# The delegating methods document what they delegate to, once.
+_DELEGATED = "signal_for subscribe unsubscribe unsubscribe_by_source get_subscriptions get_subscriber_count"
+for _name in (*_DELEGATED.split(), "guard", "unguard", "bridge", "unbridge"):
+    getattr(EventBus, _name).__doc__ = getattr(Registry, _name).__doc__

@@ -29,6 +29,10 @@ class History:
         self._size = size
         self._reports: deque[DeliveryReport] | None = deque(maxlen=size) if size else None
 
+    def locks(self) -> tuple[threading.Lock]:
+        """The locks a forked child must re-make."""
+        return (self._lock,)
+
     @property
     def size(self) -> int:
         return self._size

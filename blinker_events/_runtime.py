@@ -11,7 +11,21 @@ argument checks, the report, enabled, outlets, the route), the timeout that
 applies to a receiver, whether a receiver may run (the disabled and cycle
 rule), and how a publish ends (:meth:`Runtime.finish`: history, disable
 announcements, propagation). The paths -- :mod:`._inline`,
-:mod:`._on_loop`, :mod:`._worker` -- differ only in where receivers run.
+:mod:`._on_loop`, :mod:`._worker` -- differ only in where receivers run:
+
+================  ============================  ===================================
+path              sync receivers                async receivers
+================  ============================  ===================================
+``publish_sync``  inline, caller's thread,      to completion on the caller's outer
+                  in subscription order         loop (inside ``sync_to_async``) or
+                                                on the bus loop thread; as tracked
+                                                tasks if the caller runs a loop
+``await publish`` one pool thread (or asgiref's concurrently as tasks on the
+                  thread-sensitive executor),   caller's loop (one alone: in
+                  awaited                       the caller's own task)
+``publish_nowait`` the drainer pool thread,     on the bus loop thread
+                  in order
+================  ============================  ===================================
 
 Nothing here imports the facade: the one thing a runtime needs from above
 -- publishing the ``SUBSCRIBER_DISABLED`` meta-event -- it asks of a
@@ -29,12 +43,14 @@ from typing import Any, Protocol
 
 from ._checks import check_timeout
 from ._context import Factory
+from ._describe import describe
 from ._events import Event, SystemEventType, TypeKey
 from ._history import History
+from ._lifecycle import remaining
 from ._outcomes import OutcomeRecorder, check_cycle
 from ._outlets import Outlet, offer
 from ._report import DeliveryReport
-from ._settings import LiveSettings
+from ._settings import BusSettings, LiveSettings
 from ._signals import EventSignal, Route
 from ._subscription import Subscription
 from ._threads import LoopThread, ThreadPool
@@ -74,6 +90,7 @@ class Runtime:
         "enabled",
         "history",
         "live",
+        "lock",
         "loop_thread",
         "name",
         "outcomes",
@@ -95,6 +112,7 @@ class Runtime:
         publisher: Publisher,
     ) -> None:
         self.name = name
+        self.lock = lock
         self.live = live
         self.route = route
         self.signals = signals
@@ -109,6 +127,51 @@ class Runtime:
         self.dispatch_context: Factory | None = None
         self.enabled = True
         self.outlets: tuple[Outlet, ...] = ()
+
+    # -- settings -----------------------------------------------------------
+
+    def configure(self, **changes: Any) -> BusSettings:
+        """Swap in the current settings with ``changes``, checked in full
+        first (see :class:`~._settings.LiveSettings`)."""
+        return self.live.change(self._follow_settings, **changes)
+
+    def _follow_settings(self, old: BusSettings, new: BusSettings) -> None:
+        # The history's bound is state (a deque's maxlen), not a value read
+        # at use: it follows the swap, under the same lock.
+        if new.history_size != old.history_size:
+            self.history.resize(new.history_size)
+
+    # -- outlets ------------------------------------------------------------
+
+    def add_outlet(self, outlet: Outlet) -> None:
+        """Offer every local event to ``outlet`` first (see :mod:`._outlets`);
+        an outlet is added once."""
+        for name in ("prepare", "send", "close"):
+            if not callable(getattr(outlet, name, None)):
+                raise TypeError(f"outlet must have a {name}() method")
+        if not isinstance(getattr(outlet, "takes_over", None), bool):
+            raise TypeError("outlet must have a bool takes_over attribute")
+        with self.lock:
+            if outlet not in self.outlets:
+                self.outlets = (*self.outlets, outlet)
+
+    def remove_outlet(self, outlet: Outlet) -> bool:
+        """Stop offering events to ``outlet``; False if it was not added."""
+        with self.lock:
+            if outlet not in self.outlets:
+                return False
+            self.outlets = tuple(o for o in self.outlets if o is not outlet)
+            return True
+
+    def close_outlets(self, deadline: float | None) -> None:
+        """Let every outlet flush and close by ``deadline`` (a
+        ``perf_counter`` reading; None: no limit). One that raises is logged
+        and the others still close."""
+        for outlet in self.outlets:
+            try:
+                outlet.close(remaining(deadline))
+            except Exception:
+                logger.exception("shutdown: closing outlet %s failed", describe(outlet))
 
     # -- how a publish begins -------------------------------------------------
 

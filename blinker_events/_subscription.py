@@ -37,11 +37,11 @@ __all__ = ["Owner", "Subscription"]
 class Owner(Protocol):
     """What a subscription asks of the registry that made it."""
 
-    _lock: threading.RLock
+    lock: threading.RLock
 
-    def _note_dead(self, sub: Subscription) -> None: ...
+    def note_dead(self, sub: Subscription) -> None: ...
 
-    def _remove_subscriptions(self, subs: list[Subscription], *, announce: bool = True) -> int: ...
+    def remove_subscriptions(self, subs: list[Subscription], *, announce: bool = True) -> int: ...
 
 
 _ids = itertools.count(1)
@@ -221,7 +221,7 @@ class Subscription:
             if sub is not None:
                 sub.active = False
                 if bus is not None:
-                    bus._note_dead(sub)
+                    bus.note_dead(sub)
 
         return collected
 
@@ -258,13 +258,13 @@ class Subscription:
 
     def enable(self) -> None:
         """Re-enable an auto-disabled subscription and reset its failure count."""
-        with self._bus._lock:
+        with self._bus.lock:
             self.failures = 0
             self.disabled = False
 
     def unsubscribe(self) -> bool:
         """Detach from the bus. Returns False if it was already detached."""
-        return self._bus._remove_subscriptions([self]) == 1
+        return self._bus.remove_subscriptions([self]) == 1
 
     def __call__(self, sender: Any, /, **kwargs: Any) -> Any:
         # Blinker calls receivers this way if someone uses the bus's signal

@@ -107,7 +107,7 @@ def test_a_forked_child_does_not_deadlock_on_locks_parent_threads_held_at_the_fo
     bus.publish_nowait(Event(Demo.PING)).result(WAIT)  # the pool, loop and watchdog exist
     locks = [
         bus._lock,
-        bus._bridges._lock,
+        *bus._registry.bridges.locks(),
         bus._history._lock,
         bus._queue._lock,
         bus._pool._lock,
