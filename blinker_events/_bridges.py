@@ -1,5 +1,7 @@
-"""Bridges: relays that publish the sends of blinker signals a bus does
-not own (``bus.bridge(signal)``), and the bookkeeping of a bus's bridges."""
+"""Bridges: relays that publish the sends of signals a bus does not own --
+blinker signals (``bus.bridge(signal)``, :class:`Relay`) and Django's
+(:class:`DefaultBusRelay`, for ``settings.BLINKER_EVENTS["SIGNALS"]``) --
+and the bookkeeping of a bus's bridges."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from blinker._utilities import make_id
 
 from ._events import Event, EventTypeLike, TypeKey, event_type_name, type_key
 
-__all__ = ["Bridges", "Publisher", "Relay", "drop_all_bridges", "drop_bridge"]
+__all__ = ["Bridges", "DefaultBusRelay", "Publisher", "Relay", "drop_all_bridges", "drop_bridge"]
 
 logger = logging.getLogger("blinker_events")
 
@@ -130,3 +132,27 @@ class Relay:
         bus = self.bus_ref()
         name = "a collected bus" if bus is None else repr(bus.name)
         return f"<bridge to {name} as {event_type_name(self.event_type)}>"
+
+
+class DefaultBusRelay:
+    """The receiver connected to a bridged Django signal: each send becomes
+    an event on whatever :data:`blinker_events.default_bus` is at the time,
+    with the send's keyword arguments (but ``signal``) as data and its
+    sender as source. Like :class:`Relay`, it never raises into the send."""
+
+    __slots__ = ("event_type",)
+
+    def __init__(self, event_type: EventTypeLike) -> None:
+        self.event_type = event_type
+
+    def __call__(self, sender: Any, **kwargs: Any) -> None:
+        import blinker_events  # the default bus of now, not of import time
+
+        kwargs.pop("signal", None)
+        try:
+            blinker_events.default_bus.publish_sync(Event(self.event_type, kwargs, sender))
+        except Exception:  # Django's send must not fail because of a receiver
+            logger.exception("django bridge: relaying a send of %s failed", event_type_name(self.event_type))
+
+    def __repr__(self) -> str:
+        return f"<django bridge to the default bus as {event_type_name(self.event_type)}>"

@@ -17,7 +17,8 @@ from django.dispatch import Signal  # type: ignore[import-untyped]
 from django.utils.module_loading import import_string, module_has_submodule  # type: ignore[import-untyped]
 
 import blinker_events
-from blinker_events._events import Event, EventTypeLike, event_type_name, type_key
+from blinker_events._bridges import DefaultBusRelay
+from blinker_events._events import EventTypeLike, event_type_name, type_key
 from blinker_events._fork import reinit
 from blinker_events._settings import SETTING_NAMES, check_setting, default_of
 
@@ -94,7 +95,7 @@ def apply_settings(config: Mapping[str, Any] | None = None) -> dict[str, Any]:
         _connected.clear()
         for signal, sender, event_type in bridges:
             uid = f"blinker_events:{id(signal)}:{event_type_name(event_type)}"
-            signal.connect(_SignalRelay(event_type), sender=sender, weak=False, dispatch_uid=uid)
+            signal.connect(DefaultBusRelay(event_type), sender=sender, weak=False, dispatch_uid=uid)
             _connected.append((signal, sender, uid))
     return resolved
 
@@ -196,25 +197,6 @@ def _signal_name(signal: Signal) -> str:
             if value is signal:
                 return name
     raise ValueError("'event_type' is needed for a signal that is not one of Django's own")
-
-
-class _SignalRelay:
-    """The receiver connected to a bridged Django signal."""
-
-    __slots__ = ("event_type",)
-
-    def __init__(self, event_type: EventTypeLike) -> None:
-        self.event_type = event_type
-
-    def __call__(self, sender: Any, **kwargs: Any) -> None:
-        kwargs.pop("signal", None)
-        try:
-            blinker_events.default_bus.publish_sync(Event(self.event_type, kwargs, sender))
-        except Exception:  # Django's send must not fail because of a receiver
-            logger.exception("django bridge: relaying a send of %s failed", event_type_name(self.event_type))
-
-    def __repr__(self) -> str:
-        return f"<django bridge to the default bus as {event_type_name(self.event_type)}>"
 
 
 def autodiscover(module: str | None = "events") -> list[str]:
