@@ -33,7 +33,7 @@ class Publisher(Protocol):
 class Bridges(dict[tuple[int, Any], tuple[Signal, "Relay"]]):
     """A registry's bridges, by (signal id, sender id), counting the event
     types they relay: a bridge to another process asks on every publish
-    whether a type is one (see :meth:`Registry._is_relayed`)."""
+    whether a type is one (see :meth:`Registry.is_relayed`)."""
 
     def __init__(self) -> None:
         super().__init__()

@@ -27,7 +27,7 @@ from typing import Any, TypeVar, overload
 from blinker import ANY, NamedSignal, Signal
 
 from ._checks import check_timeout
-from ._events import Event, EventTypeLike, TypeKey
+from ._events import Event, EventTypeLike
 from ._future import LazyFuture
 from ._inline import deliver_inline
 from ._lifecycle import register, remaining
@@ -37,7 +37,6 @@ from ._registry import Registry
 from ._report import DeliveryReport
 from ._runtime import Runtime
 from ._settings import BusSettings, LiveSettings, check_setting, default_of
-from ._signals import Route
 from ._subscription import Subscription
 from ._worker import NowaitJob, WorkQueue
 
@@ -165,16 +164,6 @@ class EventBus:
         job = NowaitJob(runtime, self._queue, report, override, contextvars.copy_context(), future)
         self._queue.put(job, override or runtime.live.value.timeout)  # no subscription's yet: not routed
         return future
-
-    # The Redis bridge's handle on the outlets (it drops itself in a forked
-    # child without the lock); the outlets themselves are the runtime's.
-    @property
-    def _outlets(self) -> tuple[Outlet, ...]:
-        return self._runtime.outlets
-
-    @_outlets.setter
-    def _outlets(self, outlets: tuple[Outlet, ...]) -> None:
-        self._runtime.outlets = outlets
 
     # -- outlets -------------------------------------------------------------
 
@@ -424,16 +413,9 @@ class EventBus:
     def unbridge(self, signal: Signal, *, sender: Any = ANY) -> bool:
         return self._registry.unbridge(signal, sender=sender)
 
-    # What a guarded drop-in signal (GuardingBus) and, until it moves onto
-    # the low-level API, the Redis bridge ask of the bus.
+    # What a guarded drop-in signal asks of its bus (see GuardingBus).
     def _forget_receiver(self, signal: Signal, receiver_id: Any) -> None:
         self._registry.forget_receiver(signal, receiver_id)
-
-    def _route(self, event: Event) -> Route:
-        return self._registry.route(event)
-
-    def _is_relayed(self, key: TypeKey) -> bool:
-        return self._registry.is_relayed(key)
 
     def __repr__(self) -> str:
         state = "enabled" if self._runtime.enabled else "disabled"

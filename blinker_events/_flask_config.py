@@ -1,7 +1,7 @@
 """The Flask extension's ``app.config`` keys: their defaults and checks.
 
 The keys of the bus's own settings are derived from
-:class:`~blinker_events._settings.BusSettings` -- name, default and check
+:class:`~blinker_events.lowlevel.BusSettings` -- name, default and check
 -- so they cannot drift from what a bus accepts. Every check names the
 config key and runs before :meth:`BlinkerEvents.init_app
 <blinker_events.flask.BlinkerEvents.init_app>` changes anything.
@@ -17,9 +17,7 @@ import flask.signals
 from blinker import Signal
 from flask import Flask
 
-from ._checks import check_timeout
-from ._describe import describe
-from ._settings import SETTING_NAMES, check_setting, default_of
+from blinker_events.lowlevel import SETTING_NAMES, check_setting, check_timeout, default_of, describe
 
 __all__ = [
     "BUS_ARGUMENTS",

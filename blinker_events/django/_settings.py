@@ -17,10 +17,8 @@ from django.dispatch import Signal  # type: ignore[import-untyped]
 from django.utils.module_loading import import_string, module_has_submodule  # type: ignore[import-untyped]
 
 import blinker_events
-from blinker_events._bridges import DefaultBusRelay
-from blinker_events._events import EventTypeLike, event_type_name, type_key
-from blinker_events._fork import reinit
-from blinker_events._settings import SETTING_NAMES, check_setting, default_of
+from blinker_events import EventTypeLike, event_type_name
+from blinker_events.lowlevel import SETTING_NAMES, DefaultBusRelay, check_setting, default_of, reinit_locks, type_key
 
 from . import _connections
 
@@ -34,7 +32,7 @@ SETTING_NAME = "BLINKER_EVENTS"
 #: Every key of ``settings.BLINKER_EVENTS`` and the value used when it is
 #: missing (or when the setting is unset). The bus's settings are their
 #: names in upper case with the bus's defaults, derived from
-#: :class:`~blinker_events._settings.BusSettings`, except ``SYNC_EXECUTOR``:
+#: :class:`~blinker_events.lowlevel.BusSettings`, except ``SYNC_EXECUTOR``:
 #: ``"thread_sensitive"``, which Django's ORM needs. ``AUTODISCOVER``: the
 #: module imported from every installed app, or False for none.
 #: ``SIGNALS``: the Django signals bridged to the bus (see
@@ -53,7 +51,7 @@ _SIGNAL_MODULES = ("django.db.models.signals", "django.core.signals", "django.db
 _lock = threading.Lock()
 # A gunicorn worker forked while a master thread applied settings must not
 # inherit the lock held.
-os.register_at_fork(after_in_child=lambda: reinit(_lock))
+os.register_at_fork(after_in_child=lambda: reinit_locks(_lock))
 #: What the last apply_settings connected: (signal, sender, dispatch_uid).
 _connected: list[tuple[Signal, Any, str]] = []
 

@@ -24,7 +24,7 @@ from collections import deque
 from time import monotonic
 from typing import TYPE_CHECKING, cast
 
-from .._describe import describe
+from ..lowlevel import describe
 from ._connection import CONNECTION_ERRORS, Entry
 from ._wire import Fields
 
