@@ -57,6 +57,7 @@ from ._threads import ThreadPool
 
 if TYPE_CHECKING:
     from ._bus import EventBus
+    from ._subscription import Subscription
 
 __all__ = ["NowaitJob", "WorkQueue"]
 
@@ -74,10 +75,22 @@ class NowaitJob:
     """One ``publish_nowait``: the event, the publisher's context, and the
     future the publisher holds."""
 
-    __slots__ = ("bus", "context", "event", "future", "override", "owner", "report", "resolved", "started")
+    __slots__ = (
+        "_async_subs",
+        "bus",
+        "context",
+        "event",
+        "future",
+        "override",
+        "owner",
+        "report",
+        "resolved",
+        "started",
+    )
 
     report: DeliveryReport
     started: float
+    _async_subs: tuple[Subscription, ...]
 
     def __init__(
         self,
@@ -133,7 +146,7 @@ class NowaitJob:
         # them: a receiver there may await work that needs the drainer.
         # This runs inside the job's context (SyncRun calls ``done`` there),
         # which the loop task copies.
-        subs = tuple(run.async_subs)
+        subs = self._async_subs = tuple(run.async_subs)
         coro = deliver_off_thread(self.bus, self.report, subs, run.chain, self.override)
         self.bus._loop_thread.submit(coro).add_done_callback(self._async_done)
 
@@ -144,8 +157,14 @@ class NowaitJob:
         # few non-blocking steps and stays here (a pool hop per job cost a
         # thread switch per event, and under a flood one thread per job).
         # Cancelled: the loop was stopped under the job (a shutdown that
-        # gave up waiting); the publisher still gets an answer.
-        crash = QueueFullError(f"{self.event!r}: the bus loop stopped") if done.cancelled() else done.exception()
+        # gave up waiting). The receivers it cut short are cancelled, as a
+        # cancelled ``await publish`` reports them, and the publisher still
+        # gets its report.
+        if done.cancelled():
+            self.bus._guards.cancelled_unless_done(self.report, self._async_subs, "the bus loop was stopped")
+            crash = None
+        else:
+            crash = done.exception()
         if self.report.disabled:
             self.bus._pool.submit(lambda: self.bus._finish_job(self, crash))
         else:

@@ -231,3 +231,23 @@ def test_a_redis_delivery_with_a_cancelled_receiver_is_not_acknowledged_as_done(
     asyncio.run(main())
     [report] = bus.get_delivery_reports(Demo.PING)
     assert _problem(report, strict=False) == "tests.test_cancellation.hangs cancelled"
+
+
+def test_queued_async_receivers_cut_short_by_a_shutdown_resolve_to_a_cancelled_report(bus: EventBus) -> None:
+    """A shutdown whose time ran out stops the bus loop under a queued
+    event's async receiver: the publisher's future still resolves to the
+    report, which says the receiver was cancelled, and the history has it."""
+    cancelled: list[str] = []
+    sub = bus.subscribe(Demo.PING, _hanging_receiver(cancelled, "hangs"))
+    future = bus.publish_nowait(Event(Demo.PING))
+    deadline = time.monotonic() + 5
+    while bus.stats()["queued"] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.1)  # the receiver is now awaiting on the bus loop
+    bus.shutdown(timeout=0.5)
+    report = future.result(5)
+    assert list(report.cancelled) == [sub]
+    assert list(report.failed) == []
+    assert sub.failures == 0
+    assert bus.get_delivery_reports() == [report]
+    assert cancelled == ["hangs"]
