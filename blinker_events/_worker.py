@@ -135,6 +135,15 @@ class NowaitJob:
         )
         return run.run_here()
 
+    def withdrawn(self) -> None:
+        """The publisher cancelled the future before the dispatch started:
+        no receiver runs; the history records the publish with every receiver
+        it would have reached under ``cancelled``."""
+        bus = self.bus
+        report = DeliveryReport(self.event)
+        bus._guards.cancelled_unless_done(report, bus._route(self.event).subs, "its future was cancelled while queued")
+        bus._history.record(report)
+
     def _drain_on(self) -> None:
         self.bus._queue.drain(self.owner)
 
@@ -337,8 +346,12 @@ class WorkQueue:
                 if self._room_waiters and len(self._jobs) <= self.maxsize // 2:
                     self._room.notify_all()
             if not job.future.set_running_or_notify_cancel():
-                # The publisher cancelled the future while it was queued.
-                self.finished()
+                # The publisher cancelled the future while it was queued:
+                # the event is withdrawn, and recorded as any cancelled publish.
+                try:
+                    job.withdrawn()
+                finally:
+                    self.finished()
                 continue
             job.owner = owner
             try:

@@ -251,3 +251,26 @@ def test_queued_async_receivers_cut_short_by_a_shutdown_resolve_to_a_cancelled_r
     assert sub.failures == 0
     assert bus.get_delivery_reports() == [report]
     assert cancelled == ["hangs"]
+
+
+def test_a_queued_event_whose_future_is_cancelled_is_withdrawn_and_recorded(bus: EventBus) -> None:
+    """``future.cancel()`` while the event is still queued withdraws it, as
+    with an executor: no receiver runs. Like any cancelled publish it leaves
+    a history entry, its receivers under ``cancelled`` and not failed."""
+    gate = threading.Event()
+    ran: list[str] = []
+    first = bus.subscribe(Demo.PING, lambda event: gate.wait(10))
+    second = bus.subscribe(Demo.PONG, lambda event: ran.append("pong"))
+    holding = bus.publish_nowait(Event(Demo.PING))  # holds the worker
+    withdrawn_event = Event(Demo.PONG)
+    withdrawn = bus.publish_nowait(withdrawn_event)
+    assert withdrawn.cancel()
+    gate.set()
+    assert holding.result(5).succeeded == [first]
+    assert bus.shutdown(timeout=5) == 0
+    assert ran == []
+    (entry,) = bus.get_delivery_reports(Demo.PONG)
+    assert entry.event is withdrawn_event
+    assert list(entry.cancelled) == [second]
+    assert list(entry.failed) == []
+    assert second.failures == 0
