@@ -221,6 +221,11 @@ def test_no_message_or_log_line_carries_the_password_of_the_url(
         ("unix:///run/redis.sock?password=pw", "unix:///run/redis.sock?password=***"),
         ("redis://user@h/0", "redis://user@h/0"),  # a user name alone is no secret
         ("user:pw@h", "<a URL with userinfo, not shown>"),
+        ("redis://:pw/x@h:6379/0", "redis://:***@h:6379/0"),  # a "/" alone, no "@" after it
+        (" redis://:pw@h/0", " redis://:***@h/0"),  # leading whitespace (a config file's)
+        ("\tredis://us/er:pw@h/0", "\tredis://us/er:***@h/0"),
+        ("redis://:a://b@h/0", "redis://:***@h/0"),
+        ("pw@redis://h/0", "<a URL with userinfo, not shown>"),
     ],
 )
 def test_urls_in_messages_have_their_password_replaced(url: str, shown: str) -> None:
@@ -400,3 +405,31 @@ def test_a_url_redis_cannot_parse_is_refused_at_construction_without_its_passwor
     with pytest.raises(ValueError, match="url") as caught:
         RedisBridge(EventBus(), f"redis://:{SECRET}@127.0.0.1:port/0")
     assert SECRET not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        (
+            f"redis://:{SECRET}/x@127.0.0.1:6379/0",  # redis-py reads the password as the port
+            "url redis://:***@127.0.0.1:6379/0 is not valid: redis-py cannot parse it (its reason is not "
+            "shown: it may quote the password; a '/', '?' or '#' in a password must be %-escaped)",
+        ),
+        (
+            f" redis://:{SECRET}@127.0.0.1:6379/0",
+            "url must be a redis://, rediss:// or unix:// URL, not  redis://:***@127.0.0.1:6379/0",
+        ),
+        (
+            f"\tredis://user:{SECRET}@127.0.0.1:6379/0",
+            "url must be a redis://, rediss:// or unix:// URL, not \tredis://user:***@127.0.0.1:6379/0",
+        ),
+        (
+            "redis://127.0.0.1:port/0",  # nothing to hide: redis-py's reason is kept
+            "url redis://127.0.0.1:port/0 is not valid: Port could not be cast to integer value as 'port'",
+        ),
+    ],
+)
+def test_a_refused_url_never_shows_its_password_whatever_it_contains(url: str, message: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        RedisBridge(EventBus(), url)
+    assert str(caught.value) == message

@@ -61,19 +61,25 @@ FIRST_DELAY = 0.05
 MAX_DELAY = 5.0
 
 
-_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^:@/]*)(:.*)?@(?=[^@]*$)")
 _PASSWORD_PARAM = re.compile(r"(?i)([?&]password=)[^&#]*")
 
 
 def redact(url: str) -> str:
     """``url`` fit for a log line or a message: the password of its userinfo
     and a ``password=`` query parameter become ``***``
-    (``redis://user:***@host:6379/0``). An ``@`` in a password need not be
-    escaped for redis-py, so the userinfo runs to the last ``@``."""
-    shown = _USERINFO.sub(lambda m: f"{m[1]}{m[2]}:***@" if m[3] else m[0], url, count=1)
+    (``redis://user:***@host:6379/0``). Any string is made safe, not only
+    valid URLs: an ``@`` or ``/`` in a password need not be escaped for
+    redis-py, so the userinfo is everything from ``://`` to the last ``@``
+    (whatever comes before ``://``, leading whitespace say, is kept)."""
+    start, at = url.find("://") + 3, url.rfind("@")
+    shown = url
+    if at >= 0:
+        if start < 3 or start > at:
+            return "<a URL with userinfo, not shown>"
+        user, colon, _ = url[start:at].partition(":")
+        if colon:
+            shown = f"{url[:start]}{user}:***{url[at:]}"
     shown = _PASSWORD_PARAM.sub(r"\1***", shown)
-    if "@" in shown and "://" not in shown:
-        return "<a URL with userinfo, not shown>"
     return shown if len(shown) <= LIMIT else shown[: LIMIT - 3] + "..."
 
 
