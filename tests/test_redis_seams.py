@@ -370,6 +370,44 @@ def test_entries_trimmed_before_a_lagging_group_read_them_are_counted_once_and_l
     wait_for(lambda: client.xpending("s", "g")["pending"] == 0, "all acknowledged")
 
 
+@pytest.mark.parametrize(
+    ("maker", "stream_existed"),
+    [("consumer", False), ("consumer", True), ("producer", False), ("producer", True)],
+)
+def test_entries_trimmed_before_a_new_groups_first_read_are_counted_exactly_and_logged_once(
+    redis_server: RedisServer,
+    client: redis.Redis,
+    buses: Callable[..., EventBus],
+    caplog: pytest.LogCaptureFixture,
+    maker: str,
+    stream_existed: bool,
+) -> None:
+    """A group made (by a consumer that then stopped, or by a producer) but
+    not yet read from: 550 entries written with an exact MAXLEN of 50 lose
+    500 to the trim before the group's first read, and those are counted."""
+    if stream_existed:
+        client.xadd("s", entry(-1))
+    direction = "in" if maker == "consumer" else "out"
+    first = RedisBridge(buses(), redis_server.url, stream="s", mode="group", group="g", direction=direction)
+    assert first.start()
+    assert first.stop() == 0
+    for n in range(550):
+        client.xadd("s", entry(n), maxlen=50, approximate=False)
+    bus = buses()
+    got: list[int] = []
+    bus.subscribe("job", lambda e: got.append(e.data["n"]))
+    bridge = RedisBridge(bus, redis_server.url, stream="s", mode="group", group="g", direction="in", maxlen=None)
+    with caplog.at_level(logging.ERROR, "blinker_events.redis"):
+        assert bridge.start()
+        wait_for(lambda: len(got) == 50, "the entries left in the stream")
+        time.sleep(0.2)  # a late second count would show here
+    assert got == list(range(500, 550))
+    assert bridge.stats()["lost_to_trim"] == 500
+    assert [r.getMessage() for r in caplog.records if "trimmed" in r.getMessage()] == [
+        "redis bridge: 500 entr(ies) of s were trimmed before group g read them (raise maxlen)"
+    ]
+
+
 def test_a_loop_ending_while_a_lost_write_waits_for_its_retry_does_not_write_it_twice(
     redis_server: RedisServer, client: redis.Redis, proxy: Proxy
 ) -> None:
