@@ -200,7 +200,10 @@ def test_data_json_cannot_carry_is_refused_at_publish_and_nothing_runs(
     [
         ({"note": "ok\ud800"}, "data.note: a str with a lone surrogate at position 2, which UTF-8 cannot carry"),
         ({"ok": 1, "\udfff": 1}, "data (a key): a str with a lone surrogate at position 0, which UTF-8 cannot carry"),
-        ({"lines": ["a", ["\ud800"]]}, "data.lines[1][0]: a str with a lone surrogate at position 0, which UTF-8 cannot carry"),
+        (
+            {"lines": ["a", ["\ud800"]]},
+            "data.lines[1][0]: a str with a lone surrogate at position 0, which UTF-8 cannot carry",
+        ),
         (
             {"total": 10**5000},
             "data.total: an int of more digits than Python converts to text (sys.get_int_max_str_digits())",
