@@ -56,13 +56,45 @@ def encode(event: Event, node: bytes, default: Callable[[Any], Any] | None, max_
         # to_dict's hint names its own argument; here the hook is ours.
         why = str(exc).replace("pass default=", "give the bridge an encoder=")
         raise ValueError(f"event {event_type_name(event.event_type)} cannot cross to Redis: {why}") from None
-    body = _dumps(payload).encode()
+    try:
+        body = _dumps(payload).encode()
+    except ValueError as exc:  # UnicodeEncodeError included
+        why = _unencodable(payload["source"], "source") or _unencodable(payload["data"], "data") or str(exc)
+        raise ValueError(f"event {event_type_name(event.event_type)} cannot cross to Redis: {why}") from None
     if len(body) > max_bytes:
         raise ValueError(
             f"event {event_type_name(event.event_type)} is {len(body)} bytes as JSON, over the bridge's "
             f"max_payload of {max_bytes}"
         )
     return {b"v": VERSION, b"origin": node, b"type": event_type_name(event.event_type).encode(), b"event": body}
+
+
+def _unencodable(value: Any, path: str) -> str | None:
+    """Where in JSON-safe ``value`` (``to_dict``'s) is what has no JSON text
+    in UTF-8 -- a str with a lone surrogate, an int past Python's digit limit
+    for int-to-str -- and what, or None. Only called once encoding failed:
+    json.dumps's own error names no field."""
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError as exc:
+            return f"{path}: a str with a lone surrogate at position {exc.start}, which UTF-8 cannot carry"
+    elif isinstance(value, int):
+        try:
+            str(value)
+        except ValueError:
+            return f"{path}: an int of more digits than Python converts to text (sys.get_int_max_str_digits())"
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            found = _unencodable(key, f"{path} (a key)") or _unencodable(item, f"{path}.{key}")
+            if found:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _unencodable(item, f"{path}[{i}]")
+            if found:
+                return found
+    return None
 
 
 def decode(fields: Mapping[bytes, bytes], max_bytes: int) -> Event:
