@@ -17,13 +17,14 @@ import sys
 import threading
 import time
 import unittest
+import weakref
 from collections.abc import Callable, Iterator
 
 import pytest
 
 from blinker_events import Event, EventBus, EventTimeoutError, EventType, Subscription
 
-from .conftest import Demo
+from .conftest import Demo, all_collected
 
 LOGGER = "blinker_events"
 SHORT = 0.05
@@ -319,6 +320,26 @@ def test_inline_overrun_is_logged_with_stack_while_running_and_reported(
     assert "overran" in warnings[0]
     assert "inline" in warnings[0]
     assert "slow_inline_receiver" in warnings[0]  # the receiver's stack
+
+
+
+def test_an_inline_overrun_leaves_no_event_behind() -> None:
+    # The watchdog remembers the overruns it reported on a thread, so as to
+    # warn once each; that memory must end with the overrun, not keep the
+    # last one's event (and its source and data) for the thread's life.
+    bus = EventBus(history_size=0, timeout=0.1)
+    bus.subscribe(Demo.PING, lambda event: time.sleep(0.3))
+
+    class Component:
+        pass
+
+    component = Component()
+    ref = weakref.ref(component)
+    report = bus.publish_sync(Event(Demo.PING, {"component": component}, source=component))
+    assert len(report.timed_out) == 1
+    del component, report
+    assert all_collected([ref])
+    assert bus.shutdown(timeout=10) == 0
 
 
 # -- auto-disable ---------------------------------------------------------------------
