@@ -121,6 +121,18 @@ def event_type_name(event_type: EventTypeLike) -> str:
     return repr(event_type)
 
 
+#: The longest event type name a message shows before it is cut.
+NAME_LIMIT = 120
+
+
+def shown_name(event_type: EventTypeLike) -> str:
+    """:func:`event_type_name` for a message, at most :data:`NAME_LIMIT`
+    characters: the name is the application's (a string of any length), and
+    a log line must stay a line. The full name stays the type's key."""
+    name = event_type_name(event_type)
+    return name if len(name) <= NAME_LIMIT else name[: NAME_LIMIT - 3] + "..."
+
+
 class _TypeRegistry:
     """Finds the event type named in a dictionary made by :meth:`Event.to_dict`.
 
@@ -303,7 +315,7 @@ class Event:
         # trusted (their __repr__ may raise or be huge), because the bus logs
         # events on threads where an exception would kill a guarantee.
         source = "" if self._source is None else f", source={describe(self._source)}"
-        return f"Event({event_type_name(self._event_type)}, {describe(dict(self._data))}{source}, id={self.event_id!r})"
+        return f"Event({shown_name(self._event_type)}, {describe(dict(self._data))}{source}, id={self.event_id!r})"
 
     # -- serialisation -------------------------------------------------------
 

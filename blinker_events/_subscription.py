@@ -28,7 +28,8 @@ from blinker import ANY
 from blinker._utilities import make_id, make_ref
 from blinker.base import ANY_ID
 
-from ._events import Event, EventTypeLike, TypeKey, event_type_name, type_key
+from ._describe import LIMIT
+from ._events import Event, EventTypeLike, TypeKey, shown_name, type_key
 
 if TYPE_CHECKING:
     from ._registry import Registry
@@ -59,11 +60,15 @@ def is_async_callable(fn: object) -> bool:
 
 
 def callback_name(fn: object) -> str:
+    """The receiver's name in messages, at most :data:`~._describe.LIMIT`
+    characters: its ``__qualname__`` and ``__module__`` are the
+    application's, of any length."""
     while isinstance(fn, functools.partial):
         fn = fn.func
     name = getattr(fn, "__qualname__", None) or type(fn).__qualname__
     module = getattr(fn, "__module__", None)
-    return f"{module}.{name}" if module else str(name)
+    text = f"{module}.{name}" if module else str(name)
+    return text if len(text) <= LIMIT else text[: LIMIT - 3] + "..."
 
 
 def same_callback(a: object, b: object) -> bool:
@@ -266,7 +271,7 @@ class Subscription:
         return fn(kwargs["event"])
 
     def __repr__(self) -> str:
-        target = "*" if self.event_type is None else event_type_name(self.event_type)
+        target = "*" if self.event_type is None else shown_name(self.event_type)
         state = " disabled" if self.disabled else "" if self.active else " inactive"
         return f"<Subscription #{self.id} {self.name} -> {target}{state}>"
 
