@@ -47,12 +47,17 @@ def is_async_callable(fn: object) -> bool:
     defines ``async def __call__`` as well as callables marked with
     ``inspect.markcoroutinefunction`` / asgiref's marker.
     """
-    while isinstance(fn, functools.partial):
-        fn = fn.func
-    if inspect.iscoroutinefunction(fn) or _marked_coroutine_function(fn):
-        return True
-    if inspect.isfunction(fn) or inspect.ismethod(fn) or inspect.isbuiltin(fn) or isinstance(fn, type):
-        return False
+    try:
+        while isinstance(fn, functools.partial):
+            fn = fn.func
+        if inspect.iscoroutinefunction(fn) or _marked_coroutine_function(fn):
+            return True
+        if inspect.isfunction(fn) or inspect.ismethod(fn) or inspect.isbuiltin(fn) or isinstance(fn, type):
+            return False
+    except Exception:
+        # Its attributes cannot be read (a werkzeug LocalProxy outside its
+        # context raises on any): what its class's __call__ is, decides.
+        pass
     if not callable(fn):
         return False
     call = type(fn).__call__
@@ -62,12 +67,20 @@ def is_async_callable(fn: object) -> bool:
 def callback_name(fn: object) -> str:
     """The receiver's name in messages, at most :data:`~._describe.LIMIT`
     characters: its ``__qualname__`` and ``__module__`` are the
-    application's, of any length."""
-    while isinstance(fn, functools.partial):
-        fn = fn.func
-    name = getattr(fn, "__qualname__", None) or type(fn).__qualname__
-    module = getattr(fn, "__module__", None)
-    text = f"{module}.{name}" if module else str(name)
+    application's, of any length. Never raises: reading them may (a
+    werkzeug ``LocalProxy`` outside its context raises on any attribute),
+    and a receiver must subscribe all the same, named by its type."""
+    try:
+        while isinstance(fn, functools.partial):
+            fn = fn.func
+        name = getattr(fn, "__qualname__", None) or type(fn).__qualname__
+        module = getattr(fn, "__module__", None)
+        text = f"{module}.{name}" if module else str(name)
+        if not isinstance(text, str):  # a str subclass's __format__ may return anything
+            raise TypeError("not a str")
+    except Exception:
+        kind = type(fn)
+        text = f"{kind.__module__}.{kind.__qualname__}"
     return text if len(text) <= LIMIT else text[: LIMIT - 3] + "..."
 
 
