@@ -133,6 +133,21 @@ def shown_name(event_type: EventTypeLike) -> str:
     return name if len(name) <= NAME_LIMIT else name[: NAME_LIMIT - 3] + "..."
 
 
+def same_source(held: object, wanted: object) -> bool:
+    """Whether ``held`` (a subscription's tag, an event's source) is
+    ``wanted``: the same object, else equal. Both are the application's, and
+    ``==`` runs their ``__eq__`` -- a detached ORM instance's raises. One
+    object that cannot be compared must not stop a lookup over everyone's:
+    an exception from either side (from ``__eq__``, or from ``bool`` of what
+    it returned) counts as "not equal"."""
+    if held is wanted:
+        return True
+    try:
+        return bool(held == wanted)
+    except Exception:
+        return False
+
+
 class _TypeRegistry:
     """Finds the event type named in a dictionary made by :meth:`Event.to_dict`.
 

@@ -691,3 +691,31 @@ def test_a_callable_whose_attributes_raise_subscribes_named_by_its_type(bus: Eve
     assert report.succeeded == [sync_sub, async_sub]
     assert seen == [("sync", event), ("async", event)]
     assert bus.unsubscribe(Demo.PING, sync_receiver) == 1
+
+
+class _Incomparable:
+    """Like a detached ORM instance: comparing it raises."""
+
+    def __eq__(self, other: object) -> bool:
+        raise RuntimeError("instance is detached")
+
+    __hash__ = object.__hash__
+
+
+def test_unsubscribe_by_source_passes_over_tags_that_cannot_be_compared(bus: EventBus) -> None:
+    def first(event: Event) -> None: ...
+
+    def second(event: Event) -> None: ...
+
+    def third(event: Event) -> None: ...
+
+    incomparable, other = _Incomparable(), _Incomparable()
+    owned = [bus.subscribe(Demo.PING, first, source="owner"), bus.subscribe(Demo.PONG, second, source="owner")]
+    theirs = bus.subscribe(Demo.PING, third, source=incomparable)
+    bus.subscribe(Demo.PING, lambda event: None, source=other)
+    assert bus.unsubscribe_by_source("owner") == 2
+    assert not any(sub.active for sub in owned)
+    # The caller's own tag may be one too: it is found by identity.
+    assert bus.unsubscribe_by_source(incomparable) == 1
+    assert not theirs.active
+    assert bus.get_subscriber_count(Demo.PING) == 1
