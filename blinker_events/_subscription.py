@@ -126,7 +126,9 @@ class Subscription:
     ``subscribe``, used by ``unsubscribe_by_source``; it does not filter
     events), ``sender`` (only events whose ``source`` is this object reach
     the receiver; ``blinker.ANY`` by default), ``timeout``, ``reentrant``,
-    ``is_async``, ``failures`` (consecutive), ``disabled`` and ``active``
+    ``is_async``, ``failures`` (consecutive), ``last_error`` (the last
+    failure's description, as a SUBSCRIBER_DISABLED event's ``error``; the
+    exception itself is in that publish's report), ``disabled`` and ``active``
     (False once unsubscribed or once a weakly held callback, ``source`` or
     ``sender`` was collected). ``source`` and ``sender`` are held weakly
     when they can be (blinker holds senders so too), strongly otherwise.
@@ -196,7 +198,7 @@ class Subscription:
         self.plain = plain
         self.kwargs = kwargs
         self.failures = 0
-        self.last_error: BaseException | None = None
+        self.last_error: str | None = None
         self.disabled = False
         self.active = True
         # The chain the cycle guard sets while this receiver runs at top
