@@ -334,7 +334,6 @@ async def test_thread_sensitive_hung_receiver_abandons_the_rest_of_the_run() -> 
         assert bus.shutdown(timeout=5) == 0
 
 
-
 class _Component:
     """Something an application passes as an event's source and data."""
 

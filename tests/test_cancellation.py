@@ -155,7 +155,6 @@ def test_receivers_scheduled_by_publish_sync_are_cancelled_when_their_loop_ends(
         assert all(s.failures == 0 and not s.disabled for s in subs)
 
 
-
 @pytest.mark.parametrize("receivers", [1, 2])
 @pytest.mark.parametrize("started", [True, False], ids=["started", "not-started"])
 def test_receivers_scheduled_by_publish_sync_are_cancelled_when_their_loop_is_closed_by_hand(

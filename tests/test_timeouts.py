@@ -322,7 +322,6 @@ def test_inline_overrun_is_logged_with_stack_while_running_and_reported(
     assert "slow_inline_receiver" in warnings[0]  # the receiver's stack
 
 
-
 def test_an_inline_overrun_leaves_no_event_behind() -> None:
     # The watchdog remembers the overruns it reported on a thread, so as to
     # warn once each; that memory must end with the overrun, not keep the
@@ -363,7 +362,8 @@ async def test_timeouts_count_toward_auto_disable() -> None:
         assert list(second.timed_out) == [sub]
         assert list(second.disabled) == [sub]
         assert (sub.failures, sub.disabled) == (2, True)
-        assert sub.last_error is not None and sub.last_error.startswith("EventTimeoutError(")
+        assert sub.last_error is not None
+        assert sub.last_error.startswith("EventTimeoutError(")
         assert len(announced) == 1
         assert announced[0].data["subscription_id"] == sub.id
         third = await bus.publish(Event(Demo.PING))
