@@ -9,8 +9,9 @@ are still running are awaited together until the earliest deadline, those
 past it are cancelled, and so on until none is left.
 
 A cancelled receiver may take a while to unwind (or ignore the cancellation);
-the publish does not wait for that. The bus keeps a reference to the task
-until it ends and logs whatever it raises late, so nothing is lost.
+the publish does not wait for that. The bus keeps the task referenced (see
+:func:`hold_until_done`) until it ends and logs whatever it raises late, so
+nothing is lost.
 
 Cancelling the publisher cancels the receivers it runs: the one in its own
 task, and the tasks it started. They are recorded as ``cancelled`` (not
