@@ -9,8 +9,9 @@ are still running are awaited together until the earliest deadline, those
 past it are cancelled, and so on until none is left.
 
 A cancelled receiver may take a while to unwind (or ignore the cancellation);
-the publish does not wait for that. The bus keeps a reference to the task
-until it ends and logs whatever it raises late, so nothing is lost.
+the publish does not wait for that. The bus keeps the task referenced (see
+:func:`hold_until_done`) until it ends and logs whatever it raises late, so
+nothing is lost.
 
 Cancelling the publisher cancels the receivers it runs: the one in its own
 task, and the tasks it started. They are recorded as ``cancelled`` (not
@@ -38,13 +39,44 @@ from ._watchdog import AsyncDeadline, watchdog
 if TYPE_CHECKING:
     from ._bus import EventBus
 
-__all__ = ["deliver_async", "deliver_off_thread", "deliver_one"]
+__all__ = ["deliver_async", "deliver_off_thread", "deliver_one", "hold_until_done"]
 
 logger = logging.getLogger("blinker_events")
 
 EAGER_TASKS = sys.version_info >= (3, 12)
 _INF = float("inf")
 _PUBLISH_CANCELLED = "its publish was cancelled"
+
+
+#: How long one timer of :class:`_Held` lasts before it is renewed.
+_HOLD_SECONDS = 86400.0
+
+
+class _Held:
+    """A task kept alive by a timer on its own loop (see :func:`hold_until_done`)."""
+
+    __slots__ = ("handle", "task")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        self.handle = task.get_loop().call_later(_HOLD_SECONDS, self.renew)
+        task.add_done_callback(self.release)
+
+    def renew(self) -> None:
+        self.handle = self.task.get_loop().call_later(_HOLD_SECONDS, self.renew)
+
+    def release(self, _: asyncio.Task[Any]) -> None:
+        self.handle.cancel()
+
+
+def hold_until_done(task: asyncio.Task[Any]) -> None:
+    """Keep a task the bus started (and nobody awaits) referenced until it
+    ends, as asyncio asks -- through its own loop, not the bus: a timer on
+    the loop holds it. A loop closed with the task still pending (a bare
+    ``loop.close()``, which unlike ``asyncio.run`` cancels nothing) drops its
+    timers and so the task, which a set on the bus would have kept for the
+    bus's life, with its coroutine, report and event. Call on the task's loop."""
+    _Held(task)
 
 
 async def _awaiting(awaitable: Awaitable[Any]) -> Any:
@@ -220,7 +252,13 @@ async def deliver_one(
     finally:
         if deadline is not None:
             watchdog.awaited.discard(deadline)
-        HANDLING.reset(token)
+        try:  # noqa: SIM105 - free when nothing raises; suppress() costs a call on this hot path
+            HANDLING.reset(token)
+        except ValueError:
+            # Not in the task's context: the coroutine is being closed from
+            # outside, its task dropped by a loop closed under it. That
+            # context is gone; there is nothing to restore.
+            pass
     if task is None:  # it never suspended, so nothing can have cancelled it
         guards.ended(report, sub, error, result)
         return

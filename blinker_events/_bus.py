@@ -28,7 +28,8 @@ import contextlib
 import contextvars
 import logging
 import os
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Coroutine
 from concurrent.futures import CancelledError, Future
 from contextlib import AbstractContextManager
 from time import perf_counter
@@ -37,7 +38,7 @@ from typing import Any
 from asgiref.sync import SyncToAsync, async_to_sync, sync_to_async
 from blinker import Signal
 
-from ._async import deliver_async, deliver_off_thread, deliver_one
+from ._async import deliver_async, deliver_off_thread, deliver_one, hold_until_done
 from ._context import HANDLING
 from ._describe import describe
 from ._events import Event, EventTypeLike, SystemEventType
@@ -68,6 +69,8 @@ logger = logging.getLogger("blinker_events")
 
 #: Stands for the signal of an event type nobody subscribed to.
 _NO_SIGNAL = Signal()
+#: Why receivers of a task dropped by a loop closed under it are cancelled.
+_LOOP_CLOSED = "its loop was closed before it ended"
 
 
 class EventBus(Registry):
@@ -112,7 +115,6 @@ class EventBus(Registry):
         self._init_registry()
         self._guards = Guards(self._lock, threshold, depth, self._propagate)
         self._history = History(history_size)
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._dispatch_context: Callable[[], AbstractContextManager[Any]] | None = None
         self._pool = ThreadPool(f"{name}-pool")
         self._loop_thread = LoopThread(name)
@@ -174,10 +176,18 @@ class EventBus(Registry):
             for sub in subs:
                 report.add_scheduled(sub)
             announced = len(report.announcements)  # the sync part announces its own
-            task = running.create_task(self._scheduled(report, subs, chain, override, announced))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            unstarted: list[Coroutine[Any, Any, None]] = []  # until it starts: see _dropped
+            unstarted.append(self._scheduled(report, subs, chain, override, announced, unstarted))
+            task = running.create_task(unstarted[0])
+            hold_until_done(task)
             task.add_done_callback(lambda _: self._unstarted(report, subs))
+            # A loop closed without cancelling its tasks drops this one
+            # unfinished; its receivers are cancelled all the same, when it
+            # is collected (or, if it had started, as its coroutine closes:
+            # see _scheduled). The report says so, hence no asyncio warning.
+            task._log_destroy_pending = False  # type: ignore[attr-defined]
+            finalizer = weakref.finalize(task, self._dropped, report, subs, unstarted)
+            finalizer.atexit = False  # at exit, nobody reads the report
             return
         if _outer_loop() is not None:
             # Inside sync_to_async: run on the caller's own loop, where its
@@ -192,12 +202,25 @@ class EventBus(Registry):
             # gets its report.
             self._guards.cancelled_unless_done(report, subs, "the bus loop was stopped")
 
-    def _unstarted(self, report: DeliveryReport, subs: tuple[Subscription, ...]) -> None:
+    def _unstarted(
+        self, report: DeliveryReport, subs: tuple[Subscription, ...], why: str = "its loop ended before it started"
+    ) -> None:
         """Receivers scheduled on a loop that ended (cancelling the task)
         before they started are cancelled too, and the report finished."""
         if report.scheduled:
-            self._guards.cancelled_unless_done(report, subs, "its loop ended before it started")
+            self._guards.cancelled_unless_done(report, subs, why)
             report.scheduled = ()
+
+    def _dropped(
+        self, report: DeliveryReport, subs: tuple[Subscription, ...], unstarted: list[Coroutine[Any, Any, None]]
+    ) -> None:
+        """The task of :meth:`_scheduled` was collected unfinished: a loop
+        closed without cancelling it dropped it. Its coroutine, if it never
+        started, is closed here (collected, it would warn that it was never
+        awaited: the report says so instead), and its receivers cancelled."""
+        for coro in unstarted:
+            coro.close()
+        self._unstarted(report, subs, _LOOP_CLOSED)
 
     async def _scheduled(
         self,
@@ -206,9 +229,17 @@ class EventBus(Registry):
         chain: tuple[Subscription, ...],
         override: float | None,
         announced: int,
+        unstarted: list[Coroutine[Any, Any, None]],
     ) -> None:
+        # Started: let go of this coroutine, whose frame now refers to its
+        # task, which _dropped's finalizer must not keep alive.
+        unstarted.clear()
         try:
             await deliver_async(self, report, subs, chain, override, checked=True)
+        except GeneratorExit:
+            # Closed unfinished: its loop was closed without cancelling it.
+            self._unstarted(report, subs, _LOOP_CLOSED)
+            raise
         finally:
             report.scheduled = ()
         if len(report.announcements) > announced:
@@ -299,8 +330,7 @@ class EventBus(Registry):
             # A failure among the receivers tipped a count before the
             # cancellation: the announcement is still due, in a task of its own.
             task = asyncio.get_running_loop().create_task(self._announce_disabled_async(report))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            hold_until_done(task)
 
     def _start_sync_run(
         self,
@@ -327,8 +357,7 @@ class EventBus(Registry):
         if self._sync_executor == "thread_sensitive":
             run = SyncRun(self, report, subs, chain, override, context, done, movable=False)
             task = loop.create_task(sync_to_async(run.run, thread_sensitive=True)())
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            hold_until_done(task)
             # The executor's one thread may still be stuck in an earlier
             # receiver; then this run would not even start, and no deadline
             # would apply to it. Give it up at its first receiver's deadline.
@@ -433,10 +462,9 @@ class EventBus(Registry):
 
     def _keep_until_done(self, task: asyncio.Task[Any], sub: Subscription, event: Event, when: str) -> None:
         """Hold a cancelled receiver task until it ends; log what it raises late."""
-        self._tasks.add(task)
+        hold_until_done(task)
 
         def ended(t: asyncio.Task[Any]) -> None:
-            self._tasks.discard(t)
             if not t.cancelled() and t.exception() is not None:
                 logger.error("receiver %s raised %s handling %s", sub.name, when, repr(event), exc_info=t.exception())
 

@@ -121,6 +121,33 @@ def event_type_name(event_type: EventTypeLike) -> str:
     return repr(event_type)
 
 
+#: The longest event type name a message shows before it is cut.
+NAME_LIMIT = 120
+
+
+def shown_name(event_type: EventTypeLike) -> str:
+    """:func:`event_type_name` for a message, at most :data:`NAME_LIMIT`
+    characters: the name is the application's (a string of any length), and
+    a log line must stay a line. The full name stays the type's key."""
+    name = event_type_name(event_type)
+    return name if len(name) <= NAME_LIMIT else name[: NAME_LIMIT - 3] + "..."
+
+
+def same_source(held: object, wanted: object) -> bool:
+    """Whether ``held`` (a subscription's tag, an event's source) is
+    ``wanted``: the same object, else equal. Both are the application's, and
+    ``==`` runs their ``__eq__`` -- a detached ORM instance's raises. One
+    object that cannot be compared must not stop a lookup over everyone's:
+    an exception from either side (from ``__eq__``, or from ``bool`` of what
+    it returned) counts as "not equal"."""
+    if held is wanted:
+        return True
+    try:
+        return bool(held == wanted)
+    except Exception:
+        return False
+
+
 class _TypeRegistry:
     """Finds the event type named in a dictionary made by :meth:`Event.to_dict`.
 
@@ -303,7 +330,7 @@ class Event:
         # trusted (their __repr__ may raise or be huge), because the bus logs
         # events on threads where an exception would kill a guarantee.
         source = "" if self._source is None else f", source={describe(self._source)}"
-        return f"Event({event_type_name(self._event_type)}, {describe(dict(self._data))}{source}, id={self.event_id!r})"
+        return f"Event({shown_name(self._event_type)}, {describe(dict(self._data))}{source}, id={self.event_id!r})"
 
     # -- serialisation -------------------------------------------------------
 

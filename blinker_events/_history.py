@@ -14,7 +14,7 @@ import threading
 from collections import deque
 from typing import Any
 
-from ._events import Event, EventTypeLike, type_key
+from ._events import Event, EventTypeLike, same_source, type_key
 from ._guards import check_positive_int
 from ._report import DeliveryReport
 
@@ -91,7 +91,7 @@ class History:
         if key is not None:
             snapshot = [r for r in snapshot if r.event._key == key]
         if source is not None:
-            snapshot = [r for r in snapshot if r.event.source == source]
+            snapshot = [r for r in snapshot if same_source(r.event.source, source)]
         return snapshot if limit is None else snapshot[-limit:]
 
     def events(

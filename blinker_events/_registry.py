@@ -23,7 +23,7 @@ from blinker import ANY, NamedSignal, Signal
 from blinker._utilities import make_id
 from blinker.base import ANY_ID
 
-from ._events import TYPE_REGISTRY, Event, EventTypeLike, TypeKey, event_type_name, type_key
+from ._events import TYPE_REGISTRY, Event, EventTypeLike, TypeKey, event_type_name, same_source, type_key
 from ._guards import check_flag, check_timeout
 from ._relay import Bridges, Relay, drop_all_bridges, drop_bridge
 from ._signals import Adapters, EventSignal, Route, build_route
@@ -393,11 +393,12 @@ class Registry:
     def unsubscribe_by_source(self, source: Any) -> int:
         """Remove every subscription tagged with ``source``; returns how many.
         ``None`` is refused: it is the tag of every untagged subscription.
-        (Tags are compared by equality, so this looks at every subscription.)"""
+        (Tags are compared by identity, then equality, so this looks at every
+        subscription; a tag that cannot be compared is not ``source``.)"""
         if source is None:
             raise ValueError("source must not be None: untagged subscriptions have no owner to remove them by")
         with self._lock:
-            tagged = [s for s in list(self._subscriptions.values()) if s.source == source]
+            tagged = [s for s in list(self._subscriptions.values()) if same_source(s.source, source)]
         return self._remove_subscriptions(tagged)
 
     def _remove_subscriptions(self, subs: list[Subscription], *, announce: bool = True) -> int:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from blinker import Signal
 
-from ._events import Event, EventTypeLike, TypeKey, event_type_name, type_key
+from ._events import Event, EventTypeLike, TypeKey, shown_name, type_key
 
 if TYPE_CHECKING:
     from ._bus import EventBus
@@ -83,9 +83,9 @@ class Relay:
         try:
             bus.publish_sync(Event(self.event_type, kwargs, sender))
         except Exception:  # the sender's call must not fail because of us
-            logger.exception("bridge: relaying a send of %s failed", event_type_name(self.event_type))
+            logger.exception("bridge: relaying a send of %s failed", shown_name(self.event_type))
 
     def __repr__(self) -> str:
         bus = self.bus_ref()
         name = "a collected bus" if bus is None else repr(bus.name)
-        return f"<bridge to {name} as {event_type_name(self.event_type)}>"
+        return f"<bridge to {name} as {shown_name(self.event_type)}>"

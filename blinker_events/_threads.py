@@ -102,8 +102,11 @@ class ThreadPool:
     def _start(self, fn: Callable[[], object]) -> None:
         # Called after ``_count`` was raised for the new thread.
         worker = _PoolThread()
+        # The first job goes through the inbox too, not the thread's args:
+        # a Thread holds its args until it ends, and with them the job's run.
+        worker.inbox.put(fn)
         worker.thread = threading.Thread(
-            target=self._serve, args=(worker, fn), name=f"{self._name}-{self._count}", daemon=True
+            target=self._serve, args=(worker,), name=f"{self._name}-{self._count}", daemon=True
         )
         worker.thread.start()
 
@@ -131,12 +134,17 @@ class ThreadPool:
             )
             self._start(fn)
 
-    def _serve(self, worker: _PoolThread, fn: Callable[[], object] | None) -> None:
+    def _serve(self, worker: _PoolThread) -> None:
+        fn = worker.inbox.get()
         while fn is not None:
             try:
                 fn()
             except BaseException:  # pragma: no cover - jobs catch their own errors
                 logger.exception("%s: job raised", self._name)
+            # Let go of the finished job before waiting for the next: an idle
+            # thread holding it would keep its run alive -- the report, the
+            # event, its source and data, and the bus -- for as long as it idles.
+            fn = None
             fn = self._next(worker)
         with self._lock:
             self._count -= 1

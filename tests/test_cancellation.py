@@ -12,15 +12,17 @@ outcome lands in that same history entry.
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable
 
 import pytest
 
 from blinker_events import Event, EventBus, SystemEventType
 
-from .conftest import Demo
+from .conftest import Demo, all_collected
 
 
 def _hanging_receiver(cancelled: list[str], name: str) -> Callable[[Event], object]:
@@ -151,6 +153,45 @@ def test_receivers_scheduled_by_publish_sync_are_cancelled_when_their_loop_ends(
             assert list(report.cancelled) == subs
             assert list(report.failed) == []
         assert all(s.failures == 0 and not s.disabled for s in subs)
+
+
+@pytest.mark.parametrize("receivers", [1, 2])
+@pytest.mark.parametrize("started", [True, False], ids=["started", "not-started"])
+def test_receivers_scheduled_by_publish_sync_are_cancelled_when_their_loop_is_closed_by_hand(
+    bus: EventBus, started: bool, receivers: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A bare loop.close(), unlike asyncio.run, cancels nothing: the tasks are
+    # just dropped. The bus must neither keep them (nor their reports) for
+    # good nor raise from their teardown, and their reports still finish.
+    unraisable: list[object] = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    subs = [bus.subscribe(Demo.PING, _hanging_receiver([], f"hangs{n}")) for n in range(receivers)]
+    reports = []
+    tasks: list[weakref.ref[asyncio.Task[object]]] = []
+
+    def publish() -> None:
+        before = asyncio.all_tasks()
+        reports.append(bus.publish_sync(Event(Demo.PING)))
+        tasks.extend(weakref.ref(task) for task in asyncio.all_tasks() - before)
+
+    async def handler() -> None:
+        if started:
+            publish()
+            await asyncio.sleep(0.05)  # the receivers are running now
+        else:
+            asyncio.get_running_loop().call_soon(publish)  # as the loop stops
+
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(handler())
+    loop.close()
+    del loop
+    [report] = reports
+    assert len(tasks) == 1
+    assert all_collected(tasks)
+    assert report.finished
+    assert list(report.cancelled) == subs
+    assert list(report.failed) == []
+    assert unraisable == []
 
 
 def test_a_receiver_cancelled_by_someone_else_is_reported_cancelled(bus: EventBus) -> None:

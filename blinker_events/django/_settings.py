@@ -17,7 +17,7 @@ from django.dispatch import Signal  # type: ignore[import-untyped]
 from django.utils.module_loading import import_string, module_has_submodule  # type: ignore[import-untyped]
 
 import blinker_events
-from blinker_events._events import Event, EventTypeLike, event_type_name, type_key
+from blinker_events._events import Event, EventTypeLike, event_type_name, shown_name, type_key
 from blinker_events._fork import reinit
 from blinker_events._guards import BUS_SETTINGS, check_setting
 
@@ -213,10 +213,10 @@ class _SignalRelay:
         try:
             blinker_events.default_bus.publish_sync(Event(self.event_type, kwargs, sender))
         except Exception:  # Django's send must not fail because of a receiver
-            logger.exception("django bridge: relaying a send of %s failed", event_type_name(self.event_type))
+            logger.exception("django bridge: relaying a send of %s failed", shown_name(self.event_type))
 
     def __repr__(self) -> str:
-        return f"<django bridge to the default bus as {event_type_name(self.event_type)}>"
+        return f"<django bridge to the default bus as {shown_name(self.event_type)}>"
 
 
 def autodiscover(module: str | None = "events") -> list[str]:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .._describe import LIMIT
-from .._events import Event, event_type_name
+from .._events import Event, event_type_name, shown_name
 
 __all__ = ["VERSION", "WireError", "decode", "encode"]
 
@@ -55,15 +55,15 @@ def encode(event: Event, node: bytes, default: Callable[[Any], Any] | None, max_
     except ValueError as exc:
         # to_dict's hint names its own argument; here the hook is ours.
         why = str(exc).replace("pass default=", "give the bridge an encoder=")
-        raise ValueError(f"event {event_type_name(event.event_type)} cannot cross to Redis: {why}") from None
+        raise ValueError(f"event {shown_name(event.event_type)} cannot cross to Redis: {why}") from None
     try:
         body = _dumps(payload).encode()
     except ValueError as exc:  # UnicodeEncodeError included
         why = _unencodable(payload["source"], "source") or _unencodable(payload["data"], "data") or str(exc)
-        raise ValueError(f"event {event_type_name(event.event_type)} cannot cross to Redis: {why}") from None
+        raise ValueError(f"event {shown_name(event.event_type)} cannot cross to Redis: {why}") from None
     if len(body) > max_bytes:
         raise ValueError(
-            f"event {event_type_name(event.event_type)} is {len(body)} bytes as JSON, over the bridge's "
+            f"event {shown_name(event.event_type)} is {len(body)} bytes as JSON, over the bridge's "
             f"max_payload of {max_bytes}"
         )
     return {b"v": VERSION, b"origin": node, b"type": event_type_name(event.event_type).encode(), b"event": body}
