@@ -212,17 +212,23 @@ async def read_with_info(
     return (None if isinstance(info, Exception) else info), (entries[0][1] if entries else [])
 
 
-#: Entries trimmed from the stream before ``ARGV[1]``'s group read them (0
-#: if none, -1 if some but Redis cannot tell how many: its entries-read is
-#: not valid), and the stream's last-generated id. Redis 7 moves a group's last-delivered id across such a gap
-#: without counting it in entries-read; so once counted, entries-read is set
-#: to the trimmed head, and every gap is counted once, whichever node saw it.
-_TRIMMED_UNREAD = """
+#: Lua: a Redis reply of alternating names and values (XINFO's) as a table.
+_LUA_PARSE = """
 local function parse(flat)
   local t = {}
   for i = 1, #flat, 2 do t[flat[i]] = flat[i + 1] end
   return t
 end
+"""
+
+#: Entries trimmed from the stream before ``ARGV[1]``'s group read them (0
+#: if none, -1 if some but Redis cannot tell how many: its entries-read is
+#: not valid), and the stream's last-generated id. Redis 7 moves a group's last-delivered id across such a gap
+#: without counting it in entries-read; so once counted, entries-read is set
+#: to the trimmed head, and every gap is counted once, whichever node saw it.
+_TRIMMED_UNREAD = (
+    _LUA_PARSE
+    + """
 local function before(a, b)
   local ams, aseq = string.match(a, '(%d+)-(%d+)')
   local bms, bseq = string.match(b, '(%d+)-(%d+)')
@@ -254,6 +260,7 @@ for _, flat in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
 end
 return {0, newest}
 """
+)
 
 
 async def read_new_in_group(
@@ -311,12 +318,9 @@ async def delivery_counts(
 #: (see ``_TRIMMED_UNREAD``): so it is set to what the group has, in effect,
 #: read -- the stream's entries-added at "$", its trimmed head at "0" --
 #: in the same script, so no entry is added in between.
-_CREATE_GROUP = """
-local function parse(flat)
-  local t = {}
-  for i = 1, #flat, 2 do t[flat[i]] = flat[i + 1] end
-  return t
-end
+_CREATE_GROUP = (
+    _LUA_PARSE
+    + """
 local read = 0
 if redis.call('EXISTS', KEYS[1]) == 1 then
   for _, flat in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
@@ -333,6 +337,7 @@ else
 end
 return 1
 """
+)
 
 
 async def ensure_group(client: Client, stream: str, group: str, start: str = "$") -> None:
