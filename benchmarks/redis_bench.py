@@ -85,9 +85,7 @@ def _one_run(consumer_args: list[str], produce: Callable[[], tuple[float, float]
     """(publish rate, seconds end to end) of one run: start the consumer
     process, let ``produce`` write (it returns its start time and its own
     rate), wait for the consumer's time of its last receipt."""
-    consumer = subprocess.Popen(
-        [sys.executable, "-c", *consumer_args], cwd=root, stdout=subprocess.PIPE, text=True
-    )
+    consumer = subprocess.Popen([sys.executable, "-c", *consumer_args], cwd=root, stdout=subprocess.PIPE, text=True)
     try:
         assert consumer.stdout is not None
         if consumer.stdout.readline().strip() != "READY":
