@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import CancelledError, Future
 from contextlib import asynccontextmanager
@@ -248,23 +247,24 @@ class Delivery:
 
 async def _all_done(futures: list[Future[DeliveryReport]]) -> None:
     """Wait for worker futures with one wake-up of this loop for the lot,
-    not one per future as ``asyncio.wrap_future`` would cost."""
-    if not futures:
-        return
+    as a rule: the worker mostly finishes jobs in the order they were
+    queued, so once the last one is done the others are too. Any that is
+    not (a job a hung receiver held up, say) is waited for the same way."""
+    waiting = len(futures)
+    while waiting:
+        last = futures[waiting - 1]
+        if not last.done():
+            await _done(last)
+        waiting -= 1
+        while waiting and futures[waiting - 1].done():
+            waiting -= 1
+
+
+async def _done(future: Future[DeliveryReport]) -> None:
+    # Not asyncio.wrap_future: it copies the result over, which is not needed.
     loop = asyncio.get_running_loop()
     waiter: asyncio.Future[None] = loop.create_future()
-    remaining = [len(futures)]
-    lock = threading.Lock()
-
-    def one_done(_: Future[DeliveryReport]) -> None:  # on whichever thread settled it
-        with lock:
-            remaining[0] -= 1
-            last = remaining[0] == 0
-        if last:
-            loop.call_soon_threadsafe(_settle_waiter, waiter)
-
-    for future in futures:
-        future.add_done_callback(one_done)
+    future.add_done_callback(lambda _: loop.call_soon_threadsafe(_settle_waiter, waiter))
     await waiter
 
 
@@ -300,7 +300,10 @@ def _cut(text: str, limit: int) -> str:
 
 
 def _outcome(future: Future[DeliveryReport]) -> DeliveryReport | BaseException:
-    if future.cancelled():
+    """A done future's report or exception (each look at a future takes
+    its lock: two here, not three)."""
+    try:
+        exc = future.exception()
+    except CancelledError:
         return CancelledError("the worker dropped the delivery")
-    exc = future.exception()
     return future.result() if exc is None else exc
