@@ -5,11 +5,15 @@ each writing what the other reads, and refusing the same entries."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import CancelledError, Future
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +24,7 @@ pytest.importorskip("redis")
 import redis
 
 from blinker_events import Event, EventBus
-from blinker_events.redis import RedisBridge, WireError, _outbound, _wire
+from blinker_events.redis import RedisBridge, WireError, _delivery, _outbound, _wire
 from blinker_events.redis._wire import decode, encode
 from blinker_events.redis.testing import RedisServer
 from tests.test_redis_bridge import wait_for
@@ -265,3 +269,40 @@ def test_without_msgspec_installed_the_json_module_does_it_all() -> None:
         "assert _wire.decode(_wire.encode(event, b'node', None, 10**6), 10**6).data == {'n': 2**100}\n"
     )
     subprocess.run([sys.executable, "-c", script], check=True, cwd=ROOT)
+
+
+# -- delivery: waiting for the worker's futures ---------------------------------
+
+
+def test_a_batch_waits_for_every_worker_future_even_one_finishing_after_the_last() -> None:
+    futures: list[Future[Any]] = [Future() for _ in range(5)]
+    order: list[str] = []
+
+    def finish() -> None:  # the last first, then the others out of order
+        for i in (4, 2, 0, 3, 1):
+            time.sleep(0.02)
+            futures[i].set_result(i)
+            order.append(f"set {i}")
+
+    async def main() -> None:
+        thread = threading.Thread(target=finish)
+        thread.start()
+        await _delivery._all_done(futures)
+        order.append("all done")
+        thread.join()
+
+    asyncio.run(main())
+    assert order[-1] == "all done"
+    assert all(f.done() for f in futures)
+
+
+def test_outcomes_of_worker_futures_are_reports_exceptions_or_a_cancellation() -> None:
+    done: Future[Any] = Future()
+    done.set_result("report")
+    failed: Future[Any] = Future()
+    failed.set_exception(KeyError("k"))
+    cancelled: Future[Any] = Future()
+    cancelled.cancel()
+    assert _delivery._outcome(done) == "report"
+    assert isinstance(_delivery._outcome(failed), KeyError)
+    assert isinstance(_delivery._outcome(cancelled), CancelledError)
