@@ -287,8 +287,9 @@ def test_a_batch_waits_for_every_worker_future_even_one_finishing_after_the_last
     async def main() -> None:
         thread = threading.Thread(target=finish)
         thread.start()
-        await _delivery._all_done(futures)
+        outcomes = await _delivery._settled(futures)
         order.append("all done")
+        assert outcomes == [0, 1, 2, 3, 4]
         thread.join()
 
     asyncio.run(main())
@@ -306,3 +307,4 @@ def test_outcomes_of_worker_futures_are_reports_exceptions_or_a_cancellation() -
     assert _delivery._outcome(done) == "report"
     assert isinstance(_delivery._outcome(failed), KeyError)
     assert isinstance(_delivery._outcome(cancelled), CancelledError)
+    assert _delivery._outcome(Future()) is None  # not done yet

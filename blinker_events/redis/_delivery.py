@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import CancelledError, Future
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from .._describe import describe
 from .._errors import QueueFullError
@@ -210,10 +210,10 @@ class Delivery:
             except QueueFullError:
                 # The app's own queued work filled the queue: deliver this
                 # one here, once what this batch queued before it is done.
-                await _all_done([p for p in pending if isinstance(p, Future)])
+                await _settled([p for p in pending if isinstance(p, Future)])
                 pending.append(await self._publish(event))
-        await _all_done([p for p in pending if isinstance(p, Future)])
-        return [_outcome(p) if isinstance(p, Future) else p for p in pending]
+        outcomes = iter(await _settled([p for p in pending if isinstance(p, Future)]))
+        return [next(outcomes) if isinstance(p, Future) else p for p in pending]
 
     def _succeeded(self, event: Event, outcome: DeliveryReport | BaseException) -> bool:
         """Whether ``event`` was handled here; counts and logs either way."""
@@ -245,19 +245,25 @@ class Delivery:
         self._counters.dead_lettered += 1
 
 
-async def _all_done(futures: list[Future[DeliveryReport]]) -> None:
-    """Wait for worker futures with one wake-up of this loop for the lot,
-    as a rule: the worker mostly finishes jobs in the order they were
-    queued, so once the last one is done the others are too. Any that is
-    not (a job a hung receiver held up, say) is waited for the same way."""
-    waiting = len(futures)
+async def _settled(futures: list[Future[DeliveryReport]]) -> list[DeliveryReport | BaseException]:
+    """The outcomes of worker futures, in their order, once all are done;
+    with one wake-up of this loop for the lot, as a rule: the worker mostly
+    finishes jobs in the order they were queued, so once the last one is
+    done the others are too. Any that is not (a job a hung receiver held
+    up, say) is waited for the same way."""
+    outcomes: list[DeliveryReport | BaseException | None] = [None] * len(futures)
+    waiting = list(range(len(futures)))
     while waiting:
-        last = futures[waiting - 1]
+        last = futures[waiting[-1]]
         if not last.done():
             await _done(last)
-        waiting -= 1
-        while waiting and futures[waiting - 1].done():
-            waiting -= 1
+        still = []
+        for i in waiting:
+            outcome = outcomes[i] = _outcome(futures[i])
+            if outcome is None:
+                still.append(i)
+        waiting = still
+    return cast("list[DeliveryReport | BaseException]", outcomes)
 
 
 async def _done(future: Future[DeliveryReport]) -> None:
@@ -299,11 +305,14 @@ def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _outcome(future: Future[DeliveryReport]) -> DeliveryReport | BaseException:
-    """A done future's report or exception (each look at a future takes
-    its lock: two here, not three)."""
+def _outcome(future: Future[DeliveryReport]) -> DeliveryReport | BaseException | None:
+    """A future's report or exception, None while it is not done (each look
+    at a future takes its lock: two here, where done(), cancelled(),
+    exception() and result() would take four)."""
     try:
-        exc = future.exception()
+        exc = future.exception(0)
     except CancelledError:
         return CancelledError("the worker dropped the delivery")
+    except TimeoutError:
+        return None
     return future.result() if exc is None else exc
