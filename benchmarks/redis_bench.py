@@ -7,6 +7,13 @@ is ``n`` over the time from the first publish here to the last receipt
 there (CLOCK_MONOTONIC is one clock for every process of the machine). The
 consumer checks it got every event exactly once before it reports. Needs
 redis-server (a throwaway one is started) and the redis extra.
+
+Beside the bridge, in the same run and interleaved with it, *raw* redis-py
+does the transport alone between two processes: this process XADDs the same
+entry bytes the bridge writes (pipelined, ``batch_size`` per round trip, the
+same approximate ``maxlen``), the other reads them with XREADGROUP and
+XACKs each batch, checking it got all ``n``. The bridge's rate over raw's
+is the figure to compare across machines: both share the machine's drift.
 """
 
 from __future__ import annotations
@@ -15,9 +22,14 @@ import os
 import statistics
 import subprocess
 import sys
+from collections.abc import Callable
 from time import monotonic
 
 from blinker_events import Event, EventBus
+
+#: The bridge's defaults, which the raw baseline mirrors.
+BATCH = 500
+MAXLEN = 100_000
 
 _CONSUMER = """
 import sys, threading, time
@@ -48,46 +60,130 @@ bridge.stop()
 print(last[0], flush=True)
 """
 
+_RAW_CONSUMER = """
+import sys, time
+import redis
+url, stream, n, batch = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+client = redis.Redis.from_url(url)
+client.xgroup_create(stream, "bench", id="$", mkstream=True)
+print("READY", flush=True)
+got = 0
+ids = set()
+while got < n:
+    for _, entries in client.xreadgroup("bench", "raw", {stream: ">"}, count=batch, block=1000) or ():
+        done = [entry_id for entry_id, _ in entries]
+        ids.update(done)
+        got += len(done)
+        client.xack(stream, "bench", *done)
+last = time.monotonic()
+assert got == n == len(ids), (got, n, len(ids))
+print(last, flush=True)
+"""
 
-def redis_scenario(n: int, repeats: int, mode: str = "broadcast") -> dict[str, float]:
-    """Median end-to-end events per second over ``repeats`` runs."""
-    from blinker_events.redis import RedisBridge
+
+def _one_run(consumer_args: list[str], produce: Callable[[], tuple[float, float]], root: str) -> tuple[float, float]:
+    """(publish rate, seconds end to end) of one run: start the consumer
+    process, let ``produce`` write (it returns its start time and its own
+    rate), wait for the consumer's time of its last receipt."""
+    consumer = subprocess.Popen([sys.executable, "-c", *consumer_args], cwd=root, stdout=subprocess.PIPE, text=True)
+    try:
+        assert consumer.stdout is not None
+        if consumer.stdout.readline().strip() != "READY":
+            raise RuntimeError("the consumer process did not start")
+        start, publish_rate = produce()
+        out, _ = consumer.communicate(timeout=120)
+        if consumer.returncode:
+            raise RuntimeError(f"the consumer failed (exit {consumer.returncode})")
+        return publish_rate, float(out.strip()) - start
+    finally:
+        if consumer.poll() is None:
+            consumer.kill()
+            consumer.wait()
+
+
+def _bridge_producer(url: str, stream: str, mode: str, n: int) -> Callable[[], tuple[float, float]]:
+    def produce() -> tuple[float, float]:
+        from blinker_events.redis import RedisBridge
+
+        bus = EventBus(timeout=10.0)
+        options = {"group": "bench"} if mode == "group" else {}
+        bridge = RedisBridge(bus, url, stream=stream, mode=mode, direction="out", **options)
+        if not bridge.start(timeout=10):
+            raise RuntimeError("the producer's bridge did not connect")
+        publish = bus.publish_sync
+        start = monotonic()
+        for i in range(n):
+            publish(Event("bench.redis", {"i": i}))
+        publish_rate = n / (monotonic() - start)
+        if bridge.stop(timeout=60) or bridge.stats()["dropped"]:
+            raise RuntimeError(f"the producer dropped events: {bridge.stats()}")
+        bus.shutdown()
+        return start, publish_rate
+
+    return produce
+
+
+def raw_entry() -> dict[bytes, bytes]:
+    """The entry the bridge writes for one of the benchmark's events."""
+    from blinker_events.redis._wire import encode
+
+    return encode(Event("bench.redis", {"i": 12345}), b"bench-node-0123456789", None, 1_000_000)
+
+
+def _raw_producer(url: str, stream: str, n: int) -> Callable[[], tuple[float, float]]:
+    def produce() -> tuple[float, float]:
+        import redis
+
+        fields = raw_entry()
+        client = redis.Redis.from_url(url)
+        start = monotonic()
+        for first in range(0, n, BATCH):
+            pipe = client.pipeline(transaction=False)
+            for _ in range(min(BATCH, n - first)):
+                pipe.xadd(stream, fields, maxlen=MAXLEN, approximate=True)  # type: ignore[arg-type]
+            pipe.execute()
+        publish_rate = n / (monotonic() - start)
+        client.close()
+        return start, publish_rate
+
+    return produce
+
+
+CASES = ("broadcast", "group", "raw")
+
+
+def redis_scenario(n: int, repeats: int, cases: tuple[str, ...] = CASES) -> dict[str, dict[str, float]]:
+    """Per case (bridge broadcast, bridge group, raw redis-py): the median
+    end-to-end events per second over ``repeats`` runs, the cases
+    interleaved (their order rotating each repeat), and the median rate of
+    the publishing side alone."""
     from blinker_events.redis.testing import RedisServer
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    rates, publish_rates = [], []
+    rates: dict[str, list[float]] = {case: [] for case in cases}
+    publish_rates: dict[str, list[float]] = {case: [] for case in cases}
     with RedisServer() as server:
+        import redis
+
+        cleaner = redis.Redis.from_url(server.url)
         for run in range(repeats):
-            stream = f"bench-{mode}-{run}"
-            consumer = subprocess.Popen(
-                [sys.executable, "-c", _CONSUMER, server.url, stream, mode, str(n)],
-                cwd=root,
-                stdout=subprocess.PIPE,
-                text=True,
-            )
-            try:
-                assert consumer.stdout is not None
-                if consumer.stdout.readline().strip() != "READY":
-                    raise RuntimeError("the consumer process did not start")
-                bus = EventBus(timeout=10.0)
-                options = {"group": "bench"} if mode == "group" else {}
-                bridge = RedisBridge(bus, server.url, stream=stream, mode=mode, direction="out", **options)
-                if not bridge.start(timeout=10):
-                    raise RuntimeError("the producer's bridge did not connect")
-                publish = bus.publish_sync
-                start = monotonic()
-                for i in range(n):
-                    publish(Event("bench.redis", {"i": i}))
-                publish_rates.append(n / (monotonic() - start))
-                if bridge.stop(timeout=60) or bridge.stats()["dropped"]:
-                    raise RuntimeError(f"the producer dropped events: {bridge.stats()}")
-                bus.shutdown()
-                out, _ = consumer.communicate(timeout=120)
-                if consumer.returncode:
-                    raise RuntimeError(f"the consumer failed (exit {consumer.returncode})")
-                rates.append(n / (float(out.strip()) - start))
-            finally:
-                if consumer.poll() is None:
-                    consumer.kill()
-                    consumer.wait()
-    return {"events_per_second": statistics.median(rates), "publish_per_second": statistics.median(publish_rates)}
+            order = cases[run % len(cases) :] + cases[: run % len(cases)]
+            for case in order:
+                stream = f"bench-{case}-{run}"
+                if case == "raw":
+                    args = [_RAW_CONSUMER, server.url, stream, str(n), str(BATCH)]
+                    produce = _raw_producer(server.url, stream, n)
+                else:
+                    args = [_CONSUMER, server.url, stream, case, str(n)]
+                    produce = _bridge_producer(server.url, stream, case, n)
+                publish_rate, seconds = _one_run(args, produce, root)
+                rates[case].append(n / seconds)
+                publish_rates[case].append(publish_rate)
+                cleaner.delete(stream)  # keep the server's memory flat
+    return {
+        case: {
+            "events_per_second": statistics.median(rates[case]),
+            "publish_per_second": statistics.median(publish_rates[case]),
+        }
+        for case in cases
+    }

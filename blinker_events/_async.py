@@ -9,8 +9,9 @@ are still running are awaited together until the earliest deadline, those
 past it are cancelled, and so on until none is left.
 
 A cancelled receiver may take a while to unwind (or ignore the cancellation);
-the publish does not wait for that. The bus keeps a reference to the task
-until it ends and logs whatever it raises late, so nothing is lost.
+the publish does not wait for that. The bus keeps the task referenced (see
+:func:`~._threads.hold_until_done`) until it ends and logs whatever it raises late, so
+nothing is lost.
 
 Cancelling the publisher cancels the receivers it runs: the one in its own
 task, and the tasks it started. They are recorded as ``cancelled`` (not
@@ -211,7 +212,13 @@ async def deliver_one(
     finally:
         if deadline is not None:
             watchdog.awaited.discard(deadline)
-        reset_handling(token)
+        try:  # noqa: SIM105 - free when nothing raises; suppress() costs a call on this hot path
+            reset_handling(token)
+        except ValueError:
+            # Not in the task's context: the coroutine is being closed from
+            # outside, its task dropped by a loop closed under it. That
+            # context is gone; there is nothing to restore.
+            pass
     if task is None:  # it never suspended, so nothing can have cancelled it
         outcomes.ended(report, sub, error, result)
         return

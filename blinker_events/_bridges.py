@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from blinker import ANY, Signal
 from blinker._utilities import make_id
 
-from ._events import Event, EventTypeLike, TypeKey, event_type_name, type_key
+from ._events import Event, EventTypeLike, TypeKey, shown_name, type_key
 
 __all__ = ["Bridges", "DefaultBusRelay", "Publisher", "Relay", "drop_all_bridges", "drop_bridge"]
 
@@ -126,12 +126,12 @@ class Relay:
         try:
             bus.publish_sync(Event(self.event_type, kwargs, sender))
         except Exception:  # the sender's call must not fail because of us
-            logger.exception("bridge: relaying a send of %s failed", event_type_name(self.event_type))
+            logger.exception("bridge: relaying a send of %s failed", shown_name(self.event_type))
 
     def __repr__(self) -> str:
         bus = self.bus_ref()
         name = "a collected bus" if bus is None else repr(bus.name)
-        return f"<bridge to {name} as {event_type_name(self.event_type)}>"
+        return f"<bridge to {name} as {shown_name(self.event_type)}>"
 
 
 class DefaultBusRelay:
@@ -152,7 +152,7 @@ class DefaultBusRelay:
         try:
             blinker_events.default_bus.publish_sync(Event(self.event_type, kwargs, sender))
         except Exception:  # Django's send must not fail because of a receiver
-            logger.exception("django bridge: relaying a send of %s failed", event_type_name(self.event_type))
+            logger.exception("django bridge: relaying a send of %s failed", shown_name(self.event_type))
 
     def __repr__(self) -> str:
-        return f"<django bridge to the default bus as {event_type_name(self.event_type)}>"
+        return f"<django bridge to the default bus as {shown_name(self.event_type)}>"

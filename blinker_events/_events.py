@@ -1,5 +1,6 @@
 """The event model: event types, the immutable :class:`Event`, and how both
-turn into JSON-safe dictionaries and back.
+turn into JSON-safe dictionaries and back (the checks of what JSON-safe
+data is are :mod:`._serial`'s).
 
 An *event type* is any of: a member of an :class:`enum.Enum` (usually of a
 subclass of :class:`EventType`), a plain string, or a :class:`blinker.Signal`.
@@ -11,8 +12,6 @@ not even a ``StrEnum`` member and the string of its value.
 from __future__ import annotations
 
 import itertools
-import json
-import math
 import os
 import weakref
 from collections.abc import Callable, Iterator, Mapping
@@ -20,12 +19,13 @@ from datetime import UTC, datetime
 from enum import Enum
 from time import time
 from types import MappingProxyType
-from typing import Any, ClassVar, TypeAlias, TypeGuard
+from typing import Any, ClassVar, TypeAlias
 
 from blinker import NamedSignal, Signal
 
 from ._context import HANDLING
 from ._describe import describe
+from ._serial import json_safe, valid_event_id, valid_timestamp
 
 __all__ = ["Event", "EventType", "EventTypeLike", "SystemEventType", "event_type_name"]
 
@@ -119,6 +119,33 @@ def event_type_name(event_type: EventTypeLike) -> str:
     if isinstance(event_type, NamedSignal):
         return event_type.name
     return repr(event_type)
+
+
+#: The longest event type name a message shows before it is cut.
+NAME_LIMIT = 120
+
+
+def shown_name(event_type: EventTypeLike) -> str:
+    """:func:`event_type_name` for a message, at most :data:`NAME_LIMIT`
+    characters: the name is the application's (a string of any length), and
+    a log line must stay a line. The full name stays the type's key."""
+    name = event_type_name(event_type)
+    return name if len(name) <= NAME_LIMIT else name[: NAME_LIMIT - 3] + "..."
+
+
+def same_source(held: object, wanted: object) -> bool:
+    """Whether ``held`` (a subscription's tag, an event's source) is
+    ``wanted``: the same object, else equal. Both are the application's, and
+    ``==`` runs their ``__eq__`` -- a detached ORM instance's raises. One
+    object that cannot be compared must not stop a lookup over everyone's:
+    an exception from either side (from ``__eq__``, or from ``bool`` of what
+    it returned) counts as "not equal"."""
+    if held is wanted:
+        return True
+    try:
+        return bool(held == wanted)
+    except Exception:
+        return False
 
 
 class _TypeRegistry:
@@ -303,7 +330,7 @@ class Event:
         # trusted (their __repr__ may raise or be huge), because the bus logs
         # events on threads where an exception would kill a guarantee.
         source = "" if self._source is None else f", source={describe(self._source)}"
-        return f"Event({event_type_name(self._event_type)}, {describe(dict(self._data))}{source}, id={self.event_id!r})"
+        return f"Event({shown_name(self._event_type)}, {describe(dict(self._data))}{source}, id={self.event_id!r})"
 
     # -- serialisation -------------------------------------------------------
 
@@ -315,7 +342,7 @@ class Event:
         ``None``; anything else goes through ``default`` (like
         :func:`json.dumps`), and without one raises ``ValueError`` naming the
         offending path, as is data that holds itself (a cycle) or nests
-        deeper than :data:`MAX_NESTING` levels. Tuples come back as lists.
+        deeper than :data:`~._serial.MAX_NESTING` levels. Tuples come back as lists.
         """
         # Writing a type out makes it readable back in this process, even if
         # no bus here has a signal for it (say, only catch-alls listen).
@@ -326,8 +353,8 @@ class Event:
             "event_id": self.event_id,
             "parent_id": self._parent_id,
             "timestamp": self._ts,
-            "source": _json_safe(self._source, "source", default),
-            "data": _json_safe(dict(self._data), "data", default),
+            "source": json_safe(self._source, "source", default),
+            "data": json_safe(dict(self._data), "data", default),
         }
 
     @classmethod
@@ -350,9 +377,9 @@ class Event:
         timestamp = payload.get("timestamp")
         parent_id = payload.get("parent_id")
         data = payload.get("data")
-        if not _valid_event_id(event_id):
+        if not valid_event_id(event_id):
             raise ValueError("payload: event_id must be a string made by Event (prefix-counter)")
-        if not isinstance(timestamp, (int, float)) or isinstance(timestamp, bool) or not _valid_timestamp(timestamp):
+        if not isinstance(timestamp, (int, float)) or isinstance(timestamp, bool) or not valid_timestamp(timestamp):
             raise ValueError("payload: timestamp must be a number of seconds since the epoch a datetime can hold")
         if parent_id is not None and not isinstance(parent_id, str):
             raise ValueError("payload: parent_id must be a string or None")
@@ -369,62 +396,3 @@ class Event:
         event._parent_id = parent_id
         event._origin = origin
         return event
-
-
-_MAX_ID_LENGTH = 200
-
-
-def _valid_event_id(value: object) -> TypeGuard[str]:
-    if not isinstance(value, str) or len(value) > _MAX_ID_LENGTH:
-        return False
-    prefix, dash, counter = value.rpartition("-")
-    return bool(prefix and dash and counter.isascii() and counter.isdigit())
-
-
-def _valid_timestamp(value: float) -> bool:
-    try:
-        datetime.fromtimestamp(value, UTC)
-    except (OverflowError, OSError, ValueError):
-        return False
-    return math.isfinite(value)
-
-
-#: How deeply ``to_dict`` data may nest; deeper is a ValueError, well before
-#: Python's recursion limit (here, or in the json module that writes it).
-MAX_NESTING = 200
-
-
-def _json_safe(
-    value: Any, path: str, default: Callable[[Any], Any] | None, ancestors: frozenset[int] = frozenset()
-) -> Any:
-    """Check (and copy) ``value`` as JSON-safe data; see :meth:`Event.to_dict`.
-    ``ancestors`` holds the ids of the containers ``value`` sits in: meeting
-    one again is a cycle (the same object twice side by side is not)."""
-    if value is None or isinstance(value, (str, bool, int)):
-        return value
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"{path}: {value!r} has no JSON form")
-        return value
-    if isinstance(value, (Mapping, list, tuple)):
-        if id(value) in ancestors:
-            raise ValueError(f"{path}: a cycle, this container holds itself")
-        if len(ancestors) >= MAX_NESTING:
-            raise ValueError(f"{path}: nested deeper than {MAX_NESTING} levels")
-        inner = ancestors | {id(value)}
-        if isinstance(value, Mapping):
-            out = {}
-            for key, item in value.items():
-                if not isinstance(key, str):
-                    raise ValueError(f"{path}: key {describe(key)} is not a string")
-                out[key] = _json_safe(item, f"{path}.{key}", default, inner)
-            return out
-        return [_json_safe(item, f"{path}[{i}]", default, inner) for i, item in enumerate(value)]
-    if default is not None:
-        converted = default(value)
-        try:  # the hook must give JSON, not pass the problem on
-            json.dumps(converted, allow_nan=False)
-        except (TypeError, ValueError, RecursionError) as exc:
-            raise ValueError(f"{path}: default() gave {type(converted).__name__}, which is not JSON ({exc})") from None
-        return converted
-    raise ValueError(f"{path}: {type(value).__name__} is not JSON-safe (pass default= to convert it)")

@@ -15,7 +15,7 @@ from collections import deque
 from typing import Any
 
 from ._checks import check_positive_int
-from ._events import Event, EventTypeLike, type_key
+from ._events import Event, EventTypeLike, same_source, type_key
 from ._report import DeliveryReport
 
 __all__ = ["History"]
@@ -93,7 +93,7 @@ class History:
         if key is not None:
             snapshot = [r for r in snapshot if r.event._key == key]
         if source is not None:
-            snapshot = [r for r in snapshot if r.event.source == source]
+            snapshot = [r for r in snapshot if same_source(r.event.source, source)]
         return snapshot if limit is None else snapshot[-limit:]
 
     def events(

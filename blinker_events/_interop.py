@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+from typing import Any
 
 from asgiref.sync import SyncToAsync
 
-__all__ = ["outer_loop", "running_loop"]
+__all__ = ["outer_loop", "quiet_pending_task", "running_loop"]
 
 
 def running_loop() -> asyncio.AbstractEventLoop | None:
@@ -35,3 +36,10 @@ def outer_loop() -> asyncio.AbstractEventLoop | None:
         return None
     loop: asyncio.AbstractEventLoop | None = getattr(local, "main_event_loop", None)
     return loop if loop is not None and loop.is_running() else None
+
+
+def quiet_pending_task(task: asyncio.Task[Any]) -> None:
+    """Keep asyncio from logging "Task was destroyed but it is pending" for
+    ``task``, whose fate the bus reports itself. Sets the task's private
+    ``_log_destroy_pending`` flag, which asyncio reads in ``Task.__del__``."""
+    task._log_destroy_pending = False  # type: ignore[attr-defined]

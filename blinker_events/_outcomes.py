@@ -149,9 +149,14 @@ class OutcomeRecorder:
         logger.error("%s (%d receiver(s) not run)", error, skipped, exc_info=error)
 
     def _count_failure(self, report: DeliveryReport, sub: Subscription, exc: BaseException) -> None:
+        # The description, not the exception: it may hold the event, its
+        # source and data (ValueError(event)), which a subscription that
+        # stays disabled would keep for good. Made outside the lock: it runs
+        # the application's __repr__.
+        described = describe(exc)
         with self._lock:
             sub.failures += 1
-            sub.last_error = exc
+            sub.last_error = described
             if sub.disabled or sub.failures < self._settings.value.failure_threshold:
                 return
             sub.disabled = True
@@ -162,7 +167,7 @@ class OutcomeRecorder:
             "to re-enable it",
             sub.name,
             failures,
-            describe(exc),
+            described,
         )
 
 

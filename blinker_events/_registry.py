@@ -1,10 +1,9 @@
 """Who listens to what: the bus's signals, subscriptions and routes.
 
-:class:`Registry`, held by each :class:`~blinker_events.EventBus`, changes
-and answers "who receives this event": one blinker signal per event
-type, subscriptions connected to them, catch-all subscriptions, drop-in
-signals the bus guards, relays bridged from signals it does not own, and the
-cached :class:`~._signals.Route` of each type. Every change happens under
+:class:`Registry`, held by each :class:`~blinker_events.EventBus`, changes and
+answers "who receives this event": one blinker signal per event type, the
+subscriptions, drop-in signals the bus guards, relays bridged from signals
+it does not own, and the cached :class:`~._signals.Route` of each type. Every change happens under
 one reentrant lock, which is never held while a receiver runs; publishing
 only reads a route, which is immutable once built.
 """
@@ -24,7 +23,7 @@ from blinker.base import ANY_ID
 
 from ._bridges import Bridges, drop_all_bridges
 from ._checks import check_flag, check_timeout
-from ._events import TYPE_REGISTRY, Event, EventTypeLike, TypeKey, event_type_name, type_key
+from ._events import TYPE_REGISTRY, Event, EventTypeLike, TypeKey, event_type_name, same_source, type_key
 from ._index import SubscriptionIndex
 from ._signals import Adapters, EventSignal, Route, build_route
 from ._subscription import Subscription
@@ -349,11 +348,12 @@ class Registry:
     def unsubscribe_by_source(self, source: Any) -> int:
         """Remove every subscription tagged with ``source``; returns how many.
         ``None`` is refused: it is the tag of every untagged subscription.
-        (Tags are compared by equality, so this looks at every subscription.)"""
+        (Tags are compared by identity, then equality, so this looks at every
+        subscription; a tag that cannot be compared is not ``source``.)"""
         if source is None:
             raise ValueError("source must not be None: untagged subscriptions have no owner to remove them by")
         with self.lock:
-            tagged = [s for s in list(self.subscriptions.values()) if s.source == source]
+            tagged = [s for s in list(self.subscriptions.values()) if same_source(s.source, source)]
         return self.remove_subscriptions(tagged)
 
     def remove_subscriptions(self, subs: list[Subscription], *, announce: bool = True) -> int:

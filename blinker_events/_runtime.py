@@ -4,8 +4,8 @@ publish begins and ends.
 :mod:`._sync`, :mod:`._async` and :mod:`._worker` receive a
 :class:`Runtime` rather than the :class:`~blinker_events.EventBus`: the
 outcome recorder (:class:`~._outcomes.OutcomeRecorder`), the history, the current
-settings, the bus's pool and loop thread, the dispatch context, the tasks it
-keeps alive, and how an event finds its route. The rules every path
+settings, the bus's pool and loop thread, the dispatch context, and how an
+event finds its route. The rules every path
 shares live here, once: how a publish begins (:meth:`Runtime.begin`:
 argument checks, the report, enabled, outlets, the route), the timeout that
 applies to a receiver, whether a receiver may run (the disabled and cycle
@@ -53,7 +53,7 @@ from ._report import DeliveryReport
 from ._settings import BusSettings, LiveSettings
 from ._signals import EventSignal, Route
 from ._subscription import Subscription
-from ._threads import LoopThread, ThreadPool
+from ._threads import LoopThread, ThreadPool, hold_until_done
 
 __all__ = ["UNROUTED", "Publisher", "Runtime"]
 
@@ -99,7 +99,6 @@ class Runtime:
         "publisher",
         "route",
         "signals",
-        "tasks",
     )
 
     def __init__(
@@ -121,9 +120,6 @@ class Runtime:
         self.history = History(live.value.history_size)
         self.pool = ThreadPool(f"{name}-pool")
         self.loop_thread = LoopThread(name)
-        #: Tasks the bus started and must keep referenced until they end
-        #: (asyncio holds tasks only weakly).
-        self.tasks: set[asyncio.Task[Any]] = set()
         self.dispatch_context: Factory | None = None
         self.enabled = True
         self.outlets: tuple[Outlet, ...] = ()
@@ -297,16 +293,15 @@ class Runtime:
     # -- tasks ---------------------------------------------------------------
 
     def track(self, task: asyncio.Task[Any]) -> None:
-        """Keep ``task`` referenced until it ends."""
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        """Keep ``task`` referenced until it ends, through its own loop (see
+        :func:`~._threads.hold_until_done`), not through the bus."""
+        hold_until_done(task)
 
     def keep_until_done(self, task: asyncio.Task[Any], sub: Subscription, event: Event, when: str) -> None:
         """Hold a cancelled receiver task until it ends; log what it raises late."""
-        self.tasks.add(task)
+        hold_until_done(task)
 
         def ended(t: asyncio.Task[Any]) -> None:
-            self.tasks.discard(t)
             if not t.cancelled() and t.exception() is not None:
                 logger.error("receiver %s raised %s handling %s", sub.name, when, repr(event), exc_info=t.exception())
 

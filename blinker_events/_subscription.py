@@ -29,7 +29,8 @@ from blinker import ANY
 from blinker._utilities import make_id, make_ref
 from blinker.base import ANY_ID
 
-from ._events import Event, EventTypeLike, TypeKey, event_type_name, type_key
+from ._describe import LIMIT
+from ._events import Event, EventTypeLike, TypeKey, shown_name, type_key
 
 __all__ = ["Owner", "Subscription"]
 
@@ -55,12 +56,17 @@ def is_async_callable(fn: object) -> bool:
     defines ``async def __call__`` as well as callables marked with
     ``inspect.markcoroutinefunction`` / asgiref's marker.
     """
-    while isinstance(fn, functools.partial):
-        fn = fn.func
-    if inspect.iscoroutinefunction(fn) or _marked_coroutine_function(fn):
-        return True
-    if inspect.isfunction(fn) or inspect.ismethod(fn) or inspect.isbuiltin(fn) or isinstance(fn, type):
-        return False
+    try:
+        while isinstance(fn, functools.partial):
+            fn = fn.func
+        if inspect.iscoroutinefunction(fn) or _marked_coroutine_function(fn):
+            return True
+        if inspect.isfunction(fn) or inspect.ismethod(fn) or inspect.isbuiltin(fn) or isinstance(fn, type):
+            return False
+    except Exception:
+        # Its attributes cannot be read (a werkzeug LocalProxy outside its
+        # context raises on any): what its class's __call__ is, decides.
+        pass
     if not callable(fn):
         return False
     call = type(fn).__call__
@@ -68,11 +74,23 @@ def is_async_callable(fn: object) -> bool:
 
 
 def callback_name(fn: object) -> str:
-    while isinstance(fn, functools.partial):
-        fn = fn.func
-    name = getattr(fn, "__qualname__", None) or type(fn).__qualname__
-    module = getattr(fn, "__module__", None)
-    return f"{module}.{name}" if module else str(name)
+    """The receiver's name in messages, at most :data:`~._describe.LIMIT`
+    characters: its ``__qualname__`` and ``__module__`` are the
+    application's, of any length. Never raises: reading them may (a
+    werkzeug ``LocalProxy`` outside its context raises on any attribute),
+    and a receiver must subscribe all the same, named by its type."""
+    try:
+        while isinstance(fn, functools.partial):
+            fn = fn.func
+        name = getattr(fn, "__qualname__", None) or type(fn).__qualname__
+        module = getattr(fn, "__module__", None)
+        text = f"{module}.{name}" if module else str(name)
+        if not isinstance(text, str):  # a str subclass's __format__ may return anything
+            raise TypeError("not a str")
+    except Exception:
+        kind = type(fn)
+        text = f"{kind.__module__}.{kind.__qualname__}"
+    return text if len(text) <= LIMIT else text[: LIMIT - 3] + "..."
 
 
 def same_callback(a: object, b: object) -> bool:
@@ -117,7 +135,9 @@ class Subscription:
     ``subscribe``, used by ``unsubscribe_by_source``; it does not filter
     events), ``sender`` (only events whose ``source`` is this object reach
     the receiver; ``blinker.ANY`` by default), ``timeout``, ``reentrant``,
-    ``is_async``, ``failures`` (consecutive), ``disabled`` and ``active``
+    ``is_async``, ``failures`` (consecutive), ``last_error`` (the last
+    failure's description, as a SUBSCRIBER_DISABLED event's ``error``; the
+    exception itself is in that publish's report), ``disabled`` and ``active``
     (False once unsubscribed or once a weakly held callback, ``source`` or
     ``sender`` was collected). ``source`` and ``sender`` are held weakly
     when they can be (blinker holds senders so too), strongly otherwise.
@@ -187,7 +207,7 @@ class Subscription:
         self.plain = plain
         self.kwargs = kwargs
         self.failures = 0
-        self.last_error: BaseException | None = None
+        self.last_error: str | None = None
         self.disabled = False
         self.active = True
         # The chain the cycle guard sets while this receiver runs at top
@@ -275,7 +295,7 @@ class Subscription:
         return fn(kwargs["event"])
 
     def __repr__(self) -> str:
-        target = "*" if self.event_type is None else event_type_name(self.event_type)
+        target = "*" if self.event_type is None else shown_name(self.event_type)
         state = " disabled" if self.disabled else "" if self.active else " inactive"
         return f"<Subscription #{self.id} {self.name} -> {target}{state}>"
 

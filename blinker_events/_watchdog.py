@@ -180,6 +180,11 @@ class Watchdog:
             slots = list(self._slots)
         for slot in slots:
             if slot.current is None:
+                # Nothing runs there now: forget its reported overruns, which
+                # would otherwise keep the last one's event (and its run,
+                # report, source and data) for as long as the thread lives.
+                if slot.reported:
+                    slot.reported = []
                 continue
             busy = True
             try:

@@ -57,6 +57,7 @@ from ._threads import ThreadPool
 
 if TYPE_CHECKING:
     from ._runtime import Runtime
+    from ._subscription import Subscription
 
 __all__ = ["NowaitJob", "WorkQueue"]
 
@@ -74,9 +75,22 @@ class NowaitJob:
     """One ``publish_nowait``: the event, the publisher's context, and the
     future the publisher holds."""
 
-    __slots__ = ("context", "event", "future", "override", "owner", "queue", "report", "resolved", "runtime", "started")
+    __slots__ = (
+        "_async_subs",
+        "context",
+        "event",
+        "future",
+        "override",
+        "owner",
+        "queue",
+        "report",
+        "resolved",
+        "runtime",
+        "started",
+    )
 
     started: float
+    _async_subs: tuple[Subscription, ...]
 
     def __init__(
         self,
@@ -125,6 +139,16 @@ class NowaitJob:
         )
         return run.run_here()
 
+    def withdrawn(self) -> None:
+        """The publisher cancelled the future before the dispatch started:
+        no receiver runs; the history records the publish with every receiver
+        it would have reached under ``cancelled``."""
+        runtime = self.runtime
+        report = self.report  # made at publish; nothing recorded into it yet
+        why = "its future was cancelled while queued"
+        runtime.outcomes.cancelled_unless_done(report, runtime.route(self.event).subs, why)
+        runtime.history.record(report)
+
     def _drain_on(self) -> None:
         self.queue.drain(self.owner)
 
@@ -136,7 +160,7 @@ class NowaitJob:
         # them: a receiver there may await work that needs the drainer.
         # This runs inside the job's context (SyncRun calls ``done`` there),
         # which the loop task copies.
-        subs = tuple(run.async_subs)
+        subs = self._async_subs = tuple(run.async_subs)
         coro = deliver_off_thread(self.runtime, self.report, subs, run.chain, self.override)
         self.runtime.loop_thread.submit(coro).add_done_callback(self._async_done)
 
@@ -147,8 +171,14 @@ class NowaitJob:
         # few non-blocking steps and stays here (a pool hop per job cost a
         # thread switch per event, and under a flood one thread per job).
         # Cancelled: the loop was stopped under the job (a shutdown that
-        # gave up waiting); the publisher still gets an answer.
-        crash = QueueFullError(f"{self.event!r}: the bus loop stopped") if done.cancelled() else done.exception()
+        # gave up waiting). The receivers it cut short are cancelled, as a
+        # cancelled ``await publish`` reports them, and the publisher still
+        # gets its report.
+        if done.cancelled():
+            self.runtime.outcomes.cancelled_unless_done(self.report, self._async_subs, "the bus loop was stopped")
+            crash = None
+        else:
+            crash = done.exception()
         if self.report.disabled:
             self.runtime.pool.submit(lambda: self.finish(crash))
         else:
@@ -345,8 +375,12 @@ class WorkQueue:
                 if self._room_waiters and len(self._jobs) <= self.maxsize // 2:
                     self._room.notify_all()
             if not job.future.set_running_or_notify_cancel():
-                # The publisher cancelled the future while it was queued.
-                self.finished()
+                # The publisher cancelled the future while it was queued:
+                # the event is withdrawn, and recorded as any cancelled publish.
+                try:
+                    job.withdrawn()
+                finally:
+                    self.finished()
                 continue
             job.owner = owner
             try:

@@ -22,7 +22,8 @@ Everything here is stable in the same sense as :mod:`blinker_events`:
 - **routes**: :func:`has_sync_receivers`;
 - **process lifecycle**: :func:`drain_at_exit`, :func:`reinit_locks` (for a
   forked child), and :class:`DefaultBusRelay` (the relay of a bridged
-  Django signal).
+  Django signal);
+- **messages**: :func:`shown_name`, an event type's name cut for a message.
 
 This module is part of the facade: it alone reaches into a bus on an
 integration's behalf.
@@ -35,7 +36,7 @@ from ._bus import EventBus
 from ._checks import MAX_COUNT, MAX_TIMEOUT, check_flag, check_positive_int, check_timeout
 from ._describe import LIMIT as DESCRIBE_LIMIT
 from ._describe import describe
-from ._events import Event, TypeKey, type_key
+from ._events import Event, TypeKey, shown_name, type_key
 from ._fork import reinit as reinit_locks
 from ._lifecycle import drain_at_exit
 from ._outlets import Outlet
@@ -66,6 +67,7 @@ __all__ = [
     "is_relayed",
     "outlets",
     "reinit_locks",
+    "shown_name",
     "type_key",
 ]
 

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from enum import auto
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from blinker_events import EventBus, EventType
 
 if TYPE_CHECKING:
+    import weakref
+
     from blinker_events.redis.testing import RedisServer
 
 # The Flask integration's tests need the flask extra, the Redis bridge's the
@@ -29,6 +33,21 @@ class Demo(EventType):
     PING = auto()
     PONG = auto()
     OTHER = auto()
+
+
+def all_collected(refs: list[weakref.ref[Any]], timeout: float = 2.0) -> bool:
+    """Whether every referent of ``refs`` is collected, giving the bus's
+    threads (an idle pool thread, the watchdog's next look) ``timeout``
+    seconds to let go of what they held: well below the pool's idle time
+    (5 s), after which an ending thread would let go of anything."""
+    deadline = time.monotonic() + timeout
+    while True:
+        gc.collect()
+        if all(ref() is None for ref in refs):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
 
 
 @pytest.fixture

@@ -12,14 +12,17 @@ import asyncio
 import contextvars
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
+from typing import Any
 
+import blinker
 import pytest
 from asgiref.sync import sync_to_async
 
 from blinker_events import Event, EventBus, EventTimeoutError, Subscription
 
-from .conftest import Demo
+from .conftest import Demo, all_collected
 
 CTX: contextvars.ContextVar[str] = contextvars.ContextVar("test_async_path_ctx", default="unset")
 
@@ -329,3 +332,40 @@ async def test_thread_sensitive_hung_receiver_abandons_the_rest_of_the_run() -> 
         release.set()
         await asyncio.to_thread(returned.wait, 5)
         assert bus.shutdown(timeout=5) == 0
+
+
+class _Component:
+    """Something an application passes as an event's source and data."""
+
+
+@pytest.mark.asyncio
+async def test_await_publish_with_sync_receivers_leaves_no_event_behind() -> None:
+    # With history_size=0 a finished publish must keep nothing: not on the
+    # pool threads that ran its sync receivers, idle now.
+    bus = EventBus(history_size=0)
+    bus.subscribe(Demo.PING, lambda event: None)
+    refs: list[weakref.ref[Any]] = []
+
+    async def one() -> None:
+        component = _Component()
+        refs.append(weakref.ref(component))
+        await bus.publish(Event(Demo.PING, {"component": component}, source=component))
+
+    await asyncio.gather(*(one() for _ in range(64)))
+    assert all_collected(refs)
+    assert bus.shutdown(timeout=10) == 0
+
+
+def test_a_dropped_bus_that_awaited_publish_is_collected_and_leaves_its_signal() -> None:
+    signal = blinker.NamedSignal("test_async_path.dropped")
+    calls: list[Event] = []
+    bus = EventBus()
+    bus.subscribe(bus.bridge(signal), calls.append)
+    bus.subscribe(Demo.PING, lambda event: None)
+    asyncio.run(bus.publish(Event(Demo.PING)))
+    ref = weakref.ref(bus)
+    del bus
+    assert all_collected([ref])
+    assert not signal.receivers
+    signal.send("sender")
+    assert calls == []

@@ -12,15 +12,17 @@ outcome lands in that same history entry.
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable
 
 import pytest
 
 from blinker_events import Event, EventBus, SystemEventType
 
-from .conftest import Demo
+from .conftest import Demo, all_collected
 
 
 def _hanging_receiver(cancelled: list[str], name: str) -> Callable[[Event], object]:
@@ -153,6 +155,45 @@ def test_receivers_scheduled_by_publish_sync_are_cancelled_when_their_loop_ends(
         assert all(s.failures == 0 and not s.disabled for s in subs)
 
 
+@pytest.mark.parametrize("receivers", [1, 2])
+@pytest.mark.parametrize("started", [True, False], ids=["started", "not-started"])
+def test_receivers_scheduled_by_publish_sync_are_cancelled_when_their_loop_is_closed_by_hand(
+    bus: EventBus, started: bool, receivers: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A bare loop.close(), unlike asyncio.run, cancels nothing: the tasks are
+    # just dropped. The bus must neither keep them (nor their reports) for
+    # good nor raise from their teardown, and their reports still finish.
+    unraisable: list[object] = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    subs = [bus.subscribe(Demo.PING, _hanging_receiver([], f"hangs{n}")) for n in range(receivers)]
+    reports = []
+    tasks: list[weakref.ref[asyncio.Task[object]]] = []
+
+    def publish() -> None:
+        before = asyncio.all_tasks()
+        reports.append(bus.publish_sync(Event(Demo.PING)))
+        tasks.extend(weakref.ref(task) for task in asyncio.all_tasks() - before)
+
+    async def handler() -> None:
+        if started:
+            publish()
+            await asyncio.sleep(0.05)  # the receivers are running now
+        else:
+            asyncio.get_running_loop().call_soon(publish)  # as the loop stops
+
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(handler())
+    loop.close()
+    del loop
+    [report] = reports
+    assert len(tasks) == 1
+    assert all_collected(tasks)
+    assert report.finished
+    assert list(report.cancelled) == subs
+    assert list(report.failed) == []
+    assert unraisable == []
+
+
 def test_a_receiver_cancelled_by_someone_else_is_reported_cancelled(bus: EventBus) -> None:
     tasks: list[asyncio.Task[object]] = []
 
@@ -231,3 +272,46 @@ def test_a_redis_delivery_with_a_cancelled_receiver_is_not_acknowledged_as_done(
     asyncio.run(main())
     [report] = bus.get_delivery_reports(Demo.PING)
     assert _problem(report, strict=False) == "tests.test_cancellation.hangs cancelled"
+
+
+def test_queued_async_receivers_cut_short_by_a_shutdown_resolve_to_a_cancelled_report(bus: EventBus) -> None:
+    """A shutdown whose time ran out stops the bus loop under a queued
+    event's async receiver: the publisher's future still resolves to the
+    report, which says the receiver was cancelled, and the history has it."""
+    cancelled: list[str] = []
+    sub = bus.subscribe(Demo.PING, _hanging_receiver(cancelled, "hangs"))
+    future = bus.publish_nowait(Event(Demo.PING))
+    deadline = time.monotonic() + 5
+    while bus.stats()["queued"] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.1)  # the receiver is now awaiting on the bus loop
+    bus.shutdown(timeout=0.5)
+    report = future.result(5)
+    assert list(report.cancelled) == [sub]
+    assert list(report.failed) == []
+    assert sub.failures == 0
+    assert bus.get_delivery_reports() == [report]
+    assert cancelled == ["hangs"]
+
+
+def test_a_queued_event_whose_future_is_cancelled_is_withdrawn_and_recorded(bus: EventBus) -> None:
+    """``future.cancel()`` while the event is still queued withdraws it, as
+    with an executor: no receiver runs. Like any cancelled publish it leaves
+    a history entry, its receivers under ``cancelled`` and not failed."""
+    gate = threading.Event()
+    ran: list[str] = []
+    first = bus.subscribe(Demo.PING, lambda event: gate.wait(10))
+    second = bus.subscribe(Demo.PONG, lambda event: ran.append("pong"))
+    holding = bus.publish_nowait(Event(Demo.PING))  # holds the worker
+    withdrawn_event = Event(Demo.PONG)
+    withdrawn = bus.publish_nowait(withdrawn_event)
+    assert withdrawn.cancel()
+    gate.set()
+    assert holding.result(5).succeeded == [first]
+    assert bus.shutdown(timeout=5) == 0
+    assert ran == []
+    (entry,) = bus.get_delivery_reports(Demo.PONG)
+    assert entry.event is withdrawn_event
+    assert list(entry.cancelled) == [second]
+    assert list(entry.failed) == []
+    assert second.failures == 0

@@ -18,7 +18,7 @@ import pytest
 import blinker_events as be
 from blinker_events import CircularEventError, Event, EventBus, EventTimeoutError, SystemEventType
 
-from .conftest import Demo
+from .conftest import Demo, all_collected
 
 HOW = ["signal.guard(bus)", "bus.guard(signal)"]
 
@@ -937,3 +937,22 @@ def test_unguard_lets_the_signal_go(bus: EventBus) -> None:
     del sig
     gc.collect()
     assert ref() is None
+
+
+@pytest.mark.asyncio
+async def test_guarded_send_async_keeps_no_sender_behind() -> None:
+    bus = EventBus(history_size=0)
+    sig = be.Signal()
+    sig.guard(bus)
+
+    def receiver(sender: Any) -> str:
+        return "sync"
+
+    sig.connect(receiver)  # runs on a pool thread, which then idles
+    sender = Sender("short-lived")
+    ref = weakref.ref(sender)
+    assert [result for _, result in await sig.send_async(sender)] == ["sync"]
+    del sender
+    assert all_collected([ref])
+    sig.unguard()
+    assert bus.shutdown(timeout=10) == 0

@@ -325,6 +325,18 @@ def test_publish_on_commit_commit_rollback_and_autocommit(subscribe: Callable[..
         publish_on_commit("orders.placed")  # type: ignore[arg-type]
 
 
+def test_publish_on_commit_refuses_a_bad_using_naming_it(subscribe: Callable[..., Subscription]) -> None:
+    from blinker_events.django import publish_on_commit
+
+    got: list[Event] = []
+    subscribe("orders.placed", got.append)
+    with pytest.raises(TypeError, match=r"^using must be a database alias \(a str\) or None, not int$"):
+        publish_on_commit(Event("orders.placed"), using=5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"^using must be one of the DATABASES aliases \['default'\], not 'nodb'$"):
+        publish_on_commit(Event("orders.placed"), using="nodb")
+    assert got == []
+
+
 @pytest.mark.django_db(transaction=True)
 def test_publish_on_commit_never_raises_into_the_commit(subscribe: Callable[..., Subscription]) -> None:
     from blinker_events.django import publish_on_commit
@@ -515,8 +527,7 @@ async def test_overrunning_sync_receiver_of_an_async_view_is_timed_out_not_fatal
     async_client: Any, subscribe: Callable[..., Subscription]
 ) -> None:
     """On the request's thread-sensitive thread a sync receiver is never
-    interrupted (like an inline one): the request waits for it, it counts as
-    timed out, and the request succeeds."""
+    interrupted: it counts as timed out, and the request succeeds."""
     release = threading.Event()
     subscribe("orders.order_placed", lambda e: release.wait(0.6))
     with override_settings(BLINKER_EVENTS={**TEST_EVENTS, "TIMEOUT": 0.2}):
@@ -525,6 +536,45 @@ async def test_overrunning_sync_receiver_of_an_async_view_is_timed_out_not_fatal
     assert response.status_code == 201
     body = response.json()
     assert (body["delivered"], body["failed"], body["timed_out"]) == (0, 0, 1)
+
+
+@pytest.mark.asyncio
+async def test_an_overrunning_receiver_on_the_request_thread_releases_await_publish_and_holds_the_thread(
+    subscribe: Callable[..., Subscription],
+) -> None:
+    """What the README's Django section says: ``await publish`` returns at
+    the deadline, the overrunning receiver counted as timed out and the next
+    one skipped as abandoned, while the receiver goes on on the request's
+    thread -- so the request's next sync_to_async call waits for it."""
+    from asgiref.sync import ThreadSensitiveContext, sync_to_async
+
+    running_on: list[str] = []
+    finished = threading.Event()
+
+    def slow(event: Event) -> None:
+        running_on.append(threading.current_thread().name)
+        time.sleep(1.0)
+        finished.set()
+
+    slow_sub = subscribe("orders.slow", slow)
+    next_sub = subscribe("orders.slow", lambda e: running_on.append("next"))
+    async with ThreadSensitiveContext():  # what Django's ASGI handler opens for each request
+        started = time.monotonic()
+        report = await blinker_events.publish(Event("orders.slow"), timeout=0.3)
+        released_after = time.monotonic() - started
+        still_running = not finished.is_set()
+        # The request's next sync code (an ORM call, say) runs on the same thread.
+        thread, receiver_done = await sync_to_async(
+            lambda: (threading.current_thread().name, finished.is_set()), thread_sensitive=True
+        )()
+        waited = time.monotonic() - started
+    assert 0.3 <= released_after < 0.6
+    assert still_running
+    assert list(report.timed_out) == [slow_sub]
+    assert list(report.skipped) == [(next_sub, "abandoned", None)]
+    assert running_on == [thread]
+    assert receiver_done
+    assert waited >= 1.0
 
 
 # -- database connections on the bus's threads ----------------------------------

@@ -7,6 +7,7 @@ import asyncio
 import gc
 import logging
 import time
+import weakref
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -20,7 +21,7 @@ from blinker_events import (
     SystemEventType,
 )
 
-from .conftest import Demo
+from .conftest import Demo, all_collected
 
 META = SystemEventType.SUBSCRIBER_DISABLED
 
@@ -584,7 +585,7 @@ def test_last_error_is_kept_on_the_subscription(bus: EventBus) -> None:
     error = Boom("kept")
     sub: Subscription = bus.subscribe(Demo.PING, failing_with(error))
     bus.publish_sync(Event(Demo.PING))
-    assert sub.last_error is error
+    assert sub.last_error == repr(error)
 
 
 @pytest.mark.asyncio
@@ -616,3 +617,31 @@ async def test_propagation_with_a_failing_meta_handler_for_scheduled_receivers(p
     assert report.finished is True
     assert [e.data["subscription_id"] for e in handler_calls] == [sub.id]
     assert unhandled == []
+
+
+def test_a_failed_subscription_keeps_a_description_of_its_last_error_not_the_event(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The exception may hold the event (ValueError(event)), and with it the
+    # source and data: with history_size=0 nothing may keep them, not even
+    # a subscription that failed (and was disabled) for good.
+    monkeypatch.setattr(logging.getLogger("blinker_events"), "disabled", True)  # pytest keeps log records
+    bus = EventBus(history_size=0, failure_threshold=1)
+
+    class Component:
+        pass
+
+    def fail(event: Event) -> None:
+        raise ValueError(event)
+
+    sub = bus.subscribe(Demo.PING, fail)
+    component = Component()
+    ref = weakref.ref(component)
+    event = Event(Demo.PING, {"component": component}, source=component)
+    bus.publish_sync(event)
+    assert sub.disabled
+    assert isinstance(sub.last_error, str)
+    assert sub.last_error.startswith("ValueError(Event(Demo.PING, {'component': <")
+    del component, event
+    assert all_collected([ref])
+    assert bus.shutdown(timeout=10) == 0

@@ -223,3 +223,30 @@ def test_a_dead_watchdog_is_noticed_and_restarted(
     assert _watchdog_alive()
     assert watchdog._thread is not dead
     assert "watchdog thread had stopped" in caplog.text
+
+
+def test_log_lines_the_bus_formats_are_cut_and_keep_the_exception(
+    bus: EventBus, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A megabyte event type name, receiver name and exception message: each
+    # message the bus formats stays short; the exception rides along whole
+    # as exc_info, for error trackers, and its formatting is the handler's.
+    long_type = "t" * 10**6
+    error = ValueError("v" * 10**6)
+
+    def fail(event: Event) -> None:
+        raise error
+
+    fail.__qualname__ = "q" * 10**6
+    sub = bus.subscribe(long_type, fail, timeout=0.05)
+    assert len(sub.name) <= 300
+    assert len(repr(sub)) < 1000
+    with caplog.at_level(logging.DEBUG, logger="blinker_events"):
+        report = bus.publish_sync(Event(long_type, {"k": "d" * 10**6}, source="s" * 10**6))
+    assert list(report.failed) == [(sub, error)]
+    assert report.event.event_type == long_type  # the name itself stays whole
+    assert caplog.records
+    assert max(len(record.getMessage()) for record in caplog.records) < 2000
+    [failure] = [record for record in caplog.records if record.exc_info]
+    assert failure.exc_info is not None
+    assert failure.exc_info[1] is error

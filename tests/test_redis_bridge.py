@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from blinker_events import Event, EventBus, SystemEventType
+from blinker_events import Event, EventBus, SystemEventType, event_type_name
 from blinker_events.redis import RedisBridge, WireError
 from blinker_events.redis._wire import decode, encode
 from blinker_events.redis.testing import RedisServer
@@ -191,6 +191,36 @@ def test_data_json_cannot_carry_is_refused_at_publish_and_nothing_runs(
         asyncio.run(bridge.bus.publish(Event(Demo.PING, {"when": object()})))
     assert calls == []
     assert bridge.bus.get_history() == []
+    assert bridge.stop() == 0
+    assert xlen(redis_server) == 0
+
+
+@pytest.mark.parametrize(
+    ("data", "why"),
+    [
+        ({"note": "ok\ud800"}, "data.note: a str with a lone surrogate at position 2, which UTF-8 cannot carry"),
+        ({"ok": 1, "\udfff": 1}, "data (a key): a str with a lone surrogate at position 0, which UTF-8 cannot carry"),
+        (
+            {"lines": ["a", ["\ud800"]]},
+            "data.lines[1][0]: a str with a lone surrogate at position 0, which UTF-8 cannot carry",
+        ),
+        (
+            {"total": 10**5000},
+            "data.total: an int of more digits than Python converts to text (sys.get_int_max_str_digits())",
+        ),
+    ],
+)
+def test_text_utf8_json_cannot_carry_is_refused_at_publish_naming_the_field(
+    make_bridge: Callable[..., RedisBridge], redis_server: RedisServer, data: dict[str, Any], why: str
+) -> None:
+    bridge = make_bridge()
+    calls: list[Event] = []
+    bridge.bus.subscribe(Demo.PING, calls.append)
+    assert bridge.start()
+    with pytest.raises(ValueError) as caught:
+        bridge.bus.publish_sync(Event(Demo.PING, data))
+    assert str(caught.value) == f"event {event_type_name(Demo.PING)} cannot cross to Redis: {why}"
+    assert calls == []
     assert bridge.stop() == 0
     assert xlen(redis_server) == 0
 

@@ -221,6 +221,11 @@ def test_no_message_or_log_line_carries_the_password_of_the_url(
         ("unix:///run/redis.sock?password=pw", "unix:///run/redis.sock?password=***"),
         ("redis://user@h/0", "redis://user@h/0"),  # a user name alone is no secret
         ("user:pw@h", "<a URL with userinfo, not shown>"),
+        ("redis://:pw/x@h:6379/0", "redis://:***@h:6379/0"),  # a "/" alone, no "@" after it
+        (" redis://:pw@h/0", " redis://:***@h/0"),  # leading whitespace (a config file's)
+        ("\tredis://us/er:pw@h/0", "\tredis://us/er:***@h/0"),
+        ("redis://:a://b@h/0", "redis://:***@h/0"),
+        ("pw@redis://h/0", "<a URL with userinfo, not shown>"),
     ],
 )
 def test_urls_in_messages_have_their_password_replaced(url: str, shown: str) -> None:
@@ -365,6 +370,44 @@ def test_entries_trimmed_before_a_lagging_group_read_them_are_counted_once_and_l
     wait_for(lambda: client.xpending("s", "g")["pending"] == 0, "all acknowledged")
 
 
+@pytest.mark.parametrize(
+    ("maker", "stream_existed"),
+    [("consumer", False), ("consumer", True), ("producer", False), ("producer", True)],
+)
+def test_entries_trimmed_before_a_new_groups_first_read_are_counted_exactly_and_logged_once(
+    redis_server: RedisServer,
+    client: redis.Redis,
+    buses: Callable[..., EventBus],
+    caplog: pytest.LogCaptureFixture,
+    maker: str,
+    stream_existed: bool,
+) -> None:
+    """A group made (by a consumer that then stopped, or by a producer) but
+    not yet read from: 550 entries written with an exact MAXLEN of 50 lose
+    500 to the trim before the group's first read, and those are counted."""
+    if stream_existed:
+        client.xadd("s", entry(-1))
+    direction = "in" if maker == "consumer" else "out"
+    first = RedisBridge(buses(), redis_server.url, stream="s", mode="group", group="g", direction=direction)
+    assert first.start()
+    assert first.stop() == 0
+    for n in range(550):
+        client.xadd("s", entry(n), maxlen=50, approximate=False)
+    bus = buses()
+    got: list[int] = []
+    bus.subscribe("job", lambda e: got.append(e.data["n"]))
+    bridge = RedisBridge(bus, redis_server.url, stream="s", mode="group", group="g", direction="in", maxlen=None)
+    with caplog.at_level(logging.ERROR, "blinker_events.redis"):
+        assert bridge.start()
+        wait_for(lambda: len(got) == 50, "the entries left in the stream")
+        time.sleep(0.2)  # a late second count would show here
+    assert got == list(range(500, 550))
+    assert bridge.stats()["lost_to_trim"] == 500
+    assert [r.getMessage() for r in caplog.records if "trimmed" in r.getMessage()] == [
+        "redis bridge: 500 entr(ies) of s were trimmed before group g read them (raise maxlen)"
+    ]
+
+
 def test_a_loop_ending_while_a_lost_write_waits_for_its_retry_does_not_write_it_twice(
     redis_server: RedisServer, client: redis.Redis, proxy: Proxy
 ) -> None:
@@ -400,3 +443,31 @@ def test_a_url_redis_cannot_parse_is_refused_at_construction_without_its_passwor
     with pytest.raises(ValueError, match="url") as caught:
         RedisBridge(EventBus(), f"redis://:{SECRET}@127.0.0.1:port/0")
     assert SECRET not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        (
+            f"redis://:{SECRET}/x@127.0.0.1:6379/0",  # redis-py reads the password as the port
+            "url redis://:***@127.0.0.1:6379/0 is not valid: redis-py cannot parse it (its reason is not "
+            "shown: it may quote the password; a '/', '?' or '#' in a password must be %-escaped)",
+        ),
+        (
+            f" redis://:{SECRET}@127.0.0.1:6379/0",
+            "url must be a redis://, rediss:// or unix:// URL, not  redis://:***@127.0.0.1:6379/0",
+        ),
+        (
+            f"\tredis://user:{SECRET}@127.0.0.1:6379/0",
+            "url must be a redis://, rediss:// or unix:// URL, not \tredis://user:***@127.0.0.1:6379/0",
+        ),
+        (
+            "redis://127.0.0.1:port/0",  # nothing to hide: redis-py's reason is kept
+            "url redis://127.0.0.1:port/0 is not valid: Port could not be cast to integer value as 'port'",
+        ),
+    ],
+)
+def test_a_refused_url_never_shows_its_password_whatever_it_contains(url: str, message: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        RedisBridge(EventBus(), url)
+    assert str(caught.value) == message

@@ -7,6 +7,7 @@ except under CI, where a missing redis_server is a broken setup and must fail.
 from __future__ import annotations
 
 import subprocess
+import sys
 
 import pytest
 
@@ -44,6 +45,40 @@ def test_appendonly_data_survives_restart() -> None:
         assert redis_server.is_running()
         assert (redis_server.port, redis_server.directory) == (port, directory)
         assert redis_server.cli("GET", "k") == "v\n"
+
+
+_FORK_AND_EXIT = """
+import os, sys
+from blinker_events.redis.testing import RedisServer
+server = RedisServer(appendonly=True)
+server.start()
+server.cli("SET", "k", "v")
+
+def child_exits():
+    pid = os.fork()
+    if pid == 0:
+        sys.exit(0)  # a normal exit: the interpreter's exit-time cleanup runs
+    os.waitpid(pid, 0)
+
+child_exits()  # while the server runs
+print(server.is_running(), server.directory.is_dir(), server.cli("GET", "k").strip())
+server.shutdown()
+child_exits()  # between shutdown() and start()
+print(server.directory.is_dir())
+server.start()
+print(server.cli("GET", "k").strip())
+directory = server.directory
+server.stop()
+print(directory.exists())
+"""
+
+
+def test_a_forked_childs_exit_leaves_the_server_and_its_directory_alone() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", _FORK_AND_EXIT], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.split("\n") == ["True True v", "True", "v", "False", ""]
 
 
 def test_appendonly_data_survives_kill() -> None:

@@ -577,7 +577,8 @@ def test_failures_kept_in_history_do_not_pin_the_receivers_locals(bus: EventBus,
     reports = bus.get_delivery_reports()
     assert len(reports) == 20
     assert all([(s, type(e)) for s, e in r.failed] == [(sub, ValueError)] for r in reports)
-    assert isinstance(sub.last_error, ValueError)
+    assert sub.last_error is not None
+    assert sub.last_error.startswith("ValueError(")
     assert len(refs) == 20
     assert [r() for r in refs] == [None] * 20
 

@@ -655,3 +655,67 @@ def test_get_subscriptions_filters_by_disabled_state() -> None:
         assert bus.get_subscriptions(disabled=False) == [bad_sub, good_sub]
     finally:
         assert bus.shutdown(timeout=10) == 0
+
+
+class _Unreadable:
+    """Like a werkzeug LocalProxy outside its context: every attribute
+    looked up on the instance raises."""
+
+    def __getattr__(self, name: str) -> object:
+        raise RuntimeError(f"working outside of context: {name}")
+
+
+class _UnreadableSync(_Unreadable):
+    def __call__(self, event: Event) -> None:
+        seen.append(("sync", event))
+
+
+class _UnreadableAsync(_Unreadable):
+    async def __call__(self, event: Event) -> None:
+        seen.append(("async", event))
+
+
+seen: list[tuple[str, Event]] = []
+
+
+def test_a_callable_whose_attributes_raise_subscribes_named_by_its_type(bus: EventBus) -> None:
+    seen.clear()
+    sync_receiver, async_receiver = _UnreadableSync(), _UnreadableAsync()
+    sync_sub = bus.subscribe(Demo.PING, sync_receiver)
+    async_sub = bus.subscribe(Demo.PING, async_receiver)
+    assert sync_sub.name == f"{__name__}._UnreadableSync"
+    assert async_sub.name == f"{__name__}._UnreadableAsync"
+    assert (sync_sub.is_async, async_sub.is_async) == (False, True)
+    event = Event(Demo.PING)
+    report = bus.publish_sync(event)
+    assert report.succeeded == [sync_sub, async_sub]
+    assert seen == [("sync", event), ("async", event)]
+    assert bus.unsubscribe(Demo.PING, sync_receiver) == 1
+
+
+class _Incomparable:
+    """Like a detached ORM instance: comparing it raises."""
+
+    def __eq__(self, other: object) -> bool:
+        raise RuntimeError("instance is detached")
+
+    __hash__ = object.__hash__
+
+
+def test_unsubscribe_by_source_passes_over_tags_that_cannot_be_compared(bus: EventBus) -> None:
+    def first(event: Event) -> None: ...
+
+    def second(event: Event) -> None: ...
+
+    def third(event: Event) -> None: ...
+
+    incomparable, other = _Incomparable(), _Incomparable()
+    owned = [bus.subscribe(Demo.PING, first, source="owner"), bus.subscribe(Demo.PONG, second, source="owner")]
+    theirs = bus.subscribe(Demo.PING, third, source=incomparable)
+    bus.subscribe(Demo.PING, lambda event: None, source=other)
+    assert bus.unsubscribe_by_source("owner") == 2
+    assert not any(sub.active for sub in owned)
+    # The caller's own tag may be one too: it is found by identity.
+    assert bus.unsubscribe_by_source(incomparable) == 1
+    assert not theirs.active
+    assert bus.get_subscriber_count(Demo.PING) == 1

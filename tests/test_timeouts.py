@@ -17,13 +17,14 @@ import sys
 import threading
 import time
 import unittest
+import weakref
 from collections.abc import Callable, Iterator
 
 import pytest
 
 from blinker_events import Event, EventBus, EventTimeoutError, EventType, Subscription
 
-from .conftest import Demo
+from .conftest import Demo, all_collected
 
 LOGGER = "blinker_events"
 SHORT = 0.05
@@ -321,6 +322,25 @@ def test_inline_overrun_is_logged_with_stack_while_running_and_reported(
     assert "slow_inline_receiver" in warnings[0]  # the receiver's stack
 
 
+def test_an_inline_overrun_leaves_no_event_behind() -> None:
+    # The watchdog remembers the overruns it reported on a thread, so as to
+    # warn once each; that memory must end with the overrun, not keep the
+    # last one's event (and its source and data) for the thread's life.
+    bus = EventBus(history_size=0, timeout=0.1)
+    bus.subscribe(Demo.PING, lambda event: time.sleep(0.3))
+
+    class Component:
+        pass
+
+    component = Component()
+    ref = weakref.ref(component)
+    report = bus.publish_sync(Event(Demo.PING, {"component": component}, source=component))
+    assert len(report.timed_out) == 1
+    del component, report
+    assert all_collected([ref])
+    assert bus.shutdown(timeout=10) == 0
+
+
 # -- auto-disable ---------------------------------------------------------------------
 
 
@@ -342,7 +362,8 @@ async def test_timeouts_count_toward_auto_disable() -> None:
         assert list(second.timed_out) == [sub]
         assert list(second.disabled) == [sub]
         assert (sub.failures, sub.disabled) == (2, True)
-        assert isinstance(sub.last_error, EventTimeoutError)
+        assert sub.last_error is not None
+        assert sub.last_error.startswith("EventTimeoutError(")
         assert len(announced) == 1
         assert announced[0].data["subscription_id"] == sub.id
         third = await bus.publish(Event(Demo.PING))

@@ -12,6 +12,7 @@ import contextvars
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from concurrent.futures import Future
 
@@ -19,7 +20,7 @@ import pytest
 
 from blinker_events import DeliveryReport, Event, EventBus, QueueFullError
 
-from .conftest import Demo
+from .conftest import Demo, all_collected
 
 CTX: contextvars.ContextVar[str] = contextvars.ContextVar("test_worker_ctx", default="unset")
 WAIT = 5.0  # upper bound for waits that normally end at once
@@ -523,3 +524,22 @@ def test_block_on_the_replacement_worker_thread_raises_at_once() -> None:
     finally:
         release.set()
         assert bus.shutdown(timeout=WAIT) == 0
+
+
+def test_a_run_moved_off_a_hung_receiver_leaves_no_event_behind() -> None:
+    # The receiver overruns, its run moves to another thread; once all
+    # is done, neither thread nor the watchdog may keep the event.
+    bus = EventBus(history_size=0, timeout=0.1)
+    bus.subscribe(Demo.PING, lambda event: time.sleep(0.3))
+
+    class Component:
+        pass
+
+    component = Component()
+    ref = weakref.ref(component)
+    report = bus.publish_nowait(Event(Demo.PING, {"component": component}, source=component)).result(5)
+    assert len(report.timed_out) == 1
+    del component, report
+    time.sleep(0.4)  # the hung receiver returns, its thread goes idle
+    assert all_collected([ref])
+    assert bus.shutdown(timeout=10) == 0

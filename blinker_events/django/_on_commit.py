@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from django.db import transaction  # type: ignore[import-untyped]
+from django.db import connections, transaction  # type: ignore[import-untyped]
 
 import blinker_events
 from blinker_events import Event
@@ -32,6 +32,13 @@ def publish_on_commit(
         raise TypeError(f"event must be an Event, not {type(event).__name__}")
     timeout = check_timeout(timeout)
     check_flag(nowait, "nowait")
+    # Checked here so that a bad alias is refused naming the argument, not
+    # with whatever Django's connection lookup raises for it.
+    if using is not None:
+        if not isinstance(using, str):
+            raise TypeError(f"using must be a database alias (a str) or None, not {type(using).__name__}")
+        if using not in connections:
+            raise ValueError(f"using must be one of the DATABASES aliases {list(connections)}, not {using!r}")
 
     def publish() -> None:
         bus = blinker_events.default_bus

@@ -18,7 +18,14 @@ from django.utils.module_loading import import_string, module_has_submodule  # t
 
 import blinker_events
 from blinker_events import EventTypeLike, event_type_name
-from blinker_events.lowlevel import SETTING_NAMES, DefaultBusRelay, check_setting, default_of, reinit_locks, type_key
+from blinker_events.lowlevel import (
+    SETTING_NAMES,
+    DefaultBusRelay,
+    check_setting,
+    default_of,
+    reinit_locks,
+    type_key,
+)
 
 from . import _connections
 

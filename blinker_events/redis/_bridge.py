@@ -62,6 +62,12 @@ CLOSE_FLUSH_SECONDS = 10.0
 DIRECTIONS = ("both", "out", "in")
 
 
+_UNPARSED_WITH_PASSWORD = (
+    "redis-py cannot parse it (its reason is not shown: it may quote the password; "
+    "a '/', '?' or '#' in a password must be %-escaped)"
+)
+
+
 class RedisBridge:
     """Carries a bus's events to and from a Redis stream, so that buses in
     other processes and on other hosts receive them.
@@ -133,7 +139,11 @@ class RedisBridge:
         try:
             parse_url(url)  # refused here, not at start()
         except ValueError as exc:
-            raise ValueError(f"url {redact(url)} is not valid: {exc}") from None
+            # redis-py's reason may quote any part of the URL, the password
+            # included (one with an unescaped "/" is read as the port), so it
+            # is given only for a URL with nothing to hide.
+            why = str(exc) if redact(url) == url else _UNPARSED_WITH_PASSWORD
+            raise ValueError(f"url {redact(url)} is not valid: {why}") from None
         _check_name(stream, "stream")
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")

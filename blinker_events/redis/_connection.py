@@ -62,19 +62,25 @@ FIRST_DELAY = 0.05
 MAX_DELAY = 5.0
 
 
-_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^:@/]*)(:.*)?@(?=[^@]*$)")
 _PASSWORD_PARAM = re.compile(r"(?i)([?&]password=)[^&#]*")
 
 
 def redact(url: str) -> str:
     """``url`` fit for a log line or a message: the password of its userinfo
     and a ``password=`` query parameter become ``***``
-    (``redis://user:***@host:6379/0``). An ``@`` in a password need not be
-    escaped for redis-py, so the userinfo runs to the last ``@``."""
-    shown = _USERINFO.sub(lambda m: f"{m[1]}{m[2]}:***@" if m[3] else m[0], url, count=1)
+    (``redis://user:***@host:6379/0``). Any string is made safe, not only
+    valid URLs: an ``@`` or ``/`` in a password need not be escaped for
+    redis-py, so the userinfo is everything from ``://`` to the last ``@``
+    (whatever comes before ``://``, leading whitespace say, is kept)."""
+    start, at = url.find("://") + 3, url.rfind("@")
+    shown = url
+    if at >= 0:
+        if start < 3 or start > at:
+            return "<a URL with userinfo, not shown>"
+        user, colon, _ = url[start:at].partition(":")
+        if colon:
+            shown = f"{url[:start]}{user}:***{url[at:]}"
     shown = _PASSWORD_PARAM.sub(r"\1***", shown)
-    if "@" in shown and "://" not in shown:
-        return "<a URL with userinfo, not shown>"
     return shown if len(shown) <= LIMIT else shown[: LIMIT - 3] + "..."
 
 
@@ -207,17 +213,23 @@ async def read_with_info(
     return (None if isinstance(info, Exception) else info), (entries[0][1] if entries else [])
 
 
-#: Entries trimmed from the stream before ``ARGV[1]``'s group read them (0
-#: if none, -1 if some but Redis cannot tell how many: its entries-read is
-#: not valid), and the stream's last-generated id. Redis 7 moves a group's last-delivered id across such a gap
-#: without counting it in entries-read; so once counted, entries-read is set
-#: to the trimmed head, and every gap is counted once, whichever node saw it.
-_TRIMMED_UNREAD = """
+#: Lua: a Redis reply of alternating names and values (XINFO's) as a table.
+_LUA_PARSE = """
 local function parse(flat)
   local t = {}
   for i = 1, #flat, 2 do t[flat[i]] = flat[i + 1] end
   return t
 end
+"""
+
+#: Entries trimmed from the stream before ``ARGV[1]``'s group read them (0
+#: if none, -1 if some but Redis cannot tell how many: its entries-read is
+#: not valid), and the stream's last-generated id. Redis 7 moves a group's last-delivered id across such a gap
+#: without counting it in entries-read; so once counted, entries-read is set
+#: to the trimmed head, and every gap is counted once, whichever node saw it.
+_TRIMMED_UNREAD = (
+    _LUA_PARSE
+    + """
 local function before(a, b)
   local ams, aseq = string.match(a, '(%d+)-(%d+)')
   local bms, bseq = string.match(b, '(%d+)-(%d+)')
@@ -249,6 +261,7 @@ for _, flat in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
 end
 return {0, newest}
 """
+)
 
 
 async def read_new_in_group(
@@ -299,15 +312,41 @@ async def delivery_counts(
     return {row["message_id"]: row["times_delivered"] for rows in answers for row in rows}
 
 
+#: XGROUP CREATE ``ARGV[1]`` at ``ARGV[2]`` ("$" or "0") with MKSTREAM
+#: unless the group exists (1 if it made it, 0 if not). Redis 7 creates a group with an
+#: unknown entries-read unless told (ENTRIESREAD), and from an unknown one
+#: cannot tell how many entries were trimmed before the group's first read
+#: (see ``_TRIMMED_UNREAD``): so it is set to what the group has, in effect,
+#: read -- the stream's entries-added at "$", its trimmed head at "0" --
+#: in the same script, so no entry is added in between.
+_CREATE_GROUP = (
+    _LUA_PARSE
+    + """
+local read = 0
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  for _, flat in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+    if parse(flat)['name'] == ARGV[1] then return 0 end
+  end
+  local stream = parse(redis.call('XINFO', 'STREAM', KEYS[1]))
+  read = stream['entries-added']
+  if read and ARGV[2] ~= '$' then read = read - stream['length'] end
+end
+if read and redis.REDIS_VERSION_NUM then  -- a Redis before 7 knows neither
+  redis.call('XGROUP', 'CREATE', KEYS[1], ARGV[1], ARGV[2], 'MKSTREAM', 'ENTRIESREAD', read)
+else
+  redis.call('XGROUP', 'CREATE', KEYS[1], ARGV[1], ARGV[2], 'MKSTREAM')
+end
+return 1
+"""
+)
+
+
 async def ensure_group(client: Client, stream: str, group: str, start: str = "$") -> None:
     """Create the consumer group (and the stream) unless it exists, reading
-    from ``start`` ("$": the stream's end): XGROUP CREATE ... MKSTREAM,
-    BUSYGROUP ignored."""
-    try:
-        await client.xgroup_create(stream, group, id=start, mkstream=True)
-    except ResponseError as exc:
-        if not str(exc).startswith("BUSYGROUP"):
-            raise
+    from ``start`` ("$": the stream's end; "0": all it holds), with its
+    entries-read set (see ``_CREATE_GROUP``). A script runs atomically, so
+    no other node can make the group between its check and its XGROUP CREATE."""
+    await client.eval(_CREATE_GROUP, 1, stream, group, start)
 
 
 async def group_consumers(client: Client, stream: str, group: str) -> list[dict[str, Any]]:

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import CancelledError, Future
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from .. import DeliveryReport, Event, QueueFullError
 from ..lowlevel import describe, has_sync_receivers
@@ -209,10 +208,10 @@ class Delivery:
             except QueueFullError:
                 # The app's own queued work filled the queue: deliver this
                 # one here, once what this batch queued before it is done.
-                await _all_done([p for p in pending if isinstance(p, Future)])
+                await _settled([p for p in pending if isinstance(p, Future)])
                 pending.append(await self._publish(event))
-        await _all_done([p for p in pending if isinstance(p, Future)])
-        return [_outcome(p) if isinstance(p, Future) else p for p in pending]
+        outcomes = iter(await _settled([p for p in pending if isinstance(p, Future)]))
+        return [next(outcomes) if isinstance(p, Future) else p for p in pending]
 
     def _succeeded(self, event: Event, outcome: DeliveryReport | BaseException) -> bool:
         """Whether ``event`` was handled here; counts and logs either way."""
@@ -244,25 +243,32 @@ class Delivery:
         self._counters.dead_lettered += 1
 
 
-async def _all_done(futures: list[Future[DeliveryReport]]) -> None:
-    """Wait for worker futures with one wake-up of this loop for the lot,
-    not one per future as ``asyncio.wrap_future`` would cost."""
-    if not futures:
-        return
+async def _settled(futures: list[Future[DeliveryReport]]) -> list[DeliveryReport | BaseException]:
+    """The outcomes of worker futures, in their order, once all are done;
+    with one wake-up of this loop for the lot, as a rule: the worker mostly
+    finishes jobs in the order they were queued, so once the last one is
+    done the others are too. Any that is not (a job a hung receiver held
+    up, say) is waited for the same way."""
+    outcomes: list[DeliveryReport | BaseException | None] = [None] * len(futures)
+    waiting = list(range(len(futures)))
+    while waiting:
+        last = futures[waiting[-1]]
+        if not last.done():
+            await _done(last)
+        still = []
+        for i in waiting:
+            outcome = outcomes[i] = _outcome(futures[i])
+            if outcome is None:
+                still.append(i)
+        waiting = still
+    return cast("list[DeliveryReport | BaseException]", outcomes)
+
+
+async def _done(future: Future[DeliveryReport]) -> None:
+    # Not asyncio.wrap_future: it copies the result over, which is not needed.
     loop = asyncio.get_running_loop()
     waiter: asyncio.Future[None] = loop.create_future()
-    remaining = [len(futures)]
-    lock = threading.Lock()
-
-    def one_done(_: Future[DeliveryReport]) -> None:  # on whichever thread settled it
-        with lock:
-            remaining[0] -= 1
-            last = remaining[0] == 0
-        if last:
-            loop.call_soon_threadsafe(_settle_waiter, waiter)
-
-    for future in futures:
-        future.add_done_callback(one_done)
+    future.add_done_callback(lambda _: loop.call_soon_threadsafe(_settle_waiter, waiter))
     await waiter
 
 
@@ -297,8 +303,14 @@ def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _outcome(future: Future[DeliveryReport]) -> DeliveryReport | BaseException:
-    if future.cancelled():
+def _outcome(future: Future[DeliveryReport]) -> DeliveryReport | BaseException | None:
+    """A future's report or exception, None while it is not done (each look
+    at a future takes its lock: two here, where done(), cancelled(),
+    exception() and result() would take four)."""
+    try:
+        exc = future.exception(0)
+    except CancelledError:
         return CancelledError("the worker dropped the delivery")
-    exc = future.exception()
+    except TimeoutError:
+        return None
     return future.result() if exc is None else exc

@@ -3,10 +3,17 @@
 Two roles meet here. *Publishers* -- any thread, any loop -- call
 :meth:`Outbox.put` from the bus's outlet hook; it must never block and never
 raise. The *writer* is one task on the bridge's loop that takes batches off
-the buffer and writes each with one pipelined round trip of XADDs. While
-Redis is down the writer retries the batch in hand with backoff and the
-buffer keeps filling up to its bound; past the bound events are dropped,
-counted and logged, never waited for.
+the buffer and writes each with one round trip. While Redis is down the
+writer retries the batch in hand with backoff and the buffer keeps filling
+up to its bound; past the bound events are dropped, counted and logged,
+never waited for.
+
+A batch is written with one call of a small Lua script (:data:`XADD_BATCH`)
+that XADDs each entry in order, with the fields and ``maxlen`` a pipeline of
+XADDs would give, and answers each entry's id or Redis's refusal: redis-py
+then packs one command instead of one per entry, which is most of what a
+write costs this process. A server that does not run it (an ACL without
+EVALSHA, a Redis-like server without Lua) gets the pipeline of XADDs.
 
 A write that failed may still have reached Redis (the reply was lost, or
 stalled past ``socket_timeout``). Before writing such a batch again the
@@ -18,21 +25,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import threading
 from collections import deque
 from time import monotonic
 from typing import TYPE_CHECKING, cast
 
+from redis.exceptions import NoPermissionError, NoScriptError, ResponseError
+
 from ..lowlevel import describe
 from ._connection import CONNECTION_ERRORS, Entry
-from ._wire import Fields
+from ._wire import VERSION, Fields
 
 if TYPE_CHECKING:
     from ._connection import Backoff, Client
     from ._session import Counters
 
-__all__ = ["Outbox", "write_forever"]
+__all__ = ["XADD_BATCH", "BatchWriter", "Outbox", "write_forever"]
 
 logger = logging.getLogger("blinker_events.redis")
 
@@ -46,6 +56,31 @@ LAST_FLUSH_SECONDS = 2.0
 READ_BACK_MARGIN = 5.0
 #: Entries per page when a failed write is read back.
 READ_BACK_PAGE = 200
+#: Event bytes per call of XADD_BATCH (at least one entry each): Redis holds
+#: a whole command in its query buffer before it runs it.
+SCRIPT_CHUNK_BYTES = 1_000_000
+
+#: XADD each entry of a batch, in order: KEYS[1] the stream; ARGV: maxlen
+#: ("" for none), the envelope version, the origin, then type and event of
+#: each entry. Answers, per entry, its id or "!" and Redis's refusal (pcall:
+#: one refused entry does not stop the others, as in a pipeline).
+XADD_BATCH = """
+local stream, maxlen, version, origin = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
+local out = {}
+for i = 4, #ARGV, 2 do
+  local r
+  if maxlen == '' then
+    r = redis.pcall('XADD', stream, '*', 'v', version, 'origin', origin, 'type', ARGV[i], 'event', ARGV[i + 1])
+  else
+    r = redis.pcall('XADD', stream, 'MAXLEN', '~', maxlen, '*',
+                    'v', version, 'origin', origin, 'type', ARGV[i], 'event', ARGV[i + 1])
+  end
+  if type(r) == 'table' and r.err then r = '!' .. r.err end
+  out[#out + 1] = r
+end
+return out
+"""
+_XADD_BATCH_SHA = hashlib.sha1(XADD_BATCH.encode()).hexdigest()
 
 
 class Outbox:
@@ -205,6 +240,7 @@ async def write_forever(
     the buffer is empty."""
     #: When the batch in hand was first sent (monotonic), if it was.
     sent_at: float | None = None
+    writer = BatchWriter(client, stream, maxlen)
     try:
         while True:
             if not in_hand:
@@ -223,7 +259,7 @@ async def write_forever(
                     sent_at = monotonic()
                 else:  # an earlier attempt failed: it may have written some
                     await _leave_out_written(client, stream, in_hand, monotonic() - sent_at, counters)
-                await _write(client, stream, maxlen, in_hand, outbox, counters)
+                await writer.write(in_hand, outbox, counters)
     except asyncio.CancelledError:
         if finishing.is_set():
             raise  # stop() cut the flush short; it counts what is left
@@ -231,26 +267,98 @@ async def write_forever(
         # returning in an app that never called stop_async). Write what can
         # be written in a moment; whatever is left is counted by the stop at
         # interpreter exit.
-        await _last_flush(client, outbox, stream, maxlen, batch_size, counters, in_hand, sent_at)
+        await _last_flush(writer, outbox, batch_size, counters, in_hand, sent_at)
         raise
 
 
-async def _write(
-    client: Client, stream: str, maxlen: int | None, in_hand: list[Fields], outbox: Outbox, counters: Counters
-) -> None:
-    """Write the batch in hand with one pipelined round trip, then empty it."""
-    pipe = client.pipeline(transaction=False)
-    for fields in in_hand:
-        pipe.xadd(stream, fields, maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
-    results = await pipe.execute(raise_on_error=False)
-    failed = [r for r in results if isinstance(r, Exception)]
-    counters.published += len(in_hand) - len(failed)
-    if failed:
-        # Redis answered, and refused: retrying cannot help.
-        outbox.count_dropped(len(failed))
-        logger.error("redis bridge: Redis refused %d event(s): %s", len(failed), describe(failed[0]))
-    in_hand.clear()
-    outbox.set_healthy(True)
+class BatchWriter:
+    """Writes batches of entries to one stream: one script call per
+    :data:`SCRIPT_CHUNK_BYTES` of events, or one pipeline of XADDs."""
+
+    def __init__(self, client: Client, stream: str, maxlen: int | None) -> None:
+        self.client = client
+        self.stream = stream
+        self._maxlen = maxlen
+        #: Whether to use the script (False once the server refused it), and
+        #: whether the server has it (EVALSHA then, else EVAL, which loads it).
+        self._scripted = True
+        self._loaded = False
+
+    async def write(self, in_hand: list[Fields], outbox: Outbox, counters: Counters) -> None:
+        """Write the batch in hand, then empty it. What is written leaves
+        it as it is written (a chunk at a time): if a later chunk fails, the
+        retry is only about what is left. Raises only connection errors."""
+        while in_hand:
+            chunk = self._chunk(in_hand)
+            results = await self._run_script(in_hand, chunk, counters) if self._scripted else None
+            if results is None:
+                chunk = len(in_hand)
+                results = await self._pipeline(in_hand)
+            failed = [r for r in results if isinstance(r, Exception)]
+            counters.published += chunk - len(failed)
+            if failed:
+                # Redis answered, and refused: retrying cannot help.
+                outbox.count_dropped(len(failed))
+                logger.error("redis bridge: Redis refused %d event(s): %s", len(failed), describe(failed[0]))
+            del in_hand[:chunk]
+        outbox.set_healthy(True)
+
+    @staticmethod
+    def _chunk(in_hand: list[Fields]) -> int:
+        """How many of the first entries go in one script call: up to
+        SCRIPT_CHUNK_BYTES of events (at least one entry), all of this
+        version and of the first one's origin (the script writes those once
+        for all)."""
+        origin = in_hand[0][b"origin"]
+        size = 0
+        for count, fields in enumerate(in_hand):
+            size += len(fields[b"event"])
+            if count and (size > SCRIPT_CHUNK_BYTES or fields[b"origin"] != origin or fields[b"v"] != VERSION):
+                return count
+        return len(in_hand)
+
+    async def _run_script(self, in_hand: list[Fields], chunk: int, counters: Counters) -> list[object] | None:
+        """The results of writing the first ``chunk`` entries with the
+        script, or None: write them with the pipeline instead."""
+        first = in_hand[0]
+        if first[b"v"] != VERSION:
+            return None
+        args: list[bytes | int | str] = ["" if self._maxlen is None else self._maxlen, VERSION, first[b"origin"]]
+        for fields in in_hand[:chunk]:
+            args += (fields[b"type"], fields[b"event"])
+        try:
+            answer = await self._call(args)
+            if not isinstance(answer, list) or len(answer) != chunk:  # cannot happen; never count blindly
+                raise ResponseError(f"the batch script answered {describe(answer)} for {chunk} entries")
+        except ResponseError as exc:
+            if isinstance(exc, NoPermissionError) or "unknown command" in str(exc).lower():
+                # This server, or this user, runs no scripts: pipelines from now on.
+                logger.info("redis bridge: writing with pipelined XADDs (the server refused the script: %s)", exc)
+                self._scripted = False
+            else:  # unexpected; the script may have written some: look first
+                logger.warning("redis bridge: the batch script failed (%s); writing with XADDs", describe(exc))
+                await _leave_out_written(self.client, self.stream, in_hand, 0.0, counters)
+            return None
+        return [ResponseError(r[1:].decode(errors="replace")) if r[:1] == b"!" else r for r in answer]
+
+    async def _call(self, args: list[bytes | int | str]) -> object:
+        # EVAL the first time (and after a SCRIPT FLUSH or a restart): it
+        # loads the script and runs it in one round trip, so a first write
+        # whose reply is lost has written like any other.
+        if self._loaded:
+            try:
+                return await self.client.evalsha(_XADD_BATCH_SHA, 1, self.stream, *args)
+            except NoScriptError:
+                self._loaded = False
+        answer = await self.client.eval(XADD_BATCH, 1, self.stream, *args)
+        self._loaded = True
+        return answer
+
+    async def _pipeline(self, in_hand: list[Fields]) -> list[object]:
+        pipe = self.client.pipeline(transaction=False)
+        for fields in in_hand:
+            pipe.xadd(self.stream, fields, maxlen=self._maxlen, approximate=True)  # type: ignore[arg-type]
+        return cast("list[object]", await pipe.execute(raise_on_error=False))
 
 
 async def _leave_out_written(
@@ -290,10 +398,8 @@ async def _leave_out_written(
 
 
 async def _last_flush(
-    client: Client,
+    writer: BatchWriter,
     outbox: Outbox,
-    stream: str,
-    maxlen: int | None,
     batch_size: int,
     counters: Counters,
     in_hand: list[Fields],
@@ -305,11 +411,12 @@ async def _last_flush(
     try:
         if in_hand and sent_at is not None:
             await asyncio.wait_for(
-                _leave_out_written(client, stream, in_hand, monotonic() - sent_at, counters), LAST_FLUSH_SECONDS
+                _leave_out_written(writer.client, writer.stream, in_hand, monotonic() - sent_at, counters),
+                LAST_FLUSH_SECONDS,
             )
         while (in_hand or len(outbox)) and monotonic() < deadline:
             if not in_hand:
                 in_hand.extend(outbox.take(batch_size))
-            await asyncio.wait_for(_write(client, stream, maxlen, in_hand, outbox, counters), deadline - monotonic())
+            await asyncio.wait_for(writer.write(in_hand, outbox, counters), deadline - monotonic())
     except (*CONNECTION_ERRORS, asyncio.CancelledError) as exc:
         logger.error("redis bridge: the last flush before the loop closed failed: %r", exc)

@@ -17,11 +17,13 @@ speaking RESP over a plain socket, and :meth:`RedisServer.cli` shells out to
 The server is never daemonized: it is a child process of the test run, so
 :meth:`~RedisServer.kill` can simulate a crash, and a server that was not
 stopped is killed when its :class:`RedisServer` is garbage collected or the
-interpreter exits.
+interpreter exits -- in the process that made it: a forked child's exit
+leaves the server and its directory alone.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -71,13 +73,23 @@ class _Resources:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.process: subprocess.Popen[bytes] | None = None
+        # A forked child inherits this object and its exit-time finalizer;
+        # the server and its directory stay the business of their maker.
+        self.owner = os.getpid()
 
     def release(self) -> None:
+        if os.getpid() != self.owner:
+            return
         process = self.process
         if process is not None and process.poll() is None:
             process.kill()
             process.wait()
-        shutil.rmtree(self.directory, ignore_errors=True)
+        self.remove_directory()
+
+    def remove_directory(self) -> None:
+        """Delete the directory, only in the process that made it."""
+        if os.getpid() == self.owner:
+            shutil.rmtree(self.directory, ignore_errors=True)
 
 
 class _Connection:
@@ -148,6 +160,8 @@ class RedisServer:
     ``appendonly=True``, reloads the data it had written. :meth:`stop` (or
     leaving the ``with`` block) shuts the server down and deletes the
     directory; starting it again afterwards begins with an empty directory.
+    Only the process that made the directory deletes it (a forked child's
+    :meth:`stop` shuts the server down but leaves the directory).
 
     RDB snapshots are disabled (``--save ""``). With ``appendonly=True`` every
     write is fsynced before it is acknowledged (``--appendfsync always``), so
@@ -321,7 +335,7 @@ class RedisServer:
         try:
             self.shutdown()
         finally:
-            shutil.rmtree(self.directory, ignore_errors=True)
+            self._resources.remove_directory()
 
     def cli(self, *args: str) -> str:
         """Run ``redis-cli -h 127.0.0.1 -p PORT -e ARGS...`` and return its standard output.
