@@ -13,9 +13,9 @@ from collections import Counter
 from typing import Any, Protocol
 
 from blinker import ANY, Signal
-from blinker._utilities import make_id
 
 from ._events import Event, EventTypeLike, TypeKey, shown_name, type_key
+from ._interop import make_id
 
 __all__ = ["Bridges", "DefaultBusRelay", "Publisher", "Relay", "drop_all_bridges", "drop_bridge"]
 

@@ -28,8 +28,8 @@ from blinker import ANY, NamedSignal, Signal
 
 from ._checks import check_timeout
 from ._events import Event, EventTypeLike
-from ._future import LazyFuture
 from ._inline import deliver_inline
+from ._interop import LazyFuture
 from ._lifecycle import register, remaining
 from ._on_loop import deliver_on_loop
 from ._outlets import Outlet

@@ -18,13 +18,12 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
 from blinker import ANY, NamedSignal, Signal
-from blinker._utilities import make_id
-from blinker.base import ANY_ID
 
 from ._bridges import Bridges, drop_all_bridges
 from ._checks import check_flag, check_timeout
 from ._events import TYPE_REGISTRY, Event, EventTypeLike, TypeKey, event_type_name, same_source, type_key
 from ._index import SubscriptionIndex
+from ._interop import disconnect_by_id, make_id
 from ._signals import Adapters, EventSignal, Route, build_route
 from ._subscription import Subscription
 
@@ -340,7 +339,7 @@ class Registry:
             if signal is not None and make_id(callback) not in signal.receivers:
                 signal = None
             if signal is not None:  # a plain blinker receiver of the type
-                signal._disconnect(make_id(callback), ANY_ID)
+                disconnect_by_id(signal, make_id(callback))
         if signal is not None:
             _announce_disconnected(signal, callback)
         return self.remove_subscriptions(matches) + (signal is not None)
@@ -379,7 +378,7 @@ class Registry:
                     target = sub.callback if sub.plain else sub
                     if signal is None or target is None:
                         continue
-                    signal._disconnect(make_id(target), ANY_ID)
+                    disconnect_by_id(signal, make_id(target))
                     detached.append((signal, target))
         if announce:
             for signal, target in detached:

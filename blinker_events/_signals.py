@@ -24,10 +24,9 @@ from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
 from blinker import ANY, NamedSignal, Signal
-from blinker._utilities import make_id, make_ref
-from blinker.base import ANY_ID
 
 from ._events import TypeKey
+from ._interop import ANY_ID, disconnect_by_id, make_id, make_ref, senders_of
 from ._subscription import Subscription
 
 __all__ = ["Adapters", "EventSignal", "Route", "build_route"]
@@ -281,9 +280,9 @@ def build_route(
         else:
             sub = adapters.adapter(receiver_id, held, bus, event_type, blinker_style)
         if sub is None:
-            signal._disconnect(receiver_id, ANY_ID)
+            disconnect_by_id(signal, receiver_id)
             continue
-        senders = signal._by_receiver.get(receiver_id, ())
+        senders = senders_of(signal, receiver_id)
         pairs.append((sub, None if ANY_ID in senders else frozenset(senders)))
     for sub in wildcards:
         if sub.active:

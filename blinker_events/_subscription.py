@@ -26,11 +26,10 @@ from typing import Any, Protocol
 
 from asgiref.sync import iscoroutinefunction as _marked_coroutine_function
 from blinker import ANY
-from blinker._utilities import make_id, make_ref
-from blinker.base import ANY_ID
 
 from ._describe import LIMIT
 from ._events import Event, EventTypeLike, TypeKey, shown_name, type_key
+from ._interop import ANY_ID, make_id, make_ref
 
 __all__ = ["Owner", "Subscription"]
 

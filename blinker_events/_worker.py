@@ -34,7 +34,6 @@ the queue is cut short.
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import logging
 import os
@@ -50,6 +49,7 @@ from ._async import deliver_off_thread
 from ._context import current_chain
 from ._describe import describe
 from ._errors import QueueFullError
+from ._interop import running_loop
 from ._report import DeliveryReport
 from ._settings import LiveSettings
 from ._sync import SyncRun
@@ -295,7 +295,7 @@ class WorkQueue:
     def _wait_for_room(self, block_timeout: float | None) -> None:
         # Called with the lock held and the queue full.
         if self.overflow == "block":
-            if asyncio._get_running_loop() is not None:
+            if running_loop() is not None:
                 why = "the caller runs an event loop, which must not block"
             elif _JOB_OF.get() is self:
                 why = "the caller is a receiver run by the worker itself"

@@ -23,7 +23,8 @@ Everything here is stable in the same sense as :mod:`blinker_events`:
 - **process lifecycle**: :func:`drain_at_exit`, :func:`reinit_locks` (for a
   forked child), and :class:`DefaultBusRelay` (the relay of a bridged
   Django signal);
-- **messages**: :func:`shown_name`, an event type's name cut for a message.
+- **messages**: :func:`shown_name`, an event type's name cut for a message;
+- :func:`running_loop`: the loop running in this thread, or None, cheaply.
 
 This module is part of the facade: it alone reaches into a bus on an
 integration's behalf.
@@ -38,6 +39,7 @@ from ._describe import LIMIT as DESCRIBE_LIMIT
 from ._describe import describe
 from ._events import Event, TypeKey, shown_name, type_key
 from ._fork import reinit as reinit_locks
+from ._interop import running_loop
 from ._lifecycle import drain_at_exit
 from ._outlets import Outlet
 from ._settings import SETTING_NAMES, BusSettings, check_setting, default_of
@@ -67,6 +69,7 @@ __all__ = [
     "is_relayed",
     "outlets",
     "reinit_locks",
+    "running_loop",
     "shown_name",
     "type_key",
 ]
