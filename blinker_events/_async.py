@@ -84,7 +84,7 @@ async def deliver_async(
         # publishes, even from tasks of its own) carries this chain.
         token = set_handling((event, chain + (sub,) if chain else sub._chain))
         try:
-            awaitable = sub.invoke_plain(fn, event) if sub.plain else fn(event)
+            awaitable = sub._invoke_plain(fn, event) if sub.plain else fn(event)
             if not asyncio.iscoroutine(awaitable):
                 awaitable = _awaiting(awaitable)
             task = _start_task(loop, awaitable)
@@ -191,7 +191,7 @@ async def deliver_one(
     result: Any = None
     token = set_handling((event, chain + (sub,) if chain else sub._chain))
     try:
-        awaitable = sub.invoke_plain(fn, event) if sub.plain else fn(event)
+        awaitable = sub._invoke_plain(fn, event) if sub.plain else fn(event)
         steps = awaitable if type(awaitable) is CoroutineType else awaitable.__await__()
         try:
             yielded = steps.send(None)

@@ -417,6 +417,14 @@ class EventBus:
     def _forget_receiver(self, signal: Signal, receiver_id: Any) -> None:
         self._registry.forget_receiver(signal, receiver_id)
 
+    def __enter__(self) -> EventBus:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Leaving a ``with EventBus() as bus:`` block shuts the bus down
+        (:meth:`shutdown`, without a timeout), whether or not it raised."""
+        self.shutdown()
+
     def __repr__(self) -> str:
         state = "enabled" if self._runtime.enabled else "disabled"
         return f"<EventBus {self.name!r} {state}, {len(self._registry.subscriptions)} subscriptions>"

@@ -63,7 +63,7 @@ def _run_async_from_sync(
     running = running_loop()
     if running is not None:
         for sub in subs:
-            report.add_scheduled(sub)
+            report._add_scheduled(sub)
         announced = len(report.announcements)  # the sync part announces its own
         unstarted: list[Coroutine[Any, Any, None]] = []  # until it starts: see _dropped
         unstarted.append(_scheduled(runtime, report, subs, chain, override, announced, unstarted))

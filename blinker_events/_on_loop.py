@@ -67,11 +67,11 @@ async def deliver_on_loop(runtime: Runtime, report: DeliveryReport, route: Route
             if not waiter.done():
                 waiter.cancel()  # (if the cancellation came before it was awaited) see _resolve
             elif not waiter.cancelled():
-                report.merge(sync_report)  # finished just as the cancellation came
+                report._merge(sync_report)  # finished just as the cancellation came
         runtime.finish_cancelled(report)
         raise
     if waiter is not None:
-        report.merge(sync_report)
+        report._merge(sync_report)
     report.duration = perf_counter() - started
 
 
@@ -94,7 +94,7 @@ def _start_sync_run(
         try:
             loop.call_soon_threadsafe(_resolve, waiter, into, report)
         except RuntimeError:  # the publisher's loop is closed; nobody waits
-            into.merge(report)
+            into._merge(report)
 
     context = contextvars.copy_context()
     if runtime.live.value.sync_executor == "thread_sensitive":
@@ -114,6 +114,6 @@ def _start_sync_run(
 
 def _resolve(waiter: asyncio.Future[None], into: DeliveryReport, report: DeliveryReport) -> None:
     if waiter.cancelled():  # the publish was cancelled; its entry gets the outcomes late
-        into.merge(report)
+        into._merge(report)
     elif not waiter.done():
         waiter.set_result(None)

@@ -78,7 +78,7 @@ class OutcomeRecorder:
             sub.failures = 0
 
     def failed(self, report: DeliveryReport, sub: Subscription, exc: BaseException) -> None:
-        report.add_failure(sub, exc)
+        report._add_failure(sub, exc)
         if report.results is not None:
             report.results.append((sub, exc))
         if not self._settings.value.propagate_exceptions:
@@ -104,7 +104,7 @@ class OutcomeRecorder:
         # Not a failure: the receiver was stopped, it did nothing wrong (a
         # client hanging up must not disable a healthy receiver). Nor a
         # success: a run of failures goes on counting after it.
-        report.add_cancelled(sub)
+        report._add_cancelled(sub)
         if report.results is not None:
             report.results.append((sub, asyncio.CancelledError(why)))
         logger.info("receiver %s cancelled handling %s: %s", sub.name, repr(report.event), why)
@@ -113,11 +113,11 @@ class OutcomeRecorder:
         """Record as cancelled each of ``subs`` the report has no outcome for
         yet: their run was cut short before it could record them."""
         for sub in subs:
-            if not report.has_outcome(sub):
+            if not report._has_outcome(sub):
                 self.cancelled(report, sub, why)
 
     def timed_out(self, report: DeliveryReport, sub: Subscription, timeout: float | None) -> None:
-        report.add_timeout(sub)
+        report._add_timeout(sub)
         error = EventTimeoutError(f"{sub.name} overran its timeout of {timeout}s handling {report.event!r}")
         if report.results is not None:
             report.results.append((sub, error))
@@ -126,7 +126,7 @@ class OutcomeRecorder:
 
     def skipped_cycle(self, report: DeliveryReport, sub: Subscription, error: CircularEventError) -> None:
         # Not a failure: the receiver did nothing wrong, so no count.
-        report.add_skip(sub, "cycle", error)
+        report._add_skip(sub, "cycle", error)
         logger.warning("cycle guard: %s", error)
 
     def context_failed(
@@ -140,10 +140,10 @@ class OutcomeRecorder:
         error.__cause__ = exc
         skipped = 0
         for sub in not_run:
-            if sub.active and not report.has_outcome(sub):
-                report.add_skip(sub, "context")
+            if sub.active and not report._has_outcome(sub):
+                report._add_skip(sub, "context")
                 skipped += 1
-        report.add_context_error(error)
+        report._add_context_error(error)
         if not self._settings.value.propagate_exceptions:
             _detach_traceback(error)  # and its cause's, as for a receiver's failure
         logger.error("%s (%d receiver(s) not run)", error, skipped, exc_info=error)
@@ -161,7 +161,7 @@ class OutcomeRecorder:
                 return
             sub.disabled = True
             failures = sub.failures
-        report.add_disabled(sub, describe_disable(sub, failures, exc))
+        report._add_disabled(sub, describe_disable(sub, failures, exc))
         logger.warning(
             "receiver %s disabled after %d consecutive failures (last: %s); call .enable() on its subscription "
             "to re-enable it",

@@ -217,7 +217,7 @@ class Runtime:
         The paths call this only when ``sub.disabled or chain``, so a
         top-level publish to enabled receivers pays nothing for it."""
         if sub.disabled:
-            report.add_skip(sub, "disabled")
+            report._add_skip(sub, "disabled")
             return False
         if chain:
             cycle = check_cycle(sub, chain, self.live.value.max_depth)

@@ -98,7 +98,7 @@ class EventSignal(NamedSignal):
         sender_id = ANY_ID if sender is ANY else make_id(sender)
         with self._lock:
             self._drop_if_collected(receiver_id, sender_id)
-            self.adapters.seqs.setdefault(receiver_id, Subscription.next_seq())
+            self.adapters.seqs.setdefault(receiver_id, Subscription._next_seq())
             if weak:
                 self.receivers[receiver_id] = make_ref(receiver, self._make_cleanup_receiver(receiver_id))
             else:
@@ -255,7 +255,7 @@ class Adapters:
         adapter = self.by_receiver.get(receiver_id)
         if adapter is None or not adapter.active or adapter.callback is not fn:
             adapter = Subscription(bus, event_type, fn, weak=is_weak, plain=True, kwargs=kwargs)
-            adapter.seq = self.seqs.setdefault(receiver_id, Subscription.next_seq())
+            adapter.seq = self.seqs.setdefault(receiver_id, Subscription._next_seq())
             self.by_receiver[receiver_id] = adapter
         return adapter
 

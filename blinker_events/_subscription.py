@@ -256,7 +256,7 @@ class Subscription:
         return self._sender()
 
     @staticmethod
-    def next_seq() -> int:
+    def _next_seq() -> int:
         """A place in the delivery order, for receivers attached by blinker's
         own ``connect`` (they share the counter with subscriptions)."""
         return next(_ids)
@@ -269,7 +269,7 @@ class Subscription:
         assert self._ref is not None
         return self._ref()
 
-    def invoke_plain(self, fn: Callable[..., Any], event: Event) -> Any:
+    def _invoke_plain(self, fn: Callable[..., Any], event: Event) -> Any:
         """Call a receiver of a plain blinker ``connect`` its way."""
         if self.kwargs:
             return fn(event._source, **event._data)

@@ -121,7 +121,7 @@ def deliver_sync(
             token = set_handling((event, chain + (sub,) if chain else sub._chain))
             error: BaseException | None = None
             try:
-                result = sub.invoke_plain(fn, event) if sub.plain else fn(event)
+                result = sub._invoke_plain(fn, event) if sub.plain else fn(event)
                 if result is not None and isawaitable(result):
                     error = _unawaited(sub, result)
             except Exception as exc:
@@ -302,7 +302,7 @@ class SyncRun:
                 return
             self.given_up = True
         for sub in self.subs:
-            self.report.add_skip(sub, "abandoned")
+            self.report._add_skip(sub, "abandoned")
         logger.warning(
             "%d receiver(s) of %s abandoned: the executor's thread is busy", len(self.subs), repr(self.report.event)
         )
@@ -340,7 +340,7 @@ class SyncRun:
             self.runtime.pool.submit(self._resume)
             return
         for left in self.subs[self.index :]:
-            self.report.add_skip(left, "abandoned")
+            self.report._add_skip(left, "abandoned")
         self.index = len(self.subs)
         self._finish()
 
