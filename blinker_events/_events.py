@@ -25,7 +25,7 @@ from typing import Any, ClassVar, TypeAlias, TypeGuard
 from blinker import NamedSignal, Signal
 
 from ._context import HANDLING
-from ._describe import describe
+from ._describe import describe, pass_interrupt
 
 __all__ = ["Event", "EventType", "EventTypeLike", "SystemEventType", "event_type_name"]
 
@@ -139,12 +139,13 @@ def same_source(held: object, wanted: object) -> bool:
     ``==`` runs their ``__eq__`` -- a detached ORM instance's raises. One
     object that cannot be compared must not stop a lookup over everyone's:
     an exception from either side (from ``__eq__``, or from ``bool`` of what
-    it returned) counts as "not equal"."""
+    it returned), ``SystemExit`` included, counts as "not equal"."""
     if held is wanted:
         return True
     try:
         return bool(held == wanted)
-    except Exception:
+    except BaseException as exc:  # SystemExit too: another owner's object must not end this lookup
+        pass_interrupt(exc)
         return False
 
 
