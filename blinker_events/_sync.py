@@ -183,6 +183,7 @@ class SyncRun:
     """
 
     __slots__ = (
+        "async_checked",
         "async_subs",
         "bus",
         "chain",
@@ -224,6 +225,9 @@ class SyncRun:
         self.index = 0
         self.slot: WatchSlot | None = None
         self.async_subs: list[Subscription] = []
+        #: Whether ``async_subs`` passed the disabled and cycle checks (not
+        #: when a dispatch context that could not be entered cut the run short).
+        self.async_checked = True
         self.finished = self.given_up = False
 
     def run(self) -> bool:
@@ -274,8 +278,14 @@ class SyncRun:
         guards = self.bus._guards
         manager, error = enter_context(factory)
         if manager is None:
+            # Only the sync receivers needed this entry: async ones left go
+            # on to the bus loop, which enters the context for them afresh
+            # (and applies their disabled and cycle checks, not done here).
             assert error is not None
-            guards.context_failed(self.report, error, "entering", self.subs[self.index :])
+            left = self.subs[self.index :]
+            guards.context_failed(self.report, error, "entering", [sub for sub in left if not sub.is_async])
+            self.async_subs.extend(sub for sub in left if sub.is_async and sub.active)
+            self.async_checked = False
             self.index = len(self.subs)
             return self.async_subs
         try:
