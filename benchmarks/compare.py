@@ -2,8 +2,10 @@
 
     python benchmarks/compare.py --rev e9ae142 --only S1,S10,A1,A10,MIX,Q --repeats 3
 
-(run it with the bench venv's Python, ``.venv-py3.X/bin/python``, after
-``python3 dev.py bench --only S1`` has made it). The package of ``--rev`` is
+Run it with the bench venv's Python (``.venv-py3.X/bin/python``, made by
+``python3 dev.py bench``). ``--against DIR`` compares with the
+``blinker_events`` package in ``DIR`` instead of a revision (a compiled
+copy, see ``mypyc_build.py``). The package of ``--rev`` is
 exported with ``git archive`` into a temporary directory; two worker
 processes then import ``blinker_events``, one from this checkout and one
 from that directory (``PYTHONPATH`` first, a neutral working directory, and
@@ -119,22 +121,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rev", default="e9ae142", help="the revision to compare with (default: the previous main)")
     parser.add_argument("--only", default="S1,S10,A1,A10,MIX,Q", help="comma-separated scenarios")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--against", type=Path, help="a directory holding a blinker_events package to compare with, instead of --rev"
+    )
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every scenario's event count")
     args = parser.parse_args(argv)
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = sorted(set(only) - set(SCENARIOS))
     if unknown:
         parser.error(f"unknown scenarios: {', '.join(unknown)}")
-    rev = subprocess.run(["git", "rev-parse", "--short", args.rev], cwd=ROOT, capture_output=True, text=True)
-    if rev.returncode:
-        parser.error(f"unknown revision {args.rev!r}")
+    if args.against is None:
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short", args.rev], check=False, cwd=ROOT, capture_output=True, text=True
+        )
+        if rev.returncode:
+            parser.error(f"unknown revision {args.rev!r}")
+        what = rev.stdout.strip()
+    else:
+        what = str(args.against)
     with tempfile.TemporaryDirectory(prefix="blinker-events-compare-") as tmp:
-        old_tree = export(args.rev, Path(tmp, "old"))
+        old_tree = export(args.rev, Path(tmp, "old")) if args.against is None else args.against.resolve()
         neutral = Path(tmp, "cwd")
         neutral.mkdir()
         new = Worker("new", ROOT, args.scale, str(neutral))
         old = Worker("old", old_tree, args.scale, str(neutral))
-        print(f"new: {new.origin}\nold: {old.origin} ({rev.stdout.strip()})", flush=True)
+        print(f"new: {new.origin}\nold: {old.origin} ({what})", flush=True)
         samples: dict[str, dict[str, list[dict[str, Any]]]] = {s: {"new": [], "old": []} for s in only}
         try:
             for rep in range(args.repeats):
@@ -150,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     for scenario in only:
         med = {label: statistics.median(figure(r) for r in runs) for label, runs in samples[scenario].items()}
         unit = "events/s" if scenario == "Q" else "ns/event"
-        line = f"  {scenario:4s} new {med['new']:12,.0f}  old {med['old']:12,.0f} {unit}   new/old = {med['new'] / med['old']:.2f}x"
+        line = f"  {scenario:4s} new {med['new']:12,.0f}  old {med['old']:12,.0f} {unit}"
+        line += f"   new/old = {med['new'] / med['old']:.2f}x"
         peers = [p for p in ("blinker", "django") if p in samples[scenario]["new"][0]["ns"]]
         for peer in peers:
             ratios = {
