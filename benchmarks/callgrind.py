@@ -24,6 +24,9 @@ timeout of 5 s, cycle guard, failure tracking):
 - ``blinker``: blinker ``Signal.send(SOURCE, **DATA)`` to 1 receiver
 - ``A1`` / ``blinker-async``: ``await publish`` / ``await send_async`` to
   1 async receiver, driven by one ``run_until_complete`` per loop
+- ``Q``: ``publish_nowait(Event(T, DATA, SOURCE))`` to 1 sync receiver,
+  waiting for the last one's future: the publisher's and the worker
+  thread's instructions together
 - ``history``: ``History.record`` of one report into a full ring of 1,000
 - ``contextvar``: the cycle guard's ``get``, ``set`` and ``reset`` the way
   the dispatch code calls them today (``HANDLING.get()`` on the module-level
@@ -123,6 +126,16 @@ CASES: dict[str, tuple[str, str, bool]] = {
         "HANDLING.get(); token = HANDLING.set(frame); HANDLING.reset(token)",
         False,
     ),
+    # publish_nowait end to end: the publisher's and the worker's
+    # instructions together (callgrind counts every thread), per event.
+    "Q": (
+        "bus = EventBus(timeout=5.0, history_size=1000)\n"
+        "def receiver(event): pass\n"
+        "bus.subscribe(T.EVENT, receiver)\n"
+        "publish = bus.publish_nowait",
+        "last = publish(Event(T.EVENT, DATA, SOURCE))",
+        False,
+    ),
     "contextvar-bound": (
         "from blinker_events._context import get_handling, set_handling, reset_handling\nframe = (None, ())",
         "get_handling(); token = set_handling(frame); reset_handling(token)",
@@ -146,7 +159,12 @@ def program(case: str) -> str:
     else:
         # A function, not module level: its locals are fast locals, as in
         # any real caller (module-level names would be dict look-ups).
-        loop_code = f"def main(n):\n    for i in range(n):\n        {body}\nmain(200)\nmain(N)\n"
+        # ``last``: a queued case waits for its last event (FIFO: all done).
+        loop_code = (
+            f"def main(n):\n    last = None\n    for i in range(n):\n        {body}\n"
+            "    if last is not None and hasattr(last, 'result'):\n        last.result(timeout=120)\n"
+            "main(200)\nmain(N)\n"
+        )
     # Set-up names are read by the loop as globals, as the bench does too.
     return _PRELUDE + setup + "\n" + loop_code
 
