@@ -105,14 +105,17 @@ async def deliver_off_thread(
     subs: tuple[Subscription, ...],
     chain: tuple[Subscription, ...],
     override: float | None,
+    *,
+    checked: bool = True,
 ) -> None:
-    """:func:`deliver_async` of receivers already checked by the sync path,
-    on the bus loop, inside the bus's dispatch context if one is set. A
-    context that cannot be entered skips them; one that raises on leaving
-    is reported after them (see :mod:`._context`)."""
+    """:func:`deliver_async` of receivers the sync path met (and, if
+    ``checked``, already applied the disabled and cycle checks to), on the
+    bus loop, inside the bus's dispatch context if one is set. A context
+    that cannot be entered skips them; one that raises on leaving is
+    reported after them (see :mod:`._context`)."""
     factory = runtime.dispatch_context
     if factory is None:
-        await deliver_async(runtime, report, subs, chain, override, checked=True)
+        await deliver_async(runtime, report, subs, chain, override, checked=checked)
         return
     manager, error = enter_context(factory)
     if manager is None:
@@ -120,7 +123,7 @@ async def deliver_off_thread(
         runtime.outcomes.context_failed(report, error, "entering", subs)
         return
     try:
-        await deliver_async(runtime, report, subs, chain, override, checked=True)
+        await deliver_async(runtime, report, subs, chain, override, checked=checked)
     except BaseException as exc:  # cancelled: the bus loop stops
         error = leave_context(manager, exc)
         raise

@@ -14,7 +14,7 @@ from __future__ import annotations
 import reprlib
 import threading
 
-__all__ = ["LIMIT", "describe"]
+__all__ = ["LIMIT", "describe", "pass_interrupt"]
 
 LIMIT = 300
 """The longest description, in characters, before it is cut."""
@@ -41,12 +41,25 @@ def describe(obj: object, limit: int = LIMIT) -> str:
         if not isinstance(text, str):  # reprlib passes on what __repr__ returned
             raise TypeError(f"__repr__ returned {type(text).__name__}")
     except BaseException as exc:  # a description must never fail
-        if isinstance(exc, KeyboardInterrupt) and threading.current_thread() is threading.main_thread():
-            raise
+        pass_interrupt(exc)
         return _unreadable(obj, exc)
     if len(text) > limit:
         return text[: limit - 4] + "...>" if text.startswith("<") else text[: limit - 3] + "..."
     return text
+
+
+def pass_interrupt(exc: BaseException) -> None:
+    """Re-raise ``exc`` if it is a Ctrl-C on the main thread; else return.
+
+    For code that asks an application object something (its repr, its
+    ``__eq__``, its attributes) and treats whatever that raises as the
+    object's failure -- ``SystemExit`` included, which on a bus thread would
+    end the thread silently, and from another owner's object would abort
+    this caller's lookup. Only a ``KeyboardInterrupt`` that happened to
+    arrive in the main thread meanwhile is not the object's doing.
+    """
+    if isinstance(exc, KeyboardInterrupt) and threading.current_thread() is threading.main_thread():
+        raise exc
 
 
 def _unreadable(obj: object, exc: BaseException) -> str:

@@ -6,6 +6,9 @@ no lock. Resizing swaps in a new deque under the lock; a publisher that read
 the old deque just before the swap notices afterwards that the deque changed
 and puts its report into the new one too (unless the resize already copied
 it), so a resize never loses a record.
+
+Size 0 is a deque with ``maxlen=0`` (appending to it keeps nothing), not
+None, so the append, made on every publish, needs no test for "off".
 """
 
 from __future__ import annotations
@@ -24,10 +27,13 @@ __all__ = ["History"]
 class History:
     """Keeps the last ``size`` delivery reports, oldest first. Size 0 keeps none."""
 
+    # Slots: ``record`` reads ``_reports`` twice per publish.
+    __slots__ = ("_lock", "_reports", "_size")
+
     def __init__(self, size: int) -> None:
         self._lock = threading.Lock()
         self._size = size
-        self._reports: deque[DeliveryReport] | None = deque(maxlen=size) if size else None
+        self._reports: deque[DeliveryReport] = deque(maxlen=size)
 
     def locks(self) -> tuple[threading.Lock]:
         """The locks a forked child must re-make."""
@@ -39,21 +45,20 @@ class History:
 
     @property
     def enabled(self) -> bool:
-        return self._reports is not None
+        return self._size > 0
 
     def record(self, report: DeliveryReport) -> None:
         reports = self._reports
-        if reports is not None:
-            reports.append(report)
-            if reports is not self._reports:
-                self._rescue(report)
+        reports.append(report)  # size 0: maxlen=0 keeps nothing
+        if reports is not self._reports:
+            self._rescue(report)
 
     def _rescue(self, report: DeliveryReport) -> None:
         with self._lock:
             current = self._reports
             # list() copies in one C call, so other publishers' appends
             # cannot interleave with the scan ("deque mutated during iteration").
-            if current is not None and not any(r is report for r in reversed(list(current))):
+            if current.maxlen and not any(r is report for r in reversed(list(current))):
                 current.append(report)
 
     def resize(self, size: int) -> None:
@@ -62,21 +67,20 @@ class History:
         cannot be made."""
         with self._lock:
             old = self._reports
-            new: deque[DeliveryReport] | None = deque(maxlen=size) if size else None
+            new: deque[DeliveryReport] = deque(maxlen=size)
             # Swap first, copy after: a publisher appending to ``old`` from
             # here on sees the swap and rescues its report (see record);
             # the copy goes in front of anything already appended to ``new``.
             self._size = size
             self._reports = new
-            if new is not None and old is not None:
+            if size:
                 room = size - len(new)
                 if room > 0:
                     new.extendleft(reversed(list(old)[-room:]))
 
     def clear(self) -> None:
         with self._lock:
-            if self._reports is not None:
-                self._reports = deque(maxlen=self._size)
+            self._reports = deque(maxlen=self._size)
 
     def reports(
         self, event_type: EventTypeLike | None = None, limit: int | None = None, *, source: Any = None
@@ -89,7 +93,7 @@ class History:
         if limit == 0:
             return []
         with self._lock:
-            snapshot = list(self._reports) if self._reports is not None else []
+            snapshot = list(self._reports)
         if key is not None:
             snapshot = [r for r in snapshot if r.event._key == key]
         if source is not None:

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 from asgiref.sync import iscoroutinefunction as _marked_coroutine_function
 from blinker import ANY
 
-from ._describe import LIMIT
+from ._describe import LIMIT, pass_interrupt
 from ._events import Event, EventTypeLike, TypeKey, shown_name, type_key
 from ._interop import ANY_ID, make_id, make_ref
 
@@ -62,10 +62,10 @@ def is_async_callable(fn: object) -> bool:
             return True
         if inspect.isfunction(fn) or inspect.ismethod(fn) or inspect.isbuiltin(fn) or isinstance(fn, type):
             return False
-    except Exception:
+    except BaseException as exc:
         # Its attributes cannot be read (a werkzeug LocalProxy outside its
         # context raises on any): what its class's __call__ is, decides.
-        pass
+        pass_interrupt(exc)
     if not callable(fn):
         return False
     call = type(fn).__call__
@@ -86,7 +86,8 @@ def callback_name(fn: object) -> str:
         text = f"{module}.{name}" if module else str(name)
         if not isinstance(text, str):  # a str subclass's __format__ may return anything
             raise TypeError("not a str")
-    except Exception:
+    except BaseException as exc:
+        pass_interrupt(exc)
         kind = type(fn)
         text = f"{kind.__module__}.{kind.__qualname__}"
     return text if len(text) <= LIMIT else text[: LIMIT - 3] + "..."

@@ -176,6 +176,7 @@ class SyncRun:
     """
 
     __slots__ = (
+        "async_checked",
         "async_subs",
         "chain",
         "context",
@@ -217,6 +218,9 @@ class SyncRun:
         self.index = 0
         self.slot: WatchSlot | None = None
         self.async_subs: list[Subscription] = []
+        #: Whether ``async_subs`` passed the disabled and cycle checks (not
+        #: when a dispatch context that could not be entered cut the run short).
+        self.async_checked = True
         self.finished = self.given_up = False
 
     def run(self) -> bool:
@@ -267,8 +271,14 @@ class SyncRun:
         outcomes = self.runtime.outcomes
         manager, error = enter_context(factory)
         if manager is None:
+            # Only the sync receivers needed this entry: async ones left go
+            # on to the bus loop, which enters the context for them afresh
+            # (and applies their disabled and cycle checks, not done here).
             assert error is not None
-            outcomes.context_failed(self.report, error, "entering", self.subs[self.index :])
+            left = self.subs[self.index :]
+            outcomes.context_failed(self.report, error, "entering", [sub for sub in left if not sub.is_async])
+            self.async_subs.extend(sub for sub in left if sub.is_async and sub.active)
+            self.async_checked = False
             self.index = len(self.subs)
             return self.async_subs
         try:

@@ -161,7 +161,7 @@ class NowaitJob:
         # This runs inside the job's context (SyncRun calls ``done`` there),
         # which the loop task copies.
         subs = self._async_subs = tuple(run.async_subs)
-        coro = deliver_off_thread(self.runtime, self.report, subs, run.chain, self.override)
+        coro = deliver_off_thread(self.runtime, self.report, subs, run.chain, self.override, checked=run.async_checked)
         self.runtime.loop_thread.submit(coro).add_done_callback(self._async_done)
 
     def _async_done(self, done: Future[None]) -> None:

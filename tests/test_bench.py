@@ -90,3 +90,26 @@ def test_redis_scenario_crosses_two_processes() -> None:
         "R broadcast >= 0.45x raw redis-py",
         "R group >= 0.45x raw redis-py",
     ]
+
+
+def test_every_callgrind_case_is_a_valid_program() -> None:
+    # The programs run only under valgrind (slow, maybe absent); a typo in
+    # one would otherwise surface only there.
+    from benchmarks import callgrind
+
+    for case in callgrind.CASES:
+        compile(callgrind.program(case), case, "exec")
+
+
+@pytest.mark.skipif(not (Path(bench.__file__).resolve().parent.parent / ".git").exists(), reason="not a git checkout")
+def test_compare_runs_both_packages_side_by_side(capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks import compare
+
+    assert compare.main(["--rev", "HEAD", "--only", "S1,Q", "--repeats", "1", "--scale", "0.01"]) == 0
+    out = capsys.readouterr().out
+    # Each worker names where its package came from: this checkout, and the
+    # revision exported to a temporary directory.
+    assert "new: " + str(compare.ROOT) in out
+    assert "blinker-events-compare-" in out
+    assert "  S1 " in out
+    assert "new/old" in out

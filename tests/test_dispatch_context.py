@@ -119,12 +119,50 @@ def test_publish_nowait_resolves_to_its_report_when_the_dispatch_context_raises(
     if receivers in ("async", "both"):
         bus.subscribe(Demo.PING, receiver)
     report = bus.publish_nowait(Event(Demo.PING)).result(timeout=5)
-    if where != "exit" or receivers == "sync":
+    if receivers == "sync":
         _check(report, bus, where, ran)
-    else:  # entered twice: around the worker's run, and around the async receivers on the bus loop
-        assert [str(e.__cause__) for e in report.context_errors] == ["exit", "exit"]
+        return
+    # Entered twice: around the worker's run, and afresh around the async
+    # receivers on the bus loop -- so a context that always fails fails twice.
+    assert [str(e.__cause__) for e in report.context_errors] == [where, where]
+    subs = list(bus.get_subscriptions())
+    assert [s.failures for s in subs] == [0] * len(subs)
+    if where == "exit":
         assert sorted(ran) == sorted(["async", "sync"] if receivers == "both" else ["async"])
         assert len(report.succeeded) == len(ran)
+    else:
+        assert ran == []
+        assert sorted((s.id, reason) for s, reason, _ in report.skipped) == sorted((s.id, "context") for s in subs)
+
+
+def test_publish_nowait_enters_the_context_afresh_for_its_async_receivers(bus: EventBus) -> None:
+    """The worker's entry failing skips the sync receivers it was for; the
+    async ones get an entry of their own on the bus loop, which may succeed."""
+    ran: list[str] = []
+    calls: list[int] = []
+
+    @contextlib.contextmanager
+    def context() -> Iterator[None]:
+        yield
+
+    def fails_once() -> contextlib.AbstractContextManager[Any]:
+        calls.append(1)
+        if len(calls) == 1:
+            raise Broken("make")
+        return context()
+
+    async def receiver(event: Event) -> None:
+        ran.append("async")
+
+    bus.set_dispatch_context(fails_once)
+    sync_sub = bus.subscribe(Demo.PING, lambda event: ran.append("sync"))
+    async_sub = bus.subscribe(Demo.PING, receiver)
+    report = bus.publish_nowait(Event(Demo.PING)).result(timeout=5)
+    assert len(calls) == 2
+    assert ran == ["async"]
+    assert report.succeeded == [async_sub]
+    assert [(s, reason) for s, reason, _ in report.skipped] == [(sync_sub, "context")]
+    assert [str(e.__cause__) for e in report.context_errors] == ["make"]
 
 
 @pytest.mark.parametrize("path", ["publish_sync", "publish", "publish_nowait"])

@@ -13,6 +13,7 @@ import warnings
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from enum import Enum, StrEnum, auto
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -236,6 +237,18 @@ def test_data_is_read_only_and_copied_from_the_input() -> None:
     payload["b"] = 2
     del payload["a"]
     assert dict(event.data) == {"a": 1}
+
+
+@pytest.mark.parametrize("payload", [None, {"a": 1}, MappingProxyType({"a": 1})])
+def test_data_is_one_read_only_view_however_often_it_is_read(payload: Mapping[str, Any] | None) -> None:
+    # The view is made on first read (see Event._view): still one object,
+    # read-only, and for an event read back by from_dict as well.
+    for event in (Event(Demo.PING, payload), Event.from_dict(Event(Demo.PING, payload).to_dict())):
+        view = event.data
+        assert event.data is view
+        assert dict(view) == dict(payload or {})
+        with pytest.raises(TypeError):
+            view["b"] = 2  # type: ignore[index]
 
 
 @pytest.mark.parametrize("bad", [[("a", 1)], "text", 42, {1, 2}, b"bytes"])

@@ -339,16 +339,23 @@ def test_growing_history_while_threads_publish_loses_nothing() -> None:
 
 
 class _Incomparable:
-    """Like a detached ORM instance: comparing it raises."""
+    """Like a detached ORM instance: comparing it raises (``error``: what;
+    SystemExit too, which must not end another caller's lookup either)."""
+
+    def __init__(self, error: type[BaseException]) -> None:
+        self.error = error
 
     def __eq__(self, other: object) -> bool:
-        raise RuntimeError("instance is detached")
+        raise self.error("instance is detached")
 
     __hash__ = object.__hash__
 
 
-def test_get_history_by_source_passes_over_sources_that_cannot_be_compared(bus: EventBus) -> None:
-    incomparable = _Incomparable()
+@pytest.mark.parametrize("error", [RuntimeError, SystemExit])
+def test_get_history_by_source_passes_over_sources_that_cannot_be_compared(
+    bus: EventBus, error: type[BaseException]
+) -> None:
+    incomparable = _Incomparable(error)
     shop = Event(Demo.PING, source="shop")
     bus.publish_sync(shop)
     detached = Event(Demo.PING, source=incomparable)

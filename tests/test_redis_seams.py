@@ -8,7 +8,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -471,3 +475,56 @@ def test_a_refused_url_never_shows_its_password_whatever_it_contains(url: str, m
     with pytest.raises(ValueError) as caught:
         RedisBridge(EventBus(), url)
     assert str(caught.value) == message
+
+
+# -- interpreter exit with a Redis that stopped answering -------------------------
+
+_EXIT_SCRIPT = """
+import sys
+import blinker_events
+from blinker_events import Event, EventBus
+from blinker_events.redis import RedisBridge
+
+blinker_events.ATEXIT_DRAIN_SECONDS = 2.0
+buses = [EventBus(name=f"bus{i}") for i in range(3)]
+bridges = [RedisBridge(bus, sys.argv[1], stream=f"s{i}", event_types=["e"]) for i, bus in enumerate(buses)]
+assert all(bridge.start(timeout=5) for bridge in bridges)
+print("ready", flush=True)
+sys.stdin.readline()  # Redis is stopped now
+for bus in buses:
+    bus.publish_sync(Event("e", {"n": 1}))
+"""
+
+
+def test_bridges_at_interpreter_exit_share_the_exit_drains_bound(redis_server: RedisServer) -> None:
+    """A Redis that stops answering (SIGSTOP: no reply, no closed socket)
+    cannot stretch interpreter exit past ``ATEXIT_DRAIN_SECONDS``: running
+    bridges are stopped by their buses' exit drain, within its one bound,
+    not one after another with a flush of their own each (3 x 10 s)."""
+    pid = int(redis.Redis.from_url(redis_server.url).info("server")["process_id"])
+    child = subprocess.Popen(
+        [sys.executable, "-c", _EXIT_SCRIPT, redis_server.url],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdin is not None
+        assert child.stdout.readline().strip() == "ready"
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            child.stdin.write("\n")
+            child.stdin.flush()
+            child.wait(60)
+            elapsed = time.monotonic() - started
+        finally:
+            os.kill(pid, signal.SIGCONT)
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.wait()
+    assert child.returncode == 0
+    assert elapsed < 8  # 2 s of drain, with room for a loaded machine; it was over 30 s

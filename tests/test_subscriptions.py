@@ -659,10 +659,12 @@ def test_get_subscriptions_filters_by_disabled_state() -> None:
 
 class _Unreadable:
     """Like a werkzeug LocalProxy outside its context: every attribute
-    looked up on the instance raises."""
+    looked up on the instance raises (``error``: what)."""
+
+    error: type[BaseException] = RuntimeError
 
     def __getattr__(self, name: str) -> object:
-        raise RuntimeError(f"working outside of context: {name}")
+        raise type(self).error(f"working outside of context: {name}")
 
 
 class _UnreadableSync(_Unreadable):
@@ -678,8 +680,12 @@ class _UnreadableAsync(_Unreadable):
 seen: list[tuple[str, Event]] = []
 
 
-def test_a_callable_whose_attributes_raise_subscribes_named_by_its_type(bus: EventBus) -> None:
+@pytest.mark.parametrize("error", [RuntimeError, SystemExit])
+def test_a_callable_whose_attributes_raise_subscribes_named_by_its_type(
+    bus: EventBus, error: type[BaseException], monkeypatch: pytest.MonkeyPatch
+) -> None:
     seen.clear()
+    monkeypatch.setattr(_Unreadable, "error", error)
     sync_receiver, async_receiver = _UnreadableSync(), _UnreadableAsync()
     sync_sub = bus.subscribe(Demo.PING, sync_receiver)
     async_sub = bus.subscribe(Demo.PING, async_receiver)
@@ -694,22 +700,29 @@ def test_a_callable_whose_attributes_raise_subscribes_named_by_its_type(bus: Eve
 
 
 class _Incomparable:
-    """Like a detached ORM instance: comparing it raises."""
+    """Like a detached ORM instance: comparing it raises (``error``: what;
+    SystemExit too, which must not end another owner's lookup either)."""
+
+    def __init__(self, error: type[BaseException] = RuntimeError) -> None:
+        self.error = error
 
     def __eq__(self, other: object) -> bool:
-        raise RuntimeError("instance is detached")
+        raise self.error("instance is detached")
 
     __hash__ = object.__hash__
 
 
-def test_unsubscribe_by_source_passes_over_tags_that_cannot_be_compared(bus: EventBus) -> None:
+@pytest.mark.parametrize("error", [RuntimeError, SystemExit])
+def test_unsubscribe_by_source_passes_over_tags_that_cannot_be_compared(
+    bus: EventBus, error: type[BaseException]
+) -> None:
     def first(event: Event) -> None: ...
 
     def second(event: Event) -> None: ...
 
     def third(event: Event) -> None: ...
 
-    incomparable, other = _Incomparable(), _Incomparable()
+    incomparable, other = _Incomparable(error), _Incomparable(error)
     owned = [bus.subscribe(Demo.PING, first, source="owner"), bus.subscribe(Demo.PONG, second, source="owner")]
     theirs = bus.subscribe(Demo.PING, third, source=incomparable)
     bus.subscribe(Demo.PING, lambda event: None, source=other)

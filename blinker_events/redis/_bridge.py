@@ -10,7 +10,6 @@ loop thread after :meth:`RedisBridge.start`, the caller's loop after
 from __future__ import annotations
 
 import asyncio
-import atexit
 import logging
 import os
 import secrets
@@ -487,11 +486,13 @@ class RedisBridge:
 
 # -- helpers -----------------------------------------------------------------
 
-#: Bridges started and not stopped; stopped (flushing) at interpreter exit.
+#: Bridges started and not stopped (forgotten in a forked child). There is
+#: no exit handler of the bridge's own: a running bridge is an outlet of its
+#: bus, and the bus's exit drain (``blinker_events.ATEXIT_DRAIN_SECONDS`` in
+#: all, or a Flask app's shutdown timeout) stops it with what time is left,
+#: after the queued events that may publish into it were delivered.
 _RUNNING: weakref.WeakSet[RedisBridge] = weakref.WeakSet()
 _PENDING_CLOSES: set[asyncio.Task[int]] = set()
-#: Seconds each bridge gets to flush at interpreter exit.
-ATEXIT_FLUSH_SECONDS = 10.0
 
 
 def _after_fork_in_child() -> None:
@@ -504,15 +505,6 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-@atexit.register
-def _stop_all() -> None:
-    for bridge in list(_RUNNING):
-        try:
-            bridge.stop(ATEXIT_FLUSH_SECONDS)
-        except Exception:
-            logger.exception("redis bridge: stopping %r at exit failed", bridge)
 
 
 def _in_loop(loop: asyncio.AbstractEventLoop) -> bool:
