@@ -15,6 +15,7 @@ receiver runs on each path.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import logging
 from collections.abc import Callable
@@ -140,7 +141,14 @@ class EventBus:
         if route is None:
             return report
         if route.subs:
-            await deliver_on_loop(runtime, report, route, override)
+            started = perf_counter()
+            try:
+                await deliver_on_loop(runtime, report, route, override)
+            except asyncio.CancelledError:
+                report.duration = perf_counter() - started
+                runtime.finish_cancelled(report)
+                raise
+            report.duration = perf_counter() - started
         # Only announcements need awaiting: without any, the plain finish
         # ends it the same way, and no coroutine is made per publish.
         return await runtime.finish_async(report) if report.disabled else runtime.finish(report)
