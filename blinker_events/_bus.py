@@ -28,6 +28,7 @@ from typing import Any, TypeVar, overload
 from blinker import ANY, NamedSignal, Signal
 
 from ._checks import check_timeout
+from ._compat import Signal as DropInSignal
 from ._events import Event, EventTypeLike
 from ._inline import deliver_inline
 from ._interop import LazyFuture
@@ -88,7 +89,7 @@ class EventBus:
         self.name = str.__str__(name)  # a str subclass by its value
         self._registry = Registry(self)
         #: The registry's lock, which guarded drop-in signals take (see
-        #: :class:`~._compat.GuardingBus`).
+        #: :class:`~._signals.GuardingBus`).
         self._lock = self._registry.lock
         #: The one current settings value; everything reads it at use.
         self._live = LiveSettings(settings)
@@ -410,6 +411,10 @@ class EventBus:
         return self._registry.get_subscriber_count(event_type)
 
     def guard(self, signal: Signal) -> None:
+        if not isinstance(signal, DropInSignal):
+            raise TypeError(
+                "signal must be a blinker_events.Signal to be guarded; bridge() a plain blinker signal instead"
+            )
         self._registry.guard(signal)
 
     def unguard(self, signal: Signal) -> None:

@@ -24,27 +24,10 @@ from blinker import ANY
 from ._events import Event
 
 if t.TYPE_CHECKING:
-    import threading
-
     from ._report import DeliveryReport
+    from ._signals import GuardingBus
 
 __all__ = ["ANY", "NamedSignal", "Namespace", "Signal", "default_namespace", "signal"]
-
-
-class GuardingBus(t.Protocol):
-    """What a guarded signal asks of the bus guarding it."""
-
-    _lock: threading.RLock
-
-    def guard(self, signal: blinker.Signal) -> None: ...
-
-    def unguard(self, signal: blinker.Signal) -> None: ...
-
-    def _forget_receiver(self, signal: blinker.Signal, receiver_id: t.Any) -> None: ...
-
-    def publish_sync(self, event: Event) -> DeliveryReport: ...
-
-    async def publish(self, event: Event) -> DeliveryReport: ...
 
 
 class Signal(blinker.Signal):

@@ -29,7 +29,7 @@ from ._subscription import Subscription
 
 if TYPE_CHECKING:
     from ._bridges import Publisher
-    from ._compat import GuardingBus
+    from ._signals import GuardingBus
 
 __all__ = ["Registry"]
 
@@ -145,21 +145,16 @@ class Registry:
 
     def guard(self, signal: Signal) -> None:
         """Send a drop-in :class:`blinker_events.Signal` through this bus
-        (what ``signal.guard(bus)`` does); a signal has one guarding bus."""
-        from ._compat import Signal as DropIn
-
-        if not isinstance(signal, DropIn):
-            raise TypeError(
-                "signal must be a blinker_events.Signal to be guarded; bridge() a plain blinker signal instead"
-            )
+        (what ``signal.guard(bus)`` does); a signal has one guarding bus.
+        (The bus checks that it is one.)"""
         me = self._owner
-        previous = signal.guarded_by
+        previous = getattr(signal, "guarded_by", None)
         if previous is not None and previous is not me:
             previous.unguard(signal)
         self.signal_for(signal)
         with self.lock:
-            signal.guarded_by = me
-            signal.route = None
+            signal.guarded_by = me  # type: ignore[attr-defined]
+            signal.route = None  # type: ignore[attr-defined]
 
     def unguard(self, signal: Signal) -> None:
         """Stop guarding a drop-in signal; its ``send`` is blinker's again."""

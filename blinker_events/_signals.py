@@ -21,7 +21,7 @@ import sys
 import threading
 import weakref
 from collections.abc import Callable, Hashable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from blinker import ANY, NamedSignal, Signal
 
@@ -29,7 +29,27 @@ from ._events import TypeKey
 from ._interop import ANY_ID, disconnect_by_id, make_id, make_ref, senders_of
 from ._subscription import Subscription
 
-__all__ = ["Adapters", "EventSignal", "Route", "build_route"]
+if TYPE_CHECKING:
+    from ._events import Event
+    from ._report import DeliveryReport
+
+__all__ = ["Adapters", "EventSignal", "GuardingBus", "Route", "build_route"]
+
+
+class GuardingBus(Protocol):
+    """What a guarded signal asks of the bus guarding it."""
+
+    _lock: threading.RLock
+
+    def guard(self, signal: Signal) -> None: ...
+
+    def unguard(self, signal: Signal) -> None: ...
+
+    def _forget_receiver(self, signal: Signal, receiver_id: Any) -> None: ...
+
+    def publish_sync(self, event: Event) -> DeliveryReport: ...
+
+    async def publish(self, event: Event) -> DeliveryReport: ...
 
 
 class Route:
