@@ -3,11 +3,40 @@ guard, error isolation, auto-disable and a bounded history.
 
 The module-level functions act on :data:`default_bus`; an :class:`EventBus`
 made by hand has the same methods and shares nothing with it.
+
+The package is layered; each private module imports only from the layers
+above it in this list (``TYPE_CHECKING`` imports too: where a low module
+names something a higher one provides, it declares a ``Protocol``):
+
+- model: ``_errors``, ``_describe``, ``_context`` (the causal chain),
+  ``_serial`` (what JSON-safe data is), ``_events`` (types, ``Event``,
+  type keys);
+- rules: ``_checks`` (argument validation), ``_settings`` (the one frozen
+  ``BusSettings``);
+- machinery: ``_fork``, ``_interop`` (every use of another library's
+  private API), ``_threads`` (pool, bus loop), ``_watchdog``,
+  ``_lifecycle``;
+- who listens: ``_subscription``, ``_index``, ``_signals`` (a signal per
+  type, immutable routes), ``_bridges`` (relays for signals the bus does
+  not own), ``_outlets``, ``_registry`` (held by the bus);
+- what happened: ``_report``, ``_outcomes`` (the one outcome recorder and
+  the cycle rule), ``_history``;
+- engine: ``_runtime`` (what the paths receive; how every publish begins
+  and ends), then the paths, which differ only in where receivers run:
+  ``_sync`` and ``_async`` (calling receivers), ``_inline``
+  (``publish_sync``), ``_on_loop`` (``await publish``), ``_worker``
+  (``publish_nowait``);
+- facade: ``_bus`` (``EventBus``, thin), ``_compat`` (blinker's ``Signal``
+  and ``Namespace``, drop-in), :mod:`blinker_events.lowlevel` (the public
+  API for integrations), and this module;
+- integrations: :mod:`blinker_events.flask`, :mod:`blinker_events.django`,
+  :mod:`blinker_events.redis`, on public names and ``lowlevel`` only.
 """
 
 from __future__ import annotations
 
 import atexit
+from importlib.metadata import PackageNotFoundError, version
 
 from ._bus import EventBus
 from ._compat import ANY, NamedSignal, Namespace, Signal, default_namespace, signal
@@ -16,6 +45,11 @@ from ._events import Event, EventType, EventTypeLike, SystemEventType, event_typ
 from ._lifecycle import shutdown_all
 from ._report import DeliveryReport
 from ._subscription import Subscription
+
+try:
+    __version__ = version("blinker-events")
+except PackageNotFoundError:  # run from a source tree that was never installed
+    __version__ = "0.0.0+unknown"
 
 __all__ = [
     "ANY",
@@ -34,6 +68,7 @@ __all__ = [
     "Signal",
     "Subscription",
     "SystemEventType",
+    "__version__",
     "bridge",
     "clear_history",
     "default_bus",
@@ -61,6 +96,28 @@ __all__ = [
     "unsubscribe",
     "unsubscribe_by_source",
 ]
+
+# Tracebacks and docs name the public classes where they are imported
+# from, blinker_events, not the private module that defines them (as httpx
+# does).
+for _public in (
+    CircularEventError,
+    DeliveryReport,
+    DispatchContextError,
+    Event,
+    EventBus,
+    EventSystemError,
+    EventTimeoutError,
+    EventType,
+    NamedSignal,
+    Namespace,
+    QueueFullError,
+    Signal,
+    Subscription,
+    SystemEventType,
+):
+    _public.__module__ = "blinker_events"
+del _public
 
 #: The bus the module-level functions use.
 default_bus = EventBus()

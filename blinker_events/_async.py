@@ -10,7 +10,7 @@ past it are cancelled, and so on until none is left.
 
 A cancelled receiver may take a while to unwind (or ignore the cancellation);
 the publish does not wait for that. The bus keeps the task referenced (see
-:func:`hold_until_done`) until it ends and logs whatever it raises late, so
+:func:`~._threads.hold_until_done`) until it ends and logs whatever it raises late, so
 nothing is lost.
 
 Cancelling the publisher cancels the receivers it runs: the one in its own
@@ -30,53 +30,21 @@ from time import perf_counter
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
-from ._context import HANDLING, enter_context, leave_context
-from ._guards import check_cycle
+from ._context import enter_context, leave_context, reset_handling, set_handling
 from ._report import DeliveryReport
 from ._subscription import Subscription
 from ._watchdog import AsyncDeadline, watchdog
 
 if TYPE_CHECKING:
-    from ._bus import EventBus
+    from ._runtime import Runtime
 
-__all__ = ["deliver_async", "deliver_off_thread", "deliver_one", "hold_until_done"]
+__all__ = ["deliver_async", "deliver_off_thread", "deliver_one"]
 
 logger = logging.getLogger("blinker_events")
 
 EAGER_TASKS = sys.version_info >= (3, 12)
 _INF = float("inf")
 _PUBLISH_CANCELLED = "its publish was cancelled"
-
-
-#: How long one timer of :class:`_Held` lasts before it is renewed.
-_HOLD_SECONDS = 86400.0
-
-
-class _Held:
-    """A task kept alive by a timer on its own loop (see :func:`hold_until_done`)."""
-
-    __slots__ = ("handle", "task")
-
-    def __init__(self, task: asyncio.Task[Any]) -> None:
-        self.task = task
-        self.handle = task.get_loop().call_later(_HOLD_SECONDS, self.renew)
-        task.add_done_callback(self.release)
-
-    def renew(self) -> None:
-        self.handle = self.task.get_loop().call_later(_HOLD_SECONDS, self.renew)
-
-    def release(self, _: asyncio.Task[Any]) -> None:
-        self.handle.cancel()
-
-
-def hold_until_done(task: asyncio.Task[Any]) -> None:
-    """Keep a task the bus started (and nobody awaits) referenced until it
-    ends, as asyncio asks -- through its own loop, not the bus: a timer on
-    the loop holds it. A loop closed with the task still pending (a bare
-    ``loop.close()``, which unlike ``asyncio.run`` cancels nothing) drops its
-    timers and so the task, which a set on the bus would have kept for the
-    bus's life, with its coroutine, report and event. Call on the task's loop."""
-    _Held(task)
 
 
 async def _awaiting(awaitable: Awaitable[Any]) -> Any:
@@ -90,7 +58,7 @@ def _start_task(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any])
 
 
 async def deliver_async(
-    bus: EventBus,
+    runtime: Runtime,
     report: DeliveryReport,
     subs: tuple[Subscription, ...],
     chain: tuple[Subscription, ...],
@@ -102,37 +70,37 @@ async def deliver_async(
     their outcomes in ``report``. ``checked`` says the sync path already
     applied the disabled and cycle checks to ``subs``."""
     if len(subs) == 1:
-        await deliver_one(bus, report, subs[0], chain, override, checked=checked)
+        await deliver_one(runtime, report, subs[0], chain, override, checked=checked)
         return
     loop = asyncio.get_running_loop()
     event = report.event
     running: list[tuple[Subscription, asyncio.Task[Any], float]] = []
     for sub in subs:
-        fn = sub.callback if checked else _ready(bus, report, sub, chain)
+        fn = sub.callback if checked else _ready(runtime, report, sub, chain)
         if fn is None:
             continue
-        timeout = override or sub.timeout or bus._timeout
+        timeout = runtime.timeout_for(sub, override)
         # The task copies the context now, so the receiver (and whatever it
         # publishes, even from tasks of its own) carries this chain.
-        token = HANDLING.set((event, chain + (sub,) if chain else sub._chain))
+        token = set_handling((event, chain + (sub,) if chain else sub._chain))
         try:
-            awaitable = sub.invoke_plain(fn, event) if sub.plain else fn(event)
+            awaitable = sub._invoke_plain(fn, event) if sub.plain else fn(event)
             if not asyncio.iscoroutine(awaitable):
                 awaitable = _awaiting(awaitable)
             task = _start_task(loop, awaitable)
         except BaseException as exc:  # with eager start, the receiver's first step runs here
-            _own_or_raise(bus, exc)
-            bus._guards.ended(report, sub, exc)
+            _own_or_raise(runtime, exc)
+            runtime.outcomes.ended(report, sub, exc)
             continue
         finally:
-            HANDLING.reset(token)
+            reset_handling(token)
         running.append((sub, task, _INF if timeout is None else loop.time() + timeout))
     if running:
-        await _settle(bus, report, running, loop, override)
+        await _settle(runtime, report, running, loop, override)
 
 
 async def deliver_off_thread(
-    bus: EventBus,
+    runtime: Runtime,
     report: DeliveryReport,
     subs: tuple[Subscription, ...],
     chain: tuple[Subscription, ...],
@@ -145,17 +113,17 @@ async def deliver_off_thread(
     bus loop, inside the bus's dispatch context if one is set. A context
     that cannot be entered skips them; one that raises on leaving is
     reported after them (see :mod:`._context`)."""
-    factory = bus._dispatch_context
+    factory = runtime.dispatch_context
     if factory is None:
-        await deliver_async(bus, report, subs, chain, override, checked=checked)
+        await deliver_async(runtime, report, subs, chain, override, checked=checked)
         return
     manager, error = enter_context(factory)
     if manager is None:
         assert error is not None
-        bus._guards.context_failed(report, error, "entering", subs)
+        runtime.outcomes.context_failed(report, error, "entering", subs)
         return
     try:
-        await deliver_async(bus, report, subs, chain, override, checked=checked)
+        await deliver_async(runtime, report, subs, chain, override, checked=checked)
     except BaseException as exc:  # cancelled: the bus loop stops
         error = leave_context(manager, exc)
         raise
@@ -163,10 +131,10 @@ async def deliver_off_thread(
         error = leave_context(manager)
     finally:
         if error is not None:
-            bus._guards.context_failed(report, error, "leaving")
+            runtime.outcomes.context_failed(report, error, "leaving")
 
 
-def _own_or_raise(bus: EventBus, exc: BaseException) -> None:
+def _own_or_raise(runtime: Runtime, exc: BaseException) -> None:
     """Re-raise what belongs to the caller rather than to the report.
 
     KeyboardInterrupt, SystemExit and the like raised by a receiver running
@@ -174,29 +142,21 @@ def _own_or_raise(bus: EventBus, exc: BaseException) -> None:
     bus loop there is no caller to give them to, so they are reported as the
     receiver's failure, like any exception on a pool thread.
     """
-    if not isinstance(exc, (Exception, asyncio.CancelledError)) and not bus._loop_thread.in_loop_thread():
+    if not isinstance(exc, (Exception, asyncio.CancelledError)) and not runtime.loop_thread.in_loop_thread():
         raise exc
 
 
 def _ready(
-    bus: EventBus, report: DeliveryReport, sub: Subscription, chain: tuple[Subscription, ...]
+    runtime: Runtime, report: DeliveryReport, sub: Subscription, chain: tuple[Subscription, ...]
 ) -> Callable[..., Any] | None:
     """The receiver to call, or None when it must not run (recorded as such)."""
-    if not sub.active:
+    if not sub.active or not runtime.admit(report, sub, chain):
         return None
-    if sub.disabled:
-        report.add_skip(sub, "disabled")
-        return None
-    if chain:
-        cycle = check_cycle(sub, chain, bus._guards.max_depth)
-        if cycle is not None:
-            bus._guards.skipped_cycle(report, sub, cycle)
-            return None
     return sub.callback
 
 
 async def deliver_one(
-    bus: EventBus,
+    runtime: Runtime,
     report: DeliveryReport,
     sub: Subscription,
     chain: tuple[Subscription, ...],
@@ -221,20 +181,20 @@ async def deliver_one(
     if checked or (sub.active and not sub.disabled and not chain):
         fn = sub._fn or sub.callback  # the common case, without a call
     else:
-        fn = _ready(bus, report, sub, chain)
+        fn = _ready(runtime, report, sub, chain)
     if fn is None:
         return
     event = report.event
-    guards = bus._guards
-    timeout = override or sub.timeout or bus._timeout
+    outcomes = runtime.outcomes
+    timeout = override or sub.timeout or runtime.live.value.timeout  # Runtime.timeout_for, inlined: hot path
     task: asyncio.Task[Any] | None = None
     deadline: AsyncDeadline | None = None
     cancelling = 0
     error: BaseException | None = None
     result: Any = None
-    token = HANDLING.set((event, chain + (sub,) if chain else sub._chain))
+    token = set_handling((event, chain + (sub,) if chain else sub._chain))
     try:
-        awaitable = sub.invoke_plain(fn, event) if sub.plain else fn(event)
+        awaitable = sub._invoke_plain(fn, event) if sub.plain else fn(event)
         steps = awaitable if type(awaitable) is CoroutineType else awaitable.__await__()
         try:
             yielded = steps.send(None)
@@ -250,20 +210,20 @@ async def deliver_one(
                 watchdog.ensure_running()
             result = await _delegate(steps, yielded)
     except BaseException as exc:
-        _own_or_raise(bus, exc)
+        _own_or_raise(runtime, exc)
         error = exc
     finally:
         if deadline is not None:
             watchdog.awaited.discard(deadline)
         try:  # noqa: SIM105 - free when nothing raises; suppress() costs a call on this hot path
-            HANDLING.reset(token)
+            reset_handling(token)
         except ValueError:
             # Not in the task's context: the coroutine is being closed from
             # outside, its task dropped by a loop closed under it. That
             # context is gone; there is nothing to restore.
             pass
     if task is None:  # it never suspended, so nothing can have cancelled it
-        guards.ended(report, sub, error, result)
+        outcomes.ended(report, sub, error, result)
         return
     expired = deadline is not None and deadline.expired
     if expired:
@@ -271,16 +231,16 @@ async def deliver_one(
     if task.cancelling() > cancelling:
         # The publisher itself was cancelled meanwhile: whatever the
         # receiver did with that, the cancellation goes on up.
-        guards.cancelled(report, sub, _PUBLISH_CANCELLED)
+        outcomes.cancelled(report, sub, _PUBLISH_CANCELLED)
         if error is not None and not isinstance(error, asyncio.CancelledError):
             logger.error("receiver %s raised while being cancelled with %s", sub.name, repr(event), exc_info=error)
         raise asyncio.CancelledError
     if expired:
-        guards.timed_out(report, sub, timeout)
+        outcomes.timed_out(report, sub, timeout)
         if error is not None and not isinstance(error, asyncio.CancelledError):
             logger.error("receiver %s raised after its timeout handling %s", sub.name, repr(event), exc_info=error)
     else:
-        guards.ended(report, sub, error, result)
+        outcomes.ended(report, sub, error, result)
 
 
 @types.coroutine
@@ -306,7 +266,7 @@ def _delegate(steps: Any, yielded: Any) -> Generator[Any, Any, Any]:
 
 
 async def _settle(
-    bus: EventBus,
+    runtime: Runtime,
     report: DeliveryReport,
     running: list[tuple[Subscription, asyncio.Task[Any], float]],
     loop: asyncio.AbstractEventLoop,
@@ -322,7 +282,7 @@ async def _settle(
                 if deadline <= now:
                     task.cancel()
                     timed_out.add(task)
-                    bus._keep_until_done(task, sub, report.event, "after its timeout")
+                    runtime.keep_until_done(task, sub, report.event, "after its timeout")
             pending = [entry for entry in pending if not entry[1].done() and entry[1] not in timed_out]
             if not pending:
                 break
@@ -338,28 +298,28 @@ async def _settle(
                 continue
             task.cancel()
             cut_short.add(task)
-            bus._keep_until_done(task, sub, report.event, "while its publish was cancelled")
-        _record(bus, report, running, timed_out, cut_short, override)
+            runtime.keep_until_done(task, sub, report.event, "while its publish was cancelled")
+        _record(runtime, report, running, timed_out, cut_short, override)
         raise
-    _record(bus, report, running, timed_out, cut_short, override)
+    _record(runtime, report, running, timed_out, cut_short, override)
 
 
 def _record(
-    bus: EventBus,
+    runtime: Runtime,
     report: DeliveryReport,
     running: list[tuple[Subscription, asyncio.Task[Any], float]],
     timed_out: set[asyncio.Task[Any]],
     cut_short: set[asyncio.Task[Any]],
     override: float | None,
 ) -> None:
-    guards = bus._guards
+    outcomes = runtime.outcomes
     for sub, task, _ in running:
         if task in timed_out:
-            guards.timed_out(report, sub, override or sub.timeout or bus._timeout)
+            outcomes.timed_out(report, sub, runtime.timeout_for(sub, override))
         elif task in cut_short:
-            guards.cancelled(report, sub, _PUBLISH_CANCELLED)
+            outcomes.cancelled(report, sub, _PUBLISH_CANCELLED)
         elif task.cancelled():
-            guards.cancelled(report, sub, "its task was cancelled")
+            outcomes.cancelled(report, sub, "its task was cancelled")
         else:
             exc = task.exception()
-            guards.ended(report, sub, exc, None if exc is not None else task.result())
+            outcomes.ended(report, sub, exc, None if exc is not None else task.result())

@@ -24,8 +24,8 @@ from blinker import ANY
 from ._events import Event
 
 if t.TYPE_CHECKING:
-    from ._bus import EventBus
     from ._report import DeliveryReport
+    from ._signals import GuardingBus
 
 __all__ = ["ANY", "NamedSignal", "Namespace", "Signal", "default_namespace", "signal"]
 
@@ -50,11 +50,11 @@ class Signal(blinker.Signal):
     #: their results.
     blinker_style = True
     #: The guarding bus; None (the class default) keeps blinker's behaviour.
-    guarded_by: EventBus | None = None
+    guarded_by: GuardingBus | None = None
     #: The bus's cached route for this signal, dropped on every change.
     route: t.Any = None
 
-    def guard(self, bus: EventBus | None = None) -> t.Self:
+    def guard(self, bus: GuardingBus | None = None) -> t.Self:
         """Send through ``bus`` (the default bus if None) from now on."""
         if bus is None:
             from . import default_bus

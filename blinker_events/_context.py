@@ -20,16 +20,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from contextvars import ContextVar, Token
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import Any, TypeAlias
 
-if TYPE_CHECKING:
-    from ._events import Event
-
-Frame: TypeAlias = "tuple[Event, tuple[Any, ...]]"
+#: ``(event, chain)``. The event is typed loosely: the event model reads
+#: this variable, so this module cannot import it.
+Frame: TypeAlias = "tuple[Any, tuple[Any, ...]]"
 Factory: TypeAlias = Callable[[], AbstractContextManager[Any]]
 
 HANDLING: ContextVar[Frame | None] = ContextVar("blinker_events.handling", default=None)
-
 # The variable's methods, bound once. On 3.11, ``HANDLING.get()`` on a
 # ContextVar imported by name is compiled as an attribute load that makes a
 # new bound-method object on every call (LOAD_METHOD does not specialise for

@@ -1,5 +1,6 @@
 """The event model: event types, the immutable :class:`Event`, and how both
-turn into JSON-safe dictionaries and back.
+turn into JSON-safe dictionaries and back (the checks of what JSON-safe
+data is are :mod:`._serial`'s).
 
 An *event type* is any of: a member of an :class:`enum.Enum` (usually of a
 subclass of :class:`EventType`), a plain string, or a :class:`blinker.Signal`.
@@ -11,8 +12,6 @@ not even a ``StrEnum`` member and the string of its value.
 from __future__ import annotations
 
 import itertools
-import json
-import math
 import os
 import weakref
 from collections.abc import Callable, Iterator, Mapping
@@ -20,12 +19,13 @@ from datetime import UTC, datetime
 from enum import Enum
 from time import time
 from types import MappingProxyType
-from typing import Any, ClassVar, TypeAlias, TypeGuard
+from typing import Any, ClassVar, TypeAlias
 
 from blinker import NamedSignal, Signal
 
 from ._context import get_handling
 from ._describe import describe, pass_interrupt
+from ._serial import json_safe, valid_event_id, valid_timestamp
 
 __all__ = ["Event", "EventType", "EventTypeLike", "SystemEventType", "event_type_name"]
 
@@ -369,7 +369,7 @@ class Event:
         ``None``; anything else goes through ``default`` (like
         :func:`json.dumps`), and without one raises ``ValueError`` naming the
         offending path, as is data that holds itself (a cycle) or nests
-        deeper than :data:`MAX_NESTING` levels. Tuples come back as lists.
+        deeper than :data:`~._serial.MAX_NESTING` levels. Tuples come back as lists.
         """
         # Writing a type out makes it readable back in this process, even if
         # no bus here has a signal for it (say, only catch-alls listen).
@@ -380,8 +380,8 @@ class Event:
             "event_id": self.event_id,
             "parent_id": self._parent_id,
             "timestamp": self._ts,
-            "source": _json_safe(self._source, "source", default),
-            "data": _json_safe(dict(self._data), "data", default),
+            "source": json_safe(self._source, "source", default),
+            "data": json_safe(dict(self._data), "data", default),
         }
 
     @classmethod
@@ -404,9 +404,9 @@ class Event:
         timestamp = payload.get("timestamp")
         parent_id = payload.get("parent_id")
         data = payload.get("data")
-        if not _valid_event_id(event_id):
+        if not valid_event_id(event_id):
             raise ValueError("payload: event_id must be a string made by Event (prefix-counter)")
-        if not isinstance(timestamp, (int, float)) or isinstance(timestamp, bool) or not _valid_timestamp(timestamp):
+        if not isinstance(timestamp, (int, float)) or isinstance(timestamp, bool) or not valid_timestamp(timestamp):
             raise ValueError("payload: timestamp must be a number of seconds since the epoch a datetime can hold")
         if parent_id is not None and not isinstance(parent_id, str):
             raise ValueError("payload: parent_id must be a string or None")
@@ -423,62 +423,3 @@ class Event:
         event._parent_id = parent_id
         event._origin = origin
         return event
-
-
-_MAX_ID_LENGTH = 200
-
-
-def _valid_event_id(value: object) -> TypeGuard[str]:
-    if not isinstance(value, str) or len(value) > _MAX_ID_LENGTH:
-        return False
-    prefix, dash, counter = value.rpartition("-")
-    return bool(prefix and dash and counter.isascii() and counter.isdigit())
-
-
-def _valid_timestamp(value: float) -> bool:
-    try:
-        datetime.fromtimestamp(value, UTC)
-    except (OverflowError, OSError, ValueError):
-        return False
-    return math.isfinite(value)
-
-
-#: How deeply ``to_dict`` data may nest; deeper is a ValueError, well before
-#: Python's recursion limit (here, or in the json module that writes it).
-MAX_NESTING = 200
-
-
-def _json_safe(
-    value: Any, path: str, default: Callable[[Any], Any] | None, ancestors: frozenset[int] = frozenset()
-) -> Any:
-    """Check (and copy) ``value`` as JSON-safe data; see :meth:`Event.to_dict`.
-    ``ancestors`` holds the ids of the containers ``value`` sits in: meeting
-    one again is a cycle (the same object twice side by side is not)."""
-    if value is None or isinstance(value, (str, bool, int)):
-        return value
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"{path}: {value!r} has no JSON form")
-        return value
-    if isinstance(value, (Mapping, list, tuple)):
-        if id(value) in ancestors:
-            raise ValueError(f"{path}: a cycle, this container holds itself")
-        if len(ancestors) >= MAX_NESTING:
-            raise ValueError(f"{path}: nested deeper than {MAX_NESTING} levels")
-        inner = ancestors | {id(value)}
-        if isinstance(value, Mapping):
-            out = {}
-            for key, item in value.items():
-                if not isinstance(key, str):
-                    raise ValueError(f"{path}: key {describe(key)} is not a string")
-                out[key] = _json_safe(item, f"{path}.{key}", default, inner)
-            return out
-        return [_json_safe(item, f"{path}[{i}]", default, inner) for i, item in enumerate(value)]
-    if default is not None:
-        converted = default(value)
-        try:  # the hook must give JSON, not pass the problem on
-            json.dumps(converted, allow_nan=False)
-        except (TypeError, ValueError, RecursionError) as exc:
-            raise ValueError(f"{path}: default() gave {type(converted).__name__}, which is not JSON ({exc})") from None
-        return converted
-    raise ValueError(f"{path}: {type(value).__name__} is not JSON-safe (pass default= to convert it)")

@@ -1,6 +1,9 @@
 """The Flask extension's ``app.config`` keys: their defaults and checks.
 
-Every check names the config key and runs before :meth:`BlinkerEvents.init_app
+The keys of the bus's own settings are derived from
+:class:`~blinker_events.lowlevel.BusSettings` -- name, default and check
+-- so they cannot drift from what a bus accepts. Every check names the
+config key and runs before :meth:`BlinkerEvents.init_app
 <blinker_events.flask.BlinkerEvents.init_app>` changes anything.
 """
 
@@ -14,8 +17,7 @@ import flask.signals
 from blinker import Signal
 from flask import Flask
 
-from ._describe import describe
-from ._guards import check_setting, check_timeout
+from blinker_events.lowlevel import SETTING_NAMES, check_setting, check_timeout, default_of, describe
 
 __all__ = [
     "BUS_ARGUMENTS",
@@ -30,34 +32,29 @@ __all__ = [
     "flask_signals",
 ]
 
-#: Every ``BLINKER_EVENTS_*`` config key and its default. A
-#: ``BLINKER_EVENTS_PROPAGATE_EXCEPTIONS`` of None (or unset) means
-#: ``app.testing``; any other value is used as is.
-CONFIG_DEFAULTS: Mapping[str, Any] = {
-    "BLINKER_EVENTS_TIMEOUT": None,
-    "BLINKER_EVENTS_HISTORY_SIZE": 1000,
-    "BLINKER_EVENTS_FAILURE_THRESHOLD": 3,
-    "BLINKER_EVENTS_PROPAGATE_EXCEPTIONS": None,
-    "BLINKER_EVENTS_QUEUE_SIZE": 10000,
-    "BLINKER_EVENTS_OVERFLOW": "block",
-    "BLINKER_EVENTS_MAX_DEPTH": 16,
-    "BLINKER_EVENTS_SHUTDOWN_TIMEOUT": 10.0,
-    "BLINKER_EVENTS_FLASK_SIGNALS": (),
-    "BLINKER_EVENTS_OWN_BUS": False,
-}
 KEY_PREFIX = "BLINKER_EVENTS_"
 SHUTDOWN_KEY = "BLINKER_EVENTS_SHUTDOWN_TIMEOUT"
 OWN_BUS_KEY = "BLINKER_EVENTS_OWN_BUS"
+PROPAGATE_KEY = "BLINKER_EVENTS_PROPAGATE_EXCEPTIONS"
 
-#: The config keys that become :class:`EventBus` constructor arguments.
-BUS_ARGUMENTS = {
-    "BLINKER_EVENTS_TIMEOUT": "timeout",
-    "BLINKER_EVENTS_HISTORY_SIZE": "history_size",
-    "BLINKER_EVENTS_FAILURE_THRESHOLD": "failure_threshold",
-    "BLINKER_EVENTS_PROPAGATE_EXCEPTIONS": "propagate_exceptions",
-    "BLINKER_EVENTS_QUEUE_SIZE": "queue_size",
-    "BLINKER_EVENTS_OVERFLOW": "overflow",
-    "BLINKER_EVENTS_MAX_DEPTH": "max_depth",
+#: The config keys that become :class:`EventBus` constructor arguments:
+#: ``BLINKER_EVENTS_`` and the setting's name in upper case, for every bus
+#: setting but ``sync_executor`` (a Flask app's receivers have no
+#: thread-sensitive code to serialise, as Django's ORM has).
+BUS_ARGUMENTS: Mapping[str, str] = {
+    f"{KEY_PREFIX}{setting.upper()}": setting for setting in SETTING_NAMES if setting != "sync_executor"
+}
+
+#: Every ``BLINKER_EVENTS_*`` config key and its default: the bus's own
+#: default for its settings, except that a
+#: ``BLINKER_EVENTS_PROPAGATE_EXCEPTIONS`` of None (or unset) means
+#: ``app.testing``; any other value is used as is.
+CONFIG_DEFAULTS: Mapping[str, Any] = {
+    **{key: default_of(setting) for key, setting in BUS_ARGUMENTS.items()},
+    PROPAGATE_KEY: None,
+    SHUTDOWN_KEY: 10.0,
+    "BLINKER_EVENTS_FLASK_SIGNALS": (),
+    OWN_BUS_KEY: False,
 }
 #: The keys apps sharing the default bus must agree on.
 SHARED_KEYS = (*BUS_ARGUMENTS, SHUTDOWN_KEY)
@@ -102,7 +99,7 @@ def bus_settings(app: Flask) -> dict[str, Any]:
     settings: dict[str, Any] = {}
     for key, argument in BUS_ARGUMENTS.items():
         value = config.get(key, CONFIG_DEFAULTS[key])
-        if key == "BLINKER_EVENTS_PROPAGATE_EXCEPTIONS" and value is None:
+        if key == PROPAGATE_KEY and value is None:
             value = app.testing
         try:
             settings[key] = check_setting(argument, value, key)

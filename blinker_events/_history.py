@@ -17,13 +17,11 @@ import threading
 from collections import deque
 from typing import Any
 
+from ._checks import check_positive_int
 from ._events import Event, EventTypeLike, same_source, type_key
-from ._guards import check_positive_int
 from ._report import DeliveryReport
 
 __all__ = ["History"]
-
-DEFAULT_HISTORY_SIZE = 1000
 
 
 class History:
@@ -32,10 +30,14 @@ class History:
     # Slots: ``record`` reads ``_reports`` twice per publish.
     __slots__ = ("_lock", "_reports", "_size")
 
-    def __init__(self, size: int = DEFAULT_HISTORY_SIZE) -> None:
+    def __init__(self, size: int) -> None:
         self._lock = threading.Lock()
         self._size = size
         self._reports: deque[DeliveryReport] = deque(maxlen=size)
+
+    def locks(self) -> tuple[threading.Lock]:
+        """The locks a forked child must re-make."""
+        return (self._lock,)
 
     @property
     def size(self) -> int:

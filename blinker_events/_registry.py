@@ -1,36 +1,35 @@
 """Who listens to what: the bus's signals, subscriptions and routes.
 
-:class:`Registry` is the half of :class:`~blinker_events.EventBus` that
-changes and answers "who receives this event": one blinker signal per event
-type, subscriptions connected to them, catch-all subscriptions, drop-in
-signals the bus guards, relays bridged from signals it does not own, and the
-cached :class:`~._signals.Route` of each type. Every change happens under
+:class:`Registry`, held by each :class:`~blinker_events.EventBus`, changes and
+answers "who receives this event": one blinker signal per event type, the
+subscriptions, drop-in signals the bus guards, relays bridged from signals
+it does not own, and the cached :class:`~._signals.Route` of each type. Every change happens under
 one reentrant lock, which is never held while a receiver runs; publishing
 only reads a route, which is immutable once built.
 """
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import threading
 import weakref
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from enum import Enum
 from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
 from blinker import ANY, NamedSignal, Signal
-from blinker._utilities import make_id
-from blinker.base import ANY_ID
 
+from ._bridges import Bridges, drop_all_bridges
+from ._checks import check_flag, check_timeout
 from ._events import TYPE_REGISTRY, Event, EventTypeLike, TypeKey, event_type_name, same_source, type_key
-from ._guards import check_flag, check_timeout
-from ._relay import Bridges, Relay, drop_all_bridges, drop_bridge
+from ._index import SubscriptionIndex
+from ._interop import disconnect_by_id, make_id
 from ._signals import Adapters, EventSignal, Route, build_route
-from ._subscription import Subscription, callback_key, same_callback
+from ._subscription import Subscription
 
 if TYPE_CHECKING:
-    from ._bus import EventBus
+    from ._bridges import Publisher
+    from ._signals import GuardingBus
 
 __all__ = ["Registry"]
 
@@ -41,17 +40,18 @@ _NO_SIGNAL = Signal()
 
 
 class Registry:
-    """Signals, subscriptions and routes; the base of :class:`EventBus`."""
+    """Signals, subscriptions and routes of one bus, its ``owner``: what a
+    guarded drop-in signal names as ``guarded_by``, and where relays
+    publish. The bus holds its registry and delegates to it."""
 
-    name: str
-
-    def _init_registry(self) -> None:
-        # Guards every change to who listens. Reentrant: blinker's connect
+    def __init__(self, owner: GuardingBus) -> None:
+        self._owner = owner
+        # OutcomeRecorder every change to who listens. Reentrant: blinker's connect
         # fires receiver_connected, whose receivers may subscribe in turn.
-        self._lock = threading.RLock()
+        self.lock = threading.RLock()
         # The signals of event types with receivers, pinned by the signals
         # themselves (see EventSignal); the publish hot path looks here.
-        self._signals: dict[TypeKey, EventSignal] = {}
+        self.signals: dict[TypeKey, EventSignal] = {}
         # Every signal still alive, pinned or held by someone who asked
         # signal_for: one signal per type for as long as anyone has it.
         self._known: weakref.WeakValueDictionary[TypeKey, EventSignal] = weakref.WeakValueDictionary()
@@ -60,16 +60,14 @@ class Registry:
         # plain receivers are this bus's own.
         self._foreign: dict[TypeKey, Signal] = {}
         self._foreign_adapters: dict[TypeKey, Adapters] = {}
-        self._bridges = Bridges()
+        self.bridges = Bridges()
         # A collected bus takes its relays off the signals they were on.
-        weakref.finalize(self, drop_all_bridges, self._bridges)
+        weakref.finalize(owner, drop_all_bridges, self.bridges)
         # Catch-all subscriptions by id, in order of subscription.
         self._wildcards: dict[int, Subscription] = {}
         self._wild_route: Route | None = None
-        self._subscriptions: dict[int, Subscription] = {}
-        # Subscriptions by (type key, callback key), so finding a callback's
-        # subscriptions never looks at anyone else's.
-        self._by_callback: dict[tuple[TypeKey | None, Hashable], dict[int, Subscription]] = {}
+        self._index = SubscriptionIndex()
+        self.subscriptions = self._index.by_id  # read-only here: changed through the index
         self._dead: list[Subscription] = []
 
     # -- signals and routes ----------------------------------------------
@@ -96,7 +94,7 @@ class Registry:
         signal = self._signal_of(key)
         if signal is not None:
             return signal
-        with self._lock:
+        with self.lock:
             signal = self._signal_of(key)
             if signal is None:
                 TYPE_REGISTRY.remember(event_type)
@@ -105,41 +103,41 @@ class Registry:
                     self._foreign_adapters[key] = Adapters()
                 else:
                     name = event_type_name(event_type)
-                    signal = self._known[key] = EventSignal(name, self._lock, event_type, self._signals, key)
+                    signal = self._known[key] = EventSignal(name, self.lock, event_type, self.signals, key)
             return signal
 
     def _signal_of(self, key: TypeKey) -> Signal | None:
-        signal: Signal | None = self._signals.get(key)
+        signal: Signal | None = self.signals.get(key)
         if signal is None:
             signal = self._known.get(key)
         return self._foreign.get(key) if signal is None else signal
 
-    def _route(self, event: Event) -> Route:
+    def route(self, event: Event) -> Route:
         """Who receives ``event``: a cached snapshot, rebuilt after changes."""
         key = event._key
-        signal = self._signals.get(key)
+        signal = self.signals.get(key)
         if signal is not None:
             route = signal.route
             if route is None:
-                with self._lock:
+                with self.lock:
                     route = signal.route = self._build_route(key)
         elif key in self._foreign or isinstance(event._event_type, Signal):
             foreign = self.signal_for(event._event_type)
-            if getattr(foreign, "guarded_by", None) is self:
+            if getattr(foreign, "guarded_by", None) is self._owner:
                 # A drop-in Signal this bus guards drops the cache on change.
                 route = foreign.route  # type: ignore[attr-defined]
                 if route is None:
-                    with self._lock:
+                    with self.lock:
                         route = foreign.route = self._build_route(key)  # type: ignore[attr-defined]
             else:
                 # Any other blinker signal tells us of no change, so its
                 # route is rebuilt on every publish.
-                with self._lock:
+                with self.lock:
                     route = self._build_route(key)
         else:
             route = self._wild_route
             if route is None:
-                with self._lock:
+                with self.lock:
                     route = self._wild_route = self._build_route(key)
         return route.for_source(event._source) if route.filtered else route
 
@@ -147,29 +145,25 @@ class Registry:
 
     def guard(self, signal: Signal) -> None:
         """Send a drop-in :class:`blinker_events.Signal` through this bus
-        (what ``signal.guard(bus)`` does); a signal has one guarding bus."""
-        from ._compat import Signal as DropIn
-
-        if not isinstance(signal, DropIn):
-            raise TypeError(
-                "signal must be a blinker_events.Signal to be guarded; bridge() a plain blinker signal instead"
-            )
-        previous = signal.guarded_by
-        if previous is not None and previous is not self:
+        (what ``signal.guard(bus)`` does); a signal has one guarding bus.
+        (The bus checks that it is one.)"""
+        me = self._owner
+        previous = getattr(signal, "guarded_by", None)
+        if previous is not None and previous is not me:
             previous.unguard(signal)
         self.signal_for(signal)
-        with self._lock:
-            signal.guarded_by = cast("EventBus", self)
-            signal.route = None
+        with self.lock:
+            signal.guarded_by = me  # type: ignore[attr-defined]
+            signal.route = None  # type: ignore[attr-defined]
 
     def unguard(self, signal: Signal) -> None:
         """Stop guarding a drop-in signal; its ``send`` is blinker's again."""
-        with self._lock:
-            if getattr(signal, "guarded_by", None) is self:
+        with self.lock:
+            if getattr(signal, "guarded_by", None) is self._owner:
                 signal.guarded_by = None  # type: ignore[attr-defined]
                 signal.route = None  # type: ignore[attr-defined]
                 key = type_key(signal)
-                if not any(s.event_type is signal for s in list(self._subscriptions.values())):
+                if not any(s.event_type is signal for s in list(self.subscriptions.values())):
                     # Nothing of this bus's hangs on it: let it go.
                     self._foreign.pop(key, None)
                     self._foreign_adapters.pop(key, None)
@@ -187,49 +181,22 @@ class Registry:
         of the signal must pass ``_sync_wrapper`` as blinker requires for any
         sync receiver. Returns the event type to subscribe to.
         """
-        if not isinstance(signal, Signal):
-            raise TypeError(f"signal must be a blinker Signal, not {type(signal).__name__}")
-        if event_type is None:
-            name = getattr(signal, "name", None)
-            if not isinstance(name, str):
-                raise ValueError("event_type: an unnamed signal needs one to be bridged")
-            event_type = name
-        else:
-            type_key(event_type)
-        key = (id(signal), make_id(sender))
-        with self._lock:
-            if key in self._bridges:
-                raise ValueError(f"signal {signal!r} is already bridged to this bus")
-            relay = Relay(self, event_type)
-            self._bridges.add(key, signal, relay)
-        signal.connect(relay, sender=sender, weak=False)
-        if sender is not ANY:
-            # When the sender goes, so does its bridge: its id may be reused
-            # by a new sender, and the relay must not stay on the signal.
-            # (A sender that cannot be weakly referenced lives as long as the bridge.)
-            with contextlib.suppress(TypeError):
-                weakref.finalize(sender, drop_bridge, self._bridges, key)
-        return event_type
+        return self.bridges.bridge(cast("Publisher", self._owner), signal, event_type, sender)
 
     def unbridge(self, signal: Signal, *, sender: Any = ANY) -> bool:
         """Remove the relay :meth:`bridge` connected; False if there was none."""
-        with self._lock:
-            found = self._bridges.discard((id(signal), make_id(sender)))
-        if found is None:
-            return False
-        found[0].disconnect(found[1])
-        return True
+        return self.bridges.unbridge(signal, sender)
 
-    def _is_relayed(self, key: TypeKey) -> bool:
+    def is_relayed(self, key: TypeKey) -> bool:
         """Whether a bridged blinker signal publishes events of this type
         (their data are the signal's keyword arguments: Python objects)."""
-        return key in self._bridges.relayed
+        return key in self.bridges.relayed
 
     def _build_route(self, key: TypeKey) -> Route:
         """The route of the event type filed under ``key``; lock held."""
         self._sweep()
         wildcards = list(self._wildcards.values())
-        signal = self._signals.get(key)
+        signal = self.signals.get(key)
         if signal is not None:
             return build_route(signal, signal.adapters, signal.event_type, wildcards, self)
         foreign = self._foreign.get(key)
@@ -239,13 +206,13 @@ class Registry:
 
     def _invalidate_routes(self) -> None:
         self._wild_route = None
-        for signal in list(self._signals.values()):
+        for signal in list(self.signals.values()):
             signal.route = None
         for foreign in list(self._foreign.values()):
-            if getattr(foreign, "guarded_by", None) is self:
+            if getattr(foreign, "guarded_by", None) is self._owner:
                 foreign.route = None  # type: ignore[attr-defined]
 
-    def _forget_receiver(self, signal: Signal, receiver_id: Any) -> None:
+    def forget_receiver(self, signal: Signal, receiver_id: Any) -> None:
         """A guarded drop-in signal's receiver is gone: drop its adapter,
         so a reconnect starts afresh and nothing keeps it alive."""
         adapters = self._foreign_adapters.get(type_key(signal))
@@ -335,13 +302,12 @@ class Registry:
             reentrant=reentrant,
             weak=weak,
         )
-        with self._lock:
+        with self.lock:
             self._sweep()
-            existing = self._find(sub)
+            existing = self._index.find_same(sub)
             if existing is not None:
                 return existing
-            self._subscriptions[sub.id] = sub
-            self._by_callback.setdefault((sub.type_key, sub.callback_key), {})[sub.id] = sub
+            self._index.add(sub)
             if event_type is None:
                 self._wildcards[sub.id] = sub
                 self._invalidate_routes()
@@ -354,22 +320,6 @@ class Registry:
             signal.disconnect(sub)
         return sub
 
-    def _find(self, new: Subscription) -> Subscription | None:
-        """An active subscription identical to ``new``; lock held. Looks only
-        at the subscriptions of the same callback and type."""
-        callback = new.callback
-        for sub in list(self._by_callback.get((new.type_key, new.callback_key), {}).values()):
-            if (
-                sub.active
-                and same_callback(sub.callback, callback)
-                and sub.source == new.source
-                and sub.sender_id == new.sender_id
-                and sub.timeout == new.timeout
-                and sub.reentrant == new.reentrant
-            ):
-                return sub
-        return None
-
     def unsubscribe(self, event_type: EventTypeLike | None, callback: Callable[..., Any]) -> int:
         """Remove every subscription of ``callback`` to ``event_type`` (None:
         its catch-all subscriptions), including a receiver connected to the
@@ -378,17 +328,16 @@ class Registry:
         key = None if event_type is None else type_key(event_type)
         if not callable(callback):
             raise TypeError(f"callback must be callable, not {type(callback).__name__}")
-        with self._lock:
-            candidates = list(self._by_callback.get((key, callback_key(callback)), {}).values())
-            matches = [s for s in candidates if same_callback(s.callback, callback)]
+        with self.lock:
+            matches = self._index.of_callback(key, callback)
             signal = None if key is None else self._signal_of(key)
             if signal is not None and make_id(callback) not in signal.receivers:
                 signal = None
             if signal is not None:  # a plain blinker receiver of the type
-                signal._disconnect(make_id(callback), ANY_ID)
+                disconnect_by_id(signal, make_id(callback))
         if signal is not None:
             _announce_disconnected(signal, callback)
-        return self._remove_subscriptions(matches) + (signal is not None)
+        return self.remove_subscriptions(matches) + (signal is not None)
 
     def unsubscribe_by_source(self, source: Any) -> int:
         """Remove every subscription tagged with ``source``; returns how many.
@@ -397,24 +346,23 @@ class Registry:
         subscription; a tag that cannot be compared is not ``source``.)"""
         if source is None:
             raise ValueError("source must not be None: untagged subscriptions have no owner to remove them by")
-        with self._lock:
-            tagged = [s for s in list(self._subscriptions.values()) if same_source(s.source, source)]
-        return self._remove_subscriptions(tagged)
+        with self.lock:
+            tagged = [s for s in list(self.subscriptions.values()) if same_source(s.source, source)]
+        return self.remove_subscriptions(tagged)
 
-    def _remove_subscriptions(self, subs: list[Subscription], *, announce: bool = True) -> int:
+    def remove_subscriptions(self, subs: list[Subscription], *, announce: bool = True) -> int:
         """Detach ``subs``; how many were attached. Blinker's
         receiver_disconnected is sent after the lock is released (call this
         without holding it); ``announce=False`` (for collected ones) skips
         it, as blinker does for a collected receiver."""
         removed = 0
         detached: list[tuple[Signal, Any]] = []
-        with self._lock:
+        with self.lock:
             for sub in subs:
-                if not sub.active and sub.id not in self._subscriptions:
+                if not sub.active and sub.id not in self.subscriptions:
                     continue
                 sub.active = False
-                self._subscriptions.pop(sub.id, None)
-                self._unindex(sub)
+                self._index.discard(sub)
                 removed += 1
                 if sub.event_type is None:
                     del self._wildcards[sub.id]
@@ -425,22 +373,14 @@ class Registry:
                     target = sub.callback if sub.plain else sub
                     if signal is None or target is None:
                         continue
-                    signal._disconnect(make_id(target), ANY_ID)
+                    disconnect_by_id(signal, make_id(target))
                     detached.append((signal, target))
         if announce:
             for signal, target in detached:
                 _announce_disconnected(signal, target)
         return removed
 
-    def _unindex(self, sub: Subscription) -> None:
-        index = (sub.type_key, sub.callback_key)
-        same = self._by_callback.get(index)
-        if same is not None:
-            same.pop(sub.id, None)
-            if not same:
-                del self._by_callback[index]
-
-    def _note_dead(self, sub: Subscription) -> None:
+    def note_dead(self, sub: Subscription) -> None:
         # From a weakref callback (see Subscription._on_collected): swept at
         # once if the lock is free, never waiting for it (see EventSignal),
         # else by the next change or route rebuild. Code under the lock
@@ -449,24 +389,24 @@ class Registry:
         self._dead.append(sub)
         self._wild_route = None
         if sub.type_key is not None:
-            signal = self._signals.get(sub.type_key)
+            signal = self.signals.get(sub.type_key)
             if signal is not None:
                 signal.route = None
-        if not sys.is_finalizing() and self._lock.acquire(blocking=False):
+        if not sys.is_finalizing() and self.lock.acquire(blocking=False):
             try:
                 self._sweep()
             finally:
-                self._lock.release()
+                self.lock.release()
 
     def _sweep(self) -> None:
         """Detach subscriptions whose weakly held callback, source or sender
         was collected."""
         if self._dead:
-            with self._lock:
+            with self.lock:
                 dead = []
                 while self._dead:  # pop, not swap: a GC callback may append meanwhile
                     dead.append(self._dead.pop())
-                self._remove_subscriptions(dead, announce=False)
+                self.remove_subscriptions(dead, announce=False)
 
     def get_subscriptions(
         self, event_type: EventTypeLike | None = None, *, disabled: bool | None = None
@@ -477,13 +417,13 @@ class Registry:
         start (the bus adopts the signal, as its first publish would)."""
         self._sweep()
         if event_type is None:
-            with self._lock:
-                subs = sorted(self._subscriptions.values(), key=lambda s: s.seq)
+            with self.lock:
+                subs = sorted(self.subscriptions.values(), key=lambda s: s.seq)
         else:
             key = type_key(event_type)
             if isinstance(event_type, Signal):
                 self.signal_for(event_type)
-            with self._lock:
+            with self.lock:
                 subs = list(self._build_route(key).subs)
         subs = [s for s in subs if s.active and s.callback is not None]
         return subs if disabled is None else [s for s in subs if s.disabled is disabled]

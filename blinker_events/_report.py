@@ -90,39 +90,39 @@ class DeliveryReport:
         self.duration = 0.0
         self.handed_off = False
 
-    # -- recording (the dispatch paths call these) ---------------------------
+    # -- recording: the dispatch paths' (through the outcome recorder), not public API --
 
-    def add_failure(self, sub: Subscription, exc: BaseException) -> None:
+    def _add_failure(self, sub: Subscription, exc: BaseException) -> None:
         if self.failed is _NONE:
             self.failed = []
         self.failed.append((sub, exc))  # type: ignore[attr-defined]
 
-    def add_timeout(self, sub: Subscription) -> None:
+    def _add_timeout(self, sub: Subscription) -> None:
         if self.timed_out is _NONE:
             self.timed_out = []
         self.timed_out.append(sub)  # type: ignore[attr-defined]
 
-    def add_cancelled(self, sub: Subscription) -> None:
+    def _add_cancelled(self, sub: Subscription) -> None:
         if self.cancelled is _NONE:
             self.cancelled = []
         self.cancelled.append(sub)  # type: ignore[attr-defined]
 
-    def add_context_error(self, error: DispatchContextError) -> None:
+    def _add_context_error(self, error: DispatchContextError) -> None:
         if self.context_errors is _NONE:
             self.context_errors = []
         self.context_errors.append(error)  # type: ignore[attr-defined]
 
-    def add_skip(self, sub: Subscription, reason: str, error: CircularEventError | None = None) -> None:
+    def _add_skip(self, sub: Subscription, reason: str, error: CircularEventError | None = None) -> None:
         if self.skipped is _NONE:
             self.skipped = []
         self.skipped.append((sub, reason, error))  # type: ignore[attr-defined]
 
-    def add_scheduled(self, sub: Subscription) -> None:
+    def _add_scheduled(self, sub: Subscription) -> None:
         if self.scheduled is _NONE:
             self.scheduled = []
         self.scheduled.append(sub)  # type: ignore[attr-defined]
 
-    def add_disabled(self, sub: Subscription, announcement: dict[str, Any]) -> None:
+    def _add_disabled(self, sub: Subscription, announcement: dict[str, Any]) -> None:
         """Record that this publish disabled ``sub``; ``announcement`` is the
         data of its SUBSCRIBER_DISABLED event, taken at that moment."""
         if self.disabled is _NONE:
@@ -131,30 +131,30 @@ class DeliveryReport:
         self.disabled.append(sub)  # type: ignore[attr-defined]
         self.announcements.append(announcement)  # type: ignore[attr-defined]
 
-    def merge(self, other: DeliveryReport | None) -> None:
+    def _merge(self, other: DeliveryReport | None) -> None:
         """Add the outcomes ``other`` recorded (for the same event)."""
         if other is None:
             return
         self.succeeded.extend(other.succeeded)
         for sub, exc in other.failed:
-            self.add_failure(sub, exc)
+            self._add_failure(sub, exc)
         for sub in other.timed_out:
-            self.add_timeout(sub)
+            self._add_timeout(sub)
         for sub in other.cancelled:
-            self.add_cancelled(sub)
+            self._add_cancelled(sub)
         for sub, reason, error in other.skipped:
-            self.add_skip(sub, reason, error)
+            self._add_skip(sub, reason, error)
         for context_error in other.context_errors:
-            self.add_context_error(context_error)
+            self._add_context_error(context_error)
         for sub, announcement in zip(other.disabled, other.announcements, strict=True):
-            self.add_disabled(sub, announcement)
+            self._add_disabled(sub, announcement)
         if self.results is not None and other.results is not None:
             self.results.extend(other.results)
             self.results.sort(key=lambda pair: pair[0].seq)  # back in subscription order
 
     # -- reading -------------------------------------------------------------
 
-    def has_outcome(self, sub: Subscription) -> bool:
+    def _has_outcome(self, sub: Subscription) -> bool:
         """Whether this report already says what happened to ``sub``."""
         return (
             any(s is sub for s in self.succeeded)

@@ -21,16 +21,35 @@ import sys
 import threading
 import weakref
 from collections.abc import Callable, Hashable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from blinker import ANY, NamedSignal, Signal
-from blinker._utilities import make_id, make_ref
-from blinker.base import ANY_ID
 
 from ._events import TypeKey
+from ._interop import ANY_ID, disconnect_by_id, make_id, make_ref, senders_of
 from ._subscription import Subscription
 
-__all__ = ["Adapters", "EventSignal", "Route", "build_route"]
+if TYPE_CHECKING:
+    from ._events import Event
+    from ._report import DeliveryReport
+
+__all__ = ["Adapters", "EventSignal", "GuardingBus", "Route", "build_route"]
+
+
+class GuardingBus(Protocol):
+    """What a guarded signal asks of the bus guarding it."""
+
+    _lock: threading.RLock
+
+    def guard(self, signal: Signal) -> None: ...
+
+    def unguard(self, signal: Signal) -> None: ...
+
+    def _forget_receiver(self, signal: Signal, receiver_id: Any) -> None: ...
+
+    def publish_sync(self, event: Event) -> DeliveryReport: ...
+
+    async def publish(self, event: Event) -> DeliveryReport: ...
 
 
 class Route:
@@ -99,7 +118,7 @@ class EventSignal(NamedSignal):
         sender_id = ANY_ID if sender is ANY else make_id(sender)
         with self._lock:
             self._drop_if_collected(receiver_id, sender_id)
-            self.adapters.seqs.setdefault(receiver_id, Subscription.next_seq())
+            self.adapters.seqs.setdefault(receiver_id, Subscription._next_seq())
             if weak:
                 self.receivers[receiver_id] = make_ref(receiver, self._make_cleanup_receiver(receiver_id))
             else:
@@ -256,7 +275,7 @@ class Adapters:
         adapter = self.by_receiver.get(receiver_id)
         if adapter is None or not adapter.active or adapter.callback is not fn:
             adapter = Subscription(bus, event_type, fn, weak=is_weak, plain=True, kwargs=kwargs)
-            adapter.seq = self.seqs.setdefault(receiver_id, Subscription.next_seq())
+            adapter.seq = self.seqs.setdefault(receiver_id, Subscription._next_seq())
             self.by_receiver[receiver_id] = adapter
         return adapter
 
@@ -281,9 +300,9 @@ def build_route(
         else:
             sub = adapters.adapter(receiver_id, held, bus, event_type, blinker_style)
         if sub is None:
-            signal._disconnect(receiver_id, ANY_ID)
+            disconnect_by_id(signal, receiver_id)
             continue
-        senders = signal._by_receiver.get(receiver_id, ())
+        senders = senders_of(signal, receiver_id)
         pairs.append((sub, None if ANY_ID in senders else frozenset(senders)))
     for sub in wildcards:
         if sub.active:

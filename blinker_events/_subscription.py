@@ -18,23 +18,31 @@ from __future__ import annotations
 import functools
 import inspect
 import itertools
+import threading
 import weakref
 from collections.abc import Callable, Hashable
 from types import BuiltinMethodType, MethodType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from asgiref.sync import iscoroutinefunction as _marked_coroutine_function
 from blinker import ANY
-from blinker._utilities import make_id, make_ref
-from blinker.base import ANY_ID
 
 from ._describe import LIMIT, pass_interrupt
 from ._events import Event, EventTypeLike, TypeKey, shown_name, type_key
+from ._interop import ANY_ID, make_id, make_ref
 
-if TYPE_CHECKING:
-    from ._registry import Registry
+__all__ = ["Owner", "Subscription"]
 
-__all__ = ["Subscription"]
+
+class Owner(Protocol):
+    """What a subscription asks of the registry that made it."""
+
+    lock: threading.RLock
+
+    def note_dead(self, sub: Subscription) -> None: ...
+
+    def remove_subscriptions(self, subs: list[Subscription], *, announce: bool = True) -> int: ...
+
 
 _ids = itertools.count(1)
 _BOUND = (MethodType, BuiltinMethodType)
@@ -169,7 +177,7 @@ class Subscription:
 
     def __init__(
         self,
-        bus: Registry,
+        bus: Owner,
         event_type: EventTypeLike | None,
         callback: Callable[..., Any],
         *,
@@ -233,7 +241,7 @@ class Subscription:
             if sub is not None:
                 sub.active = False
                 if bus is not None:
-                    bus._note_dead(sub)
+                    bus.note_dead(sub)
 
         return collected
 
@@ -249,7 +257,7 @@ class Subscription:
         return self._sender()
 
     @staticmethod
-    def next_seq() -> int:
+    def _next_seq() -> int:
         """A place in the delivery order, for receivers attached by blinker's
         own ``connect`` (they share the counter with subscriptions)."""
         return next(_ids)
@@ -262,7 +270,7 @@ class Subscription:
         assert self._ref is not None
         return self._ref()
 
-    def invoke_plain(self, fn: Callable[..., Any], event: Event) -> Any:
+    def _invoke_plain(self, fn: Callable[..., Any], event: Event) -> Any:
         """Call a receiver of a plain blinker ``connect`` its way."""
         if self.kwargs:
             return fn(event._source, **event._data)
@@ -270,13 +278,13 @@ class Subscription:
 
     def enable(self) -> None:
         """Re-enable an auto-disabled subscription and reset its failure count."""
-        with self._bus._lock:
+        with self._bus.lock:
             self.failures = 0
             self.disabled = False
 
     def unsubscribe(self) -> bool:
         """Detach from the bus. Returns False if it was already detached."""
-        return self._bus._remove_subscriptions([self]) == 1
+        return self._bus.remove_subscriptions([self]) == 1
 
     def __call__(self, sender: Any, /, **kwargs: Any) -> Any:
         # Blinker calls receivers this way if someone uses the bus's signal

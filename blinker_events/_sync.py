@@ -30,17 +30,16 @@ from inspect import isawaitable
 from time import perf_counter
 from typing import TYPE_CHECKING
 
-from ._context import HANDLING, Factory, enter_context, leave_context
+from ._context import Factory, enter_context, leave_context, reset_handling, set_handling
 from ._describe import describe
 from ._fork import reinit
-from ._guards import check_cycle
 from ._report import DeliveryReport
 from ._subscription import Subscription
 from ._watchdog import Watched, WatchSlot, watchdog
 from ._watchdog import thread_slots as _thread_slots
 
 if TYPE_CHECKING:
-    from ._bus import EventBus
+    from ._runtime import Runtime
 
 __all__ = ["MOVED", "SyncRun", "deliver_sync"]
 
@@ -62,7 +61,7 @@ os.register_at_fork(after_in_child=lambda: reinit(_STATE_LOCK))
 
 
 def deliver_sync(
-    bus: EventBus,
+    runtime: Runtime,
     report: DeliveryReport,
     subs: tuple[Subscription, ...],
     chain: tuple[Subscription, ...],
@@ -82,8 +81,8 @@ def deliver_sync(
     the watchdog's tuple, and the outcome bookkeeping of a success inlined.
     """
     event = report.event
-    guards = bus._guards
-    default_timeout = bus._timeout
+    outcomes = runtime.outcomes
+    default_timeout = runtime.live.value.timeout
     succeeded = report.succeeded.append
     results = report.results
     # A run collects async receivers on itself: it may move threads midway.
@@ -98,14 +97,8 @@ def deliver_sync(
                 run.index = index + 1
             if not sub.active:
                 continue
-            if sub.disabled:
-                report.add_skip(sub, "disabled")
+            if (sub.disabled or chain) and not runtime.admit(report, sub, chain):
                 continue
-            if chain:
-                cycle = check_cycle(sub, chain, guards.max_depth)
-                if cycle is not None:
-                    guards.skipped_cycle(report, sub, cycle)
-                    continue
             if sub.is_async:
                 if async_subs is _NO_ASYNC:
                     async_subs = []
@@ -116,7 +109,7 @@ def deliver_sync(
                 fn = sub.callback
                 if fn is None:
                     continue
-            timeout = override or sub.timeout or default_timeout
+            timeout = override or sub.timeout or default_timeout  # Runtime.timeout_for, inlined
             if timeout is not None:
                 if slot is None:
                     slot = _thread_slots.slot or watchdog.slot()
@@ -125,10 +118,10 @@ def deliver_sync(
                         watchdog.ensure_running()
                 watched: Watched = (sub, t0 + timeout, event, run, saved)
                 slot.current = watched
-            token = HANDLING.set((event, chain + (sub,) if chain else sub._chain))
+            token = set_handling((event, chain + (sub,) if chain else sub._chain))
             error: BaseException | None = None
             try:
-                result = sub.invoke_plain(fn, event) if sub.plain else fn(event)
+                result = sub._invoke_plain(fn, event) if sub.plain else fn(event)
                 if result is not None and isawaitable(result):
                     error = _unawaited(sub, result)
             except Exception as exc:
@@ -140,7 +133,7 @@ def deliver_sync(
                     raise
                 error = exc
             finally:
-                HANDLING.reset(token)
+                reset_handling(token)
             t1 = perf_counter()
             if timeout is not None:
                 assert slot is not None
@@ -149,15 +142,15 @@ def deliver_sync(
                 elif not run.still_mine(slot, watched, error):
                     return MOVED
             if error is not None:
-                guards.failed(report, sub, error)
+                outcomes.failed(report, sub, error)
             elif timeout is not None and t1 - t0 > timeout:
-                guards.timed_out(report, sub, timeout)
+                outcomes.timed_out(report, sub, timeout)
             else:
                 succeeded(sub)
                 if results is not None:
                     results.append((sub, result))
                 if sub.failures:
-                    guards.reset(sub)
+                    outcomes.reset(sub)
             t0 = t1
     finally:
         if slot is not None:
@@ -185,7 +178,6 @@ class SyncRun:
     __slots__ = (
         "async_checked",
         "async_subs",
-        "bus",
         "chain",
         "context",
         "done",
@@ -195,6 +187,7 @@ class SyncRun:
         "movable",
         "override",
         "report",
+        "runtime",
         "slot",
         "subs",
         "then",
@@ -202,7 +195,7 @@ class SyncRun:
 
     def __init__(
         self,
-        bus: EventBus,
+        runtime: Runtime,
         report: DeliveryReport,
         subs: tuple[Subscription, ...],
         chain: tuple[Subscription, ...],
@@ -213,7 +206,7 @@ class SyncRun:
         movable: bool = True,
         then: Callable[[], None] | None = None,
     ) -> None:
-        self.bus = bus
+        self.runtime = runtime
         self.report = report
         self.subs = subs
         self.chain = chain
@@ -256,9 +249,9 @@ class SyncRun:
                 if self.given_up:
                     return False
                 self.slot = slot
-        around = self.bus._dispatch_context
+        around = self.runtime.dispatch_context
         if around is None:
-            found = deliver_sync(self.bus, self.report, self.subs, self.chain, self.override, self, self.index)
+            found = deliver_sync(self.runtime, self.report, self.subs, self.chain, self.override, self, self.index)
         else:
             found = self._deliver_within(around)
         if found is MOVED:
@@ -275,7 +268,7 @@ class SyncRun:
         """:func:`deliver_sync` inside the bus's dispatch context. A context
         that cannot be entered skips the receivers left; one that raises
         on leaving is reported after them (see :mod:`._context`)."""
-        guards = self.bus._guards
+        outcomes = self.runtime.outcomes
         manager, error = enter_context(factory)
         if manager is None:
             # Only the sync receivers needed this entry: async ones left go
@@ -283,13 +276,13 @@ class SyncRun:
             # (and applies their disabled and cycle checks, not done here).
             assert error is not None
             left = self.subs[self.index :]
-            guards.context_failed(self.report, error, "entering", [sub for sub in left if not sub.is_async])
+            outcomes.context_failed(self.report, error, "entering", [sub for sub in left if not sub.is_async])
             self.async_subs.extend(sub for sub in left if sub.is_async and sub.active)
             self.async_checked = False
             self.index = len(self.subs)
             return self.async_subs
         try:
-            found = deliver_sync(self.bus, self.report, self.subs, self.chain, self.override, self, self.index)
+            found = deliver_sync(self.runtime, self.report, self.subs, self.chain, self.override, self, self.index)
         except BaseException as exc:  # a bug of ours: still leave the context
             leave_context(manager, exc)
             raise
@@ -299,7 +292,7 @@ class SyncRun:
                 event = repr(self.report.event)
                 logger.error("the dispatch context raised leaving it around %s", event, exc_info=error)
             else:
-                guards.context_failed(self.report, error, "leaving")
+                outcomes.context_failed(self.report, error, "leaving")
         return found
 
     def _finish(self) -> None:
@@ -319,7 +312,7 @@ class SyncRun:
                 return
             self.given_up = True
         for sub in self.subs:
-            self.report.add_skip(sub, "abandoned")
+            self.report._add_skip(sub, "abandoned")
         logger.warning(
             "%d receiver(s) of %s abandoned: the executor's thread is busy", len(self.subs), repr(self.report.event)
         )
@@ -333,7 +326,7 @@ class SyncRun:
             if self.slot is slot:
                 slot.current = watched[4]
                 return True
-        self.bus._pool.note_stuck(-1)
+        self.runtime.pool.note_stuck(-1)
         outcome = f"raised {describe(error)}" if error is not None else "returned"
         logger.warning(
             "receiver %s %s after its timeout handling %s; its run had moved on",
@@ -351,13 +344,13 @@ class SyncRun:
                 return  # it returned in the meantime
             self.slot = None
         sub = watched[0]
-        self.bus._pool.note_stuck(+1)
-        self.bus._guards.timed_out(self.report, sub, self.override or sub.timeout or self.bus._timeout)
+        self.runtime.pool.note_stuck(+1)
+        self.runtime.outcomes.timed_out(self.report, sub, self.runtime.timeout_for(sub, self.override))
         if self.movable:
-            self.bus._pool.submit(self._resume)
+            self.runtime.pool.submit(self._resume)
             return
         for left in self.subs[self.index :]:
-            self.report.add_skip(left, "abandoned")
+            self.report._add_skip(left, "abandoned")
         self.index = len(self.subs)
         self._finish()
 

@@ -34,7 +34,9 @@ from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
-__all__ = ["LoopThread", "ThreadPool"]
+from ._interop import quiet_pending_task
+
+__all__ = ["LoopThread", "ThreadPool", "hold_until_done"]
 
 logger = logging.getLogger("blinker_events")
 T = TypeVar("T")
@@ -211,7 +213,7 @@ class LoopThread:
             # The parent's tasks, copied into the child, will never run here;
             # collected, each would log "Task was destroyed but it is pending".
             for task in asyncio.all_tasks(old):
-                task._log_destroy_pending = False  # type: ignore[attr-defined]
+                quiet_pending_task(task)
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._inflight = 0
@@ -306,6 +308,37 @@ class LoopThread:
         if thread is not threading.current_thread():
             thread.join(None if deadline is None else max(deadline - time.perf_counter(), 0))
         return not thread.is_alive()
+
+
+#: How long one timer of :class:`_Held` lasts before it is renewed.
+_HOLD_SECONDS = 86400.0
+
+
+class _Held:
+    """A task kept alive by a timer on its own loop (see :func:`hold_until_done`)."""
+
+    __slots__ = ("handle", "task")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        self.handle = task.get_loop().call_later(_HOLD_SECONDS, self.renew)
+        task.add_done_callback(self.release)
+
+    def renew(self) -> None:
+        self.handle = self.task.get_loop().call_later(_HOLD_SECONDS, self.renew)
+
+    def release(self, _: asyncio.Task[Any]) -> None:
+        self.handle.cancel()
+
+
+def hold_until_done(task: asyncio.Task[Any]) -> None:
+    """Keep a task the bus started (and nobody awaits) referenced until it
+    ends, as asyncio asks -- through its own loop, not the bus: a timer on
+    the loop holds it. A loop closed with the task still pending (a bare
+    ``loop.close()``, which unlike ``asyncio.run`` cancels nothing) drops its
+    timers and so the task, which a set on the bus would have kept for the
+    bus's life, with its coroutine, report and event. Call on the task's loop."""
+    _Held(task)
 
 
 #: Pools and loop threads, which a forked child must not think it has.

@@ -42,14 +42,13 @@ import threading
 import traceback
 import weakref
 from time import perf_counter, sleep
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ._fork import reinit
 
 if TYPE_CHECKING:
     from ._events import Event
     from ._subscription import Subscription
-    from ._sync import SyncRun
 
 __all__ = ["WatchSlot", "watchdog"]
 
@@ -63,7 +62,14 @@ IDLE_TICK = 0.05
 #: ``(subscription, deadline, event, run, outer)``: ``outer`` is what the
 #: thread was watched for when this receiver started -- the receiver whose
 #: handling publishes inline -- so nested publishes keep every deadline seen.
-Watched = tuple["Subscription", float, "Event", "SyncRun | None", "Watched | None"]
+Watched = tuple["Subscription", float, "Event", "Movable | None", "Watched | None"]
+
+
+class Movable(Protocol):
+    """A run of sync receivers on a pool thread (:class:`._sync.SyncRun`),
+    which the watchdog tells when a receiver in it overran."""
+
+    def overran(self, slot: WatchSlot, watched: Watched) -> None: ...
 
 
 class WatchSlot:

@@ -34,7 +34,6 @@ the queue is cut short.
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import logging
 import os
@@ -50,13 +49,14 @@ from ._async import deliver_off_thread
 from ._context import current_chain
 from ._describe import describe
 from ._errors import QueueFullError
-from ._events import Event
+from ._interop import running_loop
 from ._report import DeliveryReport
+from ._settings import LiveSettings
 from ._sync import SyncRun
 from ._threads import ThreadPool
 
 if TYPE_CHECKING:
-    from ._bus import EventBus
+    from ._runtime import Runtime
     from ._subscription import Subscription
 
 __all__ = ["NowaitJob", "WorkQueue"]
@@ -77,31 +77,34 @@ class NowaitJob:
 
     __slots__ = (
         "_async_subs",
-        "bus",
         "context",
         "event",
         "future",
         "override",
         "owner",
+        "queue",
         "report",
         "resolved",
+        "runtime",
         "started",
     )
 
-    report: DeliveryReport
     started: float
     _async_subs: tuple[Subscription, ...]
 
     def __init__(
         self,
-        bus: EventBus,
-        event: Event,
+        runtime: Runtime,
+        queue: WorkQueue,
+        report: DeliveryReport,
         override: float | None,
         context: contextvars.Context,
         future: Future[DeliveryReport],
     ) -> None:
-        self.bus = bus
-        self.event = event
+        self.runtime = runtime
+        self.queue = queue
+        self.report = report
+        self.event = report.event
         self.override = override
         self.context = context
         self.future = future
@@ -116,15 +119,16 @@ class NowaitJob:
 
     def _dispatch(self) -> bool:
         # In the job's context: mark it as this queue's (see _JOB_OF).
-        bus = self.bus
-        _JOB_OF.set(bus._queue)
+        runtime = self.runtime
+        _JOB_OF.set(self.queue)
         self.started = perf_counter()
-        self.report = DeliveryReport(self.event)
-        route = bus._route(self.event)
+        # Routed now, not at publish: who receives it is who listens when
+        # its turn comes.
+        route = runtime.route(self.event)
         if route.collect:
             self.report.results = []
         run = SyncRun(
-            bus,
+            runtime,
             self.report,
             route.subs,
             current_chain(),
@@ -139,25 +143,26 @@ class NowaitJob:
         """The publisher cancelled the future before the dispatch started:
         no receiver runs; the history records the publish with every receiver
         it would have reached under ``cancelled``."""
-        bus = self.bus
-        report = DeliveryReport(self.event)
-        bus._guards.cancelled_unless_done(report, bus._route(self.event).subs, "its future was cancelled while queued")
-        bus._history.record(report)
+        runtime = self.runtime
+        report = self.report  # made at publish; nothing recorded into it yet
+        why = "its future was cancelled while queued"
+        runtime.outcomes.cancelled_unless_done(report, runtime.route(self.event).subs, why)
+        runtime.history.record(report)
 
     def _drain_on(self) -> None:
-        self.bus._queue.drain(self.owner)
+        self.queue.drain(self.owner)
 
     def _sync_done(self, run: SyncRun) -> None:
         if not run.async_subs:
-            self.bus._finish_job(self, None)
+            self.finish(None)
             return
         # Async receivers go to the bus loop without the drainer waiting for
         # them: a receiver there may await work that needs the drainer.
         # This runs inside the job's context (SyncRun calls ``done`` there),
         # which the loop task copies.
         subs = self._async_subs = tuple(run.async_subs)
-        coro = deliver_off_thread(self.bus, self.report, subs, run.chain, self.override, checked=run.async_checked)
-        self.bus._loop_thread.submit(coro).add_done_callback(self._async_done)
+        coro = deliver_off_thread(self.runtime, self.report, subs, run.chain, self.override, checked=run.async_checked)
+        self.runtime.loop_thread.submit(coro).add_done_callback(self._async_done)
 
     def _async_done(self, done: Future[None]) -> None:
         # Runs on the loop thread. Finishing may announce a disabled
@@ -170,14 +175,29 @@ class NowaitJob:
         # cancelled ``await publish`` reports them, and the publisher still
         # gets its report.
         if done.cancelled():
-            self.bus._guards.cancelled_unless_done(self.report, self._async_subs, "the bus loop was stopped")
+            self.runtime.outcomes.cancelled_unless_done(self.report, self._async_subs, "the bus loop was stopped")
             crash = None
         else:
             crash = done.exception()
         if self.report.disabled:
-            self.bus._pool.submit(lambda: self.bus._finish_job(self, crash))
+            self.runtime.pool.submit(lambda: self.finish(crash))
         else:
-            self.bus._finish_job(self, crash)
+            self.finish(crash)
+
+    def finish(self, crash: BaseException | None) -> None:
+        """End the publish (see :meth:`Runtime.finish`), on whichever thread
+        ended the job, and settle the future: with the report, or with what
+        crashed the job, or -- propagation on -- with the error
+        ``publish_sync`` would have raised."""
+        report = self.report
+        report.duration = perf_counter() - self.started
+        outcome: DeliveryReport | BaseException = report if crash is None else crash
+        try:
+            self.runtime.finish(report, propagate=crash is None)
+        except Exception as exc:  # the propagated error
+            outcome = exc
+        finally:
+            self.resolve(outcome)
 
     def resolve(self, outcome: DeliveryReport | BaseException) -> None:
         """Settle the publisher's future (once) and leave the in-flight count."""
@@ -192,7 +212,7 @@ class NowaitJob:
         except InvalidStateError:  # the publisher cancelled it meanwhile
             pass
         finally:
-            self.bus._queue.finished()
+            self.queue.finished()
 
     def drop(self, why: str) -> None:  # only for jobs still queued
         if not self.future.done():
@@ -202,10 +222,11 @@ class NowaitJob:
 class WorkQueue:
     """A bounded FIFO of :class:`NowaitJob`, drained by one pool thread at a time."""
 
-    def __init__(self, pool: ThreadPool, maxsize: int, overflow: str) -> None:
+    def __init__(self, pool: ThreadPool, settings: LiveSettings) -> None:
         self._pool = pool
-        self.maxsize = maxsize
-        self.overflow = overflow
+        # The bound and the policy are read at each put, never copied: a
+        # configure() applies to the next publish.
+        self._settings = settings
         self.dropped = 0
         self.rejected = 0
         #: How often the drain was handed on because a blocked publisher saw
@@ -231,6 +252,14 @@ class WorkQueue:
 
     def __len__(self) -> int:
         return len(self._jobs)
+
+    @property
+    def maxsize(self) -> int:
+        return self._settings.value.queue_size
+
+    @property
+    def overflow(self) -> str:
+        return self._settings.value.overflow
 
     def busy(self) -> bool:
         """Whether anything is queued, being drained or in flight."""
@@ -266,7 +295,7 @@ class WorkQueue:
     def _wait_for_room(self, block_timeout: float | None) -> None:
         # Called with the lock held and the queue full.
         if self.overflow == "block":
-            if asyncio._get_running_loop() is not None:
+            if running_loop() is not None:
                 why = "the caller runs an event loop, which must not block"
             elif _JOB_OF.get() is self:
                 why = "the caller is a receiver run by the worker itself"

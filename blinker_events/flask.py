@@ -95,9 +95,9 @@ from flask import Flask, current_app, has_app_context
 from werkzeug.local import LocalProxy
 
 import blinker_events
+from blinker_events import EventBus
+from blinker_events.lowlevel import check_flag, describe, drain_at_exit
 
-from ._bus import EventBus
-from ._describe import describe
 from ._flask_config import (
     BUS_ARGUMENTS,
     CONFIG_DEFAULTS,
@@ -110,8 +110,6 @@ from ._flask_config import (
     flask_event_type,
     flask_signals,
 )
-from ._guards import check_flag
-from ._lifecycle import drain_at_exit
 
 __all__ = [
     "CONFIG_DEFAULTS",
@@ -273,22 +271,22 @@ class _AppContextFactory:
     (read from the publisher's context variables, which travel with the
     event), else of the app the bus was first initialised on."""
 
-    __slots__ = ("_fallback",)
+    __slots__ = ("fallback",)
 
     def __init__(self, app: Flask) -> None:
         # Weak: the bus must not keep the app alive (the app holds the bus).
-        self._fallback = weakref.ref(app)
+        self.fallback = weakref.ref(app)
 
     def __call__(self) -> AbstractContextManager[Any]:
         app: Flask | None = None
         if has_app_context():
             app = current_app._get_current_object()  # type: ignore[attr-defined]
         if app is None:
-            app = self._fallback()
+            app = self.fallback()
         return nullcontext() if app is None else app.app_context()
 
     def __repr__(self) -> str:
-        app = self._fallback()
+        app = self.fallback()
         return f"<blinker_events app context of the publishing app (default {app.name if app else None!r})>"
 
 
@@ -323,7 +321,7 @@ class _Shared:
         return [app for app in (ref() for ref in self.apps) if app is not None]
 
 
-#: Guards :data:`_shared`, the state of the apps on the default bus.
+#: OutcomeRecorder :data:`_shared`, the state of the apps on the default bus.
 _DEFAULT_LOCK = threading.Lock()
 _shared: _Shared | None = None
 
@@ -384,7 +382,7 @@ def _reset_dispatch_context(bus: EventBus, shared: _Shared) -> None:
     if current is not None and not isinstance(current, _AppContextFactory):
         return
     first = shared.live()[0]
-    if current is None or current._fallback() is not first:
+    if current is None or current.fallback() is not first:
         bus.set_dispatch_context(_AppContextFactory(first))
 
 

@@ -904,7 +904,7 @@ def test_a_bridge_goes_with_its_sender_and_a_new_sender_can_be_bridged() -> None
             del sender
             gc.collect()
             assert sig.receivers == {}
-            assert bus._bridges == {}
+            assert bus._registry.bridges == {}
     finally:
         assert bus.shutdown(timeout=5) == 0
 

@@ -503,7 +503,7 @@ def test_a_passed_bus_is_shared_and_keeps_its_own_settings_and_dispatch_context(
             False,
             "blinker_events",
         )
-        assert bus._dispatch_context is mine
+        assert bus.dispatch_context is mine
         assert state_of(apps[0]).owns_bus is False
     finally:
         for app in apps:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import pytest
 
-from blinker_events import Event, EventBus, _future, _sync
+from blinker_events import Event, EventBus, _interop, _sync
 from blinker_events._watchdog import watchdog
 from blinker_events.django import _settings as django_settings
 
@@ -107,12 +107,12 @@ def test_a_forked_child_does_not_deadlock_on_locks_parent_threads_held_at_the_fo
     bus.publish_nowait(Event(Demo.PING)).result(WAIT)  # the pool, loop and watchdog exist
     locks = [
         bus._lock,
-        bus._bridges._lock,
+        *bus._registry.bridges.locks(),
         bus._history._lock,
         bus._queue._lock,
         bus._pool._lock,
         bus._loop_thread._lock,
-        _future._LOCK,
+        _interop._LOCK,
         _sync._STATE_LOCK,
         watchdog._lock,
         django_settings._lock,

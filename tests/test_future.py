@@ -8,7 +8,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, InvalidStateError, as_co
 
 import pytest
 
-from blinker_events._future import LazyFuture
+from blinker_events._interop import LazyFuture
 
 
 def settle_later(future: LazyFuture[int], value: int, delay: float = 0.05) -> threading.Thread:

@@ -98,7 +98,7 @@ def test_signal_with_no_subscription_left_is_dropped(bus: EventBus) -> None:
         assert bus.unsubscribe(f"type-{i}", _noop) == 1
     for i in range(200, 400):
         bus.subscribe(f"type-{i}", _noop).unsubscribe()
-    assert bus._signals == {}
+    assert bus._registry.signals == {}
 
 
 def test_held_signal_keeps_its_plain_receivers_after_the_last_subscription_goes(bus: EventBus) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from blinker_events import Event, EventBus
+from blinker_events import Event, EventBus, lowlevel
 from blinker_events.redis import RedisBridge, _bridge
 from blinker_events.redis._wire import encode
 from blinker_events.redis.testing import RedisServer
@@ -194,7 +194,7 @@ def test_stop_racing_start_leaves_no_outlet_behind(redis_server: RedisServer, bu
         bridge.stop(timeout=1)
         starter.join()
         if not bridge.running:
-            assert bridge not in bus._outlets
+            assert bridge not in lowlevel.outlets(bus)
             assert not bus.publish_sync(Event("job")).handed_off
         else:  # the start came last
             bridge.stop(timeout=1)
@@ -470,7 +470,7 @@ def test_an_async_app_loop_ending_without_stop_async_stops_the_bridge(redis_serv
 
     asyncio.run(app())
     assert not bridge.running
-    assert bridge not in bus._outlets
+    assert bridge not in lowlevel.outlets(bus)
     assert not bus.publish_sync(Event("job")).handed_off
     assert redis_server.cli("XLEN", "s").strip() == "1"
     bus.shutdown(timeout=10)

@@ -16,7 +16,7 @@ from .conftest import Demo
 
 HUGE = [10**400, 2**63, 2**1024]
 HUGE_IDS = ["10**400", "2**63", "2**1024"]
-#: The longest timeout the checks accept (see blinker_events._guards).
+#: The longest timeout the checks accept (see blinker_events._checks).
 LONGEST = threading.TIMEOUT_MAX / 2
 
 

@@ -29,7 +29,7 @@ from typing import Any
 
 from django.db import connections  # type: ignore[import-untyped]
 
-from blinker_events._bus import EventBus
+from blinker_events import EventBus
 
 __all__ = ["ConnectionHygiene", "install"]
 

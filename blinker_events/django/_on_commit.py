@@ -7,8 +7,8 @@ import logging
 from django.db import connections, transaction  # type: ignore[import-untyped]
 
 import blinker_events
-from blinker_events._events import Event
-from blinker_events._guards import check_flag, check_timeout
+from blinker_events import Event
+from blinker_events.lowlevel import check_flag, check_timeout
 
 __all__ = ["publish_on_commit"]
 

@@ -17,9 +17,15 @@ from django.dispatch import Signal  # type: ignore[import-untyped]
 from django.utils.module_loading import import_string, module_has_submodule  # type: ignore[import-untyped]
 
 import blinker_events
-from blinker_events._events import Event, EventTypeLike, event_type_name, shown_name, type_key
-from blinker_events._fork import reinit
-from blinker_events._guards import BUS_SETTINGS, check_setting
+from blinker_events import EventTypeLike, event_type_name
+from blinker_events.lowlevel import (
+    SETTING_NAMES,
+    DefaultBusRelay,
+    check_setting,
+    default_of,
+    reinit_locks,
+    type_key,
+)
 
 from . import _connections
 
@@ -31,17 +37,15 @@ logger = logging.getLogger("blinker_events")
 SETTING_NAME = "BLINKER_EVENTS"
 
 #: Every key of ``settings.BLINKER_EVENTS`` and the value used when it is
-#: missing (or when the setting is unset). ``AUTODISCOVER``: the module
-#: imported from every installed app, or False for none. ``SIGNALS``: the
-#: Django signals bridged to the bus (see :func:`apply_settings`).
+#: missing (or when the setting is unset). The bus's settings are their
+#: names in upper case with the bus's defaults, derived from
+#: :class:`~blinker_events.lowlevel.BusSettings`, except ``SYNC_EXECUTOR``:
+#: ``"thread_sensitive"``, which Django's ORM needs. ``AUTODISCOVER``: the
+#: module imported from every installed app, or False for none.
+#: ``SIGNALS``: the Django signals bridged to the bus (see
+#: :func:`apply_settings`).
 DEFAULTS: Mapping[str, Any] = {
-    "TIMEOUT": None,
-    "HISTORY_SIZE": 1000,
-    "FAILURE_THRESHOLD": 3,
-    "PROPAGATE_EXCEPTIONS": False,
-    "QUEUE_SIZE": 10000,
-    "OVERFLOW": "block",
-    "MAX_DEPTH": 16,
+    **{setting.upper(): default_of(setting) for setting in SETTING_NAMES},
     "SYNC_EXECUTOR": "thread_sensitive",
     "AUTODISCOVER": "events",
     "SIGNALS": (),
@@ -54,7 +58,7 @@ _SIGNAL_MODULES = ("django.db.models.signals", "django.core.signals", "django.db
 _lock = threading.Lock()
 # A gunicorn worker forked while a master thread applied settings must not
 # inherit the lock held.
-os.register_at_fork(after_in_child=lambda: reinit(_lock))
+os.register_at_fork(after_in_child=lambda: reinit_locks(_lock))
 #: What the last apply_settings connected: (signal, sender, dispatch_uid).
 _connected: list[tuple[Signal, Any, str]] = []
 
@@ -89,14 +93,14 @@ def apply_settings(config: Mapping[str, Any] | None = None) -> dict[str, Any]:
     bridges = [_resolve_bridge(entry, i) for i, entry in enumerate(resolved["SIGNALS"])]
     bus = blinker_events.default_bus
     with _lock:
-        bus.configure(**{setting: resolved[setting.upper()] for setting in BUS_SETTINGS})
+        bus.configure(**{setting: resolved[setting.upper()] for setting in SETTING_NAMES})
         _connections.install(bus)
         for signal, sender, uid in _connected:
             signal.disconnect(sender=sender, dispatch_uid=uid)
         _connected.clear()
         for signal, sender, event_type in bridges:
             uid = f"blinker_events:{id(signal)}:{event_type_name(event_type)}"
-            signal.connect(_SignalRelay(event_type), sender=sender, weak=False, dispatch_uid=uid)
+            signal.connect(DefaultBusRelay(event_type), sender=sender, weak=False, dispatch_uid=uid)
             _connected.append((signal, sender, uid))
     return resolved
 
@@ -109,7 +113,7 @@ def _checked(config: Mapping[str, Any]) -> dict[str, Any]:
     resolved = {**DEFAULTS, **config}
     # The bus's own settings are its keys in upper case, checked as the bus checks them.
     checks: dict[str, Callable[[Any, str], Any]] = {
-        setting.upper(): partial(check_setting, setting) for setting in BUS_SETTINGS
+        setting.upper(): partial(check_setting, setting) for setting in SETTING_NAMES
     }
     checks.update(AUTODISCOVER=_check_autodiscover, SIGNALS=_check_signals)
     for key, check in checks.items():
@@ -198,25 +202,6 @@ def _signal_name(signal: Signal) -> str:
             if value is signal:
                 return name
     raise ValueError("'event_type' is needed for a signal that is not one of Django's own")
-
-
-class _SignalRelay:
-    """The receiver connected to a bridged Django signal."""
-
-    __slots__ = ("event_type",)
-
-    def __init__(self, event_type: EventTypeLike) -> None:
-        self.event_type = event_type
-
-    def __call__(self, sender: Any, **kwargs: Any) -> None:
-        kwargs.pop("signal", None)
-        try:
-            blinker_events.default_bus.publish_sync(Event(self.event_type, kwargs, sender))
-        except Exception:  # Django's send must not fail because of a receiver
-            logger.exception("django bridge: relaying a send of %s failed", shown_name(self.event_type))
-
-    def __repr__(self) -> str:
-        return f"<django bridge to the default bus as {shown_name(self.event_type)}>"
 
 
 def autodiscover(module: str | None = "events") -> list[str]:

@@ -25,8 +25,18 @@ from typing import TYPE_CHECKING, Any, Self
 from blinker import Signal
 from redis.asyncio.connection import parse_url
 
-from .._events import Event, EventTypeLike, SystemEventType, TypeKey, type_key
-from .._guards import check_positive_int, check_timeout
+from .. import Event, EventTypeLike, SystemEventType
+from ..lowlevel import (
+    TypeKey,
+    bus_loop,
+    check_positive_int,
+    check_timeout,
+    event_key,
+    forget_outlet_after_fork,
+    is_relayed,
+    outlets,
+    type_key,
+)
 from ._connection import make_client, redact
 from ._delivery import IN_DELIVERY, SeenIds
 from ._inbound import Cursor
@@ -35,7 +45,7 @@ from ._session import Counters, Session, Settings, Shared
 from ._wire import Fields, encode
 
 if TYPE_CHECKING:
-    from .._bus import EventBus
+    from .. import EventBus
 
 __all__ = ["RedisBridge"]
 
@@ -117,7 +127,7 @@ class RedisBridge:
         batch_size: int = 500,
         client_options: Mapping[str, Any] | None = None,
     ) -> None:
-        from .._bus import EventBus
+        from .. import EventBus
 
         if not isinstance(bus, EventBus):
             raise TypeError(f"bus must be an EventBus, not {type(bus).__name__}")
@@ -222,7 +232,7 @@ class RedisBridge:
         process (after a fork: see the README on gunicorn). ``RuntimeError``
         if the bus's loop thread does not answer within ``timeout`` + 5 s."""
         timeout = check_timeout(timeout)
-        threads = self.bus._loop_thread
+        threads = bus_loop(self.bus)
         if threads.in_loop_thread():
             raise RuntimeError("start() would block the bus's loop; use await start_async() there")
         loop = threads.loop()
@@ -271,7 +281,7 @@ class RedisBridge:
                 max_deliveries=self._max_deliveries,
                 batch_size=self._batch,
             )
-            for other in self.bus._outlets:
+            for other in outlets(self.bus):
                 if (
                     isinstance(other, RedisBridge)
                     and other is not self
@@ -328,7 +338,7 @@ class RedisBridge:
         if session.on_bus_loop:
             # Through the loop thread, which counts it in flight: a bus
             # shutdown on another thread then waits for this close to end.
-            future = self.bus._loop_thread.submit_to(loop, closing)
+            future = bus_loop(self.bus).submit_to(loop, closing)
         elif loop.is_running():
             future = asyncio.run_coroutine_threadsafe(closing, loop)
         else:
@@ -390,7 +400,7 @@ class RedisBridge:
         """(In a forked child.) Forget the parent's run; see _after_fork_in_child."""
         self._lock = threading.Lock()
         self._session = self._closing = None
-        self.bus._outlets = tuple(o for o in self.bus._outlets if o is not self)
+        forget_outlet_after_fork(self.bus, self)
         self._outbox.forget()
 
     def _closed(self, session: Session) -> None:
@@ -438,16 +448,16 @@ class RedisBridge:
         if self.direction == "in":
             return False
         if self._keys is not None:
-            return event._key in self._keys
+            return event_key(event) in self._keys
         event_type = event.event_type
         if isinstance(event_type, (SystemEventType, Signal)):
             return False
-        return not self.bus._is_relayed(event._key)
+        return not is_relayed(self.bus, event_key(event))
 
     def _wanted(self, event: Event) -> bool:
         """(Reader.) Whether an incoming event is one of ours."""
         if self._keys is not None:
-            return event._key in self._keys
+            return event_key(event) in self._keys
         return not isinstance(event.event_type, SystemEventType)
 
     # -- introspection -------------------------------------------------------

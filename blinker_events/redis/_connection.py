@@ -23,7 +23,8 @@ from redis.exceptions import AuthenticationError, AuthorizationError, ResponseEr
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .._describe import LIMIT, describe
+from ..lowlevel import DESCRIBE_LIMIT as LIMIT
+from ..lowlevel import describe
 
 if TYPE_CHECKING:
     from ._session import Counters

@@ -19,15 +19,13 @@ from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, cast
 
-from .._describe import describe
-from .._errors import QueueFullError
-from .._events import Event
-from .._report import DeliveryReport
+from .. import DeliveryReport, Event, QueueFullError
+from ..lowlevel import describe, has_sync_receivers
 from ._connection import Entry
 from ._wire import WireError, decode
 
 if TYPE_CHECKING:
-    from .._bus import EventBus
+    from .. import EventBus
     from ._connection import Client
     from ._session import Counters
 
@@ -201,7 +199,7 @@ class Delivery:
         pending: list[Future[DeliveryReport] | DeliveryReport | BaseException] = []
         queued = False
         for event in events:
-            if not queued and not bus._route(event).sync_subs:
+            if not queued and not has_sync_receivers(bus, event):
                 pending.append(await self._publish(event))
                 continue
             try:

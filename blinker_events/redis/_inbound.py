@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 
 from redis.exceptions import ResponseError
 
-from .._describe import describe
+from ..lowlevel import describe
 from ._connection import (
     Entry,
     claim_idle,

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, cast
 
 from redis.exceptions import NoPermissionError, NoScriptError, ResponseError
 
-from .._describe import describe
+from ..lowlevel import describe, running_loop
 from ._connection import CONNECTION_ERRORS, Entry
 from ._wire import VERSION, Fields
 
@@ -146,7 +146,7 @@ class Outbox:
     def _may_wait(self) -> bool:
         # Never on a thread that runs an event loop (the writer's, or an async
         # app's): blocking it would stall everything on it.
-        return self.healthy and self._loop is not None and asyncio._get_running_loop() is None
+        return self.healthy and self._loop is not None and running_loop() is None
 
     def _dropped_one(self, fields: Fields) -> None:
         """Count a drop; log it unless one was logged within the last second

@@ -27,8 +27,7 @@ from ._outbound import Outbox, write_forever
 from ._wire import Fields
 
 if TYPE_CHECKING:
-    from .._bus import EventBus
-    from .._events import Event
+    from .. import Event, EventBus
 
 __all__ = ["Counters", "Session", "Settings"]
 

@@ -26,8 +26,9 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .._describe import LIMIT
-from .._events import Event, event_type_name, shown_name
+from .. import Event, event_type_name
+from ..lowlevel import DESCRIBE_LIMIT as LIMIT
+from ..lowlevel import shown_name
 
 __all__ = ["VERSION", "WireError", "decode", "encode"]
 

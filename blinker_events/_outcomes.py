@@ -1,123 +1,28 @@
-"""Argument checks and the guards' bookkeeping: failure counting with
-auto-disable, and the cycle guard's rule.
-
-The checks run at call time and raise before any state changes, each naming
-the argument it rejects.
+"""What happened: the one recorder of receiver outcomes -- succeeded,
+failed, timed out, skipped, cancelled, and dispatch-context failures --
+with failure counting and auto-disable, and the cycle guard's rule.
+(The argument checks are :mod:`._checks`.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 import threading
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from ._describe import describe
 from ._errors import CircularEventError, DispatchContextError, EventTimeoutError
 from ._events import event_type_name
 from ._report import DeliveryReport
+from ._settings import LiveSettings
 from ._subscription import Subscription
 
-__all__ = ["Guards", "check_cycle", "check_positive_int", "check_timeout"]
+__all__ = ["OutcomeRecorder", "check_cycle"]
 
 logger = logging.getLogger("blinker_events")
-
-OVERFLOW_POLICIES = ("block", "raise", "drop_oldest")
-SYNC_EXECUTORS = ("worker", "thread_sensitive")
-
-
-#: The longest timeout accepted, in seconds: half of what a thread can wait
-#: (``threading.TIMEOUT_MAX``, about 292 years on Linux, 49 days on
-#: Windows), so a deadline computed from it and waited for later -- after
-#: adding and subtracting clock readings -- still fits.
-MAX_TIMEOUT = threading.TIMEOUT_MAX / 2
-#: The largest count accepted: what a deque's ``maxlen`` (the history) holds.
-MAX_COUNT = sys.maxsize
-
-
-def check_timeout(value: Any, name: str = "timeout") -> float | None:
-    """A timeout is None (no timeout) or a positive number of seconds up to
-    :data:`MAX_TIMEOUT`. An ``int``/``float`` subclass is judged by its
-    value, never by its own comparisons; the result is a plain ``float``."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number of seconds or None, not {type(value).__name__}")
-    # Compared exactly before any conversion: an int too large for a float
-    # is refused here, not an OverflowError from float().
-    plain = int.__int__(value) if isinstance(value, int) else float.__float__(value)
-    if not 0 < plain <= MAX_TIMEOUT:  # False for nan too
-        raise ValueError(
-            f"{name} must be a positive number of seconds up to {MAX_TIMEOUT:.0f}, not {_number_text(plain)}"
-        )
-    return float(plain)
-
-
-def check_flag(value: Any, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be a bool, not {type(value).__name__}")
-    return value
-
-
-def check_positive_int(value: Any, name: str, minimum: int = 1) -> int:
-    """An integer from ``minimum`` to :data:`MAX_COUNT`, as a plain ``int``
-    (an ``int`` subclass is judged by its value)."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an integer, not {type(value).__name__}")
-    plain = int.__int__(value)
-    if plain < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, not {_number_text(plain)}")
-    if plain > MAX_COUNT:
-        raise ValueError(f"{name} must be at most {MAX_COUNT}, not {_number_text(plain)}")
-    return plain
-
-
-def _number_text(value: float) -> str:
-    # An int past 64 bits is described by its size: its repr may be
-    # megabytes long, or refused (Python's limit on int digits).
-    if isinstance(value, int) and value.bit_length() > 64:
-        return f"{'a negative' if value < 0 else 'an'} integer of {value.bit_length()} bits"
-    return repr(value)
-
-
-def _check_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
-    # A str subclass is judged by its value: its own __eq__ and __str__ are
-    # never asked, and a plain str is kept.
-    plain = str.__str__(value) if isinstance(value, str) else value
-    if not isinstance(plain, str) or plain not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, not {describe(plain)}")
-    return plain
-
-
-def check_overflow(value: Any) -> str:
-    return _check_choice(value, "overflow", OVERFLOW_POLICIES)
-
-
-def check_sync_executor(value: Any) -> str:
-    return _check_choice(value, "sync_executor", SYNC_EXECUTORS)
-
-
-#: How each setting of a bus is checked: ``check(value, name)``.
-_SETTING_CHECKS: dict[str, Callable[[Any, str], Any]] = {
-    "timeout": check_timeout,
-    "propagate_exceptions": check_flag,
-    "failure_threshold": check_positive_int,
-    "history_size": lambda value, name: check_positive_int(value, name, minimum=0),
-    "max_depth": check_positive_int,
-    "queue_size": check_positive_int,
-    "overflow": lambda value, name: check_overflow(value),
-    "sync_executor": lambda value, name: check_sync_executor(value),
-}
-BUS_SETTINGS = tuple(_SETTING_CHECKS)
-
-
-def check_setting(setting: str, value: Any, name: str | None = None) -> Any:
-    """Check ``value`` for the bus setting ``setting`` (one of
-    :data:`BUS_SETTINGS`); errors name it ``name`` (default: the setting)."""
-    return _SETTING_CHECKS[setting](value, name or setting)
 
 
 def check_cycle(sub: Subscription, chain: tuple[Subscription, ...], max_depth: int) -> CircularEventError | None:
@@ -141,7 +46,7 @@ def check_cycle(sub: Subscription, chain: tuple[Subscription, ...], max_depth: i
     return None
 
 
-class Guards:
+class OutcomeRecorder:
     """The bus's bookkeeping of receiver outcomes: logging, failure counts and
     auto-disable. Every dispatch path records outcomes through here, so a
     failure is counted and reported the same way wherever the receiver ran.
@@ -153,11 +58,11 @@ class Guards:
     is a count to reset, so the common path takes no lock.
     """
 
-    def __init__(self, lock: threading.RLock, threshold: int, max_depth: int, propagate: bool) -> None:
+    def __init__(self, lock: threading.RLock, settings: LiveSettings) -> None:
+        # ``lock``: the registry's, which also guards enabling a subscription.
         self._lock = lock
-        self.threshold = threshold
-        self.max_depth = max_depth
-        self.propagate = propagate
+        # Read at each use, never copied: a configure() applies at once.
+        self._settings = settings
 
     def succeeded(self, report: DeliveryReport, sub: Subscription, result: Any = None) -> None:
         report.succeeded.append(sub)
@@ -173,10 +78,10 @@ class Guards:
             sub.failures = 0
 
     def failed(self, report: DeliveryReport, sub: Subscription, exc: BaseException) -> None:
-        report.add_failure(sub, exc)
+        report._add_failure(sub, exc)
         if report.results is not None:
             report.results.append((sub, exc))
-        if not self.propagate:
+        if not self._settings.value.propagate_exceptions:
             # Before logging: a log record holds what it is given, and some
             # handlers keep records. Exceptions raised to the caller keep
             # their frames, for debugging.
@@ -199,7 +104,7 @@ class Guards:
         # Not a failure: the receiver was stopped, it did nothing wrong (a
         # client hanging up must not disable a healthy receiver). Nor a
         # success: a run of failures goes on counting after it.
-        report.add_cancelled(sub)
+        report._add_cancelled(sub)
         if report.results is not None:
             report.results.append((sub, asyncio.CancelledError(why)))
         logger.info("receiver %s cancelled handling %s: %s", sub.name, repr(report.event), why)
@@ -208,11 +113,11 @@ class Guards:
         """Record as cancelled each of ``subs`` the report has no outcome for
         yet: their run was cut short before it could record them."""
         for sub in subs:
-            if not report.has_outcome(sub):
+            if not report._has_outcome(sub):
                 self.cancelled(report, sub, why)
 
     def timed_out(self, report: DeliveryReport, sub: Subscription, timeout: float | None) -> None:
-        report.add_timeout(sub)
+        report._add_timeout(sub)
         error = EventTimeoutError(f"{sub.name} overran its timeout of {timeout}s handling {report.event!r}")
         if report.results is not None:
             report.results.append((sub, error))
@@ -221,7 +126,7 @@ class Guards:
 
     def skipped_cycle(self, report: DeliveryReport, sub: Subscription, error: CircularEventError) -> None:
         # Not a failure: the receiver did nothing wrong, so no count.
-        report.add_skip(sub, "cycle", error)
+        report._add_skip(sub, "cycle", error)
         logger.warning("cycle guard: %s", error)
 
     def context_failed(
@@ -235,11 +140,11 @@ class Guards:
         error.__cause__ = exc
         skipped = 0
         for sub in not_run:
-            if sub.active and not report.has_outcome(sub):
-                report.add_skip(sub, "context")
+            if sub.active and not report._has_outcome(sub):
+                report._add_skip(sub, "context")
                 skipped += 1
-        report.add_context_error(error)
-        if not self.propagate:
+        report._add_context_error(error)
+        if not self._settings.value.propagate_exceptions:
             _detach_traceback(error)  # and its cause's, as for a receiver's failure
         logger.error("%s (%d receiver(s) not run)", error, skipped, exc_info=error)
 
@@ -252,11 +157,11 @@ class Guards:
         with self._lock:
             sub.failures += 1
             sub.last_error = described
-            if sub.disabled or sub.failures < self.threshold:
+            if sub.disabled or sub.failures < self._settings.value.failure_threshold:
                 return
             sub.disabled = True
             failures = sub.failures
-        report.add_disabled(sub, describe_disable(sub, failures, exc))
+        report._add_disabled(sub, describe_disable(sub, failures, exc))
         logger.warning(
             "receiver %s disabled after %d consecutive failures (last: %s); call .enable() on its subscription "
             "to re-enable it",

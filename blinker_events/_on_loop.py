@@ -1,0 +1,121 @@
+"""The loop path, ``await publish``: receivers run on the publisher's loop.
+
+Async receivers run concurrently on this loop, each under its own timeout
+(a single one in the publisher's own task, as with blinker's
+``send_async``; see :mod:`._async`). Sync receivers never run on the loop:
+they run, in order, on a pool thread -- or asgiref's thread-sensitive
+executor, with ``sync_executor="thread_sensitive"`` -- at the same time,
+recording into a report of their own that is merged when both are done.
+
+Cancelled, the publish cancels the async receivers it runs; sync receivers
+already on their thread finish, and their outcomes join the report, which
+is already in the history, when they do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING
+
+from asgiref.sync import sync_to_async
+
+from ._async import deliver_async, deliver_one
+from ._context import get_handling
+from ._report import DeliveryReport
+from ._signals import Route
+from ._subscription import Subscription
+from ._sync import SyncRun
+
+if TYPE_CHECKING:
+    from ._runtime import Runtime
+
+__all__ = ["deliver_on_loop"]
+
+
+def deliver_on_loop(runtime: Runtime, report: DeliveryReport, route: Route, override: float | None) -> Awaitable[None]:
+    """What to await to deliver to every receiver of ``route`` (non-empty),
+    recording into ``report``. With async receivers only, that is their own
+    delivery, with no coroutine of this path around it (the A1 hot path).
+    The caller measures the duration and, if it is cancelled, ends the
+    publish (:meth:`Runtime.finish_cancelled`) before the cancellation goes
+    on."""
+    handling = get_handling()
+    chain = () if handling is None else handling[1]
+    if route.sync_subs:
+        return _with_sync_half(runtime, report, route, chain, override)
+    if route.collect:
+        report.results = []
+    if len(route.async_subs) == 1:  # the common case, in the publisher's own task
+        return deliver_one(runtime, report, route.async_subs[0], chain, override)
+    return deliver_async(runtime, report, route.async_subs, chain, override)
+
+
+async def _with_sync_half(
+    runtime: Runtime, report: DeliveryReport, route: Route, chain: tuple[Subscription, ...], override: float | None
+) -> None:
+    # The sync half records into a report of its own: it runs on another
+    # thread at the same time as the async half.
+    sync_report = DeliveryReport(report.event)
+    if route.collect:
+        report.results = []
+        sync_report.results = []
+    waiter = _start_sync_run(runtime, report, sync_report, route.sync_subs, chain, override)
+    try:
+        if len(route.async_subs) == 1:
+            await deliver_one(runtime, report, route.async_subs[0], chain, override)
+        elif route.async_subs:
+            await deliver_async(runtime, report, route.async_subs, chain, override)
+        await waiter
+    except asyncio.CancelledError:
+        if not waiter.done():
+            waiter.cancel()  # (if the cancellation came before it was awaited) see _resolve
+        elif not waiter.cancelled():
+            report._merge(sync_report)  # finished just as the cancellation came
+        raise
+    report._merge(sync_report)
+
+
+def _start_sync_run(
+    runtime: Runtime,
+    into: DeliveryReport,
+    report: DeliveryReport,
+    subs: tuple[Subscription, ...],
+    chain: tuple[Subscription, ...],
+    override: float | None,
+) -> asyncio.Future[None]:
+    """Start the sync receivers, recording into ``report``; the returned
+    future resolves when they are done. If the publish was cancelled
+    meanwhile, ``report`` is merged into ``into`` (the publish's own
+    report, already in the history) instead."""
+    loop = asyncio.get_running_loop()
+    waiter: asyncio.Future[None] = loop.create_future()
+
+    def done(_: SyncRun) -> None:
+        try:
+            loop.call_soon_threadsafe(_resolve, waiter, into, report)
+        except RuntimeError:  # the publisher's loop is closed; nobody waits
+            into._merge(report)
+
+    context = contextvars.copy_context()
+    if runtime.live.value.sync_executor == "thread_sensitive":
+        run = SyncRun(runtime, report, subs, chain, override, context, done, movable=False)
+        runtime.track(loop.create_task(sync_to_async(run.run, thread_sensitive=True)()))
+        # The executor's one thread may still be stuck in an earlier
+        # receiver; then this run would not even start, and no deadline
+        # would apply to it. Give it up at its first receiver's deadline.
+        first = runtime.timeout_for(subs[0], override)
+        if first is not None:
+            loop.call_later(first, run.give_up_unstarted)
+    else:
+        run = SyncRun(runtime, report, subs, chain, override, context, done)
+        runtime.pool.submit(run.run)
+    return waiter
+
+
+def _resolve(waiter: asyncio.Future[None], into: DeliveryReport, report: DeliveryReport) -> None:
+    if waiter.cancelled():  # the publish was cancelled; its entry gets the outcomes late
+        into._merge(report)
+    elif not waiter.done():
+        waiter.set_result(None)

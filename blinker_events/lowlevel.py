@@ -1,0 +1,113 @@
+"""The low-level API, for integrations: what Flask, Django and the Redis
+bridge need beyond the public bus -- and what a new integration should use
+instead of the private modules, whose names and shapes may change.
+
+Everything here is stable in the same sense as :mod:`blinker_events`:
+
+- **argument checks** (:func:`check_timeout`, :func:`check_flag`,
+  :func:`check_positive_int`) raise TypeError/ValueError naming the
+  argument, as the bus's own do; :func:`describe` renders any object for a
+  message, bounded and never raising;
+- **settings**: :class:`BusSettings` (frozen, one field per setting),
+  :data:`SETTING_NAMES`, :func:`check_setting` and :func:`default_of`, from
+  which an integration derives its configuration table;
+- **type keys**: :func:`type_key` of an event type, :func:`event_key` of an
+  event -- what two equal event types share;
+- **outlets** (:class:`Outlet`): what a bridge to another process adds with
+  ``bus.add_outlet``; :func:`outlets`, :func:`is_relayed`,
+  :func:`forget_outlet_after_fork`;
+- **the bus loop**: :func:`bus_loop`, the thread whose loop runs the bus's
+  async receivers off the caller's thread -- start it, run a coroutine on it
+  (``submit`` / ``submit_to``), ask whether this is it;
+- **routes**: :func:`has_sync_receivers`;
+- **process lifecycle**: :func:`drain_at_exit`, :func:`reinit_locks` (for a
+  forked child), and :class:`DefaultBusRelay` (the relay of a bridged
+  Django signal);
+- **messages**: :func:`shown_name`, an event type's name cut for a message;
+- :func:`running_loop`: the loop running in this thread, or None, cheaply.
+
+This module is part of the facade: it alone reaches into a bus on an
+integration's behalf.
+"""
+
+from __future__ import annotations
+
+from ._bridges import DefaultBusRelay
+from ._bus import EventBus
+from ._checks import MAX_COUNT, MAX_TIMEOUT, check_flag, check_positive_int, check_timeout
+from ._describe import LIMIT as DESCRIBE_LIMIT
+from ._describe import describe
+from ._events import Event, TypeKey, shown_name, type_key
+from ._fork import reinit as reinit_locks
+from ._interop import running_loop
+from ._lifecycle import drain_at_exit
+from ._outlets import Outlet
+from ._settings import SETTING_NAMES, BusSettings, check_setting, default_of
+from ._threads import LoopThread as BusLoop
+
+__all__ = [
+    "DESCRIBE_LIMIT",
+    "MAX_COUNT",
+    "MAX_TIMEOUT",
+    "SETTING_NAMES",
+    "BusLoop",
+    "BusSettings",
+    "DefaultBusRelay",
+    "Outlet",
+    "TypeKey",
+    "bus_loop",
+    "check_flag",
+    "check_positive_int",
+    "check_setting",
+    "check_timeout",
+    "default_of",
+    "describe",
+    "drain_at_exit",
+    "event_key",
+    "forget_outlet_after_fork",
+    "has_sync_receivers",
+    "is_relayed",
+    "outlets",
+    "reinit_locks",
+    "running_loop",
+    "shown_name",
+    "type_key",
+]
+
+
+def event_key(event: Event) -> TypeKey:
+    """The type key of ``event``'s type (``type_key(event.event_type)``,
+    computed once when the event was made)."""
+    return event._key
+
+
+def bus_loop(bus: EventBus) -> BusLoop:
+    """The bus's loop thread (started on first use by ``loop()``)."""
+    return bus._loop_thread
+
+
+def outlets(bus: EventBus) -> tuple[Outlet, ...]:
+    """The outlets ``bus`` offers every local event to, in the order added."""
+    return bus._runtime.outlets
+
+
+def forget_outlet_after_fork(bus: EventBus, outlet: Outlet) -> None:
+    """Drop ``outlet`` from ``bus`` without taking any lock: for an
+    at-fork hook in a child, where a lock a parent thread held at the fork
+    may never be released. Anywhere else, use ``bus.remove_outlet``."""
+    runtime = bus._runtime
+    runtime.outlets = tuple(o for o in runtime.outlets if o is not outlet)
+
+
+def is_relayed(bus: EventBus, key: TypeKey) -> bool:
+    """Whether a blinker signal bridged to ``bus`` publishes events of the
+    type filed under ``key`` (their data are the signal's keyword
+    arguments: Python objects, which a bridge to another process cannot
+    carry)."""
+    return bus._registry.is_relayed(key)
+
+
+def has_sync_receivers(bus: EventBus, event: Event) -> bool:
+    """Whether publishing ``event`` on ``bus`` now would reach any sync
+    receiver."""
+    return bool(bus._registry.route(event).sync_subs)
