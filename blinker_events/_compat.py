@@ -60,6 +60,8 @@ class Signal(blinker.Signal):
             from . import default_bus
 
             bus = default_bus
+        elif not (callable(getattr(bus, "guard", None)) and callable(getattr(bus, "unguard", None))):
+            raise TypeError(f"bus must be an EventBus or None, not {type(bus).__name__}")
         bus.guard(self)
         return self
 

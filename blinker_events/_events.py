@@ -180,9 +180,9 @@ class _TypeRegistry:
         found: set[type[Enum]] = {cls for cls in self._event_type_classes() if _enum_path(cls) == path}
         found.update(self._enums.get(path, ()))
         if len(found) > 1:
-            raise ValueError(f"event_type: {path!r} names {len(found)} different enum classes")
+            raise ValueError(f"event_type: {describe(path)} names {len(found)} different enum classes")
         if not found:
-            raise ValueError(f"event_type: unknown enum {path!r}")
+            raise ValueError(f"event_type: unknown enum {describe(path)}")
         return found.pop()
 
     def resolve(self, spec: Mapping[str, Any]) -> EventTypeLike:
@@ -194,13 +194,14 @@ class _TypeRegistry:
             try:
                 return cls[str(spec.get("member"))]
             except KeyError:
-                raise ValueError(f"event_type: {cls.__qualname__} has no member {spec.get('member')!r}") from None
+                member = describe(spec.get("member"))
+                raise ValueError(f"event_type: {cls.__qualname__} has no member {member}") from None
         if kind == "signal":
             signal = self._signals.get(str(spec.get("name")))
             if signal is None:
-                raise ValueError(f"event_type: unknown signal {spec.get('name')!r}")
+                raise ValueError(f"event_type: unknown signal {describe(spec.get('name'))}")
             return signal
-        raise ValueError(f"event_type: cannot read {dict(spec)!r}")
+        raise ValueError(f"event_type: cannot read {describe(dict(spec))}")
 
     @staticmethod
     def describe(event_type: EventTypeLike) -> dict[str, str]:
@@ -395,7 +396,7 @@ class Event:
         if not isinstance(payload, Mapping):
             raise TypeError(f"payload must be a mapping, not {type(payload).__name__}")
         if payload.get("version") != _DICT_VERSION:
-            raise ValueError(f"payload: unsupported version {payload.get('version')!r}")
+            raise ValueError(f"payload: unsupported version {describe(payload.get('version'))}")
         spec = payload.get("event_type")
         if not isinstance(spec, Mapping):
             raise ValueError("payload: event_type must be a mapping")
@@ -412,11 +413,16 @@ class Event:
             raise ValueError("payload: parent_id must be a string or None")
         if data is not None and not isinstance(data, Mapping):
             raise ValueError("payload: data must be a mapping")
+        # What to_dict would refuse is refused here too (a cycle, nesting
+        # past MAX_NESTING, a non-JSON value or key), so every event read
+        # back can be written again: the round trip holds both ways.
+        source = json_safe(payload.get("source"), "payload.source", None)
+        data = json_safe(data, "payload.data", None) if data else None
         event = cls.__new__(cls)
         event._event_type = event_type
         event._key = type_key(event_type)
-        event._data = event._view = _EMPTY if not data else MappingProxyType(dict(data))
-        event._source = payload.get("source")
+        event._data = event._view = _EMPTY if not data else MappingProxyType(data)
+        event._source = source
         event._prefix = event_id
         event._seq = None
         event._ts = float(timestamp)

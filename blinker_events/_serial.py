@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeGuard
 
-from ._describe import describe
+from ._describe import LIMIT, describe
 
 __all__ = ["MAX_NESTING", "json_safe", "valid_event_id", "valid_timestamp"]
 
@@ -35,6 +36,15 @@ def valid_timestamp(value: float) -> bool:
     return math.isfinite(value)
 
 
+#: 4,300 decimal digits (CPython's default limit) need more bits than this.
+_BITS_WORTH_CHECKING = 14_000
+
+
+def _shown(path: str) -> str:
+    """``path`` for a message: keys are the application's, of any length."""
+    return path if len(path) <= LIMIT else path[: LIMIT - 3] + "..."
+
+
 #: How deeply ``to_dict`` data may nest; deeper is a ValueError, well before
 #: Python's recursion limit (here, or in the json module that writes it).
 MAX_NESTING = 200
@@ -46,23 +56,34 @@ def json_safe(
     """Check (and copy) ``value`` as JSON-safe data; see :meth:`~._events.Event.to_dict`.
     ``ancestors`` holds the ids of the containers ``value`` sits in: meeting
     one again is a cycle (the same object twice side by side is not)."""
-    if value is None or isinstance(value, (str, bool, int)):
+    if value is None or isinstance(value, (str, bool)):
+        return value
+    if isinstance(value, int):
+        # Past the interpreter's int-to-str digit limit json.dumps fails
+        # (only such ints are long enough to be worth the check).
+        if value.bit_length() > _BITS_WORTH_CHECKING:
+            try:
+                str(value)
+            except ValueError:
+                raise ValueError(
+                    f"{_shown(path)}: an int of more than {sys.get_int_max_str_digits()} digits has no JSON form"
+                ) from None
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise ValueError(f"{path}: {value!r} has no JSON form")
+            raise ValueError(f"{_shown(path)}: {value!r} has no JSON form")
         return value
     if isinstance(value, (Mapping, list, tuple)):
         if id(value) in ancestors:
-            raise ValueError(f"{path}: a cycle, this container holds itself")
+            raise ValueError(f"{_shown(path)}: a cycle, this container holds itself")
         if len(ancestors) >= MAX_NESTING:
-            raise ValueError(f"{path}: nested deeper than {MAX_NESTING} levels")
+            raise ValueError(f"{_shown(path)}: nested deeper than {MAX_NESTING} levels")
         inner = ancestors | {id(value)}
         if isinstance(value, Mapping):
             out = {}
             for key, item in value.items():
                 if not isinstance(key, str):
-                    raise ValueError(f"{path}: key {describe(key)} is not a string")
+                    raise ValueError(f"{_shown(path)}: key {describe(key)} is not a string")
                 out[key] = json_safe(item, f"{path}.{key}", default, inner)
             return out
         return [json_safe(item, f"{path}[{i}]", default, inner) for i, item in enumerate(value)]
@@ -71,6 +92,7 @@ def json_safe(
         try:  # the hook must give JSON, not pass the problem on
             json.dumps(converted, allow_nan=False)
         except (TypeError, ValueError, RecursionError) as exc:
-            raise ValueError(f"{path}: default() gave {type(converted).__name__}, which is not JSON ({exc})") from None
+            kind = type(converted).__name__
+            raise ValueError(f"{_shown(path)}: default() gave {kind}, which is not JSON ({exc})") from None
         return converted
-    raise ValueError(f"{path}: {type(value).__name__} is not JSON-safe (pass default= to convert it)")
+    raise ValueError(f"{_shown(path)}: {type(value).__name__} is not JSON-safe (pass default= to convert it)")

@@ -180,6 +180,14 @@ def test_guard_refuses_a_plain_blinker_signal(bus: EventBus) -> None:
         bus.guard(blinker.Signal())
 
 
+@pytest.mark.parametrize("bad", ["not a bus", 42])
+def test_signal_guard_refuses_what_is_not_a_bus_naming_it(bad: Any) -> None:
+    sig = be.Signal()
+    with pytest.raises(TypeError, match=f"^bus must be an EventBus or None, not {type(bad).__name__}$"):
+        sig.guard(bad)
+    assert sig.guarded_by is None
+
+
 # -- guarded: sending through the bus ---------------------------------------------
 
 

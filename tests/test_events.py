@@ -690,3 +690,61 @@ def test_to_dict_default_hook_giving_no_json_is_a_value_error_naming_the_path(co
     event = Event(Demo.PING, {"when": [datetime(2024, 1, 2, tzinfo=UTC)]})
     with pytest.raises(ValueError, match=r"^data\.when\[0\]: default"):
         event.to_dict(default=lambda o: converted)
+
+
+# -- reading events back: what to_dict refuses, from_dict refuses too -------------
+
+
+def _payload(**changes: object) -> dict[str, object]:
+    payload = Event("round-trip", {"n": 1}).to_dict()
+    payload.update(changes)
+    return payload
+
+
+def _cyclic() -> dict[str, object]:
+    data: dict[str, object] = {}
+    data["self"] = data
+    return data
+
+
+def _nested(depth: int) -> dict[str, object]:
+    data: dict[str, object] = {}
+    for _ in range(depth):
+        data = {"d": data}
+    return data
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("data", _cyclic(), "payload.data.self: a cycle"),
+        ("data", _nested(300), "nested deeper than 200 levels"),
+        ("data", {"o": object()}, "payload.data.o: object is not JSON-safe"),
+        ("data", {1: "x"}, "payload.data: key 1 is not a string"),
+        ("source", {"o": object()}, "payload.source.o: object is not JSON-safe"),
+    ],
+)
+def test_from_dict_refuses_what_to_dict_would_refuse_naming_the_path(field: str, value: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Event.from_dict(_payload(**{field: value}))
+
+
+def test_from_dict_error_messages_are_bounded_whatever_the_payload_holds() -> None:
+    huge = "x" * 1_000_000
+    payload = _payload(event_type={"kind": "enum", "enum": huge, "member": huge})
+    with pytest.raises(ValueError, match="unknown enum") as caught:
+        Event.from_dict(payload)
+    assert len(str(caught.value)) < 1_000
+
+
+def test_to_dict_of_an_int_too_long_for_json_is_a_value_error_naming_the_path() -> None:
+    event = Event("big", {"outer": {"count": 10**5000}})
+    with pytest.raises(ValueError, match=r"^data\.outer\.count: an int of more than \d+ digits has no JSON form$"):
+        event.to_dict()
+    assert Event("big", {"n": 10**4000}).to_dict()["data"] == {"n": 10**4000}
+
+
+def test_to_dict_error_paths_are_bounded_when_keys_are_huge() -> None:
+    with pytest.raises(ValueError, match="is not JSON-safe") as caught:
+        Event("k", {"k" * 1_000_000: object()}).to_dict()
+    assert len(str(caught.value)) < 1_000

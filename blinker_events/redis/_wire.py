@@ -108,19 +108,14 @@ def encode(event: Event, node: bytes, default: Callable[[Any], Any] | None, max_
 
 def _unencodable(value: Any, path: str) -> str | None:
     """Where in JSON-safe ``value`` (``to_dict``'s) is what has no JSON text
-    in UTF-8 -- a str with a lone surrogate, an int past Python's digit limit
-    for int-to-str -- and what, or None. Only called once encoding failed:
-    json.dumps's own error names no field."""
+    in UTF-8 -- a str with a lone surrogate -- and what, or None. Only called
+    once encoding failed: json.dumps's own error names no field. (An int
+    past Python's int-to-str digit limit is refused by ``to_dict`` itself.)"""
     if isinstance(value, str):
         try:
             value.encode()
         except UnicodeEncodeError as exc:
             return f"{path}: a str with a lone surrogate at position {exc.start}, which UTF-8 cannot carry"
-    elif isinstance(value, int):
-        try:
-            str(value)
-        except ValueError:
-            return f"{path}: an int of more digits than Python converts to text (sys.get_int_max_str_digits())"
     elif isinstance(value, dict):
         for key, item in value.items():
             found = _unencodable(key, f"{path} (a key)") or _unencodable(item, f"{path}.{key}")
