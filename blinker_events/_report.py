@@ -56,39 +56,28 @@ class DeliveryReport:
       receiver ran here at publish.
     """
 
-    __slots__ = (
-        "announcements",
-        "cancelled",
-        "context_errors",
-        "disabled",
-        "duration",
-        "event",
-        "failed",
-        "handed_off",
-        "results",
-        "scheduled",
-        "skipped",
-        "succeeded",
-        "timed_out",
-    )
+    # No ``__slots__``: the fields most publishes leave empty are class
+    # attributes (the shared empty tuple), so making a report sets two
+    # attributes, not thirteen, and the ``_add_*`` methods below shadow
+    # them per instance on the first entry. A report is made per publish.
+    failed: Sequence[tuple[Subscription, BaseException]] = _NONE
+    timed_out: Sequence[Subscription] = _NONE
+    cancelled: Sequence[Subscription] = _NONE
+    context_errors: Sequence[DispatchContextError] = _NONE
+    skipped: Sequence[tuple[Subscription, str, CircularEventError | None]] = _NONE
+    scheduled: Sequence[Subscription] = _NONE
+    disabled: Sequence[Subscription] = _NONE
+    announcements: Sequence[dict[str, Any]] = _NONE
+    #: ``(subscription, return value or exception)`` per receiver that
+    #: ran, for signals whose ``send`` returns them (the drop-in
+    #: :class:`blinker_events.Signal`); None when nobody asked.
+    results: list[tuple[Subscription, Any]] | None = None
+    duration: float = 0.0
+    handed_off: bool = False
 
     def __init__(self, event: Event) -> None:
         self.event = event
         self.succeeded: list[Subscription] = []
-        self.failed: Sequence[tuple[Subscription, BaseException]] = _NONE
-        self.timed_out: Sequence[Subscription] = _NONE
-        self.cancelled: Sequence[Subscription] = _NONE
-        self.context_errors: Sequence[DispatchContextError] = _NONE
-        self.skipped: Sequence[tuple[Subscription, str, CircularEventError | None]] = _NONE
-        self.scheduled: Sequence[Subscription] = _NONE
-        self.disabled: Sequence[Subscription] = _NONE
-        self.announcements: Sequence[dict[str, Any]] = _NONE
-        #: ``(subscription, return value or exception)`` per receiver that
-        #: ran, for signals whose ``send`` returns them (the drop-in
-        #: :class:`blinker_events.Signal`); None when nobody asked.
-        self.results: list[tuple[Subscription, Any]] | None = None
-        self.duration = 0.0
-        self.handed_off = False
 
     # -- recording: the dispatch paths' (through the outcome recorder), not public API --
 
