@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import importlib.util
 import os
 import shutil
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from enum import auto
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +26,9 @@ if TYPE_CHECKING:
 # redis extra (the dev extra has both).
 collect_ignore = [] if importlib.util.find_spec("flask") else ["test_flask.py"]
 if not importlib.util.find_spec("redis"):
-    collect_ignore += ["test_redis_bridge.py", "test_redis_processes.py", "test_redis_regressions.py"]
+    collect_ignore += ["test_redis_bridge.py", "test_redis_processes.py"]
+
+BusFactory = Callable[..., EventBus]
 
 
 class Demo(EventType):
@@ -56,6 +60,70 @@ def bus() -> Iterator[EventBus]:
     bus = EventBus()
     yield bus
     assert bus.shutdown(timeout=10) == 0
+
+
+class _Buses:
+    """Buses made with custom settings, all shut down when the test ends."""
+
+    def __init__(self) -> None:
+        self.made: list[EventBus] = []
+
+    def __call__(self, **settings: Any) -> EventBus:
+        self.made.append(EventBus(**settings))
+        return self.made[-1]
+
+    def shutdown(self, *, drained: bool) -> None:
+        for made in self.made:
+            left = made.shutdown(timeout=10)  # also stops the bridges on it
+            if drained:
+                assert left == 0
+
+
+@pytest.fixture
+def release() -> Iterator[threading.Event]:
+    """Hung receivers wait on this; it is set at teardown, before any bus shuts down."""
+    event = threading.Event()
+    yield event
+    event.set()
+
+
+@pytest.fixture
+def new_bus(release: threading.Event) -> Iterator[BusFactory]:
+    """Make buses with custom settings; ``release`` is set, then every one is
+    shut down with nothing left behind."""
+    made = _Buses()
+    yield made
+    release.set()
+    made.shutdown(drained=True)
+
+
+@pytest.fixture
+def buses() -> Iterator[BusFactory]:
+    """Make buses with custom settings for the Redis bridge's tests; every one
+    is shut down after the test (what a bridge could not write may be left)."""
+    made = _Buses()
+    yield made
+    made.shutdown(drained=False)
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 2.0) -> bool:
+    """Poll ``predicate`` until it is true (True) or ``timeout`` seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+async def async_wait_until(predicate: Callable[[], object], timeout: float = 2.0) -> bool:
+    """``wait_until`` for a coroutine: polls without blocking the running loop."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.005)
+    return True
 
 
 def need_redis_server() -> None:

@@ -20,9 +20,9 @@ import blinker
 import pytest
 from asgiref.sync import sync_to_async
 
-from blinker_events import Event, EventBus, EventTimeoutError, Subscription
+from blinker_events import DeliveryReport, Event, EventBus, EventTimeoutError, Subscription
 
-from .conftest import Demo, all_collected
+from .conftest import BusFactory, Demo, all_collected
 
 CTX: contextvars.ContextVar[str] = contextvars.ContextVar("test_async_path_ctx", default="unset")
 
@@ -369,3 +369,85 @@ def test_a_dropped_bus_that_awaited_publish_is_collected_and_leaves_its_signal()
     assert not signal.receivers
     signal.send("sender")
     assert calls == []
+
+
+def _publish_sync_in_thread(bus: EventBus, event: Event) -> DeliveryReport | BaseException:
+    """``publish_sync`` from a thread without a loop (async receivers go to the
+    bus loop); its report, or what it raised. Fails if it does not return."""
+    out: list[DeliveryReport | BaseException] = []
+
+    def publisher() -> None:
+        try:
+            out.append(bus.publish_sync(event))
+        except BaseException as exc:
+            out.append(exc)
+
+    thread = threading.Thread(target=publisher)
+    thread.start()
+    thread.join(2)
+    assert not thread.is_alive(), "publish_sync did not return"
+    return out[0]
+
+
+def test_bus_loop_survives_an_async_receiver_raising_system_exit(new_bus: BusFactory) -> None:
+    """Used to: SystemExit raised by an async receiver task escaped the bus
+    loop's ``run_forever`` and ended the loop thread, so every later publish
+    with async receivers hung or failed."""
+    bus = new_bus()
+    got: list[Event] = []
+
+    async def exits(e: Event) -> None:
+        raise SystemExit(3)
+
+    async def fine(e: Event) -> None:
+        got.append(e)
+
+    bus.subscribe(Demo.PING, exits)
+    bus.subscribe(Demo.PING, fine)
+    good = bus.subscribe(Demo.PONG, fine)
+
+    # What the first publish gives back is checked in the test below; here it
+    # only has to come back.
+    _publish_sync_in_thread(bus, Event(Demo.PING))
+
+    for _ in range(2):
+        later = Event(Demo.PONG)
+        report = _publish_sync_in_thread(bus, later)
+        assert isinstance(report, DeliveryReport)
+        assert report.succeeded == [good]
+        assert got[-1] is later
+
+
+@pytest.mark.parametrize(
+    "receivers",
+    [
+        2,
+        1,
+    ],
+    ids=["with-another-receiver", "single-receiver"],
+)
+def test_async_receiver_raising_system_exit_on_the_bus_loop_is_a_reported_failure(
+    new_bus: BusFactory, receivers: int
+) -> None:
+    """A BaseException a receiver raises on a bus thread is a reported failure
+    (as on pool threads): ``publish_sync`` from a thread without a loop returns
+    its report, the other receivers run, and the publish is in history."""
+    bus = new_bus()
+    got: list[Event] = []
+
+    async def exits(e: Event) -> None:
+        raise SystemExit(3)
+
+    async def fine(e: Event) -> None:
+        got.append(e)
+
+    bad = bus.subscribe(Demo.PING, exits)
+    others = [bus.subscribe(Demo.PING, fine)] if receivers == 2 else []
+
+    event = Event(Demo.PING)
+    report = _publish_sync_in_thread(bus, event)
+    assert isinstance(report, DeliveryReport), f"publish_sync raised {report!r}"
+    assert [(s, type(e)) for s, e in report.failed] == [(bad, SystemExit)]
+    assert report.succeeded == others
+    assert got == [event] * len(others)
+    assert bus.get_history() == [event]

@@ -12,15 +12,18 @@ outcome lands in that same history entry.
 from __future__ import annotations
 
 import asyncio
+import gc
+import logging
 import sys
 import threading
 import time
 import weakref
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
-from blinker_events import Event, EventBus, SystemEventType
+from blinker_events import DeliveryReport, Event, EventBus, SystemEventType
 
 from .conftest import Demo, all_collected
 
@@ -315,3 +318,73 @@ def test_a_queued_event_whose_future_is_cancelled_is_withdrawn_and_recorded(bus:
     assert list(entry.cancelled) == [second]
     assert list(entry.failed) == []
     assert second.failures == 0
+
+
+def test_scheduled_receiver_cancelled_when_its_loop_ends_is_reported_cancelled(bus: EventBus) -> None:
+    """Used to: a receiver scheduled by ``publish_sync`` on a running loop and
+    cancelled when that loop ended vanished from the report, which still said
+    finished and ok."""
+
+    async def slow(e: Event) -> None:
+        await asyncio.sleep(5)
+
+    sub = bus.subscribe(Demo.PING, slow)
+    box: dict[str, DeliveryReport] = {}
+
+    async def main() -> None:
+        box["report"] = bus.publish_sync(Event(Demo.PING))
+        assert box["report"].scheduled == [sub]
+
+    asyncio.run(main())  # ends the loop, cancelling the scheduled task
+    report = box["report"]
+
+    assert report.finished
+    assert not report.ok
+    assert list(report.cancelled) == [sub]
+    assert sub.failures == 0
+    assert (report.succeeded, list(report.failed), list(report.timed_out), list(report.skipped)) == ([], [], [], [])
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("receivers", [2, 1], ids=["tasks", "single-receiver"])
+async def test_cancelled_publish_hands_receiver_tasks_to_the_bus(
+    bus: EventBus, caplog: pytest.LogCaptureFixture, receivers: int
+) -> None:
+    """Used to: cancelling ``await publish`` cancelled its receivers' tasks but
+    dropped them, so an error raised while a receiver unwound went to asyncio's
+    "Task exception was never retrieved" instead of the bus's logger."""
+    caplog.set_level(logging.ERROR, logger="blinker_events")
+    loop = asyncio.get_running_loop()
+    contexts: list[dict[str, Any]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _, context: contexts.append(context))
+    unwound = asyncio.Event()
+
+    async def receiver(e: Event) -> None:
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0)
+            unwound.set()
+            raise RuntimeError("cleanup failed") from None
+
+    async def slow(e: Event) -> None:
+        await asyncio.sleep(5)
+
+    bus.subscribe(Demo.PING, receiver)
+    if receivers == 2:
+        bus.subscribe(Demo.PING, slow)
+    try:
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(bus.publish(Event(Demo.PING)), 0.1)
+        await asyncio.wait_for(unwound.wait(), 1)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        gc.collect()
+        await asyncio.sleep(0)
+    finally:
+        loop.set_exception_handler(previous)
+
+    assert [c["message"] for c in contexts] == []
+    errors = [r.exc_info[1] for r in caplog.records if r.name == "blinker_events" and r.exc_info]
+    assert [str(e) for e in errors if isinstance(e, RuntimeError)] == ["cleanup failed"]

@@ -21,10 +21,11 @@ import weakref
 from collections.abc import Callable, Iterator
 
 import pytest
+from asgiref.sync import sync_to_async
 
-from blinker_events import Event, EventBus, EventTimeoutError, EventType, Subscription
+from blinker_events import DeliveryReport, Event, EventBus, EventTimeoutError, EventType, Subscription
 
-from .conftest import Demo, all_collected
+from .conftest import BusFactory, Demo, all_collected
 
 LOGGER = "blinker_events"
 SHORT = 0.05
@@ -504,3 +505,77 @@ async def test_a_single_receiver_that_ignores_cancellation_holds_the_publisher_l
     assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
     records = [r for r in caplog.records if f"{sub.name} raised after its timeout" in r.getMessage()]
     assert [r.exc_info[1] for r in records if r.exc_info] == [late_error]
+
+
+def _outcomes(report: DeliveryReport) -> dict[str, list[int]]:
+    """The report's lists as subscription ids, for exact comparison."""
+    return {
+        "succeeded": [s.id for s in report.succeeded],
+        "failed": [s.id for s, _ in report.failed],
+        "timed_out": [s.id for s in report.timed_out],
+        "skipped": [s.id for s, _, _ in report.skipped],
+    }
+
+
+@pytest.mark.asyncio
+async def test_burst_of_publishes_to_a_hung_sync_receiver_does_not_stall_other_publishers(
+    new_bus: BusFactory, release: threading.Event
+) -> None:
+    """Used to: 70 concurrent ``await publish`` to a hung receiver left 64 pool
+    threads stuck (the pool's cap), and every later publish needing a thread --
+    even of an unrelated event -- waited far beyond any timeout."""
+    bus = new_bus(timeout=0.2, failure_threshold=1000)
+    hung = bus.subscribe(Demo.PING, lambda e: release.wait(10))
+    pongs: list[Event] = []
+    other = bus.subscribe(Demo.PONG, pongs.append)
+
+    started = time.perf_counter()
+    tasks = [asyncio.ensure_future(bus.publish(Event(Demo.PING))) for _ in range(70)]
+    done, pending = await asyncio.wait(tasks, timeout=2)
+    assert (len(done), len(pending)) == (70, 0)
+    assert time.perf_counter() - started < 2
+    assert [_outcomes(t.result()) for t in tasks] == [
+        {"succeeded": [], "failed": [], "timed_out": [hung.id], "skipped": []}
+    ] * 70
+
+    unrelated = await asyncio.wait_for(bus.publish(Event(Demo.PONG)), 1.5)
+    assert unrelated.succeeded == [other]
+    queued = await asyncio.wait_for(asyncio.wrap_future(bus.publish_nowait(Event(Demo.PONG))), 1.5)
+    assert queued.succeeded == [other]
+    assert len(pongs) == 2
+
+
+@pytest.mark.asyncio
+async def test_thread_sensitive_publish_behind_a_hung_receiver_is_abandoned_at_its_deadline(
+    new_bus: BusFactory, release: threading.Event
+) -> None:
+    """Used to: with ``sync_executor="thread_sensitive"``, once a receiver hung,
+    the next ``await publish`` queued behind it on asgiref's single thread;
+    its run never started, so no deadline applied and it waited for the hung
+    receiver to return."""
+    bus = new_bus(sync_executor="thread_sensitive", timeout=0.2)
+    calls: list[Event] = []
+
+    def receiver(e: Event) -> None:
+        calls.append(e)
+        if len(calls) == 1:
+            release.wait(3)
+
+    sub = bus.subscribe(Demo.PING, receiver)
+    try:
+        started = time.perf_counter()
+        first = await asyncio.wait_for(bus.publish(Event(Demo.PING)), 1.5)
+        assert first.timed_out == [sub]
+
+        started = time.perf_counter()
+        second = await asyncio.wait_for(bus.publish(Event(Demo.PING)), 1.5)
+        assert time.perf_counter() - started < 1.0
+        assert [(s, reason) for s, reason, _ in second.skipped] == [(sub, "abandoned")]
+        assert (second.succeeded, list(second.failed), list(second.timed_out)) == ([], [], [])
+        assert len(calls) == 1
+    finally:
+        release.set()
+        # asgiref's thread-sensitive executor is shared by the whole process:
+        # make sure it is free again before the next test.
+        await asyncio.wait_for(sync_to_async(lambda: None, thread_sensitive=True)(), 5)
+    assert len(calls) == 1  # the given-up run never starts later

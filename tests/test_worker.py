@@ -20,7 +20,7 @@ import pytest
 
 from blinker_events import DeliveryReport, Event, EventBus, QueueFullError
 
-from .conftest import Demo, all_collected
+from .conftest import BusFactory, Demo, all_collected
 
 CTX: contextvars.ContextVar[str] = contextvars.ContextVar("test_worker_ctx", default="unset")
 WAIT = 5.0  # upper bound for waits that normally end at once
@@ -543,3 +543,61 @@ def test_a_run_moved_off_a_hung_receiver_leaves_no_event_behind() -> None:
     time.sleep(0.4)  # the hung receiver returns, its thread goes idle
     assert all_collected([ref])
     assert bus.shutdown(timeout=10) == 0
+
+
+def test_run_moved_off_a_hung_receiver_keeps_the_async_receivers_met_before(
+    new_bus: BusFactory, release: threading.Event
+) -> None:
+    """Used to: when the watchdog moved a ``publish_nowait`` run off a hung sync
+    receiver, the async receivers collected before it were dropped: never
+    called, and missing from the report."""
+    bus = new_bus(timeout=0.2)
+    called: list[str] = []
+
+    async def early(e: Event) -> None:
+        called.append("early-async")
+
+    def late(e: Event) -> None:
+        called.append("late-sync")
+
+    a = bus.subscribe(Demo.PING, early)
+    b = bus.subscribe(Demo.PING, lambda e: release.wait(10))
+    c = bus.subscribe(Demo.PING, late)
+
+    report = bus.publish_nowait(Event(Demo.PING)).result(timeout=1.5)
+
+    assert sorted(called) == ["early-async", "late-sync"]
+    assert sorted(s.id for s in report.succeeded) == sorted([a.id, c.id])
+    assert report.timed_out == [b]
+    assert (list(report.failed), list(report.skipped)) == ([], [])
+
+
+def test_cancelled_queued_publish_nowait_is_skipped_and_shutdown_stays_prompt(bus: EventBus) -> None:
+    """Used to: cancelling a queued ``publish_nowait`` future corrupted the
+    in-flight count, so ``shutdown(timeout=1)`` waited the full second (and
+    ``shutdown()`` without a timeout would hang forever)."""
+    gate = threading.Event()
+    calls: list[Event] = []
+
+    def receiver(e: Event) -> None:
+        calls.append(e)
+        gate.wait(2)
+
+    bus.subscribe(Demo.PING, receiver)
+    first = bus.publish_nowait(Event(Demo.PING))  # occupies the worker
+    second = Event(Demo.PING)
+    queued = bus.publish_nowait(second)
+    assert queued.cancel() is True
+    gate.set()
+    assert first.result(timeout=2).ok
+
+    started = time.perf_counter()
+    assert bus.shutdown(timeout=1) == 0
+    assert time.perf_counter() - started < 0.5
+    assert second not in calls
+    assert len(calls) == 1
+    assert bus.stats()["queued"] == 0
+
+    later = bus.publish_nowait(Event(Demo.PING)).result(timeout=2)
+    assert len(later.succeeded) == 1
+    assert len(calls) == 2
