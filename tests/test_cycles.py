@@ -23,7 +23,7 @@ from blinker_events import (
     Subscription,
 )
 
-from .conftest import Demo
+from .conftest import Demo, log_records
 
 WAIT = 5.0
 
@@ -666,3 +666,27 @@ def test_republish_from_a_plain_thread_is_not_followed(bus: EventBus) -> None:
     bus.publish_sync(Event(Demo.PING))
     assert len(calls) == 3
     assert [event.parent_id for event in calls[1:]] == [None, None]
+
+
+# failure mode 13: the cycle guard and new events
+def test_a_new_event_of_the_receivers_own_type_is_a_cycle(bus: EventBus, caplog: pytest.LogCaptureFixture) -> None:
+    """The "circular dependency" guard only caught the *same event object* coming
+    back. A handler that published a *new* event of its own type recursed 300
+    levels deep (would end in `RecursionError`)."""
+    calls: list[int] = []
+    inner: list[DeliveryReport] = []
+
+    def handler(event: Event) -> None:
+        calls.append(1)
+        inner.append(bus.publish_sync(Event(Demo.PING, {"new": True})))
+
+    sub = bus.subscribe(Demo.PING, handler)
+    report = bus.publish_sync(Event(Demo.PING))
+    assert calls == [1]
+    assert report.succeeded == [sub]
+    assert len(inner) == 1
+    ((skipped, reason, error),) = inner[0].skipped
+    assert (skipped, reason) == (sub, "cycle")
+    assert isinstance(error, CircularEventError)
+    assert len(log_records(caplog, logging.WARNING, "cycle guard")) == 1
+    assert sub.failures == 0

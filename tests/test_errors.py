@@ -25,7 +25,7 @@ from blinker_events import (
     SystemEventType,
 )
 
-from .conftest import BusFactory, Demo, all_collected, async_wait_until, wait_until
+from .conftest import WAIT, BusFactory, Demo, all_collected, async_wait_until, wait_until
 
 META = SystemEventType.SUBSCRIBER_DISABLED
 
@@ -811,3 +811,137 @@ async def test_reused_exception_does_not_finalize_a_suspended_coroutine(bus: Eve
     assert local_state == ["alive", "still alive"]
     assert [(s, e) for s, e in report.failed] == [(sub, error)]
     assert [(s, e) for s, e in report2.failed] == [(sub, error)]
+
+
+# failure mode 15: exception propagation
+def test_propagation_runs_the_remaining_receivers_first() -> None:
+    """With exception propagation on, the first exception aborted the remaining
+    subscribers."""
+    bus = EventBus(propagate_exceptions=True)
+    try:
+        calls: list[str] = []
+        error = ValueError("first")
+
+        def first(event: Event) -> None:
+            calls.append("first")
+            raise error
+
+        bus.subscribe(Demo.PING, first)
+        bus.subscribe(Demo.PING, lambda e: calls.append("second"))
+        bus.subscribe(Demo.PING, lambda e: calls.append("third"))
+        with pytest.raises(ValueError) as excinfo:
+            bus.publish_sync(Event(Demo.PING))
+        assert excinfo.value is error
+        assert calls == ["first", "second", "third"]
+    finally:
+        assert bus.shutdown(timeout=10) == 0
+
+
+# failure mode 16: errors in the worker or the bus loop
+@pytest.mark.asyncio
+async def test_errors_on_the_worker_and_the_bus_loop_reach_the_publisher() -> None:
+    """Errors raised in the worker thread or in the private loop were logged or
+    lost, never handed back to anyone."""
+    bus = EventBus()
+    propagating = EventBus(propagate_exceptions=True)
+    try:
+        sync_error, async_error = ValueError("sync"), KeyError("async")
+
+        def sync_fails(event: Event) -> None:
+            raise sync_error
+
+        async def async_fails(event: Event) -> None:
+            await asyncio.sleep(0)
+            raise async_error
+
+        for b in (bus, propagating):
+            b.subscribe(Demo.PING, sync_fails)
+            b.subscribe(Demo.PONG, async_fails)
+
+        # worker thread (sync receiver) and bus loop (async receiver) -> the future's report
+        report = await asyncio.wrap_future(bus.publish_nowait(Event(Demo.PING)))
+        assert [e for _, e in report.failed] == [sync_error]
+        report = await asyncio.wrap_future(bus.publish_nowait(Event(Demo.PONG)))
+        assert [e for _, e in report.failed] == [async_error]
+        # ... or, with propagation, the future's exception
+        assert propagating.publish_nowait(Event(Demo.PING)).exception(WAIT) is sync_error
+        assert propagating.publish_nowait(Event(Demo.PONG)).exception(WAIT) is async_error
+
+        # the private loop under publish_sync from a plain thread -> the report / the raise
+        report = await asyncio.to_thread(bus.publish_sync, Event(Demo.PONG))
+        assert [e for _, e in report.failed] == [async_error]
+        with pytest.raises(KeyError) as excinfo:
+            await asyncio.to_thread(propagating.publish_sync, Event(Demo.PONG))
+        assert excinfo.value is async_error
+
+        # tasks scheduled on the caller's loop -> the report, once finished
+        report = bus.publish_sync(Event(Demo.PONG))
+        assert report.finished is False
+        assert await async_wait_until(lambda: report.finished)
+        assert [e for _, e in report.failed] == [async_error]
+    finally:
+        assert bus.shutdown(timeout=10) == 0
+        assert propagating.shutdown(timeout=10) == 0
+
+
+# failure mode 17: failure counts
+def test_failure_counts_are_per_subscription_reset_locked_and_whole(bus: EventBus) -> None:
+    """Failure counts were keyed by `id(callback)` (reused after garbage
+    collection), never reset on success, updated without a lock, and
+    auto-disable removed a wildcard subscriber from only the one event type that
+    happened to tip the count."""
+
+    # keyed per subscription: a new subscription starts at 0
+    def make() -> Any:
+        return lambda e: 1 / 0
+
+    fn = make()
+    old = bus.subscribe(Demo.PING, fn)
+    bus.publish_sync(Event(Demo.PING))
+    bus.publish_sync(Event(Demo.PING))
+    assert old.failures == 2
+    assert old.unsubscribe() is True
+    del fn
+    gc.collect()
+    new = bus.subscribe(Demo.PING, make())
+    assert new.failures == 0
+    assert new.unsubscribe() is True
+
+    # reset on success
+    def flaky(event: Event) -> None:
+        if event.data["fail"]:
+            raise ValueError
+
+    sub = bus.subscribe(Demo.PONG, flaky)
+    for fail in (True, True, False, True, True):
+        bus.publish_sync(Event(Demo.PONG, {"fail": fail}))
+    assert (sub.failures, sub.disabled) == (2, False)
+    assert sub.unsubscribe() is True
+
+    # counted under a lock: exact under contention
+    bus.set_failure_threshold(1000)
+    counted = bus.subscribe(Demo.OTHER, make())
+    start = threading.Barrier(10, timeout=WAIT)
+
+    def hammer() -> None:
+        start.wait()
+        for _ in range(10):
+            bus.publish_sync(Event(Demo.OTHER))
+
+    threads = [threading.Thread(target=hammer) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT)
+    assert [t.is_alive() for t in threads] == [False] * 10
+    assert counted.failures == 100
+    assert counted.unsubscribe() is True
+
+    # a wildcard is disabled for every type
+    bus.set_failure_threshold(3)
+    wildcard = bus.subscribe(None, make())
+    for event_type in (Demo.PING, Demo.PONG, Demo.OTHER):
+        bus.publish_sync(Event(event_type))
+    assert wildcard.disabled is True
+    for event_type in (Demo.PING, Demo.PONG, Demo.OTHER, "brand-new-type"):
+        assert list(bus.publish_sync(Event(event_type)).skipped) == [(wildcard, "disabled", None)]

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from blinker import NamedSignal
 
-from blinker_events import Event, EventBus, EventType
+from blinker_events import Event, EventBus, EventType, SystemEventType
 
 from .conftest import Demo
 
@@ -720,3 +720,31 @@ def test_from_dict_rejects_ids_and_timestamps_it_cannot_hold(field: str, value: 
     payload[field] = value
     with pytest.raises(ValueError, match=field):
         Event.from_dict(payload)
+
+
+# failure mode 1 (failure-modes-to-rule-out.md): EventType subclass with auto()
+def test_eventtype_subclass_with_auto_defines_members(bus: EventBus) -> None:
+    """`class MyEventTypes(EventType): X = auto()` raises `TypeError: cannot extend
+    enumeration` when `EventType` is a plain `Enum` with members. The guide shows
+    exactly this snippet."""
+
+    class Local(EventType):
+        X = auto()
+        Y = auto()
+
+    assert [m.name for m in Local] == ["X", "Y"]
+    seen: list[Event] = []
+    sub = bus.subscribe(MyEventTypes.MY_CUSTOM_EVENT, seen.append)
+    bus.subscribe(Local.X, seen.append)
+    event = Event(MyEventTypes.MY_CUSTOM_EVENT, {"k": 1}, "me")
+    report = bus.publish_sync(event)
+    bus.publish_sync(Event(Local.X))
+    assert report.succeeded == [sub]
+    assert [e.event_type for e in seen] == [MyEventTypes.MY_CUSTOM_EVENT, Local.X]
+    assert bus.get_history(MyEventTypes.MY_CUSTOM_EVENT) == [event]
+    assert bus.signal_for(MyEventTypes.MY_CUSTOM_EVENT) is not bus.signal_for(Local.X)
+    # the built-ins stay reachable, and new members serialise like built-ins
+    assert EventType.SYSTEM_STARTUP is SystemEventType.SYSTEM_STARTUP
+    back = Event.from_dict(json.loads(json.dumps(event.to_dict())))
+    assert back.event_type is MyEventTypes.MY_CUSTOM_EVENT
+    assert back.event_id == event.event_id

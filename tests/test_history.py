@@ -401,3 +401,17 @@ def test_failures_kept_in_history_do_not_pin_the_receivers_locals(bus: EventBus,
     assert sub.last_error.startswith("ValueError(")
     assert len(refs) == 20
     assert [r() for r in refs] == [None] * 20
+
+
+# failure mode 21: get_history(limit=0)
+def test_get_history_limit_zero_returns_nothing(bus: EventBus) -> None:
+    """`get_history(limit=0)` returned the whole history."""
+    events = [Event(Demo.PING, {"n": n}) for n in range(3)]
+    for event in events:
+        bus.publish_sync(event)
+    assert bus.get_history() == events
+    assert bus.get_history(limit=0) == []
+    assert bus.get_history(Demo.PING, limit=0) == []
+    assert bus.get_delivery_reports(limit=0) == []
+    assert bus.get_history(limit=2) == events[1:]
+    assert bus.get_history(limit=10) == events

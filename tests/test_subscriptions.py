@@ -10,7 +10,7 @@ import gc
 import itertools
 import warnings
 from collections.abc import Iterator
-from enum import Enum
+from enum import Enum, auto
 from typing import Any
 
 import pytest
@@ -917,3 +917,132 @@ def test_same_callback_with_equal_but_not_identical_sender_is_one_subscription(b
     bus.publish_sync(event)
     bus.publish_sync(Event(Demo.PING, source="other"))
     assert got == [event]
+
+
+# failure mode 2: the source tag of a bound method
+def test_bound_method_subscribes_with_a_source_tag(bus: EventBus) -> None:
+    """`subscribe(T, self.on_startup, source="MyComponent")` crashed because the
+    source tag was stored as an attribute on the callback, and bound methods take
+    no attributes. Storing the tag on the callback also meant one function
+    subscribed by two components kept only the last tag."""
+    seen: list[str] = []
+
+    class Component:
+        def __init__(self, name: str) -> None:
+            self.name = name
+            self.sub = bus.subscribe(EventType.SYSTEM_STARTUP, self.on_startup, source=name)
+
+        def on_startup(self, event: Event) -> None:
+            seen.append(self.name)
+
+    component = Component("MyComponent")
+    assert component.sub.source == "MyComponent"
+    bus.publish_sync(Event(EventType.SYSTEM_STARTUP))
+    assert seen == ["MyComponent"]
+    assert bus.unsubscribe_by_source("MyComponent") == 1
+    bus.publish_sync(Event(EventType.SYSTEM_STARTUP))
+    assert seen == ["MyComponent"]
+
+    def shared(event: Event) -> None:
+        seen.append("shared")
+
+    tag_a = bus.subscribe(Demo.PING, shared, source="A")
+    tag_b = bus.subscribe(Demo.PING, shared, source="B")
+    assert tag_a is not tag_b
+    assert (tag_a.source, tag_b.source) == ("A", "B")
+    assert bus.unsubscribe_by_source("A") == 1
+    assert bus.get_subscriptions(Demo.PING) == [tag_b]
+    assert bus.unsubscribe_by_source("B") == 1
+
+    # a collected component unsubscribes itself (bound methods are held weakly)
+    Component("Transient")
+    gc.collect()
+    assert bus.get_subscriber_count(EventType.SYSTEM_STARTUP) == 0
+
+
+# failure mode 2 (companion)
+def test_bound_builtin_methods_are_identified_like_bound_methods(bus: EventBus) -> None:
+    """Companion of the bullet above: `subscribe(T, seen.append)` twice is one
+    subscription, and `unsubscribe(T, seen.append)` removes it."""
+    seen: list[Event] = []
+    first = bus.subscribe(Demo.PING, seen.append)
+    again = bus.subscribe(Demo.PING, seen.append)
+    assert again is first
+    bus.publish_sync(Event(Demo.PING))
+    assert len(seen) == 1
+    assert bus.unsubscribe(Demo.PING, seen.append) == 1
+    assert bus.get_subscriber_count(Demo.PING) == 0
+
+
+# failure mode 3: subscribe to all events
+def test_catch_all_subscription_covers_types_defined_later(bus: EventBus) -> None:
+    """ "Subscribe to all events" only covered the event types that existed at that
+    moment; types defined later were missed."""
+    seen: list[Any] = []
+    sub = bus.subscribe(None, lambda e: seen.append(e.event_type))
+
+    class DefinedLater(EventType):
+        NEW = auto()
+
+    for event_type in (DefinedLater.NEW, "a-string-type-never-seen", Demo.PING):
+        assert bus.publish_sync(Event(event_type)).succeeded == [sub]
+    assert seen == [DefinedLater.NEW, "a-string-type-never-seen", Demo.PING]
+
+
+# failure mode 4: an object with async __call__
+@pytest.mark.asyncio
+async def test_object_with_async_call_is_awaited(bus: EventBus) -> None:
+    """An object with `async def __call__` was treated as sync: it was never awaited
+    ("coroutine was never awaited")."""
+
+    class Handler:
+        def __init__(self) -> None:
+            self.done: list[str] = []
+
+        async def __call__(self, event: Event) -> None:
+            await asyncio.sleep(0)
+            self.done.append(event.data["via"])
+
+    async def with_prefix(prefix: str, event: Event) -> None:
+        await asyncio.sleep(0)
+        handler.done.append(prefix + event.data["via"])
+
+    handler = Handler()
+    sub = bus.subscribe(Demo.PING, handler)
+    partial_sub = bus.subscribe(Demo.PING, functools.partial(with_prefix, "partial-"))
+    assert sub.is_async is True
+    assert partial_sub.is_async is True
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        await bus.publish(Event(Demo.PING, {"via": "await"}))
+        await asyncio.to_thread(bus.publish_sync, Event(Demo.PING, {"via": "sync"}))
+        await asyncio.wrap_future(bus.publish_nowait(Event(Demo.PING, {"via": "nowait"})))
+        gc.collect()
+    assert sorted(handler.done) == sorted(
+        ["await", "sync", "nowait", "partial-await", "partial-sync", "partial-nowait"]
+    )
+    assert [w for w in caught if issubclass(w.category, RuntimeWarning)] == []
+
+
+# failure mode 19: subscriptions made while disabled
+def test_subscriptions_made_while_disabled_are_kept(bus: EventBus) -> None:
+    """Subscriptions made while the bus was disabled were silently dropped."""
+    seen: list[Event] = []
+    bus.disable()
+    assert bus.is_enabled() is False
+
+    def receiver(event: Event) -> None:
+        seen.append(event)
+
+    def catch_all(event: Event) -> None:
+        seen.append(event)
+
+    sub = bus.subscribe(Demo.PING, receiver)
+    wildcard = bus.subscribe(None, catch_all)
+    assert bus.get_subscriber_count(Demo.PING) == 2
+    report = bus.publish_sync(Event(Demo.PING))
+    assert (report.succeeded, seen, bus.get_history()) == ([], [], [])
+    bus.enable()
+    event = Event(Demo.PING)
+    assert bus.publish_sync(event).succeeded == [sub, wildcard]
+    assert seen == [event, event]

@@ -23,9 +23,10 @@ from collections.abc import Callable, Iterator
 import pytest
 from asgiref.sync import sync_to_async
 
+import blinker_events
 from blinker_events import DeliveryReport, Event, EventBus, EventTimeoutError, EventType, Subscription
 
-from .conftest import BusFactory, Demo, all_collected
+from .conftest import HANG, BusFactory, Demo, all_collected, async_wait_until, log_records, wait_until
 
 LOGGER = "blinker_events"
 SHORT = 0.05
@@ -579,3 +580,114 @@ async def test_thread_sensitive_publish_behind_a_hung_receiver_is_abandoned_at_i
         # make sure it is free again before the next test.
         await asyncio.wait_for(sync_to_async(lambda: None, thread_sensitive=True)(), 5)
     assert len(calls) == 1  # the given-up run never starts later
+
+
+# failure mode 12: a hidden test mode
+@pytest.mark.asyncio
+async def test_timeouts_apply_with_unittest_imported(
+    bus: EventBus, gate: threading.Event, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A hidden "test mode" (`'unittest' in sys.modules`) switched timeouts off, so
+    the tests never exercised the production path."""
+    assert "unittest" in sys.modules
+    assert "pytest" in sys.modules
+    cancelled: list[bool] = []
+
+    async def async_hang(event: Event) -> None:
+        try:
+            await asyncio.sleep(HANG)
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    def sync_hang(event: Event) -> None:
+        gate.wait(HANG)
+
+    async_sub = bus.subscribe(Demo.PING, async_hang)
+    sync_sub = bus.subscribe(Demo.PONG, sync_hang)
+
+    # async receiver: cancelled at the deadline
+    t0 = time.monotonic()
+    report = await bus.publish(Event(Demo.PING), timeout=0.2)
+    assert time.monotonic() - t0 < 1.5
+    assert list(report.timed_out) == [async_sub]
+    assert await async_wait_until(lambda: cancelled == [True])
+
+    # sync receiver on a pool thread: the publisher is released at the deadline
+    t0 = time.monotonic()
+    report = await bus.publish(Event(Demo.PONG), timeout=0.2)
+    assert time.monotonic() - t0 < 1.5
+    assert list(report.timed_out) == [sync_sub]
+
+    # inline sync receiver: the watchdog warns while it is still running
+    warned_while_running: list[bool] = []
+
+    def inline_overrun(event: Event) -> None:
+        warned_while_running.append(wait_until(lambda: bool(log_records(caplog, logging.WARNING, "inline; it cannot"))))
+
+    inline_sub = bus.subscribe(Demo.OTHER, inline_overrun)
+    report = await asyncio.to_thread(bus.publish_sync, Event(Demo.OTHER), timeout=0.1)
+    assert warned_while_running == [True]
+    assert list(report.timed_out) == [inline_sub]
+    assert inline_sub.failures == 1
+
+
+@pytest.fixture
+def default_bus_restored() -> Iterator[blinker_events.EventBus]:
+    """Use the module-level default bus and put back everything the test changed."""
+    bus = blinker_events.default_bus
+    settings = (bus.timeout, bus.propagate_exceptions, bus.failure_threshold, bus.history_size, bus.is_enabled())
+    subs_before = {s.id for s in bus.get_subscriptions()}
+    reports_before = bus.get_delivery_reports()
+    yield bus
+    for sub in bus.get_subscriptions():
+        if sub.id not in subs_before:
+            sub.unsubscribe()
+    bus.set_timeout(settings[0])
+    bus.set_propagate_exceptions(settings[1])
+    bus.set_failure_threshold(settings[2])
+    bus.set_history_size(settings[3])
+    if settings[4]:
+        bus.enable()
+    else:
+        bus.disable()
+    bus.clear_history()
+    for report in reports_before:
+        bus._history.record(report)
+
+
+# failure mode 22: tests that proved nothing
+@pytest.mark.asyncio
+async def test_module_level_timeout_has_an_exact_outcome(default_bus_restored: EventBus, gate: threading.Event) -> None:
+    """A timeout test mocked the timeout function itself; a queue-overflow test had
+    no assertion; a concurrency test asserted `count >= 0`; tests depended on
+    each other's leftover global state. Ours assert exact outcomes and leave no
+    global state behind."""
+
+    # A real hung receiver, the real timeout path, exact outcome -- through the
+    # module-level API, whose settings the fixture restores afterwards.
+    def hung(event: Event) -> None:
+        gate.wait(HANG)
+
+    blinker_events.set_timeout(0.2)
+    blinker_events.set_propagate_exceptions(True)
+    sub: Subscription = blinker_events.subscribe("failure-modes-hung", hung)
+    t0 = time.monotonic()
+    with pytest.raises(EventTimeoutError):
+        await blinker_events.publish(Event("failure-modes-hung"))
+    assert time.monotonic() - t0 < 1.5
+    assert sub.failures == 1
+    (report,) = blinker_events.get_delivery_reports("failure-modes-hung")
+    assert list(report.timed_out) == [sub]
+    gate.set()
+
+
+# failure mode 22 (same bullet)
+def test_default_bus_shows_no_leftovers_of_other_tests() -> None:
+    """(same bullet) Whatever order the tests run in, the default bus shows no
+    leftovers of the test above: no subscription, default settings."""
+    bus = blinker_events.default_bus
+    assert blinker_events.get_subscriptions("failure-modes-hung") == []
+    assert blinker_events.get_history("failure-modes-hung") == []
+    assert (bus.timeout, bus.propagate_exceptions, bus.failure_threshold, bus.history_size) == (None, False, 3, 1000)
+    assert bus.is_enabled() is True
