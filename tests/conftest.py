@@ -85,7 +85,7 @@ if TYPE_CHECKING:
 # redis extra (the dev extra has both).
 collect_ignore = [] if importlib.util.find_spec("flask") else ["test_flask.py"]
 if not importlib.util.find_spec("redis"):
-    collect_ignore += ["test_redis_bridge.py", "test_redis_processes.py"]
+    collect_ignore += ["test_redis_bridge.py", "test_redis_lifecycle.py", "test_redis_processes.py"]
 
 BusFactory = Callable[..., EventBus]
 
@@ -240,3 +240,8 @@ def redis_server() -> Iterator[RedisServer]:
     server.start()
     yield server
     server.stop()
+
+
+def pending(redis_server: RedisServer, stream: str = "s", group: str = "g") -> int:
+    """How many entries of ``stream`` are pending in ``group``."""
+    return int(redis_server.cli("XPENDING", stream, group).split()[0])

@@ -16,7 +16,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
 
@@ -35,20 +34,6 @@ from tests.test_redis_bridge import wait_for
 #: on every Python (3.11's gives up near 1,000, later ones at a C limit of
 #: some thousands), so decoding raises RecursionError.
 DEEP = b"[" * 100_000 + b"]" * 100_000
-
-
-@pytest.fixture
-def buses() -> Iterator[Callable[..., EventBus]]:
-    made: list[EventBus] = []
-
-    def make(**settings: Any) -> EventBus:
-        bus = EventBus(**settings)
-        made.append(bus)
-        return bus
-
-    yield make
-    for bus in made:
-        bus.shutdown(timeout=10)  # also stops the bridges on it
 
 
 @pytest.fixture
