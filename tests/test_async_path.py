@@ -37,14 +37,6 @@ def gate(bus: EventBus) -> Iterator[threading.Event]:
     event.set()
 
 
-async def _until(predicate: Callable[[], bool], timeout: float = 2.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate() and loop.time() < deadline:  # noqa: ASYNC110 - polling another thread's state
-        await asyncio.sleep(0.01)
-    assert predicate()
-
-
 @pytest.mark.asyncio
 async def test_sync_receiver_never_blocks_the_loop(bus: EventBus) -> None:
     """The sync receiver waits for ticks that only a loop task can produce."""
@@ -168,7 +160,7 @@ async def test_async_receivers_are_cancelled_at_the_timeout_all_at_once() -> Non
         assert list(report.timed_out) == subs
         assert report.succeeded == []
         assert list(report.failed) == []
-        await _until(lambda: len(cancelled) == 5)
+        assert await async_wait_until(lambda: len(cancelled) == 5, 2.0)
         assert sorted(cancelled) == [0, 1, 2, 3, 4]
         errors = report.errors()
         assert len(errors) == 5
@@ -231,7 +223,7 @@ async def test_per_publish_timeout_overrides_the_default() -> None:
         shorter = await bus.publish(Event(Demo.PING, {"sleep": 10, "name": "shorter"}), timeout=0.2)
         assert time.perf_counter() - started < 1.5
         assert list(shorter.timed_out) == [sub]
-        await _until(lambda: cancelled == ["default", "shorter"])
+        assert await async_wait_until(lambda: cancelled == ["default", "shorter"], 2.0)
     finally:
         assert bus.shutdown(timeout=5) == 0
 

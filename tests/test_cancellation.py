@@ -25,7 +25,7 @@ import pytest
 
 from blinker_events import DeliveryReport, Event, EventBus, SystemEventType
 
-from .conftest import Demo, all_collected
+from .conftest import Demo, all_collected, async_wait_until
 
 
 def _hanging_receiver(cancelled: list[str], name: str) -> Callable[[Event], object]:
@@ -38,14 +38,6 @@ def _hanging_receiver(cancelled: list[str], name: str) -> Callable[[Event], obje
 
     receiver.__qualname__ = name
     return receiver
-
-
-async def _until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate() and loop.time() < deadline:  # noqa: ASYNC110 - polling another thread's state
-        await asyncio.sleep(0.01)
-    assert predicate()
 
 
 def test_cancelled_publish_to_one_receiver_is_not_a_failure(bus: EventBus) -> None:
@@ -82,11 +74,12 @@ def test_cancelled_publish_cancels_each_of_several_receivers_without_counting(bu
         for _ in range(bus.failure_threshold + 1):
             with pytest.raises(TimeoutError):
                 await asyncio.wait_for(bus.publish(Event(Demo.PING)), 0.05)
-        await _until(
+        assert await async_wait_until(
             lambda: (
                 len(seen) == 2 * (bus.failure_threshold + 1)
                 and all(r.succeeded for r in bus.get_delivery_reports(Demo.PING))
-            )
+            ),
+            5.0,
         )
 
     asyncio.run(main())
@@ -115,7 +108,7 @@ def test_sync_receivers_of_a_cancelled_publish_finish_into_its_history_entry(
         [report] = bus.get_delivery_reports(Demo.PING)
         assert report.succeeded == []  # still running on its pool thread
         gate.set()
-        await _until(lambda: report.succeeded == [sub])
+        assert await async_wait_until(lambda: report.succeeded == [sub], 5.0)
         assert list(report.cancelled) == hanging
         assert list(report.failed) == []
 
@@ -211,7 +204,7 @@ def test_a_receiver_cancelled_by_someone_else_is_reported_cancelled(bus: EventBu
 
     async def main() -> None:
         publish = asyncio.ensure_future(bus.publish(Event(Demo.PING)))
-        await _until(lambda: len(tasks) == 1)
+        assert await async_wait_until(lambda: len(tasks) == 1, 5.0)
         tasks[0].cancel()
         report = await publish
         assert list(report.cancelled) == [sub]
@@ -251,7 +244,7 @@ def test_a_receiver_that_failed_before_the_cancellation_keeps_its_failure(bus: E
     async def main() -> None:
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(bus.publish(Event(Demo.PING)), 0.1)
-        await _until(lambda: len(announced) == 1)
+        assert await async_wait_until(lambda: len(announced) == 1, 5.0)
 
     asyncio.run(main())
     [report] = bus.get_delivery_reports(Demo.PING)

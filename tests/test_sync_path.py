@@ -40,14 +40,6 @@ def _thread_loop() -> Any:
     return getattr(asyncio.get_event_loop_policy()._local, "_loop", None)  # type: ignore[attr-defined]
 
 
-async def _until(predicate: Callable[[], bool], timeout: float = 2.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate() and loop.time() < deadline:  # noqa: ASYNC110 - polling another thread's state
-        await asyncio.sleep(0.01)
-    assert predicate()
-
-
 @pytest.fixture
 def loops_created() -> Iterator[list[asyncio.AbstractEventLoop]]:
     """Every event loop the asyncio policy creates while the test runs (instrumentation only)."""
@@ -415,7 +407,7 @@ async def test_publish_sync_inside_running_loop_schedules_async_receivers(bus: E
     assert report.finished is False
     assert report.succeeded == [s_sub]
     gc.collect()  # the bus keeps the task alive
-    await _until(lambda: report.finished)
+    assert await async_wait_until(lambda: report.finished, 2.0)
     assert ran == [("sync", threading.get_ident()), ("async", loop)]
     assert report.succeeded == [s_sub, a_sub]
     assert list(report.scheduled) == []
@@ -437,7 +429,7 @@ async def test_failing_scheduled_receiver_is_reported_and_logged(
         report = bus.publish_sync(Event(Demo.PING))
         assert list(report.scheduled) == [sub]
         assert list(report.failed) == []
-        await _until(lambda: report.finished)
+        assert await async_wait_until(lambda: report.finished, 2.0)
     assert list(report.failed) == [(sub, boom)]
     assert report.succeeded == []
     assert report.errors() == [boom]
@@ -462,7 +454,7 @@ async def test_scheduled_receiver_is_cancelled_at_its_timeout(bus: EventBus) -> 
     sub = bus.subscribe(Demo.PING, hang)
     report = bus.publish_sync(Event(Demo.PING), timeout=0.1)
     assert list(report.scheduled) == [sub]
-    await _until(lambda: report.finished and cancelled == ["hang"])
+    assert await async_wait_until(lambda: report.finished and cancelled == ["hang"], 2.0)
     assert list(report.timed_out) == [sub]
     assert report.succeeded == []
     assert list(report.failed) == []

@@ -18,7 +18,7 @@ import threading
 import time
 import unittest
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -46,15 +46,6 @@ def _messages(caplog: pytest.LogCaptureFixture, text: str, level: int = logging.
     return [
         r.getMessage() for r in caplog.records if r.name == LOGGER and r.levelno == level and text in r.getMessage()
     ]
-
-
-def _wait_for(predicate: Callable[[], bool], timeout: float = 3.0) -> bool:
-    deadline = time.perf_counter() + timeout
-    while not predicate():
-        if time.perf_counter() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 # -- precedence -----------------------------------------------------------------
@@ -242,7 +233,7 @@ def test_publish_nowait_releases_at_timeout_and_queue_keeps_flowing(
         # The hung receiver's late return is logged, not lost.
         release.set()
         assert returned.wait(3)
-        assert _wait_for(lambda: len(_messages(caplog, f"{hung.name} returned after its timeout")) == 1)
+        assert wait_until(lambda: len(_messages(caplog, f"{hung.name} returned after its timeout")) == 1, 3.0)
     late = _messages(caplog, f"{hung.name} returned after its timeout")
     assert late[0].startswith(f"receiver {hung.name} returned after its timeout")
     stacks = _messages(caplog, f"{hung.name} overran its timeout handling")
@@ -284,7 +275,7 @@ def test_exception_raised_after_timeout_is_logged(
         assert list(report.failed) == []
         release.set()
         assert raised.wait(3)
-        assert _wait_for(lambda: len(_messages(caplog, f"{sub.name} raised")) == 1)
+        assert wait_until(lambda: len(_messages(caplog, f"{sub.name} raised")) == 1, 3.0)
     records = [r for r in caplog.records if f"{sub.name} raised" in r.getMessage()]
     assert "after its timeout" in records[0].getMessage()
     assert len(records) == 1
@@ -304,7 +295,7 @@ def test_inline_overrun_is_logged_with_stack_while_running_and_reported(
     def slow_inline_receiver(event: Event) -> None:
         state["thread"] = threading.get_ident()
         # Not interrupted: it keeps running until the watchdog's warning exists.
-        state["warned_while_running"] = _wait_for(lambda: bool(_messages(caplog, "slow_inline_receiver overran")))
+        state["warned_while_running"] = wait_until(lambda: bool(_messages(caplog, "slow_inline_receiver overran")), 3.0)
         state["completed"] = True
 
     sub = bus.subscribe(Demo.PING, slow_inline_receiver, timeout=0.1)
