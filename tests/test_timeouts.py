@@ -18,7 +18,8 @@ import threading
 import time
 import unittest
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -60,9 +61,30 @@ PRECEDENCE = [
 ]
 
 
+async def _sleep_on_the_loop(event: Event) -> None:
+    await asyncio.sleep(SLEEP)
+
+
+def _sleep_inline(event: Event) -> None:
+    time.sleep(SLEEP)
+
+
+def _publish_by(path: str, bus: EventBus, event: Event, timeout: float | None) -> DeliveryReport:
+    """``await publish`` (from a loop of the test's own) or ``publish_sync``."""
+    if path == "await-publish":
+        return asyncio.run(bus.publish(event, timeout=timeout))
+    return bus.publish_sync(event, timeout=timeout)
+
+
+@pytest.mark.parametrize(
+    ("path", "receiver"),
+    [("await-publish", _sleep_on_the_loop), ("publish_sync", _sleep_inline)],
+    ids=["async-receiver", "inline-sync-receiver"],
+)
 @pytest.mark.parametrize(("default", "per_sub", "per_publish", "times_out", "applied"), PRECEDENCE)
-@pytest.mark.asyncio
-async def test_precedence_async_receiver(
+def test_precedence(
+    path: str,
+    receiver: Callable[[Event], Any],
     default: float,
     per_sub: float | None,
     per_publish: float | None,
@@ -71,42 +93,10 @@ async def test_precedence_async_receiver(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     bus = EventBus(timeout=default)
-
-    async def sleeper(event: Event) -> None:
-        await asyncio.sleep(SLEEP)
-
     try:
-        sub = bus.subscribe(Demo.PING, sleeper, timeout=per_sub)
+        sub = bus.subscribe(Demo.PING, receiver, timeout=per_sub)
         with caplog.at_level(logging.WARNING, logger=LOGGER):
-            report = await bus.publish(Event(Demo.PING), timeout=per_publish)
-        assert list(report.timed_out) == ([sub] if times_out else [])
-        assert report.succeeded == ([] if times_out else [sub])
-        logged = _messages(caplog, f"{sub.name} overran its timeout of")
-        assert logged == (
-            [f"{sub.name} overran its timeout of {applied}s handling {report.event!r}"] if times_out else []
-        )
-    finally:
-        assert bus.shutdown(timeout=5) == 0
-
-
-@pytest.mark.parametrize(("default", "per_sub", "per_publish", "times_out", "applied"), PRECEDENCE)
-def test_precedence_inline_sync_receiver(
-    default: float,
-    per_sub: float | None,
-    per_publish: float | None,
-    times_out: bool,
-    applied: float,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    bus = EventBus(timeout=default)
-
-    def sleeper(event: Event) -> None:
-        time.sleep(SLEEP)
-
-    try:
-        sub = bus.subscribe(Demo.PING, sleeper, timeout=per_sub)
-        with caplog.at_level(logging.WARNING, logger=LOGGER):
-            report = bus.publish_sync(Event(Demo.PING), timeout=per_publish)
+            report = _publish_by(path, bus, Event(Demo.PING), per_publish)
         assert list(report.timed_out) == ([sub] if times_out else [])
         assert report.succeeded == ([] if times_out else [sub])
         logged = _messages(caplog, f"{sub.name} overran its timeout of")
