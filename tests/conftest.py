@@ -91,6 +91,7 @@ BusFactory = Callable[..., EventBus]
 
 WAIT = 5.0  # upper bound for waits that normally end at once
 HANG = 3.0  # how long a "hung" receiver waits before giving up on its gate
+REDIS_WAIT = 15.0  # generous: a bound that proves something happened, not a timing
 
 
 class Demo(EventType):
@@ -176,6 +177,12 @@ def wait_until(predicate: Callable[[], object], timeout: float = 2.0) -> bool:
             return False
         time.sleep(0.005)
     return True
+
+
+def wait_for(condition: Callable[[], object], what: str, timeout: float = REDIS_WAIT) -> None:
+    """``wait_until`` that fails the test naming ``what`` it waited for (the
+    Redis bridge's tests, with their generous bound)."""
+    assert wait_until(condition, timeout), f"timed out waiting for {what}"
 
 
 async def async_wait_until(predicate: Callable[[], object], timeout: float = 2.0) -> bool:

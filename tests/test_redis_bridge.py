@@ -22,18 +22,10 @@ from blinker_events import Event, EventBus, SystemEventType, event_type_name
 from blinker_events.redis import RedisBridge, WireError
 from blinker_events.redis._wire import decode, encode
 from blinker_events.redis.testing import RedisServer
-from tests.conftest import Demo, need_redis_server, pending
+from tests.conftest import Demo, need_redis_server, pending, wait_for
 
 UNKNOWN_TYPE = {"kind": "enum", "enum": "x:Nope", "member": "A"}
 WAIT = 15.0  # generous: a bound that proves something happened, not a timing
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.005)
 
 
 @pytest.fixture

@@ -18,8 +18,7 @@ import pytest
 from blinker_events import Event, EventBus, lowlevel
 from blinker_events.redis import RedisBridge, _bridge
 from blinker_events.redis.testing import RedisServer
-from tests.conftest import pending
-from tests.test_redis_bridge import wait_for
+from tests.conftest import pending, wait_for
 
 
 def test_bus_shutdown_without_timeout_does_not_wait_forever_for_a_dead_redis(

@@ -28,7 +28,7 @@ from blinker_events.redis import RedisBridge
 from blinker_events.redis._connection import redact
 from blinker_events.redis._wire import encode
 from blinker_events.redis.testing import RedisServer
-from tests.test_redis_bridge import wait_for
+from tests.conftest import wait_for
 
 #: JSON nested 100,000 deep (200 KB): past the json module's recursion limit
 #: on every Python (3.11's gives up near 1,000, later ones at a C limit of
