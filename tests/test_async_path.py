@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
+import logging
 import threading
 import time
 import weakref
@@ -20,9 +22,9 @@ import blinker
 import pytest
 from asgiref.sync import sync_to_async
 
-from blinker_events import Event, EventBus, EventTimeoutError, Subscription
+from blinker_events import DeliveryReport, Event, EventBus, EventTimeoutError, Subscription
 
-from .conftest import Demo, all_collected
+from .conftest import HANG, BusFactory, Demo, all_collected, async_wait_until, log_records
 
 CTX: contextvars.ContextVar[str] = contextvars.ContextVar("test_async_path_ctx", default="unset")
 
@@ -33,14 +35,6 @@ def gate(bus: EventBus) -> Iterator[threading.Event]:
     event = threading.Event()
     yield event
     event.set()
-
-
-async def _until(predicate: Callable[[], bool], timeout: float = 2.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate() and loop.time() < deadline:  # noqa: ASYNC110 - polling another thread's state
-        await asyncio.sleep(0.01)
-    assert predicate()
 
 
 @pytest.mark.asyncio
@@ -166,7 +160,7 @@ async def test_async_receivers_are_cancelled_at_the_timeout_all_at_once() -> Non
         assert list(report.timed_out) == subs
         assert report.succeeded == []
         assert list(report.failed) == []
-        await _until(lambda: len(cancelled) == 5)
+        assert await async_wait_until(lambda: len(cancelled) == 5, 2.0)
         assert sorted(cancelled) == [0, 1, 2, 3, 4]
         errors = report.errors()
         assert len(errors) == 5
@@ -229,7 +223,7 @@ async def test_per_publish_timeout_overrides_the_default() -> None:
         shorter = await bus.publish(Event(Demo.PING, {"sleep": 10, "name": "shorter"}), timeout=0.2)
         assert time.perf_counter() - started < 1.5
         assert list(shorter.timed_out) == [sub]
-        await _until(lambda: cancelled == ["default", "shorter"])
+        assert await async_wait_until(lambda: cancelled == ["default", "shorter"], 2.0)
     finally:
         assert bus.shutdown(timeout=5) == 0
 
@@ -369,3 +363,219 @@ def test_a_dropped_bus_that_awaited_publish_is_collected_and_leaves_its_signal()
     assert not signal.receivers
     signal.send("sender")
     assert calls == []
+
+
+def _publish_sync_in_thread(bus: EventBus, event: Event) -> DeliveryReport | BaseException:
+    """``publish_sync`` from a thread without a loop (async receivers go to the
+    bus loop); its report, or what it raised. Fails if it does not return."""
+    out: list[DeliveryReport | BaseException] = []
+
+    def publisher() -> None:
+        try:
+            out.append(bus.publish_sync(event))
+        except BaseException as exc:
+            out.append(exc)
+
+    thread = threading.Thread(target=publisher)
+    thread.start()
+    thread.join(2)
+    assert not thread.is_alive(), "publish_sync did not return"
+    return out[0]
+
+
+def test_bus_loop_survives_an_async_receiver_raising_system_exit(new_bus: BusFactory) -> None:
+    """Used to: SystemExit raised by an async receiver task escaped the bus
+    loop's ``run_forever`` and ended the loop thread, so every later publish
+    with async receivers hung or failed."""
+    bus = new_bus()
+    got: list[Event] = []
+
+    async def exits(e: Event) -> None:
+        raise SystemExit(3)
+
+    async def fine(e: Event) -> None:
+        got.append(e)
+
+    bus.subscribe(Demo.PING, exits)
+    bus.subscribe(Demo.PING, fine)
+    good = bus.subscribe(Demo.PONG, fine)
+
+    # What the first publish gives back is checked in the test below; here it
+    # only has to come back.
+    _publish_sync_in_thread(bus, Event(Demo.PING))
+
+    for _ in range(2):
+        later = Event(Demo.PONG)
+        report = _publish_sync_in_thread(bus, later)
+        assert isinstance(report, DeliveryReport)
+        assert report.succeeded == [good]
+        assert got[-1] is later
+
+
+@pytest.mark.parametrize(
+    "receivers",
+    [
+        2,
+        1,
+    ],
+    ids=["with-another-receiver", "single-receiver"],
+)
+def test_async_receiver_raising_system_exit_on_the_bus_loop_is_a_reported_failure(
+    new_bus: BusFactory, receivers: int
+) -> None:
+    """A BaseException a receiver raises on a bus thread is a reported failure
+    (as on pool threads): ``publish_sync`` from a thread without a loop returns
+    its report, the other receivers run, and the publish is in history."""
+    bus = new_bus()
+    got: list[Event] = []
+
+    async def exits(e: Event) -> None:
+        raise SystemExit(3)
+
+    async def fine(e: Event) -> None:
+        got.append(e)
+
+    bad = bus.subscribe(Demo.PING, exits)
+    others = [bus.subscribe(Demo.PING, fine)] if receivers == 2 else []
+
+    event = Event(Demo.PING)
+    report = _publish_sync_in_thread(bus, event)
+    assert isinstance(report, DeliveryReport), f"publish_sync raised {report!r}"
+    assert [(s, type(e)) for s, e in report.failed] == [(bad, SystemExit)]
+    assert report.succeeded == others
+    assert got == [event] * len(others)
+    assert bus.get_history() == [event]
+
+
+# failure mode 8: await publish and sync receivers
+@pytest.mark.asyncio
+async def test_await_publish_returns_after_its_sync_receivers_ran(bus: EventBus) -> None:
+    """`await publish()` returned before the sync subscribers had run (they were
+    queued for later), while `publish_sync` did the opposite: the two paths had
+    opposite, undocumented semantics."""
+    done: list[str] = []
+
+    def slow_sync(event: Event) -> None:
+        time.sleep(0.05)
+        done.append("sync-" + event.data["via"])
+
+    async def slow_async(event: Event) -> None:
+        await asyncio.sleep(0.05)
+        done.append("async-" + event.data["via"])
+
+    subs = {bus.subscribe(Demo.PING, slow_sync), bus.subscribe(Demo.PING, slow_async)}
+    report = await bus.publish(Event(Demo.PING, {"via": "await"}))
+    assert sorted(done) == ["async-await", "sync-await"]
+    assert set(report.succeeded) == subs
+    assert report.finished is True
+
+    done.clear()
+    report = await asyncio.to_thread(bus.publish_sync, Event(Demo.PING, {"via": "sync"}))
+    assert done == ["sync-sync", "async-sync"]
+    assert set(report.succeeded) == subs
+    assert report.finished is True
+
+
+# failure mode 10: a brand-new thread per sync callback
+@pytest.mark.asyncio
+async def test_sync_receivers_run_on_reused_pool_threads(
+    bus: EventBus, gate: threading.Event, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each sync callback ran in a brand-new thread per call just to be joined with a
+    timeout: threads leaked, thread-locals and context variables were lost, and
+    exceptions raised after the timeout vanished."""
+    bus.set_timeout(1.0)
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("fm_var", default="unset")
+    idents: list[int] = []
+    values: list[str] = []
+
+    def receiver(event: Event) -> None:
+        idents.append(threading.get_ident())
+        values.append(var.get())
+
+    bus.subscribe(Demo.PING, receiver)
+    var.set("caller's value")
+
+    # publish_sync: always the caller's own thread
+    local = threading.local()
+
+    def inline_50() -> tuple[int, list[Any]]:
+        local.value = "thread-local"
+        seen = []
+
+        def check_local(event: Event) -> None:
+            seen.append(getattr(local, "value", None))
+
+        sub = bus.subscribe(Demo.PONG, check_local)
+        for _ in range(50):
+            bus.publish_sync(Event(Demo.PING))
+            bus.publish_sync(Event(Demo.PONG))
+        sub.unsubscribe()
+        return threading.get_ident(), seen
+
+    caller, locals_seen = await asyncio.to_thread(contextvars.copy_context().run, inline_50)
+    assert idents == [caller] * 50
+    assert locals_seen == ["thread-local"] * 50
+    assert values == ["caller's value"] * 50
+
+    # await publish: a small set of reused pool threads, context carried
+    idents.clear()
+    values.clear()
+    for _ in range(50):
+        assert (await bus.publish(Event(Demo.PING))).ok
+    assert len(idents) == 50
+    # Reused, not one per call. (A run resolves its publisher just before its
+    # thread is back in the pool, so the next publish may now and then find
+    # no idle thread and start one: a handful at most, never fifty.)
+    assert len(set(idents)) <= 10
+    assert threading.get_ident() not in idents
+    assert values == ["caller's value"] * 50
+
+    # publish_nowait: the same
+    idents.clear()
+    futures = [bus.publish_nowait(Event(Demo.PING)) for _ in range(50)]
+    for future in futures:
+        assert (await asyncio.wrap_future(future)).ok
+    assert len(set(idents)) <= 10
+
+    # an exception raised after the timeout is logged, not lost
+    def late_failure(event: Event) -> None:
+        gate.wait(HANG)
+        raise ValueError("raised after the timeout")
+
+    bus.subscribe(Demo.OTHER, late_failure, timeout=0.1)
+    report = await bus.publish(Event(Demo.OTHER))
+    assert [s.name for s in report.timed_out] == [f"{__name__}.{late_failure.__qualname__}"]
+    gate.set()
+    assert await async_wait_until(lambda: log_records(caplog, logging.WARNING, "after its timeout"))
+    (record,) = log_records(caplog, logging.WARNING, "after its timeout")
+    assert "raised" in record.getMessage()
+    assert record.exc_info is not None
+    assert str(record.exc_info[1]) == "raised after the timeout"
+
+
+# failure mode 11: async receivers awaited one after another
+@pytest.mark.asyncio
+async def test_async_receivers_cost_one_timeout_not_one_each(bus: EventBus) -> None:
+    """Async subscribers were awaited one after another, so worst-case latency was
+    (number of subscribers) x timeout."""
+    # All five must be inside at once to pass the barrier: serially, the first would time out.
+    barrier = asyncio.Barrier(5)
+
+    async def meets_the_others(event: Event) -> None:
+        await barrier.wait()
+
+    subs = [bus.subscribe(Demo.PING, functools.partial(meets_the_others)) for _ in range(5)]
+    report = await bus.publish(Event(Demo.PING), timeout=2.0)
+    assert report.succeeded == subs
+    assert list(report.timed_out) == []
+
+    # Ten hung receivers with a 0.3 s timeout: about one timeout, not ten (3 s).
+    async def hangs(event: Event) -> None:
+        await asyncio.sleep(HANG)
+
+    hung = [bus.subscribe(Demo.PONG, functools.partial(hangs)) for _ in range(10)]
+    t0 = time.monotonic()
+    report = await bus.publish(Event(Demo.PONG), timeout=0.3)
+    assert time.monotonic() - t0 < 1.5
+    assert list(report.timed_out) == hung

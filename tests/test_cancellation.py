@@ -12,17 +12,20 @@ outcome lands in that same history entry.
 from __future__ import annotations
 
 import asyncio
+import gc
+import logging
 import sys
 import threading
 import time
 import weakref
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
-from blinker_events import Event, EventBus, SystemEventType
+from blinker_events import DeliveryReport, Event, EventBus, SystemEventType
 
-from .conftest import Demo, all_collected
+from .conftest import Demo, all_collected, async_wait_until
 
 
 def _hanging_receiver(cancelled: list[str], name: str) -> Callable[[Event], object]:
@@ -35,14 +38,6 @@ def _hanging_receiver(cancelled: list[str], name: str) -> Callable[[Event], obje
 
     receiver.__qualname__ = name
     return receiver
-
-
-async def _until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate() and loop.time() < deadline:  # noqa: ASYNC110 - polling another thread's state
-        await asyncio.sleep(0.01)
-    assert predicate()
 
 
 def test_cancelled_publish_to_one_receiver_is_not_a_failure(bus: EventBus) -> None:
@@ -79,11 +74,12 @@ def test_cancelled_publish_cancels_each_of_several_receivers_without_counting(bu
         for _ in range(bus.failure_threshold + 1):
             with pytest.raises(TimeoutError):
                 await asyncio.wait_for(bus.publish(Event(Demo.PING)), 0.05)
-        await _until(
+        assert await async_wait_until(
             lambda: (
                 len(seen) == 2 * (bus.failure_threshold + 1)
                 and all(r.succeeded for r in bus.get_delivery_reports(Demo.PING))
-            )
+            ),
+            5.0,
         )
 
     asyncio.run(main())
@@ -112,7 +108,7 @@ def test_sync_receivers_of_a_cancelled_publish_finish_into_its_history_entry(
         [report] = bus.get_delivery_reports(Demo.PING)
         assert report.succeeded == []  # still running on its pool thread
         gate.set()
-        await _until(lambda: report.succeeded == [sub])
+        assert await async_wait_until(lambda: report.succeeded == [sub], 5.0)
         assert list(report.cancelled) == hanging
         assert list(report.failed) == []
 
@@ -208,7 +204,7 @@ def test_a_receiver_cancelled_by_someone_else_is_reported_cancelled(bus: EventBu
 
     async def main() -> None:
         publish = asyncio.ensure_future(bus.publish(Event(Demo.PING)))
-        await _until(lambda: len(tasks) == 1)
+        assert await async_wait_until(lambda: len(tasks) == 1, 5.0)
         tasks[0].cancel()
         report = await publish
         assert list(report.cancelled) == [sub]
@@ -248,7 +244,7 @@ def test_a_receiver_that_failed_before_the_cancellation_keeps_its_failure(bus: E
     async def main() -> None:
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(bus.publish(Event(Demo.PING)), 0.1)
-        await _until(lambda: len(announced) == 1)
+        assert await async_wait_until(lambda: len(announced) == 1, 5.0)
 
     asyncio.run(main())
     [report] = bus.get_delivery_reports(Demo.PING)
@@ -315,3 +311,73 @@ def test_a_queued_event_whose_future_is_cancelled_is_withdrawn_and_recorded(bus:
     assert list(entry.cancelled) == [second]
     assert list(entry.failed) == []
     assert second.failures == 0
+
+
+def test_scheduled_receiver_cancelled_when_its_loop_ends_is_reported_cancelled(bus: EventBus) -> None:
+    """Used to: a receiver scheduled by ``publish_sync`` on a running loop and
+    cancelled when that loop ended vanished from the report, which still said
+    finished and ok."""
+
+    async def slow(e: Event) -> None:
+        await asyncio.sleep(5)
+
+    sub = bus.subscribe(Demo.PING, slow)
+    box: dict[str, DeliveryReport] = {}
+
+    async def main() -> None:
+        box["report"] = bus.publish_sync(Event(Demo.PING))
+        assert box["report"].scheduled == [sub]
+
+    asyncio.run(main())  # ends the loop, cancelling the scheduled task
+    report = box["report"]
+
+    assert report.finished
+    assert not report.ok
+    assert list(report.cancelled) == [sub]
+    assert sub.failures == 0
+    assert (report.succeeded, list(report.failed), list(report.timed_out), list(report.skipped)) == ([], [], [], [])
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("receivers", [2, 1], ids=["tasks", "single-receiver"])
+async def test_cancelled_publish_hands_receiver_tasks_to_the_bus(
+    bus: EventBus, caplog: pytest.LogCaptureFixture, receivers: int
+) -> None:
+    """Used to: cancelling ``await publish`` cancelled its receivers' tasks but
+    dropped them, so an error raised while a receiver unwound went to asyncio's
+    "Task exception was never retrieved" instead of the bus's logger."""
+    caplog.set_level(logging.ERROR, logger="blinker_events")
+    loop = asyncio.get_running_loop()
+    contexts: list[dict[str, Any]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _, context: contexts.append(context))
+    unwound = asyncio.Event()
+
+    async def receiver(e: Event) -> None:
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0)
+            unwound.set()
+            raise RuntimeError("cleanup failed") from None
+
+    async def slow(e: Event) -> None:
+        await asyncio.sleep(5)
+
+    bus.subscribe(Demo.PING, receiver)
+    if receivers == 2:
+        bus.subscribe(Demo.PING, slow)
+    try:
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(bus.publish(Event(Demo.PING)), 0.1)
+        await asyncio.wait_for(unwound.wait(), 1)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        gc.collect()
+        await asyncio.sleep(0)
+    finally:
+        loop.set_exception_handler(previous)
+
+    assert [c["message"] for c in contexts] == []
+    errors = [r.exc_info[1] for r in caplog.records if r.name == "blinker_events" and r.exc_info]
+    assert [str(e) for e in errors if isinstance(e, RuntimeError)] == ["cleanup failed"]

@@ -9,7 +9,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import blinker
@@ -31,28 +31,6 @@ class Sender:
 
     def __repr__(self) -> str:
         return f"<Sender {self.name}>"
-
-
-@pytest.fixture
-def make_bus() -> Iterator[Callable[..., EventBus]]:
-    """Buses with settings; every one is shut down after the test."""
-    made: list[EventBus] = []
-
-    def make(**settings: Any) -> EventBus:
-        made.append(EventBus(**settings))
-        return made[-1]
-
-    yield make
-    for made_bus in made:
-        assert made_bus.shutdown(timeout=10) == 0
-
-
-@pytest.fixture
-def release() -> Iterator[threading.Event]:
-    """Set at teardown, so a hung sync receiver's thread ends with the test."""
-    event = threading.Event()
-    yield event
-    event.set()
 
 
 def guard(sig: be.Signal, bus: EventBus, how: str) -> None:
@@ -279,8 +257,8 @@ def test_guarded_send_ignores_async_wrapper(bus: EventBus) -> None:
 
 
 @pytest.mark.parametrize("how", HOW)
-def test_guarded_send_returns_exceptions_and_timeouts_as_results(make_bus: Callable[..., EventBus], how: str) -> None:
-    bus = make_bus(timeout=0.2)
+def test_guarded_send_returns_exceptions_and_timeouts_as_results(new_bus: Callable[..., EventBus], how: str) -> None:
+    bus = new_bus(timeout=0.2)
     sig = be.Signal()
     guard(sig, bus, how)
     raised: list[BaseException] = []
@@ -338,9 +316,9 @@ def test_guarded_raising_receiver_does_not_stop_the_others(bus: EventBus) -> Non
 
 @pytest.mark.asyncio
 async def test_guarded_hung_sync_receiver_on_send_async_times_out_and_later_receivers_run(
-    make_bus: Callable[..., EventBus], release: threading.Event
+    new_bus: Callable[..., EventBus], release: threading.Event
 ) -> None:
-    bus = make_bus(timeout=0.2)
+    bus = new_bus(timeout=0.2)
     sig = be.Signal().guard(bus)
     ran: list[str] = []
 
@@ -370,8 +348,8 @@ async def test_guarded_hung_sync_receiver_on_send_async_times_out_and_later_rece
     assert sorted(ran) == ["after", "also"]
 
 
-def test_guarded_hung_async_receiver_on_send_times_out(make_bus: Callable[..., EventBus]) -> None:
-    bus = make_bus(timeout=0.2)
+def test_guarded_hung_async_receiver_on_send_times_out(new_bus: Callable[..., EventBus]) -> None:
+    bus = new_bus(timeout=0.2)
     sig = be.Signal().guard(bus)
     cancelled: list[bool] = []
 
@@ -404,8 +382,8 @@ def test_guarded_hung_async_receiver_on_send_times_out(make_bus: Callable[..., E
     assert [sub.callback for sub in bus.get_delivery_reports(sig)[-1].timed_out] == [hung]
 
 
-def test_guarded_send_with_propagation_raises_after_every_receiver_ran(make_bus: Callable[..., EventBus]) -> None:
-    bus = make_bus(propagate_exceptions=True)
+def test_guarded_send_with_propagation_raises_after_every_receiver_ran(new_bus: Callable[..., EventBus]) -> None:
+    bus = new_bus(propagate_exceptions=True)
     sig = be.Signal().guard(bus)
     ran: list[str] = []
     error = ValueError("bad receiver")
@@ -431,9 +409,9 @@ def test_guarded_send_with_propagation_raises_after_every_receiver_ran(make_bus:
 
 @pytest.mark.asyncio
 async def test_guarded_send_async_with_propagation_raises_after_every_receiver_ran(
-    make_bus: Callable[..., EventBus],
+    new_bus: Callable[..., EventBus],
 ) -> None:
-    bus = make_bus(propagate_exceptions=True)
+    bus = new_bus(propagate_exceptions=True)
     sig = be.Signal().guard(bus)
     ran: list[str] = []
     error = ValueError("bad receiver")
@@ -525,8 +503,8 @@ def test_guarded_route_follows_connect_disconnect_and_collected_receivers(bus: E
     assert sig.send("app") == [(second, 2)]
 
 
-def test_guarded_failing_receiver_is_auto_disabled_and_announced(make_bus: Callable[..., EventBus]) -> None:
-    bus = make_bus(failure_threshold=2)
+def test_guarded_failing_receiver_is_auto_disabled_and_announced(new_bus: Callable[..., EventBus]) -> None:
+    bus = new_bus(failure_threshold=2)
     sig = be.Namespace().signal("saves").guard(bus)
     calls: list[int] = []
     announced: list[Event] = []
@@ -595,8 +573,8 @@ def test_guarded_cycle_guard_stops_a_receiver_resending_its_signal(bus: EventBus
     assert [sub.callback for sub in outer_report.succeeded] == [loop_back]
 
 
-def test_guarded_reconnected_receiver_starts_afresh(make_bus: Callable[..., EventBus]) -> None:
-    bus = make_bus(failure_threshold=1)
+def test_guarded_reconnected_receiver_starts_afresh(new_bus: Callable[..., EventBus]) -> None:
+    bus = new_bus(failure_threshold=1)
     sig = be.Signal().guard(bus)
     calls: list[int] = []
 
@@ -619,8 +597,8 @@ def test_guarded_reconnected_receiver_starts_afresh(make_bus: Callable[..., Even
     assert calls == [0, 1]
 
 
-def test_guarded_disconnect_releases_a_strongly_connected_receiver(make_bus: Callable[..., EventBus]) -> None:
-    bus = make_bus(history_size=0)  # the history's reports would keep the receiver's subscription
+def test_guarded_disconnect_releases_a_strongly_connected_receiver(new_bus: Callable[..., EventBus]) -> None:
+    bus = new_bus(history_size=0)  # the history's reports would keep the receiver's subscription
     sig = be.Signal().guard(bus)
 
     class Receiver:
@@ -700,8 +678,8 @@ def test_unguard_restores_blinker_behaviour(bus: EventBus) -> None:
     assert sig.guarded_by is None
 
 
-def test_guarding_by_a_second_bus_moves_the_signal(make_bus: Callable[..., EventBus]) -> None:
-    first, second = make_bus(), make_bus()
+def test_guarding_by_a_second_bus_moves_the_signal(new_bus: Callable[..., EventBus]) -> None:
+    first, second = new_bus(), new_bus()
     sig = be.Signal().guard(first)
 
     def receiver(sender: Any, n: int) -> int:
@@ -770,9 +748,9 @@ def test_bridging_a_signal_twice_is_refused(bus: EventBus) -> None:
 
 
 def test_bridged_flask_style_signal_fails_and_times_out_without_the_sender_noticing(
-    make_bus: Callable[..., EventBus],
+    new_bus: Callable[..., EventBus],
 ) -> None:
-    bus = make_bus(timeout=0.2)
+    bus = new_bus(timeout=0.2)
     sig = flask_style_signal()
     app, response = Sender("app"), object()
     plain_calls: list[tuple[Any, dict[str, Any]]] = []
@@ -814,9 +792,9 @@ def test_bridged_flask_style_signal_fails_and_times_out_without_the_sender_notic
 
 
 def test_bridge_never_raises_into_the_sender_even_with_propagation(
-    make_bus: Callable[..., EventBus], caplog: pytest.LogCaptureFixture
+    new_bus: Callable[..., EventBus], caplog: pytest.LogCaptureFixture
 ) -> None:
-    bus = make_bus(propagate_exceptions=True)
+    bus = new_bus(propagate_exceptions=True)
     sig = blinker.Namespace().signal("propagating")
     bus.bridge(sig)
 
@@ -830,8 +808,8 @@ def test_bridge_never_raises_into_the_sender_even_with_propagation(
     assert "bridge: relaying a send of propagating failed" in [r.getMessage() for r in caplog.records]
 
 
-def _send_and_collect(make_bus: Callable[..., EventBus], *, failing: bool) -> tuple[weakref.ref[Sender], list[Any]]:
-    bus = make_bus(history_size=0)
+def _send_and_collect(new_bus: Callable[..., EventBus], *, failing: bool) -> tuple[weakref.ref[Sender], list[Any]]:
+    bus = new_bus(history_size=0)
     sig = blinker.Namespace().signal("collected")
     bus.bridge(sig)
     seen: list[Any] = []
@@ -853,16 +831,16 @@ def _send_and_collect(make_bus: Callable[..., EventBus], *, failing: bool) -> tu
     return ref, seen
 
 
-def test_bridge_holds_no_strong_reference_to_the_sender(make_bus: Callable[..., EventBus]) -> None:
-    ref, seen = _send_and_collect(make_bus, failing=False)
+def test_bridge_holds_no_strong_reference_to_the_sender(new_bus: Callable[..., EventBus]) -> None:
+    ref, seen = _send_and_collect(new_bus, failing=False)
     assert seen == [{"n": 1}]
     assert ref() is None
 
 
 def test_bridge_holds_no_strong_reference_to_the_sender_when_a_receiver_fails(
-    make_bus: Callable[..., EventBus],
+    new_bus: Callable[..., EventBus],
 ) -> None:
-    ref, seen = _send_and_collect(make_bus, failing=True)
+    ref, seen = _send_and_collect(new_bus, failing=True)
     assert seen == [{"n": 1}]
     assert ref() is None
 

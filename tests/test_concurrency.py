@@ -15,7 +15,7 @@ import pytest
 
 from blinker_events import DeliveryReport, Event, EventBus, Subscription
 
-from .conftest import Demo
+from .conftest import WAIT, Demo
 
 JOIN = 10.0  # watchdog for every thread a test starts
 
@@ -416,3 +416,38 @@ def test_concurrent_history_is_complete_and_bounded(threads: Threads) -> None:
         assert len({e.event_id for e in history}) == 100
     finally:
         assert bus.shutdown(timeout=10) == 0
+
+
+# failure mode 14: the same event from two threads
+def test_same_event_published_from_two_threads_at_once(bus: EventBus) -> None:
+    """The same event object published from two threads at once was delivered only
+    once but recorded in history twice."""
+    both_inside = threading.Barrier(2, timeout=WAIT)
+    seen: list[Event] = []
+    errors: list[BaseException] = []
+
+    def receiver(event: Event) -> None:
+        both_inside.wait()
+        seen.append(event)
+
+    sub = bus.subscribe(Demo.PING, receiver)
+    event = Event(Demo.PING)
+    reports: list[DeliveryReport] = []
+
+    def publish() -> None:
+        try:
+            reports.append(bus.publish_sync(event))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=publish) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT)
+    assert [t.is_alive() for t in threads] == [False, False]
+    assert errors == []
+    assert seen == [event, event]
+    assert [r.succeeded for r in reports] == [[sub], [sub]]
+    assert bus.get_history() == [event, event]
+    assert len(bus.get_delivery_reports()) == 2

@@ -23,7 +23,7 @@ from blinker_events import (
     Subscription,
 )
 
-from .conftest import Demo
+from .conftest import Demo, log_records
 
 WAIT = 5.0
 
@@ -99,8 +99,10 @@ async def test_self_publishing_receiver_runs_once_with_await_publish(
     assert len(cycle_warnings(caplog)) == 1
 
 
-def test_self_publishing_receiver_runs_once_with_publish_nowait(bus: EventBus) -> None:
-    """A receiver on the worker that queues an event of its own type: the
+@pytest.mark.parametrize("kind", ["sync-on-the-worker", "async-on-the-bus-loop"])
+def test_receiver_queueing_its_own_type_runs_once(bus: EventBus, kind: str) -> None:
+    """A receiver that queues an event of its own type with publish_nowait --
+    a sync one on the worker, or an async one on the bus loop thread: the
     chain travels with the queued event, so the second delivery is skipped."""
     calls: list[Event] = []
     inner: list[Future[DeliveryReport]] = []
@@ -109,32 +111,18 @@ def test_self_publishing_receiver_runs_once_with_publish_nowait(bus: EventBus) -
         calls.append(event)
         inner.append(bus.publish_nowait(Event(Demo.PING)))
 
-    sub = bus.subscribe(Demo.PING, on_ping)
+    async def on_ping_async(event: Event) -> None:
+        on_ping(event)
+
+    sub = bus.subscribe(Demo.PING, on_ping if kind == "sync-on-the-worker" else on_ping_async)
     outer = Event(Demo.PING)
     report = bus.publish_nowait(outer).result(WAIT)
     assert report.succeeded == [sub]
     assert len(inner) == 1
     assert_cycle_skip(inner[0].result(WAIT), sub)
     assert calls == [outer]
-    assert sub.failures == 0
-
-
-def test_async_receiver_on_bus_loop_queueing_its_own_type_runs_once(bus: EventBus) -> None:
-    """publish_nowait from an async receiver running on the bus loop thread."""
-    calls: list[Event] = []
-    inner: list[Future[DeliveryReport]] = []
-
-    async def on_ping(event: Event) -> None:
-        calls.append(event)
-        inner.append(bus.publish_nowait(Event(Demo.PING)))
-
-    sub = bus.subscribe(Demo.PING, on_ping)
-    outer = Event(Demo.PING)
-    report = bus.publish_nowait(outer).result(WAIT)
-    assert report.succeeded == [sub]
-    assert len(inner) == 1
-    assert_cycle_skip(inner[0].result(WAIT), sub)
-    assert calls == [outer]
+    if kind == "sync-on-the-worker":
+        assert sub.failures == 0
 
 
 @pytest.mark.asyncio
@@ -666,3 +654,27 @@ def test_republish_from_a_plain_thread_is_not_followed(bus: EventBus) -> None:
     bus.publish_sync(Event(Demo.PING))
     assert len(calls) == 3
     assert [event.parent_id for event in calls[1:]] == [None, None]
+
+
+# failure mode 13: the cycle guard and new events
+def test_a_new_event_of_the_receivers_own_type_is_a_cycle(bus: EventBus, caplog: pytest.LogCaptureFixture) -> None:
+    """The "circular dependency" guard only caught the *same event object* coming
+    back. A handler that published a *new* event of its own type recursed 300
+    levels deep (would end in `RecursionError`)."""
+    calls: list[int] = []
+    inner: list[DeliveryReport] = []
+
+    def handler(event: Event) -> None:
+        calls.append(1)
+        inner.append(bus.publish_sync(Event(Demo.PING, {"new": True})))
+
+    sub = bus.subscribe(Demo.PING, handler)
+    report = bus.publish_sync(Event(Demo.PING))
+    assert calls == [1]
+    assert report.succeeded == [sub]
+    assert len(inner) == 1
+    ((skipped, reason, error),) = inner[0].skipped
+    assert (skipped, reason) == (sub, "cycle")
+    assert isinstance(error, CircularEventError)
+    assert len(log_records(caplog, logging.WARNING, "cycle guard")) == 1
+    assert sub.failures == 0

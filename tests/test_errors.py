@@ -4,11 +4,15 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import gc
 import logging
+import threading
 import time
+import warnings
 import weakref
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -21,7 +25,7 @@ from blinker_events import (
     SystemEventType,
 )
 
-from .conftest import Demo, all_collected
+from .conftest import WAIT, BusFactory, Demo, all_collected, async_wait_until, wait_until
 
 META = SystemEventType.SUBSCRIBER_DISABLED
 
@@ -645,3 +649,299 @@ def test_a_failed_subscription_keeps_a_description_of_its_last_error_not_the_eve
     del component, event
     assert all_collected([ref])
     assert bus.shutdown(timeout=10) == 0
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("exc_type", [asyncio.CancelledError, SystemExit])
+@pytest.mark.parametrize("path", ["await-publish", "publish_nowait", "publish_nowait-after-a-move"])
+async def test_sync_receiver_raising_base_exception_on_a_pool_thread_is_a_failure(
+    new_bus: BusFactory, release: threading.Event, exc_type: type[BaseException], path: str
+) -> None:
+    """Used to: a sync receiver raising a BaseException (asyncio.CancelledError,
+    SystemExit) on a pool thread never completed its run: ``await publish``
+    waited forever despite the bus timeout, and the worker queue stopped."""
+    bus = new_bus(timeout=0.2)
+    hung = None
+    if path == "publish_nowait-after-a-move":
+        hung = bus.subscribe(Demo.PING, lambda e: release.wait(10))
+
+    def boom(e: Event) -> None:
+        raise exc_type("from a sync helper")
+
+    bad = bus.subscribe(Demo.PING, boom)
+    if path == "await-publish":
+        report = await asyncio.wait_for(bus.publish(Event(Demo.PING)), 1.5)
+    else:
+        report = await asyncio.wait_for(asyncio.wrap_future(bus.publish_nowait(Event(Demo.PING))), 1.5)
+
+    assert [(s, type(e)) for s, e in report.failed] == [(bad, exc_type)]
+    assert list(report.timed_out) == ([] if hung is None else [hung])
+    assert report.succeeded == []
+    # The worker queue still flows.
+    pongs: list[Event] = []
+    bus.subscribe(Demo.PONG, pongs.append)
+    after = await asyncio.wait_for(asyncio.wrap_future(bus.publish_nowait(Event(Demo.PONG))), 1.5)
+    assert (len(after.succeeded), len(pongs)) == (1, 1)
+
+
+def test_disable_announced_from_a_nowait_job_with_async_receivers_runs_on_a_pool_thread(
+    new_bus: BusFactory,
+) -> None:
+    """Used to: a ``publish_nowait`` job with async receivers finished on the bus
+    loop thread, so SUBSCRIBER_DISABLED handlers ran on (and blocked) the bus
+    loop; a handler waiting for another async publish deadlocked."""
+    bus = new_bus(failure_threshold=1)
+    others: list[Event] = []
+
+    async def bad(e: Event) -> None:
+        raise RuntimeError("x")
+
+    async def other(e: Event) -> None:
+        others.append(e)
+
+    bad_sub = bus.subscribe(Demo.PING, bad)
+    bus.subscribe(Demo.PONG, other)
+    seen: dict[str, Any] = {}
+
+    def on_disabled(e: Event) -> None:
+        seen["thread"] = threading.current_thread().name
+        seen["receiver"] = e.data["receiver"]
+        try:
+            seen["inner"] = bus.publish_nowait(Event(Demo.PONG)).result(timeout=1).ok
+        except concurrent.futures.TimeoutError:
+            seen["inner"] = "deadlock"
+
+    bus.subscribe(SystemEventType.SUBSCRIBER_DISABLED, on_disabled)
+    report = bus.publish_nowait(Event(Demo.PING)).result(timeout=3)
+
+    assert report.disabled == [bad_sub]
+    assert wait_until(lambda: "inner" in seen, 3.0)
+    assert seen["inner"] is True
+    assert seen["receiver"] == bad_sub.name
+    assert not seen["thread"].endswith("-loop")
+    assert len(others) == 1
+
+
+@pytest.mark.asyncio
+async def test_publish_sync_in_a_running_loop_announces_each_disable_once(new_bus: BusFactory) -> None:
+    """Used to: ``publish_sync`` called inside a running loop announced a sync
+    receiver disabled inline twice: once inline, and again when the async
+    receivers it scheduled finished."""
+    bus = new_bus(failure_threshold=1)
+    metas: list[str] = []
+    bus.subscribe(SystemEventType.SUBSCRIBER_DISABLED, lambda e: metas.append(e.data["receiver"]))
+
+    def bad_sync(e: Event) -> None:
+        raise RuntimeError("sync")
+
+    async def bad_async(e: Event) -> None:
+        await asyncio.sleep(0.01)
+        raise RuntimeError("async")
+
+    sync_sub = bus.subscribe(Demo.PING, bad_sync)
+    async_sub = bus.subscribe(Demo.PING, bad_async)
+
+    report = bus.publish_sync(Event(Demo.PING))
+    assert report.scheduled == [async_sub]
+    assert metas == [sync_sub.name]
+
+    assert await async_wait_until(lambda: len(metas) >= 2, 3.0)
+    await asyncio.sleep(0.1)  # room for a duplicate announcement to show up
+    assert metas == [sync_sub.name, async_sub.name]
+    assert report.finished
+    assert report.disabled == [sync_sub, async_sub]
+
+
+@pytest.mark.asyncio
+async def test_sync_receiver_returning_a_coroutine_is_a_type_error_and_nothing_is_left_unawaited(
+    bus: EventBus,
+) -> None:
+    """Used to: a receiver detected as sync that returned a coroutine
+    (``lambda e: handler(e)``) was reported as succeeded and the coroutine was
+    dropped, with "coroutine ... was never awaited"."""
+    ran: list[Event] = []
+
+    async def handler(e: Event) -> None:
+        ran.append(e)
+
+    sub = bus.subscribe(Demo.PING, lambda e: handler(e))  # noqa: PLW0108 - the point: a sync wrapper
+    assert sub.is_async is False
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        reports = [
+            bus.publish_sync(Event(Demo.PING)),
+            await bus.publish(Event(Demo.PING)),
+            await asyncio.wrap_future(bus.publish_nowait(Event(Demo.PING))),
+        ]
+        gc.collect()
+
+    assert [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)] == []
+    assert ran == []
+    for report in reports:
+        assert report.succeeded == []
+        assert [(s, type(e)) for s, e in report.failed] == [(sub, TypeError)]
+        assert "returned an awaitable" in str(report.failed[0][1])
+
+
+@pytest.mark.asyncio
+async def test_reused_exception_does_not_finalize_a_suspended_coroutine(bus: EventBus) -> None:
+    """Used to (in a first version of the locals fix): the same exception object
+    raised through a propagating publish (so its traceback holds this test's
+    coroutine frame) and then by a non-propagating one had the bus clear that
+    frame while the coroutine was suspended, which finalized the coroutine."""
+    bus.set_failure_threshold(1000)
+    error = ValueError("reused")
+
+    def bad(e: Event) -> None:
+        raise error
+
+    sub = bus.subscribe(Demo.PING, bad)
+    bus.set_propagate_exceptions(True)
+    with pytest.raises(ValueError) as info:
+        await bus.publish(Event(Demo.PING))
+    assert info.value is error
+    bus.set_propagate_exceptions(False)
+
+    local_state = ["alive"]
+    report = await bus.publish(Event(Demo.PING))  # suspended here while ``bad`` raises on a pool thread
+    await asyncio.sleep(0)
+    local_state.append("still alive")
+    report2 = bus.publish_sync(Event(Demo.PING))
+
+    assert local_state == ["alive", "still alive"]
+    assert [(s, e) for s, e in report.failed] == [(sub, error)]
+    assert [(s, e) for s, e in report2.failed] == [(sub, error)]
+
+
+# failure mode 15: exception propagation
+def test_propagation_runs_the_remaining_receivers_first() -> None:
+    """With exception propagation on, the first exception aborted the remaining
+    subscribers."""
+    bus = EventBus(propagate_exceptions=True)
+    try:
+        calls: list[str] = []
+        error = ValueError("first")
+
+        def first(event: Event) -> None:
+            calls.append("first")
+            raise error
+
+        bus.subscribe(Demo.PING, first)
+        bus.subscribe(Demo.PING, lambda e: calls.append("second"))
+        bus.subscribe(Demo.PING, lambda e: calls.append("third"))
+        with pytest.raises(ValueError) as excinfo:
+            bus.publish_sync(Event(Demo.PING))
+        assert excinfo.value is error
+        assert calls == ["first", "second", "third"]
+    finally:
+        assert bus.shutdown(timeout=10) == 0
+
+
+# failure mode 16: errors in the worker or the bus loop
+@pytest.mark.asyncio
+async def test_errors_on_the_worker_and_the_bus_loop_reach_the_publisher() -> None:
+    """Errors raised in the worker thread or in the private loop were logged or
+    lost, never handed back to anyone."""
+    bus = EventBus()
+    propagating = EventBus(propagate_exceptions=True)
+    try:
+        sync_error, async_error = ValueError("sync"), KeyError("async")
+
+        def sync_fails(event: Event) -> None:
+            raise sync_error
+
+        async def async_fails(event: Event) -> None:
+            await asyncio.sleep(0)
+            raise async_error
+
+        for b in (bus, propagating):
+            b.subscribe(Demo.PING, sync_fails)
+            b.subscribe(Demo.PONG, async_fails)
+
+        # worker thread (sync receiver) and bus loop (async receiver) -> the future's report
+        report = await asyncio.wrap_future(bus.publish_nowait(Event(Demo.PING)))
+        assert [e for _, e in report.failed] == [sync_error]
+        report = await asyncio.wrap_future(bus.publish_nowait(Event(Demo.PONG)))
+        assert [e for _, e in report.failed] == [async_error]
+        # ... or, with propagation, the future's exception
+        assert propagating.publish_nowait(Event(Demo.PING)).exception(WAIT) is sync_error
+        assert propagating.publish_nowait(Event(Demo.PONG)).exception(WAIT) is async_error
+
+        # the private loop under publish_sync from a plain thread -> the report / the raise
+        report = await asyncio.to_thread(bus.publish_sync, Event(Demo.PONG))
+        assert [e for _, e in report.failed] == [async_error]
+        with pytest.raises(KeyError) as excinfo:
+            await asyncio.to_thread(propagating.publish_sync, Event(Demo.PONG))
+        assert excinfo.value is async_error
+
+        # tasks scheduled on the caller's loop -> the report, once finished
+        report = bus.publish_sync(Event(Demo.PONG))
+        assert report.finished is False
+        assert await async_wait_until(lambda: report.finished)
+        assert [e for _, e in report.failed] == [async_error]
+    finally:
+        assert bus.shutdown(timeout=10) == 0
+        assert propagating.shutdown(timeout=10) == 0
+
+
+# failure mode 17: failure counts
+def test_failure_counts_are_per_subscription_reset_locked_and_whole(bus: EventBus) -> None:
+    """Failure counts were keyed by `id(callback)` (reused after garbage
+    collection), never reset on success, updated without a lock, and
+    auto-disable removed a wildcard subscriber from only the one event type that
+    happened to tip the count."""
+
+    # keyed per subscription: a new subscription starts at 0
+    def make() -> Any:
+        return lambda e: 1 / 0
+
+    fn = make()
+    old = bus.subscribe(Demo.PING, fn)
+    bus.publish_sync(Event(Demo.PING))
+    bus.publish_sync(Event(Demo.PING))
+    assert old.failures == 2
+    assert old.unsubscribe() is True
+    del fn
+    gc.collect()
+    new = bus.subscribe(Demo.PING, make())
+    assert new.failures == 0
+    assert new.unsubscribe() is True
+
+    # reset on success
+    def flaky(event: Event) -> None:
+        if event.data["fail"]:
+            raise ValueError
+
+    sub = bus.subscribe(Demo.PONG, flaky)
+    for fail in (True, True, False, True, True):
+        bus.publish_sync(Event(Demo.PONG, {"fail": fail}))
+    assert (sub.failures, sub.disabled) == (2, False)
+    assert sub.unsubscribe() is True
+
+    # counted under a lock: exact under contention
+    bus.set_failure_threshold(1000)
+    counted = bus.subscribe(Demo.OTHER, make())
+    start = threading.Barrier(10, timeout=WAIT)
+
+    def hammer() -> None:
+        start.wait()
+        for _ in range(10):
+            bus.publish_sync(Event(Demo.OTHER))
+
+    threads = [threading.Thread(target=hammer) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT)
+    assert [t.is_alive() for t in threads] == [False] * 10
+    assert counted.failures == 100
+    assert counted.unsubscribe() is True
+
+    # a wildcard is disabled for every type
+    bus.set_failure_threshold(3)
+    wildcard = bus.subscribe(None, make())
+    for event_type in (Demo.PING, Demo.PONG, Demo.OTHER):
+        bus.publish_sync(Event(event_type))
+    assert wildcard.disabled is True
+    for event_type in (Demo.PING, Demo.PONG, Demo.OTHER, "brand-new-type"):
+        assert list(bus.publish_sync(Event(event_type)).skipped) == [(wildcard, "disabled", None)]

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from blinker import NamedSignal
 
-from blinker_events import Event, EventBus, EventType
+from blinker_events import Event, EventBus, EventType, SystemEventType
 
 from .conftest import Demo
 
@@ -690,6 +690,64 @@ def test_to_dict_default_hook_giving_no_json_is_a_value_error_naming_the_path(co
     event = Event(Demo.PING, {"when": [datetime(2024, 1, 2, tzinfo=UTC)]})
     with pytest.raises(ValueError, match=r"^data\.when\[0\]: default"):
         event.to_dict(default=lambda o: converted)
+
+
+def test_from_dict_keeps_an_event_id_whole() -> None:
+    """Used to: ``from_dict`` split the id and rebuilt it from an int, so
+    "abc-007" came back as "abc-7"."""
+    payload = Event(Demo.PING, {"k": 1}, "src").to_dict()
+    payload["event_id"] = "abc-007"
+    event = Event.from_dict(payload)
+    assert event.event_id == "abc-007"
+    assert Event.from_dict(event.to_dict()).event_id == "abc-007"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("event_id", "abc-\u0663"),  # ARABIC-INDIC DIGIT THREE: str.isdigit() is True
+        ("event_id", "abc-\u00b2"),  # SUPERSCRIPT TWO: isdigit() True, int() fails
+        ("timestamp", 10**400),  # an int no float can hold
+        ("timestamp", 1e300),  # finite, but no datetime can hold it
+    ],
+    ids=["arabic-indic-digit", "superscript-digit", "huge-int-timestamp", "huge-float-timestamp"],
+)
+def test_from_dict_rejects_ids_and_timestamps_it_cannot_hold(field: str, value: Any) -> None:
+    """Used to: non-ASCII digits passed ``isdigit()`` (then crashed or were
+    accepted), and timestamps no datetime can hold were accepted, failing
+    later on ``event.timestamp``."""
+    payload = Event(Demo.PING).to_dict()
+    payload[field] = value
+    with pytest.raises(ValueError, match=field):
+        Event.from_dict(payload)
+
+
+# failure mode 1 (failure-modes-to-rule-out.md): EventType subclass with auto()
+def test_eventtype_subclass_with_auto_defines_members(bus: EventBus) -> None:
+    """`class MyEventTypes(EventType): X = auto()` raises `TypeError: cannot extend
+    enumeration` when `EventType` is a plain `Enum` with members. The guide shows
+    exactly this snippet."""
+
+    class Local(EventType):
+        X = auto()
+        Y = auto()
+
+    assert [m.name for m in Local] == ["X", "Y"]
+    seen: list[Event] = []
+    sub = bus.subscribe(MyEventTypes.MY_CUSTOM_EVENT, seen.append)
+    bus.subscribe(Local.X, seen.append)
+    event = Event(MyEventTypes.MY_CUSTOM_EVENT, {"k": 1}, "me")
+    report = bus.publish_sync(event)
+    bus.publish_sync(Event(Local.X))
+    assert report.succeeded == [sub]
+    assert [e.event_type for e in seen] == [MyEventTypes.MY_CUSTOM_EVENT, Local.X]
+    assert bus.get_history(MyEventTypes.MY_CUSTOM_EVENT) == [event]
+    assert bus.signal_for(MyEventTypes.MY_CUSTOM_EVENT) is not bus.signal_for(Local.X)
+    # the built-ins stay reachable, and new members serialise like built-ins
+    assert EventType.SYSTEM_STARTUP is SystemEventType.SYSTEM_STARTUP
+    back = Event.from_dict(json.loads(json.dumps(event.to_dict())))
+    assert back.event_type is MyEventTypes.MY_CUSTOM_EVENT
+    assert back.event_id == event.event_id
 
 
 # -- reading events back: what to_dict refuses, from_dict refuses too -------------

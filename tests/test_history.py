@@ -3,8 +3,10 @@ filterable, resizable, linking each event to its outcome."""
 
 from __future__ import annotations
 
+import gc
 import sys
 import threading
+import weakref
 from typing import Any
 
 import pytest
@@ -364,3 +366,52 @@ def test_get_history_by_source_passes_over_sources_that_cannot_be_compared(
     assert [r.event for r in bus.get_delivery_reports(source="shop")] == [shop]
     # The caller's own source may be one too: it is found by identity.
     assert bus.get_history(source=incomparable) == [detached]
+
+
+@pytest.mark.parametrize("path", ["publish_sync", "publish_nowait"])
+def test_failures_kept_in_history_do_not_pin_the_receivers_locals(bus: EventBus, path: str) -> None:
+    """Used to: each failure in history kept its traceback and so every local
+    of the failing receiver alive (a receiver holding a 5 MB buffer: 40
+    failing publishes retained ~200 MB)."""
+    bus.set_failure_threshold(10**6)
+
+    class Marker:
+        pass
+
+    refs: list[weakref.ref[Marker]] = []
+
+    def bad(e: Event) -> None:
+        buf = bytearray(5_000_000)
+        marker = Marker()
+        refs.append(weakref.ref(marker))
+        raise ValueError(f"boom {len(buf)}")
+
+    sub = bus.subscribe(Demo.PING, bad)
+    for _ in range(20):
+        if path == "publish_sync":
+            bus.publish_sync(Event(Demo.PING))
+        else:
+            bus.publish_nowait(Event(Demo.PING)).result(timeout=2)
+    gc.collect()
+
+    reports = bus.get_delivery_reports()
+    assert len(reports) == 20
+    assert all([(s, type(e)) for s, e in r.failed] == [(sub, ValueError)] for r in reports)
+    assert sub.last_error is not None
+    assert sub.last_error.startswith("ValueError(")
+    assert len(refs) == 20
+    assert [r() for r in refs] == [None] * 20
+
+
+# failure mode 21: get_history(limit=0)
+def test_get_history_limit_zero_returns_nothing(bus: EventBus) -> None:
+    """`get_history(limit=0)` returned the whole history."""
+    events = [Event(Demo.PING, {"n": n}) for n in range(3)]
+    for event in events:
+        bus.publish_sync(event)
+    assert bus.get_history() == events
+    assert bus.get_history(limit=0) == []
+    assert bus.get_history(Demo.PING, limit=0) == []
+    assert bus.get_delivery_reports(limit=0) == []
+    assert bus.get_history(limit=2) == events[1:]
+    assert bus.get_history(limit=10) == events

@@ -15,7 +15,7 @@ import ctypes
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -23,7 +23,7 @@ import pytest
 from blinker_events import Event, EventBus, SystemEventType
 from blinker_events._watchdog import watchdog
 
-from .conftest import Demo
+from .conftest import Demo, wait_until
 
 
 class Detached:
@@ -63,25 +63,9 @@ HOSTILE_EVENTS: dict[str, Callable[..., Event]] = {
 }
 
 
-@pytest.fixture
-def gate() -> Iterator[threading.Event]:
-    event = threading.Event()
-    yield event
-    event.set()
-
-
 def _watchdog_alive() -> bool:
     thread = watchdog._thread
     return thread is not None and thread.is_alive()
-
-
-def _wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def _timed_out_on_a_pool_thread(bus: EventBus, event: Event) -> None:
@@ -198,7 +182,7 @@ def test_a_dead_watchdog_is_noticed_and_restarted(
     watchdog.slot()  # it runs
     dead = watchdog._thread
     assert dead is not None
-    assert _wait_for(lambda: not watchdog.awaited and all(s.current is None for s in list(watchdog._slots)))
+    assert wait_until(lambda: not watchdog.awaited and all(s.current is None for s in list(watchdog._slots)), 5.0)
     _kill(dead)
     dead.join(5)
     assert not dead.is_alive()

@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import sys
 import threading
 import weakref
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -252,17 +254,13 @@ def test_signal_for_drops_a_collected_weak_receiver_at_once(bus: EventBus) -> No
     assert not signal.has_receivers_for("anyone")
 
 
-def test_weak_receiver_collected_while_the_lock_is_busy_leaves_at_the_next_publish(bus: EventBus) -> None:
-    signal = bus.signal_for("orders")
-    calls: list[Any] = []
-
-    def plain(sender: Any, **kwargs: Any) -> None:
-        calls.append(sender)
-
-    signal.connect(plain)
+@contextlib.contextmanager
+def _lock_held_by_another_thread(bus: EventBus) -> Iterator[None]:
+    """For the block, another thread holds the bus's lock: one changing
+    subscriptions, frozen mid-change."""
     held, release = threading.Event(), threading.Event()
 
-    def hold_the_lock() -> None:  # another thread changing subscriptions, frozen mid-change
+    def hold_the_lock() -> None:
         with bus._lock:
             held.set()
             release.wait(10)
@@ -271,12 +269,24 @@ def test_weak_receiver_collected_while_the_lock_is_busy_leaves_at_the_next_publi
     holder.start()
     try:
         assert held.wait(5)
-        del plain
-        gc.collect()  # must not wait for the lock: that could deadlock
-        assert len(signal.receivers) == 1
+        yield
     finally:
         release.set()
         holder.join(10)
+
+
+def test_weak_receiver_collected_while_the_lock_is_busy_leaves_at_the_next_publish(bus: EventBus) -> None:
+    signal = bus.signal_for("orders")
+    calls: list[Any] = []
+
+    def plain(sender: Any, **kwargs: Any) -> None:
+        calls.append(sender)
+
+    signal.connect(plain)
+    with _lock_held_by_another_thread(bus):
+        del plain
+        gc.collect()  # must not wait for the lock: that could deadlock
+        assert len(signal.receivers) == 1
     report = bus.publish_sync(Event("orders"))
     assert report.succeeded == []
     assert signal.receivers == {}
@@ -299,23 +309,10 @@ def test_sender_whose_cleanup_was_deferred_does_not_leak_into_a_new_sender_with_
     old = neighbours.pop(4)
     old_id = id(old)
     signal.connect(old_receiver, sender=old)
-    held, release = threading.Event(), threading.Event()
-
-    def hold_the_lock() -> None:
-        with bus._lock:
-            held.set()
-            release.wait(10)
-
-    holder = threading.Thread(target=hold_the_lock)
-    holder.start()
-    try:
-        assert held.wait(5)
+    with _lock_held_by_another_thread(bus):
         del old  # freed at once (no cycle); its cleanup is deferred: the lock is busy
         new = _OddSize()
         assert id(new) == old_id
-    finally:
-        release.set()
-        holder.join(10)
     signal.connect(new_receiver, sender=new)
     bus.publish_sync(Event("orders", source=new))
     assert calls == ["new"]

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,18 +22,10 @@ from blinker_events import Event, EventBus, SystemEventType, event_type_name
 from blinker_events.redis import RedisBridge, WireError
 from blinker_events.redis._wire import decode, encode
 from blinker_events.redis.testing import RedisServer
-from tests.conftest import Demo, need_redis_server
+from tests.conftest import Demo, need_redis_server, pending, wait_for
 
 UNKNOWN_TYPE = {"kind": "enum", "enum": "x:Nope", "member": "A"}
 WAIT = 15.0  # generous: a bound that proves something happened, not a timing
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.005)
 
 
 @pytest.fixture
@@ -659,3 +652,228 @@ def test_rediss_urls_use_tls() -> None:
             assert bridge.stop() == 0
             bus.shutdown(timeout=10)
         assert redis_server.cli("XLEN", "test").strip() == "1"
+
+
+def test_an_auto_disabled_receiver_does_not_get_group_work_acknowledged(
+    redis_server: RedisServer, buses: Callable[..., EventBus]
+) -> None:
+    # Was: once the bus disabled the failing receiver, every later entry was
+    # "delivered" to nobody and acknowledged -- the work was lost.
+    bus = buses(failure_threshold=2)
+    calls: list[int] = []
+
+    def charge(event: Event) -> None:
+        calls.append(event.data["n"])
+        raise RuntimeError("payment service down")
+
+    bus.subscribe("charge", charge)
+    bridge = RedisBridge(bus, redis_server.url, stream="s", mode="group", group="g", claim_idle=0.2, max_deliveries=2)
+    assert bridge.start()
+    for n in range(4):
+        bus.publish_sync(Event("charge", {"n": n}))
+    wait_for(lambda: bridge.stats()["dead_lettered"] == 4, "every job dead-lettered, none acknowledged as done")
+    assert bridge.stats()["delivered"] == 0
+    assert pending(redis_server) == 0
+    assert sorted(set(calls)) == [0, 1]  # the receiver ran until it was disabled
+
+
+def test_an_event_with_no_receiver_on_this_node_is_left_for_another(
+    redis_server: RedisServer, buses: Callable[..., EventBus]
+) -> None:
+    idle_bus, worker_bus = buses(), buses()
+    done: list[int] = []
+    worker_bus.subscribe("job", lambda e: done.append(e.data["n"]))
+    idle = RedisBridge(idle_bus, redis_server.url, stream="s", mode="group", group="g", claim_idle=0.2)
+    assert idle.start()
+    idle_bus.publish_sync(Event("job", {"n": 1}))  # only the idle node consumes yet
+    wait_for(lambda: idle.stats()["failed"] >= 1, "the idle node declining it")
+    # Stopped, or it would go on claiming and declining it, racing the worker
+    # to max_deliveries: the nodes of a group should all take what they carry.
+    assert idle.stop() == 0
+    worker = RedisBridge(worker_bus, redis_server.url, stream="s", mode="group", group="g", claim_idle=0.2)
+    assert worker.start()
+    wait_for(lambda: done == [1], "the node with a receiver handling it")
+
+
+def test_max_deliveries_holds_with_other_pending_entries_in_between(
+    redis_server: RedisServer, buses: Callable[..., EventBus]
+) -> None:
+    # Was: one XPENDING range query for the whole claimed batch; this
+    # consumer's other pending entries between the batch's ids filled its
+    # COUNT, and the entries left out counted as first deliveries.
+    redis_server.cli("XGROUP", "CREATE", "s", "g", "$", "MKSTREAM")
+
+    def add(event_type: str, n: int) -> str:
+        fields = encode(Event(event_type, {"n": n}), b"elsewhere", None, 10_000)
+        return redis_server.cli("XADD", "s", "*", *[item.decode() for pair in fields.items() for item in pair]).strip()
+
+    def read(consumer: str, count: int) -> None:
+        redis_server.cli("XREADGROUP", "GROUP", "g", consumer, "COUNT", str(count), "STREAMS", "s", ">")
+
+    first = add("job", 1)
+    for n in range(10):
+        add("filler", n)
+    second = add("job", 2)
+    read("dead", 1)  # the first job, to a consumer that died
+    read("c1", 10)  # the fillers, to the bridge's consumer: pending for it, between the two jobs
+    read("dead", 1)  # the second job
+    for _ in range(5):  # both jobs: six deliveries already
+        redis_server.cli("XREADGROUP", "GROUP", "g", "dead", "STREAMS", "s", "0")
+    time.sleep(0.3)  # idle longer than claim_idle
+
+    bus = buses(failure_threshold=1000)
+    jobs: list[Event] = []
+    bus.subscribe("job", jobs.append)
+    bus.subscribe("filler", lambda e: 1 / 0)  # fillers fail, so they stay pending for c1
+    bridge = RedisBridge(
+        bus, redis_server.url, stream="s", mode="group", group="g", consumer="c1", claim_idle=0.2, max_deliveries=5
+    )
+    assert bridge.start()
+    wait_for(lambda: first in redis_server.cli("XRANGE", "s:dead", "-", "+"), "the first job dead-lettered")
+    wait_for(lambda: second in redis_server.cli("XRANGE", "s:dead", "-", "+"), "the second job dead-lettered")
+    assert jobs == []
+
+
+def test_a_group_made_again_after_redis_lost_its_data_skips_nothing(
+    redis_server: RedisServer, buses: Callable[..., EventBus]
+) -> None:
+    # Was: the producer's XADD made the stream again, then the reader made
+    # the group again at "$", after that entry.
+    producer_bus, consumer_bus = buses(), buses()
+    got: list[int] = []
+    consumer_bus.subscribe("job", lambda e: got.append(e.data["n"]))
+    producer = RedisBridge(producer_bus, redis_server.url, stream="s", mode="group", group="g", direction="out")
+    consumer = RedisBridge(consumer_bus, redis_server.url, stream="s", mode="group", group="g", direction="in")
+    assert producer.start()
+    assert consumer.start()
+    producer_bus.publish_sync(Event("job", {"n": 0}))
+    wait_for(lambda: got == [0], "the first job")
+    redis_server.restart()  # no persistence: the stream and the group are gone
+    for n in range(1, 11):
+        producer_bus.publish_sync(Event("job", {"n": n}))
+        time.sleep(0.02)
+    wait_for(lambda: sorted(got) == list(range(11)), "every job after the data loss", timeout=30)
+
+
+def test_a_hung_redis_is_taken_for_unreachable(redis_server: RedisServer, buses: Callable[..., EventBus]) -> None:
+    # Was: with no socket timeout, a stopped Redis looked slow forever, and
+    # every publish past a full buffer waited put_timeout.
+    bus = buses()
+    bridge = RedisBridge(
+        bus, redis_server.url, stream="s", direction="out", buffer_size=2, client_options={"socket_timeout": 2}
+    )
+    assert bridge.start()
+    pid = redis_server._resources.process.pid  # type: ignore[union-attr]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        for n in range(4):
+            bus.publish_sync(Event("job", {"n": n}))
+        wait_for(lambda: bridge.stats()["connection_errors"] >= 1, "the write timing out")
+        started = time.monotonic()
+        for n in range(5):
+            bus.publish_sync(Event("job", {"n": n}))
+        assert time.monotonic() - started < 2  # dropped at once, not after put_timeout (5 s) each
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert bridge.stats()["dropped"] >= 5
+
+
+def test_every_drop_is_logged_even_inside_the_rate_limit(
+    redis_server: RedisServer, buses: Callable[..., EventBus], caplog: pytest.LogCaptureFixture
+) -> None:
+    bus = buses()
+    bridge = RedisBridge(bus, redis_server.url, stream="s", direction="out", buffer_size=1, batch_size=1)
+    assert bridge.start()
+    redis_server.kill()
+    bus.publish_sync(Event("job", {"n": 0}))  # the writer holds it, failing
+    wait_for(lambda: bridge.stats()["connection_errors"] >= 1, "the outage")
+    with caplog.at_level(logging.WARNING, "blinker_events.redis"):
+        for n in range(4):
+            bus.publish_sync(Event("job", {"n": n}))  # one buffered; of three drops one logged, two held back
+        assert bridge.stop(timeout=0.5) == 2
+    assert bridge.stats()["dropped"] == 5
+    assert "dropped 1 event(s)" in caplog.text
+    assert "2 more event(s) were dropped" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "match"),
+    [
+        ({"url": 123}, TypeError, "url must be a str"),
+        ({"event_types": ["ok", 3.5]}, TypeError, "event_types"),
+        ({"claim_idle": 0.001, "mode": "group"}, ValueError, "claim_idle"),
+        ({"stream": "s", "dead_letter_stream": "s"}, ValueError, "dead_letter_stream"),
+        ({"client_options": {"socket_timeout": 0.5}}, ValueError, "socket_timeout"),
+    ],
+)
+def test_more_bad_arguments_are_refused_naming_them(
+    options: dict[str, Any], error: type[Exception], match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        RedisBridge(EventBus(), **options)
+
+
+def test_a_disabled_bus_leaves_group_work_to_the_other_nodes(
+    redis_server: RedisServer, buses: Callable[..., EventBus]
+) -> None:
+    disabled_bus, worker_bus, producer_bus = buses(), buses(), buses()
+    declined: list[int] = []
+    done: list[int] = []
+    disabled_bus.subscribe("job", lambda e: declined.append(e.data["n"]))
+    worker_bus.subscribe("job", lambda e: done.append(e.data["n"]))
+    disabled_bus.disable()
+    group = {"stream": "s", "mode": "group", "group": "g"}
+    disabled = RedisBridge(disabled_bus, redis_server.url, direction="in", **group)
+    producer = RedisBridge(producer_bus, redis_server.url, direction="out", **group)
+    assert disabled.start()
+    assert producer.start()
+    for n in range(20):
+        producer_bus.publish_sync(Event("job", {"n": n}))
+    time.sleep(0.5)  # the disabled node reads nothing meanwhile
+    worker = RedisBridge(worker_bus, redis_server.url, direction="in", **group)
+    assert worker.start()
+    wait_for(lambda: len(done) == 20, "the worker taking every job")
+    assert sorted(done) == list(range(20))
+    assert declined == []
+    assert disabled.stats()["failed"] == 0
+
+
+def test_broadcast_keeps_stream_order_with_sync_and_async_receivers(
+    redis_server: RedisServer, buses: Callable[..., EventBus]
+) -> None:
+    # Was: events with only async receivers were published at once while the
+    # ones with sync receivers waited in the worker queue, and overtook them.
+    bus, sender_bus = buses(timeout=10), buses()
+    order: list[int] = []
+
+    def slow(event: Event) -> None:
+        time.sleep(0.005)
+        order.append(event.data["n"])
+
+    async def quick(event: Event) -> None:
+        order.append(event.data["n"])
+
+    bus.subscribe("with.sync", slow)
+    bus.subscribe("async.only", quick)
+    reader = RedisBridge(bus, redis_server.url, stream="s", direction="in")
+    sender = RedisBridge(sender_bus, redis_server.url, stream="s", direction="out")
+    assert reader.start()
+    assert sender.start()
+    for n in range(30):
+        sender_bus.publish_sync(Event("with.sync" if n % 2 == 0 else "async.only", {"n": n}))
+    wait_for(lambda: len(order) == 30, "every event")
+    assert order == list(range(30))
+
+
+def test_a_second_bridge_on_the_same_stream_of_one_bus_is_refused(
+    redis_server: RedisServer, buses: Callable[..., EventBus]
+) -> None:
+    bus = buses()
+    first = RedisBridge(bus, redis_server.url, stream="s")
+    second = RedisBridge(bus, redis_server.url, stream="s")
+    assert first.start()
+    with pytest.raises(RuntimeError, match="already has a running bridge on 's'"):
+        second.start()
+    assert not second.running
+    other_stream = RedisBridge(bus, redis_server.url, stream="t")
+    assert other_stream.start()

@@ -27,7 +27,7 @@ from blinker_events import Event, EventBus
 from blinker_events.redis import RedisBridge, WireError, _delivery, _outbound, _wire
 from blinker_events.redis._wire import decode, encode
 from blinker_events.redis.testing import RedisServer
-from tests.test_redis_bridge import wait_for
+from tests.conftest import wait_for
 
 FIELDS = {b"v", b"origin", b"type", b"event"}
 ROOT = Path(__file__).resolve().parent.parent

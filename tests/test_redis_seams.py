@@ -16,7 +16,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
 
@@ -29,26 +28,12 @@ from blinker_events.redis import RedisBridge
 from blinker_events.redis._connection import redact
 from blinker_events.redis._wire import encode
 from blinker_events.redis.testing import RedisServer
-from tests.test_redis_bridge import wait_for
+from tests.conftest import wait_for
 
 #: JSON nested 100,000 deep (200 KB): past the json module's recursion limit
 #: on every Python (3.11's gives up near 1,000, later ones at a C limit of
 #: some thousands), so decoding raises RecursionError.
 DEEP = b"[" * 100_000 + b"]" * 100_000
-
-
-@pytest.fixture
-def buses() -> Iterator[Callable[..., EventBus]]:
-    made: list[EventBus] = []
-
-    def make(**settings: Any) -> EventBus:
-        bus = EventBus(**settings)
-        made.append(bus)
-        return bus
-
-    yield make
-    for bus in made:
-        bus.shutdown(timeout=10)  # also stops the bridges on it
 
 
 @pytest.fixture

@@ -12,10 +12,13 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
-from blinker_events import Event, EventBus
+import pytest
 
-from .conftest import Demo
+from blinker_events import DeliveryReport, Event, EventBus
+
+from .conftest import BusFactory, Demo
 
 WAIT = 5.0
 ROOT = Path(__file__).resolve().parent.parent
@@ -129,3 +132,52 @@ def test_at_exit_what_cannot_be_delivered_in_the_bound_is_counted_and_logged(tmp
     # The one in flight is not dropped (it may still end), but it is not silent either.
     running = [line for line in result.stderr.splitlines() if "still being delivered" in line]
     assert running == ["WARNING shutdown: 1 event(s) still being delivered after 0.5s"]
+
+
+@pytest.mark.parametrize(
+    ("shutdown_timeout", "outcome"),
+    [(5.0, "succeeded"), (0.1, "failed")],
+    ids=["receiver-finishes", "loop-stopped-under-it"],
+)
+def test_shutdown_while_publish_sync_waits_on_the_bus_loop_returns_the_report(
+    new_bus: BusFactory, shutdown_timeout: float, outcome: str
+) -> None:
+    """Used to: ``shutdown()`` stopped the bus loop under a ``publish_sync``
+    waiting for its async receivers: the publisher got a
+    ``concurrent.futures.CancelledError`` (propagation off), the report was
+    neither returned nor recorded, and the receiver was in no list."""
+    bus = new_bus()
+    started = threading.Event()
+    duration = 0.3 if outcome == "succeeded" else 3.0
+
+    async def slow(e: Event) -> None:
+        started.set()
+        await asyncio.sleep(duration)
+
+    sub = bus.subscribe(Demo.PING, slow)
+    event = Event(Demo.PING)
+    out: dict[str, Any] = {}
+
+    def publisher() -> None:
+        try:
+            out["report"] = bus.publish_sync(event)
+        except BaseException as exc:
+            out["exc"] = exc
+
+    thread = threading.Thread(target=publisher)
+    thread.start()
+    assert started.wait(2)
+    assert bus.shutdown(timeout=shutdown_timeout) == 0
+    thread.join(2)
+
+    assert list(out) == ["report"]
+    report: DeliveryReport = out["report"]
+    if outcome == "succeeded":
+        assert report.succeeded == [sub]
+        assert list(report.failed) == []
+    else:
+        assert report.succeeded == []
+        assert list(report.cancelled) == [sub]
+        assert list(report.failed) == []
+    assert report.finished
+    assert bus.get_history() == [event]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -16,14 +15,6 @@ from blinker_events._threads import MAX_THREADS
 from .conftest import Demo
 
 WAIT = 5.0
-
-
-@pytest.fixture
-def release() -> Iterator[threading.Event]:
-    """Set at teardown: lets every hung receiver return, before the bus shuts down."""
-    gate = threading.Event()
-    yield gate
-    gate.set()
 
 
 def _skips(report: DeliveryReport) -> list[tuple[Subscription, str]]:

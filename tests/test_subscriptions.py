@@ -7,18 +7,19 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
+import itertools
 import warnings
 from collections.abc import Iterator
-from enum import Enum
+from enum import Enum, auto
 from typing import Any
 
 import pytest
-from blinker import ANY, Signal
+from blinker import ANY, NamedSignal, Signal
 
 import blinker_events
-from blinker_events import Event, EventBus, EventType, Subscription, default_bus
+from blinker_events import DeliveryReport, Event, EventBus, EventType, Subscription, default_bus
 
-from .conftest import Demo
+from .conftest import BusFactory, Demo
 
 # -- helpers -------------------------------------------------------------------
 
@@ -732,3 +733,316 @@ def test_unsubscribe_by_source_passes_over_tags_that_cannot_be_compared(
     assert bus.unsubscribe_by_source(incomparable) == 1
     assert not theirs.active
     assert bus.get_subscriber_count(Demo.PING) == 1
+
+
+_names = itertools.count()
+
+
+def _signal() -> NamedSignal:
+    """A blinker signal the bus does not own (not in blinker's namespace either)."""
+    return NamedSignal(f"foreign-{next(_names)}")
+
+
+def test_foreign_signal_receivers_get_events_before_the_bus_saw_the_signal(bus: EventBus) -> None:
+    """Used to: a blinker Signal the bus had never been told about (no
+    ``signal_for`` / ``subscribe``) was routed like an unknown type, so the
+    receivers connected to it were not called."""
+    signal = _signal()
+    got: list[Event] = []
+
+    def receiver(sender: Any, event: Event) -> None:
+        got.append(event)
+
+    signal.connect(receiver)
+    event = Event(signal, source="src")
+    report = bus.publish_sync(event)
+
+    assert got == [event]
+    assert [(s.plain, s.callback) for s in report.succeeded] == [(True, receiver)]
+
+
+def test_foreign_signal_plain_receiver_gets_the_cycle_guard(bus: EventBus) -> None:
+    """Used to: each publish made a fresh adapter for a plain receiver of a
+    foreign signal, so A -> A was not seen as a cycle and ran max_depth times."""
+    signal = _signal()
+    calls: list[DeliveryReport] = []
+
+    def recur(sender: Any, event: Event) -> None:
+        calls.append(bus.publish_sync(Event(signal)))
+
+    signal.connect(recur)
+    outer = bus.publish_sync(Event(signal))
+
+    assert len(calls) == 1
+    inner = calls[0]
+    assert [(s.id, reason) for s, reason, _ in inner.skipped] == [(outer.succeeded[0].id, "cycle")]
+    assert [s.callback for s in outer.succeeded] == [recur]
+
+
+def test_foreign_signal_plain_receiver_is_auto_disabled(bus: EventBus) -> None:
+    """Used to: the fresh adapter per publish never accumulated failures, so a
+    plain receiver of a foreign signal failing every time was never disabled."""
+    bus.set_failure_threshold(2)
+    signal = _signal()
+    calls: list[Event] = []
+
+    def bad(sender: Any, event: Event) -> None:
+        calls.append(event)
+        raise RuntimeError("x")
+
+    signal.connect(bad)
+    reports = [bus.publish_sync(Event(signal)) for _ in range(5)]
+
+    assert len(calls) == 2
+    adapter = reports[0].failed[0][0]
+    assert [len(r.failed) for r in reports] == [1, 1, 0, 0, 0]
+    assert [[(s, reason) for s, reason, _ in r.skipped] for r in reports[2:]] == [[(adapter, "disabled")]] * 3
+    assert reports[1].disabled == [adapter]
+    assert (adapter.disabled, adapter.failures) == (True, 2)
+    assert all(r.failed[0][0] is adapter for r in reports[:2])
+
+
+def test_foreign_signal_receivers_keep_subscription_order(bus: EventBus) -> None:
+    """Used to: plain receivers of a foreign signal were always ordered first
+    (sequence 0), ahead of subscriptions made earlier."""
+    signal = _signal()
+    order: list[str] = []
+    bus.subscribe(signal, lambda e: order.append("subscribed-first"))
+
+    def connected(sender: Any, event: Event) -> None:
+        order.append("connected-second")
+
+    signal.connect(connected)
+    bus.publish_sync(Event(signal))
+    bus.publish_sync(Event(signal))
+
+    assert order == ["subscribed-first", "connected-second"] * 2
+
+
+def test_second_bus_neither_delivers_nor_disables_the_first_bus_subscriptions(new_bus: BusFactory) -> None:
+    """Used to: a foreign signal used on two buses made bus2's publish deliver
+    to bus1's subscriptions and count their failures with bus2's guards (bus1's
+    subscription was disabled by bus2's threshold)."""
+    signal = _signal()
+    bus1 = new_bus(failure_threshold=100)
+    bus2 = new_bus(failure_threshold=1)
+    got1: list[Event] = []
+    got2: list[Event] = []
+
+    def first(e: Event) -> None:
+        got1.append(e)
+        raise RuntimeError("bus1's receiver")
+
+    sub1 = bus1.subscribe(signal, first)
+    sub2 = bus2.subscribe(signal, got2.append)
+
+    event = Event(signal)
+    report = bus2.publish_sync(event)
+    assert report.succeeded == [sub2]
+    assert (list(report.failed), list(report.disabled)) == ([], [])
+    assert got1 == []
+    assert got2 == [event]
+    assert (sub1.failures, sub1.disabled) == (0, False)
+    assert bus1.get_history() == []
+
+    own = bus1.publish_sync(Event(signal))
+    assert [s for s, _ in own.failed] == [sub1]
+    assert own.succeeded == []
+    assert len(got1) == 1
+    assert len(got2) == 1
+
+
+def test_plain_receiver_adapter_unsubscribe_disconnects_the_receiver(bus: EventBus) -> None:
+    """Used to: ``unsubscribe()`` on the adapter of a plain blinker receiver only
+    marked the adapter inactive; the receiver stayed connected, and connecting
+    it again reused the dead adapter, so it was never called again."""
+    signal = bus.signal_for(Demo.PING)
+    got: list[Event] = []
+
+    def plain(sender: Any, event: Event) -> None:
+        got.append(event)
+
+    signal.connect(plain)
+    bus.publish_sync(Event(Demo.PING))
+    [adapter] = bus.get_subscriptions(Demo.PING)
+    assert adapter.plain is True
+
+    assert adapter.unsubscribe() is True
+    assert dict(signal.receivers) == {}
+    assert bus.get_subscriber_count(Demo.PING) == 0
+    assert bus.publish_sync(Event(Demo.PING)).succeeded == []
+    assert len(got) == 1
+
+    signal.connect(plain)
+    again = Event(Demo.PING)
+    report = bus.publish_sync(again)
+    assert got[1:] == [again]
+    assert [(s.plain, s.callback) for s in report.succeeded] == [(True, plain)]
+    assert bus.get_subscriber_count(Demo.PING) == 1
+
+
+def test_unsubscribe_by_source_none_is_refused_and_removes_nothing(bus: EventBus) -> None:
+    """Used to: ``unsubscribe_by_source(None)`` removed every untagged
+    subscription (None is their tag)."""
+    got: list[str] = []
+    bus.subscribe(Demo.PING, lambda e: got.append("untagged-ping"))
+    bus.subscribe(Demo.PONG, lambda e: got.append("untagged-pong"))
+    bus.subscribe(Demo.PING, lambda e: got.append("tagged"), source="comp")
+
+    with pytest.raises(ValueError, match="source"):
+        bus.unsubscribe_by_source(None)
+
+    assert bus.get_subscriber_count() == 3
+    bus.publish_sync(Event(Demo.PING))
+    bus.publish_sync(Event(Demo.PONG))
+    assert got == ["untagged-ping", "tagged", "untagged-pong"]
+
+
+def test_same_callback_with_equal_but_not_identical_sender_is_one_subscription(bus: EventBus) -> None:
+    """Used to: duplicates were found by ``sender is sender``, so subscribing the
+    same callback twice with equal (not identical) sender strings made two
+    subscriptions and delivered twice."""
+    got: list[Event] = []
+    first_sender = "".join(["sen", "der"])
+    second_sender = "".join(["sen", "der"])
+    assert first_sender == second_sender
+    assert first_sender is not second_sender
+
+    s1 = bus.subscribe(Demo.PING, got.append, sender=first_sender)
+    s2 = bus.subscribe(Demo.PING, got.append, sender=second_sender)
+    assert s1 is s2
+    assert bus.get_subscriber_count(Demo.PING) == 1
+
+    event = Event(Demo.PING, source="sender")
+    bus.publish_sync(event)
+    bus.publish_sync(Event(Demo.PING, source="other"))
+    assert got == [event]
+
+
+# failure mode 2: the source tag of a bound method
+def test_bound_method_subscribes_with_a_source_tag(bus: EventBus) -> None:
+    """`subscribe(T, self.on_startup, source="MyComponent")` crashed because the
+    source tag was stored as an attribute on the callback, and bound methods take
+    no attributes. Storing the tag on the callback also meant one function
+    subscribed by two components kept only the last tag."""
+    seen: list[str] = []
+
+    class Component:
+        def __init__(self, name: str) -> None:
+            self.name = name
+            self.sub = bus.subscribe(EventType.SYSTEM_STARTUP, self.on_startup, source=name)
+
+        def on_startup(self, event: Event) -> None:
+            seen.append(self.name)
+
+    component = Component("MyComponent")
+    assert component.sub.source == "MyComponent"
+    bus.publish_sync(Event(EventType.SYSTEM_STARTUP))
+    assert seen == ["MyComponent"]
+    assert bus.unsubscribe_by_source("MyComponent") == 1
+    bus.publish_sync(Event(EventType.SYSTEM_STARTUP))
+    assert seen == ["MyComponent"]
+
+    def shared(event: Event) -> None:
+        seen.append("shared")
+
+    tag_a = bus.subscribe(Demo.PING, shared, source="A")
+    tag_b = bus.subscribe(Demo.PING, shared, source="B")
+    assert tag_a is not tag_b
+    assert (tag_a.source, tag_b.source) == ("A", "B")
+    assert bus.unsubscribe_by_source("A") == 1
+    assert bus.get_subscriptions(Demo.PING) == [tag_b]
+    assert bus.unsubscribe_by_source("B") == 1
+
+    # a collected component unsubscribes itself (bound methods are held weakly)
+    Component("Transient")
+    gc.collect()
+    assert bus.get_subscriber_count(EventType.SYSTEM_STARTUP) == 0
+
+
+# failure mode 2 (companion)
+def test_bound_builtin_methods_are_identified_like_bound_methods(bus: EventBus) -> None:
+    """Companion of the bullet above: `subscribe(T, seen.append)` twice is one
+    subscription, and `unsubscribe(T, seen.append)` removes it."""
+    seen: list[Event] = []
+    first = bus.subscribe(Demo.PING, seen.append)
+    again = bus.subscribe(Demo.PING, seen.append)
+    assert again is first
+    bus.publish_sync(Event(Demo.PING))
+    assert len(seen) == 1
+    assert bus.unsubscribe(Demo.PING, seen.append) == 1
+    assert bus.get_subscriber_count(Demo.PING) == 0
+
+
+# failure mode 3: subscribe to all events
+def test_catch_all_subscription_covers_types_defined_later(bus: EventBus) -> None:
+    """ "Subscribe to all events" only covered the event types that existed at that
+    moment; types defined later were missed."""
+    seen: list[Any] = []
+    sub = bus.subscribe(None, lambda e: seen.append(e.event_type))
+
+    class DefinedLater(EventType):
+        NEW = auto()
+
+    for event_type in (DefinedLater.NEW, "a-string-type-never-seen", Demo.PING):
+        assert bus.publish_sync(Event(event_type)).succeeded == [sub]
+    assert seen == [DefinedLater.NEW, "a-string-type-never-seen", Demo.PING]
+
+
+# failure mode 4: an object with async __call__
+@pytest.mark.asyncio
+async def test_object_with_async_call_is_awaited(bus: EventBus) -> None:
+    """An object with `async def __call__` was treated as sync: it was never awaited
+    ("coroutine was never awaited")."""
+
+    class Handler:
+        def __init__(self) -> None:
+            self.done: list[str] = []
+
+        async def __call__(self, event: Event) -> None:
+            await asyncio.sleep(0)
+            self.done.append(event.data["via"])
+
+    async def with_prefix(prefix: str, event: Event) -> None:
+        await asyncio.sleep(0)
+        handler.done.append(prefix + event.data["via"])
+
+    handler = Handler()
+    sub = bus.subscribe(Demo.PING, handler)
+    partial_sub = bus.subscribe(Demo.PING, functools.partial(with_prefix, "partial-"))
+    assert sub.is_async is True
+    assert partial_sub.is_async is True
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        await bus.publish(Event(Demo.PING, {"via": "await"}))
+        await asyncio.to_thread(bus.publish_sync, Event(Demo.PING, {"via": "sync"}))
+        await asyncio.wrap_future(bus.publish_nowait(Event(Demo.PING, {"via": "nowait"})))
+        gc.collect()
+    assert sorted(handler.done) == sorted(
+        ["await", "sync", "nowait", "partial-await", "partial-sync", "partial-nowait"]
+    )
+    assert [w for w in caught if issubclass(w.category, RuntimeWarning)] == []
+
+
+# failure mode 19: subscriptions made while disabled
+def test_subscriptions_made_while_disabled_are_kept(bus: EventBus) -> None:
+    """Subscriptions made while the bus was disabled were silently dropped."""
+    seen: list[Event] = []
+    bus.disable()
+    assert bus.is_enabled() is False
+
+    def receiver(event: Event) -> None:
+        seen.append(event)
+
+    def catch_all(event: Event) -> None:
+        seen.append(event)
+
+    sub = bus.subscribe(Demo.PING, receiver)
+    wildcard = bus.subscribe(None, catch_all)
+    assert bus.get_subscriber_count(Demo.PING) == 2
+    report = bus.publish_sync(Event(Demo.PING))
+    assert (report.succeeded, seen, bus.get_history()) == ([], [], [])
+    bus.enable()
+    event = Event(Demo.PING)
+    assert bus.publish_sync(event).succeeded == [sub, wildcard]
+    assert seen == [event, event]

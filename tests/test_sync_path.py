@@ -23,7 +23,7 @@ from asgiref.sync import sync_to_async
 
 from blinker_events import Event, EventBus, Subscription
 
-from .conftest import Demo
+from .conftest import WAIT, Demo, async_wait_until
 
 CTX: contextvars.ContextVar[str] = contextvars.ContextVar("test_sync_path_ctx", default="unset")
 
@@ -38,14 +38,6 @@ def _only(bus: EventBus, predicate: Callable[[Subscription], bool]) -> Subscript
 def _thread_loop() -> Any:
     """The event loop set (not running) on the calling thread, read without creating one."""
     return getattr(asyncio.get_event_loop_policy()._local, "_loop", None)  # type: ignore[attr-defined]
-
-
-async def _until(predicate: Callable[[], bool], timeout: float = 2.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate() and loop.time() < deadline:  # noqa: ASYNC110 - polling another thread's state
-        await asyncio.sleep(0.01)
-    assert predicate()
 
 
 @pytest.fixture
@@ -415,7 +407,7 @@ async def test_publish_sync_inside_running_loop_schedules_async_receivers(bus: E
     assert report.finished is False
     assert report.succeeded == [s_sub]
     gc.collect()  # the bus keeps the task alive
-    await _until(lambda: report.finished)
+    assert await async_wait_until(lambda: report.finished, 2.0)
     assert ran == [("sync", threading.get_ident()), ("async", loop)]
     assert report.succeeded == [s_sub, a_sub]
     assert list(report.scheduled) == []
@@ -437,7 +429,7 @@ async def test_failing_scheduled_receiver_is_reported_and_logged(
         report = bus.publish_sync(Event(Demo.PING))
         assert list(report.scheduled) == [sub]
         assert list(report.failed) == []
-        await _until(lambda: report.finished)
+        assert await async_wait_until(lambda: report.finished, 2.0)
     assert list(report.failed) == [(sub, boom)]
     assert report.succeeded == []
     assert report.errors() == [boom]
@@ -462,7 +454,102 @@ async def test_scheduled_receiver_is_cancelled_at_its_timeout(bus: EventBus) -> 
     sub = bus.subscribe(Demo.PING, hang)
     report = bus.publish_sync(Event(Demo.PING), timeout=0.1)
     assert list(report.scheduled) == [sub]
-    await _until(lambda: report.finished and cancelled == ["hang"])
+    assert await async_wait_until(lambda: report.finished and cancelled == ["hang"], 2.0)
     assert list(report.timed_out) == [sub]
     assert report.succeeded == []
     assert list(report.failed) == []
+
+
+# failure mode 5: publish_sync with no running loop
+def test_publish_sync_without_a_running_loop_runs_async_receivers(
+    bus: EventBus, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`publish_sync` from the main thread with no running loop did not run async
+    subscribers at all (it logged an error per subscriber, each error counting
+    toward auto-disable)."""
+    assert threading.current_thread() is threading.main_thread()
+    ran: list[str] = []
+
+    async def async_receiver(event: Event) -> None:
+        await asyncio.sleep(0.01)
+        ran.append("async")
+
+    sub = bus.subscribe(Demo.PING, async_receiver)
+    for _ in range(5):
+        report = bus.publish_sync(Event(Demo.PING))
+        assert report.succeeded == [sub]
+        assert report.finished is True
+    assert ran == ["async"] * 5
+    assert sub.failures == 0
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+# failure mode 6: publish_sync inside a running loop
+@pytest.mark.asyncio
+async def test_publish_sync_inside_a_running_loop_delivers(bus: EventBus, caplog: pytest.LogCaptureFixture) -> None:
+    """`publish_sync` inside a running loop failed with "Cannot run the event loop
+    while another loop is running" / asgiref's "You cannot use AsyncToSync in the
+    same thread as an async event loop"."""
+    loop = asyncio.get_running_loop()
+    where: dict[str, Any] = {}
+
+    def sync_receiver(event: Event) -> None:
+        where["sync"] = threading.get_ident()
+
+    async def async_receiver(event: Event) -> None:
+        await asyncio.sleep(0.01)
+        where["async"] = asyncio.get_running_loop()
+
+    sync_sub = bus.subscribe(Demo.PING, sync_receiver)
+    async_sub = bus.subscribe(Demo.PING, async_receiver)
+
+    report = bus.publish_sync(Event(Demo.PING))
+    # sync receivers ran inline; async ones are tracked tasks on this loop
+    assert where == {"sync": threading.get_ident()}
+    assert report.succeeded == [sync_sub]
+    assert list(report.scheduled) == [async_sub]
+    assert report.finished is False
+    assert await async_wait_until(lambda: report.finished)
+    assert report.succeeded == [sync_sub, async_sub]
+    assert where["async"] is loop
+
+    # inside sync_to_async (the asgiref case), async receivers run to completion on this loop
+    where.clear()
+    report = await sync_to_async(bus.publish_sync)(Event(Demo.PING))
+    assert report.finished is True
+    assert report.succeeded == [sync_sub, async_sub]
+    assert where["async"] is loop
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+# failure mode 7: a throwaway event loop left set
+def test_publish_sync_leaves_no_event_loop_set_on_the_thread(bus: EventBus) -> None:
+    """A throwaway event loop was created per call, then closed and left set as the
+    thread's current loop."""
+    loops: list[asyncio.AbstractEventLoop] = []
+    outcome: dict[str, Any] = {}
+
+    async def async_receiver(event: Event) -> None:
+        loops.append(asyncio.get_running_loop())
+
+    bus.subscribe(Demo.PING, async_receiver)
+
+    def in_fresh_thread() -> None:
+        policy = asyncio.events.get_event_loop_policy()
+        outcome["before"] = policy._local._loop  # type: ignore[attr-defined]
+        for _ in range(3):
+            bus.publish_sync(Event(Demo.PING))
+        outcome["after"] = policy._local._loop  # type: ignore[attr-defined]
+
+    thread = threading.Thread(target=in_fresh_thread)
+    thread.start()
+    thread.join(WAIT)
+    assert not thread.is_alive()
+    assert outcome == {"before": None, "after": None}
+    assert len(loops) == 3
+    assert loops[0] is loops[1] is loops[2]  # the one bus loop, reused
+    assert loops[0].is_closed() is False
+    assert loops[0].is_running() is True
+    # the main thread is untouched too
+    bus.publish_sync(Event(Demo.PING))
+    assert loops[3] is loops[0]

@@ -15,12 +15,13 @@ import time
 import weakref
 from collections.abc import Iterator
 from concurrent.futures import Future
+from typing import Any
 
 import pytest
 
 from blinker_events import DeliveryReport, Event, EventBus, QueueFullError
 
-from .conftest import Demo, all_collected
+from .conftest import HANG, BusFactory, Demo, all_collected, hold_the_worker, log_records
 
 CTX: contextvars.ContextVar[str] = contextvars.ContextVar("test_worker_ctx", default="unset")
 WAIT = 5.0  # upper bound for waits that normally end at once
@@ -543,3 +544,226 @@ def test_a_run_moved_off_a_hung_receiver_leaves_no_event_behind() -> None:
     time.sleep(0.4)  # the hung receiver returns, its thread goes idle
     assert all_collected([ref])
     assert bus.shutdown(timeout=10) == 0
+
+
+def test_run_moved_off_a_hung_receiver_keeps_the_async_receivers_met_before(
+    new_bus: BusFactory, release: threading.Event
+) -> None:
+    """Used to: when the watchdog moved a ``publish_nowait`` run off a hung sync
+    receiver, the async receivers collected before it were dropped: never
+    called, and missing from the report."""
+    bus = new_bus(timeout=0.2)
+    called: list[str] = []
+
+    async def early(e: Event) -> None:
+        called.append("early-async")
+
+    def late(e: Event) -> None:
+        called.append("late-sync")
+
+    a = bus.subscribe(Demo.PING, early)
+    b = bus.subscribe(Demo.PING, lambda e: release.wait(10))
+    c = bus.subscribe(Demo.PING, late)
+
+    report = bus.publish_nowait(Event(Demo.PING)).result(timeout=1.5)
+
+    assert sorted(called) == ["early-async", "late-sync"]
+    assert sorted(s.id for s in report.succeeded) == sorted([a.id, c.id])
+    assert report.timed_out == [b]
+    assert (list(report.failed), list(report.skipped)) == ([], [])
+
+
+def test_cancelled_queued_publish_nowait_is_skipped_and_shutdown_stays_prompt(bus: EventBus) -> None:
+    """Used to: cancelling a queued ``publish_nowait`` future corrupted the
+    in-flight count, so ``shutdown(timeout=1)`` waited the full second (and
+    ``shutdown()`` without a timeout would hang forever)."""
+    gate = threading.Event()
+    calls: list[Event] = []
+
+    def receiver(e: Event) -> None:
+        calls.append(e)
+        gate.wait(2)
+
+    bus.subscribe(Demo.PING, receiver)
+    first = bus.publish_nowait(Event(Demo.PING))  # occupies the worker
+    second = Event(Demo.PING)
+    queued = bus.publish_nowait(second)
+    assert queued.cancel() is True
+    gate.set()
+    assert first.result(timeout=2).ok
+
+    started = time.perf_counter()
+    assert bus.shutdown(timeout=1) == 0
+    assert time.perf_counter() - started < 0.5
+    assert second not in calls
+    assert len(calls) == 1
+    assert bus.stats()["queued"] == 0
+
+    later = bus.publish_nowait(Event(Demo.PING)).result(timeout=2)
+    assert len(later.succeeded) == 1
+    assert len(calls) == 2
+
+
+# failure mode 9: the block overflow policy
+@pytest.mark.asyncio
+async def test_block_overflow_in_a_coroutine_does_not_freeze_the_loop(gate: threading.Event) -> None:
+    """Under a "block" overflow policy a blocking `queue.put` ran inside a
+    coroutine and froze the event loop."""
+    bus = EventBus(queue_size=1, overflow="block")
+    started = threading.Event()
+    try:
+
+        def slow(event: Event) -> None:
+            started.set()
+            gate.wait(HANG)
+
+        bus.subscribe(Demo.PING, slow)
+        first = bus.publish_nowait(Event(Demo.PING))
+        assert await asyncio.to_thread(started.wait, WAIT)
+        queued = bus.publish_nowait(Event(Demo.PING))  # fills the queue
+        assert bus.stats()["queued"] == 1
+
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.01)
+
+        tick_task = asyncio.create_task(ticker())
+        await asyncio.sleep(0.03)
+        t0 = time.monotonic()
+        with pytest.raises(QueueFullError, match="event loop"):
+            bus.publish_nowait(Event(Demo.PING), timeout=HANG)
+        assert time.monotonic() - t0 < 1.0  # raised at once, did not wait the 3 s block timeout
+        before = ticks
+        await asyncio.sleep(0.05)
+        assert ticks > before  # the loop keeps running
+        tick_task.cancel()
+        assert bus.stats()["rejected"] == 1
+
+        gate.set()
+        assert (await asyncio.wrap_future(first)).ok
+        assert (await asyncio.wrap_future(queued)).ok
+    finally:
+        gate.set()
+        assert bus.shutdown(timeout=10) == 0
+
+
+# failure mode 9 (companion)
+def test_block_overflow_from_a_plain_thread_waits_for_room(gate: threading.Event) -> None:
+    """Companion: outside a loop, "block" really blocks -- until room is made, or
+    until the timeout, then QueueFullError (counted)."""
+    bus = EventBus(queue_size=1, overflow="block")
+    try:
+        seen, first = hold_the_worker(bus, gate, first=1)
+        second = bus.publish_nowait(Event(Demo.PING, {"n": 2}))
+        t0 = time.monotonic()
+        with pytest.raises(QueueFullError, match="no room within"):
+            bus.publish_nowait(Event(Demo.PING, {"n": 99}), timeout=0.2)
+        assert 0.15 < time.monotonic() - t0 < 1.5
+        assert bus.stats()["rejected"] == 1
+
+        threading.Timer(0.1, gate.set).start()
+        third = bus.publish_nowait(Event(Demo.PING, {"n": 3}), timeout=WAIT)  # blocks until room
+        assert [f.result(WAIT).ok for f in (first, second, third)] == [True, True, True]
+        assert seen == [1, 2, 3]
+    finally:
+        gate.set()
+        assert bus.shutdown(timeout=10) == 0
+
+
+# failure mode 18: disable() then enable() while the worker is busy
+def test_disable_then_enable_while_the_worker_is_busy_keeps_it_running(bus: EventBus, gate: threading.Event) -> None:
+    """`disable()` then `enable()` while the worker was busy stopped the worker
+    forever; `disable()` held the bus lock while joining the worker."""
+    seen, first = hold_the_worker(bus, gate, first=1)
+    queued = bus.publish_nowait(Event(Demo.PING, {"n": 2}))
+
+    outcome: dict[str, Any] = {}
+
+    def toggle() -> None:
+        bus.disable()
+        # the bus lock is free while disabled and the worker busy
+        outcome["sub"] = bus.subscribe(Demo.PONG, lambda e: None)
+        outcome["while_disabled"] = bus.publish_nowait(Event(Demo.PING, {"n": 99}))
+        bus.enable()
+
+    helper = threading.Thread(target=toggle)
+    helper.start()
+    helper.join(2.0)
+    assert not helper.is_alive()  # neither call waited for the busy worker
+    while_disabled = outcome["while_disabled"]
+    assert while_disabled.done() is True
+    assert while_disabled.result().succeeded == []
+
+    gate.set()
+    assert first.result(WAIT).ok
+    assert queued.result(WAIT).ok  # queued before disable(): still delivered
+    later = bus.publish_nowait(Event(Demo.PING, {"n": 3}))
+    assert later.result(WAIT).ok  # the worker is alive
+    assert seen == [1, 2, 3]
+    assert bus.get_subscriptions(Demo.PONG) == [outcome["sub"]]
+
+
+# failure mode 20: queue overflow
+def test_queue_overflow_is_reported_and_counted(gate: threading.Event, caplog: pytest.LogCaptureFixture) -> None:
+    """A queue overflow dropped events with only a log line; a test that shrank the
+    queue leaked that setting into later tests, which then lost 48 of 50 events."""
+    bus = EventBus(queue_size=2, overflow="drop_oldest")
+    try:
+        seen, held = hold_the_worker(bus, gate, first=0)
+        futures = [held] + [bus.publish_nowait(Event(Demo.PING, {"n": n})) for n in (1, 2, 3)]
+
+        # the oldest queued event (n=1) was dropped: counted, logged, its future failed
+        assert bus.stats()["dropped"] == 1
+        with pytest.raises(QueueFullError, match="dropped"):
+            futures[1].result(WAIT)
+        assert len(log_records(caplog, logging.WARNING, "dropped the oldest")) == 1
+        gate.set()
+        assert [f.result(WAIT).ok for f in (futures[0], futures[2], futures[3])] == [True, True, True]
+        assert seen == [0, 2, 3]
+    finally:
+        gate.set()
+        assert bus.shutdown(timeout=10) == 0
+
+    rejecting = EventBus(queue_size=1, overflow="raise")
+    started = threading.Event()
+    gate.clear()
+    try:
+        rejecting.subscribe(Demo.PING, lambda e: (started.set(), gate.wait(HANG)))
+        first = rejecting.publish_nowait(Event(Demo.PING))
+        assert started.wait(WAIT)
+        second = rejecting.publish_nowait(Event(Demo.PING))
+        with pytest.raises(QueueFullError, match="overflow='raise'"):
+            rejecting.publish_nowait(Event(Demo.PING))
+        assert rejecting.stats()["rejected"] == 1
+        gate.set()
+        assert [first.result(WAIT).ok, second.result(WAIT).ok] == [True, True]
+    finally:
+        gate.set()
+        assert rejecting.shutdown(timeout=10) == 0
+
+
+# failure mode 20 (same bullet)
+def test_a_fresh_bus_has_the_default_queue_size(bus: EventBus, gate: threading.Event) -> None:
+    """(same bullet) A fresh bus -- the fixture of the next test -- has the default
+    queue however small another bus's was: 50 events queued behind a busy
+    worker are all delivered."""
+    small = EventBus(queue_size=2, overflow="raise")
+    assert small.shutdown(timeout=10) == 0
+    seen, held = hold_the_worker(bus, gate, first=0)
+    futures = [held] + [bus.publish_nowait(Event(Demo.PING, {"n": n})) for n in range(1, 50)]
+    assert bus.stats()["queued"] == 49
+    gate.set()
+    assert [f.result(WAIT).ok for f in futures] == [True] * 50
+    assert seen == list(range(50))
+    assert (bus.stats()["dropped"], bus.stats()["rejected"]) == (0, 0)
+
+
+def test_publish_nowait_returns_a_concurrent_future(bus: EventBus) -> None:
+    """publish_nowait hands back a concurrent.futures.Future (usable from any thread)."""
+    future = bus.publish_nowait(Event(Demo.PING))
+    assert isinstance(future, Future)
+    assert future.result(WAIT).succeeded == []
