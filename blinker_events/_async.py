@@ -31,6 +31,7 @@ from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
 from ._context import enter_context, leave_context, reset_handling, set_handling
+from ._outcomes import TASK_CANCELLED
 from ._report import DeliveryReport
 from ._subscription import Subscription
 from ._watchdog import AsyncDeadline, watchdog
@@ -319,7 +320,7 @@ def _record(
         elif task in cut_short:
             outcomes.cancelled(report, sub, _PUBLISH_CANCELLED)
         elif task.cancelled():
-            outcomes.cancelled(report, sub, "its task was cancelled")
+            outcomes.cancelled(report, sub, TASK_CANCELLED)
         else:
             exc = task.exception()
             outcomes.ended(report, sub, exc, None if exc is not None else task.result())

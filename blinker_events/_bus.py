@@ -1,16 +1,9 @@
 """The :class:`EventBus` facade: the three ways to publish, settings,
-introspection and lifecycle. Who listens to what -- signals, subscriptions,
-routes -- is its :class:`~._registry.Registry`, which it holds and delegates
-to.
-
-Every publish is the one pipeline: :meth:`Runtime.begin
-<._runtime.Runtime.begin>` (checks, report, enabled, outlets, route), then
-one path -- :mod:`._inline`, :mod:`._on_loop` or :mod:`._worker` -- then
-:meth:`Runtime.finish <._runtime.Runtime.finish>` (history, disable
-announcements, propagation). The bus owns its runtime (history, outcome
-recorder, settings, and -- started lazily -- the thread pool and the loop
-thread) and the worker queue; :mod:`._runtime` says where each kind of
-receiver runs on each path.
+introspection and lifecycle, delegating who listens to what to its
+:class:`~._registry.Registry`. Every publish is the one pipeline of
+:mod:`._runtime` (``begin``, one path -- :mod:`._inline`, :mod:`._on_loop`
+or :mod:`._worker` -- then ``finish``), which also says where each kind of
+receiver runs on each path. The bus owns its runtime and worker queue.
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ from ._report import DeliveryReport
 from ._signals import Route
 from ._subscription import Subscription
 from ._sync import deliver_sync
+from ._threads import hold_until_done
 
 if TYPE_CHECKING:
     from ._runtime import Runtime
@@ -43,8 +44,6 @@ def deliver_inline(runtime: Runtime, report: DeliveryReport, route: Route, overr
     """Deliver to every receiver of ``route`` (non-empty) from this thread,
     recording into ``report`` and setting its duration."""
     started = perf_counter()
-    if route.collect:
-        report.results = []
     handling = get_handling()
     chain = () if handling is None else handling[1]
     async_subs = deliver_sync(runtime, report, route.subs, chain, override, started=started)
@@ -68,7 +67,7 @@ def _run_async_from_sync(
         unstarted: list[Coroutine[Any, Any, None]] = []  # until it starts: see _dropped
         unstarted.append(_scheduled(runtime, report, subs, chain, override, announced, unstarted))
         task = running.create_task(unstarted[0])
-        runtime.track(task)
+        hold_until_done(task)
         task.add_done_callback(lambda _: _unstarted(runtime, report, subs))
         # A loop closed without cancelling its tasks drops this one
         # unfinished; its receivers are cancelled all the same, when it is

@@ -27,6 +27,7 @@ from ._report import DeliveryReport
 from ._signals import Route
 from ._subscription import Subscription
 from ._sync import SyncRun
+from ._threads import hold_until_done
 
 if TYPE_CHECKING:
     from ._runtime import Runtime
@@ -45,8 +46,6 @@ def deliver_on_loop(runtime: Runtime, report: DeliveryReport, route: Route, over
     chain = () if handling is None else handling[1]
     if route.sync_subs:
         return _with_sync_half(runtime, report, route, chain, override)
-    if route.collect:
-        report.results = []
     if len(route.async_subs) == 1:  # the common case, in the publisher's own task
         return deliver_one(runtime, report, route.async_subs[0], chain, override)
     return deliver_async(runtime, report, route.async_subs, chain, override)
@@ -58,8 +57,7 @@ async def _with_sync_half(
     # The sync half records into a report of its own: it runs on another
     # thread at the same time as the async half.
     sync_report = DeliveryReport(report.event)
-    if route.collect:
-        report.results = []
+    if report.results is not None:  # collecting (see Runtime.begin): both halves do
         sync_report.results = []
     waiter = _start_sync_run(runtime, report, sync_report, route.sync_subs, chain, override)
     try:
@@ -101,7 +99,7 @@ def _start_sync_run(
     context = contextvars.copy_context()
     if runtime.live.value.sync_executor == "thread_sensitive":
         run = SyncRun(runtime, report, subs, chain, override, context, done, movable=False)
-        runtime.track(loop.create_task(sync_to_async(run.run, thread_sensitive=True)()))
+        hold_until_done(loop.create_task(sync_to_async(run.run, thread_sensitive=True)()))
         # The executor's one thread may still be stuck in an earlier
         # receiver; then this run would not even start, and no deadline
         # would apply to it. Give it up at its first receiver's deadline.

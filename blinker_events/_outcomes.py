@@ -20,7 +20,10 @@ from ._report import DeliveryReport
 from ._settings import LiveSettings
 from ._subscription import Subscription
 
-__all__ = ["OutcomeRecorder", "check_cycle"]
+__all__ = ["TASK_CANCELLED", "OutcomeRecorder", "check_cycle"]
+
+#: Why a receiver task cancelled without a message of its own was cancelled.
+TASK_CANCELLED = "its task was cancelled"
 
 logger = logging.getLogger("blinker_events")
 
@@ -174,7 +177,7 @@ class OutcomeRecorder:
 def _cancel_message(error: asyncio.CancelledError) -> str:
     """The message the canceller gave (``task.cancel(msg)``), if it is text."""
     message = error.args[0] if error.args else None
-    return message if isinstance(message, str) and message else "its task was cancelled"
+    return message if isinstance(message, str) and message else TASK_CANCELLED
 
 
 _NOTE = "Traceback (its frames were released by blinker_events):\n"

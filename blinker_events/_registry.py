@@ -221,32 +221,6 @@ class Registry:
 
     # -- subscribing ---------------------------------------------------------
 
-    @overload
-    def subscribe(
-        self,
-        event_type: EventTypeLike | None,
-        callback: None = None,
-        *,
-        source: Any = None,
-        sender: Any = ANY,
-        timeout: float | None = None,
-        reentrant: bool = False,
-        weak: bool | None = None,
-    ) -> Callable[[F], F]: ...
-
-    @overload
-    def subscribe(
-        self,
-        event_type: EventTypeLike | None,
-        callback: Callable[..., Any],
-        *,
-        source: Any = None,
-        sender: Any = ANY,
-        timeout: float | None = None,
-        reentrant: bool = False,
-        weak: bool | None = None,
-    ) -> Subscription: ...
-
     def subscribe(
         self,
         event_type: EventTypeLike | None,

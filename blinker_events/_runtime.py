@@ -196,8 +196,12 @@ class Runtime:
         # The route lookup's common case, inlined: this is the publish hot path.
         signal = self.signals.get(event._key)
         route = None if signal is None else signal.route
-        if route is None or route.filtered:
+        if route is None:
             route = self.route(event)
+        elif route.filtered:  # the snapshot is at hand: only the sender filter is left
+            route = route.for_source(event._source)
+        if route.collect:  # a drop-in Signal's send returns every receiver's result
+            report.results = []
         return report, override, route
 
     # -- the rules every path shares ---------------------------------------
@@ -258,7 +262,7 @@ class Runtime:
         cancellation goes on."""
         self.history.record(report)
         if report.disabled:
-            self.track(asyncio.get_running_loop().create_task(self.announce_disabled_async(report)))
+            hold_until_done(asyncio.get_running_loop().create_task(self.announce_disabled_async(report)))
 
     def handed_off(self, report: DeliveryReport) -> DeliveryReport:
         """End a publish an outlet took over: no receiver ran here."""
@@ -292,11 +296,6 @@ class Runtime:
 
     # -- tasks ---------------------------------------------------------------
 
-    def track(self, task: asyncio.Task[Any]) -> None:
-        """Keep ``task`` referenced until it ends, through its own loop (see
-        :func:`~._threads.hold_until_done`), not through the bus."""
-        hold_until_done(task)
-
     def keep_until_done(self, task: asyncio.Task[Any], sub: Subscription, event: Event, when: str) -> None:
         """Hold a cancelled receiver task until it ends; log what it raises late."""
         hold_until_done(task)
@@ -311,5 +310,11 @@ class Runtime:
 def _has_errors(report: DeliveryReport) -> bool:
     """Whether a propagating bus raises for ``report``: something failed,
     timed out, was stopped by the cycle guard, or the dispatch context
-    raised (the errors :meth:`DeliveryReport.raise_errors` raises)."""
-    return bool(report.failed or report.timed_out or report.skipped or report.context_errors)
+    raised (the errors :meth:`DeliveryReport.raise_errors` raises; a skip
+    without an error -- a disabled receiver -- raises nothing)."""
+    return bool(
+        report.failed
+        or report.timed_out
+        or report.context_errors
+        or (report.skipped and any(error is not None for _, _, error in report.skipped))
+    )

@@ -67,6 +67,7 @@ import os
 import shutil
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from enum import auto
@@ -77,8 +78,6 @@ import pytest
 from blinker_events import DeliveryReport, Event, EventBus, EventType
 
 if TYPE_CHECKING:
-    import weakref
-
     from blinker_events.redis.testing import RedisServer
 
 # The Flask integration's tests need the flask extra, the Redis bridge's the
@@ -100,6 +99,20 @@ class Demo(EventType):
     PING = auto()
     PONG = auto()
     OTHER = auto()
+
+
+class Component:
+    """An application object an event carries, for tests that check nothing
+    keeps it once a publish is over."""
+
+
+def event_holding_a_component(event_type: Any = None) -> tuple[Event, weakref.ref[Component]]:
+    """An event whose data and source are a fresh :class:`Component`, and a
+    weak reference to it: drop the event (and its report), then check
+    :func:`all_collected`."""
+    component = Component()
+    event = Event(Demo.PING if event_type is None else event_type, {"component": component}, component)
+    return event, weakref.ref(component)
 
 
 def all_collected(refs: list[weakref.ref[Any]], timeout: float = 2.0) -> bool:

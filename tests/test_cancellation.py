@@ -86,6 +86,7 @@ def test_cancelled_publish_cancels_each_of_several_receivers_without_counting(bu
     assert sorted(seen) == sorted(["first", "second"] * (bus.failure_threshold + 1))
     assert (first.failures, second.failures) == (0, 0)
     assert (first.disabled, second.disabled) == (False, False)
+    assert len(bus.get_delivery_reports(Demo.PING)) == bus.failure_threshold + 1
     for report in bus.get_delivery_reports(Demo.PING):
         assert sorted(s.name for s in report.cancelled) == sorted([first.name, second.name])
         assert list(report.failed) == []
@@ -143,6 +144,7 @@ def test_receivers_scheduled_by_publish_sync_are_cancelled_when_their_loop_ends(
             subs[1].unsubscribe()
             subs = subs[:1]
         asyncio.run(main())
+        assert len(reports) == bus.failure_threshold + 1  # publish_all ran to its end
         assert len(seen) == (len(subs) * (bus.failure_threshold + 1) if started else 0)
         for report in reports:
             assert report.finished

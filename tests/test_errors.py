@@ -10,7 +10,6 @@ import logging
 import threading
 import time
 import warnings
-import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -25,7 +24,7 @@ from blinker_events import (
     SystemEventType,
 )
 
-from .conftest import WAIT, BusFactory, Demo, all_collected, async_wait_until, wait_until
+from .conftest import WAIT, BusFactory, Demo, all_collected, async_wait_until, event_holding_a_component, wait_until
 
 META = SystemEventType.SUBSCRIBER_DISABLED
 
@@ -632,21 +631,16 @@ def test_a_failed_subscription_keeps_a_description_of_its_last_error_not_the_eve
     monkeypatch.setattr(logging.getLogger("blinker_events"), "disabled", True)  # pytest keeps log records
     bus = EventBus(history_size=0, failure_threshold=1)
 
-    class Component:
-        pass
-
     def fail(event: Event) -> None:
         raise ValueError(event)
 
     sub = bus.subscribe(Demo.PING, fail)
-    component = Component()
-    ref = weakref.ref(component)
-    event = Event(Demo.PING, {"component": component}, source=component)
+    event, ref = event_holding_a_component()
     bus.publish_sync(event)
     assert sub.disabled
     assert isinstance(sub.last_error, str)
     assert sub.last_error.startswith("ValueError(Event(Demo.PING, {'component': <")
-    del component, event
+    del event
     assert all_collected([ref])
     assert bus.shutdown(timeout=10) == 0
 

@@ -87,6 +87,7 @@ def test_watchdog_survives_overruns_handling_hostile_events(
     # An inline overrun, warned about by the watchdog while it lasts...
     report = bus.publish_sync(HOSTILE_EVENTS[kind](Demo.OTHER))
     assert list(report.timed_out) == [slow]
+    assert "overran its timeout" in caplog.text  # logged for the hostile event itself
     slow.unsubscribe()
     bus.subscribe(Demo.PING, lambda event: gate.wait(10))
     # ... and overruns on pool threads, each released by the watchdog.

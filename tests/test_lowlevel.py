@@ -19,7 +19,7 @@ INTEGRATIONS = [
     *PACKAGE.glob("redis/*.py"),
 ]
 PRIVATE_CORE_IMPORT = re.compile(r"^\s*from (blinker_events\._|\.\._|blinker_events import _)", re.MULTILINE)
-BUS_PRIVATE = re.compile(r"\bbus\._[a-z]")
+BUS_PRIVATE = re.compile(r"\b_?bus\._[a-z]")  # bus._x and self._bus._x
 
 
 def test_no_integration_imports_a_private_core_module() -> None:

@@ -17,7 +17,6 @@ import sys
 import threading
 import time
 import unittest
-import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -27,7 +26,16 @@ from asgiref.sync import sync_to_async
 import blinker_events
 from blinker_events import DeliveryReport, Event, EventBus, EventTimeoutError, EventType, Subscription
 
-from .conftest import HANG, BusFactory, Demo, all_collected, async_wait_until, log_records, wait_until
+from .conftest import (
+    HANG,
+    BusFactory,
+    Demo,
+    all_collected,
+    async_wait_until,
+    event_holding_a_component,
+    log_records,
+    wait_until,
+)
 
 LOGGER = "blinker_events"
 SHORT = 0.05
@@ -311,15 +319,10 @@ def test_an_inline_overrun_leaves_no_event_behind() -> None:
     # last one's event (and its source and data) for the thread's life.
     bus = EventBus(history_size=0, timeout=0.1)
     bus.subscribe(Demo.PING, lambda event: time.sleep(0.3))
-
-    class Component:
-        pass
-
-    component = Component()
-    ref = weakref.ref(component)
-    report = bus.publish_sync(Event(Demo.PING, {"component": component}, source=component))
+    event, ref = event_holding_a_component()
+    report = bus.publish_sync(event)
     assert len(report.timed_out) == 1
-    del component, report
+    del event, report
     assert all_collected([ref])
     assert bus.shutdown(timeout=10) == 0
 

@@ -12,7 +12,6 @@ import contextvars
 import logging
 import threading
 import time
-import weakref
 from collections.abc import Iterator
 from concurrent.futures import Future
 from typing import Any
@@ -21,7 +20,7 @@ import pytest
 
 from blinker_events import DeliveryReport, Event, EventBus, QueueFullError
 
-from .conftest import HANG, BusFactory, Demo, all_collected, hold_the_worker, log_records
+from .conftest import HANG, BusFactory, Demo, all_collected, event_holding_a_component, hold_the_worker, log_records
 
 CTX: contextvars.ContextVar[str] = contextvars.ContextVar("test_worker_ctx", default="unset")
 WAIT = 5.0  # upper bound for waits that normally end at once
@@ -532,15 +531,10 @@ def test_a_run_moved_off_a_hung_receiver_leaves_no_event_behind() -> None:
     # is done, neither thread nor the watchdog may keep the event.
     bus = EventBus(history_size=0, timeout=0.1)
     bus.subscribe(Demo.PING, lambda event: time.sleep(0.3))
-
-    class Component:
-        pass
-
-    component = Component()
-    ref = weakref.ref(component)
-    report = bus.publish_nowait(Event(Demo.PING, {"component": component}, source=component)).result(5)
+    event, ref = event_holding_a_component()
+    report = bus.publish_nowait(event).result(5)
     assert len(report.timed_out) == 1
-    del component, report
+    del event, report
     time.sleep(0.4)  # the hung receiver returns, its thread goes idle
     assert all_collected([ref])
     assert bus.shutdown(timeout=10) == 0
