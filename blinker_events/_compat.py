@@ -124,10 +124,14 @@ class Signal(blinker.Signal):
 
 
 def _results(report: DeliveryReport) -> list[tuple[c.Callable[..., t.Any], t.Any]]:
+    # The sender gets the return values; the report (which the history
+    # keeps) lets go of them, or a bound method returning its own object
+    # would keep that component alive, subscribed, up to history_size sends.
+    results, report.results = report.results, None
     out = []
     # publish_sync runs async receivers after the sync ones; blinker's order
     # is the order of connection.
-    for sub, value in sorted(report.results or (), key=lambda pair: pair[0].seq):
+    for sub, value in sorted(results or (), key=lambda pair: pair[0].seq):
         receiver = sub.callback
         if receiver is not None:
             out.append((receiver, value))

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._checks import check_flag, check_overflow, check_positive_int, check_sync_executor, check_timeout
+from ._describe import describe
 
 __all__ = ["SETTING_NAMES", "BusSettings", "LiveSettings", "check_setting", "default_of", "fields"]
 
@@ -90,13 +91,20 @@ def check_setting(setting: str, value: Any, label: str | None = None) -> Any:
     """Check ``value`` for the setting named ``setting`` (one of
     :data:`SETTING_NAMES`) as :class:`BusSettings` does; errors name it
     ``label`` (default: the setting's own name)."""
-    check: Check = _FIELDS[setting].metadata["check"]
+    check: Check = _field(setting).metadata["check"]
     return check(value, label or setting)
 
 
 def default_of(setting: str) -> Any:
     """What a bus has for ``setting`` unless told otherwise."""
-    return _FIELDS[setting].default
+    return _field(setting).default
+
+
+def _field(setting: object) -> Any:
+    try:
+        return _FIELDS[setting]  # type: ignore[index]
+    except (KeyError, TypeError):
+        raise ValueError(f"setting must be one of {', '.join(SETTING_NAMES)}, not {describe(setting)}") from None
 
 
 class LiveSettings:

@@ -27,7 +27,12 @@ Everything here is stable in the same sense as :mod:`blinker_events`:
 - :func:`running_loop`: the loop running in this thread, or None, cheaply.
 
 This module is part of the facade: it alone reaches into a bus on an
-integration's behalf.
+integration's behalf. Only the argument checks (and :func:`check_setting`,
+:func:`default_of`, which refuse an unknown setting name with a
+ValueError) check what they are given; the other functions take the
+objects their docstrings name -- an :class:`~blinker_events.EventBus`, an
+:class:`~blinker_events.Event` -- and are not guarded against anything else,
+as the private calls they replace were not.
 """
 
 from __future__ import annotations

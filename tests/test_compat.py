@@ -942,3 +942,24 @@ async def test_guarded_send_async_keeps_no_sender_behind() -> None:
     assert all_collected([ref])
     sig.unguard()
     assert bus.shutdown(timeout=10) == 0
+
+
+def test_guarded_send_results_are_the_senders_not_kept_by_the_history(bus: EventBus) -> None:
+    """A bound-method receiver returning its own object: the sender gets the
+    result; the history's report does not keep it, so the component is
+    still collected (and unsubscribed) as any bound method is."""
+    sig = be.Signal()
+    sig.guard(bus)
+
+    class Component:
+        def on_send(self, sender: Any) -> Any:
+            return self
+
+    component = Component()
+    ref = weakref.ref(component)
+    sig.connect(component.on_send)
+    assert sig.send("sender") == [(component.on_send, component)]
+    assert bus.get_delivery_reports()[-1].results is None
+    del component
+    assert all_collected([ref])
+    assert sig.send("sender") == []

@@ -215,3 +215,13 @@ def test_integers_too_long_to_print_are_still_refused_by_name(bus: EventBus, val
         bus.set_timeout(value)
     assert bus.queue_size == 10000
     assert bus.timeout is None
+
+
+@pytest.mark.parametrize("name", ["nope", 42])
+def test_an_unknown_setting_name_is_a_value_error_naming_the_settings(name: object) -> None:
+    from blinker_events.lowlevel import check_setting, default_of
+
+    with pytest.raises(ValueError, match=r"^setting must be one of timeout, "):
+        check_setting(name, 1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"^setting must be one of timeout, "):
+        default_of(name)  # type: ignore[arg-type]
