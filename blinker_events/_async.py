@@ -53,9 +53,14 @@ async def _awaiting(awaitable: Awaitable[Any]) -> Any:
 
 
 def _start_task(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+    # A loop with a task factory of its own (tracing, say) makes its tasks;
+    # otherwise the Task is made here, skipping ``loop.create_task``'s
+    # Python wrapper, and on 3.12+ started eagerly.
+    if loop.get_task_factory() is not None:
+        return loop.create_task(coro)
     if EAGER_TASKS:
         return asyncio.Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]
-    return loop.create_task(coro)
+    return asyncio.Task(coro, loop=loop)
 
 
 async def deliver_async(
@@ -75,7 +80,8 @@ async def deliver_async(
         return
     loop = asyncio.get_running_loop()
     event = report.event
-    running: list[tuple[Subscription, asyncio.Task[Any], float]] = []
+    running: list[_Running] = []
+    started = loop.time()  # every receiver's deadline counts from the publish
     for sub in subs:
         fn = sub.callback if checked else _ready(runtime, report, sub, chain)
         if fn is None:
@@ -95,9 +101,9 @@ async def deliver_async(
             continue
         finally:
             reset_handling(token)
-        running.append((sub, task, _INF if timeout is None else loop.time() + timeout))
+        running.append((sub, task, _INF if timeout is None else started + timeout, timeout))
     if running:
-        await _settle(runtime, report, running, loop, override)
+        await _settle(runtime, report, running, loop)
 
 
 async def deliver_off_thread(
@@ -266,12 +272,16 @@ def _delegate(steps: Any, yielded: Any) -> Generator[Any, Any, Any]:
                 return stop.value
 
 
+#: A receiver task of :func:`deliver_async`: ``(subscription, task,
+#: deadline on the loop's clock (inf: none), timeout)``.
+_Running = tuple[Subscription, "asyncio.Task[Any]", float, "float | None"]
+
+
 async def _settle(
     runtime: Runtime,
     report: DeliveryReport,
-    running: list[tuple[Subscription, asyncio.Task[Any], float]],
+    running: list[_Running],
     loop: asyncio.AbstractEventLoop,
-    override: float | None,
 ) -> None:
     timed_out: set[asyncio.Task[Any]] = set()
     cut_short: set[asyncio.Task[Any]] = set()
@@ -279,7 +289,7 @@ async def _settle(
     try:
         while pending:
             now = loop.time()
-            for sub, task, deadline in pending:
+            for sub, task, deadline, _ in pending:
                 if deadline <= now:
                     task.cancel()
                     timed_out.add(task)
@@ -287,36 +297,72 @@ async def _settle(
             pending = [entry for entry in pending if not entry[1].done() and entry[1] not in timed_out]
             if not pending:
                 break
-            earliest = min(deadline for _, _, deadline in pending)
-            await asyncio.wait([task for _, task, _ in pending], timeout=None if earliest == _INF else earliest - now)
+            earliest = min(entry[2] for entry in pending)
+            await _all_done(loop, [entry[1] for entry in pending], None if earliest == _INF else earliest)
             pending = [entry for entry in pending if not entry[1].done()]
     except asyncio.CancelledError:
         # The publisher was cancelled: its receivers go with it, reported as
         # cancelled and held until they end, so that whatever they raise while
         # unwinding is logged rather than lost. The rest are recorded below.
-        for sub, task, _ in pending:
+        for sub, task, _, _ in pending:
             if task.done():  # ended meanwhile: its own outcome stands
                 continue
             task.cancel()
             cut_short.add(task)
             runtime.keep_until_done(task, sub, report.event, "while its publish was cancelled")
-        _record(runtime, report, running, timed_out, cut_short, override)
+        _record(runtime, report, running, timed_out, cut_short)
         raise
-    _record(runtime, report, running, timed_out, cut_short, override)
+    _record(runtime, report, running, timed_out, cut_short)
+
+
+async def _all_done(loop: asyncio.AbstractEventLoop, tasks: list[asyncio.Task[Any]], when: float | None) -> None:
+    """Wait until every task in ``tasks`` is done, or the loop's clock
+    reaches ``when`` (None: no limit), whichever comes first.
+
+    ``asyncio.wait(tasks, timeout=...)`` with its bookkeeping cut to what
+    this needs: one future and one shared callback, no sets of done and
+    pending tasks, and the callback taken off the tasks only if some are
+    still running (``wait`` takes it off every task, each removal a scan of
+    that task's callbacks).
+    """
+    waiter = loop.create_future()
+    left = len(tasks)
+
+    def one_done(_: asyncio.Task[Any]) -> None:
+        nonlocal left
+        left -= 1
+        if not left and not waiter.done():
+            waiter.set_result(None)
+
+    for task in tasks:
+        task.add_done_callback(one_done)
+    timer = None if when is None else loop.call_at(when, _release, waiter)
+    try:
+        await waiter
+    finally:
+        if timer is not None:
+            timer.cancel()
+        if left:
+            for task in tasks:
+                task.remove_done_callback(one_done)
+
+
+def _release(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _record(
     runtime: Runtime,
     report: DeliveryReport,
-    running: list[tuple[Subscription, asyncio.Task[Any], float]],
+    running: list[_Running],
     timed_out: set[asyncio.Task[Any]],
     cut_short: set[asyncio.Task[Any]],
-    override: float | None,
 ) -> None:
     outcomes = runtime.outcomes
-    for sub, task, _ in running:
+    for sub, task, _, timeout in running:
         if task in timed_out:
-            outcomes.timed_out(report, sub, runtime.timeout_for(sub, override))
+            outcomes.timed_out(report, sub, timeout)
         elif task in cut_short:
             outcomes.cancelled(report, sub, _PUBLISH_CANCELLED)
         elif task.cancelled():

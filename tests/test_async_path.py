@@ -579,3 +579,34 @@ async def test_async_receivers_cost_one_timeout_not_one_each(bus: EventBus) -> N
     report = await bus.publish(Event(Demo.PONG), timeout=0.3)
     assert time.monotonic() - t0 < 1.5
     assert list(report.timed_out) == hung
+
+
+@pytest.mark.asyncio
+async def test_a_loops_task_factory_makes_the_receivers_tasks(bus: EventBus) -> None:
+    # Tracing tools install a task factory; the bus's receiver tasks must go
+    # through it like any other task on that loop.
+    made: list[str] = []
+    loop = asyncio.get_running_loop()
+
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        made.append(coro.__qualname__)
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    async def first(event: Event) -> None:
+        await asyncio.sleep(0)
+
+    async def second(event: Event) -> None:
+        await asyncio.sleep(0)
+
+    bus.subscribe(Demo.PING, first)
+    bus.subscribe(Demo.PING, second)
+    loop.set_task_factory(factory)
+    try:
+        report = await bus.publish(Event(Demo.PING))
+    finally:
+        loop.set_task_factory(None)
+    assert report.ok
+    assert sorted(made) == [
+        "test_a_loops_task_factory_makes_the_receivers_tasks.<locals>.first",
+        "test_a_loops_task_factory_makes_the_receivers_tasks.<locals>.second",
+    ]
