@@ -132,14 +132,19 @@ _SETTLED = frozenset({CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED})
 class LazyFuture(Future[T]):
     """A ``concurrent.futures.Future`` with its Condition made on first use."""
 
+    # Until the Condition is made, nothing can wait on the future or add a
+    # callback (both go through ``_condition``), so the waiter and callback
+    # lists are the class's empty tuples, iterated as empty by Future's code,
+    # and made per future together with the Condition.
+    _waiters: list[Any] = ()  # type: ignore[assignment]
+    _done_callbacks: list[Any] = ()  # type: ignore[assignment]
+
     def __init__(self) -> None:
         # Future.__init__ is not called: it would build the Condition.
         self._lazy_condition: threading.Condition | None = None
         self._state = PENDING
         self._result: Any = None
         self._exception: BaseException | None = None
-        self._waiters: list[Any] = []
-        self._done_callbacks: list[Any] = []
 
     @property
     def _condition(self) -> threading.Condition:  # type: ignore[override]
@@ -148,6 +153,8 @@ class LazyFuture(Future[T]):
             with _LOCK:
                 condition = self._lazy_condition
                 if condition is None:
+                    self._waiters = []
+                    self._done_callbacks = []
                     condition = self._lazy_condition = threading.Condition()
         return condition
 
@@ -160,21 +167,22 @@ class LazyFuture(Future[T]):
         return super().set_running_or_notify_cancel()
 
     def set_result(self, result: T) -> None:
-        if not self._settle_quietly("_result", result):
+        if not self._settle_quietly(result, None):
             super().set_result(result)
 
     def set_exception(self, exception: BaseException | None) -> None:
-        if not self._settle_quietly("_exception", exception):
+        if not self._settle_quietly(None, exception):
             super().set_exception(exception)
 
-    def _settle_quietly(self, field: str, value: Any) -> bool:
+    def _settle_quietly(self, result: Any, exception: BaseException | None) -> bool:
         """Settle without a Condition if nobody made one; False otherwise."""
         with _LOCK:
             if self._lazy_condition is not None:
                 return False
             state = self._state
             if state not in _SETTLED:
-                setattr(self, field, value)
+                self._result = result
+                self._exception = exception
                 self._state = FINISHED
         if state in _SETTLED:  # (repr(self) takes the lock: raise outside it)
             raise InvalidStateError(f"{state}: {self!r}")

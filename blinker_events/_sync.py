@@ -241,7 +241,9 @@ class SyncRun:
         # Only an unmovable run can be given up or finished by the watchdog,
         # so only it needs the state lock; a movable run changes hands solely
         # through its slot's lock, inside deliver_sync (see the module doc).
-        slot = watchdog.slot()
+        slot = _thread_slots.slot
+        if slot is None or not watchdog.running:  # the first run on this thread, or the watchdog died
+            slot = watchdog.slot()
         if self.movable:
             self.slot = slot
         else:

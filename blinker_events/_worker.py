@@ -46,7 +46,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING
 
 from ._async import deliver_off_thread
-from ._context import current_chain
+from ._context import get_handling
 from ._describe import describe
 from ._errors import QueueFullError
 from ._interop import running_loop
@@ -78,7 +78,6 @@ class NowaitJob:
     __slots__ = (
         "_async_subs",
         "context",
-        "event",
         "future",
         "override",
         "owner",
@@ -104,7 +103,6 @@ class NowaitJob:
         self.runtime = runtime
         self.queue = queue
         self.report = report
-        self.event = report.event
         self.override = override
         self.context = context
         self.future = future
@@ -124,14 +122,15 @@ class NowaitJob:
         self.started = perf_counter()
         # Routed now, not at publish: who receives it is who listens when
         # its turn comes.
-        route = runtime.route(self.event)
+        route = runtime.route(self.report.event)
+        handling = get_handling()
         if route.collect:
             self.report.results = []
         run = SyncRun(
             runtime,
             self.report,
             route.subs,
-            current_chain(),
+            () if handling is None else handling[1],  # the publisher's chain (current_chain, inlined)
             self.override,
             self.context,
             self._sync_done,
@@ -146,7 +145,7 @@ class NowaitJob:
         runtime = self.runtime
         report = self.report  # made at publish; nothing recorded into it yet
         why = "its future was cancelled while queued"
-        runtime.outcomes.cancelled_unless_done(report, runtime.route(self.event).subs, why)
+        runtime.outcomes.cancelled_unless_done(report, runtime.route(report.event).subs, why)
         runtime.history.record(report)
 
     def _drain_on(self) -> None:
@@ -216,7 +215,7 @@ class NowaitJob:
 
     def drop(self, why: str) -> None:  # only for jobs still queued
         if not self.future.done():
-            self.future.set_exception(QueueFullError(f"{self.event!r} was dropped: {why}"))
+            self.future.set_exception(QueueFullError(f"{self.report.event!r} was dropped: {why}"))
 
 
 class WorkQueue:
@@ -277,7 +276,9 @@ class WorkQueue:
             self._jobs.append(job)
             owner = self._start_drain() if self._owner is None else None
         if dropped is not None:
-            logger.warning("worker queue full (%d): dropped the oldest event %s", self.maxsize, describe(dropped.event))
+            logger.warning(
+                "worker queue full (%d): dropped the oldest event %s", self.maxsize, describe(dropped.report.event)
+            )
             dropped.drop("the worker queue was full (overflow='drop_oldest')")
         if owner is not None:
             self._submit_drain(owner)
@@ -386,7 +387,7 @@ class WorkQueue:
             try:
                 still_here = job.run()
             except BaseException as exc:  # a bug of ours: fail the job, keep draining
-                logger.exception("worker: dispatch of %s failed", describe(job.event))
+                logger.exception("worker: dispatch of %s failed", describe(job.report.event))
                 job.resolve(exc)
                 still_here = True
             if not still_here:
@@ -420,7 +421,7 @@ class WorkQueue:
             # Not dropped -- they may still end, and their futures resolve then.
             logger.warning("shutdown: %d event(s) still being delivered after %.3gs", running, timeout)
         for job in left:
-            logger.error("shutdown: dropped %s, still queued after %.3gs", describe(job.event), timeout)
+            logger.error("shutdown: dropped %s, still queued after %.3gs", describe(job.report.event), timeout)
             job.drop("the bus shut down before it was delivered")
         return len(left)
 
