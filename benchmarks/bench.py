@@ -392,7 +392,7 @@ def redis_scenario(n: int, repeats: int) -> Result:
 
 
 def check_targets(results: dict[str, Result]) -> list[tuple[str, str, bool]]:
-    """(target, measured, met) for every target of the benchmark issue."""
+    """(target, measured, met) for every target the benchmark checks by itself."""
     rows: list[tuple[str, str, bool]] = []
 
     def ratio(scenario: str, peer: str, limit: float) -> None:
@@ -400,16 +400,15 @@ def check_targets(results: dict[str, Result]) -> list[tuple[str, str, bool]]:
             value = results[scenario].ratio(peer)
             rows.append((f"{scenario} <= {limit}x {peer}", f"{value:.2f}x", value <= limit))
 
-    ratio("S1", "blinker", 1.0)
-    ratio("S10", "blinker", 1.0)
-    ratio("A1", "blinker", 1.5)
-    ratio("A10", "django", 1.0)
-    ratio("MIX", "django", 0.6)
+    # The core issue's targets. Q's rate is judged against the previous
+    # main, side by side: benchmarks/compare.py reports it.
+    ratio("S1", "blinker", 1.2)
+    ratio("S10", "blinker", 0.85)
+    ratio("A1", "blinker", 1.4)
+    ratio("A10", "django", 0.6)
+    ratio("MIX", "django", 0.5)
     if "Q" in results:
         notes = results["Q"].notes
-        rows.append(
-            ("Q >= 100,000 events/s", f"{notes['events_per_second']:,.0f}/s", notes["events_per_second"] >= 1e5)
-        )
         rows.append(("Q caller <= 5 us", f"{notes['caller_ns'] / 1000:.2f} us", notes["caller_ns"] <= 5000))
     if "H" in results:
         ns = results["H"].ns

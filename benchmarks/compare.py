@@ -170,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
                 for label, runs in samples[scenario].items()
             }
             line += f"   / {peer}: new {ratios['new']:.2f}x old {ratios['old']:.2f}x"
+        if scenario == "Q":  # the core issue's target, against the previous main
+            line += f"   [{'met' if med['new'] / med['old'] >= 1.4 else 'MISSED'}: >= 1.4x]"
         print(line)
     return 0
 
