@@ -302,6 +302,43 @@ def queue_scenario(n: int, repeats: int) -> Result:
     )
 
 
+def queue_from_loop_scenario(n: int, repeats: int) -> Result:
+    """Throughput of ``publish_nowait`` called from a coroutine (a thread
+    that runs an event loop) to one async receiver, which runs on the bus
+    loop: a burst of ``n`` events, timed until the last one's future
+    resolved. The queue is made big enough for the burst: a full queue
+    refuses a caller on a loop at once rather than block it."""
+    counter = Counter()
+    bus = EventBus(timeout=5.0, history_size=1000, queue_size=n + 1)
+    bus.subscribe(Bench.EVENT, counter.async_(OURS))
+    loop = asyncio.new_event_loop()
+    publish = bus.publish_nowait
+
+    async def burst() -> None:
+        for _ in range(n - 1):
+            publish(Event(Bench.EVENT, DATA, SOURCE))
+        await asyncio.wrap_future(publish(Event(Bench.EVENT, DATA, SOURCE)))
+
+    rates = []
+    try:
+        for _ in range(repeats):
+            gc.collect()
+            start = perf_counter()
+            loop.run_until_complete(burst())
+            rates.append(n / (perf_counter() - start))
+    finally:
+        loop.close()
+        bus.shutdown()
+    counter.expect(OURS, n * repeats)
+    rate = statistics.median(rates)
+    return Result(
+        "QL",
+        "publish_nowait from a running loop to 1 async receiver: events fully delivered per second",
+        {OURS: 1e9 / rate},
+        {"events_per_second": rate},
+    )
+
+
 def history_scenario(n: int, repeats: int) -> Result:
     counter = Counter()
     buses = {}
@@ -472,7 +509,7 @@ def plot(results: dict[str, Result], path: str) -> None:
     fig.savefig(path, dpi=110)
 
 
-SCENARIOS = ("S1", "S10", "A1", "A10", "MIX", "Q", "H", "M", "R")
+SCENARIOS = ("S1", "S10", "A1", "A10", "MIX", "Q", "QL", "H", "M", "R")
 
 
 def run(only: list[str], repeats: int, scale: float) -> dict[str, Result]:
@@ -486,6 +523,7 @@ def run(only: list[str], repeats: int, scale: float) -> dict[str, Result]:
         "A10": lambda: async_scenario(10, size(2_000), repeats),
         "MIX": lambda: mix_scenario(size(1_000), repeats),
         "Q": lambda: queue_scenario(size(50_000), repeats),
+        "QL": lambda: queue_from_loop_scenario(size(5_000), repeats),
         "H": lambda: history_scenario(size(20_000), repeats),
         "M": lambda: memory_scenario(size(1_000_000)),
         "R": lambda: redis_scenario(size(50_000), repeats),

@@ -46,6 +46,12 @@ def test_queue_scenario() -> None:
     assert result.notes["caller_ns"] > 0
 
 
+def test_queue_from_loop_scenario() -> None:
+    # The scenario's own count check fails it if any event went undelivered.
+    result = bench.queue_from_loop_scenario(n=200, repeats=2)
+    assert result.notes["events_per_second"] > 0
+
+
 def test_history_scenario() -> None:
     result = bench.history_scenario(n=50, repeats=1)
     assert set(result.ns) == {"history=0", "history=1000", "history=100000"}
