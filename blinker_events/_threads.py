@@ -24,6 +24,8 @@ Thread roles, as the rest of the package names them:
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import logging
 import os
 import queue
@@ -217,6 +219,8 @@ class LoopThread:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._inflight = 0
+        #: What :meth:`post` handed over and the loop has not started yet.
+        self._posted: list[_Post] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
 
@@ -236,8 +240,7 @@ class LoopThread:
                 self._loop = new_loop
             return self._loop
 
-    @staticmethod
-    def _run(loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
+    def _run(self, loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
         asyncio.set_event_loop(loop)
         loop.call_soon(ready.set)
         try:
@@ -283,7 +286,48 @@ class LoopThread:
         future.add_done_callback(self._ended)
         return future
 
-    def _ended(self, _: Future[Any]) -> None:
+    def post(self, coro: Coroutine[Any, Any, Any], done: Callable[[asyncio.Future[Any]], object]) -> None:
+        """Run ``coro`` on the loop as a task in a copy of the caller's
+        context, and call ``done(task)`` on the loop when it ends (a stop
+        of the loop cancels the task, as it cancels every task there).
+        ``stop`` waits for what was posted, as for :meth:`submit`.
+
+        For the worker queue, which hands the loop one job after another:
+        posts wait in a list that one call on the loop takes whole, so a
+        burst of jobs wakes the loop once rather than once each (a wake-up
+        is a write to the loop's self-pipe), and no ``concurrent.futures``
+        future is made and chained per job as :meth:`submit` does.
+        """
+        post = (coro, done, contextvars.copy_context())
+        while True:
+            loop = self.loop()
+            with self._lock:
+                # Appended while ``loop`` is still current, the post is
+                # started by it: ``stop`` clears ``_loop`` under this lock
+                # and only then asks the loop to stop, so the call scheduled
+                # here, under the lock, runs before the loop stops.
+                if self._loop is loop:
+                    self._inflight += 1
+                    self._posted.append(post)
+                    if len(self._posted) == 1:  # later posts find the call on its way
+                        loop.call_soon_threadsafe(self._start_posted, loop)
+                    return
+
+    def _start_posted(self, loop: asyncio.AbstractEventLoop) -> None:
+        # On the loop thread: every post made since the last call.
+        with self._lock:
+            posted, self._posted = self._posted, []
+        for coro, done, context in posted:
+            task = loop.create_task(coro, context=context)
+            task.add_done_callback(functools.partial(self._post_ended, done=done))
+
+    def _post_ended(self, task: asyncio.Future[Any], done: Callable[[asyncio.Future[Any]], object]) -> None:
+        try:
+            done(task)
+        finally:
+            self._ended(task)
+
+    def _ended(self, _: Future[Any] | asyncio.Future[Any]) -> None:
         with self._lock:
             self._inflight -= 1
             if not self._inflight:
@@ -308,6 +352,11 @@ class LoopThread:
         if thread is not threading.current_thread():
             thread.join(None if deadline is None else max(deadline - time.perf_counter(), 0))
         return not thread.is_alive()
+
+
+#: A :meth:`LoopThread.post`: the coroutine, its ``done``, and the context
+#: its task runs in.
+_Post = tuple[Coroutine[Any, Any, Any], Callable[["asyncio.Future[Any]"], object], contextvars.Context]
 
 
 #: How long one timer of :class:`_Held` lasts before it is renewed.

@@ -34,6 +34,7 @@ the queue is cut short.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import logging
 import os
@@ -161,9 +162,9 @@ class NowaitJob:
         # which the loop task copies.
         subs = self._async_subs = tuple(run.async_subs)
         coro = deliver_off_thread(self.runtime, self.report, subs, run.chain, self.override, checked=run.async_checked)
-        self.runtime.loop_thread.submit(coro).add_done_callback(self._async_done)
+        self.runtime.loop_thread.post(coro, self._async_done)
 
-    def _async_done(self, done: Future[None]) -> None:
+    def _async_done(self, done: asyncio.Future[None]) -> None:
         # Runs on the loop thread. Finishing may announce a disabled
         # receiver, whose sync handlers must not run on (and block) the bus
         # loop, so that finish moves to a pool thread; any other finish is a

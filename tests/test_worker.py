@@ -377,6 +377,30 @@ def test_context_variables_travel_to_the_worker(bus: EventBus) -> None:
     assert threading.get_ident() not in {tid for _, tid in seen}
 
 
+def test_a_burst_of_queued_events_reaches_async_receivers_each_in_its_own_publishers_context(bus: EventBus) -> None:
+    # The bus loop takes queued jobs in batches; each job's task must still
+    # run in a copy of that job's publisher context, and what one receiver
+    # sets there must not leak into the next job's.
+    seen: list[tuple[int, str]] = []
+
+    async def areceiver(event: Event) -> None:
+        seen.append((event.data["n"], CTX.get()))
+        CTX.set("changed by a receiver")
+        await asyncio.sleep(0)
+
+    bus.subscribe(Demo.PING, areceiver)
+    futures = []
+    for n in range(300):
+        token = CTX.set(f"publisher {n}")
+        try:
+            futures.append(bus.publish_nowait(_ev(n)))
+        finally:
+            CTX.reset(token)
+    assert [len(f.result(WAIT).succeeded) for f in futures] == [1] * 300
+    assert seen == [(n, f"publisher {n}") for n in range(300)]
+    assert CTX.get() == "unset"
+
+
 def test_disable_enable_while_worker_busy(bus: EventBus, gated: Gated) -> None:
     gated.hold = {0}
     sub = bus.subscribe(Demo.PING, gated)
