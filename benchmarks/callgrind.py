@@ -24,6 +24,9 @@ timeout of 5 s, cycle guard, failure tracking):
 - ``blinker``: blinker ``Signal.send(SOURCE, **DATA)`` to 1 receiver
 - ``A1`` / ``blinker-async``: ``await publish`` / ``await send_async`` to
   1 async receiver, driven by one ``run_until_complete`` per loop
+- ``A10`` / ``django-async``: ``await publish`` / Django's ``await
+  asend`` to 10 async receivers; ``tasks10``: ten bare tasks made and run,
+  the least that running ten receivers each in a task of its own costs
 - ``Q``: ``publish_nowait(Event(T, DATA, SOURCE))`` to 1 sync receiver,
   waiting for the last one's future: the publisher's and the worker
   thread's instructions together
@@ -98,6 +101,41 @@ CASES: dict[str, tuple[str, str, bool]] = {
         "bus.subscribe(T.EVENT, receiver)\n"
         "publish = bus.publish",
         "await publish(Event(T.EVENT, DATA, SOURCE))",
+        True,
+    ),
+    "A10": (
+        "bus = EventBus(timeout=5.0, history_size=1000)\n"
+        "for _ in range(10):\n"
+        "    async def receiver(event): pass\n"
+        "    bus.subscribe(T.EVENT, receiver)\n"
+        "publish = bus.publish",
+        "await publish(Event(T.EVENT, DATA, SOURCE))",
+        True,
+    ),
+    # The floor of "each receiver its own task" on this Python: ten tasks of
+    # a no-op coroutine made and run, with one yield to let them run, and
+    # nothing else (no timeouts, no outcomes, no waiting beyond that yield).
+    "tasks10": (
+        "import asyncio\n"
+        "async def receiver(): pass\n"
+        "async def ten():\n"
+        "    loop = asyncio.get_running_loop()\n"
+        "    for _ in range(10): loop.create_task(receiver())\n"
+        "    await asyncio.sleep(0)",
+        "await ten()",
+        True,
+    ),
+    "django-async": (
+        "import django\n"
+        "from django.conf import settings\n"
+        "settings.configure()\n"
+        "from django.dispatch import Signal\n"
+        "sig = Signal()\n"
+        "for _ in range(10):\n"
+        "    async def receiver(sender, **kwargs): pass\n"
+        "    sig.connect(receiver, weak=False)\n"
+        "send = sig.asend",
+        "await send(SOURCE, **DATA)",
         True,
     ),
     "blinker-async": (

@@ -48,19 +48,85 @@ _INF = float("inf")
 _PUBLISH_CANCELLED = "its publish was cancelled"
 
 
-async def _awaiting(awaitable: Awaitable[Any]) -> Any:
-    return await awaitable
+class _Tracker:
+    """Counts the receiver tasks of one :func:`deliver_async` that have not
+    ended, and wakes the publisher when the count is down to ``until``.
+
+    Each task runs :func:`_counted`, which tells the tracker itself as its
+    last step, so no done callback is registered per task (asyncio would
+    schedule one handle per task per callback, which is most of what
+    waiting for tasks costs on 3.11).
+    """
+
+    __slots__ = ("left", "until", "waiter")
+
+    def __init__(self) -> None:
+        self.left = 0
+        self.until = 0
+        self.waiter: asyncio.Future[None] | None = None
+
+    def ended(self) -> None:
+        self.left -= 1
+        waiter = self.waiter
+        if waiter is not None and self.left <= self.until and not waiter.done():
+            waiter.set_result(None)
+
+    async def wait(self, loop: asyncio.AbstractEventLoop, until: int, when: float | None) -> None:
+        """Until at most ``until`` tasks are left running, or the loop's clock
+        reaches ``when`` (None: no limit). The caller counts again after: a
+        task it stopped waiting for may have ended first."""
+        if self.left <= until:
+            return
+        waiter = self.waiter = loop.create_future()
+        self.until = until
+        timer = None if when is None else loop.call_at(when, _release, waiter)
+        try:
+            await waiter
+        finally:
+            self.waiter = None
+            if timer is not None:
+                timer.cancel()
 
 
-def _start_task(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-    # A loop with a task factory of its own (tracing, say) makes its tasks;
-    # otherwise the Task is made here, skipping ``loop.create_task``'s
-    # Python wrapper, and on 3.12+ started eagerly.
-    if loop.get_task_factory() is not None:
-        return loop.create_task(coro)
+@types.coroutine
+def _first_step() -> Generator[None, None, None]:
+    yield  # taken by the priming send in deliver_async, never by the task
+
+
+async def _counted(tracker: _Tracker, awaitable: Awaitable[Any]) -> Any:
+    """A receiver's task: its awaitable, then the tracker told it ended.
+
+    :func:`deliver_async` primes this coroutine up to the first ``await``
+    before it makes the task, so whatever the task meets -- even a
+    cancellation before its first step -- lands inside the ``try`` and the
+    tracker is told; a receiver that never got to start is closed (it would
+    warn that it was never awaited)."""
+    try:
+        try:
+            await _first_step()
+        except BaseException:
+            close = getattr(awaitable, "close", None)
+            if close is not None:
+                close()
+            raise
+        return await awaitable
+    finally:
+        tracker.ended()
+
+
+def _start_task(
+    loop: asyncio.AbstractEventLoop, factory: object, coro: Coroutine[Any, Any, Any], name: str
+) -> asyncio.Task[Any]:
+    # A loop with a task factory of its own (``factory``: tracing, say)
+    # makes its tasks; otherwise the Task is made here, skipping
+    # ``loop.create_task``'s Python wrapper, and on 3.12+ started eagerly.
+    # The task is named after its receiver: task dumps then say what runs,
+    # and on 3.11 a task without a name formats one ("Task-N") when made.
+    if factory is not None:
+        return loop.create_task(coro, name=name)
     if EAGER_TASKS:
-        return asyncio.Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]
-    return asyncio.Task(coro, loop=loop)
+        return asyncio.Task(coro, loop=loop, name=name, eager_start=True)  # type: ignore[call-arg,unused-ignore]
+    return asyncio.Task(coro, loop=loop, name=name)
 
 
 async def deliver_async(
@@ -82,19 +148,26 @@ async def deliver_async(
     event = report.event
     running: list[_Running] = []
     started = loop.time()  # every receiver's deadline counts from the publish
+    default_timeout = runtime.live.value.timeout
+    factory = loop.get_task_factory()
+    tracker = _Tracker()
     for sub in subs:
-        fn = sub.callback if checked else _ready(runtime, report, sub, chain)
+        if checked or (sub.active and not sub.disabled and not chain):
+            fn = sub._fn or sub.callback  # the common case, without a call
+        else:
+            fn = _ready(runtime, report, sub, chain)
         if fn is None:
             continue
-        timeout = runtime.timeout_for(sub, override)
+        timeout = override or sub.timeout or default_timeout  # Runtime.timeout_for, inlined: per receiver
         # The task copies the context now, so the receiver (and whatever it
         # publishes, even from tasks of its own) carries this chain.
         token = set_handling((event, chain + (sub,) if chain else sub._chain))
         try:
             awaitable = sub._invoke_plain(fn, event) if sub.plain else fn(event)
-            if not asyncio.iscoroutine(awaitable):
-                awaitable = _awaiting(awaitable)
-            task = _start_task(loop, awaitable)
+            counted = _counted(tracker, awaitable)
+            counted.send(None)  # primed: see _counted
+            tracker.left += 1
+            task = _start_task(loop, factory, counted, sub.name)
         except BaseException as exc:  # with eager start, the receiver's first step runs here
             _own_or_raise(runtime, exc)
             runtime.outcomes.ended(report, sub, exc)
@@ -103,7 +176,7 @@ async def deliver_async(
             reset_handling(token)
         running.append((sub, task, _INF if timeout is None else started + timeout, timeout))
     if running:
-        await _settle(runtime, report, running, loop)
+        await _settle(runtime, report, running, loop, tracker)
 
 
 async def deliver_off_thread(
@@ -289,6 +362,7 @@ async def _settle(
     report: DeliveryReport,
     running: list[_Running],
     loop: asyncio.AbstractEventLoop,
+    tracker: _Tracker,
 ) -> None:
     timed_out: set[asyncio.Task[Any]] = set()
     cut_short: set[asyncio.Task[Any]] = set()
@@ -305,7 +379,8 @@ async def _settle(
             if not pending:
                 break
             earliest = min(entry[2] for entry in pending)
-            await _all_done(loop, [entry[1] for entry in pending], None if earliest == _INF else earliest)
+            lingering = sum(1 for task in timed_out if not task.done())  # cancelled, still unwinding
+            await tracker.wait(loop, lingering, None if earliest == _INF else earliest)
             pending = [entry for entry in pending if not entry[1].done()]
     except asyncio.CancelledError:
         # The publisher was cancelled: its receivers go with it, reported as
@@ -320,38 +395,6 @@ async def _settle(
         _record(runtime, report, running, timed_out, cut_short)
         raise
     _record(runtime, report, running, timed_out, cut_short)
-
-
-async def _all_done(loop: asyncio.AbstractEventLoop, tasks: list[asyncio.Task[Any]], when: float | None) -> None:
-    """Wait until every task in ``tasks`` is done, or the loop's clock
-    reaches ``when`` (None: no limit), whichever comes first.
-
-    ``asyncio.wait(tasks, timeout=...)`` with its bookkeeping cut to what
-    this needs: one future and one shared callback, no sets of done and
-    pending tasks, and the callback taken off the tasks only if some are
-    still running (``wait`` takes it off every task, each removal a scan of
-    that task's callbacks).
-    """
-    waiter = loop.create_future()
-    left = len(tasks)
-
-    def one_done(_: asyncio.Task[Any]) -> None:
-        nonlocal left
-        left -= 1
-        if not left and not waiter.done():
-            waiter.set_result(None)
-
-    for task in tasks:
-        task.add_done_callback(one_done)
-    timer = None if when is None else loop.call_at(when, _release, waiter)
-    try:
-        await waiter
-    finally:
-        if timer is not None:
-            timer.cancel()
-        if left:
-            for task in tasks:
-                task.remove_done_callback(one_done)
 
 
 def _release(waiter: asyncio.Future[None]) -> None:
@@ -376,4 +419,7 @@ def _record(
             outcomes.cancelled(report, sub, TASK_CANCELLED)
         else:
             exc = task.exception()
-            outcomes.ended(report, sub, exc, None if exc is not None else task.result())
+            if exc is None:
+                outcomes.succeeded(report, sub, task.result())
+            else:
+                outcomes.failed(report, sub, exc)

@@ -318,7 +318,7 @@ class LoopThread:
         with self._lock:
             posted, self._posted = self._posted, []
         for coro, done, context in posted:
-            task = loop.create_task(coro, context=context)
+            task = loop.create_task(coro, name=_POSTED_TASK, context=context)  # named: see _POSTED_TASK
             task.add_done_callback(functools.partial(self._post_ended, done=done))
 
     def _post_ended(self, task: asyncio.Future[Any], done: Callable[[asyncio.Future[Any]], object]) -> None:
@@ -353,6 +353,10 @@ class LoopThread:
             thread.join(None if deadline is None else max(deadline - time.perf_counter(), 0))
         return not thread.is_alive()
 
+
+#: The name of the tasks :meth:`LoopThread.post` starts (on 3.11 a task
+#: made without a name formats one, per task).
+_POSTED_TASK = "blinker_events: queued delivery"
 
 #: A :meth:`LoopThread.post`: the coroutine, its ``done``, and the context
 #: its task runs in.

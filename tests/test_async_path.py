@@ -11,9 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import gc
 import logging
+import sys
 import threading
 import time
+import warnings
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -584,13 +587,14 @@ async def test_async_receivers_cost_one_timeout_not_one_each(bus: EventBus) -> N
 @pytest.mark.asyncio
 async def test_a_loops_task_factory_makes_the_receivers_tasks(bus: EventBus) -> None:
     # Tracing tools install a task factory; the bus's receiver tasks must go
-    # through it like any other task on that loop.
-    made: list[str] = []
+    # through it like any other task on that loop, named after their receivers.
+    made: list[asyncio.Task[Any]] = []
     loop = asyncio.get_running_loop()
 
     def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
-        made.append(coro.__qualname__)
-        return asyncio.Task(coro, loop=loop, **kwargs)
+        task = asyncio.Task(coro, loop=loop, **kwargs)
+        made.append(task)
+        return task
 
     async def first(event: Event) -> None:
         await asyncio.sleep(0)
@@ -598,15 +602,66 @@ async def test_a_loops_task_factory_makes_the_receivers_tasks(bus: EventBus) -> 
     async def second(event: Event) -> None:
         await asyncio.sleep(0)
 
-    bus.subscribe(Demo.PING, first)
-    bus.subscribe(Demo.PING, second)
+    subs = [bus.subscribe(Demo.PING, first), bus.subscribe(Demo.PING, second)]
     loop.set_task_factory(factory)
     try:
         report = await bus.publish(Event(Demo.PING))
     finally:
         loop.set_task_factory(None)
-    assert report.ok
-    assert sorted(made) == [
-        "test_a_loops_task_factory_makes_the_receivers_tasks.<locals>.first",
-        "test_a_loops_task_factory_makes_the_receivers_tasks.<locals>.second",
-    ]
+    assert report.succeeded == subs
+    assert [task.get_name() for task in made] == [sub.name for sub in subs]
+
+
+@pytest.mark.skipif(
+    sys.version_info >= (3, 12), reason="tasks start eagerly: a receiver task has always started"
+)
+@pytest.mark.asyncio
+async def test_a_receiver_task_cancelled_before_it_started_is_reported_cancelled_and_closed(bus: EventBus) -> None:
+    ran: list[str] = []
+
+    async def canceller(event: Event) -> None:
+        # Runs first: the other receiver's task exists but has not started.
+        for task in asyncio.all_tasks():
+            if task.get_name() == later.name:
+                task.cancel()
+
+    async def never_started(event: Event) -> None:
+        ran.append("started")
+
+    first = bus.subscribe(Demo.PING, canceller)
+    later = bus.subscribe(Demo.PING, never_started)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "coroutine ... was never awaited" would fail the test
+        report = await bus.publish(Event(Demo.PING))
+        gc.collect()
+    assert report.succeeded == [first]
+    assert report.cancelled == [later]
+    assert ran == []
+
+
+@pytest.mark.asyncio
+async def test_publish_returns_when_its_receivers_end_without_waiting_for_one_unwinding_after_its_timeout(
+    bus: EventBus,
+) -> None:
+    release = asyncio.Event()
+    unwinding: list[bool] = []
+
+    async def ignores_its_cancellation(event: Event) -> None:
+        try:
+            await asyncio.sleep(HANG)
+        except asyncio.CancelledError:
+            unwinding.append(True)
+            await release.wait()  # keeps running long after its timeout
+
+    async def slower_than_that_timeout(event: Event) -> None:
+        await asyncio.sleep(0.4)
+
+    stubborn = bus.subscribe(Demo.PING, ignores_its_cancellation, timeout=0.1)
+    slow = bus.subscribe(Demo.PING, slower_than_that_timeout, timeout=30)
+    try:
+        report = await asyncio.wait_for(bus.publish(Event(Demo.PING)), 10)
+        assert report.timed_out == [stubborn]
+        assert report.succeeded == [slow]
+        assert unwinding == [True]  # it was cancelled, and is still unwinding now
+    finally:
+        release.set()
