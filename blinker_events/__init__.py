@@ -36,7 +36,6 @@ names something a higher one provides, it declares a ``Protocol``):
 from __future__ import annotations
 
 import atexit
-from importlib.metadata import PackageNotFoundError, version
 
 from ._bus import EventBus
 from ._compat import ANY, NamedSignal, Namespace, Signal, default_namespace, signal
@@ -46,10 +45,9 @@ from ._lifecycle import shutdown_all
 from ._report import DeliveryReport
 from ._subscription import Subscription
 
-try:
-    __version__ = version("blinker-events")
-except PackageNotFoundError:  # run from a source tree that was never installed
-    __version__ = "0.0.0+unknown"
+#: The one source of the version: pyproject.toml reads it from here
+#: (``[tool.hatch.version]``), so the metadata always agrees.
+__version__ = "0.1.0"
 
 __all__ = [
     "ANY",
