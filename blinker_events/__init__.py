@@ -69,6 +69,7 @@ __all__ = [
     "__version__",
     "bridge",
     "clear_history",
+    "configure",
     "default_bus",
     "default_namespace",
     "disable",
@@ -84,11 +85,16 @@ __all__ = [
     "publish_sync",
     "set_failure_threshold",
     "set_history_size",
+    "set_max_depth",
+    "set_overflow",
     "set_propagate_exceptions",
+    "set_queue_size",
+    "set_sync_executor",
     "set_timeout",
     "shutdown",
     "signal",
     "signal_for",
+    "stats",
     "subscribe",
     "unbridge",
     "unsubscribe",
@@ -139,10 +145,16 @@ publish = default_bus.publish
 publish_sync = default_bus.publish_sync
 publish_nowait = default_bus.publish_nowait
 signal_for = default_bus.signal_for
+configure = default_bus.configure
 set_timeout = default_bus.set_timeout
 set_propagate_exceptions = default_bus.set_propagate_exceptions
 set_failure_threshold = default_bus.set_failure_threshold
 set_history_size = default_bus.set_history_size
+set_max_depth = default_bus.set_max_depth
+set_queue_size = default_bus.set_queue_size
+set_overflow = default_bus.set_overflow
+set_sync_executor = default_bus.set_sync_executor
+stats = default_bus.stats
 get_subscriber_count = default_bus.get_subscriber_count
 get_subscriptions = default_bus.get_subscriptions
 get_history = default_bus.get_history

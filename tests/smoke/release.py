@@ -62,7 +62,9 @@ def build_and_check(python: str) -> Path:
         metadata = archive.read(f"blinker_events-{version}.dist-info/METADATA").decode()
     check(f"blinker_events-{version}.dist-info/licenses/LICENSE" in names, "the wheel has no LICENSE")
     check("blinker_events/py.typed" in names, "the wheel has no blinker_events/py.typed")
-    check(not any(name.startswith(("tests/", "benchmarks/", "examples/")) for name in names), "the wheel ships dev files")
+    check(
+        not any(name.startswith(("tests/", "benchmarks/", "examples/")) for name in names), "the wheel ships dev files"
+    )
     fields = email.parser.Parser().parsestr(metadata)
     check(fields["Version"] == version, f"the wheel's version {fields['Version']} is not {version}")
     check(fields["License-Expression"] == "MIT", "the wheel's licence is not MIT")
