@@ -2,36 +2,43 @@
 guard, error isolation, auto-disable and a bounded history.
 
 The module-level functions act on :data:`default_bus`; an :class:`EventBus`
-made by hand has the same methods and shares nothing with it.
+made by hand has the same methods and shares nothing with it. A few bus
+methods have no module-level twin and are used on a bus, the default one
+included: ``guard``/``unguard``, ``set_dispatch_context``, the outlets and
+the read-only settings (``blinker_events.default_bus.settings``).
 
-The package is layered; each private module imports only from the layers
-above it in this list (``TYPE_CHECKING`` imports too: where a low module
-names something a higher one provides, it declares a ``Protocol``):
-
-- model: ``_errors``, ``_describe``, ``_context`` (the causal chain),
-  ``_serial`` (what JSON-safe data is), ``_events`` (types, ``Event``,
-  type keys);
-- rules: ``_checks`` (argument validation), ``_settings`` (the one frozen
-  ``BusSettings``);
-- machinery: ``_fork``, ``_interop`` (every use of another library's
-  private API), ``_threads`` (pool, bus loop), ``_watchdog``,
-  ``_lifecycle``;
-- who listens: ``_subscription``, ``_index``, ``_signals`` (a signal per
-  type, immutable routes), ``_bridges`` (relays for signals the bus does
-  not own), ``_outlets``, ``_registry`` (held by the bus);
-- what happened: ``_report``, ``_outcomes`` (the one outcome recorder and
-  the cycle rule), ``_history``;
-- engine: ``_runtime`` (what the paths receive; how every publish begins
-  and ends), then the paths, which differ only in where receivers run:
-  ``_sync`` and ``_async`` (calling receivers), ``_inline``
-  (``publish_sync``), ``_on_loop`` (``await publish``), ``_worker``
-  (``publish_nowait``);
-- facade: ``_bus`` (``EventBus``, thin), ``_compat`` (blinker's ``Signal``
-  and ``Namespace``, drop-in), :mod:`blinker_events.lowlevel` (the public
-  API for integrations), and this module;
-- integrations: :mod:`blinker_events.flask`, :mod:`blinker_events.django`,
-  :mod:`blinker_events.redis`, on public names and ``lowlevel`` only.
+The documentation -- a tutorial, a page per concept, the integrations and
+this API -- is at https://blinker-events.readthedocs.io/en/latest/
+(``docs/`` in the source).
 """
+
+# For maintainers: the package is layered; each private module imports only
+# from the layers above it in this list (``TYPE_CHECKING`` imports too: where a low module
+# names something a higher one provides, it declares a ``Protocol``):
+#
+# - model: ``_errors``, ``_describe``, ``_context`` (the causal chain),
+#   ``_serial`` (what JSON-safe data is), ``_events`` (types, ``Event``,
+#   type keys);
+# - rules: ``_checks`` (argument validation), ``_settings`` (the one frozen
+#   ``BusSettings``);
+# - machinery: ``_fork``, ``_interop`` (every use of another library's
+#   private API), ``_threads`` (pool, bus loop), ``_watchdog``,
+#   ``_lifecycle``;
+# - who listens: ``_subscription``, ``_index``, ``_signals`` (a signal per
+#   type, immutable routes), ``_bridges`` (relays for signals the bus does
+#   not own), ``_outlets``, ``_registry`` (held by the bus);
+# - what happened: ``_report``, ``_outcomes`` (the one outcome recorder and
+#   the cycle rule), ``_history``;
+# - engine: ``_runtime`` (what the paths receive; how every publish begins
+#   and ends), then the paths, which differ only in where receivers run:
+#   ``_sync`` and ``_async`` (calling receivers), ``_inline``
+#   (``publish_sync``), ``_on_loop`` (``await publish``), ``_worker``
+#   (``publish_nowait``);
+# - facade: ``_bus`` (``EventBus``, thin), ``_compat`` (blinker's ``Signal``
+#   and ``Namespace``, drop-in), :mod:`blinker_events.lowlevel` (the public
+#   API for integrations), and this module;
+# - integrations: :mod:`blinker_events.flask`, :mod:`blinker_events.django`,
+#   :mod:`blinker_events.redis`, on public names and ``lowlevel`` only.
 
 from __future__ import annotations
 
