@@ -38,8 +38,8 @@ EXTRAS = {
     "flask-example": "[flask]",
     "django-example": "[flask,django,redis,fast]",
     "redis-example": "[redis]",
-    "build": "",
-    "smoke": "",
+    "build": "[flask,django,redis,fast]",
+    "smoke": "[flask,django,redis,fast]",
 }
 #: The PEP 735 dependency groups (pyproject.toml) each task installs too.
 GROUPS = {
@@ -47,8 +47,8 @@ GROUPS = {
     "lint": ("dev",),
     "bench": ("dev", "bench"),
     "django-example": ("dev",),
-    "build": ("build",),
-    "smoke": ("build",),
+    "build": ("dev",),
+    "smoke": ("dev",),
 }
 #: The dependencies whose declared lower bounds ``test --lowest`` installs.
 RANGE_TESTED = ("blinker", "asgiref", "flask", "django", "redis", "msgspec")
