@@ -11,6 +11,10 @@ import sys
 from pathlib import Path
 
 import blinker_events
+import blinker_events.django
+import blinker_events.flask
+import blinker_events.lowlevel
+import blinker_events.redis
 
 checkout = Path(sys.argv[1]).resolve()
 package = Path(blinker_events.__file__).resolve()
@@ -43,4 +47,6 @@ wrong = subprocess.run([*mypy, "wrong_user.py"], check=False, capture_output=Tru
 assert wrong.returncode == 1, wrong.stdout + wrong.stderr
 assert 'incompatible type "int"; expected "Event"' in wrong.stdout, wrong.stdout
 
+for module in (blinker_events.django, blinker_events.flask, blinker_events.lowlevel, blinker_events.redis):
+    assert Path(module.__file__ or "").resolve().is_relative_to(package.parent), module
 print(f"blinker-events {installed} from {package.parent}: import, demo, py.typed, LICENSE, mypy --strict ok")

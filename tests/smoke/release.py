@@ -87,7 +87,10 @@ def smoke_test(wheel: Path) -> int:
         where = Path(tmp)
         run(sys.executable, "-m", "venv", where / "venv", cwd=where)
         python = where / "venv" / "bin" / "python"
-        run(python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", wheel, "mypy>=1.11", cwd=where)
+        # With the integrations' extras, so that their modules are tried too.
+        with_extras = f"{wheel}[flask,django,redis]"
+        pip = (python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check")
+        run(*pip, with_extras, "mypy>=1.11", cwd=where)
         for name in ("check_install.py", "typed_user.py"):
             shutil.copy(HERE / name, where / name)
         env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "PYTHONHOME")}
