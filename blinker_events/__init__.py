@@ -2,41 +2,47 @@
 guard, error isolation, auto-disable and a bounded history.
 
 The module-level functions act on :data:`default_bus`; an :class:`EventBus`
-made by hand has the same methods and shares nothing with it.
+made by hand has the same methods and shares nothing with it. A few bus
+methods have no module-level twin and are used on a bus, the default one
+included: ``guard``/``unguard``, ``set_dispatch_context``, the outlets and
+the read-only settings (``blinker_events.default_bus.settings``).
 
-The package is layered; each private module imports only from the layers
-above it in this list (``TYPE_CHECKING`` imports too: where a low module
-names something a higher one provides, it declares a ``Protocol``):
-
-- model: ``_errors``, ``_describe``, ``_context`` (the causal chain),
-  ``_serial`` (what JSON-safe data is), ``_events`` (types, ``Event``,
-  type keys);
-- rules: ``_checks`` (argument validation), ``_settings`` (the one frozen
-  ``BusSettings``);
-- machinery: ``_fork``, ``_interop`` (every use of another library's
-  private API), ``_threads`` (pool, bus loop), ``_watchdog``,
-  ``_lifecycle``;
-- who listens: ``_subscription``, ``_index``, ``_signals`` (a signal per
-  type, immutable routes), ``_bridges`` (relays for signals the bus does
-  not own), ``_outlets``, ``_registry`` (held by the bus);
-- what happened: ``_report``, ``_outcomes`` (the one outcome recorder and
-  the cycle rule), ``_history``;
-- engine: ``_runtime`` (what the paths receive; how every publish begins
-  and ends), then the paths, which differ only in where receivers run:
-  ``_sync`` and ``_async`` (calling receivers), ``_inline``
-  (``publish_sync``), ``_on_loop`` (``await publish``), ``_worker``
-  (``publish_nowait``);
-- facade: ``_bus`` (``EventBus``, thin), ``_compat`` (blinker's ``Signal``
-  and ``Namespace``, drop-in), :mod:`blinker_events.lowlevel` (the public
-  API for integrations), and this module;
-- integrations: :mod:`blinker_events.flask`, :mod:`blinker_events.django`,
-  :mod:`blinker_events.redis`, on public names and ``lowlevel`` only.
+The documentation -- a tutorial, a page per concept, the integrations and
+this API -- is at https://blinker-events.readthedocs.io/en/latest/
+(``docs/`` in the source).
 """
+
+# For maintainers: the package is layered; each private module imports only
+# from the layers above it in this list (``TYPE_CHECKING`` imports too: where a low module
+# names something a higher one provides, it declares a ``Protocol``):
+#
+# - model: ``_errors``, ``_describe``, ``_context`` (the causal chain),
+#   ``_serial`` (what JSON-safe data is), ``_events`` (types, ``Event``,
+#   type keys);
+# - rules: ``_checks`` (argument validation), ``_settings`` (the one frozen
+#   ``BusSettings``);
+# - machinery: ``_fork``, ``_interop`` (every use of another library's
+#   private API), ``_threads`` (pool, bus loop), ``_watchdog``,
+#   ``_lifecycle``;
+# - who listens: ``_subscription``, ``_index``, ``_signals`` (a signal per
+#   type, immutable routes), ``_bridges`` (relays for signals the bus does
+#   not own), ``_outlets``, ``_registry`` (held by the bus);
+# - what happened: ``_report``, ``_outcomes`` (the one outcome recorder and
+#   the cycle rule), ``_history``;
+# - engine: ``_runtime`` (what the paths receive; how every publish begins
+#   and ends), then the paths, which differ only in where receivers run:
+#   ``_sync`` and ``_async`` (calling receivers), ``_inline``
+#   (``publish_sync``), ``_on_loop`` (``await publish``), ``_worker``
+#   (``publish_nowait``);
+# - facade: ``_bus`` (``EventBus``, thin), ``_compat`` (blinker's ``Signal``
+#   and ``Namespace``, drop-in), :mod:`blinker_events.lowlevel` (the public
+#   API for integrations), and this module;
+# - integrations: :mod:`blinker_events.flask`, :mod:`blinker_events.django`,
+#   :mod:`blinker_events.redis`, on public names and ``lowlevel`` only.
 
 from __future__ import annotations
 
 import atexit
-from importlib.metadata import PackageNotFoundError, version
 
 from ._bus import EventBus
 from ._compat import ANY, NamedSignal, Namespace, Signal, default_namespace, signal
@@ -46,10 +52,9 @@ from ._lifecycle import shutdown_all
 from ._report import DeliveryReport
 from ._subscription import Subscription
 
-try:
-    __version__ = version("blinker-events")
-except PackageNotFoundError:  # run from a source tree that was never installed
-    __version__ = "0.0.0+unknown"
+#: The one source of the version: pyproject.toml reads it from here
+#: (``[tool.hatch.version]``), so the metadata always agrees.
+__version__ = "0.1.0"
 
 __all__ = [
     "ANY",
@@ -71,6 +76,7 @@ __all__ = [
     "__version__",
     "bridge",
     "clear_history",
+    "configure",
     "default_bus",
     "default_namespace",
     "disable",
@@ -86,11 +92,16 @@ __all__ = [
     "publish_sync",
     "set_failure_threshold",
     "set_history_size",
+    "set_max_depth",
+    "set_overflow",
     "set_propagate_exceptions",
+    "set_queue_size",
+    "set_sync_executor",
     "set_timeout",
     "shutdown",
     "signal",
     "signal_for",
+    "stats",
     "subscribe",
     "unbridge",
     "unsubscribe",
@@ -141,10 +152,16 @@ publish = default_bus.publish
 publish_sync = default_bus.publish_sync
 publish_nowait = default_bus.publish_nowait
 signal_for = default_bus.signal_for
+configure = default_bus.configure
 set_timeout = default_bus.set_timeout
 set_propagate_exceptions = default_bus.set_propagate_exceptions
 set_failure_threshold = default_bus.set_failure_threshold
 set_history_size = default_bus.set_history_size
+set_max_depth = default_bus.set_max_depth
+set_queue_size = default_bus.set_queue_size
+set_overflow = default_bus.set_overflow
+set_sync_executor = default_bus.set_sync_executor
+stats = default_bus.stats
 get_subscriber_count = default_bus.get_subscriber_count
 get_subscriptions = default_bus.get_subscriptions
 get_history = default_bus.get_history

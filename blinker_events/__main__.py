@@ -1,7 +1,7 @@
 """Usage: python -m blinker_events demo | bench [--help]
 
 ``bench`` runs benchmarks/bench.py from a source checkout (it needs the
-``bench`` extra: pyee, Django, matplotlib).
+``bench`` dependency group and the ``django`` extra).
 """
 
 from __future__ import annotations

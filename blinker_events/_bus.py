@@ -247,7 +247,7 @@ class EventBus:
         self._set("queue_size", n, "n")
 
     def set_overflow(self, policy: str) -> None:
-        """``"block"``, ``"raise"`` or ``"drop_oldest"``; see the README."""
+        """``"block"``, ``"raise"`` or ``"drop_oldest"``; see docs/worker-queue.md."""
         self._set("overflow", policy, "policy")
 
     def set_sync_executor(self, name: str) -> None:

@@ -29,7 +29,7 @@ class DeliveryReport:
     - ``succeeded``: subscriptions whose receiver returned normally.
     - ``failed``: ``(subscription, exception)`` for each receiver that raised.
     - ``timed_out``: subscriptions that overran their timeout (async ones were
-      cancelled; sync ones could not be, see the README).
+      cancelled; sync ones could not be, see docs/timeouts.md).
     - ``cancelled``: async receivers whose run was cancelled by someone other
       than the bus's timeout -- the publisher's own cancellation (which the
       publish passes on to the receivers it runs), a loop ending under

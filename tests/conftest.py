@@ -81,7 +81,7 @@ if TYPE_CHECKING:
     from blinker_events.redis.testing import RedisServer
 
 # The Flask integration's tests need the flask extra, the Redis bridge's the
-# redis extra (the dev extra has both).
+# redis extra (dev.py test installs both).
 collect_ignore = [] if importlib.util.find_spec("flask") else ["test_flask.py"]
 if not importlib.util.find_spec("redis"):
     collect_ignore += ["test_redis_bridge.py", "test_redis_lifecycle.py", "test_redis_processes.py"]

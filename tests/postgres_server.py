@@ -50,7 +50,7 @@ def need_postgres() -> Path:
     if bindir is None or (os.geteuid() == 0 and _postgres_user() is None):
         problem = INSTALL_HINT
     elif importlib.util.find_spec("psycopg") is None:
-        problem = "psycopg is not installed (the test extra has it)"
+        problem = "psycopg is not installed (the test dependency group has it)"
     if problem is not None:
         if os.environ.get("CI"):
             pytest.fail(problem)

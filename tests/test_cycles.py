@@ -601,7 +601,7 @@ def test_parent_id_of_the_skipped_self_published_event(bus: EventBus) -> None:
 # A context variable does not cross into a thread started by hand, so the
 # guard follows a plain thread or an executor's submit only when the code
 # hands the context over itself, with contextvars.copy_context().run: the
-# README documents that as the way, and states the limit.
+# docs (cycle-guard.md) document that as the way, and state the limit.
 
 
 def republish_in(start: Callable[[Callable[[], None]], None], bus: EventBus) -> tuple[Subscription, list[Event]]:

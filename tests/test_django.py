@@ -542,7 +542,7 @@ async def test_overrunning_sync_receiver_of_an_async_view_is_timed_out_not_fatal
 async def test_an_overrunning_receiver_on_the_request_thread_releases_await_publish_and_holds_the_thread(
     subscribe: Callable[..., Subscription],
 ) -> None:
-    """What the README's Django section says: ``await publish`` returns at
+    """What the Django guide (docs/django.md) says: ``await publish`` returns at
     the deadline, the overrunning receiver counted as timed out and the next
     one skipped as abandoned, while the receiver goes on on the request's
     thread -- so the request's next sync_to_async call waits for it."""

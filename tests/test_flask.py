@@ -170,7 +170,7 @@ def default_apps() -> Iterator[Callable[..., Flask]]:
 def test_module_level_receivers_get_what_a_view_publishes_through_current_events(
     default_apps: Callable[..., Flask],
 ) -> None:
-    """The README's first steps: ``@subscribe`` at module level, ``BlinkerEvents(app)``,
+    """The Flask guide's first steps (docs/flask.md): ``@subscribe`` at module level, ``BlinkerEvents(app)``,
     ``current_events`` in a view."""
     seen: list[tuple[str, int, str]] = []
 

@@ -3,17 +3,43 @@
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
 import blinker_events
-from blinker_events import EventBus, EventTimeoutError
+from blinker_events import Event, EventBus, EventTimeoutError
+
+ROOT = Path(__file__).resolve().parent.parent
 
 EXPORTS = {
     "ANY", "CircularEventError", "DeliveryReport", "DispatchContextError", "Event", "EventBus",
     "EventSystemError", "EventTimeoutError", "EventType", "EventTypeLike", "NamedSignal", "Namespace",
     "QueueFullError", "Signal", "Subscription", "SystemEventType", "__version__", "bridge", "clear_history",
-    "default_bus", "default_namespace", "disable", "enable", "event_type_name", "get_delivery_reports",
-    "get_history", "get_subscriber_count", "get_subscriptions", "is_enabled", "publish", "publish_nowait",
-    "publish_sync", "set_failure_threshold", "set_history_size", "set_propagate_exceptions", "set_timeout",
-    "shutdown", "signal", "signal_for", "subscribe", "unbridge", "unsubscribe", "unsubscribe_by_source",
+    "configure", "default_bus", "default_namespace", "disable", "enable", "event_type_name",
+    "get_delivery_reports", "get_history", "get_subscriber_count", "get_subscriptions", "is_enabled", "publish",
+    "publish_nowait", "publish_sync", "set_failure_threshold", "set_history_size", "set_max_depth",
+    "set_overflow", "set_propagate_exceptions", "set_queue_size", "set_sync_executor", "set_timeout",
+    "shutdown", "signal", "signal_for", "stats", "subscribe", "unbridge", "unsubscribe",
+    "unsubscribe_by_source",
+}  # fmt: skip
+
+#: The bus's methods the module offers too, acting on ``default_bus``. The
+#: rest (``guard``, ``set_dispatch_context``, the outlets, the read-only
+#: settings) are used on a bus: ``blinker_events.default_bus.settings``.
+MODULE_FUNCTIONS = {
+    "publish", "publish_sync", "publish_nowait",
+    "subscribe", "unsubscribe", "unsubscribe_by_source", "get_subscriptions", "get_subscriber_count",
+    "signal_for", "bridge", "unbridge",
+    "configure", "set_timeout", "set_propagate_exceptions", "set_failure_threshold", "set_history_size",
+    "set_max_depth", "set_queue_size", "set_overflow", "set_sync_executor",
+    "get_history", "get_delivery_reports", "clear_history", "is_enabled", "enable", "disable", "stats",
+    "shutdown",
 }  # fmt: skip
 
 BUS_MEMBERS = {
@@ -63,3 +89,94 @@ def test_event_bus_is_a_context_manager_that_shuts_down_on_exit() -> None:
         future = bus.publish_nowait(blinker_events.Event("ping"))
     assert future.done()  # shutdown delivered what was queued
     assert seen == ["ping"]
+
+
+def test_each_module_function_is_the_default_bus_method_of_that_name() -> None:
+    for name in MODULE_FUNCTIONS:
+        function = getattr(blinker_events, name)
+        assert function.__self__ is blinker_events.default_bus, name
+        assert function.__func__ is getattr(EventBus, name), name
+    bus_methods = {name for name in BUS_MEMBERS if callable(getattr(blinker_events.default_bus, name))}
+    assert bus_methods >= MODULE_FUNCTIONS
+    assert bus_methods - MODULE_FUNCTIONS == {"guard", "unguard", "add_outlet", "remove_outlet", "set_dispatch_context"}
+
+
+@pytest.fixture
+def default_settings_restored() -> Iterator[EventBus]:
+    bus = blinker_events.default_bus
+    before = bus.settings
+    yield bus
+    bus.configure(**dataclasses.asdict(before))
+    assert bus.settings == before
+
+
+def test_module_settings_functions_change_the_default_bus(default_settings_restored: EventBus) -> None:
+    bus = default_settings_restored
+    blinker_events.configure(history_size=7, failure_threshold=9)
+    blinker_events.set_max_depth(5)
+    blinker_events.set_queue_size(11)
+    blinker_events.set_overflow("drop_oldest")
+    blinker_events.set_sync_executor("thread_sensitive")
+    settings = bus.settings
+    assert (settings.history_size, settings.failure_threshold, settings.max_depth) == (7, 9, 5)
+    assert (settings.queue_size, settings.overflow, settings.sync_executor) == (11, "drop_oldest", "thread_sensitive")
+    with pytest.raises(ValueError, match=r"^overflow must be one of 'block', 'raise', 'drop_oldest', not 'sometimes'$"):
+        blinker_events.set_overflow("sometimes")
+    assert bus.settings == settings
+
+
+def test_module_stats_are_the_default_bus_counters() -> None:
+    bus = blinker_events.default_bus
+    before = blinker_events.stats()
+    assert before == bus.stats()
+    sub = blinker_events.subscribe("surface-stats", lambda event: None)
+    try:
+        assert blinker_events.stats()["subscriptions"] == before["subscriptions"] + 1
+        assert EventBus().stats()["subscriptions"] == 0
+    finally:
+        sub.unsubscribe()
+    blinker_events.publish_sync(Event("surface-stats"))
+    assert bus.get_history("surface-stats")
+    blinker_events.clear_history()
+
+
+#: ``blinker_events.<name>`` (and deeper) as the README and the docs write it.
+DOTTED = re.compile(r"\bblinker_events(?:\.[A-Za-z_]\w*)+")
+
+
+def documented_names() -> set[str]:
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    return {name for page in pages if page.exists() for name in DOTTED.findall(page.read_text())}
+
+
+def resolve(dotted: str) -> Any:
+    """The object ``dotted`` names: the longest importable module prefix,
+    then attributes."""
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            target: Any = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for attribute in parts[cut:]:
+            target = getattr(target, attribute)
+        return target
+    raise ImportError(dotted)
+
+
+def test_every_name_the_readme_and_docs_write_exists() -> None:
+    names = documented_names()
+    assert "blinker_events.default_bus" in names
+    missing = []
+    for dotted in sorted(names):
+        try:
+            resolve(dotted)
+        except (ImportError, AttributeError):
+            missing.append(dotted)
+    assert missing == []
+
+
+def test_the_name_check_fails_for_a_name_that_does_not_exist() -> None:
+    with pytest.raises(AttributeError):
+        resolve("blinker_events.set_dispatch_context")
+    assert resolve("blinker_events.redis.RedisBridge").__name__ == "RedisBridge"

@@ -1,5 +1,5 @@
 """How many threads one hung receiver can tie up before it is disabled --
-the bound the README states for each path."""
+the bound docs/timeouts.md states for each path."""
 
 from __future__ import annotations
 
