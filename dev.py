@@ -5,6 +5,7 @@
     python3 dev.py test     run the whole test suite (extra args go to pytest)
     python3 dev.py lint     ruff check, ruff format --check, mypy --strict
     python3 dev.py bench    run the benchmarks (extra args go to the bench command)
+    python3 dev.py docs     build the docs site into docs/_build/html (warnings are errors)
     python3 dev.py flask-example   run the Flask example app on http://127.0.0.1:5000
     python3 dev.py django-example  run the Django example on http://127.0.0.1:8000
     python3 dev.py redis-example   three processes sharing events through a throwaway redis-server
@@ -30,6 +31,7 @@ EXTRAS = {
     "test": "[dev]",
     "lint": "[dev]",
     "bench": "[dev,bench]",
+    "docs": "[dev,docs]",
     "flask-example": "[flask]",
     "django-example": "[dev]",
     "redis-example": "[redis]",
@@ -38,6 +40,8 @@ RUNS = {
     "demo": ["-m", "blinker_events", "demo"],
     "test": ["-m", "pytest"],
     "bench": ["-m", "blinker_events", "bench"],
+    # -n: every cross-reference must resolve; -W --keep-going: all warnings shown, then fail.
+    "docs": ["-m", "sphinx", "-W", "--keep-going", "-n", "-b", "html", "docs", "docs/_build/html"],
     "flask-example": ["-m", "examples.flask_app"],
     "django-example": ["-m", "examples.django_project"],
     "redis-example": ["-m", "examples.redis_nodes"],

@@ -49,7 +49,7 @@ def _setting_property(name: str) -> Any:
 class EventBus:
     """An isolated event bus.
 
-    The constructor takes every setting of :class:`BusSettings` (each also
+    The constructor takes every setting of :class:`~blinker_events.lowlevel.BusSettings` (each also
     a read-only property, a ``set_*`` method, and a key of
     :meth:`configure`), and a ``name`` for its threads and announcements.
     """
@@ -171,7 +171,7 @@ class EventBus:
 
     def add_outlet(self, outlet: Outlet) -> None:
         """Offer every local event to ``outlet`` at publish, before any
-        receiver runs (see :mod:`blinker_events._outlets`). Bridges to other
+        receiver runs (see :class:`~blinker_events.lowlevel.Outlet`). Bridges to other
         processes call this; an outlet is added once."""
         self._runtime.add_outlet(outlet)
 
@@ -212,7 +212,7 @@ class EventBus:
         return self._live.value
 
     def configure(self, **changes: Any) -> None:
-        """Change several settings at once: any fields of :class:`BusSettings`
+        """Change several settings at once: any fields of :class:`~blinker_events.lowlevel.BusSettings`
         (``timeout``, ``propagate_exceptions``, ``failure_threshold``,
         ``history_size``, ``max_depth``, ``queue_size``, ``overflow``,
         ``sync_executor``). The whole new value is checked before it is
@@ -229,9 +229,16 @@ class EventBus:
         self._set("timeout", seconds, "seconds")
 
     def set_propagate_exceptions(self, flag: bool) -> None:
+        """Raise receivers' errors from the publish, after every receiver ran
+        (the error itself, or an ``ExceptionGroup`` of several); a bool.
+
+        :raises TypeError: ``flag`` is not a bool."""
         self._set("propagate_exceptions", flag, "flag")
 
     def set_failure_threshold(self, n: int) -> None:
+        """Disable a subscription after ``n`` consecutive failures (default 3).
+
+        :raises TypeError, ValueError: ``n`` is not an int from 1 up."""
         self._set("failure_threshold", n, "n")
 
     def set_history_size(self, n: int) -> None:
@@ -239,6 +246,9 @@ class EventBus:
         self._set("history_size", n, "n")
 
     def set_max_depth(self, n: int) -> None:
+        """Stop any delivery once the causal chain is ``n`` long (default 16).
+
+        :raises TypeError, ValueError: ``n`` is not an int from 1 up."""
         self._set("max_depth", n, "n")
 
     def set_queue_size(self, n: int) -> None:
@@ -281,12 +291,15 @@ class EventBus:
         return self._history.reports(event_type, limit, source=source)
 
     def clear_history(self) -> None:
+        """Forget every publish the history holds."""
         self._history.clear()
 
     def is_enabled(self) -> bool:
+        """False after :meth:`disable`, until :meth:`enable`."""
         return self._runtime.enabled
 
     def enable(self) -> None:
+        """Make publishing deliver again after :meth:`disable`."""
         self._runtime.enabled = True
 
     def disable(self) -> None:

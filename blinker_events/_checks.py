@@ -60,6 +60,7 @@ def check_timeout(value: Any, name: str = "timeout") -> float | None:
 
 
 def check_flag(value: Any, name: str) -> bool:
+    """``value`` if it is a bool; else TypeError naming ``name``."""
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be a bool, not {type(value).__name__}")
     return value

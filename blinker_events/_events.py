@@ -126,7 +126,7 @@ NAME_LIMIT = 120
 
 
 def shown_name(event_type: EventTypeLike) -> str:
-    """:func:`event_type_name` for a message, at most :data:`NAME_LIMIT`
+    """:func:`~blinker_events.event_type_name` for a message, at most ``NAME_LIMIT`` (120)
     characters: the name is the application's (a string of any length), and
     a log line must stay a line. The full name stays the type's key."""
     name = event_type_name(event_type)
@@ -370,7 +370,7 @@ class Event:
         ``None``; anything else goes through ``default`` (like
         :func:`json.dumps`), and without one raises ``ValueError`` naming the
         offending path, as is data that holds itself (a cycle) or nests
-        deeper than :data:`~._serial.MAX_NESTING` levels. Tuples come back as lists.
+        deeper than 200 levels. Tuples come back as lists.
         """
         # Writing a type out makes it readable back in this process, even if
         # no bus here has a signal for it (say, only catch-alls listen).

@@ -35,7 +35,7 @@ What it does, per app, at :meth:`BlinkerEvents.init_app`:
   ``BLINKER_EVENTS_PROPAGATE_EXCEPTIONS`` defaults to ``app.testing``);
   each later app sharing it must agree: a bus key it sets to another value
   is refused (ValueError naming the key), a key it leaves unset takes the
-  bus as configured. When the last of them leaves (:meth:`shutdown_app`)
+  bus as configured. When the last of them leaves (:meth:`BlinkerEvents.shutdown_app`)
   the default bus gets back the settings it had before. With
   ``BLINKER_EVENTS_OWN_BUS = True`` an app gets an
   :class:`~blinker_events.EventBus` of its own instead, named after the
@@ -155,7 +155,7 @@ class BlinkerEvents:
 
     Without ``bus`` the apps use :data:`blinker_events.default_bus` (or,
     with ``BLINKER_EVENTS_OWN_BUS = True``, a bus of their own). ``bus``:
-    one :class:`EventBus` for every app this extension is initialised on
+    one :class:`~blinker_events.EventBus` for every app this extension is initialised on
     instead; it keeps its own settings.
     """
 

@@ -27,7 +27,7 @@ receivers, bridge Django signals and publish on commit.
         order = Order.objects.create(...)
         publish_on_commit(Event("orders.order_placed", {"id": order.pk}, "orders"))
 
-What the app does (see :class:`~blinker_events.django.apps.BlinkerEventsConfig`):
+What the app does (its ``AppConfig`` is ``blinker_events.django.apps.BlinkerEventsConfig``):
 
 - **Settings.** ``settings.BLINKER_EVENTS`` (a dict; every key optional,
   see :data:`DEFAULTS`) configures :data:`blinker_events.default_bus` at
@@ -53,7 +53,7 @@ What the app does (see :class:`~blinker_events.django.apps.BlinkerEventsConfig`)
 - **Database connections.** Deliveries on the bus's threads get a
   request's connection hygiene (``close_old_connections()`` before and
   after, honouring ``CONN_MAX_AGE``) for the connections they open; see
-  :mod:`blinker_events.django._connections`.
+  the Django page of the docs.
 """
 
 from __future__ import annotations

@@ -79,7 +79,7 @@ def apply_settings(config: Mapping[str, Any] | None = None) -> dict[str, Any]:
 
     Everything is checked first (TypeError/ValueError naming the key), then
     applied; the bus gets the database connection hygiene of
-    :mod:`._connections` as its dispatch context (around one it already
+    the connection hygiene as its dispatch context (around one it already
     had); the Django signals bridged by the previous call are
     disconnected and those of ``SIGNALS`` connected. Each ``SIGNALS`` entry
     is a dict: ``"signal"`` -- a ``django.dispatch.Signal`` or its dotted
