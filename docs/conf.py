@@ -13,7 +13,7 @@ import blinker_events  # noqa: E402
 
 project = "blinker_events"
 author = "The blinker_events authors"
-copyright = "the blinker_events authors"  # noqa: A001
+copyright = "the blinker_events authors"
 release = blinker_events.__version__
 version = ".".join(release.split(".")[:2])
 
@@ -37,7 +37,11 @@ autodoc_default_options = {"members": True, "show-inheritance": True}
 # through, and the typing helpers of the annotations.
 nitpicky = True
 nitpick_ignore_regex = [
-    (r"py:.*", r"(asyncio|collections|reprlib|concurrent|contextlib|contextvars|enum|json|logging|threading|types|typing|weakref)(\..+)?"),
+    (
+        r"py:.*",
+        r"(asyncio|collections|concurrent|contextlib|contextvars|enum|json|logging|reprlib|threading|types|typing|weakref)"
+        r"(\..+)?",
+    ),
     (r"py:.*", r"(blinker|flask|werkzeug|django|redis|asgiref)(\..+)?"),
 ]
 nitpick_ignore = [
