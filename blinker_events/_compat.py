@@ -55,7 +55,12 @@ class Signal(blinker.Signal):
     route: t.Any = None
 
     def guard(self, bus: GuardingBus | None = None) -> t.Self:
-        """Send through ``bus`` (the default bus if None) from now on."""
+        """Send through ``bus`` (the default bus if None) from now on.
+
+        :param bus: an :class:`~blinker_events.EventBus`, or None for the default bus.
+        :returns: the signal itself, so ``signal(...).guard(bus)`` chains.
+        :raises TypeError: ``bus`` is not an EventBus.
+        """
         if bus is None:
             from . import default_bus
 

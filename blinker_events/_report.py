@@ -29,7 +29,7 @@ class DeliveryReport:
     - ``succeeded``: subscriptions whose receiver returned normally.
     - ``failed``: ``(subscription, exception)`` for each receiver that raised.
     - ``timed_out``: subscriptions that overran their timeout (async ones were
-      cancelled; sync ones could not be, see the README).
+      cancelled; sync ones could not be, see docs/timeouts.md).
     - ``cancelled``: async receivers whose run was cancelled by someone other
       than the bus's timeout -- the publisher's own cancellation (which the
       publish passes on to the receivers it runs), a loop ending under
@@ -177,7 +177,10 @@ class DeliveryReport:
 
     def raise_errors(self) -> None:
         """Raise what :meth:`errors` lists: the exception itself when there
-        is one, an ``ExceptionGroup`` when there are several."""
+        is one, an ``ExceptionGroup`` when there are several.
+
+        :raises BaseException: the one error, or a ``BaseExceptionGroup`` of them; nothing when there are none.
+        """
         errors = self.errors()
         if len(errors) == 1:
             raise errors[0]

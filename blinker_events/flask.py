@@ -1,82 +1,24 @@
-"""Flask integration: the default bus (or one per app), configured from ``app.config``.
+"""Flask integration: the extension :class:`BlinkerEvents` gives each app a bus.
 
 ::
 
-    from flask import Flask
-    from blinker_events import Event, subscribe
-    from blinker_events.flask import BlinkerEvents, current_events
+    events = BlinkerEvents()          # or BlinkerEvents(app)
+    events.init_app(app)              # per app, in an app factory
+    current_events.publish_sync(Event("order.created", {"id": 1}, "web"))
 
-    events = BlinkerEvents()
+By default the app uses :data:`blinker_events.default_bus`, so receivers
+subscribed with the module-level ``@subscribe`` get what its views publish
+through :data:`current_events`; ``BLINKER_EVENTS_OWN_BUS = True`` gives an
+app a bus of its own. The extension configures the bus from the
+``BLINKER_EVENTS_*`` keys of ``app.config`` (:data:`CONFIG_DEFAULTS`),
+bridges the Flask signals named in ``BLINKER_EVENTS_FLASK_SIGNALS``, pushes
+an app context around the deliveries that run on the bus's threads, and
+shuts the bus down when the process exits. Its state per app is an
+:class:`AppState` in ``app.extensions["blinker_events"]``.
 
-
-    @subscribe("order.created")  # on the default bus, which the app uses
-    def send_receipt(event): ...
-
-
-    def create_app(config=None):
-        app = Flask(__name__)
-        app.config.update(config or {})
-        events.init_app(app)
-
-        @app.post("/orders")
-        def create_order():
-            current_events.publish_sync(Event("order.created", {"id": 1}, "web"))
-            return "", 201
-
-        return app
-
-What it does, per app, at :meth:`BlinkerEvents.init_app`:
-
-- **The bus.** By default :data:`blinker_events.default_bus`, so the
-  receivers subscribed with the module-level ``@subscribe`` get what views
-  publish through ``current_events``. The first app initialised on it
-  configures it from the ``BLINKER_EVENTS_*`` keys (see
-  :data:`CONFIG_DEFAULTS`; unset keys take the defaults,
-  ``BLINKER_EVENTS_PROPAGATE_EXCEPTIONS`` defaults to ``app.testing``);
-  each later app sharing it must agree: a bus key it sets to another value
-  is refused (ValueError naming the key), a key it leaves unset takes the
-  bus as configured. When the last of them leaves (:meth:`BlinkerEvents.shutdown_app`)
-  the default bus gets back the settings it had before. With
-  ``BLINKER_EVENTS_OWN_BUS = True`` an app gets an
-  :class:`~blinker_events.EventBus` of its own instead, named after the
-  app and configured from its keys (tests, apps with different settings).
-  A bus passed in (``BlinkerEvents(bus=...)``) is shared by every app the
-  extension is initialised on and keeps its own settings: the config keys
-  are not applied to it (only ``BLINKER_EVENTS_FLASK_SIGNALS``, which is
-  per app). Every ``BLINKER_EVENTS_*`` key is checked: an unknown one (a
-  typo) is refused naming it. The state lives in
-  ``app.extensions["blinker_events"]`` (an :class:`AppState`); the
-  extension object keeps no app.
-- **Flask's own signals** named in ``BLINKER_EVENTS_FLASK_SIGNALS`` are
-  bridged with ``bus.bridge(signal, f"flask.{name}", sender=app)``: each send
-  by this app becomes an event of type ``"flask.<name>"`` (for example
-  ``"flask.request_finished"``) whose ``source`` is the app and whose
-  ``data`` holds the signal's keyword arguments (``data["response"]`` for
-  ``request_finished``). Sends by other apps are not relayed, even on a
-  shared bus.
-- **The app context on the bus's threads.** Receivers run inline by
-  ``publish_sync`` (and async receivers ``await publish`` runs on the view's
-  loop) run inside the request, with ``request``, ``g`` and ``current_app``.
-  Receivers the bus runs on its own threads -- everything behind
-  ``publish_nowait``, the sync receivers of ``await publish``, the async
-  receivers of ``publish_sync`` -- get a fresh app context pushed around
-  their delivery of each event (``bus.set_dispatch_context``):
-  ``current_app`` is the app that published (or, for events published
-  outside any app context, the first app the bus was initialised on; on
-  the default bus, the first of its apps not yet shut down), ``g``
-  is a new, empty one, and the app's ``teardown_appcontext`` functions run
-  afterwards. ``request`` still names the publisher's request (it travels
-  with the publisher's context variables): fine while the view waits, but a
-  ``publish_nowait`` receiver may run after the request ended -- put what it
-  needs into ``event.data``. The context is installed on a bus the extension
-  created, and on a passed-in bus that has no dispatch context yet; a
-  passed-in bus's own dispatch context is kept.
-- **Shutdown.** A bus of an app's own, and the default bus once an app
-  configured it, is shut down when the process exits, after its queue
-  drained for at most ``BLINKER_EVENTS_SHUTDOWN_TIMEOUT`` seconds (a
-  passed-in bus is its owner's to shut down). Everything is per process: each
-  process the reloader starts, and each gunicorn worker, has its own bus,
-  threads and queue (see the README).
+The guide -- configuration, what each receiver sees of the request and the
+app context, tests, the reloader and gunicorn -- is the Flask page of the
+documentation: https://blinker-events.readthedocs.io/en/latest/flask.html (``docs/flask.md``).
 """
 
 from __future__ import annotations
@@ -181,6 +123,11 @@ class BlinkerEvents:
         setting that conflicts with the default bus's (shared with other
         apps) raise TypeError/ValueError naming the key, before anything
         changes.
+
+        :param app: a :class:`flask.Flask` app.
+        :raises RuntimeError: the extension is already initialised on ``app``.
+        :raises TypeError, ValueError: ``app`` is not a Flask app, or a bad or
+            conflicting ``BLINKER_EVENTS_*`` key.
         """
         if not isinstance(app, Flask):
             raise TypeError(f"app must be a Flask app, not {type(app).__name__}")
@@ -225,6 +172,11 @@ class BlinkerEvents:
         signals are module globals, and a bridge keeps the bus (and, through
         its history, the app) alive. The app keeps its state and bus, which
         start their threads again if used.
+
+        :param app: an app this extension was initialised on.
+        :param timeout: seconds the bus's shutdown may take; None: until drained.
+        :returns: how many queued events were dropped (0 when the bus is not the extension's).
+        :raises RuntimeError: the extension is not initialised on ``app``.
         """
         state = _state(app)
         for name in state.bridged:
@@ -245,6 +197,10 @@ def get_bus(app: Flask | None = None) -> EventBus:
 
     Raises RuntimeError outside an app context (without ``app``) or when the
     extension was not initialised on the app.
+
+    :param app: a Flask app; None: the current one.
+    :returns: its :class:`~blinker_events.EventBus`.
+    :raises RuntimeError: no app and no app context, or no extension on the app.
     """
     if app is None:
         if not has_app_context():

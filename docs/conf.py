@@ -3,6 +3,7 @@ docstrings (autodoc), the furo theme. Build with ``python3 dev.py docs``."""
 
 from __future__ import annotations
 
+import builtins
 import sys
 from pathlib import Path
 
@@ -12,8 +13,8 @@ sys.path.insert(0, str(ROOT))
 import blinker_events  # noqa: E402
 
 project = "blinker_events"
-author = "The blinker_events authors"
-copyright = "the blinker_events authors"
+author = "The blinker_events developers"
+copyright = "The blinker_events developers"
 release = blinker_events.__version__
 version = ".".join(release.split(".")[:2])
 
@@ -45,8 +46,15 @@ nitpick_ignore_regex = [
     (r"py:.*", r"(blinker|flask|werkzeug|django|redis|asgiref)(\..+)?"),
 ]
 nitpick_ignore = [
-    ("py:class", "t.Self"),
-    ("py:class", "Flask"),  # flask.Flask, imported for type checking only  # typing.Self, as _compat spells it
+    # Python's built-in classes and exceptions (int, TypeError, ExceptionGroup, ...).
+    *(
+        (role, name)
+        for name in dir(builtins)
+        if isinstance(getattr(builtins, name), type)
+        for role in ("py:class", "py:exc")
+    ),
+    ("py:class", "t.Self"),  # typing.Self, as _compat spells it
+    ("py:class", "Flask"),  # flask.Flask, imported for type checking only
     # Private Protocols and classes that annotations name; the parameter's
     # description says which public object to pass.
     ("py:class", "GuardingBus"),
@@ -83,5 +91,15 @@ def _check_public_names(app, env):  # type: ignore[no-untyped-def]
                 )
 
 
+def _user_facing(app, what, name, obj, options, lines):  # type: ignore[no-untyped-def]
+    # The package docstring may go on to describe its private layers for
+    # maintainers; the reference keeps what comes before.
+    if what == "module" and name == "blinker_events":
+        layers = [i for i, line in enumerate(lines) if line.startswith("The package is layered")]
+        if layers:
+            del lines[layers[0] :]
+
+
 def setup(app):  # type: ignore[no-untyped-def]
     app.connect("env-check-consistency", _check_public_names)
+    app.connect("autodoc-process-docstring", _user_facing)

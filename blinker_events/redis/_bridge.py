@@ -76,7 +76,7 @@ class RedisBridge:
     is a work queue -- each event is delivered to one consumer of
     ``group``, at least once, and a local publish of a bridged type hands
     the event to the group instead of running receivers here
-    (``report.handed_off``). See the README's "Scaling out" for the exact
+    (``report.handed_off``). See docs/redis.md for the exact
     guarantees.
 
     ``event_types``: the types to carry (None: every type except the bus's
@@ -101,6 +101,9 @@ class RedisBridge:
     event; ``dedupe_size`` event ids remembered to recognise redeliveries.
     ``client_options`` go to ``redis.asyncio.Redis.from_url`` (TLS files,
     ``socket_timeout``, which is 10 s here).
+
+    :raises TypeError, ValueError: a bad argument, named -- ``url`` included, when
+        redis-py cannot parse it (its password never shown).
     """
 
     def __init__(
@@ -229,7 +232,7 @@ class RedisBridge:
         connected (and, in group mode, joined), False if Redis did not answer
         within ``timeout`` seconds -- the bridge then keeps trying in the
         background and buffers what is published meanwhile. Call it in each
-        process (after a fork: see the README on gunicorn). ``RuntimeError``
+        process (after a fork: see docs/redis.md on gunicorn). ``RuntimeError``
         if the bus's loop thread does not answer within ``timeout`` + 5 s."""
         timeout = check_timeout(timeout)
         threads = bus_loop(self.bus)
