@@ -306,11 +306,7 @@ class EventBus:
         self._set("queue_size", n, "n")
 
     def set_overflow(self, policy: str) -> None:
-        """``"block"``, ``"raise"`` or ``"drop_oldest"``; see docs/worker-queue.md.
-
-        :param policy: what a full queue does to a new ``publish_nowait``.
-        :raises TypeError, ValueError: ``policy`` is not one of the three.
-        """
+        """``"block"``, ``"raise"`` or ``"drop_oldest"``; see docs/worker-queue.md."""
         self._set("overflow", policy, "policy")
 
     def set_sync_executor(self, name: str) -> None:
