@@ -100,10 +100,26 @@ def test_every_python_example_is_run_or_marked_as_a_fragment() -> None:
     }
 
 
-def test_the_runner_sees_the_docs() -> None:
-    # Each page of the site is there and the README's first example is run.
+#: The pages of the site (docs/index.md's table of contents links them).
+PAGES = (
+    "index", "getting-started", "where-receivers-run", "timeouts", "cycle-guard", "errors", "history",
+    "worker-queue", "settings", "migrating-from-blinker", "flask", "django", "redis", "performance", "api",
+    "changelog",
+)  # fmt: skip
+
+
+def test_the_runner_sees_every_page_and_the_readme() -> None:
     names = {path.name for path in DOC_FILES}
-    assert {"README.md", "index.md", "getting-started.md", "api.md"} <= names
+    assert {"README.md", *(f"{page}.md" for page in PAGES)} <= names
+    index = (ROOT / "docs" / "index.md").read_text(encoding="utf-8")
+    assert [page for page in PAGES if page != "index" and f"\n{page}\n" not in index] == []
+    # Every page but the changelog (which includes ../CHANGELOG.md) has content of its own.
+    thin = [
+        page for page in PAGES if page != "changelog" and len((ROOT / "docs" / f"{page}.md").read_text().split()) < 150
+    ]
+    assert thin == []
+    assert "{include} ../CHANGELOG.md" in (ROOT / "docs" / "changelog.md").read_text()
+    assert (ROOT / "CHANGELOG.md").is_file()
     readme = [fence for fence in PYTHON if fence.path.name == "README.md"]
     assert readme, "the README has a Python example"
     assert not readme[0].is_fragment, "the README's first Python example is a whole program"
