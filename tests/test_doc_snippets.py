@@ -125,6 +125,22 @@ def test_the_runner_sees_every_page_and_the_readme() -> None:
     assert not readme[0].is_fragment, "the README's first Python example is a whole program"
 
 
+_LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def test_the_readmes_links_to_files_resolve() -> None:
+    # Sphinx checks the links between the docs pages; the README is not on
+    # the site, so its links into the checkout (docs/<page>.md, LICENSE) are
+    # checked here.
+    readme = ROOT / "README.md"
+    text = readme.read_text(encoding="utf-8")
+    for fence in fences(readme):  # links inside examples are not links
+        text = text.replace(fence.code, "")
+    targets = {link.split("#")[0] for link in _LINK.findall(text) if not re.match(r"[a-z][a-z0-9+.-]*:|#", link)}
+    assert targets, "the README links to the docs pages"
+    assert sorted(target for target in targets if not (ROOT / target).exists()) == []
+
+
 def test_fences_are_parsed_exactly(tmp_path: Path) -> None:
     page = tmp_path / "page.md"
     page.write_text(
