@@ -95,9 +95,6 @@ def test_every_python_example_is_run_or_marked_as_a_fragment() -> None:
     assert unexplained == [], "a fragment's first line says what it needs: '# fragment: ...'"
     unnamed = [fence.id for fence in ALL_FENCES if not fence.info]
     assert unnamed == [], "every fence names its language (python, sh, console, text, ...)"
-    assert {fence.id for fence in RUNNABLE} | {fence.id for fence in PYTHON if fence.is_fragment} == {
-        fence.id for fence in PYTHON
-    }
 
 
 #: The pages of the site (docs/index.md's table of contents links them).
