@@ -7,6 +7,7 @@
     python3 dev.py test --newest   ... with the newest versions there are
     python3 dev.py lint     ruff check, ruff format --check, mypy --strict
     python3 dev.py bench    run the benchmarks (extra args go to the bench command)
+    python3 dev.py docs     build the docs site into docs/_build/html (warnings are errors)
     python3 dev.py flask-example   run the Flask example app on http://127.0.0.1:5000
     python3 dev.py django-example  run the Django example on http://127.0.0.1:8000
     python3 dev.py redis-example   three processes sharing events through a throwaway redis-server
@@ -40,6 +41,8 @@ EXTRAS = {
     "redis-example": "[redis]",
     "build": "[flask,django,redis,fast]",
     "smoke": "[flask,django,redis,fast]",
+    # The docs site: the integrations importable for the API reference.
+    "docs": "[flask,django,redis,fast]",
 }
 #: The PEP 735 dependency groups (pyproject.toml) each task installs too.
 GROUPS = {
@@ -49,6 +52,7 @@ GROUPS = {
     "django-example": ("dev",),
     "build": ("dev",),
     "smoke": ("dev",),
+    "docs": ("docs",),
 }
 #: The dependencies whose declared lower bounds ``test --lowest`` installs.
 RANGE_TESTED = ("blinker", "asgiref", "flask", "django", "redis", "msgspec")
@@ -59,6 +63,9 @@ RUNS = {
     "flask-example": ["-m", "examples.flask_app"],
     "django-example": ["-m", "examples.django_project"],
     "redis-example": ["-m", "examples.redis_nodes"],
+    # -n: every cross-reference must resolve; -W --keep-going: every warning
+    # shown, then the build fails.
+    "docs": ["-m", "sphinx", "-W", "--keep-going", "-n", "-b", "html", "docs", "docs/_build/html"],
 }
 
 

@@ -138,7 +138,7 @@ class DefaultBusRelay:
     """The receiver connected to a bridged Django signal: each send becomes
     an event on whatever :data:`blinker_events.default_bus` is at the time,
     with the send's keyword arguments (but ``signal``) as data and its
-    sender as source. Like :class:`Relay`, it never raises into the send."""
+    sender as source. Like every bridge's relay, it never raises into the send."""
 
     __slots__ = ("event_type",)
 

@@ -49,7 +49,7 @@ def _setting_property(name: str) -> Any:
 class EventBus:
     """An isolated event bus.
 
-    The constructor takes every setting of :class:`BusSettings` (each also
+    The constructor takes every setting of :class:`~blinker_events.lowlevel.BusSettings` (each also
     a read-only property, a ``set_*`` method, and a key of
     :meth:`configure`), and a ``name`` for its threads and announcements.
     """
@@ -106,6 +106,15 @@ class EventBus:
         thread that runs an event loop, async receivers are started as tasks
         on that loop instead (the report lists them under ``scheduled``),
         since blocking that loop to wait for them would deadlock it.
+
+        :param event: the :class:`~blinker_events.Event` to deliver.
+        :param timeout: this publish's per-receiver timeout, overriding the
+            subscriptions' and the bus default; None: theirs.
+        :returns: the :class:`~blinker_events.DeliveryReport` of this publish.
+        :raises TypeError, ValueError: ``event`` is not an Event, or ``timeout``
+            is not None or a positive number of seconds.
+        :raises Exception: with ``propagate_exceptions`` on, after every receiver
+            ran: the one receiver error, or an :class:`ExceptionGroup` of several.
         """
         runtime = self._runtime
         report, override, route = runtime.begin(event, timeout)
@@ -129,6 +138,14 @@ class EventBus:
         not failures) and records its report in the history before the
         cancellation goes on; sync receivers already on their thread finish,
         and their outcomes join that report.
+
+        :param event: the :class:`~blinker_events.Event` to deliver.
+        :param timeout: as for :meth:`publish_sync`.
+        :returns: the :class:`~blinker_events.DeliveryReport`, once every receiver
+            finished or timed out.
+        :raises TypeError, ValueError: as :meth:`publish_sync`.
+        :raises Exception: the receivers' errors, as :meth:`publish_sync`, under propagation.
+        :raises asyncio.CancelledError: the caller was cancelled; the receivers were too.
         """
         runtime = self._runtime
         report, override, route = runtime.begin(event, timeout)
@@ -156,6 +173,14 @@ class EventBus:
         policy applies; ``"block"`` waits at most the publish's timeout (the
         bus default if not given), and raises :class:`QueueFullError` at once
         on a thread that runs an event loop.
+
+        :param event: the :class:`~blinker_events.Event` to queue.
+        :param timeout: as for :meth:`publish_sync`; also how long ``"block"``
+            waits for room.
+        :returns: a :class:`concurrent.futures.Future` of the report.
+        :raises TypeError, ValueError: ``event`` is not an Event, or a bad ``timeout``.
+        :raises QueueFullError: the queue is full and the overflow policy refuses
+            the event (``"raise"``, or ``"block"`` past its wait or on a loop thread).
         """
         runtime = self._runtime
         report, override, route = runtime.begin(event, timeout, routed=False)
@@ -171,12 +196,18 @@ class EventBus:
 
     def add_outlet(self, outlet: Outlet) -> None:
         """Offer every local event to ``outlet`` at publish, before any
-        receiver runs (see :mod:`blinker_events._outlets`). Bridges to other
-        processes call this; an outlet is added once."""
+        receiver runs (see :class:`~blinker_events.lowlevel.Outlet`). Bridges to other
+        processes call this; an outlet is added once.
+
+        :param outlet: an object with the :class:`~blinker_events.lowlevel.Outlet` methods.
+        """
         self._runtime.add_outlet(outlet)
 
     def remove_outlet(self, outlet: Outlet) -> bool:
-        """Stop offering events to ``outlet``; False if it was not added."""
+        """Stop offering events to ``outlet``; False if it was not added.
+
+        :returns: whether ``outlet`` had been added.
+        """
         return self._runtime.remove_outlet(outlet)
 
     def set_dispatch_context(self, factory: Callable[[], AbstractContextManager[Any]] | None) -> None:
@@ -193,6 +224,9 @@ class EventBus:
         under propagation, and receivers a context that could not be entered
         kept from running are skipped with reason ``"context"``. No receiver's
         failure count changes.
+
+        :param factory: a callable returning a context manager, or None.
+        :raises TypeError: ``factory`` is neither callable nor None.
         """
         if factory is not None and not callable(factory):
             raise TypeError(f"factory must be callable or None, not {type(factory).__name__}")
@@ -212,12 +246,17 @@ class EventBus:
         return self._live.value
 
     def configure(self, **changes: Any) -> None:
-        """Change several settings at once: any fields of :class:`BusSettings`
+        """Change several settings at once: any fields of :class:`~blinker_events.lowlevel.BusSettings`
         (``timeout``, ``propagate_exceptions``, ``failure_threshold``,
         ``history_size``, ``max_depth``, ``queue_size``, ``overflow``,
         ``sync_executor``). The whole new value is checked before it is
         swapped in, atomically, so a bad one (TypeError/ValueError naming it)
-        changes nothing, and a publish sees either every change or none."""
+        changes nothing, and a publish sees either every change or none.
+
+        :param changes: setting names and their new values.
+        :raises TypeError: an unknown setting name, or a value of the wrong type.
+        :raises ValueError: a value out of range; nothing changes.
+        """
         self._runtime.configure(**changes)
 
     def _set(self, setting: str, value: Any, label: str) -> None:
@@ -225,25 +264,45 @@ class EventBus:
         self._runtime.configure(**{setting: check_setting(setting, value, label)})
 
     def set_timeout(self, seconds: float | None) -> None:
-        """Default per-receiver timeout: a positive finite number, or None."""
+        """Default per-receiver timeout: a positive finite number, or None.
+
+        :raises TypeError, ValueError: ``seconds`` is neither None nor a positive
+            number up to :data:`~blinker_events.lowlevel.MAX_TIMEOUT`.
+        """
         self._set("timeout", seconds, "seconds")
 
     def set_propagate_exceptions(self, flag: bool) -> None:
+        """Raise receivers' errors from the publish, after every receiver ran
+        (the error itself, or an ``ExceptionGroup`` of several); a bool.
+
+        :raises TypeError: ``flag`` is not a bool."""
         self._set("propagate_exceptions", flag, "flag")
 
     def set_failure_threshold(self, n: int) -> None:
+        """Disable a subscription after ``n`` consecutive failures (default 3).
+
+        :raises TypeError, ValueError: ``n`` is not an int from 1 up."""
         self._set("failure_threshold", n, "n")
 
     def set_history_size(self, n: int) -> None:
-        """Keep the last ``n`` publishes (default 1000); 0 turns history off."""
+        """Keep the last ``n`` publishes (default 1000); 0 turns history off.
+
+        :raises TypeError, ValueError: ``n`` is not an int from 0 up.
+        """
         self._set("history_size", n, "n")
 
     def set_max_depth(self, n: int) -> None:
+        """Stop any delivery once the causal chain is ``n`` long (default 16).
+
+        :raises TypeError, ValueError: ``n`` is not an int from 1 up."""
         self._set("max_depth", n, "n")
 
     def set_queue_size(self, n: int) -> None:
         """Bound of the worker queue. Shrinking below what is queued drops
-        nothing: publishers meet the overflow policy until it drains."""
+        nothing: publishers meet the overflow policy until it drains.
+
+        :raises TypeError, ValueError: ``n`` is not an int from 1 up.
+        """
         self._set("queue_size", n, "n")
 
     def set_overflow(self, policy: str) -> None:
@@ -252,7 +311,11 @@ class EventBus:
 
     def set_sync_executor(self, name: str) -> None:
         """Where ``await publish`` runs sync receivers from now on:
-        ``"worker"`` or ``"thread_sensitive"``."""
+        ``"worker"`` or ``"thread_sensitive"``.
+
+        :param name: ``"worker"`` or ``"thread_sensitive"``.
+        :raises TypeError, ValueError: ``name`` is not one of the two.
+        """
         self._set("sync_executor", name, "name")
 
     # Each setting, read-only: what ``bus.settings`` has now.
@@ -270,23 +333,41 @@ class EventBus:
     def get_history(
         self, event_type: EventTypeLike | None = None, limit: int | None = None, *, source: Any = None
     ) -> list[Event]:
-        """Recent events, oldest first; ``limit`` keeps the newest ``limit``."""
+        """Recent events, oldest first; ``limit`` keeps the newest ``limit``.
+
+        :param event_type: only events of this type; None: every type.
+        :param limit: keep only the newest ``limit`` (0 gives ``[]``); None: all.
+        :param source: only events whose source is this object, else equal to it.
+        :returns: a list of :class:`~blinker_events.Event`, ordered by when their
+            publish completed.
+        :raises TypeError, ValueError: a bad ``event_type`` or ``limit``.
+        """
         return self._history.events(event_type, limit, source=source)
 
     def get_delivery_reports(
         self, event_type: EventTypeLike | None = None, limit: int | None = None, *, source: Any = None
     ) -> list[DeliveryReport]:
         """Like :meth:`get_history`, but each entry is the publish's report
-        (``report.event`` is the event)."""
+        (``report.event`` is the event).
+
+        :param event_type: as for :meth:`get_history`.
+        :param limit: as for :meth:`get_history`.
+        :param source: as for :meth:`get_history`.
+        :returns: a list of :class:`~blinker_events.DeliveryReport`.
+        :raises TypeError, ValueError: a bad ``event_type`` or ``limit``.
+        """
         return self._history.reports(event_type, limit, source=source)
 
     def clear_history(self) -> None:
+        """Forget every publish the history holds."""
         self._history.clear()
 
     def is_enabled(self) -> bool:
+        """False after :meth:`disable`, until :meth:`enable`."""
         return self._runtime.enabled
 
     def enable(self) -> None:
+        """Make publishing deliver again after :meth:`disable`."""
         self._runtime.enabled = True
 
     def disable(self) -> None:
@@ -299,7 +380,12 @@ class EventBus:
         events, times the queue moved on from a stalled drainer while a
         publisher waited for room, pool threads, threads stuck in a hung
         receiver now and runs ever moved off one, subscriptions, disabled
-        subscriptions."""
+        subscriptions.
+
+        :returns: a dict with the keys ``queued``, ``dropped``, ``rejected``,
+            ``handoffs``, ``pool_threads``, ``stuck_threads``, ``moved_runs``,
+            ``subscriptions``, ``disabled`` and ``history``.
+        """
         subs = self.get_subscriptions()
         return {
             "queued": len(self._queue),
@@ -326,6 +412,8 @@ class EventBus:
         queued when the queue's time is up are dropped, counted, logged and
         their futures failed with :class:`QueueFullError`. Returns how many
         were dropped. The bus stays usable: threads start again on demand.
+
+        :raises TypeError, ValueError: ``timeout`` is neither None nor a positive number.
         """
         timeout = check_timeout(timeout)
         deadline = None if timeout is None else perf_counter() + timeout

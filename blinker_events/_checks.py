@@ -44,7 +44,14 @@ MAX_COUNT = sys.maxsize
 def check_timeout(value: Any, name: str = "timeout") -> float | None:
     """A timeout is None (no timeout) or a positive number of seconds up to
     :data:`MAX_TIMEOUT`. An ``int``/``float`` subclass is judged by its
-    value, never by its own comparisons; the result is a plain ``float``."""
+    value, never by its own comparisons; the result is a plain ``float``.
+
+    :param value: what the caller passed.
+    :param name: the argument's name, for the error message.
+    :returns: None or a plain ``float``.
+    :raises TypeError: not a number (a bool included) or None.
+    :raises ValueError: not positive, NaN, or above :data:`MAX_TIMEOUT`.
+    """
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -60,6 +67,7 @@ def check_timeout(value: Any, name: str = "timeout") -> float | None:
 
 
 def check_flag(value: Any, name: str) -> bool:
+    """``value`` if it is a bool; else TypeError naming ``name``."""
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be a bool, not {type(value).__name__}")
     return value
@@ -67,7 +75,15 @@ def check_flag(value: Any, name: str) -> bool:
 
 def check_positive_int(value: Any, name: str, minimum: int = 1) -> int:
     """An integer from ``minimum`` to :data:`MAX_COUNT`, as a plain ``int``
-    (an ``int`` subclass is judged by its value)."""
+    (an ``int`` subclass is judged by its value).
+
+    :param value: what the caller passed.
+    :param name: the argument's name, for the error message.
+    :param minimum: the smallest value accepted.
+    :returns: a plain ``int``.
+    :raises TypeError: not an int (a bool included).
+    :raises ValueError: below ``minimum`` or above :data:`MAX_COUNT`.
+    """
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an integer, not {type(value).__name__}")
     plain = int.__int__(value)

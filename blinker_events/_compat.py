@@ -55,7 +55,12 @@ class Signal(blinker.Signal):
     route: t.Any = None
 
     def guard(self, bus: GuardingBus | None = None) -> t.Self:
-        """Send through ``bus`` (the default bus if None) from now on."""
+        """Send through ``bus`` (the default bus if None) from now on.
+
+        :param bus: an :class:`~blinker_events.EventBus`, or None for the default bus.
+        :returns: the signal itself, so ``signal(...).guard(bus)`` chains.
+        :raises TypeError: ``bus`` is not an EventBus.
+        """
         if bus is None:
             from . import default_bus
 
@@ -72,6 +77,8 @@ class Signal(blinker.Signal):
             bus.unguard(self)
 
     def connect(self, receiver: t.Any, sender: t.Any = ANY, weak: bool = True) -> t.Any:
+        """Connect ``receiver`` as blinker does (``sender``: only its sends;
+        ``weak``: hold it weakly) and return it, so this is a decorator too."""
         result = super().connect(receiver, sender, weak)
         bus = self.guarded_by
         if bus is not None:
@@ -100,6 +107,9 @@ class Signal(blinker.Signal):
         _async_wrapper: t.Any = None,
         **kwargs: t.Any,
     ) -> list[tuple[c.Callable[..., t.Any], t.Any]]:
+        """Call every receiver with ``sender`` and ``kwargs``; return the list
+        of ``(receiver, result)``. Unguarded, exactly blinker's ``send``;
+        guarded, a ``publish_sync`` of the bus (see the class docstring)."""
         bus = self.guarded_by
         if bus is None:
             return super().send(sender, _async_wrapper=_async_wrapper, **kwargs)
@@ -115,6 +125,8 @@ class Signal(blinker.Signal):
         _sync_wrapper: t.Any = None,
         **kwargs: t.Any,
     ) -> list[tuple[c.Callable[..., t.Any], t.Any]]:
+        """As :meth:`send`, awaited: unguarded, blinker's ``send_async``;
+        guarded, an ``await publish`` of the bus."""
         bus = self.guarded_by
         if bus is None:
             return await super().send_async(sender, _sync_wrapper=_sync_wrapper, **kwargs)
@@ -146,6 +158,7 @@ class Namespace(blinker.Namespace):
     """``blinker.Namespace`` whose signals are this module's :class:`NamedSignal`."""
 
     def signal(self, name: str, doc: str | None = None) -> NamedSignal:
+        """The :class:`NamedSignal` called ``name``, made on first use."""
         if name not in self:
             self[name] = NamedSignal(name, doc)
         return t.cast(NamedSignal, self[name])

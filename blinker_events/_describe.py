@@ -35,6 +35,10 @@ def describe(obj: object, limit: int = LIMIT) -> str:
     non-string is described by its type and id instead, with the
     exception's type. Only a ``KeyboardInterrupt`` on the main thread (a
     Ctrl-C that happened to arrive during the repr) goes on.
+
+    :param obj: any object.
+    :param limit: the most characters returned.
+    :returns: the description; it never raises.
     """
     try:
         text = _repr.repr(obj)

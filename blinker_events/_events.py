@@ -111,7 +111,10 @@ def _enum_path(cls: type[Enum]) -> str:
 
 def event_type_name(event_type: EventTypeLike) -> str:
     """A readable name for ``event_type``: ``"MyEventTypes.MY_CUSTOM_EVENT"``
-    for an enum member, the string itself, or the signal's name."""
+    for an enum member, the string itself, or the signal's name.
+
+    :param event_type: any event type.
+    """
     if isinstance(event_type, Enum):
         return f"{type(event_type).__qualname__}.{event_type.name}"
     if isinstance(event_type, str):
@@ -126,7 +129,7 @@ NAME_LIMIT = 120
 
 
 def shown_name(event_type: EventTypeLike) -> str:
-    """:func:`event_type_name` for a message, at most :data:`NAME_LIMIT`
+    """:func:`~blinker_events.event_type_name` for a message, at most ``NAME_LIMIT`` (120)
     characters: the name is the application's (a string of any length), and
     a log line must stay a line. The full name stays the type's key."""
     name = event_type_name(event_type)
@@ -248,6 +251,11 @@ class Event:
     datetime taken at creation, and ``parent_id`` is the ``event_id`` of the
     event whose receiver was running when this one was created (None at top
     level) -- the causal link the cycle guard and the history show.
+
+    :param event_type: an :data:`EventTypeLike`.
+    :param data: a mapping with string keys, or None.
+    :param source: any object: who publishes the event.
+    :raises TypeError: a bad ``event_type``, or ``data`` that is not a mapping.
     """
 
     __slots__ = (
@@ -370,7 +378,11 @@ class Event:
         ``None``; anything else goes through ``default`` (like
         :func:`json.dumps`), and without one raises ``ValueError`` naming the
         offending path, as is data that holds itself (a cycle) or nests
-        deeper than :data:`~._serial.MAX_NESTING` levels. Tuples come back as lists.
+        deeper than 200 levels. Tuples come back as lists.
+
+        :param default: converts a value JSON cannot hold, as :func:`json.dumps`'s ``default``.
+        :returns: a dict of JSON-safe values.
+        :raises ValueError: a value that cannot be written, naming its path.
         """
         # Writing a type out makes it readable back in this process, even if
         # no bus here has a signal for it (say, only catch-alls listen).
@@ -390,7 +402,14 @@ class Event:
         """Rebuild an event from :meth:`to_dict` output, keeping its id,
         timestamp and parent. The event type must be known to this process
         (see :func:`event_type_name`); ``ValueError`` otherwise. ``origin``
-        marks it as received from that node (see :attr:`origin`)."""
+        marks it as received from that node (see :attr:`origin`).
+
+        :param payload: what :meth:`to_dict` returned (after a JSON round trip, say).
+        :param origin: the node id it came from; None: made here.
+        :returns: the :class:`Event`.
+        :raises TypeError: ``payload`` is not a mapping, or a bad ``origin``.
+        :raises ValueError: a malformed payload or an unknown event type, naming the field.
+        """
         if origin is not None and (not isinstance(origin, str) or not origin):
             raise TypeError("origin must be a non-empty str or None")
         if not isinstance(payload, Mapping):

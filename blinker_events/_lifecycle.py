@@ -73,7 +73,7 @@ def register(bus: Managed, queue: Queue, locks: tuple[threading.Lock | threading
 
 
 def drain_at_exit(bus: Managed, drain: bool) -> None:
-    """Whether :func:`shutdown_all` at interpreter exit drains ``bus`` (the
+    """Whether the shutdown of every bus at interpreter exit drains ``bus`` (the
     default of every bus), or whoever calls this with False does it (the
     Flask extension, with the app's own timeout)."""
     _LIVE[bus].drain = drain

@@ -23,7 +23,7 @@ __all__ = ["Outlet", "offer"]
 
 
 class Outlet(Protocol):
-    """What :meth:`EventBus.add_outlet` accepts."""
+    """What :meth:`~blinker_events.EventBus.add_outlet` accepts."""
 
     #: True if the events this outlet takes are delivered elsewhere instead
     #: of here (a work queue shared by several processes); the publish then

@@ -89,6 +89,9 @@ class Registry:
         only as long as someone holds it, so a type nobody listens to any
         more leaves nothing behind. Asking again, or connecting to the held
         signal, gives the same signal.
+
+        :returns: a :class:`blinker.NamedSignal` (the ``Signal`` itself for a signal).
+        :raises TypeError: ``event_type`` is not an Enum member, a str or a blinker ``Signal``.
         """
         key = type_key(event_type)
         signal = self._signal_of(key)
@@ -146,7 +149,10 @@ class Registry:
     def guard(self, signal: Signal) -> None:
         """Send a drop-in :class:`blinker_events.Signal` through this bus
         (what ``signal.guard(bus)`` does); a signal has one guarding bus.
-        (The bus checks that it is one.)"""
+        (The bus checks that it is one.)
+
+        :raises TypeError: ``signal`` is not a :class:`blinker_events.Signal`.
+        """
         me = self._owner
         previous = getattr(signal, "guarded_by", None)
         if previous is not None and previous is not me:
@@ -180,11 +186,22 @@ class Registry:
         holds nothing of the sender. It is a sync receiver: a ``send_async``
         of the signal must pass ``_sync_wrapper`` as blinker requires for any
         sync receiver. Returns the event type to subscribe to.
+
+        :param signal: any blinker ``Signal``.
+        :param event_type: the event type to publish; None: the signal's name.
+        :param sender: relay only this sender's sends; ``ANY``: every send.
+        :returns: the event type.
+        :raises TypeError: ``signal`` is not a blinker ``Signal``, or a bad ``event_type``.
         """
         return self.bridges.bridge(cast("Publisher", self._owner), signal, event_type, sender)
 
     def unbridge(self, signal: Signal, *, sender: Any = ANY) -> bool:
-        """Remove the relay :meth:`bridge` connected; False if there was none."""
+        """Remove the relay :meth:`bridge` connected; False if there was none.
+
+        :param signal: the bridged signal.
+        :param sender: the ``sender`` it was bridged with.
+        :returns: whether a relay was removed.
+        """
         return self.bridges.unbridge(signal, sender)
 
     def is_relayed(self, key: TypeKey) -> bool:
@@ -246,6 +263,18 @@ class Registry:
         collected); anything else strongly, unless ``weak`` says otherwise.
         Subscribing the same callback with the same ``source`` and
         ``sender`` again returns the existing subscription.
+
+        :param event_type: an event type, or None for every event.
+        :param callback: called as ``callback(event)``; sync or async.
+        :param source: the owner's tag, for :meth:`unsubscribe_by_source`.
+        :param sender: deliver only events whose ``source`` is this object.
+        :param timeout: this receiver's timeout; None: the bus default.
+        :param reentrant: may be re-entered by events its own handling caused.
+        :param weak: hold ``callback`` weakly (True) or strongly (False); None:
+            weakly for bound methods only.
+        :returns: the :class:`Subscription`, or a decorator without ``callback``.
+        :raises TypeError, ValueError: a bad ``event_type``, a ``callback`` that is
+            not callable, a bad ``timeout``, or a flag that is not a bool.
         """
         if event_type is not None:
             type_key(event_type)
@@ -298,7 +327,11 @@ class Registry:
         """Remove every subscription of ``callback`` to ``event_type`` (None:
         its catch-all subscriptions), including a receiver connected to the
         type's signal with plain blinker ``connect``. Returns how many.
-        Costs the same however many other subscriptions the bus has."""
+        Costs the same however many other subscriptions the bus has.
+
+        :returns: how many subscriptions were removed.
+        :raises TypeError: a bad ``event_type``, or ``callback`` is not callable.
+        """
         key = None if event_type is None else type_key(event_type)
         if not callable(callback):
             raise TypeError(f"callback must be callable, not {type(callback).__name__}")
@@ -317,7 +350,11 @@ class Registry:
         """Remove every subscription tagged with ``source``; returns how many.
         ``None`` is refused: it is the tag of every untagged subscription.
         (Tags are compared by identity, then equality, so this looks at every
-        subscription; a tag that cannot be compared is not ``source``.)"""
+        subscription; a tag that cannot be compared is not ``source``.)
+
+        :returns: how many subscriptions were removed.
+        :raises ValueError: ``source`` is None.
+        """
         if source is None:
             raise ValueError("source must not be None: untagged subscriptions have no owner to remove them by")
         with self.lock:
@@ -388,7 +425,13 @@ class Registry:
         """Active subscriptions, in delivery order: to ``event_type`` (and
         catch-alls) when given, else all. ``disabled`` filters by state.
         For a blinker ``Signal``, its plain receivers are listed from the
-        start (the bus adopts the signal, as its first publish would)."""
+        start (the bus adopts the signal, as its first publish would).
+
+        :param event_type: an event type, or None for all.
+        :param disabled: True: only disabled ones; False: only enabled ones; None: both.
+        :returns: a list of :class:`Subscription`.
+        :raises TypeError: ``event_type`` is not an Enum member, a str or a blinker ``Signal``.
+        """
         self._sweep()
         if event_type is None:
             with self.lock:
@@ -407,7 +450,11 @@ class Registry:
         and plain blinker receivers included; disabled subscriptions reach
         nothing, so they are left out), or, for None, how many of the bus's
         subscriptions are enabled. ``get_subscriptions(disabled=True)``
-        lists the disabled ones."""
+        lists the disabled ones.
+
+        :returns: a count of receivers.
+        :raises TypeError: ``event_type`` is not an Enum member, a str or a blinker ``Signal``.
+        """
         return len(self.get_subscriptions(event_type, disabled=False))
 
 

@@ -177,7 +177,10 @@ class DeliveryReport:
 
     def raise_errors(self) -> None:
         """Raise what :meth:`errors` lists: the exception itself when there
-        is one, an ``ExceptionGroup`` when there are several."""
+        is one, an ``ExceptionGroup`` when there are several.
+
+        :raises BaseException: the one error, or a ``BaseExceptionGroup`` of them; nothing when there are none.
+        """
         errors = self.errors()
         if len(errors) == 1:
             raise errors[0]

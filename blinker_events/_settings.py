@@ -90,13 +90,21 @@ def fields() -> tuple[dataclasses.Field[Any], ...]:
 def check_setting(setting: str, value: Any, label: str | None = None) -> Any:
     """Check ``value`` for the setting named ``setting`` (one of
     :data:`SETTING_NAMES`) as :class:`BusSettings` does; errors name it
-    ``label`` (default: the setting's own name)."""
+    ``label`` (default: the setting's own name).
+
+    :returns: the value as the bus keeps it (plain ``float``, ``int``, ``str``).
+    :raises TypeError, ValueError: a bad value, naming ``label``; ValueError
+        for an unknown ``setting``.
+    """
     check: Check = _field(setting).metadata["check"]
     return check(value, label or setting)
 
 
 def default_of(setting: str) -> Any:
-    """What a bus has for ``setting`` unless told otherwise."""
+    """What a bus has for ``setting`` unless told otherwise.
+
+    :raises ValueError: an unknown ``setting``.
+    """
     return _field(setting).default
 
 

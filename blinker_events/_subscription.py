@@ -283,7 +283,10 @@ class Subscription:
             self.disabled = False
 
     def unsubscribe(self) -> bool:
-        """Detach from the bus. Returns False if it was already detached."""
+        """Detach from the bus. Returns False if it was already detached.
+
+        :returns: True if this call detached it.
+        """
         return self._bus.remove_subscriptions([self]) == 1
 
     def __call__(self, sender: Any, /, **kwargs: Any) -> Any:

@@ -97,7 +97,7 @@ class BlinkerEvents:
 
     Without ``bus`` the apps use :data:`blinker_events.default_bus` (or,
     with ``BLINKER_EVENTS_OWN_BUS = True``, a bus of their own). ``bus``:
-    one :class:`EventBus` for every app this extension is initialised on
+    one :class:`~blinker_events.EventBus` for every app this extension is initialised on
     instead; it keeps its own settings.
     """
 
@@ -123,6 +123,11 @@ class BlinkerEvents:
         setting that conflicts with the default bus's (shared with other
         apps) raise TypeError/ValueError naming the key, before anything
         changes.
+
+        :param app: a :class:`flask.Flask` app.
+        :raises RuntimeError: the extension is already initialised on ``app``.
+        :raises TypeError, ValueError: ``app`` is not a Flask app, or a bad or
+            conflicting ``BLINKER_EVENTS_*`` key.
         """
         if not isinstance(app, Flask):
             raise TypeError(f"app must be a Flask app, not {type(app).__name__}")
@@ -167,6 +172,11 @@ class BlinkerEvents:
         signals are module globals, and a bridge keeps the bus (and, through
         its history, the app) alive. The app keeps its state and bus, which
         start their threads again if used.
+
+        :param app: an app this extension was initialised on.
+        :param timeout: seconds the bus's shutdown may take; None: until drained.
+        :returns: how many queued events were dropped (0 when the bus is not the extension's).
+        :raises RuntimeError: the extension is not initialised on ``app``.
         """
         state = _state(app)
         for name in state.bridged:
@@ -187,6 +197,10 @@ def get_bus(app: Flask | None = None) -> EventBus:
 
     Raises RuntimeError outside an app context (without ``app``) or when the
     extension was not initialised on the app.
+
+    :param app: a Flask app; None: the current one.
+    :returns: its :class:`~blinker_events.EventBus`.
+    :raises RuntimeError: no app and no app context, or no extension on the app.
     """
     if app is None:
         if not has_app_context():

@@ -27,6 +27,12 @@ def publish_on_commit(
     ``publish_nowait`` instead. Errors -- receiver errors when
     ``PROPAGATE_EXCEPTIONS`` is on, a full queue -- are logged and never
     raised into the commit, which has already happened.
+
+    :param event: the :class:`~blinker_events.Event` to publish.
+    :param using: the database alias; None: the default database.
+    :param timeout: the publish's per-receiver timeout, as for ``publish_sync``.
+    :param nowait: queue it with ``publish_nowait`` instead.
+    :raises TypeError, ValueError: a bad ``event``, ``timeout`` or ``nowait``, at the call.
     """
     if not isinstance(event, Event):
         raise TypeError(f"event must be an Event, not {type(event).__name__}")

@@ -78,8 +78,8 @@ def apply_settings(config: Mapping[str, Any] | None = None) -> dict[str, Any]:
     ``settings.BLINKER_EVENTS``); missing keys take their :data:`DEFAULTS`.
 
     Everything is checked first (TypeError/ValueError naming the key), then
-    applied; the bus gets the database connection hygiene of
-    :mod:`._connections` as its dispatch context (around one it already
+    applied; the bus gets the database connection hygiene (see the
+    Django page of the docs) as its dispatch context (around one it already
     had); the Django signals bridged by the previous call are
     disconnected and those of ``SIGNALS`` connected. Each ``SIGNALS`` entry
     is a dict: ``"signal"`` -- a ``django.dispatch.Signal`` or its dotted
@@ -87,6 +87,11 @@ def apply_settings(config: Mapping[str, Any] | None = None) -> dict[str, Any]:
     label ``"app_label.Model"``, a dotted path, an object, or None (the
     default) for every sender; ``"event_type"`` -- defaults to
     :func:`signal_event_type`. Returns the full, checked settings.
+
+    :param config: a ``BLINKER_EVENTS``-style dict; None: the project's settings.
+    :returns: every key with its value in force.
+    :raises TypeError, ValueError: an unknown key or a bad value, naming the key.
+    :raises LookupError: an unknown model label.
     """
     config = current_settings() if config is None else config
     resolved = _checked(config)
@@ -188,7 +193,13 @@ def signal_event_type(signal: Signal, sender: Any = None) -> str:
     ``"<app_label>.<model_name>.<signal>"`` for a model sender (for example
     ``"orders.order.post_save"``), else ``"django.<signal>"`` (for example
     ``"django.request_finished"``). Signals that are not Django's own need an
-    explicit event type."""
+    explicit event type.
+
+    :param signal: a ``django.dispatch.Signal`` of Django's own.
+    :param sender: the sender the relay is for, or None.
+    :returns: the event type's name.
+    :raises ValueError: ``signal`` is not one of Django's own.
+    """
     name = _signal_name(signal)
     meta = getattr(sender, "_meta", None)
     if isinstance(sender, type) and meta is not None:
@@ -207,7 +218,11 @@ def _signal_name(signal: Signal) -> str:
 def autodiscover(module: str | None = "events") -> list[str]:
     """Import ``<app>.<module>`` of every installed app that has one and
     return their names. Python imports each module once, so calling this
-    again subscribes nothing twice. None: nothing."""
+    again subscribes nothing twice. None: nothing.
+
+    :param module: the module name to import from each app, or None.
+    :returns: the dotted names imported.
+    """
     if module is None:
         return []
     found = []

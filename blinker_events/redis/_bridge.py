@@ -101,6 +101,9 @@ class RedisBridge:
     event; ``dedupe_size`` event ids remembered to recognise redeliveries.
     ``client_options`` go to ``redis.asyncio.Redis.from_url`` (TLS files,
     ``socket_timeout``, which is 10 s here).
+
+    :raises TypeError, ValueError: a bad argument, named -- ``url`` included, when
+        redis-py cannot parse it (its password never shown).
     """
 
     def __init__(
