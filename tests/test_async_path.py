@@ -612,9 +612,7 @@ async def test_a_loops_task_factory_makes_the_receivers_tasks(bus: EventBus) -> 
     assert [task.get_name() for task in made] == [sub.name for sub in subs]
 
 
-@pytest.mark.skipif(
-    sys.version_info >= (3, 12), reason="tasks start eagerly: a receiver task has always started"
-)
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason="tasks start eagerly: a receiver task has always started")
 @pytest.mark.asyncio
 async def test_a_receiver_task_cancelled_before_it_started_is_reported_cancelled_and_closed(bus: EventBus) -> None:
     ran: list[str] = []
