@@ -192,7 +192,8 @@ class TypedEvent(_Root):
         fields = cls._fields
         for name in given:
             if name not in fields:
-                raise TypeError(f"{path}: {cls.__qualname__} has no field {describe(name, 80)}")
+                where = cls.__qualname__ if path == cls.__qualname__ else f"{path}: {cls.__qualname__}"
+                raise TypeError(f"{where} has no field {describe(name, 80)}")
         data = {}
         for name, (check, default) in fields.items():
             value = given.get(name, default)

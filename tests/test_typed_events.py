@@ -72,7 +72,7 @@ def test_the_constructor_takes_the_fields_as_keywords_with_their_defaults() -> N
         OrderPlaced(1)  # type: ignore[misc]
     with pytest.raises(TypeError, match=r"^OrderPlaced.order_id: missing, and the field has no default$"):
         OrderPlaced()  # type: ignore[call-arg]
-    with pytest.raises(TypeError, match=r"^OrderPlaced: OrderPlaced has no field 'colour'$"):
+    with pytest.raises(TypeError, match=r"^OrderPlaced has no field 'colour'$"):
         OrderPlaced(order_id=1, colour="red")  # type: ignore[call-arg]
 
 
