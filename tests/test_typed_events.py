@@ -190,6 +190,30 @@ def test_repr_names_the_fields_and_survives_hostile_and_huge_values() -> None:
     assert plain.startswith("OrderPlaced(order_id=1, items=(), note=None, source='s', id=")
 
 
+def test_hostile_and_huge_values_are_refused_or_kept_without_their_repr() -> None:
+    with pytest.raises(ValueError, match=r"^Flexible.anything: Hostile is not JSON-safe"):
+        Flexible(anything=Hostile())
+    looped: list[Any] = []
+    looped.append(looped)
+    with pytest.raises(ValueError, match=r"^Flexible.anything\[0\]: a cycle"):
+        Flexible(anything=looped)
+    with pytest.raises(TypeError, match=r"^Flexible.tags\[0\]: expected str, got list$"):
+        Flexible(anything=None, tags=looped)
+    big = OrderPlaced(order_id=1, items=tuple(str(n) for n in range(100_000)))
+    assert len(big.items) == 100_000
+    assert len(repr(big)) <= 300
+
+
+def test_bridging_a_blinker_signal_to_a_typed_class_is_refused_and_changes_nothing(bus: EventBus) -> None:
+    from blinker import Signal
+
+    signal = Signal()
+    with pytest.raises(TypeError, match=r"^event_type: a TypedEvent class cannot be relayed to"):
+        bus.bridge(signal, OrderPlaced)
+    assert not signal.receivers
+    assert bus.unbridge(signal) is False
+
+
 # -- delivery ---------------------------------------------------------------------
 
 
