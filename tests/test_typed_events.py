@@ -286,6 +286,20 @@ def test_routes_follow_subscriptions_to_base_classes_as_they_change(bus: EventBu
     assert got[-1:] == ["all"]
 
 
+def test_a_plain_blinker_receiver_of_a_base_classs_signal_receives_its_subclasses(bus: EventBus) -> None:
+    got: list[tuple[Any, int]] = []
+
+    def plain(sender: Any, *, event: OrderEvent) -> None:
+        got.append((sender, event.order_id))
+
+    bus.signal_for(OrderEvent).connect(plain)
+    bus.publish_sync(OrderShipped(order_id=5, carrier="ups", source="warehouse"))
+    assert got == [("warehouse", 5)]
+    assert bus.unsubscribe(OrderEvent, plain) == 1
+    bus.publish_sync(OrderShipped(order_id=6, carrier="ups"))
+    assert got == [("warehouse", 5)]
+
+
 def test_the_history_of_a_base_class_lists_its_subclasses_events(bus: EventBus) -> None:
     placed, shipped, refunded = OrderPlaced(order_id=1), OrderShipped(order_id=2, carrier="ups"), Refunded(amount=1)
     for event in (placed, shipped, refunded):
