@@ -6,6 +6,7 @@ says about their receivers."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 import threading
 import weakref
@@ -421,6 +422,7 @@ def test_from_dict_refuses_an_unknown_or_ambiguous_class() -> None:
 
         return Twin
 
+    gc.collect()  # no Twin of an earlier run of this test is left
     first, second = define(), define()
     payload = first(n=1).to_dict()
     with pytest.raises(ValueError, match=r"^event_type: 2 different event classes named '.*Twin'$"):
@@ -436,8 +438,6 @@ def test_an_event_class_does_not_outlive_its_definition_in_the_registry() -> Non
         return weakref.ref(Gone)
 
     ref = define()
-    import gc
-
     gc.collect()
     assert ref() is None
 
