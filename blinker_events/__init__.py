@@ -18,14 +18,15 @@ this API -- is at https://blinker-events.readthedocs.io/en/latest/
 #
 # - model: ``_errors``, ``_describe``, ``_context`` (the causal chain),
 #   ``_serial`` (what JSON-safe data is), ``_events`` (types, ``Event``,
-#   type keys);
+#   type keys), ``_typed`` (``TypedEvent``: event classes);
 # - rules: ``_checks`` (argument validation), ``_settings`` (the one frozen
 #   ``BusSettings``);
 # - machinery: ``_fork``, ``_interop`` (every use of another library's
 #   private API), ``_threads`` (pool, bus loop), ``_watchdog``,
 #   ``_lifecycle``;
 # - who listens: ``_subscription``, ``_index``, ``_signals`` (a signal per
-#   type, immutable routes), ``_bridges`` (relays for signals the bus does
+#   type, immutable routes), ``_class_routes`` (receivers of typed event
+#   classes and their bases), ``_bridges`` (relays for signals the bus does
 #   not own), ``_outlets``, ``_registry`` (held by the bus);
 # - what happened: ``_report``, ``_outcomes`` (the one outcome recorder and
 #   the cycle rule), ``_history``;
@@ -51,6 +52,7 @@ from ._events import Event, EventType, EventTypeLike, SystemEventType, event_typ
 from ._lifecycle import shutdown_all
 from ._report import DeliveryReport
 from ._subscription import Subscription
+from ._typed import TypedEvent
 
 #: The one source of the version: pyproject.toml reads it from here
 #: (``[tool.hatch.version]``), so the metadata always agrees.
@@ -73,6 +75,7 @@ __all__ = [
     "Signal",
     "Subscription",
     "SystemEventType",
+    "TypedEvent",
     "__version__",
     "bridge",
     "clear_history",
@@ -126,6 +129,7 @@ for _public in (
     Signal,
     Subscription,
     SystemEventType,
+    TypedEvent,
 ):
     _public.__module__ = "blinker_events"
 del _public

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from blinker import ANY, Signal
 
-from ._events import Event, EventTypeLike, TypeKey, shown_name, type_key
+from ._events import CLASS_KINDS, Event, EventTypeLike, TypeKey, shown_name, type_key
 from ._interop import make_id
 
 __all__ = ["Bridges", "DefaultBusRelay", "Publisher", "Relay", "drop_all_bridges", "drop_bridge"]
@@ -58,6 +58,9 @@ class Bridges(dict[tuple[int, Any], tuple[Signal, "Relay"]]):
             event_type = name
         else:
             type_key(event_type)
+            if type(event_type) in CLASS_KINDS:
+                # A relay publishes Event(event_type, kwargs, sender), which a class refuses at every send.
+                raise TypeError("event_type: a TypedEvent class cannot be relayed to; subscribe to the signal instead")
         key = (id(signal), make_id(sender))
         relay = Relay(bus, event_type)
         with self._lock:

@@ -16,13 +16,13 @@ from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from enum import Enum
 from time import perf_counter
-from typing import Any, TypeVar, overload
+from typing import Any, TypeVar, Unpack, overload
 
 from blinker import ANY, NamedSignal, Signal
 
 from ._checks import check_timeout
 from ._compat import Signal as DropInSignal
-from ._events import Event, EventTypeLike
+from ._events import Event, EventTypeLike, PlainEventType
 from ._inline import deliver_inline
 from ._interop import LazyFuture
 from ._lifecycle import register, remaining
@@ -33,6 +33,7 @@ from ._report import DeliveryReport
 from ._runtime import Runtime
 from ._settings import BusSettings, LiveSettings, check_setting, default_of
 from ._subscription import Subscription
+from ._typed import E, Options, R, Receives
 from ._worker import NowaitJob, WorkQueue
 
 __all__ = ["EventBus"]
@@ -428,7 +429,7 @@ class EventBus:
     # -- who listens: the registry's -----------------------------------------
 
     @overload
-    def signal_for(self, event_type: Enum | str) -> NamedSignal: ...
+    def signal_for(self, event_type: Enum | str | type[Event]) -> NamedSignal: ...
 
     @overload
     def signal_for(self, event_type: Signal) -> Signal: ...
@@ -436,10 +437,16 @@ class EventBus:
     def signal_for(self, event_type: EventTypeLike) -> Signal:
         return self._registry.signal_for(event_type)
 
+    # A typed event class: type checkers hold its receivers to taking it.
+    @overload
+    def subscribe(self, event_type: type[E], callback: None = None, **kw: Unpack[Options]) -> Receives[E, R]: ...
+    @overload
+    def subscribe(self, event_type: type[E], callback: Callable[[E], Any], **kw: Unpack[Options]) -> Subscription: ...
+
     @overload
     def subscribe(
         self,
-        event_type: EventTypeLike | None,
+        event_type: PlainEventType | None,
         callback: None = None,
         *,
         source: Any = None,
@@ -452,7 +459,7 @@ class EventBus:
     @overload
     def subscribe(
         self,
-        event_type: EventTypeLike | None,
+        event_type: PlainEventType | None,
         callback: Callable[..., Any],
         *,
         source: Any = None,

@@ -3,7 +3,8 @@ turn into JSON-safe dictionaries and back (the checks of what JSON-safe
 data is are :mod:`._serial`'s).
 
 An *event type* is any of: a member of an :class:`enum.Enum` (usually of a
-subclass of :class:`EventType`), a plain string, or a :class:`blinker.Signal`.
+subclass of :class:`EventType`), a plain string, a :class:`blinker.Signal`,
+or a typed event class (see :mod:`._typed`), whose instances are its events.
 Two event types are the same only when they are the same object (strings:
 equal strings), so two enums with members of the same name never collide,
 not even a ``StrEnum`` member and the string of its value.
@@ -19,7 +20,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from time import time
 from types import MappingProxyType
-from typing import Any, ClassVar, TypeAlias
+from typing import Any, ClassVar, Self, TypeAlias
 
 from blinker import NamedSignal, Signal
 
@@ -29,7 +30,10 @@ from ._serial import json_safe, valid_event_id, valid_timestamp
 
 __all__ = ["Event", "EventType", "EventTypeLike", "SystemEventType", "event_type_name"]
 
-EventTypeLike: TypeAlias = "Enum | str | Signal"
+EventTypeLike: TypeAlias = "Enum | str | Signal | type[Event]"
+#: The event types that are not classes (``subscribe`` types receivers of a
+#: typed event class by that class; these get ``Callable[..., Any]``).
+PlainEventType: TypeAlias = "Enum | str | Signal"
 #: What the bus files an event type under: the string itself, or an id().
 TypeKey: TypeAlias = "int | str"
 
@@ -85,6 +89,11 @@ del _member
 
 #: Classes whose instances ``type_key`` accepted as event types keyed by id.
 _KEYED_BY_ID: set[type] = set()
+#: Metaclasses of typed event classes (``_typed`` adds its own), each with
+#: how its classes read their fields back from :meth:`Event.to_dict` data
+#: (checked and converted, ValueError naming the field): such a class is
+#: an event type, keyed by id, and only its instances are its events.
+CLASS_KINDS: dict[type, Callable[[Any, Mapping[str, Any]], dict[str, Any]]] = {}
 
 
 def type_key(event_type: object) -> TypeKey:
@@ -97,15 +106,18 @@ def type_key(event_type: object) -> TypeKey:
     kind = type(event_type)
     if kind is str:
         return event_type  # type: ignore[return-value]
-    if kind in _KEYED_BY_ID:
+    if kind in _KEYED_BY_ID or kind in CLASS_KINDS:
         return id(event_type)
     if isinstance(event_type, (Enum, Signal)):
         _KEYED_BY_ID.add(kind)
         return id(event_type)
-    raise TypeError(f"event_type must be an Enum member, a str or a blinker Signal, not {type(event_type).__name__}")
+    raise TypeError(
+        "event_type must be an Enum member, a str, a blinker Signal or a TypedEvent class, "
+        f"not {type(event_type).__name__}"
+    )
 
 
-def _enum_path(cls: type[Enum]) -> str:
+def _enum_path(cls: type) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
 
 
@@ -121,6 +133,8 @@ def event_type_name(event_type: EventTypeLike) -> str:
         return event_type
     if isinstance(event_type, NamedSignal):
         return event_type.name
+    if type(event_type) in CLASS_KINDS:
+        return event_type.__qualname__  # type: ignore[union-attr]
     return repr(event_type)
 
 
@@ -165,9 +179,13 @@ class _TypeRegistry:
     def __init__(self) -> None:
         self._enums: dict[str, weakref.WeakSet[type[Enum]]] = {}
         self._signals: weakref.WeakValueDictionary[str, Signal] = weakref.WeakValueDictionary()
+        # Typed event classes, remembered as each is defined.
+        self._classes: dict[str, weakref.WeakSet[type]] = {}
 
     def remember(self, event_type: EventTypeLike) -> None:
-        if isinstance(event_type, Enum):
+        if type(event_type) in CLASS_KINDS:
+            self._classes.setdefault(_enum_path(event_type), weakref.WeakSet()).add(event_type)  # type: ignore[arg-type]
+        elif isinstance(event_type, Enum):
             self._enums.setdefault(_enum_path(type(event_type)), weakref.WeakSet()).add(type(event_type))
         elif isinstance(event_type, NamedSignal):
             self._signals.setdefault(event_type.name, event_type)
@@ -199,6 +217,13 @@ class _TypeRegistry:
             except KeyError:
                 member = describe(spec.get("member"))
                 raise ValueError(f"event_type: {cls.__qualname__} has no member {member}") from None
+        if kind == "class":
+            path = str(spec.get("class"))
+            classes = set(self._classes.get(path, ()))
+            if len(classes) != 1:
+                why = "unknown event class" if not classes else f"{len(classes)} different event classes named"
+                raise ValueError(f"event_type: {why} {describe(path)}")
+            return classes.pop()
         if kind == "signal":
             signal = self._signals.get(str(spec.get("name")))
             if signal is None:
@@ -214,6 +239,8 @@ class _TypeRegistry:
             return {"kind": "str", "name": event_type}
         if isinstance(event_type, NamedSignal):
             return {"kind": "signal", "name": event_type.name}
+        if type(event_type) in CLASS_KINDS:
+            return {"kind": "class", "class": _enum_path(event_type)}  # type: ignore[arg-type]
         raise ValueError("event_type: an unnamed blinker Signal cannot be written to a dict")
 
 
@@ -300,6 +327,9 @@ class Event:
             self._key = id(event_type)
         else:
             self._key = type_key(event_type)
+            if kind in CLASS_KINDS and type(self) is not event_type:
+                # A receiver of the class is typed to get its instances.
+                raise TypeError(f"event_type: publish {event_type_name(event_type)}(...) itself, not Event(...) of it")
         if data is None:
             self._data = self._view = _EMPTY
         elif type(data) is dict:
@@ -398,17 +428,21 @@ class Event:
         }
 
     @classmethod
-    def from_dict(cls, payload: Mapping[str, Any], *, origin: str | None = None) -> Event:
+    def from_dict(cls, payload: Mapping[str, Any], *, origin: str | None = None) -> Self:
         """Rebuild an event from :meth:`to_dict` output, keeping its id,
         timestamp and parent. The event type must be known to this process
         (see :func:`event_type_name`); ``ValueError`` otherwise. ``origin``
-        marks it as received from that node (see :attr:`origin`).
+        marks it as received from that node (see :attr:`origin`). An event
+        of a typed event class comes back as an instance of that class, its
+        fields checked as when made; called on a class, it refuses a payload
+        of any other event type.
 
         :param payload: what :meth:`to_dict` returned (after a JSON round trip, say).
         :param origin: the node id it came from; None: made here.
-        :returns: the :class:`Event`.
+        :returns: the event (an instance of its typed event class, if it has one).
         :raises TypeError: ``payload`` is not a mapping, or a bad ``origin``.
-        :raises ValueError: a malformed payload or an unknown event type, naming the field.
+        :raises ValueError: a malformed payload, an unknown event type, or a
+            field its class refuses, naming the field.
         """
         if origin is not None and (not isinstance(origin, str) or not origin):
             raise TypeError("origin must be a non-empty str or None")
@@ -437,7 +471,13 @@ class Event:
         # back can be written again: the round trip holds both ways.
         source = json_safe(payload.get("source"), "payload.source", None)
         data = json_safe(data, "payload.data", None) if data else None
-        event = cls.__new__(cls)
+        target: type[Event] = cls
+        read = CLASS_KINDS.get(type(event_type))
+        if read is not None:
+            target, data = event_type, read(event_type, data or {})  # type: ignore[assignment]
+        if not issubclass(target, cls) or (read is None and type(cls) in CLASS_KINDS):
+            raise ValueError(f"payload: an event of {shown_name(event_type)}, not of {cls.__qualname__}")
+        event = target.__new__(target)
         event._event_type = event_type
         event._key = type_key(event_type)
         event._data = event._view = _EMPTY if not data else MappingProxyType(data)

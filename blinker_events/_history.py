@@ -94,7 +94,9 @@ class History:
             return []
         with self._lock:
             snapshot = list(self._reports)
-        if key is not None:
+        if isinstance(event_type, type):  # a typed event class: its subclasses' events too, as delivered
+            snapshot = [r for r in snapshot if isinstance(r.event, event_type)]
+        elif key is not None:
             snapshot = [r for r in snapshot if r.event._key == key]
         if source is not None:
             snapshot = [r for r in snapshot if same_source(r.event.source, source)]

@@ -21,11 +21,13 @@ from blinker import ANY, NamedSignal, Signal
 
 from ._bridges import Bridges, drop_all_bridges
 from ._checks import check_flag, check_timeout
+from ._class_routes import ClassRoutes, ClassSignal
 from ._events import TYPE_REGISTRY, Event, EventTypeLike, TypeKey, event_type_name, same_source, type_key
 from ._index import SubscriptionIndex
 from ._interop import disconnect_by_id, make_id
 from ._signals import Adapters, EventSignal, Route, build_route
 from ._subscription import Subscription
+from ._typed import is_event_class
 
 if TYPE_CHECKING:
     from ._bridges import Publisher
@@ -66,6 +68,8 @@ class Registry:
         # Catch-all subscriptions by id, in order of subscription.
         self._wildcards: dict[int, Subscription] = {}
         self._wild_route: Route | None = None
+        # Typed event classes: their receivers include their bases' (see _class_routes).
+        self._classes = ClassRoutes(self.signals)
         self._index = SubscriptionIndex()
         self.subscriptions = self._index.by_id  # read-only here: changed through the index
         self._dead: list[Subscription] = []
@@ -73,7 +77,7 @@ class Registry:
     # -- signals and routes ----------------------------------------------
 
     @overload
-    def signal_for(self, event_type: Enum | str) -> NamedSignal: ...
+    def signal_for(self, event_type: Enum | str | type[Event]) -> NamedSignal: ...
 
     @overload
     def signal_for(self, event_type: Signal) -> Signal: ...
@@ -104,6 +108,10 @@ class Registry:
                 if isinstance(event_type, Signal):
                     signal = self._foreign[key] = event_type
                     self._foreign_adapters[key] = Adapters()
+                elif is_event_class(event_type):
+                    name = event_type_name(event_type)
+                    signal = ClassSignal(name, self.lock, event_type, self.signals, key, self._classes.forget)
+                    self._known[key] = signal
                 else:
                     name = event_type_name(event_type)
                     signal = self._known[key] = EventSignal(name, self.lock, event_type, self.signals, key)
@@ -123,7 +131,7 @@ class Registry:
             route = signal.route
             if route is None:
                 with self.lock:
-                    route = signal.route = self._build_route(key)
+                    route = signal.route = self._build_route(key, event._event_type)
         elif key in self._foreign or isinstance(event._event_type, Signal):
             foreign = self.signal_for(event._event_type)
             if getattr(foreign, "guarded_by", None) is self._owner:
@@ -137,6 +145,12 @@ class Registry:
                 # route is rebuilt on every publish.
                 with self.lock:
                     route = self._build_route(key)
+        elif is_event_class(event._event_type):  # only its bases are listened to
+            cls: Any = event._event_type
+            route = self._classes.cached(cls)
+            if route is None:
+                with self.lock:
+                    route = self._classes.keep(cls, self._build_route(key, cls))
         else:
             route = self._wild_route
             if route is None:
@@ -209,11 +223,16 @@ class Registry:
         (their data are the signal's keyword arguments: Python objects)."""
         return key in self.bridges.relayed
 
-    def _build_route(self, key: TypeKey) -> Route:
-        """The route of the event type filed under ``key``; lock held."""
+    def _build_route(self, key: TypeKey, event_type: Any = None) -> Route:
+        """The route of the event type filed under ``key``; lock held.
+        ``event_type``: the type, which may have lost its signal since the
+        caller looked (a class's route still has its bases' receivers)."""
         self._sweep()
         wildcards = list(self._wildcards.values())
         signal = self.signals.get(key)
+        cls = event_type if signal is None else signal.event_type
+        if is_event_class(cls):
+            return self._classes.build(cls, wildcards, self)
         if signal is not None:
             return build_route(signal, signal.adapters, signal.event_type, wildcards, self)
         foreign = self._foreign.get(key)
@@ -223,6 +242,7 @@ class Registry:
 
     def _invalidate_routes(self) -> None:
         self._wild_route = None
+        self._classes.forget()
         for signal in list(self.signals.values()):
             signal.route = None
         for foreign in list(self._foreign.values()):
@@ -441,7 +461,7 @@ class Registry:
             if isinstance(event_type, Signal):
                 self.signal_for(event_type)
             with self.lock:
-                subs = list(self._build_route(key).subs)
+                subs = list(self._build_route(key, event_type).subs)
         subs = [s for s in subs if s.active and s.callback is not None]
         return subs if disabled is None else [s for s in subs if s.disabled is disabled]
 

@@ -69,8 +69,10 @@ class DeliveryReport:
     disabled: Sequence[Subscription] = _NONE
     announcements: Sequence[dict[str, Any]] = _NONE
     #: ``(subscription, return value or exception)`` per receiver that
-    #: ran, for signals whose ``send`` returns them (the drop-in
-    #: :class:`blinker_events.Signal`); None when nobody asked.
+    #: ran, in the order they ended, for the events of a typed event class
+    #: declared ``collect=True`` (a query) and for signals whose ``send``
+    #: returns them (the drop-in :class:`blinker_events.Signal`); None when
+    #: nobody asked.
     results: list[tuple[Subscription, Any]] | None = None
     duration: float = 0.0
     handed_off: bool = False

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 EXPORTS = {
     "ANY", "CircularEventError", "DeliveryReport", "DispatchContextError", "Event", "EventBus",
     "EventSystemError", "EventTimeoutError", "EventType", "EventTypeLike", "NamedSignal", "Namespace",
-    "QueueFullError", "Signal", "Subscription", "SystemEventType", "__version__", "bridge", "clear_history",
+    "QueueFullError", "Signal", "Subscription", "SystemEventType", "TypedEvent", "__version__", "bridge", "clear_history",
     "configure", "default_bus", "default_namespace", "disable", "enable", "event_type_name",
     "get_delivery_reports", "get_history", "get_subscriber_count", "get_subscriptions", "is_enabled", "publish",
     "publish_nowait", "publish_sync", "set_failure_threshold", "set_history_size", "set_max_depth",
@@ -79,6 +79,7 @@ def test_version_is_a_string() -> None:
 def test_public_classes_name_the_package_as_their_module() -> None:
     assert EventTimeoutError.__module__ == "blinker_events"
     assert EventBus.__module__ == "blinker_events"
+    assert blinker_events.TypedEvent.__module__ == "blinker_events"
     assert repr(EventTimeoutError).startswith("<class 'blinker_events.EventTimeoutError'")
 
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Self
 from blinker import Signal
 from redis.asyncio.connection import parse_url
 
-from .. import Event, EventTypeLike, SystemEventType
+from .. import Event, EventTypeLike, SystemEventType, TypedEvent
 from ..lowlevel import (
     TypeKey,
     bus_loop,
@@ -79,7 +79,8 @@ class RedisBridge:
     (``report.handed_off``). See docs/redis.md for the exact
     guarantees.
 
-    ``event_types``: the types to carry (None: every type except the bus's
+    ``event_types``: the types to carry (a typed event class: its
+    subclasses' events too; None: every type except the bus's
     own ``SystemEventType`` events and types relayed from blinker signals,
     whose data are Python objects). ``direction``: ``"both"``, ``"out"``
     (only write) or ``"in"`` (only read). ``maxlen`` caps the stream
@@ -451,7 +452,7 @@ class RedisBridge:
         if self.direction == "in":
             return False
         if self._keys is not None:
-            return event_key(event) in self._keys
+            return _listed(event, self._keys)
         event_type = event.event_type
         if isinstance(event_type, (SystemEventType, Signal)):
             return False
@@ -460,7 +461,7 @@ class RedisBridge:
     def _wanted(self, event: Event) -> bool:
         """(Reader.) Whether an incoming event is one of ours."""
         if self._keys is not None:
-            return event_key(event) in self._keys
+            return _listed(event, self._keys)
         return not isinstance(event.event_type, SystemEventType)
 
     # -- introspection -------------------------------------------------------
@@ -522,6 +523,14 @@ def _check_name(value: object, name: str) -> None:
         raise TypeError(f"{name} must be a str, not {type(value).__name__}")
     if not value:
         raise ValueError(f"{name} must not be empty")
+
+
+def _listed(event: Event, keys: frozenset[TypeKey]) -> bool:
+    """Whether ``event`` is of a listed type: for a typed event, its class or
+    any it derives from, as a receiver of a class receives its subclasses."""
+    if event_key(event) in keys:
+        return True
+    return isinstance(event, TypedEvent) and any(id(cls) in keys for cls in type(event).__mro__)
 
 
 def _type_keys(event_types: Iterable[EventTypeLike]) -> frozenset[TypeKey]:
