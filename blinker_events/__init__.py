@@ -17,8 +17,9 @@ this API -- is at https://blinker-events.readthedocs.io/en/latest/
 # names something a higher one provides, it declares a ``Protocol``):
 #
 # - model: ``_errors``, ``_describe``, ``_context`` (the causal chain),
-#   ``_serial`` (what JSON-safe data is), ``_events`` (types, ``Event``,
-#   type keys), ``_typed`` (``TypedEvent``: event classes);
+#   ``_serial`` (what JSON-safe data is), ``_types`` (event types, their
+#   keys and names), ``_events`` (``Event``), ``_typed`` (``TypedEvent``:
+#   event classes);
 # - rules: ``_checks`` (argument validation), ``_settings`` (the one frozen
 #   ``BusSettings``);
 # - machinery: ``_fork``, ``_interop`` (every use of another library's
@@ -35,7 +36,8 @@ this API -- is at https://blinker-events.readthedocs.io/en/latest/
 #   ``_sync`` and ``_async`` (calling receivers), ``_inline``
 #   (``publish_sync``), ``_on_loop`` (``await publish``), ``_worker``
 #   (``publish_nowait``);
-# - facade: ``_bus`` (``EventBus``, thin), ``_compat`` (blinker's ``Signal``
+# - facade: ``_bus`` (``EventBus``, thin; its settings methods in
+#   ``_bus_settings``), ``_compat`` (blinker's ``Signal``
 #   and ``Namespace``, drop-in), :mod:`blinker_events.lowlevel` (the public
 #   API for integrations), and this module;
 # - integrations: :mod:`blinker_events.flask`, :mod:`blinker_events.django`,
@@ -48,11 +50,12 @@ import atexit
 from ._bus import EventBus
 from ._compat import ANY, NamedSignal, Namespace, Signal, default_namespace, signal
 from ._errors import CircularEventError, DispatchContextError, EventSystemError, EventTimeoutError, QueueFullError
-from ._events import Event, EventType, EventTypeLike, SystemEventType, event_type_name
+from ._events import Event, EventTypeLike
 from ._lifecycle import shutdown_all
 from ._report import DeliveryReport
 from ._subscription import Subscription
 from ._typed import TypedEvent
+from ._types import EventType, SystemEventType, event_type_name
 
 #: The one source of the version: pyproject.toml reads it from here
 #: (``[tool.hatch.version]``), so the metadata always agrees.

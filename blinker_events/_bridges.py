@@ -14,8 +14,9 @@ from typing import Any, Protocol
 
 from blinker import ANY, Signal
 
-from ._events import CLASS_KINDS, Event, EventTypeLike, TypeKey, shown_name, type_key
+from ._events import Event, EventTypeLike
 from ._interop import make_id
+from ._types import CLASS_KINDS, TypeKey, shown_name, type_key
 
 __all__ = ["Bridges", "DefaultBusRelay", "Publisher", "Relay", "drop_all_bridges", "drop_bridge"]
 

@@ -20,6 +20,7 @@ from typing import Any, TypeVar, Unpack, overload
 
 from blinker import ANY, NamedSignal, Signal
 
+from ._bus_settings import SettingsMethods
 from ._checks import check_timeout
 from ._compat import Signal as DropInSignal
 from ._events import Event, EventTypeLike, PlainEventType
@@ -31,7 +32,7 @@ from ._outlets import Outlet
 from ._registry import Registry
 from ._report import DeliveryReport
 from ._runtime import Runtime
-from ._settings import BusSettings, LiveSettings, check_setting, default_of
+from ._settings import BusSettings, LiveSettings, default_of
 from ._subscription import Subscription
 from ._typed import E, Options, R, Receives
 from ._worker import NowaitJob, WorkQueue
@@ -43,11 +44,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 logger = logging.getLogger("blinker_events")
 
 
-def _setting_property(name: str) -> Any:
-    return property(lambda bus: getattr(bus._live.value, name), doc=f"The current ``{name}`` (see ``bus.settings``).")
-
-
-class EventBus:
+class EventBus(SettingsMethods):
     """An isolated event bus.
 
     The constructor takes every setting of :class:`~blinker_events.lowlevel.BusSettings` (each also
@@ -237,97 +234,6 @@ class EventBus:
     def dispatch_context(self) -> Callable[[], AbstractContextManager[Any]] | None:
         """What :meth:`set_dispatch_context` set, or None."""
         return self._runtime.dispatch_context
-
-    # -- settings ------------------------------------------------------------
-
-    @property
-    def settings(self) -> BusSettings:
-        """The current settings: one frozen, checked value. It never changes;
-        :meth:`configure` (and each ``set_*``) swaps in a new one."""
-        return self._live.value
-
-    def configure(self, **changes: Any) -> None:
-        """Change several settings at once: any fields of :class:`~blinker_events.lowlevel.BusSettings`
-        (``timeout``, ``propagate_exceptions``, ``failure_threshold``,
-        ``history_size``, ``max_depth``, ``queue_size``, ``overflow``,
-        ``sync_executor``). The whole new value is checked before it is
-        swapped in, atomically, so a bad one (TypeError/ValueError naming it)
-        changes nothing, and a publish sees either every change or none.
-
-        :param changes: setting names and their new values.
-        :raises TypeError: an unknown setting name, or a value of the wrong type.
-        :raises ValueError: a value out of range; nothing changes.
-        """
-        self._runtime.configure(**changes)
-
-    def _set(self, setting: str, value: Any, label: str) -> None:
-        # The set_* methods name their argument in errors, not the setting.
-        self._runtime.configure(**{setting: check_setting(setting, value, label)})
-
-    def set_timeout(self, seconds: float | None) -> None:
-        """Default per-receiver timeout: a positive finite number, or None.
-
-        :raises TypeError, ValueError: ``seconds`` is neither None nor a positive
-            number up to :data:`~blinker_events.lowlevel.MAX_TIMEOUT`.
-        """
-        self._set("timeout", seconds, "seconds")
-
-    def set_propagate_exceptions(self, flag: bool) -> None:
-        """Raise receivers' errors from the publish, after every receiver ran
-        (the error itself, or an ``ExceptionGroup`` of several); a bool.
-
-        :raises TypeError: ``flag`` is not a bool."""
-        self._set("propagate_exceptions", flag, "flag")
-
-    def set_failure_threshold(self, n: int) -> None:
-        """Disable a subscription after ``n`` consecutive failures (default 3).
-
-        :raises TypeError, ValueError: ``n`` is not an int from 1 up."""
-        self._set("failure_threshold", n, "n")
-
-    def set_history_size(self, n: int) -> None:
-        """Keep the last ``n`` publishes (default 1000); 0 turns history off.
-
-        :raises TypeError, ValueError: ``n`` is not an int from 0 up.
-        """
-        self._set("history_size", n, "n")
-
-    def set_max_depth(self, n: int) -> None:
-        """Stop any delivery once the causal chain is ``n`` long (default 16).
-
-        :raises TypeError, ValueError: ``n`` is not an int from 1 up."""
-        self._set("max_depth", n, "n")
-
-    def set_queue_size(self, n: int) -> None:
-        """Bound of the worker queue. Shrinking below what is queued drops
-        nothing: publishers meet the overflow policy until it drains.
-
-        :raises TypeError, ValueError: ``n`` is not an int from 1 up.
-        """
-        self._set("queue_size", n, "n")
-
-    def set_overflow(self, policy: str) -> None:
-        """``"block"``, ``"raise"`` or ``"drop_oldest"``; see docs/worker-queue.md."""
-        self._set("overflow", policy, "policy")
-
-    def set_sync_executor(self, name: str) -> None:
-        """Where ``await publish`` runs sync receivers from now on:
-        ``"worker"`` or ``"thread_sensitive"``.
-
-        :param name: ``"worker"`` or ``"thread_sensitive"``.
-        :raises TypeError, ValueError: ``name`` is not one of the two.
-        """
-        self._set("sync_executor", name, "name")
-
-    # Each setting, read-only: what ``bus.settings`` has now.
-    timeout: float | None = _setting_property("timeout")
-    propagate_exceptions: bool = _setting_property("propagate_exceptions")
-    failure_threshold: int = _setting_property("failure_threshold")
-    history_size: int = _setting_property("history_size")
-    max_depth: int = _setting_property("max_depth")
-    queue_size: int = _setting_property("queue_size")
-    overflow: str = _setting_property("overflow")
-    sync_executor: str = _setting_property("sync_executor")
 
     # -- introspection -------------------------------------------------------
 

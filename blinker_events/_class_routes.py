@@ -16,11 +16,11 @@ import weakref
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
-from ._events import TypeKey
 from ._interop import ANY_ID
 from ._signals import EventSignal, Route, build_route
 from ._subscription import Subscription
 from ._typed import is_event_class
+from ._types import TypeKey
 
 __all__ = ["ClassRoutes", "ClassSignal"]
 

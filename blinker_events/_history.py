@@ -18,8 +18,9 @@ from collections import deque
 from typing import Any
 
 from ._checks import check_positive_int
-from ._events import Event, EventTypeLike, same_source, type_key
+from ._events import Event, EventTypeLike
 from ._report import DeliveryReport
+from ._types import same_source, type_key
 
 __all__ = ["History"]
 

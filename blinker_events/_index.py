@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from ._events import TypeKey
 from ._subscription import Subscription, callback_key, same_callback
+from ._types import TypeKey
 
 __all__ = ["SubscriptionIndex"]
 

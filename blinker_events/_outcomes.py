@@ -15,10 +15,10 @@ from typing import Any
 
 from ._describe import describe
 from ._errors import CircularEventError, DispatchContextError, EventTimeoutError
-from ._events import event_type_name
 from ._report import DeliveryReport
 from ._settings import LiveSettings
 from ._subscription import Subscription
+from ._types import event_type_name
 
 __all__ = ["TASK_CANCELLED", "OutcomeRecorder", "check_cycle"]
 

@@ -22,12 +22,13 @@ from blinker import ANY, NamedSignal, Signal
 from ._bridges import Bridges, drop_all_bridges
 from ._checks import check_flag, check_timeout
 from ._class_routes import ClassRoutes, ClassSignal
-from ._events import TYPE_REGISTRY, Event, EventTypeLike, TypeKey, event_type_name, same_source, type_key
+from ._events import Event, EventTypeLike
 from ._index import SubscriptionIndex
 from ._interop import disconnect_by_id, make_id
 from ._signals import Adapters, EventSignal, Route, build_route
 from ._subscription import Subscription
 from ._typed import is_event_class
+from ._types import TYPE_REGISTRY, TypeKey, event_type_name, same_source, type_key
 
 if TYPE_CHECKING:
     from ._bridges import Publisher

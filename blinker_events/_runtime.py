@@ -44,7 +44,7 @@ from typing import Any, Protocol
 from ._checks import check_timeout
 from ._context import Factory
 from ._describe import describe
-from ._events import Event, SystemEventType, TypeKey
+from ._events import Event
 from ._history import History
 from ._lifecycle import remaining
 from ._outcomes import OutcomeRecorder, check_cycle
@@ -54,6 +54,7 @@ from ._settings import BusSettings, LiveSettings
 from ._signals import EventSignal, Route
 from ._subscription import Subscription
 from ._threads import LoopThread, ThreadPool, hold_until_done
+from ._types import SystemEventType, TypeKey
 
 __all__ = ["UNROUTED", "Publisher", "Runtime"]
 

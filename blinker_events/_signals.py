@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from blinker import ANY, NamedSignal, Signal
 
-from ._events import TypeKey
 from ._interop import ANY_ID, disconnect_by_id, make_id, make_ref, senders_of
 from ._subscription import Subscription
+from ._types import TypeKey
 
 if TYPE_CHECKING:
     from ._events import Event

@@ -28,8 +28,9 @@ from asgiref.sync import iscoroutinefunction as _marked_coroutine_function
 from blinker import ANY
 
 from ._describe import LIMIT, pass_interrupt
-from ._events import Event, EventTypeLike, TypeKey, shown_name, type_key
+from ._events import Event, EventTypeLike
 from ._interop import ANY_ID, make_id, make_ref
+from ._types import TypeKey, shown_name, type_key
 
 __all__ = ["Owner", "Subscription"]
 

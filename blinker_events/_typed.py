@@ -45,8 +45,9 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias, TypedDict, TypeVar, dataclass_transform
 
 from ._describe import LIMIT, describe
-from ._events import CLASS_KINDS, TYPE_REGISTRY, Event, shown_name
+from ._events import Event
 from ._serial import json_safe
+from ._types import CLASS_KINDS, TYPE_REGISTRY, shown_name
 
 __all__ = ["E", "Options", "R", "Receives", "TypedEvent", "is_event_class"]
 

@@ -42,13 +42,14 @@ from ._bus import EventBus
 from ._checks import MAX_COUNT, MAX_TIMEOUT, check_flag, check_positive_int, check_timeout
 from ._describe import LIMIT as DESCRIBE_LIMIT
 from ._describe import describe
-from ._events import Event, TypeKey, shown_name, type_key
+from ._events import Event
 from ._fork import reinit as reinit_locks
 from ._interop import running_loop
 from ._lifecycle import drain_at_exit
 from ._outlets import Outlet
 from ._settings import SETTING_NAMES, BusSettings, check_setting, default_of
 from ._threads import LoopThread as BusLoop
+from ._types import TypeKey, shown_name, type_key
 
 __all__ = [
     "DESCRIBE_LIMIT",

@@ -63,6 +63,13 @@ nitpick_ignore = [
     ("py:class", "blinker_events._threads.LoopThread"),
     ("py:class", "F"),  # the decorator TypeVar of subscribe
     ("py:class", "blinker_events._bus.F"),
+    # subscribe's typing helpers for typed event classes (the event class,
+    # a receiver's return type, the keyword options), and the event types
+    # that are not classes: the overloads' annotations name them.
+    ("py:class", "blinker_events._typed.E"),
+    ("py:class", "blinker_events._typed.R"),
+    ("py:class", "blinker_events._typed.Options"),
+    ("py:class", "PlainEventType"),
 ]
 
 #: The modules of the API reference; every name in their ``__all__`` must be
@@ -100,6 +107,14 @@ def _user_facing(app, what, name, obj, options, lines):  # type: ignore[no-untyp
             del lines[layers[0] :]
 
 
+def _public_bases(app, name, obj, options, bases):  # type: ignore[no-untyped-def]
+    # A public class may inherit from a private one that only splits its
+    # code up (EventBus's settings methods); the reference does not name it,
+    # and documents its members on the public class (see api.md).
+    bases[:] = [base for base in bases if not base.__module__.startswith("blinker_events._")] or [object]
+
+
 def setup(app):  # type: ignore[no-untyped-def]
+    app.connect("autodoc-process-bases", _public_bases)
     app.connect("env-check-consistency", _check_public_names)
     app.connect("autodoc-process-docstring", _user_facing)

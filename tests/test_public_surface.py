@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 EXPORTS = {
     "ANY", "CircularEventError", "DeliveryReport", "DispatchContextError", "Event", "EventBus",
     "EventSystemError", "EventTimeoutError", "EventType", "EventTypeLike", "NamedSignal", "Namespace",
-    "QueueFullError", "Signal", "Subscription", "SystemEventType", "TypedEvent", "__version__", "bridge", "clear_history",
-    "configure", "default_bus", "default_namespace", "disable", "enable", "event_type_name",
+    "QueueFullError", "Signal", "Subscription", "SystemEventType", "TypedEvent", "__version__", "bridge",
+    "clear_history", "configure", "default_bus", "default_namespace", "disable", "enable", "event_type_name",
     "get_delivery_reports", "get_history", "get_subscriber_count", "get_subscriptions", "is_enabled", "publish",
     "publish_nowait", "publish_sync", "set_failure_threshold", "set_history_size", "set_max_depth",
     "set_overflow", "set_propagate_exceptions", "set_queue_size", "set_sync_executor", "set_timeout",
