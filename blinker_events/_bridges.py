@@ -46,10 +46,26 @@ class Bridges(dict[tuple[int, Any], tuple[Signal, "Relay"]]):
         """The locks a forked child must re-make."""
         return (self._lock,)
 
+    # The docstrings of bridge and unbridge are EventBus's too (see _bus).
     def bridge(self, bus: Publisher, signal: Signal, event_type: EventTypeLike | None, sender: Any) -> EventTypeLike:
-        """Connect a :class:`Relay` to ``bus`` on ``signal`` (for ``sender``
-        only, unless it is ``ANY``); see ``EventBus.bridge``. Returns the
-        event type, which defaults to the signal's name."""
+        """Relay every send of a blinker signal you do not own to this bus.
+
+        Each ``signal.send(sender, **kwargs)`` becomes
+        ``Event(event_type, kwargs, sender)`` published with every guard;
+        ``event_type`` defaults to the signal's name. With ``sender``, only
+        that sender's sends are relayed (blinker's ``connect(sender=)``), and
+        the same signal can be bridged once per sender. The relay never raises
+        into the sender's call (failures are logged and in the history), and
+        holds nothing of the sender. It is a sync receiver: a ``send_async``
+        of the signal must pass ``_sync_wrapper`` as blinker requires for any
+        sync receiver. Returns the event type to subscribe to.
+
+        :param signal: any blinker ``Signal``.
+        :param event_type: the event type to publish; None: the signal's name.
+        :param sender: relay only this sender's sends; ``ANY``: every send.
+        :returns: the event type.
+        :raises TypeError: ``signal`` is not a blinker ``Signal``, or a bad ``event_type``.
+        """
         if not isinstance(signal, Signal):
             raise TypeError(f"signal must be a blinker Signal, not {type(signal).__name__}")
         if event_type is None:
@@ -79,7 +95,15 @@ class Bridges(dict[tuple[int, Any], tuple[Signal, "Relay"]]):
         return event_type
 
     def unbridge(self, signal: Signal, sender: Any) -> bool:
-        """Remove the relay :meth:`bridge` connected; False if there was none."""
+        """Remove the relay :meth:`bridge` connected; False if there was none.
+
+        :param signal: the bridged signal.
+        :param sender: the ``sender`` it was bridged with.
+        :returns: whether a relay was removed.
+        :raises TypeError: ``signal`` is not a blinker ``Signal``.
+        """
+        if not isinstance(signal, Signal):
+            raise TypeError(f"signal must be a blinker Signal, not {type(signal).__name__}")
         found = self.discard((id(signal), make_id(sender)))
         if found is None:
             return False

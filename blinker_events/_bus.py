@@ -20,6 +20,7 @@ from typing import Any, TypeVar, Unpack, overload
 
 from blinker import ANY, NamedSignal, Signal
 
+from ._bridges import Bridges
 from ._bus_settings import SettingsMethods
 from ._checks import check_timeout
 from ._compat import Signal as DropInSignal
@@ -405,20 +406,18 @@ class EventBus(SettingsMethods):
         return self._registry.get_subscriber_count(event_type)
 
     def guard(self, signal: Signal) -> None:
-        if not isinstance(signal, DropInSignal):
-            raise TypeError(
-                "signal must be a blinker_events.Signal to be guarded; bridge() a plain blinker signal instead"
-            )
+        _check_drop_in(signal)
         self._registry.guard(signal)
 
     def unguard(self, signal: Signal) -> None:
+        _check_drop_in(signal)
         self._registry.unguard(signal)
 
     def bridge(self, signal: Signal, event_type: EventTypeLike | None = None, *, sender: Any = ANY) -> EventTypeLike:
-        return self._registry.bridge(signal, event_type, sender=sender)
+        return self._registry.bridges.bridge(self, signal, event_type, sender)
 
     def unbridge(self, signal: Signal, *, sender: Any = ANY) -> bool:
-        return self._registry.unbridge(signal, sender=sender)
+        return self._registry.bridges.unbridge(signal, sender)
 
     # What a guarded drop-in signal asks of its bus (see GuardingBus).
     def _forget_receiver(self, signal: Signal, receiver_id: Any) -> None:
@@ -437,7 +436,14 @@ class EventBus(SettingsMethods):
         return f"<EventBus {self.name!r} {state}, {len(self._registry.subscriptions)} subscriptions>"
 
 
+def _check_drop_in(signal: object) -> None:
+    if not isinstance(signal, DropInSignal):
+        raise TypeError("signal must be a blinker_events.Signal to be guarded; bridge() a plain blinker signal instead")
+
+
 # The delegating methods document what they delegate to, once.
 _DELEGATED = "signal_for subscribe unsubscribe unsubscribe_by_source get_subscriptions get_subscriber_count"
-for _name in (*_DELEGATED.split(), "guard", "unguard", "bridge", "unbridge"):
+for _name in (*_DELEGATED.split(), "guard", "unguard"):
     getattr(EventBus, _name).__doc__ = getattr(Registry, _name).__doc__
+EventBus.bridge.__doc__ = Bridges.bridge.__doc__
+EventBus.unbridge.__doc__ = Bridges.unbridge.__doc__

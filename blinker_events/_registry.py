@@ -2,10 +2,10 @@
 
 :class:`Registry`, held by each :class:`~blinker_events.EventBus`, changes and
 answers "who receives this event": one blinker signal per event type, the
-subscriptions, drop-in signals the bus guards, relays bridged from signals
-it does not own, and the cached :class:`~._signals.Route` of each type. Every change happens under
-one reentrant lock, which is never held while a receiver runs; publishing
-only reads a route, which is immutable once built.
+subscriptions, drop-in signals the bus guards, relays bridged from signals it
+does not own, and the cached :class:`~._signals.Route` of each type. Every
+change happens under one reentrant lock, never held while a receiver runs;
+publishing only reads a route, immutable once built.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import threading
 import weakref
 from collections.abc import Callable
 from enum import Enum
-from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from blinker import ANY, NamedSignal, Signal
 
@@ -25,13 +25,12 @@ from ._class_routes import ClassRoutes, ClassSignal
 from ._events import Event, EventTypeLike
 from ._index import SubscriptionIndex
 from ._interop import disconnect_by_id, make_id
-from ._signals import Adapters, EventSignal, Route, build_route
+from ._signals import Adapters, EventSignal, Route, announce_disconnected, build_route
 from ._subscription import Subscription
 from ._typed import is_event_class
 from ._types import TYPE_REGISTRY, TypeKey, event_type_name, same_source, type_key
 
 if TYPE_CHECKING:
-    from ._bridges import Publisher
     from ._signals import GuardingBus
 
 __all__ = ["Registry"]
@@ -49,7 +48,7 @@ class Registry:
 
     def __init__(self, owner: GuardingBus) -> None:
         self._owner = owner
-        # OutcomeRecorder every change to who listens. Reentrant: blinker's connect
+        # Guards every change to who listens. Reentrant: blinker's connect
         # fires receiver_connected, whose receivers may subscribe in turn.
         self.lock = threading.RLock()
         # The signals of event types with receivers, pinned by the signals
@@ -58,9 +57,8 @@ class Registry:
         # Every signal still alive, pinned or held by someone who asked
         # signal_for: one signal per type for as long as anyone has it.
         self._known: weakref.WeakValueDictionary[TypeKey, EventSignal] = weakref.WeakValueDictionary()
-        # blinker Signals used as event types: not ours, so no cached route
-        # (unless a drop-in Signal this bus guards); the adapters for their
-        # plain receivers are this bus's own.
+        # blinker Signals used as event types: not ours, so no cached route (unless
+        # a drop-in Signal this bus guards); the adapters of their plain receivers are ours.
         self._foreign: dict[TypeKey, Signal] = {}
         self._foreign_adapters: dict[TypeKey, Adapters] = {}
         self.bridges = Bridges()
@@ -96,7 +94,7 @@ class Registry:
         signal, gives the same signal.
 
         :returns: a :class:`blinker.NamedSignal` (the ``Signal`` itself for a signal).
-        :raises TypeError: ``event_type`` is not an Enum member, a str or a blinker ``Signal``.
+        :raises TypeError: ``event_type`` is not an event type.
         """
         key = type_key(event_type)
         signal = self._signal_of(key)
@@ -164,7 +162,6 @@ class Registry:
     def guard(self, signal: Signal) -> None:
         """Send a drop-in :class:`blinker_events.Signal` through this bus
         (what ``signal.guard(bus)`` does); a signal has one guarding bus.
-        (The bus checks that it is one.)
 
         :raises TypeError: ``signal`` is not a :class:`blinker_events.Signal`.
         """
@@ -178,7 +175,9 @@ class Registry:
             signal.route = None  # type: ignore[attr-defined]
 
     def unguard(self, signal: Signal) -> None:
-        """Stop guarding a drop-in signal; its ``send`` is blinker's again."""
+        """Stop guarding a drop-in signal; its ``send`` is blinker's again.
+
+        :raises TypeError: ``signal`` is not a :class:`blinker_events.Signal`."""
         with self.lock:
             if getattr(signal, "guarded_by", None) is self._owner:
                 signal.guarded_by = None  # type: ignore[attr-defined]
@@ -188,36 +187,6 @@ class Registry:
                     # Nothing of this bus's hangs on it: let it go.
                     self._foreign.pop(key, None)
                     self._foreign_adapters.pop(key, None)
-
-    def bridge(self, signal: Signal, event_type: EventTypeLike | None = None, *, sender: Any = ANY) -> EventTypeLike:
-        """Relay every send of a blinker signal you do not own to this bus.
-
-        Each ``signal.send(sender, **kwargs)`` becomes
-        ``Event(event_type, kwargs, sender)`` published with every guard;
-        ``event_type`` defaults to the signal's name. With ``sender``, only
-        that sender's sends are relayed (blinker's ``connect(sender=)``), and
-        the same signal can be bridged once per sender. The relay never raises
-        into the sender's call (failures are logged and in the history), and
-        holds nothing of the sender. It is a sync receiver: a ``send_async``
-        of the signal must pass ``_sync_wrapper`` as blinker requires for any
-        sync receiver. Returns the event type to subscribe to.
-
-        :param signal: any blinker ``Signal``.
-        :param event_type: the event type to publish; None: the signal's name.
-        :param sender: relay only this sender's sends; ``ANY``: every send.
-        :returns: the event type.
-        :raises TypeError: ``signal`` is not a blinker ``Signal``, or a bad ``event_type``.
-        """
-        return self.bridges.bridge(cast("Publisher", self._owner), signal, event_type, sender)
-
-    def unbridge(self, signal: Signal, *, sender: Any = ANY) -> bool:
-        """Remove the relay :meth:`bridge` connected; False if there was none.
-
-        :param signal: the bridged signal.
-        :param sender: the ``sender`` it was bridged with.
-        :returns: whether a relay was removed.
-        """
-        return self.bridges.unbridge(signal, sender)
 
     def is_relayed(self, key: TypeKey) -> bool:
         """Whether a bridged blinker signal publishes events of this type
@@ -364,7 +333,7 @@ class Registry:
             if signal is not None:  # a plain blinker receiver of the type
                 disconnect_by_id(signal, make_id(callback))
         if signal is not None:
-            _announce_disconnected(signal, callback)
+            announce_disconnected(signal, callback)
         return self.remove_subscriptions(matches) + (signal is not None)
 
     def unsubscribe_by_source(self, source: Any) -> int:
@@ -409,7 +378,7 @@ class Registry:
                     detached.append((signal, target))
         if announce:
             for signal, target in detached:
-                _announce_disconnected(signal, target)
+                announce_disconnected(signal, target)
         return removed
 
     def note_dead(self, sub: Subscription) -> None:
@@ -451,8 +420,10 @@ class Registry:
         :param event_type: an event type, or None for all.
         :param disabled: True: only disabled ones; False: only enabled ones; None: both.
         :returns: a list of :class:`Subscription`.
-        :raises TypeError: ``event_type`` is not an Enum member, a str or a blinker ``Signal``.
+        :raises TypeError: ``event_type`` is not an event type, or ``disabled`` not a bool or None.
         """
+        if disabled is not None:
+            disabled = check_flag(disabled, "disabled")
         self._sweep()
         if event_type is None:
             with self.lock:
@@ -474,13 +445,6 @@ class Registry:
         lists the disabled ones.
 
         :returns: a count of receivers.
-        :raises TypeError: ``event_type`` is not an Enum member, a str or a blinker ``Signal``.
+        :raises TypeError: ``event_type`` is not an event type.
         """
         return len(self.get_subscriptions(event_type, disabled=False))
-
-
-def _announce_disconnected(signal: Signal, receiver: Any) -> None:
-    """What blinker's ``disconnect`` sends after a change, for a receiver
-    the bus took off ``signal``; never under the bus lock."""
-    if "receiver_disconnected" in signal.__dict__ and signal.receiver_disconnected.receivers:
-        signal.receiver_disconnected.send(signal, receiver=receiver, sender=ANY)

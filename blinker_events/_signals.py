@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from ._events import Event
     from ._report import DeliveryReport
 
-__all__ = ["Adapters", "EventSignal", "GuardingBus", "Route", "build_route"]
+__all__ = ["Adapters", "EventSignal", "GuardingBus", "Route", "announce_disconnected", "build_route"]
 
 
 class GuardingBus(Protocol):
@@ -309,3 +309,10 @@ def build_route(
             pairs.append((sub, None if sub.sender_id == ANY_ID else frozenset([sub.sender_id])))
     pairs.sort(key=lambda pair: pair[0].seq)
     return Route([s for s, _ in pairs], [f for _, f in pairs], blinker_style)
+
+
+def announce_disconnected(signal: Signal, receiver: Any) -> None:
+    """What blinker's ``disconnect`` sends after a change, for a receiver
+    the bus took off ``signal``; never under the bus lock."""
+    if "receiver_disconnected" in signal.__dict__ and signal.receiver_disconnected.receivers:
+        signal.receiver_disconnected.send(signal, receiver=receiver, sender=ANY)

@@ -384,3 +384,10 @@ def test_configure_checks_every_setting_before_changing_any(bus: EventBus) -> No
     with pytest.raises(TypeError, match=r"unknown setting.*timeuot"):
         bus.configure(timeuot=1.0)
     assert (bus.timeout, bus.max_depth) == (2.0, 16)
+
+
+def test_unguard_and_unbridge_refuse_what_is_not_a_signal(bus: EventBus) -> None:
+    with pytest.raises(TypeError, match="signal"):
+        bus.unguard(3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="signal"):
+        bus.unbridge(3)  # type: ignore[arg-type]
