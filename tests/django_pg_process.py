@@ -79,7 +79,16 @@ def main() -> None:
     request_kept = asyncio.run(_request_connection_survives(connection))
     backends.clear()  # the bursts' own, from here
     threads.clear()
-    before = open_backends()
+
+    def settled(at_most: int) -> int:
+        # A closed connection's backend leaves pg_stat_activity a moment later.
+        count, deadline = open_backends(), time.monotonic() + 5
+        while count > at_most and time.monotonic() < deadline:
+            time.sleep(0.05)
+            count = open_backends()
+        return count
+
+    before = settled(0)  # the request's connection was just closed
     futures = [blinker_events.publish_nowait(Event("burst", {"n": n})) for n in range(EVENTS)]
     reports = [future.result(30) for future in futures]
 
@@ -87,11 +96,7 @@ def main() -> None:
         return await asyncio.gather(*(blinker_events.publish(Event("burst", {"n": n})) for n in range(EVENTS)))
 
     reports += asyncio.run(concurrent())
-    # A closed connection's backend leaves pg_stat_activity a moment later.
-    after, deadline = open_backends(), time.monotonic() + 5
-    while args.conn_max_age == 0 and after > before and time.monotonic() < deadline:
-        time.sleep(0.05)
-        after = open_backends()
+    after = settled(before) if args.conn_max_age == 0 else open_backends()
     print(
         json.dumps(
             {

@@ -289,8 +289,8 @@ def test_a_batch_waits_for_every_worker_future_even_one_finishing_after_the_last
     def finish() -> None:  # the last first, then the others out of order
         for i in (4, 2, 0, 3, 1):
             time.sleep(0.02)
+            order.append(f"set {i}")  # before: once set, the waiter may run at once
             futures[i].set_result(i)
-            order.append(f"set {i}")
 
     async def main() -> None:
         thread = threading.Thread(target=finish)
