@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -169,8 +170,18 @@ def _kill(thread: threading.Thread) -> None:
     assert thread.ident is not None
     deadline = time.monotonic() + 5
     while thread.is_alive() and time.monotonic() < deadline:
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(SystemExit))
+        if _in_watch_loop(thread.ident):  # not once it has left it: the exception is being reported
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(SystemExit))
         thread.join(0.05)
+
+
+def _in_watch_loop(ident: int) -> bool:
+    frame = sys._current_frames().get(ident)
+    while frame is not None:
+        if frame.f_code.co_name == "_watch" and frame.f_code.co_filename.endswith("_watchdog.py"):
+            return True
+        frame = frame.f_back
+    return False
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the killed thread's

@@ -20,51 +20,31 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import TimeoutError as FutureTimeoutError
 from time import monotonic
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 
-from blinker import Signal
-from redis.asyncio.connection import parse_url
-
-from .. import Event, EventTypeLike, SystemEventType, TypedEvent
+from .. import Event, EventBus, EventTypeLike
 from ..lowlevel import (
-    TypeKey,
     bus_loop,
     check_positive_int,
     check_timeout,
-    event_key,
     forget_outlet_after_fork,
-    is_relayed,
     outlets,
-    type_key,
 )
 from ._connection import make_client, redact
 from ._delivery import IN_DELIVERY, SeenIds
 from ._inbound import Cursor
+from ._options import DEFAULT_URL, check_options
 from ._outbound import Outbox
 from ._session import Counters, Session, Settings, Shared
 from ._wire import Fields, encode
-
-if TYPE_CHECKING:
-    from .. import EventBus
 
 __all__ = ["RedisBridge"]
 
 logger = logging.getLogger("blinker_events.redis")
 
-DEFAULT_URL = "redis://127.0.0.1:6379/0"
-MODES = ("broadcast", "group")
-#: Below this, the group reader would spin looking for idle entries.
-MIN_CLAIM_IDLE = 0.1
 #: Seconds a bus's shutdown with no timeout gives its bridges to flush: the
 #: queue may take as long as it needs, but Redis may never come back.
 CLOSE_FLUSH_SECONDS = 10.0
-DIRECTIONS = ("both", "out", "in")
-
-
-_UNPARSED_WITH_PASSWORD = (
-    "redis-py cannot parse it (its reason is not shown: it may quote the password; "
-    "a '/', '?' or '#' in a password must be %-escaped)"
-)
 
 
 class RedisBridge:
@@ -131,78 +111,43 @@ class RedisBridge:
         batch_size: int = 500,
         client_options: Mapping[str, Any] | None = None,
     ) -> None:
-        from .. import EventBus
-
         if not isinstance(bus, EventBus):
             raise TypeError(f"bus must be an EventBus, not {type(bus).__name__}")
-        if not isinstance(url, str):
-            raise TypeError(f"url must be a str, not {type(url).__name__}")
-        if not url.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError(f"url must be a redis://, rediss:// or unix:// URL, not {redact(url)}")
-        try:
-            parse_url(url)  # refused here, not at start()
-        except ValueError as exc:
-            # redis-py's reason may quote any part of the URL, the password
-            # included (one with an unescaped "/" is read as the port), so it
-            # is given only for a URL with nothing to hide.
-            why = str(exc) if redact(url) == url else _UNPARSED_WITH_PASSWORD
-            raise ValueError(f"url {redact(url)} is not valid: {why}") from None
-        _check_name(stream, "stream")
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
-        if direction not in DIRECTIONS:
-            raise ValueError(f"direction must be one of {DIRECTIONS}, not {direction!r}")
-        if mode == "broadcast" and (group is not None or consumer is not None):
-            raise ValueError("group and consumer are for mode='group'")
-        for value, name in ((group, "group"), (consumer, "consumer"), (node_id, "node_id")):
-            if value is not None:
-                _check_name(value, name)
-        if dead_letter_stream is not None:
-            _check_name(dead_letter_stream, "dead_letter_stream")
-            if dead_letter_stream == stream:
-                # Each dead letter would be read back as a new bad entry.
-                raise ValueError("dead_letter_stream must not be the stream itself")
-        if maxlen is not None:
-            maxlen = check_positive_int(maxlen, "maxlen")
-        if encoder is not None and not callable(encoder):
-            raise TypeError(f"encoder must be callable or None, not {type(encoder).__name__}")
-        claim = check_timeout(claim_idle, "claim_idle")
-        if claim is None:
-            raise TypeError("claim_idle must be a number of seconds, not None")
-        if claim < MIN_CLAIM_IDLE:
-            raise ValueError(f"claim_idle must be at least {MIN_CLAIM_IDLE} seconds, not {claim!r}")
-        if client_options is not None and not isinstance(client_options, Mapping):
-            raise TypeError(f"client_options must be a mapping, not {type(client_options).__name__}")
-        socket_timeout = (client_options or {}).get("socket_timeout")
-        if socket_timeout is not None and (not isinstance(socket_timeout, (int, float)) or socket_timeout < 2):
-            # The readers block up to 1 s waiting for entries; a shorter socket
-            # timeout would make every quiet second look like a lost Redis.
-            raise ValueError(
-                f"client_options: socket_timeout must be None or at least 2 seconds, not {socket_timeout!r}"
-            )
-        self._keys = None if event_types is None else _type_keys(event_types)
-
+        options = check_options(
+            bus.name,
+            url,
+            stream=stream,
+            event_types=event_types,
+            mode=mode,
+            group=group,
+            consumer=consumer,
+            maxlen=maxlen,
+            direction=direction,
+            node_id=node_id,
+            encoder=encoder,
+            max_payload=max_payload,
+            claim_idle=claim_idle,
+            max_deliveries=max_deliveries,
+            dead_letter_stream=dead_letter_stream,
+            batch_size=batch_size,
+            client_options=client_options,
+        )
+        self._options = options
         self.bus = bus
-        self.url = url
-        self.stream = stream
-        self.mode = mode
-        self.direction = direction
-        self.group = (group or bus.name) if mode == "group" else None
+        self.url = options.url
+        self.stream = options.stream
+        self.mode = options.mode
+        self.direction = options.direction
+        self.group = options.group
+        self.maxlen = options.maxlen
+        self.dead_letter_stream = options.dead_letter_stream
         self._consumer = consumer
         self._node = node_id
-        self.maxlen = maxlen
-        self.dead_letter_stream = dead_letter_stream or f"{stream}:dead"
-        self._encoder = encoder
-        self._max_payload = check_positive_int(max_payload, "max_payload")
-        self._claim_idle = claim
-        self._max_deliveries = check_positive_int(max_deliveries, "max_deliveries")
-        self._batch = check_positive_int(batch_size, "batch_size")
-        self._client_options = dict(client_options or {})
         self.counters = Counters()
         wait = check_timeout(put_timeout, "put_timeout")
         self._outbox = Outbox(check_positive_int(buffer_size, "buffer_size"), wait, self.counters)
         seen = SeenIds(check_positive_int(dedupe_size, "dedupe_size"))
-        self._shared = Shared(self.bus, self._outbox, self.counters, seen, Cursor(), self._wanted)
+        self._shared = Shared(self.bus, self._outbox, self.counters, seen, Cursor(), self._options.wanted)
         #: Outlet protocol: a group takes events over from local delivery.
         self.takes_over = mode == "group"
         self._node_bytes = b""
@@ -280,10 +225,10 @@ class RedisBridge:
                 node=self._node,
                 maxlen=self.maxlen,
                 dead_letter_stream=self.dead_letter_stream,
-                max_payload=self._max_payload,
-                claim_idle=self._claim_idle,
-                max_deliveries=self._max_deliveries,
-                batch_size=self._batch,
+                max_payload=self._options.max_payload,
+                claim_idle=self._options.claim_idle,
+                max_deliveries=self._options.max_deliveries,
+                batch_size=self._options.batch_size,
             )
             for other in outlets(self.bus):
                 if (
@@ -300,7 +245,7 @@ class RedisBridge:
                     raise RuntimeError(
                         f"this bus already has a running bridge on {self.stream!r} at {redact(self.url)}"
                     )
-            client = make_client(self.url, self._client_options)
+            client = make_client(self.url, self._options.client_options)
             session = self._session = Session(loop, client, settings, self._shared, self._lost, on_bus_loop=on_bus_loop)
             # In the same critical section as the session: a stop() racing
             # this start either sees neither or both.
@@ -436,9 +381,9 @@ class RedisBridge:
     def prepare(self, event: Event) -> Fields | None:
         """(Publisher's thread.) The entry for ``event``, or None if this
         bridge does not carry its type; ``ValueError`` if it cannot."""
-        if not self._carries(event):
+        if not self._options.carries(event, self.bus):
             return None
-        return encode(event, self._node_bytes, self._encoder, self._max_payload)
+        return encode(event, self._node_bytes, self._options.encoder, self._options.max_payload)
 
     def send(self, prepared: object) -> None:
         self._outbox.put(prepared)  # type: ignore[arg-type]
@@ -447,22 +392,6 @@ class RedisBridge:
         """The bus shuts down: stop, flushing within ``timeout`` (None: within
         ``CLOSE_FLUSH_SECONDS`` -- Redis may never answer)."""
         self.stop(CLOSE_FLUSH_SECONDS if timeout is None else timeout)
-
-    def _carries(self, event: Event) -> bool:
-        if self.direction == "in":
-            return False
-        if self._keys is not None:
-            return _listed(event, self._keys)
-        event_type = event.event_type
-        if isinstance(event_type, (SystemEventType, Signal)):
-            return False
-        return not is_relayed(self.bus, event_key(event))
-
-    def _wanted(self, event: Event) -> bool:
-        """(Reader.) Whether an incoming event is one of ours."""
-        if self._keys is not None:
-            return _listed(event, self._keys)
-        return not isinstance(event.event_type, SystemEventType)
 
     # -- introspection -------------------------------------------------------
 
@@ -516,35 +445,3 @@ def _in_loop(loop: asyncio.AbstractEventLoop) -> bool:
         return asyncio.get_running_loop() is loop
     except RuntimeError:
         return False
-
-
-def _check_name(value: object, name: str) -> None:
-    if not isinstance(value, str):
-        raise TypeError(f"{name} must be a str, not {type(value).__name__}")
-    if not value:
-        raise ValueError(f"{name} must not be empty")
-
-
-def _listed(event: Event, keys: frozenset[TypeKey]) -> bool:
-    """Whether ``event`` is of a listed type: for a typed event, its class or
-    any it derives from, as a receiver of a class receives its subclasses."""
-    if event_key(event) in keys:
-        return True
-    return isinstance(event, TypedEvent) and any(id(cls) in keys for cls in type(event).__mro__)
-
-
-def _type_keys(event_types: Iterable[EventTypeLike]) -> frozenset[TypeKey]:
-    if isinstance(event_types, (str, bytes)) or not isinstance(event_types, Iterable):
-        raise TypeError("event_types must be a list of event types or None")
-    keys = []
-    for event_type in event_types:
-        try:
-            key = type_key(event_type)
-        except TypeError as exc:
-            raise TypeError(f"event_types: {exc}") from None
-        if isinstance(event_type, Signal) and not isinstance(getattr(event_type, "name", None), str):
-            raise ValueError("event_types: an unnamed blinker Signal has no name to cross the wire with")
-        keys.append(key)
-    if not keys:
-        raise ValueError("event_types must not be empty (None carries every type)")
-    return frozenset(keys)
