@@ -25,7 +25,8 @@ names something a higher one provides, it declares a ``Protocol``):
   and ends), then the paths, which differ only in where receivers run:
   ``_sync`` and ``_async`` (calling receivers), ``_inline``
   (``publish_sync``), ``_on_loop`` (``await publish``), ``_worker``
-  (``publish_nowait``);
+  (``publish_nowait``); ``_waiting`` and ``_streaming`` (waiters and
+  streams, which observe the history);
 - facade: ``_bus`` (``EventBus``, thin), ``_compat`` (blinker's ``Signal``
   and ``Namespace``, drop-in), :mod:`blinker_events.lowlevel` (the public
   API for integrations), and this module;
@@ -44,7 +45,9 @@ from ._errors import CircularEventError, DispatchContextError, EventSystemError,
 from ._events import Event, EventType, EventTypeLike, SystemEventType, event_type_name
 from ._lifecycle import shutdown_all
 from ._report import DeliveryReport
+from ._streaming import EventStream
 from ._subscription import Subscription
+from ._waiting import Waiter
 
 try:
     __version__ = version("blinker-events")
@@ -58,6 +61,7 @@ __all__ = [
     "DispatchContextError",
     "Event",
     "EventBus",
+    "EventStream",
     "EventSystemError",
     "EventTimeoutError",
     "EventType",
@@ -68,6 +72,7 @@ __all__ = [
     "Signal",
     "Subscription",
     "SystemEventType",
+    "Waiter",
     "__version__",
     "bridge",
     "clear_history",
@@ -76,6 +81,7 @@ __all__ = [
     "disable",
     "enable",
     "event_type_name",
+    "expect",
     "get_delivery_reports",
     "get_history",
     "get_subscriber_count",
@@ -91,10 +97,12 @@ __all__ = [
     "shutdown",
     "signal",
     "signal_for",
+    "stream",
     "subscribe",
     "unbridge",
     "unsubscribe",
     "unsubscribe_by_source",
+    "wait_for",
 ]
 
 # Tracebacks and docs name the public classes where they are imported
@@ -106,6 +114,7 @@ for _public in (
     DispatchContextError,
     Event,
     EventBus,
+    EventStream,
     EventSystemError,
     EventTimeoutError,
     EventType,
@@ -115,6 +124,7 @@ for _public in (
     Signal,
     Subscription,
     SystemEventType,
+    Waiter,
 ):
     _public.__module__ = "blinker_events"
 del _public
@@ -156,3 +166,6 @@ disable = default_bus.disable
 shutdown = default_bus.shutdown
 bridge = default_bus.bridge
 unbridge = default_bus.unbridge
+expect = default_bus.expect
+wait_for = default_bus.wait_for
+stream = default_bus.stream

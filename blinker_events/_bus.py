@@ -20,6 +20,7 @@ from typing import Any, TypeVar, overload
 
 from blinker import ANY, NamedSignal, Signal
 
+from . import _streaming, _waiting
 from ._checks import check_timeout
 from ._compat import Signal as DropInSignal
 from ._events import Event, EventTypeLike
@@ -166,6 +167,11 @@ class EventBus:
         job = NowaitJob(runtime, self._queue, report, override, contextvars.copy_context(), future)
         self._queue.put(job, override or runtime.live.value.timeout)  # no subscription's yet: not routed
         return future
+
+    # -- waiting for events: the functions of :mod:`._waiting`, as methods --
+    expect = _waiting.expect
+    wait_for = _waiting.wait_for
+    stream = _streaming.stream
 
     # -- outlets -------------------------------------------------------------
 

@@ -8,17 +8,20 @@ from blinker_events import EventBus, EventTimeoutError
 
 EXPORTS = {
     "ANY", "CircularEventError", "DeliveryReport", "DispatchContextError", "Event", "EventBus",
-    "EventSystemError", "EventTimeoutError", "EventType", "EventTypeLike", "NamedSignal", "Namespace",
-    "QueueFullError", "Signal", "Subscription", "SystemEventType", "__version__", "bridge", "clear_history",
-    "default_bus", "default_namespace", "disable", "enable", "event_type_name", "get_delivery_reports",
+    "EventStream", "EventSystemError", "EventTimeoutError", "EventType", "EventTypeLike", "NamedSignal", "Namespace",
+    "QueueFullError", "Signal", "Subscription", "SystemEventType", "Waiter", "__version__", "bridge", "clear_history",
+    "default_bus", "default_namespace", "disable", "enable", "event_type_name", "expect", "get_delivery_reports",
     "get_history", "get_subscriber_count", "get_subscriptions", "is_enabled", "publish", "publish_nowait",
     "publish_sync", "set_failure_threshold", "set_history_size", "set_propagate_exceptions", "set_timeout",
-    "shutdown", "signal", "signal_for", "subscribe", "unbridge", "unsubscribe", "unsubscribe_by_source",
+    "shutdown", "signal", "signal_for", "stream", "subscribe", "unbridge", "unsubscribe", "unsubscribe_by_source",
+    "wait_for",
 }  # fmt: skip
 
 BUS_MEMBERS = {
     # publishing
     "publish", "publish_sync", "publish_nowait",
+    # waiting for events
+    "expect", "wait_for", "stream",
     # who listens
     "subscribe", "unsubscribe", "unsubscribe_by_source", "get_subscriptions", "get_subscriber_count",
     "signal_for", "guard", "unguard", "bridge", "unbridge",
