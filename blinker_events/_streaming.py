@@ -39,7 +39,9 @@ class _Feed:
         self.dropped = 0
         self.closed = False
         self.ready = threading.Condition(threading.Lock())
-        self.waker: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] | None = None
+        #: The futures of consumers awaiting the next event: all are woken,
+        #: and each looks again (one stream may have several consumers).
+        self.wakers: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
 
     def __call__(self, report: DeliveryReport) -> None:
         event = report.event
@@ -60,7 +62,7 @@ class _Feed:
                 self.dropped += 1
             self.items.append(item)
             self.ready.notify()
-            waker, self.waker = self.waker, None
+            wakers, self.wakers = self.wakers, []
         if dropped is not None:
             logger.warning(
                 "stream for %s full (%d): dropped the oldest event %s (%d dropped so far)",
@@ -69,7 +71,7 @@ class _Feed:
                 describe(dropped),
                 self.dropped,
             )
-        if waker is not None:
+        for waker in wakers:
             _wake(*waker)
 
 
@@ -154,14 +156,14 @@ class EventStream:
                             return self._take()
                         if feed.closed:
                             raise StopAsyncIteration
-                        future: asyncio.Future[None] = loop.create_future()
-                        feed.waker = (loop, future)
+                        waker = (loop, loop.create_future())
+                        feed.wakers.append(waker)
                     try:
-                        await future
+                        await waker[1]
                     finally:
                         with feed.ready:
-                            if feed.waker is not None and feed.waker[1] is future:
-                                feed.waker = None
+                            if waker in feed.wakers:
+                                feed.wakers.remove(waker)
         except TimeoutError:
             raise self._timed_out() from None
 
@@ -202,8 +204,8 @@ def _end_feed(history: History, feed: _Feed) -> None:
     with feed.ready:
         feed.closed = True
         feed.ready.notify_all()
-        waker, feed.waker = feed.waker, None
-    if waker is not None:
+        wakers, feed.wakers = feed.wakers, []
+    for waker in wakers:
         _wake(*waker)
 
 

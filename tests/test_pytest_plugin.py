@@ -408,3 +408,25 @@ def test_a_django_project_tested_with_the_capture(pytester: pytest.Pytester) -> 
         "settings",
     )
     result.assert_outcomes(passed=1)
+
+
+def test_an_error_whose_str_raises_is_still_reported(pytester: pytest.Pytester) -> None:
+    result = run(
+        pytester,
+        """
+        from blinker_events import Event
+
+        class Unprintable(Exception):
+            def __str__(self):
+                raise RuntimeError("no str")
+
+        def broken(event):
+            raise Unprintable()
+
+        def test_publishes(event_bus):
+            event_bus.subscribe("x", broken)
+            event_bus.publish_sync(Event("x", {"big": "z" * 100_000}))
+        """,
+    )
+    result.assert_outcomes(passed=1, warnings=1)
+    result.stdout.fnmatch_lines(["*broken handling Event(x, {'big': 'zzz*}, id=*): Unprintable: Unprintable()"])

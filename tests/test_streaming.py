@@ -244,3 +244,16 @@ def test_a_dropped_stream_is_collected_and_stops_observing(bus: EventBus) -> Non
     events = None
     assert wait_until(lambda: gc.collect() is not None and bus._history.observers == ())
     assert events is None
+
+
+@pytest.mark.asyncio
+async def test_two_consumers_of_one_stream_are_both_woken(bus: EventBus) -> None:
+    events = bus.stream(Demo.PING, timeout=WAIT)
+    first = asyncio.ensure_future(anext(events))
+    second = asyncio.ensure_future(anext(events))
+    await asyncio.sleep(0.01)
+    bus.publish_sync(Event(Demo.PING, {"n": 1}))
+    bus.publish_sync(Event(Demo.PING, {"n": 2}))
+    got = await asyncio.gather(first, second)
+    assert sorted(e.data["n"] for e in got) == [1, 2]
+    events.close()

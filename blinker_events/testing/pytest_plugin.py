@@ -47,7 +47,7 @@ def warn_failures(watch: Capture, dropped: int = 0) -> None:
         lines = [
             f"{len(failures)} receiver failure(s) on {describe(watch.bus)} were not raised to anyone:",
             *(
-                f"  {sub.name} handling {describe(report.event)}: {type(error).__name__}: {describe(str(error))}"
+                f"  {sub.name} handling {describe(report.event)}: {type(error).__name__}: {_text(error)}"
                 for report, sub, error in failures[:LISTED]
             ),
         ]
@@ -59,6 +59,15 @@ def warn_failures(watch: Capture, dropped: int = 0) -> None:
             ReceiverFailureWarning(f"{describe(watch.bus)} dropped {dropped} queued event(s) at teardown"),
             stacklevel=2,
         )
+
+
+def _text(error: BaseException) -> str:
+    """``str(error)``, described; its repr if its ``__str__`` raises."""
+    try:
+        text = str(error)
+    except Exception:
+        return describe(error)
+    return describe(text)
 
 
 @pytest.fixture
