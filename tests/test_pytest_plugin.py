@@ -430,3 +430,28 @@ def test_an_error_whose_str_raises_is_still_reported(pytester: pytest.Pytester) 
     )
     result.assert_outcomes(passed=1, warnings=1)
     result.stdout.fnmatch_lines(["*broken handling Event(x, {'big': 'zzz*}, id=*): Unprintable: Unprintable()"])
+
+
+def test_event_bus_keeps_no_event_alive_for_its_failure_watch(pytester: pytest.Pytester) -> None:
+    result = run(
+        pytester,
+        """
+        import gc
+        import weakref
+        from blinker_events import Event
+
+        class Component:
+            pass
+
+        def test_published_data_is_let_go(event_bus):
+            event_bus.set_history_size(0)
+            component = Component()
+            ref = weakref.ref(component)
+            event_bus.subscribe("x", lambda event: None)
+            event_bus.publish_sync(Event("x", {"component": component}))
+            del component
+            gc.collect()
+            assert ref() is None
+        """,
+    )
+    result.assert_outcomes(passed=1)

@@ -236,3 +236,10 @@ def test_isolation_checks_its_arguments_and_its_use(bus: EventBus) -> None:
 def test_capture_is_a_capture() -> None:
     assert isinstance(capture(), Capture)
     assert Capture.__module__ == "blinker_events.testing"
+
+
+def test_data_keys_may_be_named_like_the_arguments(bus: EventBus) -> None:
+    with capture(bus) as published:
+        bus.publish_sync(Event(Demo.PING, {"event_type": "x", "timeout": 1}))
+    assert published.assert_published(Demo.PING, event_type="x").data["timeout"] == 1
+    assert published.wait_until_published(Demo.PING, event_type="x", timeout=WAIT).data["timeout"] == 1

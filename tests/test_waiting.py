@@ -272,3 +272,40 @@ def test_module_level_expect_acts_on_the_default_bus() -> None:
     assert isinstance(waiter, Waiter)
     assert blinker_events.default_bus._history.observers == ()
     blinker_events.clear_history()
+
+
+def test_waiters_come_and_go_while_threads_publish(bus: EventBus) -> None:
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def publish_noise() -> None:
+        try:
+            while not stop.is_set():
+                bus.publish_sync(Event(Demo.PONG))
+        except BaseException as exc:  # pragma: no cover - the test fails on it
+            errors.append(exc)
+
+    publishers = [threading.Thread(target=publish_noise) for _ in range(3)]
+    for publisher in publishers:
+        publisher.start()
+    try:
+        for n in range(30):
+            with bus.expect(Demo.PING, lambda e, n=n: e.data["n"] == n, timeout=WAIT) as waiter:
+                threading.Thread(target=bus.publish_nowait, args=(Event(Demo.PING, {"n": n}),)).start()
+                assert waiter.wait().data["n"] == n
+            with bus.stream(Demo.PONG, maxsize=4) as noise:
+                assert next(noise).event_type is Demo.PONG
+    finally:
+        stop.set()
+        for publisher in publishers:
+            publisher.join()
+    assert errors == []
+    assert bus._history.observers == ()
+    assert type(bus._history).__name__ == "History"  # the unobserved class again
+
+
+@pytest.mark.asyncio
+async def test_an_outer_timeout_cancelling_wait_for_stops_observing(bus: EventBus) -> None:
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(bus.wait_for(Demo.PING), 0.1)
+    assert bus._history.observers == ()

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from blinker_events import EventBus, default_bus
+from blinker_events import DeliveryReport, EventBus, default_bus
 from blinker_events.lowlevel import describe
 
 from ._capture import Capture, ReceiverFailureWarning
@@ -61,6 +61,16 @@ def warn_failures(watch: Capture, dropped: int = 0) -> None:
         )
 
 
+class _FailureWatch(Capture):
+    """A capture that keeps only the reports of publishes where a receiver
+    failed or timed out: the fixtures watch the whole test, and must not
+    keep every event (and what its data holds) alive until teardown."""
+
+    def _observe(self, report: DeliveryReport) -> None:
+        if report.failed or report.timed_out:
+            super()._observe(report)
+
+
 def _text(error: BaseException) -> str:
     """``str(error)``, described; its repr if its ``__str__`` raises."""
     try:
@@ -75,7 +85,7 @@ def event_bus() -> Iterator[EventBus]:
     """A fresh EventBus for this test, shut down (its queue drained) after
     it; silent receiver failures and dropped events are warned of."""
     bus = EventBus(name="event_bus")
-    watch = Capture(bus).start()
+    watch = _FailureWatch(bus).start()
     try:
         yield bus
         dropped = bus.shutdown(timeout=DRAIN_SECONDS)
@@ -91,7 +101,7 @@ def isolated_default_bus() -> Iterator[EventBus]:
     left disabled is back, settings, outlets and history are restored."""
     # The watch first, so the snapshot has it and the restore (which
     # removes observers the test left) keeps it for the drain it makes.
-    watch = Capture(default_bus).start()
+    watch = _FailureWatch(default_bus).start()
     isolation = Isolation(default_bus)
     isolation.save()
     try:
