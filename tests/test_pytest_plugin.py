@@ -262,6 +262,7 @@ def test_assert_published_failure_lists_what_was_published_instead(pytester: pyt
             "*AssertionError: no order.placed event was published on <EventBus *>; nothing was published",
         ]
     )
+    assert "_capture.py" not in result.stdout.str()  # the traceback ends at the test's line
 
 
 def test_assert_not_published_failure_lists_the_matches(pytester: pytest.Pytester) -> None:

@@ -174,6 +174,7 @@ class Capture:
         ``data_subset`` was published, and return the first one. On failure
         the ``AssertionError`` lists what was published instead (each event
         described safely, the newest :data:`SHOWN`)."""
+        __tracebackhide__ = True  # pytest shows the test's line, not this one
         found = self.published(event_type, **data_subset)
         if not found:
             raise AssertionError(self._missing(event_type, data_subset))
@@ -182,6 +183,7 @@ class Capture:
     def assert_not_published(self, event_type: EventTypeLike, /, **data_subset: Any) -> None:
         """Assert that no event of ``event_type`` (with ``data_subset``, if
         given) was published; the ``AssertionError`` lists those that were."""
+        __tracebackhide__ = True
         found = self.published(event_type, **data_subset)
         if found:
             head = f"expected no {self._wanted(event_type, data_subset)} on {describe(self.bus)}"
@@ -194,6 +196,7 @@ class Capture:
         the event (one recorded earlier counts; None: no limit): for
         ``publish_nowait`` and other threads. It blocks this thread -- in a coroutine, use
         ``await bus.wait_for(...)`` or ``bus.expect`` instead."""
+        __tracebackhide__ = True
         checked = lowlevel.check_timeout(timeout)
         deadline = float("inf") if checked is None else time.monotonic() + checked
         key = type_key(event_type)
