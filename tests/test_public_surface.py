@@ -44,6 +44,13 @@ def test_all_is_pinned() -> None:
         assert hasattr(blinker_events, name), name
 
 
+def test_the_testing_package_exports_are_pinned() -> None:
+    import blinker_events.testing
+
+    names = {"Capture", "Isolation", "ReceiverFailureWarning", "capture", "isolated"}
+    assert set(blinker_events.testing.__all__) == names
+
+
 def test_event_bus_public_members_are_pinned() -> None:
     assert {name for name in dir(EventBus) if not name.startswith("_")} == BUS_MEMBERS
 
