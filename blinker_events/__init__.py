@@ -31,7 +31,8 @@ names something a higher one provides, it declares a ``Protocol``):
   and ``Namespace``, drop-in), :mod:`blinker_events.lowlevel` (the public
   API for integrations), and this module;
 - integrations: :mod:`blinker_events.flask`, :mod:`blinker_events.django`,
-  :mod:`blinker_events.redis`, on public names and ``lowlevel`` only.
+  :mod:`blinker_events.redis`, :mod:`blinker_events.testing` (the pytest
+  plugin and test helpers), on public names and ``lowlevel`` only.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from types import TracebackType
+from typing import Generic, cast
 
 from ._checks import check_positive_int, check_timeout
 from ._describe import describe, pass_interrupt
@@ -17,7 +18,7 @@ from ._errors import EventTimeoutError
 from ._events import Event, EventTypeLike
 from ._history import History
 from ._report import DeliveryReport
-from ._waiting import Observable, Predicate, _Match, _refuse_on_loop, _wake
+from ._waiting import E, Observable, Predicate, _Match, _refuse_on_loop, _wake
 
 __all__ = ["EventStream", "stream"]
 
@@ -75,7 +76,7 @@ class _Feed:
             _wake(*waker)
 
 
-class EventStream:
+class EventStream(Generic[E]):
     """Matching events as they are published, made by ``stream``: iterate
     it with ``async for`` (or ``for``, in a thread).
 
@@ -131,21 +132,21 @@ class EventStream:
         """Stop observing; what is buffered can still be read."""
         self._finalizer()
 
-    def _take(self) -> Event:
+    def _take(self) -> E:
         item = self._feed.items.popleft()
         if isinstance(item, BaseException):
             raise item
-        return item
+        return cast(E, item)
 
     def _timed_out(self) -> EventTimeoutError:
         return EventTimeoutError(f"stream: no {self._feed.match} within {self._timeout:g}s")
 
     # -- async -----------------------------------------------------------
 
-    def __aiter__(self) -> AsyncIterator[Event]:
+    def __aiter__(self) -> AsyncIterator[E]:
         return self
 
-    async def __anext__(self) -> Event:
+    async def __anext__(self) -> E:
         feed = self._feed
         loop = asyncio.get_running_loop()
         try:
@@ -167,7 +168,7 @@ class EventStream:
         except TimeoutError:
             raise self._timed_out() from None
 
-    async def __aenter__(self) -> EventStream:
+    async def __aenter__(self) -> EventStream[E]:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -175,10 +176,10 @@ class EventStream:
 
     # -- sync ------------------------------------------------------------
 
-    def __iter__(self) -> Iterator[Event]:
+    def __iter__(self) -> Iterator[E]:
         return self
 
-    def __next__(self) -> Event:
+    def __next__(self) -> E:
         _refuse_on_loop("iterating an EventStream with for")
         feed = self._feed
         with feed.ready:
@@ -188,7 +189,7 @@ class EventStream:
                 return self._take()
         raise StopIteration
 
-    def __enter__(self) -> EventStream:
+    def __enter__(self) -> EventStream[E]:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
@@ -216,7 +217,7 @@ def stream(
     *,
     maxsize: int = STREAM_SIZE,
     timeout: float | None = None,
-) -> EventStream:
+) -> EventStream[Event]:
     """An :class:`EventStream` of the events of ``event_type`` (None: all)
     for which ``predicate`` is true, observed from now on::
 
@@ -226,4 +227,4 @@ def stream(
 
     At most ``maxsize`` wait to be read (the oldest is dropped, counted in
     ``stream.dropped`` and logged); each wait lasts at most ``timeout``."""
-    return EventStream(bus._history, event_type, predicate, maxsize, timeout)
+    return EventStream[Event](bus._history, event_type, predicate, maxsize, timeout)

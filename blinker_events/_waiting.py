@@ -24,7 +24,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable, Generator
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 from ._checks import check_timeout
 from ._describe import describe, pass_interrupt
@@ -34,12 +34,16 @@ from ._history import History
 from ._interop import running_loop
 from ._report import DeliveryReport
 
-__all__ = ["Observable", "Predicate", "Waiter", "expect", "wait_for"]
+__all__ = ["E", "Observable", "Predicate", "Waiter", "expect", "wait_for"]
 
 logger = logging.getLogger("blinker_events")
 
 #: A predicate: called with each event of the type; a true result matches.
 Predicate = Callable[[Event], object]
+
+#: What a waiter or stream gives: ``Event`` here; a narrower event class
+#: where a typed ``expect``/``stream`` overload says so.
+E = TypeVar("E", bound=Event)
 
 
 class Observable(Protocol):
@@ -88,7 +92,7 @@ def _refuse_on_loop(what: str) -> None:
         raise RuntimeError(f"{what} would block this thread's running event loop; await it instead")
 
 
-class Waiter:
+class Waiter(Generic[E]):
     """The next event matching a type and a predicate, made by ``expect``.
 
     ``with``/``async with`` starts observing on entering and stops on
@@ -100,8 +104,9 @@ class Waiter:
     Awaiting (or :meth:`wait`) returns the event once its receivers ran, or
     raises :class:`EventTimeoutError` (a ``TimeoutError``) after
     ``timeout`` seconds (None: no limit), or what the predicate raised
-    (which is also logged; the publish is unaffected). Cancelling the await
-    leaves the waiter waiting, for a later await.
+    (which is also logged; the publish is unaffected). Cancelling an await
+    inside the block leaves the waiter waiting, for a later await; one
+    without a block stops observing.
     """
 
     def __init__(
@@ -112,14 +117,14 @@ class Waiter:
         self._history = history
         self._lock = threading.Lock()
         self._done = threading.Event()
-        self._event: Event | None = None
+        self._event: E | None = None
         self._error: BaseException | None = None
         self._wakers: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._state = "new"  # "observing" inside its block, "left" after it
         self._observer = self._observe  # one bound method, to unobserve by identity
 
     @property
-    def event(self) -> Event | None:
+    def event(self) -> E | None:
         """The matching event, or None while there is none."""
         return self._event
 
@@ -143,7 +148,7 @@ class Waiter:
         with self._lock:
             if self._done.is_set():
                 return
-            self._event, self._error = (None, error) if error is not None else (event, None)
+            self._event, self._error = (None, error) if error is not None else (cast(E, event), None)
             self._done.set()
             wakers, self._wakers = self._wakers, []
         self._history.unobserve(self._observer)  # the first match is all it keeps
@@ -160,7 +165,7 @@ class Waiter:
         self._state = "left"
         self._history.unobserve(self._observer)
 
-    def _result(self) -> Event:
+    def _result(self) -> E:
         if self._error is not None:
             raise self._error
         assert self._event is not None
@@ -180,10 +185,10 @@ class Waiter:
 
     # -- waiting ---------------------------------------------------------
 
-    def __await__(self) -> Generator[Any, None, Event]:
+    def __await__(self) -> Generator[Any, None, E]:
         return self._wait_async().__await__()
 
-    async def _wait_async(self) -> Event:
+    async def _wait_async(self) -> E:
         own = False if self._done.is_set() else self._check_waitable()
         try:
             if not self._done.is_set():
@@ -208,7 +213,7 @@ class Waiter:
             if own:
                 self._stop()
 
-    def wait(self) -> Event:
+    def wait(self) -> E:
         """Block this thread until the event came (see the class); raises
         RuntimeError on a thread running an event loop (await it there)."""
         _refuse_on_loop("Waiter.wait()")
@@ -223,14 +228,14 @@ class Waiter:
 
     # -- the block -------------------------------------------------------
 
-    def __enter__(self) -> Waiter:
+    def __enter__(self) -> Waiter[E]:
         self._start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self._stop()
 
-    async def __aenter__(self) -> Waiter:
+    async def __aenter__(self) -> Waiter[E]:
         return self.__enter__()
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -250,7 +255,7 @@ def expect(
     predicate: Predicate | None = None,
     *,
     timeout: float | None = None,
-) -> Waiter:
+) -> Waiter[Event]:
     """A :class:`Waiter` for the next event of ``event_type`` (None: any)
     for which ``predicate(event)`` is true (None: every one), within
     ``timeout`` seconds. Enter it before publishing, and wait inside::
@@ -261,7 +266,7 @@ def expect(
 
     It wakes once the event's receivers ran. ``event_type`` and
     ``predicate`` are checked now (TypeError)."""
-    return Waiter(bus._history, event_type, predicate, timeout)
+    return Waiter[Event](bus._history, event_type, predicate, timeout)
 
 
 async def wait_for(
@@ -274,4 +279,4 @@ async def wait_for(
     """``await bus.expect(...)``: the next matching event published from now
     on. One published before the call is missed -- use :meth:`expect`'s
     block around the publish for that."""
-    return await Waiter(bus._history, event_type, predicate, timeout)
+    return await Waiter[Event](bus._history, event_type, predicate, timeout)
