@@ -257,3 +257,18 @@ async def test_two_consumers_of_one_stream_are_both_woken(bus: EventBus) -> None
     got = await asyncio.gather(first, second)
     assert sorted(e.data["n"] for e in got) == [1, 2]
     events.close()
+
+
+def test_closing_from_another_thread_ends_a_for_loop_waiting_in_a_thread(bus: EventBus) -> None:
+    events = bus.stream(Demo.PING, timeout=WAIT)
+    ended = threading.Event()
+
+    def consume() -> None:
+        for _ in events:
+            pass
+        ended.set()
+
+    threading.Thread(target=consume).start()
+    time.sleep(0.01)
+    events.close()
+    assert ended.wait(WAIT)

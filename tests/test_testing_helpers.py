@@ -243,3 +243,15 @@ def test_data_keys_may_be_named_like_the_arguments(bus: EventBus) -> None:
         bus.publish_sync(Event(Demo.PING, {"event_type": "x", "timeout": 1}))
     assert published.assert_published(Demo.PING, event_type="x").data["timeout"] == 1
     assert published.wait_until_published(Demo.PING, event_type="x", timeout=WAIT).data["timeout"] == 1
+
+
+def test_a_failure_message_lists_the_newest_twenty(bus: EventBus) -> None:
+    with capture(bus) as published:
+        for n in range(25):
+            bus.publish_sync(Event(Demo.PONG, {"n": n}))
+    with pytest.raises(AssertionError) as caught:
+        published.assert_published(Demo.PING)
+    lines = str(caught.value).splitlines()
+    assert lines[0].endswith("published instead (25):")
+    assert lines[1] == "  ... 5 earlier"
+    assert [line.split("{'n': ")[1].split("}")[0] for line in lines[2:]] == [str(n) for n in range(5, 25)]
