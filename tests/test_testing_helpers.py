@@ -4,6 +4,7 @@ bus's state."""
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 import threading
@@ -255,3 +256,34 @@ def test_a_failure_message_lists_the_newest_twenty(bus: EventBus) -> None:
     assert lines[0].endswith("published instead (25):")
     assert lines[1] == "  ... 5 earlier"
     assert [line.split("{'n': ")[1].split("}")[0] for line in lines[2:]] == [str(n) for n in range(5, 25)]
+
+
+def test_isolation_puts_back_failure_counts_and_disabled_states(bus: EventBus) -> None:
+    def flaky(event: Event) -> None:
+        if event.data.get("fail"):
+            raise RuntimeError("down")
+
+    counting = bus.subscribe(Demo.PING, flaky)
+    off = bus.subscribe(Demo.PONG, flaky)
+    off.disabled = True  # as the bus leaves an auto-disabled one
+    with isolated(bus) as isolation:
+        bus.publish_sync(Event(Demo.PING, {"fail": True}))
+        assert counting.failures == 1
+        off.enable()
+    assert counting.failures == 0
+    assert not counting.disabled
+    assert off.disabled
+    assert isolation.restored == ["subscriptions reset: 2"]
+
+
+def test_a_subscription_whose_sender_was_collected_is_not_made_again(bus: EventBus) -> None:
+    class Sender:
+        pass
+
+    sender = Sender()
+    bus.subscribe(Demo.PING, print, sender=sender)
+    with isolated(bus) as isolation:
+        del sender
+        gc.collect()
+    assert bus.get_subscriptions() == []
+    assert isolation.restored == []

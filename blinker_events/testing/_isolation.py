@@ -4,13 +4,15 @@ The default bus cannot be replaced for a test: an application binds its
 functions at import (``publish = default_bus.publish``, ``from
 blinker_events import subscribe``), and its import-time subscriptions live
 on it. So :class:`Isolation` keeps the bus and snapshots its state instead:
-entering, it notes the subscriptions (with their enabled state), settings,
+entering, it notes the subscriptions (with their failure counts and
+disabled states), settings,
 enabled flag, dispatch context, outlets, observers and history, and clears
 the history, so the test starts from a clean one. Leaving, it delivers what
 the test queued, then undoes what the test did: its subscriptions are
 removed, the snapshot's it removed are made again (with the same callback,
-event type and options; made anew, they come last in delivery order),
-those it left disabled are enabled, and settings, enabled flag, dispatch
+event type and options; made anew, they come last in delivery order) unless
+they ended by themselves (callback or sender collected), failure counts and
+disabled states are as noted, and settings, enabled flag, dispatch
 context, outlets, observers (a stream the test left open) and history are
 as before.
 
@@ -58,7 +60,7 @@ class Isolation:
         bus = self.bus
         subs = bus.get_subscriptions()
         self._saved = {
-            "subs": [(sub, sub.disabled) for sub in subs],
+            "subs": [(sub, sub.disabled, sub.failures) for sub in subs],
             "settings": bus.settings,
             "enabled": bus.is_enabled(),
             "context": bus.dispatch_context,
@@ -92,37 +94,46 @@ class Isolation:
         self._restore_outlets(saved["outlets"])
         lowlevel.replace_history(bus, saved["history"])
 
-    def _restore_subscriptions(self, saved: list[tuple[Subscription, bool]]) -> None:
+    def _restore_subscriptions(self, saved: list[tuple[Subscription, bool, int]]) -> None:
         bus = self.bus
-        kept = {sub.id for sub, _ in saved}
+        kept = {sub.id for sub, _, _ in saved}
         added = [sub for sub in bus.get_subscriptions() if sub.id not in kept]
         for sub in added:
             sub.unsubscribe()
-        removed = reenabled = 0
-        for sub, was_disabled in saved:
-            if not sub.active:
-                removed += self._resubscribe(sub, was_disabled)
-            elif sub.disabled and not was_disabled:
-                sub.enable()
-                reenabled += 1
-        for what, count in (("added", len(added)), ("removed", removed), ("disabled", reenabled)):
+        removed = reset = 0
+        for old, was_disabled, failures in saved:
+            sub = old
+            if not old.active:
+                sub = self._resubscribe(old)
+                if sub is None:
+                    continue
+                removed += 1
+            elif old.disabled == was_disabled and old.failures == failures:
+                continue
+            else:
+                reset += 1
+            # A failure count the test left would disable the receiver
+            # sooner in the next test: the count is put back too.
+            sub.enable()
+            sub.failures, sub.disabled = failures, was_disabled
+        for what, count in (("added", len(added)), ("removed", removed), ("reset", reset)):
             if count:
                 self.restored.append(f"subscriptions {what}: {count}")
 
-    def _resubscribe(self, sub: Subscription, was_disabled: bool) -> int:
+    def _resubscribe(self, sub: Subscription) -> Subscription | None:
+        """Make ``sub`` again, as it was made; None if it cannot be."""
         callback = sub.callback
-        if callback is None:  # collected: it would have ended by itself anyway
-            return 0
+        if callback is None:  # collected: it ended by itself
+            return None
         if sub.plain:
             logger.warning("isolation: cannot restore %s, connected with blinker's connect", describe(sub))
-            return 0
-        options = {"source": sub.source, "timeout": sub.timeout, "reentrant": sub.reentrant}
-        if sub.sender is not None:  # None: its sender was collected
-            options["sender"] = sub.sender
-        made = self.bus.subscribe(sub.event_type, callback, **options)
-        if was_disabled:
-            made.disabled = True
-        return 1
+            return None
+        sender = sub.sender
+        if sender is None:  # collected (a None sender stands for that): it ended by itself
+            return None
+        return self.bus.subscribe(
+            sub.event_type, callback, source=sub.source, sender=sender, timeout=sub.timeout, reentrant=sub.reentrant
+        )
 
     def _restore_observers(self, saved: tuple[lowlevel.Observer, ...]) -> None:
         left = [o for o in lowlevel.observers(self.bus) if not any(o is s for s in saved)]
