@@ -102,11 +102,10 @@ class Isolation:
             sub.unsubscribe()
         removed = reset = 0
         for old, was_disabled, failures in saved:
-            sub = old
-            if not old.active:
-                sub = self._resubscribe(old)
-                if sub is None:
-                    continue
+            current = old if old.active else self._resubscribe(old)
+            if current is None:
+                continue
+            if current is not old:
                 removed += 1
             elif old.disabled == was_disabled and old.failures == failures:
                 continue
@@ -114,8 +113,8 @@ class Isolation:
                 reset += 1
             # A failure count the test left would disable the receiver
             # sooner in the next test: the count is put back too.
-            sub.enable()
-            sub.failures, sub.disabled = failures, was_disabled
+            current.enable()
+            current.failures, current.disabled = failures, was_disabled
         for what, count in (("added", len(added)), ("removed", removed), ("reset", reset)):
             if count:
                 self.restored.append(f"subscriptions {what}: {count}")
