@@ -309,3 +309,21 @@ async def test_an_outer_timeout_cancelling_wait_for_stops_observing(bus: EventBu
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(bus.wait_for(Demo.PING), 0.1)
     assert bus._history.observers == ()
+
+
+def test_a_predicate_whose_repr_raises_is_described_safely(bus: EventBus) -> None:
+    class Hostile:
+        def __call__(self, event: Event) -> bool:
+            return False
+
+        def __repr__(self) -> str:
+            raise RuntimeError("no repr")
+
+    with bus.expect("x" * 10_000, Hostile(), timeout=0.05) as waiter:
+        with pytest.raises(EventTimeoutError) as caught:
+            waiter.wait()
+        assert "matching <Hostile instance at 0x" in repr(waiter)
+    message = str(caught.value)
+    assert "matching <" in message
+    assert "Hostile instance at 0x" in message
+    assert len(message) < 1000
