@@ -35,13 +35,15 @@ this API -- is at https://blinker-events.readthedocs.io/en/latest/
 #   and ends), then the paths, which differ only in where receivers run:
 #   ``_sync`` and ``_async`` (calling receivers), ``_inline``
 #   (``publish_sync``), ``_on_loop`` (``await publish``), ``_worker``
-#   (``publish_nowait``);
+#   (``publish_nowait``); ``_waiting`` and ``_streaming`` (waiters and
+#   streams, which observe the history);
 # - facade: ``_bus`` (``EventBus``, thin; its settings methods in
 #   ``_bus_settings``), ``_compat`` (blinker's ``Signal``
 #   and ``Namespace``, drop-in), :mod:`blinker_events.lowlevel` (the public
 #   API for integrations), and this module;
 # - integrations: :mod:`blinker_events.flask`, :mod:`blinker_events.django`,
-#   :mod:`blinker_events.redis`, on public names and ``lowlevel`` only.
+#   :mod:`blinker_events.redis`, :mod:`blinker_events.testing` (the pytest
+#   plugin and test helpers), on public names and ``lowlevel`` only.
 
 from __future__ import annotations
 
@@ -53,9 +55,11 @@ from ._errors import CircularEventError, DispatchContextError, EventSystemError,
 from ._events import Event, EventTypeLike
 from ._lifecycle import shutdown_all
 from ._report import DeliveryReport
+from ._streaming import EventStream
 from ._subscription import Subscription
 from ._typed import TypedEvent
 from ._types import EventType, SystemEventType, event_type_name
+from ._waiting import Waiter
 
 #: The one source of the version: pyproject.toml reads it from here
 #: (``[tool.hatch.version]``), so the metadata always agrees.
@@ -68,6 +72,7 @@ __all__ = [
     "DispatchContextError",
     "Event",
     "EventBus",
+    "EventStream",
     "EventSystemError",
     "EventTimeoutError",
     "EventType",
@@ -79,6 +84,7 @@ __all__ = [
     "Subscription",
     "SystemEventType",
     "TypedEvent",
+    "Waiter",
     "__version__",
     "bridge",
     "clear_history",
@@ -88,6 +94,7 @@ __all__ = [
     "disable",
     "enable",
     "event_type_name",
+    "expect",
     "get_delivery_reports",
     "get_history",
     "get_subscriber_count",
@@ -108,10 +115,12 @@ __all__ = [
     "signal",
     "signal_for",
     "stats",
+    "stream",
     "subscribe",
     "unbridge",
     "unsubscribe",
     "unsubscribe_by_source",
+    "wait_for",
 ]
 
 # Tracebacks and docs name the public classes where they are imported
@@ -123,6 +132,7 @@ for _public in (
     DispatchContextError,
     Event,
     EventBus,
+    EventStream,
     EventSystemError,
     EventTimeoutError,
     EventType,
@@ -133,6 +143,7 @@ for _public in (
     Subscription,
     SystemEventType,
     TypedEvent,
+    Waiter,
 ):
     _public.__module__ = "blinker_events"
 del _public
@@ -180,3 +191,6 @@ disable = default_bus.disable
 shutdown = default_bus.shutdown
 bridge = default_bus.bridge
 unbridge = default_bus.unbridge
+expect = default_bus.expect
+wait_for = default_bus.wait_for
+stream = default_bus.stream

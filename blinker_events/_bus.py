@@ -20,10 +20,11 @@ from typing import Any, TypeVar, Unpack, overload
 
 from blinker import ANY, NamedSignal, Signal
 
+from . import _streaming, _waiting
 from ._bridges import Bridges
 from ._bus_settings import SettingsMethods
 from ._checks import check_timeout
-from ._compat import Signal as DropInSignal
+from ._compat import check_drop_in
 from ._events import Event, EventTypeLike, PlainEventType
 from ._inline import deliver_inline
 from ._interop import LazyFuture
@@ -190,6 +191,11 @@ class EventBus(SettingsMethods):
         job = NowaitJob(runtime, self._queue, report, override, contextvars.copy_context(), future)
         self._queue.put(job, override or runtime.live.value.timeout)  # no subscription's yet: not routed
         return future
+
+    # -- waiting for events: the functions of :mod:`._waiting`, as methods --
+    expect = _waiting.expect
+    wait_for = _waiting.wait_for
+    stream = _streaming.stream
 
     # -- outlets -------------------------------------------------------------
 
@@ -406,11 +412,11 @@ class EventBus(SettingsMethods):
         return self._registry.get_subscriber_count(event_type)
 
     def guard(self, signal: Signal) -> None:
-        _check_drop_in(signal)
+        check_drop_in(signal)
         self._registry.guard(signal)
 
     def unguard(self, signal: Signal) -> None:
-        _check_drop_in(signal)
+        check_drop_in(signal)
         self._registry.unguard(signal)
 
     def bridge(self, signal: Signal, event_type: EventTypeLike | None = None, *, sender: Any = ANY) -> EventTypeLike:
@@ -434,11 +440,6 @@ class EventBus(SettingsMethods):
     def __repr__(self) -> str:
         state = "enabled" if self._runtime.enabled else "disabled"
         return f"<EventBus {self.name!r} {state}, {len(self._registry.subscriptions)} subscriptions>"
-
-
-def _check_drop_in(signal: object) -> None:
-    if not isinstance(signal, DropInSignal):
-        raise TypeError("signal must be a blinker_events.Signal to be guarded; bridge() a plain blinker signal instead")
 
 
 # The delegating methods document what they delegate to, once.

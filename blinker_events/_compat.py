@@ -27,7 +27,7 @@ if t.TYPE_CHECKING:
     from ._report import DeliveryReport
     from ._signals import GuardingBus
 
-__all__ = ["ANY", "NamedSignal", "Namespace", "Signal", "default_namespace", "signal"]
+__all__ = ["ANY", "NamedSignal", "Namespace", "Signal", "check_drop_in", "default_namespace", "signal"]
 
 
 class Signal(blinker.Signal):
@@ -166,3 +166,9 @@ class Namespace(blinker.Namespace):
 
 default_namespace: Namespace = Namespace()
 signal = default_namespace.signal
+
+
+def check_drop_in(signal: object) -> None:
+    """What the bus can guard: a drop-in :class:`Signal` (TypeError otherwise)."""
+    if not isinstance(signal, Signal):
+        raise TypeError("signal must be a blinker_events.Signal to be guarded; bridge() a plain blinker signal instead")

@@ -9,32 +9,47 @@ it), so a resize never loses a record.
 
 Size 0 is a deque with ``maxlen=0`` (appending to it keeps nothing), not
 None, so the append, made on every publish, needs no test for "off".
+
+Observers (:mod:`._waiting`'s waiters and streams, the test capture) are
+called with every report as it is recorded, history on or off: recording is
+the one point every publish -- on each path, cancelled or handed off --
+passes once its receivers are done.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from ._checks import check_positive_int
+from ._describe import describe
 from ._events import Event, EventTypeLike
 from ._report import DeliveryReport
 from ._types import same_source, type_key
 
-__all__ = ["History"]
+__all__ = ["History", "Observer"]
+
+logger = logging.getLogger("blinker_events")
+
+#: Called with each report as its publish ends, in the thread that ended it.
+Observer = Callable[[DeliveryReport], object]
 
 
 class History:
     """Keeps the last ``size`` delivery reports, oldest first. Size 0 keeps none."""
 
     # Slots: ``record`` reads ``_reports`` twice per publish.
-    __slots__ = ("_lock", "_reports", "_size")
+    __slots__ = ("_lock", "_reports", "_size", "observers")
 
     def __init__(self, size: int) -> None:
         self._lock = threading.Lock()
         self._size = size
         self._reports: deque[DeliveryReport] = deque(maxlen=size)
+        #: Replaced whole under the lock, read without it (see observe).
+        self.observers: tuple[Observer, ...] = ()
 
     def locks(self) -> tuple[threading.Lock]:
         """The locks a forked child must re-make."""
@@ -53,6 +68,36 @@ class History:
         reports.append(report)  # size 0: maxlen=0 keeps nothing
         if reports is not self._reports:
             self._rescue(report)
+
+    def _notify(self, report: DeliveryReport) -> None:
+        # An observer runs inside a publish that already stands: what it
+        # raises is logged, never the publisher's (nor another observer's).
+        for observer in self.observers:
+            try:
+                observer(report)
+            except Exception:
+                logger.exception("observer %s failed on %s", describe(observer), describe(report.event))
+
+    def observe(self, observer: Observer) -> None:
+        """Call ``observer(report)`` for every report recorded from now on."""
+        with self._lock:
+            self.observers = (*self.observers, observer)
+            self.__class__ = _Observed
+
+    def unobserve(self, observer: Observer) -> bool:
+        """Stop calling ``observer``; False if it was not observing."""
+        with self._lock:
+            kept = tuple(o for o in self.observers if o is not observer)
+            found = len(kept) != len(self.observers)
+            self.observers = kept
+            if not kept:
+                self.__class__ = History
+            return found
+
+    def replace(self, reports: list[DeliveryReport]) -> None:
+        """Make the history ``reports`` (the newest that fit), as if recorded."""
+        with self._lock:
+            self._reports = deque(reports, maxlen=self._size)
 
     def _rescue(self, report: DeliveryReport) -> None:
         with self._lock:
@@ -107,3 +152,15 @@ class History:
         self, event_type: EventTypeLike | None = None, limit: int | None = None, *, source: Any = None
     ) -> list[Event]:
         return [r.event for r in self.reports(event_type, limit, source=source)]
+
+
+class _Observed(History):
+    """A history with observers: the class :meth:`History.observe` gives it
+    (and ``unobserve`` takes back), so a history nobody observes -- every
+    publish's case -- records without even testing for observers."""
+
+    __slots__ = ()
+
+    def record(self, report: DeliveryReport) -> None:
+        History.record(self, report)
+        self._notify(report)

@@ -23,6 +23,10 @@ Everything here is stable in the same sense as :mod:`blinker_events`:
 - **process lifecycle**: :func:`drain_at_exit`, :func:`reinit_locks` (for a
   forked child), and :class:`DefaultBusRelay` (the relay of a bridged
   Django signal);
+- **observing** (for test helpers): :func:`observe`, :func:`unobserve`,
+  :func:`observers` -- a callable handed every publish's report as it is
+  recorded, on every path, history on or off -- :func:`replace_history`
+  and :func:`drain`;
 - **messages**: :func:`shown_name`, an event type's name cut for a message;
 - :func:`running_loop`: the loop running in this thread, or None, cheaply.
 
@@ -44,9 +48,11 @@ from ._describe import LIMIT as DESCRIBE_LIMIT
 from ._describe import describe
 from ._events import Event
 from ._fork import reinit as reinit_locks
+from ._history import Observer
 from ._interop import running_loop
 from ._lifecycle import drain_at_exit
 from ._outlets import Outlet
+from ._report import DeliveryReport
 from ._settings import SETTING_NAMES, BusSettings, check_setting, default_of
 from ._threads import LoopThread as BusLoop
 from ._types import TypeKey, shown_name, type_key
@@ -59,6 +65,7 @@ __all__ = [
     "BusLoop",
     "BusSettings",
     "DefaultBusRelay",
+    "Observer",
     "Outlet",
     "TypeKey",
     "bus_loop",
@@ -68,16 +75,21 @@ __all__ = [
     "check_timeout",
     "default_of",
     "describe",
+    "drain",
     "drain_at_exit",
     "event_key",
     "forget_outlet_after_fork",
     "has_sync_receivers",
     "is_relayed",
+    "observe",
+    "observers",
     "outlets",
     "reinit_locks",
+    "replace_history",
     "running_loop",
     "shown_name",
     "type_key",
+    "unobserve",
 ]
 
 
@@ -117,3 +129,35 @@ def has_sync_receivers(bus: EventBus, event: Event) -> bool:
     """Whether publishing ``event`` on ``bus`` now would reach any sync
     receiver."""
     return bool(bus._registry.route(event).sync_subs)
+
+
+def observe(bus: EventBus, observer: Observer) -> None:
+    """Call ``observer(report)`` with the report of every publish on ``bus``
+    from now on, once its receivers are done (a ``publish_nowait``'s on the
+    worker, when it finished), in the thread that ended the publish, on
+    every path, history on or off. What it raises is logged, never the
+    publisher's. It is not a subscription: nothing lists it."""
+    bus._history.observe(observer)
+
+
+def unobserve(bus: EventBus, observer: Observer) -> bool:
+    """Stop calling ``observer``; False if it was not observing."""
+    return bus._history.unobserve(observer)
+
+
+def observers(bus: EventBus) -> tuple[Observer, ...]:
+    """The observers of ``bus`` now (its waiters' and streams' too)."""
+    return bus._history.observers
+
+
+def replace_history(bus: EventBus, reports: list[DeliveryReport]) -> None:
+    """Make ``reports`` the history of ``bus`` (the newest that fit)."""
+    bus._history.replace(reports)
+
+
+def drain(bus: EventBus, timeout: float | None) -> int:
+    """Wait up to ``timeout`` seconds until the worker queue of ``bus``
+    delivered everything queued, then drop what is left (counted, logged,
+    futures failed) and return how many: ``shutdown``'s first stage,
+    leaving the outlets and the bus loop running."""
+    return bus._queue.join(check_timeout(timeout))

@@ -70,6 +70,13 @@ nitpick_ignore = [
     ("py:class", "blinker_events._typed.R"),
     ("py:class", "blinker_events._typed.Options"),
     ("py:class", "PlainEventType"),
+    # The waiting and streaming functions' annotations: the event class they
+    # yield, the predicate's and the observed bus's types, the history.
+    ("py:class", "blinker_events._waiting.E"),
+    ("py:obj", "blinker_events._waiting.E"),
+    ("py:class", "Predicate"),
+    ("py:class", "Observable"),
+    ("py:class", "History"),
 ]
 
 #: The modules of the API reference; every name in their ``__all__`` must be
@@ -80,6 +87,7 @@ API_MODULES = (
     "blinker_events.flask",
     "blinker_events.django",
     "blinker_events.redis",
+    "blinker_events.testing",
 )
 
 

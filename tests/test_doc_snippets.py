@@ -100,8 +100,8 @@ def test_every_python_example_is_run_or_marked_as_a_fragment() -> None:
 #: The pages of the site (docs/index.md's table of contents links them).
 PAGES = (
     "index", "getting-started", "where-receivers-run", "timeouts", "cycle-guard", "errors", "history",
-    "worker-queue", "settings", "typed-events", "migrating-from-blinker", "flask", "django", "redis",
-    "performance", "api", "changelog",
+    "worker-queue", "settings", "typed-events", "waiting", "testing", "migrating-from-blinker", "flask",
+    "django", "redis", "performance", "api", "changelog",
 )  # fmt: skip
 
 

@@ -4,12 +4,17 @@ attribute of a bus."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 from pathlib import Path
+from typing import Any
 
-from blinker_events import Event, EventBus, lowlevel
+import pytest
 
-from .conftest import Demo
+from blinker_events import DeliveryReport, Event, EventBus, lowlevel
+
+from .conftest import Demo, log_records
 
 PACKAGE = Path(lowlevel.__file__).parent
 INTEGRATIONS = [
@@ -17,6 +22,7 @@ INTEGRATIONS = [
     PACKAGE / "_flask_config.py",
     *PACKAGE.glob("django/*.py"),
     *PACKAGE.glob("redis/*.py"),
+    *PACKAGE.glob("testing/*.py"),
 ]
 PRIVATE_CORE_IMPORT = re.compile(r"^\s*from (blinker_events\._|\.\._|blinker_events import _)", re.MULTILINE)
 BUS_PRIVATE = re.compile(r"\b_?bus\._[a-z]")  # bus._x and self._bus._x
@@ -41,3 +47,32 @@ def test_lowlevel_answers_what_the_integrations_ask(bus: EventBus) -> None:
     assert not lowlevel.bus_loop(bus).in_loop_thread()
     assert lowlevel.check_timeout(2) == 2.0
     assert set(lowlevel.SETTING_NAMES) == {f.name for f in lowlevel.BusSettings.__dataclass_fields__.values()}
+
+
+@pytest.mark.asyncio
+async def test_an_observer_sees_every_path_and_its_failure_is_only_logged(
+    bus: EventBus, caplog: pytest.LogCaptureFixture
+) -> None:
+    seen: list[DeliveryReport] = []
+
+    def broken(report: DeliveryReport) -> None:
+        raise RuntimeError("observer bug")
+
+    lowlevel.observe(bus, broken)
+    lowlevel.observe(bus, seen.append)
+    assert lowlevel.observers(bus) == (broken, seen.append)
+    sync_report = bus.publish_sync(Event(Demo.PING))
+    async_report = await bus.publish(Event(Demo.PING))
+    nowait_report = await asyncio.wrap_future(bus.publish_nowait(Event(Demo.PING)))
+    assert seen == [sync_report, async_report, nowait_report]
+    assert all(r.ok for r in seen)
+    assert len(log_records(caplog, logging.ERROR, "observer")) == 3
+    assert lowlevel.unobserve(bus, broken)
+    assert not lowlevel.unobserve(bus, broken)
+
+
+def test_replace_history_keeps_the_newest_that_fit(new_bus: Any) -> None:
+    bus = new_bus(history_size=2)
+    reports = [DeliveryReport(Event(Demo.PING, {"n": n})) for n in range(3)]
+    lowlevel.replace_history(bus, reports)
+    assert bus.get_delivery_reports() == reports[1:]

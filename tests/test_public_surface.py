@@ -18,15 +18,15 @@ from blinker_events import Event, EventBus, EventTimeoutError
 ROOT = Path(__file__).resolve().parent.parent
 
 EXPORTS = {
-    "ANY", "CircularEventError", "DeliveryReport", "DispatchContextError", "Event", "EventBus",
+    "ANY", "CircularEventError", "DeliveryReport", "DispatchContextError", "Event", "EventBus", "EventStream",
     "EventSystemError", "EventTimeoutError", "EventType", "EventTypeLike", "NamedSignal", "Namespace",
-    "QueueFullError", "Signal", "Subscription", "SystemEventType", "TypedEvent", "__version__", "bridge",
+    "QueueFullError", "Signal", "Subscription", "SystemEventType", "TypedEvent", "Waiter", "__version__", "bridge",
     "clear_history", "configure", "default_bus", "default_namespace", "disable", "enable", "event_type_name",
-    "get_delivery_reports", "get_history", "get_subscriber_count", "get_subscriptions", "is_enabled", "publish",
-    "publish_nowait", "publish_sync", "set_failure_threshold", "set_history_size", "set_max_depth",
-    "set_overflow", "set_propagate_exceptions", "set_queue_size", "set_sync_executor", "set_timeout",
-    "shutdown", "signal", "signal_for", "stats", "subscribe", "unbridge", "unsubscribe",
-    "unsubscribe_by_source",
+    "expect", "get_delivery_reports", "get_history", "get_subscriber_count", "get_subscriptions", "is_enabled",
+    "publish", "publish_nowait", "publish_sync", "set_failure_threshold", "set_history_size", "set_max_depth",
+    "set_overflow", "set_propagate_exceptions", "set_queue_size", "set_sync_executor", "set_timeout", "shutdown",
+    "signal", "signal_for", "stats", "stream", "subscribe", "unbridge", "unsubscribe", "unsubscribe_by_source",
+    "wait_for",
 }  # fmt: skip
 
 #: The bus's methods the module offers too, acting on ``default_bus``. The
@@ -39,12 +39,14 @@ MODULE_FUNCTIONS = {
     "configure", "set_timeout", "set_propagate_exceptions", "set_failure_threshold", "set_history_size",
     "set_max_depth", "set_queue_size", "set_overflow", "set_sync_executor",
     "get_history", "get_delivery_reports", "clear_history", "is_enabled", "enable", "disable", "stats",
-    "shutdown",
+    "shutdown", "expect", "wait_for", "stream",
 }  # fmt: skip
 
 BUS_MEMBERS = {
     # publishing
     "publish", "publish_sync", "publish_nowait",
+    # waiting for events
+    "expect", "wait_for", "stream",
     # who listens
     "subscribe", "unsubscribe", "unsubscribe_by_source", "get_subscriptions", "get_subscriber_count",
     "signal_for", "guard", "unguard", "bridge", "unbridge",
@@ -65,6 +67,13 @@ def test_all_is_pinned() -> None:
     assert set(blinker_events.__all__) == EXPORTS
     for name in blinker_events.__all__:
         assert hasattr(blinker_events, name), name
+
+
+def test_the_testing_package_exports_are_pinned() -> None:
+    import blinker_events.testing
+
+    names = {"Capture", "Isolation", "ReceiverFailureWarning", "capture", "isolated"}
+    assert set(blinker_events.testing.__all__) == names
 
 
 def test_event_bus_public_members_are_pinned() -> None:

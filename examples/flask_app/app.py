@@ -25,6 +25,10 @@ What it shows:
   as ``flask.request_finished``; ``count_status`` tallies the status codes.
 - ``GET /events`` lists the recent history as an HTML table, and every
   subscription with its failure count.
+- ``GET /orders/stream`` streams each ``order.created`` to the browser as
+  server-sent events (``bus.stream``), once its receivers ran; ``?limit=N``
+  ends the stream after N orders. Try ``curl -N http://127.0.0.1:5000/orders/stream``
+  while placing orders.
 
 Try: ``curl -X POST -H 'Content-Type: application/json' -d '{"item": "tea", "quantity": 2}'
 http://127.0.0.1:5000/orders``, or use the buttons on ``/events``.
@@ -35,17 +39,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import json
 import logging
 import sys
 import threading
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from flask import Blueprint, Flask, current_app, jsonify, redirect, render_template_string, request, url_for
+from flask import Blueprint, Flask, Response, current_app, jsonify, redirect, render_template_string, request, url_for
 from flask.typing import ResponseReturnValue
 
-from blinker_events import DeliveryReport, Event, SystemEventType, event_type_name
+from blinker_events import DeliveryReport, Event, EventStream, EventTimeoutError, SystemEventType, event_type_name
 from blinker_events.flask import BlinkerEvents, current_events, get_bus
 
 ORDER_CREATED = "order.created"
@@ -171,6 +176,38 @@ async def create_order_async() -> ResponseReturnValue:
     order = _new_order()
     report = await current_events.publish(Event(ORDER_CREATED, order, request.path))
     return _answer(order, report)
+
+
+@orders.get("/orders/stream")
+def stream_orders() -> ResponseReturnValue:
+    """Server-sent events: one ``order`` message per ``order.created``."""
+    limit = request.args.get("limit", type=int)
+    # Made in the view, not in the generator: it observes from now on, so
+    # an order placed before the client reads its first message is kept
+    # for it (up to 100 waiting; beyond that the oldest is dropped, counted,
+    # and the client told with a "dropped" message).
+    events = get_bus().stream(ORDER_CREATED, maxsize=100, timeout=15.0)
+    response = Response(_messages(events, limit), mimetype="text/event-stream", headers={"Cache-Control": "no-cache"})
+    response.call_on_close(events.close)  # the client went away, or the stream ended
+    return response
+
+
+def _messages(events: EventStream, limit: int | None) -> Iterator[str]:
+    yield ": connected\n\n"
+    sent = dropped = 0
+    while limit is None or sent < limit:
+        try:
+            event = next(events)
+        except EventTimeoutError:  # nothing for 15 s: keep proxies from closing the connection
+            yield ": keep-alive\n\n"
+            continue
+        except StopIteration:  # closed
+            return
+        if events.dropped != dropped:
+            yield f"event: dropped\ndata: {events.dropped - dropped}\n\n"
+            dropped = events.dropped
+        yield f"id: {event.event_id}\nevent: order\ndata: {json.dumps(dict(event.data))}\n\n"
+        sent += 1
 
 
 @orders.get("/")
