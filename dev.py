@@ -25,6 +25,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -82,6 +83,11 @@ def venv_python(extras: str, groups: tuple[str, ...] = (), variant: str = "") ->
     spec = f"{extras}|{','.join(groups)}|{variant}"
     digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + spec.encode()).hexdigest()
     stamp = venv / f".installed-{digest[:16]}"
+    if python.exists() and _venv_version(venv) != platform.python_version():
+        # Made by another patch release of this X.Y (Debian's, say, then
+        # pyenv's): its python is that one, so it is made again for this one.
+        print(f"dev.py: {venv.name} was made by Python {_venv_version(venv)}; making it again", file=sys.stderr)
+        shutil.rmtree(venv)
     if not stamp.exists() or variant == "newest":
         if not python.exists():
             subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
@@ -101,6 +107,15 @@ def venv_python(extras: str, groups: tuple[str, ...] = (), variant: str = "") ->
             old.unlink()
         stamp.touch()
     return python
+
+
+def _venv_version(venv: Path) -> str:
+    """The Python version ``venv`` was made with (its pyvenv.cfg says)."""
+    for line in (venv / "pyvenv.cfg").read_text().splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() in ("version", "version_info"):
+            return value.strip()
+    return ""
 
 
 def lowest_pins() -> list[str]:

@@ -107,7 +107,12 @@ def export(rev: str, into: Path) -> Path:
     """The package of ``rev`` (``blinker_events/`` only) under ``into``."""
     archive = subprocess.run(["git", "archive", rev, "blinker_events"], cwd=ROOT, capture_output=True, check=True)
     with tarfile.open(fileobj=BytesIO(archive.stdout)) as tar:
-        tar.extractall(into, filter="data")
+        # The "data" filter exists from 3.11.4 on (an earlier 3.11 extracts
+        # without one: the archive is git's own, of this repository).
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(into, filter="data")
+        else:
+            tar.extractall(into)
     return into
 
 

@@ -25,6 +25,9 @@ def main(argv: list[str]) -> int:
         from benchmarks.bench import main as bench_main
 
         return bench_main(argv[1:])
+    if argv[:1] in (["--help"], ["-h"]):
+        print(__doc__.strip())
+        return 0
     print(__doc__.strip(), file=sys.stderr)
     return 2
 

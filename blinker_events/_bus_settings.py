@@ -99,7 +99,10 @@ class SettingsMethods:
         self._set("queue_size", n, "n")
 
     def set_overflow(self, policy: str) -> None:
-        """``"block"``, ``"raise"`` or ``"drop_oldest"``; see docs/worker-queue.md."""
+        """What a publish meets when the worker queue is full: ``"block"``,
+        ``"raise"`` or ``"drop_oldest"`` (see :doc:`/worker-queue`).
+
+        :raises TypeError, ValueError: ``policy`` is not one of the three."""
         self._set("overflow", policy, "policy")
 
     def set_sync_executor(self, name: str) -> None:

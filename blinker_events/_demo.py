@@ -7,7 +7,7 @@ import logging
 import time
 from enum import auto
 
-from . import Event, EventBus, EventType
+from . import Event, EventBus, EventType, event_type_name
 
 
 class Shop(EventType):
@@ -91,5 +91,6 @@ def run_demo() -> None:
             f"ok={len(report.succeeded)} failed={len(report.failed)} "
             f"timed_out={len(report.timed_out)} skipped={len(report.skipped)}"
         )
-        print(f"   {report.event.timestamp:%H:%M:%S.%f} {report.event!r:.70}  {outcome}")
+        event = report.event
+        print(f"   {event.timestamp:%H:%M:%S.%f} {event_type_name(event.event_type):35} {event.event_id:16}  {outcome}")
     bus.shutdown(timeout=5)

@@ -133,10 +133,12 @@ class Event:
 
     @property
     def event_type(self) -> EventTypeLike:
+        """The event's type (for a typed event, its class)."""
         return self._event_type
 
     @property
     def data(self) -> Mapping[str, Any]:
+        """A read-only mapping of the event's own copy of its data."""
         view = self._view
         if view is None:
             # Two threads racing here make two equal read-only views of the
@@ -146,18 +148,22 @@ class Event:
 
     @property
     def source(self) -> Any:
+        """Whoever published it (``sender=`` of ``subscribe`` filters on it); None if not given."""
         return self._source
 
     @property
     def event_id(self) -> str:
+        """A string unique across processes and hosts."""
         return self._prefix if self._seq is None else f"{self._prefix}-{self._seq}"
 
     @property
     def timestamp(self) -> datetime:
+        """When the event was made, as an aware UTC datetime."""
         return datetime.fromtimestamp(self._ts, UTC)
 
     @property
     def parent_id(self) -> str | None:
+        """The ``event_id`` of the event whose receiver made this one, or None."""
         return self._parent_id
 
     @property

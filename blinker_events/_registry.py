@@ -240,10 +240,10 @@ class Registry:
         weak: bool | None = None,
     ) -> Subscription | Callable[[F], F]:
         """Call ``callback(event)`` for each event of ``event_type`` (every
-        event type, including later ones, when None).
+        event type, including later ones, when None). Without ``callback``,
+        a decorator that subscribes the function and returns it unchanged.
 
-        Returns the :class:`Subscription`; without ``callback``, a decorator
-        that subscribes the function and returns it unchanged. ``source`` tags
+        ``source`` tags
         the subscription with its owner for :meth:`unsubscribe_by_source` (it
         does not filter events); ``sender`` delivers only events whose
         ``source`` is that object. ``timeout`` overrides the bus's default for
@@ -251,8 +251,9 @@ class Registry:
         events its own handling caused, up to ``max_depth``. Bound methods
         are held weakly (the subscription ends when the object is
         collected); anything else strongly, unless ``weak`` says otherwise.
-        Subscribing the same callback with the same ``source`` and
-        ``sender`` again returns the existing subscription.
+        The same callback subscribed to the same type with the same
+        ``source``, ``sender``, ``timeout`` and ``reentrant`` again returns the
+        existing subscription; with any different, the receiver runs twice.
 
         :param event_type: an event type, or None for every event.
         :param callback: called as ``callback(event)``; sync or async.
@@ -285,16 +286,8 @@ class Registry:
             return decorator
         if not callable(callback):
             raise TypeError(f"callback must be callable, not {type(callback).__name__}")
-        sub = Subscription(
-            self,
-            event_type,
-            callback,
-            source=source,
-            sender=sender,
-            timeout=timeout,
-            reentrant=reentrant,
-            weak=weak,
-        )
+        options = {"source": source, "sender": sender, "timeout": timeout, "reentrant": reentrant, "weak": weak}
+        sub = Subscription(self, event_type, callback, **options)
         with self.lock:
             self._sweep()
             existing = self._index.find_same(sub)

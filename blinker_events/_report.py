@@ -29,7 +29,7 @@ class DeliveryReport:
     - ``succeeded``: subscriptions whose receiver returned normally.
     - ``failed``: ``(subscription, exception)`` for each receiver that raised.
     - ``timed_out``: subscriptions that overran their timeout (async ones were
-      cancelled; sync ones could not be, see docs/timeouts.md).
+      cancelled; sync ones could not be, see :doc:`/timeouts`).
     - ``cancelled``: async receivers whose run was cancelled by someone other
       than the bus's timeout -- the publisher's own cancellation (which the
       publish passes on to the receivers it runs), a loop ending under
@@ -48,7 +48,13 @@ class DeliveryReport:
     - ``scheduled``: async receivers that ``publish_sync`` started as tasks on
       the caller's running loop; each moves to one of the lists above when
       its task ends, so ``finished`` turns True then.
-    - ``disabled``: subscriptions this publish auto-disabled.
+    - ``disabled``: subscriptions this publish auto-disabled, and
+      ``announcements`` the data of the ``SUBSCRIBER_DISABLED`` event
+      announcing each, in the same order.
+    - ``results``: ``(subscription, return value or exception)`` for each
+      receiver that ran, when the publish collects them (a query class,
+      ``TypedEvent`` with ``collect=True``, or the drop-in ``Signal``'s
+      ``send``); None otherwise.
     - ``duration``: seconds from the start of the publish until the last
       receiver it waited for finished.
     - ``handed_off``: True when an outlet (a Redis bridge in group mode) took

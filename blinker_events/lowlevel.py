@@ -41,6 +41,11 @@ as the private calls they replace were not.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Coroutine
+from concurrent.futures import Future
+from typing import Any, Protocol, TypeVar
+
 from ._bridges import DefaultBusRelay
 from ._bus import EventBus
 from ._checks import MAX_COUNT, MAX_TIMEOUT, check_flag, check_positive_int, check_timeout
@@ -54,7 +59,6 @@ from ._lifecycle import drain_at_exit
 from ._outlets import Outlet
 from ._report import DeliveryReport
 from ._settings import SETTING_NAMES, BusSettings, check_setting, default_of
-from ._threads import LoopThread as BusLoop
 from ._types import TypeKey, shown_name, type_key
 
 __all__ = [
@@ -97,6 +101,38 @@ def event_key(event: Event) -> TypeKey:
     """The type key of ``event``'s type (``type_key(event.event_type)``,
     computed once when the event was made)."""
     return event._key
+
+
+T = TypeVar("T")
+
+
+class BusLoop(Protocol):
+    """A bus's loop thread, as :func:`bus_loop` gives it: one event loop in a
+    daemon thread, started on first use, that runs the bus's async
+    receivers reached from code without a loop of its own. It lives as long
+    as the bus (``shutdown`` stops it), so loop-bound resources made there
+    stay usable."""
+
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The loop, starting its thread if it does not run."""
+        ...
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
+        """Run ``coro`` on the loop, as a task in a copy of the caller's
+        context; the future resolves to what it returns. The bus's shutdown
+        waits for what was submitted before it stops the loop."""
+        ...
+
+    def submit_to(self, loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> Future[T] | None:
+        """:meth:`submit`, but only while ``loop`` is still this thread's
+        running loop; otherwise None, and ``coro`` is closed (for work bound
+        to that loop, which a restarted one must not run)."""
+        ...
+
+    def in_loop_thread(self) -> bool:
+        """Whether the calling thread is the loop's (where blocking on the
+        loop's own work would deadlock)."""
+        ...
 
 
 def bus_loop(bus: EventBus) -> BusLoop:

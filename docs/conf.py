@@ -40,7 +40,8 @@ nitpicky = True
 nitpick_ignore_regex = [
     (
         r"py:.*",
-        r"(asyncio|collections|concurrent|contextlib|contextvars|enum|json|logging|reprlib|threading|types|typing|weakref)"
+        r"(asyncio|collections|concurrent|contextlib|contextvars|datetime|enum|json|logging|pathlib|reprlib|subprocess"
+        r"|threading|types|typing|weakref)"
         r"(\..+)?",
     ),
     (r"py:.*", r"(blinker|flask|werkzeug|django|redis|asgiref)(\..+)?"),
@@ -73,6 +74,7 @@ nitpick_ignore = [
     # The waiting and streaming functions' annotations: the event class they
     # yield, the predicate's and the observed bus's types, the history.
     ("py:class", "blinker_events._waiting.E"),
+    ("py:class", "blinker_events.lowlevel.T"),  # BusLoop.submit's result type
     ("py:obj", "blinker_events._waiting.E"),
     ("py:class", "Predicate"),
     ("py:class", "Observable"),
@@ -87,6 +89,7 @@ API_MODULES = (
     "blinker_events.flask",
     "blinker_events.django",
     "blinker_events.redis",
+    "blinker_events.redis.testing",
     "blinker_events.testing",
 )
 

@@ -56,7 +56,7 @@ class RedisBridge:
     is a work queue -- each event is delivered to one consumer of
     ``group``, at least once, and a local publish of a bridged type hands
     the event to the group instead of running receivers here
-    (``report.handed_off``). See docs/redis.md for the exact
+    (``report.handed_off``). See :doc:`/redis` for the exact
     guarantees.
 
     ``event_types``: the types to carry (a typed event class: its
@@ -64,7 +64,10 @@ class RedisBridge:
     own ``SystemEventType`` events and types relayed from blinker signals,
     whose data are Python objects). ``direction``: ``"both"``, ``"out"``
     (only write) or ``"in"`` (only read). ``maxlen`` caps the stream
-    (approximately; None: never trimmed). Events that JSON cannot carry are
+    (approximately; None: never trimmed). ``node_id``: this process's id on
+    the wire, which its own events carry back (made at the first start
+    unless given). ``batch_size``: entries read, and written, per round
+    trip. Events that JSON cannot carry are
     refused at publish with ``ValueError``; ``encoder`` may convert them
     (like ``json.dumps``'s ``default``).
 
@@ -114,33 +117,15 @@ class RedisBridge:
         if not isinstance(bus, EventBus):
             raise TypeError(f"bus must be an EventBus, not {type(bus).__name__}")
         options = check_options(
-            bus.name,
-            url,
-            stream=stream,
-            event_types=event_types,
-            mode=mode,
-            group=group,
-            consumer=consumer,
-            maxlen=maxlen,
-            direction=direction,
-            node_id=node_id,
-            encoder=encoder,
-            max_payload=max_payload,
-            claim_idle=claim_idle,
-            max_deliveries=max_deliveries,
-            dead_letter_stream=dead_letter_stream,
-            batch_size=batch_size,
-            client_options=client_options,
-        )
+            bus.name, url, stream=stream, event_types=event_types, mode=mode, group=group, consumer=consumer,
+            maxlen=maxlen, direction=direction, node_id=node_id, encoder=encoder, max_payload=max_payload,
+            claim_idle=claim_idle, max_deliveries=max_deliveries, dead_letter_stream=dead_letter_stream,
+            batch_size=batch_size, client_options=client_options,
+        )  # fmt: skip
         self._options = options
         self.bus = bus
-        self.url = options.url
-        self.stream = options.stream
-        self.mode = options.mode
-        self.direction = options.direction
-        self.group = options.group
-        self.maxlen = options.maxlen
-        self.dead_letter_stream = options.dead_letter_stream
+        self.url, self.stream, self.mode, self.direction = options.url, options.stream, options.mode, options.direction
+        self.group, self.maxlen, self.dead_letter_stream = options.group, options.maxlen, options.dead_letter_stream
         self._consumer = consumer
         self._node = node_id
         self.counters = Counters()
@@ -148,7 +133,8 @@ class RedisBridge:
         self._outbox = Outbox(check_positive_int(buffer_size, "buffer_size"), wait, self.counters)
         seen = SeenIds(check_positive_int(dedupe_size, "dedupe_size"))
         self._shared = Shared(self.bus, self._outbox, self.counters, seen, Cursor(), self._options.wanted)
-        #: Outlet protocol: a group takes events over from local delivery.
+        #: True in group mode: a publish of a carried type hands the event to
+        #: the group instead of running receivers here (``report.handed_off``).
         self.takes_over = mode == "group"
         self._node_bytes = b""
         self._lock = threading.Lock()
@@ -169,6 +155,7 @@ class RedisBridge:
 
     @property
     def running(self) -> bool:
+        """Whether the bridge is started (and not stopped since)."""
         return self._session is not None
 
     # -- start and stop ------------------------------------------------------
@@ -178,8 +165,12 @@ class RedisBridge:
         connected (and, in group mode, joined), False if Redis did not answer
         within ``timeout`` seconds -- the bridge then keeps trying in the
         background and buffers what is published meanwhile. Call it in each
-        process (after a fork: see docs/redis.md on gunicorn). ``RuntimeError``
-        if the bus's loop thread does not answer within ``timeout`` + 5 s."""
+        process (after a fork: see :doc:`/redis` on gunicorn).
+
+        :raises RuntimeError: the bus's loop thread did not answer within
+            ``timeout`` + 5 s; or this bus already has a running bridge on the
+            same stream and Redis (each would read back the other's events); or
+            called on the bus's own loop thread (use ``await start_async()``)."""
         timeout = check_timeout(timeout)
         threads = bus_loop(self.bus)
         if threads.in_loop_thread():
@@ -386,11 +377,12 @@ class RedisBridge:
         return encode(event, self._node_bytes, self._options.encoder, self._options.max_payload)
 
     def send(self, prepared: object) -> None:
+        """(Publisher\'s thread.) Queue what :meth:`prepare` made for the writer."""
         self._outbox.put(prepared)  # type: ignore[arg-type]
 
     def close(self, timeout: float | None) -> None:
         """The bus shuts down: stop, flushing within ``timeout`` (None: within
-        ``CLOSE_FLUSH_SECONDS`` -- Redis may never answer)."""
+        10 seconds -- Redis may never answer)."""
         self.stop(CLOSE_FLUSH_SECONDS if timeout is None else timeout)
 
     # -- introspection -------------------------------------------------------

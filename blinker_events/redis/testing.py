@@ -167,10 +167,10 @@ class RedisServer:
     write is fsynced before it is acknowledged (``--appendfsync always``), so
     even data acknowledged right before :meth:`kill` survives a restart.
 
-    :param appendonly: persist writes in an append-only file in :attr:`directory`.
+    :param appendonly: persist writes in an append-only file in ``directory``.
     :param executable: path (or name on ``PATH``) of ``redis-server``; by default the one on ``PATH``.
     :param startup_timeout: seconds :meth:`start` waits for the server to answer PING.
-    :param tls: also listen for TLS on :attr:`tls_port` (see :attr:`tls_url`), with a
+    :param tls: also listen for TLS on ``tls_port`` (see :attr:`tls_url`), with a
         certificate for 127.0.0.1 signed by a throwaway CA (:attr:`ca_file`) that
         ``openssl`` makes at the first start; the plain port stays open for this
         class's own use and :meth:`cli`.
@@ -230,7 +230,7 @@ class RedisServer:
 
     @property
     def log_file(self) -> Path:
-        """The server's log file in :attr:`directory`; its stdout and stderr go nowhere else."""
+        """The server's log file in ``directory``; its stdout and stderr go nowhere else."""
         return self.directory / "redis.log"
 
     def is_running(self) -> bool:
@@ -331,7 +331,7 @@ class RedisServer:
         self.start()
 
     def stop(self) -> None:
-        """Shut the server down if it is running and delete :attr:`directory`. Idempotent."""
+        """Shut the server down if it is running and delete ``directory``. Idempotent."""
         try:
             self.shutdown()
         finally:

@@ -71,6 +71,10 @@ def build_and_check(python: str) -> Path:
     check(set(fields.get_all("Provides-Extra") or []) == EXTRAS, f"extras {fields.get_all('Provides-Extra')}")
     urls = {url.split(",")[0] for url in fields.get_all("Project-URL") or []}
     check(urls == URLS, f"project URLs {sorted(urls)}")
+    description = fields.get_payload()
+    check("python3 dev.py demo" in description, "the long description is not the README")
+    relative = re.findall(r"\]\(((?!https?://|#|mailto:)[^)\s]+)\)", description)
+    check(not relative, f"the long description links to files of the checkout: {relative}")
 
     with tarfile.open(sdist) as archive:
         members = set(archive.getnames())
