@@ -13,7 +13,7 @@ from types import TracebackType
 from typing import Generic, cast
 
 from ._checks import check_positive_int, check_timeout
-from ._describe import describe, pass_interrupt
+from ._describe import describe
 from ._errors import EventTimeoutError
 from ._events import Event, EventTypeLike
 from ._history import History
@@ -46,14 +46,10 @@ class _Feed:
 
     def __call__(self, report: DeliveryReport) -> None:
         event = report.event
-        item: Event | BaseException = event
-        try:
-            if not self.match(event):
-                return
-        except BaseException as exc:  # SystemExit too: it must not end a bus thread
-            pass_interrupt(exc)
-            logger.exception("stream: the predicate %s raised on %s", describe(self.match.predicate), describe(event))
-            item = exc
+        matches, error = self.match.test(event, "stream")
+        if not matches:
+            return
+        item: Event | BaseException = event if error is None else error
         dropped: Event | BaseException | None = None
         with self.ready:
             if self.closed:

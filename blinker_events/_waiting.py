@@ -33,6 +33,7 @@ from ._events import Event, EventTypeLike
 from ._history import History
 from ._interop import running_loop
 from ._report import DeliveryReport
+from ._typed import is_event_class
 from ._types import TypeKey, shown_name, type_key
 
 __all__ = ["E", "Observable", "Predicate", "Waiter", "expect", "wait_for"]
@@ -56,7 +57,7 @@ class Observable(Protocol):
 class _Match:
     """An event type (None: every type) and an optional predicate, checked."""
 
-    __slots__ = ("event_type", "key", "predicate")
+    __slots__ = ("cls", "event_type", "key", "predicate")
 
     def __init__(self, event_type: EventTypeLike | None, predicate: Predicate | None) -> None:
         self.key: TypeKey | None = None if event_type is None else type_key(event_type)
@@ -64,12 +65,28 @@ class _Match:
             raise TypeError(f"predicate must be callable or None, not {type(predicate).__name__}")
         self.event_type = event_type
         self.predicate = predicate
+        #: A typed event class matches its subclasses' events too, as its receivers get them.
+        self.cls: type | None = event_type if is_event_class(event_type) else None  # type: ignore[assignment]
 
     def __call__(self, event: Event) -> bool:
         """Whether ``event`` matches; the predicate's exception goes on."""
-        if self.key is not None and event._key != self.key:
+        if self.cls is not None:
+            if not isinstance(event, self.cls):
+                return False
+        elif self.key is not None and event._key != self.key:
             return False
         return self.predicate is None or bool(self.predicate(event))
+
+    def test(self, event: Event, who: str) -> tuple[bool, BaseException | None]:
+        """``(matches, error)``: a predicate that raises (anything: this runs
+        on the publisher's thread, which it must not end) is logged, and
+        counts as a match carrying its error, for the consumer to raise."""
+        try:
+            return self(event), None
+        except BaseException as exc:
+            pass_interrupt(exc)
+            logger.exception("%s: the predicate %s raised on %s", who, describe(self.predicate), describe(event))
+            return True, exc
 
     def __str__(self) -> str:
         what = "event" if self.event_type is None else f"{shown_name(self.event_type)} event"
@@ -138,14 +155,9 @@ class Waiter(Generic[E]):
         if self._done.is_set():
             return
         event = report.event
-        error: BaseException | None = None
-        try:
-            if not self._match(event):
-                return
-        except BaseException as exc:  # SystemExit too: it must not end a bus thread
-            pass_interrupt(exc)
-            logger.exception("expect: the predicate %s raised on %s", describe(self._match.predicate), describe(event))
-            error = exc
+        matches, error = self._match.test(event, "expect")
+        if not matches:
+            return
         with self._lock:
             if self._done.is_set():
                 return

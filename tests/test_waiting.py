@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import blinker_events
-from blinker_events import Event, EventBus, EventTimeoutError, Waiter
+from blinker_events import Event, EventBus, EventTimeoutError, TypedEvent, Waiter
 
 from .conftest import WAIT, Demo, log_records
 
@@ -327,3 +327,23 @@ def test_a_predicate_whose_repr_raises_is_described_safely(bus: EventBus) -> Non
     assert "matching <" in message
     assert "Hostile instance at 0x" in message
     assert len(message) < 1000
+
+
+class _Placed(TypedEvent):
+    order_id: int
+
+
+class _PlacedAbroad(_Placed):
+    country: str
+
+
+def test_waiting_for_a_typed_event_class_matches_its_subclasses_as_its_receivers_do(bus: EventBus) -> None:
+    with bus.expect(_Placed, lambda event: event.order_id == 7, timeout=WAIT) as waiter:
+        bus.publish_sync(_PlacedAbroad(order_id=6, country="NL"))  # the predicate refuses it
+        bus.publish_sync(_PlacedAbroad(order_id=7, country="FR"))
+        event = waiter.wait()
+    assert (type(event), event.order_id) == (_PlacedAbroad, 7)
+    with bus.stream(_PlacedAbroad, timeout=WAIT) as events:
+        bus.publish_sync(_Placed(order_id=8))  # a base class's event is not a subclass's
+        bus.publish_sync(_PlacedAbroad(order_id=9, country="BE"))
+        assert next(events).order_id == 9
