@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from blinker_events import Event, EventBus, lowlevel
+from blinker_events import Event, EventBus, TypedEvent, lowlevel
 from blinker_events.testing import Capture, Isolation, capture, isolated
 
 from .conftest import WAIT, Demo
@@ -287,3 +287,20 @@ def test_a_subscription_whose_sender_was_collected_is_not_made_again(bus: EventB
         gc.collect()
     assert bus.get_subscriptions() == []
     assert isolation.restored == []
+
+
+class _Placed(TypedEvent):
+    order_id: int
+
+
+class _PlacedAbroad(_Placed):
+    country: str
+
+
+def test_capture_finds_a_typed_event_class_with_its_subclasses_events_as_receivers_get_them(bus: EventBus) -> None:
+    with capture(bus) as seen:
+        bus.publish_sync(_PlacedAbroad(order_id=42, country="NL"))
+    event = seen.assert_published(_Placed, order_id=42)
+    assert type(event) is _PlacedAbroad
+    assert seen.wait_until_published(_Placed, country="NL", timeout=WAIT) is event
+    seen.assert_not_published(_Placed, order_id=41)

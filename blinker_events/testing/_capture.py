@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from blinker_events import (
@@ -24,6 +24,7 @@ from blinker_events import (
     EventTimeoutError,
     EventTypeLike,
     Subscription,
+    TypedEvent,
     default_bus,
     lowlevel,
 )
@@ -122,12 +123,12 @@ class Capture:
     def published(self, event_type: EventTypeLike | None = None, /, **data_subset: Any) -> list[Event]:
         """The recorded events of ``event_type`` (None: any) whose ``data``
         has every key of ``data_subset`` with an equal value."""
-        key = None if event_type is None else type_key(event_type)
-        return [event for event in self.events if self._matches(event, key, data_subset)]
+        of_type = _of_type(event_type)
+        return [event for event in self.events if self._matches(event, of_type, data_subset)]
 
     @staticmethod
-    def _matches(event: Event, key: object, data_subset: Mapping[str, Any]) -> bool:
-        if key is not None and lowlevel.event_key(event) != key:
+    def _matches(event: Event, of_type: Callable[[Event], bool], data_subset: Mapping[str, Any]) -> bool:
+        if not of_type(event):
             return False
         data = event.data
         return all(name in data and _equal(data[name], value) for name, value in data_subset.items())
@@ -199,11 +200,11 @@ class Capture:
         __tracebackhide__ = True
         checked = lowlevel.check_timeout(timeout)
         deadline = float("inf") if checked is None else time.monotonic() + checked
-        key = type_key(event_type)
+        of_type = _of_type(event_type)
         with self._changed:
             while True:
                 for report, _ in self._reports:
-                    if self._matches(report.event, key, data_subset):
+                    if self._matches(report.event, of_type, data_subset):
                         return report.event
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -229,3 +230,15 @@ def capture(bus: EventBus | None = None) -> Capture:
         published.assert_published("order.placed", order_id=42)
     """
     return Capture(default_bus if bus is None else bus)
+
+
+def _of_type(event_type: EventTypeLike | None) -> Callable[[Event], bool]:
+    """Whether an event is of ``event_type`` (None: any), as the bus delivers
+    it: a typed event class matches its subclasses' events too."""
+    if event_type is None:
+        return lambda event: True
+    if isinstance(event_type, type) and issubclass(event_type, TypedEvent):
+        cls = event_type
+        return lambda event: isinstance(event, cls)
+    key = type_key(event_type)
+    return lambda event: lowlevel.event_key(event) == key
