@@ -22,10 +22,11 @@ cancellation goes on up to the publisher's caller.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import sys
 import types
-from collections.abc import Awaitable, Callable, Coroutine, Generator
+from collections.abc import Awaitable, Callable, Generator
 from time import perf_counter
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any
@@ -114,19 +115,18 @@ async def _counted(tracker: _Tracker, awaitable: Awaitable[Any]) -> Any:
         tracker.ended()
 
 
-def _start_task(
-    loop: asyncio.AbstractEventLoop, factory: object, coro: Coroutine[Any, Any, Any], name: str
-) -> asyncio.Task[Any]:
-    # A loop with a task factory of its own (``factory``: tracing, say)
-    # makes its tasks; otherwise the Task is made here, skipping
-    # ``loop.create_task``'s Python wrapper, and on 3.12+ started eagerly.
-    # The task is named after its receiver: task dumps then say what runs,
-    # and on 3.11 a task without a name formats one ("Task-N") when made.
-    if factory is not None:
-        return loop.create_task(coro, name=name)
+def _task_maker(loop: asyncio.AbstractEventLoop) -> Callable[..., asyncio.Task[Any]]:
+    """How receiver tasks are made on ``loop``, called as ``make(coro,
+    name=...)``: by the loop's own task factory if it has one (tracing,
+    say); otherwise as a Task made directly, skipping ``loop.create_task``'s
+    Python wrapper, and on 3.12+ started eagerly. Tasks are named after
+    their receivers: task dumps then say what runs, and on 3.11 a task
+    without a name formats one ("Task-N") when made."""
+    if loop.get_task_factory() is not None:
+        return loop.create_task
     if EAGER_TASKS:
-        return asyncio.Task(coro, loop=loop, name=name, eager_start=True)  # type: ignore[call-arg,unused-ignore]
-    return asyncio.Task(coro, loop=loop, name=name)
+        return functools.partial(asyncio.Task, loop=loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]
+    return functools.partial(asyncio.Task, loop=loop)
 
 
 async def deliver_async(
@@ -149,7 +149,7 @@ async def deliver_async(
     running: list[_Running] = []
     started = loop.time()  # every receiver's deadline counts from the publish
     default_timeout = runtime.live.value.timeout
-    factory = loop.get_task_factory()
+    make_task = _task_maker(loop)
     tracker = _Tracker()
     for sub in subs:
         if checked or (sub.active and not sub.disabled and not chain):
@@ -167,7 +167,11 @@ async def deliver_async(
             counted = _counted(tracker, awaitable)
             counted.send(None)  # primed: see _counted
             tracker.left += 1
-            task = _start_task(loop, factory, counted, sub.name)
+            try:
+                task = make_task(counted, name=sub.name)
+            except BaseException:  # a task factory's: the tracker is told, the receiver closed
+                counted.close()
+                raise
         except BaseException as exc:  # with eager start, the receiver's first step runs here
             _own_or_raise(runtime, exc)
             runtime.outcomes.ended(report, sub, exc)

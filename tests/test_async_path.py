@@ -663,3 +663,34 @@ async def test_publish_returns_when_its_receivers_end_without_waiting_for_one_un
         assert unwinding == [True]  # it was cancelled, and is still unwinding now
     finally:
         release.set()
+
+
+@pytest.mark.asyncio
+async def test_a_task_factory_that_raises_fails_its_receiver_and_the_publish_still_returns(bus: EventBus) -> None:
+    loop = asyncio.get_running_loop()
+    made: list[str] = []
+
+    def refuses_the_second(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        if made:
+            coro.close()
+            raise RuntimeError("no more tasks")
+        made.append("first")
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    async def first(event: Event) -> None:
+        await asyncio.sleep(0)
+
+    async def second(event: Event) -> None:
+        await asyncio.sleep(0)
+
+    subs = [bus.subscribe(Demo.PING, first), bus.subscribe(Demo.PING, second)]
+    loop.set_task_factory(refuses_the_second)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # the unstarted receiver is closed, not left to warn
+            report = await bus.publish(Event(Demo.PING))  # awaited here: only receivers make tasks
+            gc.collect()
+    finally:
+        loop.set_task_factory(None)
+    assert report.succeeded == [subs[0]]
+    assert [(sub, str(error)) for sub, error in report.failed] == [(subs[1], "no more tasks")]
