@@ -37,8 +37,8 @@ this API -- is at https://blinker-events.readthedocs.io/en/latest/
 #   (``publish_sync``), ``_on_loop`` (``await publish``), ``_worker``
 #   (``publish_nowait``); ``_waiting`` and ``_streaming`` (waiters and
 #   streams, which observe the history);
-# - facade: ``_bus`` (``EventBus``, thin; its settings methods in
-#   ``_bus_settings``), ``_compat`` (blinker's ``Signal``
+# - facade: ``_bus`` (``EventBus``, thin; what it keeps in
+#   ``_bus_state``: its settings and history), ``_compat`` (blinker's ``Signal``
 #   and ``Namespace``, drop-in), :mod:`blinker_events.lowlevel` (the public
 #   API for integrations), and this module;
 # - integrations: :mod:`blinker_events.flask`, :mod:`blinker_events.django`,

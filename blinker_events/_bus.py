@@ -22,7 +22,7 @@ from blinker import ANY, NamedSignal, Signal
 
 from . import _streaming, _waiting
 from ._bridges import Bridges
-from ._bus_settings import SettingsMethods
+from ._bus_state import StateMethods
 from ._checks import check_timeout
 from ._compat import check_drop_in
 from ._events import Event, EventTypeLike, PlainEventType
@@ -46,7 +46,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 logger = logging.getLogger("blinker_events")
 
 
-class EventBus(SettingsMethods):
+class EventBus(StateMethods):
     """An isolated event bus.
 
     The constructor takes every setting of :class:`~blinker_events.lowlevel.BusSettings` (each also
@@ -243,38 +243,6 @@ class EventBus(SettingsMethods):
         return self._runtime.dispatch_context
 
     # -- introspection -------------------------------------------------------
-
-    def get_history(
-        self, event_type: EventTypeLike | None = None, limit: int | None = None, *, source: Any = None
-    ) -> list[Event]:
-        """Recent events, oldest first; ``limit`` keeps the newest ``limit``.
-
-        :param event_type: only events of this type; None: every type.
-        :param limit: keep only the newest ``limit`` (0 gives ``[]``); None: all.
-        :param source: only events whose source is this object, else equal to it.
-        :returns: a list of :class:`~blinker_events.Event`, ordered by when their
-            publish completed.
-        :raises TypeError, ValueError: a bad ``event_type`` or ``limit``.
-        """
-        return self._history.events(event_type, limit, source=source)
-
-    def get_delivery_reports(
-        self, event_type: EventTypeLike | None = None, limit: int | None = None, *, source: Any = None
-    ) -> list[DeliveryReport]:
-        """Like :meth:`get_history`, but each entry is the publish's report
-        (``report.event`` is the event).
-
-        :param event_type: as for :meth:`get_history`.
-        :param limit: as for :meth:`get_history`.
-        :param source: as for :meth:`get_history`.
-        :returns: a list of :class:`~blinker_events.DeliveryReport`.
-        :raises TypeError, ValueError: a bad ``event_type`` or ``limit``.
-        """
-        return self._history.reports(event_type, limit, source=source)
-
-    def clear_history(self) -> None:
-        """Forget every publish the history holds."""
-        self._history.clear()
 
     def is_enabled(self) -> bool:
         """False after :meth:`disable`, until :meth:`enable`."""

@@ -8,14 +8,14 @@ import logging
 import threading
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from types import TracebackType
-from typing import Generic, cast
+from typing import Any, Generic, cast, overload
 
 from ._checks import check_positive_int, check_timeout
 from ._describe import describe
 from ._errors import EventTimeoutError
-from ._events import Event, EventTypeLike
+from ._events import Event, EventTypeLike, PlainEventType
 from ._history import History
 from ._report import DeliveryReport
 from ._waiting import E, Observable, Predicate, _Match, _refuse_on_loop, _wake
@@ -43,6 +43,17 @@ class _Feed:
         #: The futures of consumers awaiting the next event: all are woken,
         #: and each looks again (one stream may have several consumers).
         self.wakers: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+
+    def close(self) -> None:
+        """No more events: readers get what is buffered, then the end. (Also
+        called by whoever takes this feed off the history but its stream:
+        an isolation ending; see lowlevel.observe.)"""
+        with self.ready:
+            self.closed = True
+            self.ready.notify_all()
+            wakers, self.wakers = self.wakers, []
+        for waker in wakers:
+            _wake(*waker)
 
     def __call__(self, report: DeliveryReport) -> None:
         event = report.event
@@ -198,22 +209,36 @@ class EventStream(Generic[E]):
 
 def _end_feed(history: History, feed: _Feed) -> None:
     history.unobserve(feed)
-    with feed.ready:
-        feed.closed = True
-        feed.ready.notify_all()
-        wakers, feed.wakers = feed.wakers, []
-    for waker in wakers:
-        _wake(*waker)
+    feed.close()
 
 
+# A typed event class gives its own instances (type checkers see so too).
+@overload
 def stream(
     bus: Observable,
-    event_type: EventTypeLike | None,
+    event_type: type[E],
+    predicate: Callable[[E], object] | None = None,
+    *,
+    maxsize: int = STREAM_SIZE,
+    timeout: float | None = None,
+) -> EventStream[E]: ...
+@overload
+def stream(
+    bus: Observable,
+    event_type: PlainEventType | None,
     predicate: Predicate | None = None,
     *,
     maxsize: int = STREAM_SIZE,
     timeout: float | None = None,
-) -> EventStream[Event]:
+) -> EventStream[Event]: ...
+def stream(
+    bus: Observable,
+    event_type: EventTypeLike | None,
+    predicate: Any = None,
+    *,
+    maxsize: int = STREAM_SIZE,
+    timeout: float | None = None,
+) -> EventStream[Any]:
     """An :class:`EventStream` of the events of ``event_type`` (None: all)
     for which ``predicate`` is true, observed from now on::
 

@@ -22,7 +22,8 @@ cross a bridge and no receiver can change what the next one sees: an
 annotation is ``str``, ``int``, ``float``, ``bool``, ``None``, a ``Literal``
 of those, ``tuple[X, ...]`` / ``tuple[X, Y]`` / ``Sequence[X]`` (kept as a
 tuple), ``Mapping[str, X]`` (kept as a read-only mapping), a union of those,
-or ``Any`` (checked JSON-safe when the event is made, kept as its JSON copy).
+or ``Any`` (checked JSON-safe when the event is made, and kept as its JSON
+copy made immutable: arrays as tuples, objects as read-only mappings).
 Anything else -- ``datetime``, ``set``, ``list``, ``dict``, a class -- is a
 ``TypeError`` when the class is defined. A value that does not fit its
 annotation is a ``TypeError`` naming the field when the event is made; one
@@ -146,7 +147,11 @@ class TypedEvent(_Root):
             if not isinstance(collect, bool):
                 raise TypeError(f"collect must be a bool, not {type(collect).__name__}")
             cls.collect = collect
-        fields = dict(cls._fields)  # inherited ones first, as a dataclass orders them
+        # Inherited ones first, from every TypedEvent base, in the order a
+        # dataclass takes them (the reverse of the MRO).
+        fields: dict[str, tuple[_Check, Any]] = {}
+        for base in reversed(cls.__mro__[1:]):
+            fields.update(base.__dict__.get("_fields", {}))
         try:
             own = inspect.get_annotations(cls, eval_str=True)
         except Exception as exc:  # a name the annotation uses is not defined (yet)
@@ -318,7 +323,17 @@ def _none(value: Any, path: str) -> None:
 
 
 def _any(value: Any, path: str) -> Any:
-    return json_safe(value, path, None)
+    return _frozen(json_safe(value, path, None))
+
+
+def _frozen(value: Any) -> Any:
+    """A JSON copy made immutable, as every field is: arrays as tuples,
+    objects as read-only mappings (json_safe bounds the nesting)."""
+    if isinstance(value, dict):
+        return MappingProxyType({key: _frozen(item) for key, item in value.items()})
+    if isinstance(value, list):
+        return tuple(_frozen(item) for item in value)
+    return value
 
 
 _SCALARS: dict[Any, _Check] = {str: _str, int: _int, float: _float, bool: _bool, None: _none, type(None): _none}

@@ -24,12 +24,12 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable, Generator
-from typing import Any, Generic, Protocol, TypeVar, cast
+from typing import Any, Generic, Protocol, TypeVar, cast, overload
 
 from ._checks import check_timeout
 from ._describe import describe, pass_interrupt
 from ._errors import EventTimeoutError
-from ._events import Event, EventTypeLike
+from ._events import Event, EventTypeLike, PlainEventType
 from ._history import History
 from ._interop import running_loop
 from ._report import DeliveryReport
@@ -93,6 +93,20 @@ class _Match:
         return what if self.predicate is None else f"{what} matching {describe(self.predicate)}"
 
 
+class _Closable:
+    """An observer (called with each report) with a ``close()`` for whoever
+    takes it off the history but its owner."""
+
+    __slots__ = ("close", "observe")
+
+    def __init__(self, observe: Callable[[DeliveryReport], None], close: Callable[[], None]) -> None:
+        self.observe = observe
+        self.close = close
+
+    def __call__(self, report: DeliveryReport) -> None:
+        self.observe(report)
+
+
 def _wake(loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> None:
     """Resolve ``future`` on its ``loop`` from any thread; a closed loop
     (its consumer is gone) is no concern of the publisher's."""
@@ -139,7 +153,9 @@ class Waiter(Generic[E]):
         self._error: BaseException | None = None
         self._wakers: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._state = "new"  # "observing" inside its block, "left" after it
-        self._observer = self._observe  # one bound method, to unobserve by identity
+        # One object, to unobserve by identity; ``close`` is for whoever else
+        # takes it off the history (an isolation ending): see lowlevel.observe.
+        self._observer = _Closable(self._observe, self._closed_from_outside)
 
     @property
     def event(self) -> E | None:
@@ -158,15 +174,23 @@ class Waiter(Generic[E]):
         matches, error = self._match.test(event, "expect")
         if not matches:
             return
+        if self._settle(cast(E, event), error):
+            self._history.unobserve(self._observer)  # the first match is all it keeps
+
+    def _closed_from_outside(self) -> None:
+        self._settle(None, RuntimeError("the waiter was stopped before its event came: its isolation ended"))
+
+    def _settle(self, event: E | None, error: BaseException | None) -> bool:
+        """Done, with ``event`` or ``error`` (the first call only: False after)."""
         with self._lock:
             if self._done.is_set():
-                return
-            self._event, self._error = (None, error) if error is not None else (cast(E, event), None)
+                return False
+            self._event, self._error = (None, error) if error is not None else (event, None)
             self._done.set()
             wakers, self._wakers = self._wakers, []
-        self._history.unobserve(self._observer)  # the first match is all it keeps
         for loop, future in wakers:
             _wake(loop, future)
+        return True
 
     def _start(self) -> None:
         if self._state != "new":
@@ -262,13 +286,30 @@ class Waiter(Generic[E]):
 # -- the bus's methods (EventBus binds these; the first argument is the bus) --
 
 
+# A typed event class gives its own instances (type checkers see so too).
+@overload
 def expect(
     bus: Observable,
-    event_type: EventTypeLike | None,
+    event_type: type[E],
+    predicate: Callable[[E], object] | None = None,
+    *,
+    timeout: float | None = None,
+) -> Waiter[E]: ...
+@overload
+def expect(
+    bus: Observable,
+    event_type: PlainEventType | None,
     predicate: Predicate | None = None,
     *,
     timeout: float | None = None,
-) -> Waiter[Event]:
+) -> Waiter[Event]: ...
+def expect(
+    bus: Observable,
+    event_type: EventTypeLike | None,
+    predicate: Any = None,
+    *,
+    timeout: float | None = None,
+) -> Waiter[Any]:
     """A :class:`Waiter` for the next event of ``event_type`` (None: any)
     for which ``predicate(event)`` is true (None: every one), within
     ``timeout`` seconds. Enter it before publishing, and wait inside::
@@ -282,13 +323,29 @@ def expect(
     return Waiter[Event](bus._history, event_type, predicate, timeout)
 
 
+@overload
 async def wait_for(
     bus: Observable,
-    event_type: EventTypeLike | None,
+    event_type: type[E],
+    predicate: Callable[[E], object] | None = None,
+    *,
+    timeout: float | None = None,
+) -> E: ...
+@overload
+async def wait_for(
+    bus: Observable,
+    event_type: PlainEventType | None,
     predicate: Predicate | None = None,
     *,
     timeout: float | None = None,
-) -> Event:
+) -> Event: ...
+async def wait_for(
+    bus: Observable,
+    event_type: EventTypeLike | None,
+    predicate: Any = None,
+    *,
+    timeout: float | None = None,
+) -> Any:
     """``await bus.expect(...)``: the next matching event published from now
     on. One published before the call is missed -- use :meth:`expect`'s
     block around the publish for that."""

@@ -172,7 +172,10 @@ def observe(bus: EventBus, observer: Observer) -> None:
     from now on, once its receivers are done (a ``publish_nowait``'s on the
     worker, when it finished), in the thread that ended the publish, on
     every path, history on or off. What it raises is logged, never the
-    publisher's. It is not a subscription: nothing lists it."""
+    publisher's. It is not a subscription: nothing lists it. An observer
+    with a ``close()`` method (a waiter's, a stream's) is closed by whoever
+    else takes it away -- an isolation ending -- so that its consumers do
+    not wait for good."""
     bus._history.observe(observer)
 
 

@@ -78,6 +78,7 @@ nitpick_ignore = [
     ("py:obj", "blinker_events._waiting.E"),
     ("py:class", "Predicate"),
     ("py:class", "Observable"),
+    ("py:class", "blinker_events._waiting.Observable"),
     ("py:class", "History"),
 ]
 

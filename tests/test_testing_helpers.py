@@ -304,3 +304,16 @@ def test_capture_finds_a_typed_event_class_with_its_subclasses_events_as_receive
     assert type(event) is _PlacedAbroad
     assert seen.wait_until_published(_Placed, country="NL", timeout=WAIT) is event
     seen.assert_not_published(_Placed, order_id=41)
+
+
+def test_an_isolation_ending_closes_the_streams_and_waiters_the_test_left_open(bus: EventBus) -> None:
+    with isolated(bus) as iso:
+        stream = bus.stream("x", timeout=WAIT)
+        waiter = bus.expect("never", timeout=WAIT)
+        waiter.__enter__()
+        bus.publish_sync(Event("x"))
+    assert iso.restored == ["observers (waiters, streams, captures) left: 2"]
+    assert stream.closed
+    assert [event.event_type for event in stream] == ["x"]  # what was buffered, then the end
+    with pytest.raises(RuntimeError, match="its isolation ended"):
+        waiter.wait()

@@ -125,9 +125,9 @@ class Flexible(TypedEvent):
     limit: ClassVar[int] = 3  # a ClassVar is not a field
 
 
-def test_any_fields_are_checked_json_safe_and_kept_as_their_json_copy() -> None:
+def test_any_fields_are_checked_json_safe_and_kept_as_their_json_copy_made_immutable() -> None:
     event = Flexible(anything={"a": (1, 2)}, tags=["x"], pair=[1, "y"])
-    assert event.anything == {"a": [1, 2]}
+    assert event.anything == MappingProxyType({"a": (1, 2)})
     assert (event.tags, event.pair, event.empty) == (("x",), (1, "y"), ())
     assert "limit" not in event.data
     with pytest.raises(ValueError, match=r"^Flexible.anything: set is not JSON-safe"):
@@ -548,3 +548,53 @@ def test_mypy_strict_accepts_receivers_of_the_class_and_rejects_one_of_another(t
         'expected "int"  [arg-type]',
     ], stderr
     assert status == 1
+
+
+class _Ordered(TypedEvent):
+    order_id: int
+
+
+class _Audited(TypedEvent):
+    actor: str = "system"
+
+
+class _Cancelled(_Ordered, _Audited):
+    reason: str
+
+
+def test_a_class_with_two_typed_event_bases_has_the_fields_of_both_in_dataclass_order() -> None:
+    event = _Cancelled(order_id=1, actor="alice", reason="changed mind")
+    assert (event.order_id, event.actor, event.reason) == (1, "alice", "changed mind")
+    assert dict(event.data) == {"actor": "alice", "order_id": 1, "reason": "changed mind"}
+    assert list(inspect.signature(_Cancelled).parameters) == ["source", "actor", "order_id", "reason"]
+    assert _Cancelled(order_id=2, reason="r").actor == "system"
+
+
+def test_a_receiver_of_the_second_base_gets_its_fields_on_a_subclass_event(bus: EventBus) -> None:
+    actors: list[str] = []
+    bus.subscribe(_Audited, lambda event: actors.append(event.actor))
+    bus.publish_sync(_Cancelled(order_id=1, actor="bob", reason="r"))
+    assert actors == ["bob"]
+
+
+class _Loose(TypedEvent):
+    payload: Any
+    meta: Mapping[str, Any]
+
+
+def test_values_of_any_fields_are_frozen_so_no_receiver_changes_what_the_next_one_sees(bus: EventBus) -> None:
+    seen: list[object] = []
+
+    def meddles(event: _Loose) -> None:
+        event.payload["tags"].append("x")  # type: ignore[index]
+
+    bus.subscribe(_Loose, meddles)
+    bus.subscribe(_Loose, lambda event: seen.append(event.payload))
+    report = bus.publish_sync(_Loose(payload={"tags": ["a"]}, meta={"labels": [1, {"k": "v"}]}))
+    assert [type(error) for _, error in report.failed] == [AttributeError]  # a tuple has no append
+    assert seen == [MappingProxyType({"tags": ("a",)})]
+    event = report.event
+    assert isinstance(event, _Loose)
+    assert event.meta["labels"] == (1, MappingProxyType({"k": "v"}))
+    assert event.to_dict()["data"] == {"payload": {"tags": ["a"]}, "meta": {"labels": [1, {"k": "v"}]}}
+    assert _Loose.from_dict(event.to_dict()).payload == MappingProxyType({"tags": ("a",)})

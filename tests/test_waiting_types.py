@@ -55,3 +55,34 @@ def test_wrong_uses_of_what_they_give_are_refused(tmp_path: Path) -> None:
     assert status == 1
     assert 'Incompatible types in assignment (expression has type "Event", variable has type "int")' in out
     assert '"Event" has no attribute "missing_attribute"' in out
+
+
+TYPED = """
+import blinker_events
+from blinker_events import EventBus, EventStream, TypedEvent, Waiter
+
+class OrderPlaced(TypedEvent):
+    order_id: int
+
+async def consume(bus: EventBus) -> list[int]:
+    ids = [bus.get_history(OrderPlaced)[0].order_id, blinker_events.get_history(OrderPlaced)[0].order_id]
+    ids.append((await bus.wait_for(OrderPlaced, lambda e: e.order_id > 1)).order_id)
+    waiter: Waiter[OrderPlaced] = bus.expect(OrderPlaced)
+    async with waiter:
+        ids.append((await waiter).order_id)
+    stream: EventStream[OrderPlaced] = bus.stream(OrderPlaced)
+    async for event in stream:
+        ids.append(event.order_id)
+    return ids
+
+async def wrong(bus: EventBus) -> str:
+    return (await bus.wait_for(OrderPlaced)).order_id
+"""
+
+
+def test_a_typed_event_class_gives_its_own_instances_to_the_type_checker(tmp_path: Path) -> None:
+    out, status = check(tmp_path, TYPED)
+    assert status == 1
+    errors = [line for line in out.splitlines() if ": error:" in line]
+    assert len(errors) == 1, out
+    assert 'Incompatible return value type (got "int", expected "str")' in errors[0]

@@ -139,6 +139,9 @@ class Isolation:
         left = [o for o in lowlevel.observers(self.bus) if not any(o is s for s in saved)]
         for observer in left:
             lowlevel.unobserve(self.bus, observer)
+            close = getattr(observer, "close", None)
+            if callable(close):  # a waiter or stream: its consumers must not wait for good
+                close()
         if left:
             self.restored.append(f"observers (waiters, streams, captures) left: {len(left)}")
 

@@ -1,34 +1,42 @@
-"""The settings half of :class:`~blinker_events.EventBus`'s API.
+"""What a bus keeps, as :class:`~blinker_events.EventBus`'s API has it:
+its settings and its history.
 
 Split out of the facade only to keep each module readable; it holds no state
 of its own. It reads the bus's one current settings value (``_live``, a
 :class:`~._settings.LiveSettings`) and changes it through the bus's runtime
 (``_runtime.configure``), which checks the whole new value before swapping it
-in.
+in; and reads the bus's history (``_history``).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+from ._events import Event, EventTypeLike, PlainEventType
+from ._history import History
+from ._report import DeliveryReport
 from ._settings import BusSettings, LiveSettings, check_setting
 
 if TYPE_CHECKING:
     from ._runtime import Runtime
 
-__all__ = ["SettingsMethods"]
+__all__ = ["StateMethods"]
+
+E = TypeVar("E", bound=Event)
 
 
 def _setting_property(name: str) -> Any:
     return property(lambda bus: getattr(bus._live.value, name), doc=f"The current ``{name}`` (see ``bus.settings``).")
 
 
-class SettingsMethods:
+class StateMethods:
     """``settings``, ``configure``, the ``set_*`` methods and the read-only
-    setting properties, for :class:`~blinker_events.EventBus` to inherit."""
+    setting properties; ``get_history``, ``get_delivery_reports`` and
+    ``clear_history``: for :class:`~blinker_events.EventBus` to inherit."""
 
     _live: LiveSettings
     _runtime: Runtime
+    _history: History
 
     # -- settings ------------------------------------------------------------
 
@@ -123,3 +131,44 @@ class SettingsMethods:
     queue_size: int = _setting_property("queue_size")
     overflow: str = _setting_property("overflow")
     sync_executor: str = _setting_property("sync_executor")
+
+    # -- the history ---------------------------------------------------------
+
+    # A typed event class gives its own instances (type checkers see so too).
+    @overload
+    def get_history(self, event_type: type[E], limit: int | None = None, *, source: Any = None) -> list[E]: ...
+    @overload
+    def get_history(
+        self, event_type: PlainEventType | None = None, limit: int | None = None, *, source: Any = None
+    ) -> list[Event]: ...
+    def get_history(
+        self, event_type: EventTypeLike | None = None, limit: int | None = None, *, source: Any = None
+    ) -> list[Any]:
+        """Recent events, oldest first; ``limit`` keeps the newest ``limit``.
+
+        :param event_type: only events of this type; None: every type.
+        :param limit: keep only the newest ``limit`` (0 gives ``[]``); None: all.
+        :param source: only events whose source is this object, else equal to it.
+        :returns: a list of :class:`~blinker_events.Event`, ordered by when their
+            publish completed.
+        :raises TypeError, ValueError: a bad ``event_type`` or ``limit``.
+        """
+        return self._history.events(event_type, limit, source=source)
+
+    def get_delivery_reports(
+        self, event_type: EventTypeLike | None = None, limit: int | None = None, *, source: Any = None
+    ) -> list[DeliveryReport]:
+        """Like :meth:`get_history`, but each entry is the publish's report
+        (``report.event`` is the event).
+
+        :param event_type: as for :meth:`get_history`.
+        :param limit: as for :meth:`get_history`.
+        :param source: as for :meth:`get_history`.
+        :returns: a list of :class:`~blinker_events.DeliveryReport`.
+        :raises TypeError, ValueError: a bad ``event_type`` or ``limit``.
+        """
+        return self._history.reports(event_type, limit, source=source)
+
+    def clear_history(self) -> None:
+        """Forget every publish the history holds."""
+        self._history.clear()
