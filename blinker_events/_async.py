@@ -172,7 +172,7 @@ async def deliver_async(
             except BaseException:  # a task factory's: the tracker is told, the receiver closed
                 counted.close()
                 raise
-        except BaseException as exc:  # with eager start, the receiver's first step runs here
+        except BaseException as exc:  # calling the receiver, or its task factory, raised
             _own_or_raise(runtime, exc)
             runtime.outcomes.ended(report, sub, exc)
             continue

@@ -326,28 +326,11 @@ class EventBus(StateMethods):
 
     @overload
     def subscribe(
-        self,
-        event_type: PlainEventType | None,
-        callback: None = None,
-        *,
-        source: Any = None,
-        sender: Any = ANY,
-        timeout: float | None = None,
-        reentrant: bool = False,
-        weak: bool | None = None,
+        self, event_type: PlainEventType | None, callback: None = None, **kw: Unpack[Options]
     ) -> Callable[[F], F]: ...
-
     @overload
     def subscribe(
-        self,
-        event_type: PlainEventType | None,
-        callback: Callable[..., Any],
-        *,
-        source: Any = None,
-        sender: Any = ANY,
-        timeout: float | None = None,
-        reentrant: bool = False,
-        weak: bool | None = None,
+        self, event_type: PlainEventType | None, callback: Callable[..., Any], **kw: Unpack[Options]
     ) -> Subscription: ...
 
     def subscribe(

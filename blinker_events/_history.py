@@ -28,7 +28,7 @@ from ._checks import check_positive_int
 from ._describe import describe
 from ._events import Event, EventTypeLike
 from ._report import DeliveryReport
-from ._types import same_source, type_key
+from ._types import same_source, type_matcher
 
 __all__ = ["History", "Observer"]
 
@@ -135,15 +135,13 @@ class History:
         from 0 to ``sys.maxsize``) keeps the newest ones."""
         if limit is not None:
             limit = check_positive_int(limit, "limit", minimum=0)
-        key = None if event_type is None else type_key(event_type)
+        matches = type_matcher(event_type)  # checks event_type first
         if limit == 0:
             return []
         with self._lock:
             snapshot = list(self._reports)
-        if isinstance(event_type, type):  # a typed event class: its subclasses' events too, as delivered
-            snapshot = [r for r in snapshot if isinstance(r.event, event_type)]
-        elif key is not None:
-            snapshot = [r for r in snapshot if r.event._key == key]
+        if event_type is not None:
+            snapshot = [r for r in snapshot if matches(r.event)]
         if source is not None:
             snapshot = [r for r in snapshot if same_source(r.event.source, source)]
         return snapshot if limit is None else snapshot[-limit:]

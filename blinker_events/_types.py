@@ -38,6 +38,7 @@ __all__ = [
     "same_source",
     "shown_name",
     "type_key",
+    "type_matcher",
 ]
 
 #: Any event type, as this module's functions take them.
@@ -253,3 +254,21 @@ class _TypeRegistry:
 
 
 TYPE_REGISTRY = _TypeRegistry()
+
+
+def type_matcher(event_type: AnyEventType | None) -> Callable[[Any], bool]:
+    """Whether an event is of ``event_type`` as the bus delivers it (None:
+    of any type): an event of a typed event class is of that class and of
+    every class it derives from, as their receivers get it; any other event
+    is of its own type only. ``TypeError`` for what is not an event type."""
+    if event_type is None:
+        return _any_type
+    if type(event_type) in CLASS_KINDS:
+        cls: type = event_type  # type: ignore[assignment]
+        return lambda event: isinstance(event, cls)
+    key = type_key(event_type)
+    return lambda event: event._key == key
+
+
+def _any_type(event: Any) -> bool:
+    return True

@@ -33,8 +33,7 @@ from ._events import Event, EventTypeLike, PlainEventType
 from ._history import History
 from ._interop import running_loop
 from ._report import DeliveryReport
-from ._typed import is_event_class
-from ._types import TypeKey, shown_name, type_key
+from ._types import shown_name, type_matcher
 
 __all__ = ["E", "Observable", "Predicate", "Waiter", "expect", "wait_for"]
 
@@ -57,25 +56,18 @@ class Observable(Protocol):
 class _Match:
     """An event type (None: every type) and an optional predicate, checked."""
 
-    __slots__ = ("cls", "event_type", "key", "predicate")
+    __slots__ = ("event_type", "of_type", "predicate")
 
     def __init__(self, event_type: EventTypeLike | None, predicate: Predicate | None) -> None:
-        self.key: TypeKey | None = None if event_type is None else type_key(event_type)
+        self.of_type = type_matcher(event_type)  # a typed class: its subclasses' events too
         if predicate is not None and not callable(predicate):
             raise TypeError(f"predicate must be callable or None, not {type(predicate).__name__}")
         self.event_type = event_type
         self.predicate = predicate
-        #: A typed event class matches its subclasses' events too, as its receivers get them.
-        self.cls: type | None = event_type if is_event_class(event_type) else None  # type: ignore[assignment]
 
     def __call__(self, event: Event) -> bool:
         """Whether ``event`` matches; the predicate's exception goes on."""
-        if self.cls is not None:
-            if not isinstance(event, self.cls):
-                return False
-        elif self.key is not None and event._key != self.key:
-            return False
-        return self.predicate is None or bool(self.predicate(event))
+        return self.of_type(event) and (self.predicate is None or bool(self.predicate(event)))
 
     def test(self, event: Event, who: str) -> tuple[bool, BaseException | None]:
         """``(matches, error)``: a predicate that raises (anything: this runs

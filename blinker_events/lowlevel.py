@@ -12,7 +12,9 @@ Everything here is stable in the same sense as :mod:`blinker_events`:
   :data:`SETTING_NAMES`, :func:`check_setting` and :func:`default_of`, from
   which an integration derives its configuration table;
 - **type keys**: :func:`type_key` of an event type, :func:`event_key` of an
-  event -- what two equal event types share;
+  event -- what two equal event types share -- and :func:`type_matcher`,
+  whether an event is of a type as the bus delivers it (a typed event
+  class takes its subclasses' events);
 - **outlets** (:class:`Outlet`): what a bridge to another process adds with
   ``bus.add_outlet``; :func:`outlets`, :func:`is_relayed`,
   :func:`forget_outlet_after_fork`;
@@ -59,7 +61,7 @@ from ._lifecycle import drain_at_exit
 from ._outlets import Outlet
 from ._report import DeliveryReport
 from ._settings import SETTING_NAMES, BusSettings, check_setting, default_of
-from ._types import TypeKey, shown_name, type_key
+from ._types import TypeKey, shown_name, type_key, type_matcher
 
 __all__ = [
     "DESCRIBE_LIMIT",
@@ -93,6 +95,7 @@ __all__ = [
     "running_loop",
     "shown_name",
     "type_key",
+    "type_matcher",
     "unobserve",
 ]
 

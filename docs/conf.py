@@ -71,6 +71,7 @@ nitpick_ignore = [
     ("py:class", "blinker_events._typed.R"),
     ("py:class", "blinker_events._typed.Options"),
     ("py:class", "PlainEventType"),
+    ("py:class", "AnyEventType"),  # type_matcher's: any event type, as EventTypeLike
     # The waiting and streaming functions' annotations: the event class they
     # yield, the predicate's and the observed bus's types, the history.
     ("py:class", "blinker_events._waiting.E"),

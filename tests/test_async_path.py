@@ -584,6 +584,18 @@ async def test_async_receivers_cost_one_timeout_not_one_each(bus: EventBus) -> N
     assert list(report.timed_out) == hung
 
 
+def _two_yielding_receivers(bus: EventBus) -> list[Subscription]:
+    """Two async receivers that suspend once, so each needs its task."""
+
+    async def first(event: Event) -> None:
+        await asyncio.sleep(0)
+
+    async def second(event: Event) -> None:
+        await asyncio.sleep(0)
+
+    return [bus.subscribe(Demo.PING, first), bus.subscribe(Demo.PING, second)]
+
+
 @pytest.mark.asyncio
 async def test_a_loops_task_factory_makes_the_receivers_tasks(bus: EventBus) -> None:
     # Tracing tools install a task factory; the bus's receiver tasks must go
@@ -596,13 +608,7 @@ async def test_a_loops_task_factory_makes_the_receivers_tasks(bus: EventBus) -> 
         made.append(task)
         return task
 
-    async def first(event: Event) -> None:
-        await asyncio.sleep(0)
-
-    async def second(event: Event) -> None:
-        await asyncio.sleep(0)
-
-    subs = [bus.subscribe(Demo.PING, first), bus.subscribe(Demo.PING, second)]
+    subs = _two_yielding_receivers(bus)
     loop.set_task_factory(factory)
     try:
         report = await bus.publish(Event(Demo.PING))
@@ -677,13 +683,7 @@ async def test_a_task_factory_that_raises_fails_its_receiver_and_the_publish_sti
         made.append("first")
         return asyncio.Task(coro, loop=loop, **kwargs)
 
-    async def first(event: Event) -> None:
-        await asyncio.sleep(0)
-
-    async def second(event: Event) -> None:
-        await asyncio.sleep(0)
-
-    subs = [bus.subscribe(Demo.PING, first), bus.subscribe(Demo.PING, second)]
+    subs = _two_yielding_receivers(bus)
     loop.set_task_factory(refuses_the_second)
     try:
         with warnings.catch_warnings():

@@ -24,11 +24,10 @@ from blinker_events import (
     EventTimeoutError,
     EventTypeLike,
     Subscription,
-    TypedEvent,
     default_bus,
     lowlevel,
 )
-from blinker_events.lowlevel import describe, shown_name, type_key
+from blinker_events.lowlevel import describe, shown_name, type_matcher
 
 __all__ = ["Capture", "ReceiverFailureWarning", "capture"]
 
@@ -123,7 +122,7 @@ class Capture:
     def published(self, event_type: EventTypeLike | None = None, /, **data_subset: Any) -> list[Event]:
         """The recorded events of ``event_type`` (None: any) whose ``data``
         has every key of ``data_subset`` with an equal value."""
-        of_type = _of_type(event_type)
+        of_type = type_matcher(event_type)
         return [event for event in self.events if self._matches(event, of_type, data_subset)]
 
     @staticmethod
@@ -200,7 +199,7 @@ class Capture:
         __tracebackhide__ = True
         checked = lowlevel.check_timeout(timeout)
         deadline = float("inf") if checked is None else time.monotonic() + checked
-        of_type = _of_type(event_type)
+        of_type = type_matcher(event_type)
         with self._changed:
             while True:
                 for report, _ in self._reports:
@@ -230,15 +229,3 @@ def capture(bus: EventBus | None = None) -> Capture:
         published.assert_published("order.placed", order_id=42)
     """
     return Capture(default_bus if bus is None else bus)
-
-
-def _of_type(event_type: EventTypeLike | None) -> Callable[[Event], bool]:
-    """Whether an event is of ``event_type`` (None: any), as the bus delivers
-    it: a typed event class matches its subclasses' events too."""
-    if event_type is None:
-        return lambda event: True
-    if isinstance(event_type, type) and issubclass(event_type, TypedEvent):
-        cls = event_type
-        return lambda event: isinstance(event, cls)
-    key = type_key(event_type)
-    return lambda event: lowlevel.event_key(event) == key
