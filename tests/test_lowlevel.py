@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from blinker_events import DeliveryReport, Event, EventBus, lowlevel
+from blinker_events import DeliveryReport, Event, EventBus, TypedEvent, lowlevel
 
 from .conftest import Demo, log_records
 
@@ -76,3 +76,21 @@ def test_replace_history_keeps_the_newest_that_fit(new_bus: Any) -> None:
     reports = [DeliveryReport(Event(Demo.PING, {"n": n})) for n in range(3)]
     lowlevel.replace_history(bus, reports)
     assert bus.get_delivery_reports() == reports[1:]
+
+
+class _Base(TypedEvent):
+    n: int
+
+
+class _Derived(_Base):
+    pass
+
+
+def test_type_matcher_says_whether_an_event_is_of_a_type_as_the_bus_delivers_it() -> None:
+    string_event, base, derived = Event("a"), _Base(n=1), _Derived(n=2)
+    assert [lowlevel.type_matcher(None)(e) for e in (string_event, base, derived)] == [True, True, True]
+    assert [lowlevel.type_matcher("a")(e) for e in (string_event, base, derived)] == [True, False, False]
+    assert [lowlevel.type_matcher(_Base)(e) for e in (string_event, base, derived)] == [False, True, True]
+    assert [lowlevel.type_matcher(_Derived)(e) for e in (string_event, base, derived)] == [False, False, True]
+    with pytest.raises(TypeError, match="event_type must be"):
+        lowlevel.type_matcher(3)  # type: ignore[arg-type]
