@@ -243,11 +243,10 @@ class Registry:
         event type, including later ones, when None). Without ``callback``,
         a decorator that subscribes the function and returns it unchanged.
 
-        ``source`` tags
-        the subscription with its owner for :meth:`unsubscribe_by_source` (it
-        does not filter events); ``sender`` delivers only events whose
-        ``source`` is that object. ``timeout`` overrides the bus's default for
-        this receiver. ``reentrant=True`` lets the receiver be re-entered by
+        ``source`` tags the subscription with its owner for
+        :meth:`unsubscribe_by_source` (it does not filter events); ``sender``
+        delivers only events whose ``source`` is that object. ``timeout``
+        overrides the bus's default for this receiver. ``reentrant=True`` lets the receiver be re-entered by
         events its own handling caused, up to ``max_depth``. Bound methods
         are held weakly (the subscription ends when the object is
         collected); anything else strongly, unless ``weak`` says otherwise.
