@@ -137,11 +137,16 @@ async def deliver_async(
     override: float | None,
     *,
     checked: bool = False,
+    own_tasks: bool = False,
 ) -> None:
     """Run the async receivers in ``subs`` on the running loop and record
     their outcomes in ``report``. ``checked`` says the sync path already
-    applied the disabled and cycle checks to ``subs``."""
-    if len(subs) == 1:
+    applied the disabled and cycle checks to ``subs``. A single receiver
+    runs in the caller's own task (:func:`deliver_one`) unless
+    ``own_tasks``: then it too gets a task, so that one ignoring its
+    cancellation cannot hold the caller past its deadline or a stop of
+    the loop."""
+    if len(subs) == 1 and not own_tasks:
         await deliver_one(runtime, report, subs[0], chain, override, checked=checked)
         return
     loop = asyncio.get_running_loop()
@@ -194,12 +199,16 @@ async def deliver_off_thread(
 ) -> None:
     """:func:`deliver_async` of receivers the sync path met (and, if
     ``checked``, already applied the disabled and cycle checks to), on the
-    bus loop, inside the bus's dispatch context if one is set. A context
+    bus loop, inside the bus's dispatch context if one is set. Each receiver
+    has a task of its own, even a single one: nobody there shares its task
+    with the receiver as a publisher awaiting it does, and the delivery must
+    end at the deadlines, and when a shutdown stops the loop, whatever a
+    receiver does with its cancellation. A context
     that cannot be entered skips them; one that raises on leaving is
     reported after them (see :mod:`._context`)."""
     factory = runtime.dispatch_context
     if factory is None:
-        await deliver_async(runtime, report, subs, chain, override, checked=checked)
+        await deliver_async(runtime, report, subs, chain, override, checked=checked, own_tasks=True)
         return
     manager, error = enter_context(factory)
     if manager is None:
@@ -207,7 +216,7 @@ async def deliver_off_thread(
         runtime.outcomes.context_failed(report, error, "entering", subs)
         return
     try:
-        await deliver_async(runtime, report, subs, chain, override, checked=checked)
+        await deliver_async(runtime, report, subs, chain, override, checked=checked, own_tasks=True)
     except BaseException as exc:  # cancelled: the bus loop stops
         error = leave_context(manager, exc)
         raise

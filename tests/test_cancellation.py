@@ -12,6 +12,7 @@ outcome lands in that same history entry.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import sys
@@ -25,7 +26,7 @@ import pytest
 
 from blinker_events import DeliveryReport, Event, EventBus, SystemEventType
 
-from .conftest import Demo, all_collected, async_wait_until
+from .conftest import BusFactory, Demo, all_collected, async_wait_until
 
 
 def _hanging_receiver(cancelled: list[str], name: str) -> Callable[[Event], object]:
@@ -383,3 +384,37 @@ async def test_cancelled_publish_hands_receiver_tasks_to_the_bus(
     assert [c["message"] for c in contexts] == []
     errors = [r.exc_info[1] for r in caplog.records if r.name == "blinker_events" and r.exc_info]
     assert [str(e) for e in errors if isinstance(e, RuntimeError)] == ["cleanup failed"]
+
+
+def _ignores_cancellation_until(release: threading.Event) -> Callable[[Event], object]:
+    async def stubborn(event: Event) -> None:
+        while not release.is_set():
+            with contextlib.suppress(asyncio.CancelledError):  # ignored, again and again
+                await asyncio.sleep(0.02)
+
+    return stubborn
+
+
+def test_a_queued_events_only_async_receiver_ignoring_cancellation_does_not_keep_its_future_past_a_shutdown(
+    new_bus: BusFactory, release: threading.Event
+) -> None:
+    # On the bus loop a single receiver still has a task of its own: the
+    # shutdown cuts the delivery short even if the receiver never lets go.
+    bus = new_bus()
+    sub = bus.subscribe(Demo.PING, _ignores_cancellation_until(release))
+    future = bus.publish_nowait(Event(Demo.PING))
+    time.sleep(0.2)  # it runs now
+    bus.shutdown(timeout=0.5)
+    report = future.result(timeout=5)
+    assert (list(report.cancelled), list(report.failed), report.succeeded) == ([sub], [], [])
+
+
+def test_publish_sync_to_an_only_async_receiver_ignoring_cancellation_returns_at_its_timeout(
+    new_bus: BusFactory, release: threading.Event
+) -> None:
+    bus = new_bus()
+    sub = bus.subscribe(Demo.PING, _ignores_cancellation_until(release), timeout=0.2)
+    started = time.monotonic()
+    report = bus.publish_sync(Event(Demo.PING))  # no loop here: on the bus loop
+    assert time.monotonic() - started < 5
+    assert (list(report.timed_out), list(report.cancelled), report.succeeded) == ([sub], [], [])
