@@ -64,9 +64,11 @@ RUNS = {
     "flask-example": ["-m", "examples.flask_app"],
     "django-example": ["-m", "examples.django_project"],
     "redis-example": ["-m", "examples.redis_nodes"],
+    # -E: every page read afresh, as on a clean clone (an incremental build
+    # checks only the pages that changed, and misses links into them);
     # -n: every cross-reference must resolve; -W --keep-going: every warning
     # shown, then the build fails.
-    "docs": ["-m", "sphinx", "-W", "--keep-going", "-n", "-b", "html", "docs", "docs/_build/html"],
+    "docs": ["-m", "sphinx", "-E", "-W", "--keep-going", "-n", "-b", "html", "docs", "docs/_build/html"],
 }
 
 
