@@ -234,12 +234,14 @@ class Event:
         """
         if origin is not None and (not isinstance(origin, str) or not origin):
             raise TypeError("origin must be a non-empty str or None")
-        if not isinstance(payload, Mapping):
+        # (type() first: what a JSON decoder gives is a dict, and an ABC's
+        # isinstance costs ten times the identity check.)
+        if type(payload) is not dict and not isinstance(payload, Mapping):
             raise TypeError(f"payload must be a mapping, not {type(payload).__name__}")
         if payload.get("version") != _DICT_VERSION:
             raise ValueError(f"payload: unsupported version {describe(payload.get('version'))}")
         spec = payload.get("event_type")
-        if not isinstance(spec, Mapping):
+        if type(spec) is not dict and not isinstance(spec, Mapping):
             raise ValueError("payload: event_type must be a mapping")
         event_type = TYPE_REGISTRY.resolve(spec)
         event_id = payload.get("event_id")
@@ -252,7 +254,7 @@ class Event:
             raise ValueError("payload: timestamp must be a number of seconds since the epoch a datetime can hold")
         if parent_id is not None and not isinstance(parent_id, str):
             raise ValueError("payload: parent_id must be a string or None")
-        if data is not None and not isinstance(data, Mapping):
+        if data is not None and type(data) is not dict and not isinstance(data, Mapping):
             raise ValueError("payload: data must be a mapping")
         # What to_dict would refuse is refused here too (a cycle, nesting
         # past MAX_NESTING, a non-JSON value or key), so every event read
@@ -268,7 +270,10 @@ class Event:
         event = target.__new__(target)
         event._event_type = event_type
         event._key = type_key(event_type)
-        event._data = event._view = _EMPTY if not data else MappingProxyType(data)
+        if data:
+            event._data, event._view = data, None  # the view made on first use, as for a new event
+        else:
+            event._data = event._view = _EMPTY
         event._source = source
         event._prefix = event_id
         event._seq = None

@@ -166,6 +166,26 @@ class LazyFuture(Future[T]):
                 return True
         return super().set_running_or_notify_cancel()
 
+    # A settled future is mostly looked at once, by whoever waits for a
+    # batch (the Redis bridge, say): these three answer that look without
+    # making a Condition (and a settling thread then notifying it).
+
+    def done(self) -> bool:
+        with _LOCK:
+            if self._lazy_condition is None:
+                return self._state == FINISHED  # nothing cancels it without a Condition
+        return super().done()
+
+    def result(self, timeout: float | None = None) -> T:
+        with _LOCK:
+            settled = self._lazy_condition is None and self._state == FINISHED and self._exception is None
+        return self._result if settled else super().result(timeout)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        with _LOCK:
+            settled = self._lazy_condition is None and self._state == FINISHED
+        return self._exception if settled else super().exception(timeout)
+
     def set_result(self, result: T) -> None:
         if not self._settle_quietly(result, None):
             super().set_result(result)

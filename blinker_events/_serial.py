@@ -12,6 +12,7 @@ import math
 import sys
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from math import isfinite
 from typing import Any, TypeGuard
 
 from ._describe import LIMIT, describe
@@ -28,7 +29,15 @@ def valid_event_id(value: object) -> TypeGuard[str]:
     return bool(prefix and dash and counter.isascii() and counter.isdigit())
 
 
+#: Seconds since the epoch well inside what a datetime holds (years 1 to
+#: 9999), which need no conversion to be known valid.
+_SURELY_VALID = (-6.2e10, 2.5e11)
+
+
 def valid_timestamp(value: float) -> bool:
+    low, high = _SURELY_VALID
+    if low < value < high:  # (false for nan)
+        return True
     try:
         datetime.fromtimestamp(value, UTC)
     except (OverflowError, OSError, ValueError):
@@ -50,12 +59,95 @@ def _shown(path: str) -> str:
 MAX_NESTING = 200
 
 
-def json_safe(
-    value: Any, path: str, default: Callable[[Any], Any] | None, ancestors: frozenset[int] = frozenset()
-) -> Any:
+def json_safe(value: Any, path: str, default: Callable[[Any], Any] | None) -> Any:
     """Check (and copy) ``value`` as JSON-safe data; see :meth:`~._events.Event.to_dict`.
-    ``ancestors`` holds the ids of the containers ``value`` sits in: meeting
-    one again is a cycle (the same object twice side by side is not)."""
+
+    Data made of the plain builtin types alone -- what events carry almost
+    always, and all that a JSON decoder gives -- is copied by
+    :func:`_plain_copy`, which keeps no path and no set of ancestors. Anything
+    else (a Mapping or str subclass, a value for ``default``, a value to
+    refuse) makes it give up, and :func:`_checked_copy` walks the whole value
+    again, naming the path of whatever it refuses: the same outcome either
+    way, at the cost of one walk more in the rare case."""
+    try:
+        return _plain_copy(value, set())
+    except _NotPlain:
+        return _checked_copy(value, path, default, frozenset())
+
+
+class _NotPlain(Exception):
+    """Raised by :func:`_plain_copy` at the first value it does not take."""
+
+
+_NOT_PLAIN = _NotPlain()  # no traceback is kept: one instance serves every give-up
+
+
+def _plain_copy(value: Any, inside: set[int]) -> Any:
+    """A copy of ``value`` made only of ``dict`` (str keys), ``list``
+    (from lists and tuples), ``str``, ``bool``, ``None``, ints short enough
+    to write and finite floats, nested fewer than MAX_NESTING containers
+    deep; :class:`_NotPlain` at anything else. ``inside`` holds the ids of
+    the containers on the way to ``value``: one met again is a cycle, left
+    to the long way to name (without the check, a list holding itself twice
+    would be walked 2**MAX_NESTING times before the depth stopped it)."""
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return value
+    if kind is int:
+        if value.bit_length() > _BITS_WORTH_CHECKING:
+            raise _NOT_PLAIN
+        return value
+    if kind is float:
+        if not isfinite(value):
+            raise _NOT_PLAIN
+        return value
+    if kind is not dict and kind is not list and kind is not tuple:
+        raise _NOT_PLAIN
+    key = id(value)
+    if key in inside or len(inside) >= MAX_NESTING:
+        raise _NOT_PLAIN
+    inside.add(key)
+    # The common scalars are taken inline: a call per item would be most of
+    # the cost. (An int of up to 64 bits is far inside the digit limit.)
+    copy: Any
+    if kind is dict:
+        copy = {}
+        for name, item in value.items():
+            if type(name) is not str:
+                raise _NOT_PLAIN
+            kind = type(item)
+            if (
+                kind is str
+                or item is None
+                or kind is bool
+                or (kind is int and item.bit_length() <= 64)
+                or (kind is float and isfinite(item))
+            ):
+                copy[name] = item
+            else:
+                copy[name] = _plain_copy(item, inside)
+    else:
+        copy = []
+        for item in value:
+            kind = type(item)
+            if (
+                kind is str
+                or item is None
+                or kind is bool
+                or (kind is int and item.bit_length() <= 64)
+                or (kind is float and isfinite(item))
+            ):
+                copy.append(item)
+            else:
+                copy.append(_plain_copy(item, inside))
+    inside.discard(key)
+    return copy
+
+
+def _checked_copy(value: Any, path: str, default: Callable[[Any], Any] | None, ancestors: frozenset[int]) -> Any:
+    """:func:`json_safe` the long way, for any value. ``ancestors`` holds the
+    ids of the containers ``value`` sits in: meeting one again is a cycle
+    (the same object twice side by side is not)."""
     if value is None or isinstance(value, (str, bool)):
         return value
     if isinstance(value, int):
@@ -84,9 +176,9 @@ def json_safe(
             for key, item in value.items():
                 if not isinstance(key, str):
                     raise ValueError(f"{_shown(path)}: key {describe(key)} is not a string")
-                out[key] = json_safe(item, f"{path}.{key}", default, inner)
+                out[key] = _checked_copy(item, f"{path}.{key}", default, inner)
             return out
-        return [json_safe(item, f"{path}[{i}]", default, inner) for i, item in enumerate(value)]
+        return [_checked_copy(item, f"{path}[{i}]", default, inner) for i, item in enumerate(value)]
     if default is not None:
         converted = default(value)
         try:  # the hook must give JSON, not pass the problem on

@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 from blinker import NamedSignal
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from blinker_events import Event, EventBus, EventType, SystemEventType
 
@@ -672,6 +674,80 @@ def test_to_dict_takes_the_same_object_twice_when_it_is_no_cycle() -> None:
     shared = {"n": 1}
     data = Event(Demo.PING, {"a": shared, "b": [shared, shared]}).to_dict()["data"]
     assert data == {"a": {"n": 1}, "b": [{"n": 1}, {"n": 1}]}
+
+
+def test_to_dict_of_a_list_holding_itself_twice_is_refused_as_a_cycle_at_once() -> None:
+    """Walked without a check of the containers on the way, each level
+    doubles the work: 2**200 steps before the nesting limit would stop it."""
+    twice: list[object] = []
+    twice.extend([twice, twice])
+    with pytest.raises(ValueError, match=r"^data\.twice\[0\]: a cycle"):
+        Event(Demo.PING, {"twice": twice}).to_dict()
+
+
+def _as_json_reads_it(value: Any) -> Any:
+    """What to_dict must give for data it accepts: the value as the json
+    module writes and reads it back (tuples become lists), any mapping
+    taken as a dict."""
+
+    def dicts(item: Any) -> Any:
+        if isinstance(item, Mapping):
+            return {key: dicts(inner) for key, inner in item.items()}
+        if isinstance(item, (list, tuple)):
+            return [dicts(inner) for inner in item]
+        return item
+
+    return json.loads(json.dumps(dicts(value), allow_nan=False))
+
+
+class _Text(str):
+    pass
+
+
+_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=5),
+    st.builds(_Text, st.text(max_size=3)),
+)
+_trees = st.recursive(
+    _scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.lists(inner, max_size=3).map(tuple),
+        st.dictionaries(st.one_of(st.text(max_size=4), st.integers()), inner, max_size=4),
+        st.dictionaries(st.text(max_size=4), inner, max_size=3).map(MappingProxyType),
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_trees)
+def test_to_dict_of_any_data_gives_what_json_reads_back_or_names_what_it_refuses(value: Any) -> None:
+    try:
+        expected = _as_json_reads_it({"v": value})
+    except (TypeError, ValueError):  # a non-str key after all, or nan/inf
+        with pytest.raises(ValueError, match=r"^data\.v"):
+            Event(Demo.PING, {"v": value}).to_dict()
+        return
+    if _has_non_str_key(value):  # json.dumps turns an int key into a string; to_dict refuses it
+        with pytest.raises(ValueError, match="is not a string"):
+            Event(Demo.PING, {"v": value}).to_dict()
+        return
+    data = Event(Demo.PING, {"v": value}).to_dict()["data"]
+    assert data == expected
+    assert json.dumps(data) == json.dumps(expected)  # the same types too: lists, not tuples
+
+
+def _has_non_str_key(value: Any) -> bool:
+    if isinstance(value, Mapping):
+        return any(not isinstance(k, str) or _has_non_str_key(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(_has_non_str_key(v) for v in value)
+    return False
 
 
 def test_to_dict_of_data_nested_too_deeply_is_a_value_error() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from concurrent.futures import FIRST_COMPLETED, Future, InvalidStateError, as_completed, wait
+from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, InvalidStateError, as_completed, wait
 
 import pytest
 
@@ -43,6 +43,45 @@ def test_exception_settled_before_anyone_looks() -> None:
     assert future.exception(timeout=0) is error
     with pytest.raises(ValueError):
         future.result(timeout=0)
+
+
+def test_looking_at_a_settled_future_makes_no_condition() -> None:
+    """A batch waiter looks at each of its settled futures once; making a
+    Condition per look would cost what the lazy one saves."""
+    settled: LazyFuture[int] = LazyFuture()
+    settled.set_result(7)
+    failed: LazyFuture[int] = LazyFuture()
+    error = ValueError("x")
+    failed.set_exception(error)
+    assert (settled.done(), settled.exception(0), settled.result(0)) == (True, None, 7)
+    assert (failed.done(), failed.exception(0)) == (True, error)
+    with pytest.raises(ValueError):
+        failed.result(0)
+    assert settled._lazy_condition is None
+    # (result() of a failed future raises through the stdlib's path, which makes one)
+
+
+def test_a_pending_future_looked_at_still_times_out_then_settles() -> None:
+    future: LazyFuture[int] = LazyFuture()
+    assert future.done() is False
+    with pytest.raises(TimeoutError):
+        future.result(timeout=0)
+    with pytest.raises(TimeoutError):
+        future.exception(timeout=0)
+    thread = settle_later(future, 5)
+    assert future.result(timeout=5) == 5
+    assert (future.done(), future.exception(0)) == (True, None)
+    thread.join()
+
+
+def test_a_cancelled_future_answers_as_cancelled() -> None:
+    future: LazyFuture[int] = LazyFuture()
+    assert future.cancel() is True
+    assert future.done() is True
+    with pytest.raises(CancelledError):
+        future.result(0)
+    with pytest.raises(CancelledError):
+        future.exception(0)
 
 
 def test_result_waits_for_a_later_settle() -> None:

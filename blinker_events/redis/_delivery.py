@@ -139,7 +139,10 @@ class Delivery:
         todo: list[tuple[bytes, Event]] = []
         batch_ids: set[str] = set()
         for entry_id, fields in entries:
-            event = await self._admit(entry_id, fields)
+            event = self._admit(entry_id, fields)
+            if isinstance(event, WireError):
+                await self.dead_letter(entry_id, fields, event.reason, str(event))
+                event = None
             if event is None or event.event_id in batch_ids:  # written twice by a retrying producer
                 if event is not None:
                     self._counters.duplicates += 1
@@ -156,8 +159,10 @@ class Delivery:
                 settled.append(entry_id)
         return settled
 
-    async def _admit(self, entry_id: bytes, fields: Mapping[bytes, bytes]) -> Event | None:
-        """The entry's event if it is to be delivered, else None (counted)."""
+    def _admit(self, entry_id: bytes, fields: Mapping[bytes, bytes]) -> Event | WireError | None:
+        """The entry's event if it is to be delivered; else None (counted),
+        or the WireError it is dead-lettered for (counted and logged).
+        (Not a coroutine: one per entry would cost a good part of its read.)"""
         counters = self._counters
         if self._skip_own and fields.get(b"origin") == self._node:
             counters.skipped_own += 1
@@ -167,8 +172,7 @@ class Delivery:
         except WireError as exc:
             counters.malformed += 1
             logger.error("redis bridge: bad entry %s in %s: %s", entry_id.decode(), self._stream, exc)
-            await self.dead_letter(entry_id, fields, exc.reason, str(exc))
-            return None
+            return exc
         if not self._wanted(event):
             counters.ignored += 1
             return None
