@@ -79,9 +79,6 @@ class _NotPlain(Exception):
     """Raised by :func:`_plain_copy` at the first value it does not take."""
 
 
-_NOT_PLAIN = _NotPlain()  # no traceback is kept: one instance serves every give-up
-
-
 def _plain_copy(value: Any, inside: set[int]) -> Any:
     """A copy of ``value`` made only of ``dict`` (str keys), ``list``
     (from lists and tuples), ``str``, ``bool``, ``None``, ints short enough
@@ -95,53 +92,38 @@ def _plain_copy(value: Any, inside: set[int]) -> Any:
         return value
     if kind is int:
         if value.bit_length() > _BITS_WORTH_CHECKING:
-            raise _NOT_PLAIN
+            raise _NotPlain
         return value
     if kind is float:
         if not isfinite(value):
-            raise _NOT_PLAIN
+            raise _NotPlain
         return value
     if kind is not dict and kind is not list and kind is not tuple:
-        raise _NOT_PLAIN
+        raise _NotPlain
     key = id(value)
     if key in inside or len(inside) >= MAX_NESTING:
-        raise _NOT_PLAIN
+        raise _NotPlain
     inside.add(key)
-    # The common scalars are taken inline: a call per item would be most of
-    # the cost. (An int of up to 64 bits is far inside the digit limit.)
-    copy: Any
-    if kind is dict:
-        copy = {}
-        for name, item in value.items():
-            if type(name) is not str:
-                raise _NOT_PLAIN
-            kind = type(item)
-            if (
-                kind is str
-                or item is None
-                or kind is bool
-                or (kind is int and item.bit_length() <= 64)
-                or (kind is float and isfinite(item))
-            ):
-                copy[name] = item
-            else:
-                copy[name] = _plain_copy(item, inside)
-    else:
-        copy = []
-        for item in value:
-            kind = type(item)
-            if (
-                kind is str
-                or item is None
-                or kind is bool
-                or (kind is int and item.bit_length() <= 64)
-                or (kind is float and isfinite(item))
-            ):
-                copy.append(item)
-            else:
-                copy.append(_plain_copy(item, inside))
+    # One loop for both kinds (a list is gathered by index, then listed),
+    # with the common scalars taken inline: a call per item would be most
+    # of the cost. (An int of up to 64 bits is far inside the digit limit.)
+    copy: dict[Any, Any] = {}
+    for name, item in value.items() if kind is dict else enumerate(value):
+        if kind is dict and type(name) is not str:
+            raise _NotPlain
+        kind_of_item = type(item)
+        if (
+            kind_of_item is str
+            or item is None
+            or kind_of_item is bool
+            or (kind_of_item is int and item.bit_length() <= 64)
+            or (kind_of_item is float and isfinite(item))
+        ):
+            copy[name] = item
+        else:
+            copy[name] = _plain_copy(item, inside)
     inside.discard(key)
-    return copy
+    return copy if kind is dict else list(copy.values())
 
 
 def _checked_copy(value: Any, path: str, default: Callable[[Any], Any] | None, ancestors: frozenset[int]) -> Any:
