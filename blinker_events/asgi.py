@@ -151,7 +151,7 @@ class _Request:
             return
         self.events._count("dropped", len(dropped))
         logger.warning(
-            "blinker_events: %d event(s) queued to publish after the response to %s %s dropped, the app raised %s: %s",
+            "%d event(s) queued to publish after the response to %s %s dropped, the app raised %s: %s",
             len(dropped),
             self.info.method,
             describe(self.info.path),
@@ -342,13 +342,20 @@ class BlinkerEvents:
         bus_loop(self.bus).loop()  # the first request need not wait for it
         for bridge in self.bridges:
             if not bridge.start(timeout=self.start_timeout):
-                logger.warning("blinker_events: bridge %s not connected at startup; it keeps trying", describe(bridge))
+                logger.warning("bridge %s not connected at startup; it keeps trying", describe(bridge))
 
     async def _stop(self) -> None:
         dropped = await asyncio.to_thread(self.bus.shutdown, self.drain_timeout)
         self.last_drain_dropped = dropped
-        log = logger.warning if dropped else logger.info
-        log("blinker_events: bus %r shut down at the end of the lifespan, %d queued event(s) dropped", self.bus.name, dropped)
+        counts = self.stats()
+        (logger.warning if dropped else logger.info)(
+            "bus %r shut down at the end of the lifespan, %d queued event(s) dropped "
+            "(after their response: %d queued, %d dropped because the app raised)",
+            self.bus.name,
+            dropped,
+            counts["queued"],
+            counts["dropped"],
+        )
 
     def __repr__(self) -> str:
         return f"<blinker_events.asgi.BlinkerEvents bus {self.bus.name!r}, drain_timeout {self.drain_timeout}>"
