@@ -49,7 +49,7 @@ import logging
 import re
 import threading
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable
 from concurrent.futures import Future
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -301,7 +301,7 @@ class BlinkerEvents:
         inner = app.router.lifespan_context
 
         @asynccontextmanager
-        async def lifespan(served: Any) -> AsyncIterator[Mapping[str, Any] | None]:
+        async def lifespan(served: Any) -> AsyncIterator[Any]:  # the state the app's own yields, if any
             await self._start()
             try:
                 async with inner(served) as state:

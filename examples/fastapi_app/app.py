@@ -153,7 +153,7 @@ def _rows(bus: EventBus) -> list[dict[str, Any]]:
             "type": event_type_name(r.event.event_type),
             "source": str(r.event.source),
             "order": r.event.data.get("id"),
-            **{kind: names for kind, names in _summary(r).items()},
+            **_summary(r),
             "ms": round(r.duration * 1000, 1),
         }
         for r in bus.get_delivery_reports(limit=50)[::-1]  # newest first
@@ -194,6 +194,7 @@ def _page(rows: list[dict[str, Any]], subscriptions: list[dict[str, Any]]) -> st
         f'<tr class="{"bad" if r["failed"] or r["timed_out"] else ""}">{cells([r[k] for k in keys])}</tr>' for r in rows
     )
     subs = "".join(f"<tr>{cells(list(s.values()))}</tr>" for s in subscriptions)
+    heads = cells(["time (UTC)", "type", "source", "order", "succeeded", "failed", "timed out", "disabled", "ms"], "th")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>blinker_events: recent events</title>
 <style>
@@ -212,8 +213,7 @@ function order(quantity) {{
 </script>
 <p><button onclick="order(1)">POST /orders</button> <button onclick="order(12)">POST a bulk order (slow SMS)</button>
 (the page reloads once the receivers had time to run)</p>
-<table id="events"><tr>{cells(["time (UTC)", "type", "source", "order", "succeeded", "failed", "timed out",
-    "disabled", "ms"], "th")}</tr>
+<table id="events"><tr>{heads}</tr>
 {events}</table>
 <h2>Subscriptions</h2>
 <table id="subscriptions"><tr>{cells(["receiver", "event type", "failures", "disabled"], "th")}</tr>
@@ -235,7 +235,10 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(
-        notify_slow=args.notify_slow, ledger=args.ledger, ledger_delay=args.ledger_delay, drain_timeout=args.drain_timeout
+        notify_slow=args.notify_slow,
+        ledger=args.ledger,
+        ledger_delay=args.ledger_delay,
+        drain_timeout=args.drain_timeout,
     )
     print(f"blinker_events FastAPI example on http://{args.host}:{args.port}/history", flush=True)
     # On SIGTERM or SIGINT uvicorn finishes the requests in flight, runs the
