@@ -244,7 +244,7 @@ class BlinkerEvents:
     :param bridges: started (on the bus's loop thread) before the app's
         startup; the bus's shutdown stops them.
     :param start_timeout: seconds each bridge's start may wait for its server.
-    :param request_id_header: the header :attr:`RequestInfo.request_id` is
+    :param request_id_header: the header :class:`RequestInfo`'s ``request_id`` is
         read from; None: always a fresh id.
     :raises TypeError, ValueError: a bad argument, named.
     """
