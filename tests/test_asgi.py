@@ -17,6 +17,7 @@ import pytest
 from fastapi import BackgroundTasks, FastAPI, HTTPException, WebSocket
 from fastapi.responses import StreamingResponse
 from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
 
 from blinker_events import Event, EventBus, EventSystemError, QueueFullError
 from blinker_events.asgi import BlinkerEvents, RequestInfo, current_request, get_bus, publish_after_response
@@ -584,3 +585,117 @@ async def test_a_websocket_passes_through_without_a_request(bus: EventBus) -> No
     await app(scope, receive, send)
     assert seen == [None]
     assert sent[-1]["type"] == "websocket.close"
+
+
+def http_scope(path: str = "/", method: str = "POST") -> dict[str, Any]:
+    return {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "path": path,
+            "raw_path": path.encode(), "query_string": b"", "headers": [], "scheme": "http", "server": ("t", 80),
+            "client": ("127.0.0.1", 5000), "root_path": "", "state": {}}  # fmt: skip
+
+
+@pytest.mark.asyncio
+async def test_a_send_that_fails_on_the_last_message_still_publishes(bus: EventBus) -> None:
+    app, events = app_with(bus)
+    ran: list[Event] = []
+    bus.subscribe("e", ran.append)
+
+    @app.post("/")
+    async def view() -> None:
+        publish_after_response(Event("e"))
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            raise OSError("connection reset by peer")  # the client left as the body went
+
+    with pytest.raises(OSError, match="connection reset"):
+        await app(http_scope(), receive, send)
+    assert await async_wait_until(lambda: ran)
+    assert events.stats() == {"queued": 1, "dropped": 0}
+
+
+@pytest.mark.asyncio
+async def test_a_client_disconnect_while_the_view_reads_the_body_still_publishes(bus: EventBus) -> None:
+    app, events = app_with(bus)
+    ran: list[Event] = []
+    bus.subscribe("e", ran.append)
+
+    @app.post("/")
+    async def view(request: Request) -> None:
+        publish_after_response(Event("e"))
+        await request.body()
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None: ...
+
+    with pytest.raises(ClientDisconnect):
+        await app(http_scope(), receive, send)
+    assert await async_wait_until(lambda: ran)
+    assert events.stats() == {"queued": 1, "dropped": 0}
+
+
+class Hostile(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no str")
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+@pytest.mark.asyncio
+async def test_an_exception_that_cannot_be_shown_still_drops_counted_and_logged(
+    bus: EventBus, caplog: pytest.LogCaptureFixture
+) -> None:
+    app, events = app_with(bus)
+    futures = []
+
+    @app.post("/")
+    async def view() -> None:
+        futures.append(publish_after_response(Event("e")))
+        raise Hostile
+
+    async with client(app) as http:
+        assert (await http.post("/")).status_code == 500
+    assert isinstance(futures[0].exception(timeout=5), EventSystemError)
+    assert events.stats() == {"queued": 0, "dropped": 1}
+    assert log_records(caplog, logging.WARNING, "the app raised Hostile: e")
+
+
+@pytest.mark.asyncio
+async def test_many_events_from_one_request_are_all_published_in_order(bus: EventBus) -> None:
+    app, _ = app_with(bus)
+    got: list[int] = []
+    bus.subscribe("e", lambda event: got.append(event.data["n"]))
+
+    @app.post("/")
+    async def view() -> None:
+        for n in range(3000):
+            publish_after_response(Event("e", {"n": n, "blob": "x" * 1000}))
+
+    async with serving(app), client(app) as http:
+        assert (await http.post("/")).status_code == 200
+    assert got == list(range(3000))
+
+
+@pytest.mark.asyncio
+async def test_a_timeout_given_to_publish_after_response_cuts_its_receivers(bus: EventBus) -> None:
+    app, _ = app_with(bus)
+    futures = []
+
+    @bus.subscribe("e")
+    async def slow(event: Event) -> None:
+        await asyncio.sleep(30)
+
+    @app.post("/")
+    async def view() -> None:
+        futures.append(publish_after_response(Event("e"), timeout=0.1))
+
+    async with client(app) as http:
+        await http.post("/")
+    report = await asyncio.wrap_future(futures[0])
+    assert report.finished or await async_wait_until(lambda: report.finished, timeout=5)
+    assert [s.name for s in report.timed_out] == [bus.get_subscriptions("e")[0].name]
