@@ -59,7 +59,7 @@ GROUPS = {
     "docs": ("docs",),
 }
 #: The dependencies whose declared lower bounds ``test --lowest`` installs.
-RANGE_TESTED = ("blinker", "asgiref", "flask", "django", "redis", "msgspec")
+RANGE_TESTED = ("blinker", "asgiref", "flask", "django", "redis", "msgspec", "starlette", "fastapi")
 RUNS = {
     "demo": ["-m", "blinker_events", "demo"],
     "test": ["-m", "pytest"],

@@ -243,6 +243,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"blinker_events FastAPI example on http://{args.host}:{args.port}/history", flush=True)
     # On SIGTERM or SIGINT uvicorn finishes the requests in flight, runs the
     # lifespan's shutdown (the bus drains; its log line says what was
-    # dropped), then raises the signal again: the process ends by it.
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    # dropped), then raises the signal again: SIGTERM then ends the process;
+    # uvicorn takes the KeyboardInterrupt of SIGINT (older ones do not: here).
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    except KeyboardInterrupt:
+        pass
     return 0
