@@ -302,11 +302,11 @@ class BlinkerEvents:
 
         @asynccontextmanager
         async def lifespan(served: Any) -> AsyncIterator[Any]:  # the state the app's own yields, if any
-            await self._start()
             try:
+                await self._start()
                 async with inner(served) as state:
                     yield state
-            finally:
+            finally:  # also when a bridge or the app's own startup failed
                 await self._stop()
 
         app.router.lifespan_context = lifespan

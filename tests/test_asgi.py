@@ -699,3 +699,20 @@ async def test_a_timeout_given_to_publish_after_response_cuts_its_receivers(bus:
     report = await asyncio.wrap_future(futures[0])
     assert report.finished or await async_wait_until(lambda: report.finished, timeout=5)
     assert [s.name for s in report.timed_out] == [bus.get_subscriptions("e")[0].name]
+
+
+class RefusingBridge:
+    """A bridge whose start fails (a second bridge on the same stream, say)."""
+
+    def start(self, *, timeout: float | None = 10.0) -> bool:
+        raise RuntimeError("this bus already has a running bridge")
+
+
+@pytest.mark.asyncio
+async def test_a_bridge_that_fails_to_start_fails_the_startup_and_the_bus_is_shut_down(bus: EventBus) -> None:
+    app, events = app_with(bus, bridges=[RefusingBridge()])
+    served = Served(app)
+    message = await served.startup()
+    assert message["type"] == "lifespan.startup.failed"
+    assert "already has a running bridge" in message["message"]
+    assert events.last_drain_dropped == 0  # shut down: its loop thread is not left running

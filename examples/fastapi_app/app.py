@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import html
 import itertools
 import logging
@@ -245,8 +246,6 @@ def main(argv: list[str] | None = None) -> int:
     # lifespan's shutdown (the bus drains; its log line says what was
     # dropped), then raises the signal again: SIGTERM then ends the process;
     # uvicorn takes the KeyboardInterrupt of SIGINT (older ones do not: here).
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         uvicorn.run(app, host=args.host, port=args.port, log_level="info")
-    except KeyboardInterrupt:
-        pass
     return 0
