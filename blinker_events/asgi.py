@@ -18,7 +18,7 @@
   app's own shutdown it shuts the bus down -- delivering what is queued,
   flushing the bridges -- within ``drain_timeout`` seconds, what is left
   then dropped, counted and logged by the bus;
-- it adds a pure ASGI middleware, outermost of the app's own, which gives
+- it adds a pure ASGI middleware, outside those the app has so far, which gives
   each HTTP request a :class:`RequestInfo` (:func:`current_request`, which
   receivers see too) and publishes the events the request queued with
   :func:`publish_after_response` once the response has gone out.

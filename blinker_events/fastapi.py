@@ -26,22 +26,29 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from blinker_events import EventBus
-from blinker_events.asgi import STATE_KEY, BlinkerEvents
+from blinker_events.asgi import STATE_KEY, BlinkerEvents, get_bus
 
 __all__ = ["EventBusDep", "bus_dependency"]
 
 
 async def bus_dependency(request: Request) -> EventBus:
-    """The bus of the app serving ``request`` (``app.state.blinker_events``).
+    """The bus of the app serving ``request`` (``app.state.blinker_events``),
+    else -- in an app mounted inside one with :class:`~blinker_events.asgi.BlinkerEvents`
+    -- the bus of the app whose middleware the request came through.
 
     Async, so FastAPI calls it on the loop rather than on a worker thread.
 
     :raises RuntimeError: :class:`~blinker_events.asgi.BlinkerEvents` is not installed on the app.
     """
     events = getattr(request.app.state, STATE_KEY, None)
-    if not isinstance(events, BlinkerEvents):
-        raise RuntimeError("blinker_events is not installed on this app: call blinker_events.asgi.BlinkerEvents(app)")
-    return events.bus
+    if isinstance(events, BlinkerEvents):
+        return events.bus
+    try:
+        return get_bus()
+    except RuntimeError:
+        raise RuntimeError(
+            "blinker_events is not installed on this app: call blinker_events.asgi.BlinkerEvents(app)"
+        ) from None
 
 
 #: A view's parameter ``bus: EventBusDep`` is its app's bus.

@@ -716,3 +716,85 @@ async def test_a_bridge_that_fails_to_start_fails_the_startup_and_the_bus_is_shu
     assert message["type"] == "lifespan.startup.failed"
     assert "already has a running bridge" in message["message"]
     assert events.last_drain_dropped == 0  # shut down: its loop thread is not left running
+
+
+@pytest.mark.asyncio
+async def test_a_mounted_app_publishes_through_the_outer_apps_middleware(bus: EventBus) -> None:
+    app, _ = app_with(bus)
+    inner = FastAPI()
+    app.mount("/api", inner)
+    seen: list[tuple[str, RequestInfo | None]] = []
+    bus.subscribe("e", lambda event: seen.append((event.data["path"], current_request())))
+
+    @inner.post("/orders")
+    async def create(events_bus: EventBusDep) -> None:
+        assert events_bus is bus
+        publish_after_response(Event("e", {"path": "/api/orders"}))
+
+    async with client(app) as http:
+        assert (await http.post("/api/orders", headers={"X-Request-ID": "m-1"})).status_code == 200
+    assert await async_wait_until(lambda: seen)
+    assert seen == [("/api/orders", RequestInfo("m-1", "POST", "/api/orders", ("127.0.0.1", 123)))]
+
+
+@pytest.mark.asyncio
+async def test_a_base_http_middleware_of_the_app_between_keeps_the_order_and_the_context(bus: EventBus) -> None:
+    from starlette.middleware.base import BaseHTTPMiddleware
+
+    sent: list[str] = []
+    at_receiver: list[list[str]] = []
+
+    async def tag(request: Any, call_next: Any) -> Any:
+        response = await call_next(request)
+        response.headers["x-tag"] = "1"
+        return response
+
+    app = FastAPI()
+    app.add_middleware(BaseHTTPMiddleware, dispatch=tag)  # the app's own: inside BlinkerEvents'
+    BlinkerEvents(app, bus=bus)
+    bus.subscribe("e", lambda event: at_receiver.append(list(sent)))
+
+    @app.post("/")
+    async def view() -> None:
+        publish_after_response(Event("e"))
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message["type"])
+
+    await app(http_scope(), receive, send)
+    assert await async_wait_until(lambda: at_receiver)
+    assert at_receiver == [["http.response.start", "http.response.body", "http.response.body"]]
+
+
+@pytest.mark.asyncio
+async def test_blinker_events_on_an_app_that_has_started_is_refused_and_changes_nothing(bus: EventBus) -> None:
+    app = FastAPI()
+
+    @app.get("/")
+    async def view() -> None: ...
+
+    async with client(app) as http:
+        await http.get("/")  # the app builds its middleware stack
+    with pytest.raises(RuntimeError, match="after an application has started"):
+        BlinkerEvents(app, bus=bus)
+    assert not hasattr(app.state, "blinker_events")
+
+
+@pytest.mark.asyncio
+async def test_a_huge_request_id_header_is_replaced_quickly(bus: EventBus) -> None:
+    app, _ = app_with(bus)
+
+    @app.get("/id")
+    async def show() -> str:
+        info = current_request()
+        assert info is not None
+        return info.request_id
+
+    async with client(app) as http:
+        started = time.monotonic()
+        answer = await http.get("/id", headers={"X-Request-ID": "a" * 1_000_000})
+    assert time.monotonic() - started < 5
+    assert len(answer.json()) == 32
