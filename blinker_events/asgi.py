@@ -191,8 +191,10 @@ def publish_after_response(event: Event, *, timeout: float | None = None) -> Fut
     returned future failed with :class:`~blinker_events.EventSystemError`.
     The future resolves as ``publish_nowait``'s does, to the report; it
     fails with :class:`~blinker_events.QueueFullError` when the bus's full
-    queue refuses the event. Safe to call from any thread the request's
-    context reached (a sync view runs on a worker thread with a copy of it).
+    queue refuses the event, and cannot be cancelled (``cancel()`` returns
+    False: what the request announced is not withdrawn). Safe to call from
+    any thread the request's context reached (a sync view runs on a worker
+    thread with a copy of it).
 
     :param event: the :class:`~blinker_events.Event`.
     :param timeout: per-receiver timeout for this publish; None: the bus's.
@@ -210,6 +212,9 @@ def publish_after_response(event: Event, *, timeout: float | None = None) -> Fut
             "and the call must run in the request's context"
         )
     future: Future[DeliveryReport] = Future()
+    # Running from the start: cancel() is refused (False), so a caller cannot
+    # withdraw what the request announced, nor make the handoff fail later.
+    future.set_running_or_notify_cancel()
     request.queue(event, timeout, future)
     return future
 

@@ -798,3 +798,23 @@ async def test_a_huge_request_id_header_is_replaced_quickly(bus: EventBus) -> No
         answer = await http.get("/id", headers={"X-Request-ID": "a" * 1_000_000})
     assert time.monotonic() - started < 5
     assert len(answer.json()) == 32
+
+
+@pytest.mark.asyncio
+async def test_a_caller_cancelling_the_future_neither_fails_the_response_nor_withdraws_the_event(
+    bus: EventBus,
+) -> None:
+    app, _ = app_with(bus)
+    ran: list[Event] = []
+    bus.subscribe("e", ran.append)
+    cancelled: list[bool] = []
+
+    @app.post("/")
+    async def view() -> None:
+        future = publish_after_response(Event("e"))
+        cancelled.append(future.cancel())
+
+    async with client(app) as http:
+        assert (await http.post("/")).status_code == 200
+    assert cancelled == [False]
+    assert await async_wait_until(lambda: ran)
