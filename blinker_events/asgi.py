@@ -156,7 +156,7 @@ class _Request:
             self.info.method,
             describe(self.info.path),
             type(error).__name__,
-            ", ".join(shown_name(event.event_type) for event, *_ in dropped),
+            _types_of(event for event, *_ in dropped),
         )
         for _, _, _, future in dropped:
             future.set_exception(EventSystemError(f"not published: the app raised {describe(error)}"))
@@ -364,6 +364,13 @@ class BlinkerEvents:
 
     def __repr__(self) -> str:
         return f"<blinker_events.asgi.BlinkerEvents bus {self.bus.name!r}, drain_timeout {self.drain_timeout}>"
+
+
+def _types_of(events: Iterable[Event], shown: int = 5) -> str:
+    """The event types of ``events`` for a log line: the first few, then how many more."""
+    names = [shown_name(event.event_type) for event in events]
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def _copy(source: Future[DeliveryReport], target: Future[DeliveryReport]) -> None:

@@ -818,3 +818,24 @@ async def test_a_caller_cancelling_the_future_neither_fails_the_response_nor_wit
         assert (await http.post("/")).status_code == 200
     assert cancelled == [False]
     assert await async_wait_until(lambda: ran)
+
+
+@pytest.mark.asyncio
+async def test_the_drop_log_line_of_many_events_names_the_first_few(
+    bus: EventBus, caplog: pytest.LogCaptureFixture
+) -> None:
+    app, events = app_with(bus)
+
+    @app.post("/")
+    async def view() -> None:
+        for n in range(1000):
+            publish_after_response(Event(f"type.{n}"))
+        raise LookupError("gone")
+
+    async with client(app) as http:
+        assert (await http.post("/")).status_code == 500
+    assert events.stats() == {"queued": 0, "dropped": 1000}
+    (record,) = log_records(caplog, logging.WARNING, "1000 event(s) queued")
+    assert record.getMessage().endswith(
+        "the app raised LookupError: type.0, type.1, type.2, type.3, type.4 and 995 more"
+    )
