@@ -11,6 +11,7 @@
     python3 dev.py flask-example   run the Flask example app on http://127.0.0.1:5000
     python3 dev.py django-example  run the Django example on http://127.0.0.1:8000
     python3 dev.py redis-example   three processes sharing events through a throwaway redis-server
+    python3 dev.py fastapi-example the FastAPI example under uvicorn on http://127.0.0.1:8001
     python3 dev.py build    build the sdist and wheel into dist/ and check them (twine check --strict)
     python3 dev.py smoke    build, then install the wheel in a fresh venv outside the checkout and try it
 
@@ -34,16 +35,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 EXTRAS = {
     "demo": "",
-    "test": "[flask,django,redis,fast]",
-    "lint": "[flask,django,redis,fast]",
-    "bench": "[flask,django,redis,fast]",
+    "test": "[flask,django,redis,fast,asgi,fastapi]",
+    "lint": "[flask,django,redis,fast,asgi,fastapi]",
+    "bench": "[flask,django,redis,fast,asgi,fastapi]",
     "flask-example": "[flask]",
-    "django-example": "[flask,django,redis,fast]",
+    "django-example": "[flask,django,redis,fast,asgi,fastapi]",
     "redis-example": "[redis]",
-    "build": "[flask,django,redis,fast]",
-    "smoke": "[flask,django,redis,fast]",
+    "fastapi-example": "[fastapi]",
+    "build": "[flask,django,redis,fast,asgi,fastapi]",
+    "smoke": "[flask,django,redis,fast,asgi,fastapi]",
     # The docs site: the integrations importable for the API reference.
-    "docs": "[flask,django,redis,fast]",
+    "docs": "[flask,django,redis,fast,asgi,fastapi]",
 }
 #: The PEP 735 dependency groups (pyproject.toml) each task installs too.
 GROUPS = {
@@ -51,12 +53,13 @@ GROUPS = {
     "lint": ("dev",),
     "bench": ("dev", "bench"),
     "django-example": ("dev",),
+    "fastapi-example": ("dev",),  # uvicorn is in the test group
     "build": ("dev",),
     "smoke": ("dev",),
     "docs": ("docs",),
 }
 #: The dependencies whose declared lower bounds ``test --lowest`` installs.
-RANGE_TESTED = ("blinker", "asgiref", "flask", "django", "redis", "msgspec")
+RANGE_TESTED = ("blinker", "asgiref", "flask", "django", "redis", "msgspec", "starlette", "fastapi")
 RUNS = {
     "demo": ["-m", "blinker_events", "demo"],
     "test": ["-m", "pytest"],
@@ -64,6 +67,7 @@ RUNS = {
     "flask-example": ["-m", "examples.flask_app"],
     "django-example": ["-m", "examples.django_project"],
     "redis-example": ["-m", "examples.redis_nodes"],
+    "fastapi-example": ["-m", "examples.fastapi_app"],
     # -E: every page read afresh, as on a clean clone (an incremental build
     # checks only the pages that changed, and misses links into them);
     # -n: every cross-reference must resolve; -W --keep-going: every warning

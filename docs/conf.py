@@ -44,7 +44,7 @@ nitpick_ignore_regex = [
         r"|threading|types|typing|weakref)"
         r"(\..+)?",
     ),
-    (r"py:.*", r"(blinker|flask|werkzeug|django|redis|asgiref)(\..+)?"),
+    (r"py:.*", r"(blinker|flask|werkzeug|django|redis|asgiref|starlette|fastapi)(\..+)?"),
 ]
 nitpick_ignore = [
     # Python's built-in classes and exceptions (int, TypeError, ExceptionGroup, ...).
@@ -56,6 +56,7 @@ nitpick_ignore = [
     ),
     ("py:class", "t.Self"),  # typing.Self, as _compat spells it
     ("py:class", "Flask"),  # flask.Flask, imported for type checking only
+    ("py:class", "Starlette"),  # starlette.applications.Starlette, in blinker_events.asgi's annotations
     # Private Protocols and classes that annotations name; the parameter's
     # description says which public object to pass.
     ("py:class", "GuardingBus"),
