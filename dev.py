@@ -34,16 +34,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 EXTRAS = {
     "demo": "",
-    "test": "[flask,django,redis,fast]",
-    "lint": "[flask,django,redis,fast]",
-    "bench": "[flask,django,redis,fast]",
+    "test": "[flask,django,redis,fast,otel]",
+    "lint": "[flask,django,redis,fast,otel]",
+    "bench": "[flask,django,redis,fast,otel]",
     "flask-example": "[flask]",
-    "django-example": "[flask,django,redis,fast]",
+    "django-example": "[flask,django,redis,fast,otel]",
     "redis-example": "[redis]",
-    "build": "[flask,django,redis,fast]",
-    "smoke": "[flask,django,redis,fast]",
+    "build": "[flask,django,redis,fast,otel]",
+    "smoke": "[flask,django,redis,fast,otel]",
     # The docs site: the integrations importable for the API reference.
-    "docs": "[flask,django,redis,fast]",
+    "docs": "[flask,django,redis,fast,otel]",
 }
 #: The PEP 735 dependency groups (pyproject.toml) each task installs too.
 GROUPS = {
