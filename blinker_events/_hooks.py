@@ -58,7 +58,9 @@ class Hooks(Protocol):
         event, wherever it runs; the returned callable must undo it."""
         ...
 
-    def receiver(self, event: Event, sub: Subscription, fn: Callable[..., Any], timeout: float | None) -> Callable[..., Any]:
+    def receiver(
+        self, event: Event, sub: Subscription, fn: Callable[..., Any], timeout: float | None
+    ) -> Callable[..., Any]:
         """What to call instead of ``fn``, ``sub``'s receiver, for ``event``,
         with the same arguments; ``timeout`` is the one it runs under. For
         an async receiver (``sub.is_async``) the result must return an

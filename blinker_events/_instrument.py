@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
 __all__ = ["publish", "publish_nowait", "publish_sync"]
 
+
 def _check(event: Event, timeout: float | None) -> None:
     # Runtime.begin checks these too; checked first here so that a refused
     # publish leaves no trace either.
