@@ -24,7 +24,7 @@ from .. import DeliveryReport, Event, EventBus, __version__
 from ..lowlevel import outlets
 from ._spans import destination
 
-__all__ = ["BRIDGE_COUNTERS", "Instruments", "instruments_for"]
+__all__ = ["BRIDGE_COUNTERS", "DURATION_BUCKETS", "Instruments", "instruments_for"]
 
 #: The bridge counters exposed, as ``outcome`` of ``blinker_events.bridge.entries``.
 BRIDGE_COUNTERS = (
@@ -37,6 +37,9 @@ BRIDGE_COUNTERS = (
     "dead_lettered",
     "lost_to_trim",
 )
+
+#: The receiver duration histogram's bucket bounds, in seconds.
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 
 _OUTCOMES = (("succeeded", "succeeded"), ("failed", "failed"), ("timed_out", "timed_out"), ("cancelled", "cancelled"))
 
@@ -57,9 +60,17 @@ class Instruments:
         self.deliveries = meter.create_counter(
             "blinker_events.deliveries", unit="{delivery}", description="Receiver deliveries, by outcome"
         )
-        self.duration = meter.create_histogram(
-            "blinker_events.receiver.duration", unit="s", description="How long receivers ran"
-        )
+        try:  # the buckets OpenTelemetry's messaging conventions advise, in seconds
+            self.duration = meter.create_histogram(
+                "blinker_events.receiver.duration",
+                unit="s",
+                description="How long receivers ran",
+                explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+            )
+        except TypeError:  # opentelemetry-api before 1.23: the SDK's default buckets
+            self.duration = meter.create_histogram(
+                "blinker_events.receiver.duration", unit="s", description="How long receivers ran"
+            )
         observed: list[tuple[str, str, str, Callable[[EventBus], Iterable[tuple[int, dict[str, str]]]], bool]] = [
             ("blinker_events.queue.depth", "{event}", "Events waiting in the worker queue", _stat("queued"), False),
             ("blinker_events.queue.dropped", "{event}", "Events the worker queue dropped", _stat("dropped"), True),
