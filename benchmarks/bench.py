@@ -31,6 +31,8 @@ from asgiref.sync import sync_to_async
 
 from blinker_events import Event, EventBus, EventType
 
+from .otel_bench import otel_scenario
+
 DATA = {"order": 1}
 SOURCE = "bench"
 OURS = "blinker_events"
@@ -493,7 +495,7 @@ def plot(results: dict[str, Result], path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    shown = [r for r in results.values() if r.scenario not in ("M", "Q", "H", "R")]
+    shown = [r for r in results.values() if r.scenario not in ("M", "Q", "H", "R", "OT")]
     libs = [OURS, "blinker", "django", "pyee", "bare hop"]
     fig, axes = plt.subplots(1, len(shown), figsize=(3.2 * len(shown), 4))
     for ax, result in zip(axes if len(shown) > 1 else [axes], shown, strict=True):
@@ -509,7 +511,7 @@ def plot(results: dict[str, Result], path: str) -> None:
     fig.savefig(path, dpi=110)
 
 
-SCENARIOS = ("S1", "S10", "A1", "A10", "MIX", "Q", "QL", "H", "M", "R")
+SCENARIOS = ("S1", "S10", "A1", "A10", "MIX", "Q", "QL", "H", "M", "R", "OT")
 
 
 def run(only: list[str], repeats: int, scale: float) -> dict[str, Result]:
@@ -527,6 +529,7 @@ def run(only: list[str], repeats: int, scale: float) -> dict[str, Result]:
         "H": lambda: history_scenario(size(20_000), repeats),
         "M": lambda: memory_scenario(size(1_000_000)),
         "R": lambda: redis_scenario(size(50_000), repeats),
+        "OT": lambda: otel_scenario(size(10_000), repeats),
     }
     results = {}
     for name in only:

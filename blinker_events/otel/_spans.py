@@ -24,7 +24,7 @@ from opentelemetry import context, propagate, trace
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 from .. import DeliveryReport, Event, Subscription
-from ..lowlevel import DESCRIBE_LIMIT, PublishEnd, describe, shown_name
+from ..lowlevel import DESCRIBE_LIMIT, PublishEnd, describe, event_key, shown_name
 
 __all__ = ["Tracing"]
 
@@ -44,9 +44,21 @@ def _cut(text: str) -> str:
     return text if len(text) <= DESCRIBE_LIMIT else text[: DESCRIBE_LIMIT - 3] + "..."
 
 
+#: Event type names by type key, as :func:`destination` gives them: made
+#: once per type, not per span (emptied when full: string types may be many).
+_NAMES: dict[Any, str] = {}
+_NAMES_MAX = 4096
+
+
 def destination(event: Event) -> str:
     """The event type's name as spans and metrics give it (bounded)."""
-    return shown_name(event.event_type)
+    key = event_key(event)
+    name = _NAMES.get(key)
+    if name is None:
+        if len(_NAMES) >= _NAMES_MAX:
+            _NAMES.clear()
+        name = _NAMES[key] = shown_name(event.event_type)
+    return name
 
 
 class Tracing:
@@ -73,6 +85,14 @@ class Tracing:
                 "blinker_events.queued": queued,
             },
         )
+        if not span.is_recording():
+            # A no-op tracer's span (nothing to record, and an invalid
+            # context: the current one stays current) or a sampled-out one
+            # (whose context still goes to the receivers and the bridges).
+            if not span.get_span_context().is_valid:
+                return _nothing
+            token = context.attach(trace.set_span_in_context(span))
+            return lambda report, error: context.detach(token)
         token = context.attach(trace.set_span_in_context(span))
 
         def end(report: DeliveryReport | None, error: BaseException | None) -> None:
@@ -128,7 +148,7 @@ class Tracing:
         kwargs: dict[str, Any],
     ) -> Any:
         span = self._start(event, sub, timeout)
-        token = context.attach(trace.set_span_in_context(span))
+        token = context.attach(trace.set_span_in_context(span)) if span.get_span_context().is_valid else None
         started = perf_counter()
         outcome = "failed"
         try:
@@ -147,7 +167,8 @@ class Tracing:
                 outcome = "succeeded"
             return result
         finally:
-            context.detach(token)
+            if token is not None:
+                context.detach(token)
             self._end(event, span, outcome, started)
 
     def _call_async(
@@ -174,7 +195,7 @@ class Tracing:
         self, event: Event, sub: Subscription, timeout: float | None, awaitable: Any
     ) -> Generator[Any, Any, Any]:
         span = self._start(event, sub, timeout)
-        token = context.attach(trace.set_span_in_context(span))
+        token = context.attach(trace.set_span_in_context(span)) if span.get_span_context().is_valid else None
         started = perf_counter()
         outcome = "failed"
         try:
@@ -196,7 +217,8 @@ class Tracing:
             return result
         finally:
             try:
-                context.detach(token)
+                if token is not None:
+                    context.detach(token)
             finally:
                 self._end(event, span, outcome, started)
 
@@ -256,6 +278,10 @@ class Tracing:
         finally:
             context.detach(token)
             span.end()
+
+
+def _nothing(report: DeliveryReport | None, error: BaseException | None) -> None:
+    """The end of a publish a no-op tracer traced."""
 
 
 class _Traced:
