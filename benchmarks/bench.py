@@ -483,7 +483,7 @@ def print_table(results: dict[str, Result]) -> None:
             for mode in ("broadcast", "group"):
                 print(f"  {mode} / raw redis-py (events/s) = {result.notes[f'{mode}_events_per_second'] / raw:.2f}x")
         for key, value in result.notes.items():
-            print(f"  {key}: {value:,.0f}")
+            print(f"  {key}: {value:.2f}x" if key.endswith(" / plain") else f"  {key}: {value:,.0f}")
     print("\nTargets:")
     for target, measured, met in check_targets(results):
         print(f"  [{'met' if met else 'MISSED'}] {target}: {measured}")

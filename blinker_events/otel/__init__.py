@@ -70,12 +70,15 @@ def instrument(
 
 
 class Instrumentation:
-    """A bus's tracing and metrics, as :func:`instrument` set them up.
-    :meth:`uninstrument` (or leaving a ``with`` block) takes them off."""
+    """A bus's tracing and metrics, as :func:`instrument` set them up (made
+    by it, not by hand). :meth:`uninstrument` (or leaving a ``with`` block)
+    takes them off."""
 
-    def __init__(self, bus: EventBus, tracer: trace.Tracer, instruments: Instruments) -> None:
+    # The tracer and instruments are typed loosely here: they are internal,
+    # and the reference shows this signature.
+    def __init__(self, bus: EventBus, tracer: Any, instruments: Any) -> None:
         self._bus = bus
-        self._instruments = instruments
+        self._instruments: Instruments = instruments
         self._hooks = Tracing(tracer, self._timed)
         self._active = True
         install_hooks(bus, self._hooks)  # ValueError if another got there first: nothing else done yet
