@@ -467,3 +467,125 @@ def test_many_threads_publishing_get_one_trace_each(bus, traced, instrumented) -
     assert all(sends[parent_of(span)].context.trace_id == span.context.trace_id for span in processes)  # type: ignore[index]
     assert len({span.context.trace_id for span in sends.values()}) == 400
     assert {parent_of(span) for span in sends.values()} == {None}
+
+
+class Broken:
+    """A span processor that raises, as a buggy one of the application's may."""
+
+    def __init__(self, when: str) -> None:
+        self.when = when
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        if self.when == "start":
+            raise RuntimeError("processor broke")
+
+    def on_end(self, span: Any) -> None:
+        if self.when == "end":
+            raise RuntimeError("processor broke")
+
+    def shutdown(self) -> None: ...
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("when", ["start", "end"])
+def test_a_span_processor_that_raises_is_logged_and_the_publish_goes_on(bus, when, caplog) -> None:
+    provider = TracerProvider()
+    provider.add_span_processor(Broken(when))  # type: ignore[arg-type]
+    calls: list[Event] = []
+    bus.subscribe("x", calls.append)
+    with otel.instrument(bus, tracer_provider=provider):
+        report = bus.publish_sync(Event("x"))
+    assert report.ok
+    assert len(calls) == 1
+    logged = [r for r in caplog.records if r.name == "blinker_events.otel"]
+    assert len(logged) == 2  # the send span and the process span
+    assert all("OpenTelemetry" in r.getMessage() for r in logged)
+
+
+def test_a_scheduled_receiver_on_a_loop_closed_under_it_ends_its_span_cancelled(
+    bus, traced, instrumented, caplog
+) -> None:
+    started = threading.Event()
+
+    async def waiting(e: Event) -> None:
+        started.set()
+        await asyncio.sleep(30)
+
+    bus.subscribe("x", waiting)
+    loop = asyncio.new_event_loop()
+
+    async def publish_then_return() -> None:
+        bus.publish_sync(Event("x"))
+        await asyncio.sleep(0.05)
+
+    loop.run_until_complete(publish_then_return())
+    assert started.is_set()
+    loop.close()  # without cancelling the receiver's task
+    import gc
+
+    assert wait_until(lambda: gc.collect() is not None and len(traced.named("process x")) == 1, 5)
+    process = traced.one("process x")
+    assert attrs(process)["blinker_events.outcome"] == "cancelled"
+    assert attrs(process)["blinker_events.cancel_reason"] == "its loop was closed before it ended"
+    assert not [r for r in caplog.records if "detach" in r.getMessage()]
+
+
+def test_instrumenting_and_uninstrumenting_while_threads_publish_loses_nothing(bus, traced) -> None:
+    calls = []
+    bus.subscribe("x", calls.append)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    published: list[int] = []
+
+    def publisher() -> None:
+        while not stop.is_set():
+            try:
+                assert bus.publish_sync(Event("x")).ok
+                assert bus.publish_nowait(Event("x")).result(10).ok
+                published.append(2)
+            except BaseException as exc:
+                errors.append(exc)
+                return
+
+    threads = [threading.Thread(target=publisher) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for _ in range(50):
+        otel.instrument(bus, tracer_provider=traced.provider).uninstrument()
+    stop.set()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    assert lowlevel.instrumentation(bus) is None
+    assert len(calls) == sum(published)
+    spans = traced.spans()
+    sends = {s.context.span_id for s in spans if s.name == "send x"}
+    assert all(parent_of(s) in sends for s in spans if s.name == "process x")
+
+
+def test_publish_nowait_from_many_threads_keeps_each_receiver_under_its_publish(bus, traced, instrumented) -> None:
+    bus.subscribe("x", received)
+    futures = []
+    lock = threading.Lock()
+
+    def publisher() -> None:
+        for _ in range(50):
+            future = bus.publish_nowait(Event("x"))
+            with lock:
+                futures.append(future)
+
+    threads = [threading.Thread(target=publisher) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    for future in futures:
+        assert future.result(10).ok
+    assert wait_until(lambda: len(traced.named("process x")) == 200, 10)
+    by_id = {s.context.span_id: s for s in traced.named("send x")}
+    events = {attrs(s)["messaging.message.id"]: s for s in by_id.values()}
+    for process in traced.named("process x"):
+        parent = by_id[parent_of(process)]  # type: ignore[index]
+        assert events[attrs(process)["messaging.message.id"]] is parent

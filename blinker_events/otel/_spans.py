@@ -14,6 +14,7 @@ goes into a span: either may hold what must not leave the process.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Generator, Iterator, Mapping
 from contextlib import contextmanager
 from inspect import isawaitable
@@ -38,6 +39,27 @@ _TIMEOUT_SLACK = 0.01
 #: Bounds on what is read from another process's trace headers.
 _MAX_HEADERS = 8
 _MAX_HEADER_CHARS = 1024
+
+
+logger = logging.getLogger("blinker_events.otel")
+
+
+def _start_span(tracer: trace.Tracer, name: str, **options: Any) -> trace.Span:
+    """``tracer.start_span``, which runs the application's span processors
+    and sampler: what they raise is logged, never the publisher's or the
+    receiver's, and the span is then a no-op one."""
+    try:
+        return tracer.start_span(name, **options)
+    except Exception:
+        logger.exception("OpenTelemetry: starting span %r failed; it is not recorded", name)
+        return trace.INVALID_SPAN
+
+
+def _end_span(span: trace.Span) -> None:
+    try:
+        span.end()
+    except Exception:
+        logger.exception("OpenTelemetry: ending a span failed")
 
 
 def _cut(text: str) -> str:
@@ -73,7 +95,8 @@ class Tracing:
 
     def publish(self, event: Event, queued: bool) -> PublishEnd:
         name = destination(event)
-        span = self._tracer.start_span(
+        span = _start_span(
+            self._tracer,
             f"send {name}",
             kind=SpanKind.PRODUCER,
             attributes={
@@ -103,7 +126,7 @@ class Tracing:
                     _failed(span, error)
             finally:
                 context.detach(token)
-                span.end()
+                _end_span(span)
 
         return end
 
@@ -129,13 +152,13 @@ class Tracing:
         }
         if timeout is not None:
             attributes["blinker_events.timeout"] = timeout
-        return self._tracer.start_span(f"process {name}", kind=SpanKind.CONSUMER, attributes=attributes)
+        return _start_span(self._tracer, f"process {name}", kind=SpanKind.CONSUMER, attributes=attributes)
 
     def _end(self, event: Event, span: trace.Span, outcome: str, started: float) -> None:
         span.set_attribute("blinker_events.outcome", outcome)
         if outcome == "timed_out":
             span.set_status(Status(StatusCode.ERROR, "the receiver overran its timeout"))
-        span.end()
+        _end_span(span)
         self._record(event, outcome, perf_counter() - started)
 
     def _call_sync(
@@ -200,6 +223,13 @@ class Tracing:
         outcome = "failed"
         try:
             result = yield from awaitable.__await__()
+        except GeneratorExit:
+            # Closed from outside, not in its task's context (a loop closed
+            # under it dropped the task): that context is gone, nothing to detach.
+            token = None
+            outcome = "cancelled"
+            span.set_attribute("blinker_events.cancel_reason", "its loop was closed before it ended")
+            raise
         except asyncio.CancelledError as exc:
             elapsed = perf_counter() - started
             if timeout is not None and elapsed >= timeout - _TIMEOUT_SLACK:
@@ -228,7 +258,7 @@ class Tracing:
         span = self._start(event, sub, None)
         span.set_attribute("blinker_events.skip_reason", reason)
         span.set_attribute("blinker_events.outcome", "skipped")
-        span.end()
+        _end_span(span)
 
     # -- bridges -------------------------------------------------------------
 
@@ -260,7 +290,8 @@ class Tracing:
         if link:
             # A work queue's entry: a trace of its own, linked to the producer's.
             links = [Link(producer)] if producer.is_valid else []
-            span = self._tracer.start_span(
+            span = _start_span(
+                self._tracer,
                 f"receive {name}",
                 context=context.Context(),
                 kind=SpanKind.CONSUMER,
@@ -269,15 +300,15 @@ class Tracing:
             )
         else:
             parent = trace.set_span_in_context(trace.NonRecordingSpan(producer)) if producer.is_valid else None
-            span = self._tracer.start_span(
-                f"receive {name}", context=parent, kind=SpanKind.CONSUMER, attributes=span_attributes
+            span = _start_span(
+                self._tracer, f"receive {name}", context=parent, kind=SpanKind.CONSUMER, attributes=span_attributes
             )
         token = context.attach(trace.set_span_in_context(span))
         try:
             yield
         finally:
             context.detach(token)
-            span.end()
+            _end_span(span)
 
 
 def _nothing(report: DeliveryReport | None, error: BaseException | None) -> None:
