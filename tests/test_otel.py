@@ -367,6 +367,7 @@ def test_uninstrument_stops_the_spans_frees_the_slot_and_is_idempotent(bus, trac
     instrumentation.uninstrument()
     instrumentation.uninstrument()
     assert lowlevel.instrumentation(bus) is None
+    assert lowlevel.observers(bus) == ()  # the metrics' observer went too
     assert instrumentation.active is False
     bus.publish_sync(Event("x"))
     assert [span.name for span in traced.spans()] == ["process x", "send x"]

@@ -81,8 +81,10 @@ class Instrumentation:
         self._instruments: Instruments = instruments
         self._hooks = Tracing(tracer, self._timed)
         self._active = True
+        # One bound method, kept: unobserve tells observers apart by identity.
+        self._observer = self._observed
         install_hooks(bus, self._hooks)  # ValueError if another got there first: nothing else done yet
-        observe(bus, self._observed)
+        observe(bus, self._observer)
         instruments.add(self)
 
     @property
@@ -105,7 +107,7 @@ class Instrumentation:
             return
         self._active = False
         remove_hooks(self._bus, self._hooks)
-        unobserve(self._bus, self._observed)
+        unobserve(self._bus, self._observer)
         self._instruments.discard(self)
 
     def _observed(self, report: DeliveryReport) -> None:

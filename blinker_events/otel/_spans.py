@@ -350,12 +350,22 @@ def _failed(span: trace.Span, error: BaseException) -> None:
     span.set_status(Status(StatusCode.ERROR, describe(error)))
 
 
+#: The publish span's count attributes, by report field.
+_COUNTS = (
+    ("failed", "blinker_events.failed"),
+    ("timed_out", "blinker_events.timed_out"),
+    ("skipped", "blinker_events.skipped"),
+    ("cancelled", "blinker_events.cancelled"),
+    ("scheduled", "blinker_events.scheduled"),
+)
+
+
 def _summarise(span: trace.Span, report: DeliveryReport) -> None:
     """The publish's outcome counts on its span."""
     span.set_attribute("blinker_events.succeeded", len(report.succeeded))
-    for field in ("failed", "timed_out", "skipped", "cancelled", "scheduled"):
+    for field, attribute in _COUNTS:
         count = len(getattr(report, field))
         if count:
-            span.set_attribute(f"blinker_events.{field}", count)
+            span.set_attribute(attribute, count)
     if report.handed_off:
         span.set_attribute("blinker_events.handed_off", True)
