@@ -26,6 +26,11 @@ from ._spans import destination
 
 __all__ = ["BRIDGE_COUNTERS", "DURATION_BUCKETS", "Instruments", "instruments_for"]
 
+# Counts have no unit: an annotation ("{event}") would be the natural one,
+# but older versions of OpenTelemetry's Prometheus exporter (0.41b0, say)
+# put it into the metric's name, which prometheus_client then refuses: the
+# whole scrape fails.
+
 #: The bridge counters exposed, as ``outcome`` of ``blinker_events.bridge.entries``.
 BRIDGE_COUNTERS = (
     "published",
@@ -58,7 +63,7 @@ class Instruments:
         self._lock = threading.Lock()
         self._sources: weakref.WeakSet[Any] = weakref.WeakSet()
         self.deliveries = meter.create_counter(
-            "blinker_events.deliveries", unit="{delivery}", description="Receiver deliveries, by outcome"
+            "blinker_events.deliveries", description="Receiver deliveries, by outcome"
         )
         try:  # the buckets OpenTelemetry's messaging conventions advise, in seconds
             self.duration = meter.create_histogram(
@@ -67,35 +72,35 @@ class Instruments:
                 description="How long receivers ran",
                 explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
             )
-        except TypeError:  # opentelemetry-api before 1.23: the SDK's default buckets
+        except TypeError:  # opentelemetry-api before 1.30 has no advice: the SDK's default buckets
             self.duration = meter.create_histogram(
                 "blinker_events.receiver.duration", unit="s", description="How long receivers ran"
             )
         observed: list[tuple[str, str, str, Callable[[EventBus], Iterable[tuple[int, dict[str, str]]]], bool]] = [
-            ("blinker_events.queue.depth", "{event}", "Events waiting in the worker queue", _stat("queued"), False),
-            ("blinker_events.queue.dropped", "{event}", "Events the worker queue dropped", _stat("dropped"), True),
+            ("blinker_events.queue.depth", "", "Events waiting in the worker queue", _stat("queued"), False),
+            ("blinker_events.queue.dropped", "", "Events the worker queue dropped", _stat("dropped"), True),
             (
                 "blinker_events.queue.rejected",
-                "{event}",
+                "",
                 "Publishes the full worker queue refused",
                 _stat("rejected"),
                 True,
             ),
             (
                 "blinker_events.threads.stuck",
-                "{thread}",
+                "",
                 "Pool threads stuck in a receiver past its timeout",
                 _stat("stuck_threads"),
                 False,
             ),
             (
                 "blinker_events.subscriptions.disabled",
-                "{subscription}",
+                "",
                 "Auto-disabled subscriptions",
                 _stat("disabled"),
                 False,
             ),
-            ("blinker_events.bridge.entries", "{entry}", "Bridge stream entries, by outcome", _bridge_entries, True),
+            ("blinker_events.bridge.entries", "", "Bridge stream entries, by outcome", _bridge_entries, True),
         ]
         for name, unit, description, read, monotonic in observed:
             callback = self._callback(read)
