@@ -126,7 +126,7 @@ class Runtime:
         self.dispatch_context: Factory | None = None
         self.enabled = True
         self.outlets: tuple[Outlet, ...] = ()
-        #: The instrumentation (see :mod:`._instrument`); None: none, and no cost.
+        #: The instrumentation (see :mod:`._hooks`); None: none, and no cost.
         self.hooks: Hooks | None = None
 
     # -- settings -----------------------------------------------------------
