@@ -206,6 +206,36 @@ async def test_a_single_async_receiver_in_the_publishers_task_is_traced_and_nest
     assert not trace.get_current_span().get_span_context().is_valid
 
 
+@pytest.mark.asyncio
+async def test_publish_sync_inside_sync_to_async_traces_async_receivers_on_the_callers_loop(
+    bus, traced, instrumented
+) -> None:
+    from asgiref.sync import sync_to_async
+
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    async def on_outer_loop(e: Event) -> None:
+        loops.append(asyncio.get_running_loop())
+        await asyncio.sleep(0)
+
+    bus.subscribe("x", on_outer_loop)
+    await sync_to_async(lambda: bus.publish_sync(Event("x")))()
+    assert loops == [asyncio.get_running_loop()]
+    assert parent_of(traced.one("process x")) == traced.one("send x").context.span_id
+
+
+@pytest.mark.asyncio
+async def test_sync_receivers_on_asgirefs_thread_sensitive_executor_are_traced(new_bus: BusFactory, traced) -> None:
+    bus = new_bus(sync_executor="thread_sensitive")
+    bus.subscribe("x", lambda e: bus.publish_sync(Event("inner")))
+    bus.subscribe("inner", received)
+    with otel.instrument(bus, tracer_provider=traced.provider):
+        await bus.publish(Event("x"))
+    process = traced.one("process x")
+    assert parent_of(process) == traced.one("send x").context.span_id
+    assert parent_of(traced.one("send inner")) == process.context.span_id
+
+
 # -- publish_nowait -----------------------------------------------------------
 
 
