@@ -32,6 +32,7 @@ from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
 from ._context import enter_context, leave_context, reset_handling, set_handling
+from ._hooks import wrap
 from ._outcomes import TASK_CANCELLED
 from ._report import DeliveryReport
 from ._subscription import Subscription
@@ -283,8 +284,8 @@ async def deliver_one(
     event = report.event
     outcomes = runtime.outcomes
     timeout = override or sub.timeout or runtime.live.value.timeout  # Runtime.timeout_for, inlined: hot path
-    if (hooks := runtime.hooks) is not None:
-        fn = hooks.receiver(event, sub, fn, timeout)
+    if runtime.hooks is not None:
+        fn = wrap(runtime, event, sub, fn, timeout)
     task: asyncio.Task[Any] | None = None
     deadline: AsyncDeadline | None = None
     cancelling = 0

@@ -117,8 +117,8 @@ class EventBus(StateMethods):
             ran: the one receiver error, or an :class:`ExceptionGroup` of several.
         """
         runtime = self._runtime
-        if (hooks := runtime.hooks) is not None:  # instrumented (see lowlevel.instrument)
-            return _instrument.publish_sync(runtime, hooks, event, timeout)
+        if runtime.hooks is not None:  # instrumented (see lowlevel.instrument)
+            return _instrument.publish_sync(runtime, event, timeout)
         report, override, route = runtime.begin(event, timeout)
         if route is None:
             return report
@@ -150,8 +150,8 @@ class EventBus(StateMethods):
         :raises asyncio.CancelledError: the caller was cancelled; the receivers were too.
         """
         runtime = self._runtime
-        if (hooks := runtime.hooks) is not None:
-            return await _instrument.publish(runtime, hooks, event, timeout)
+        if runtime.hooks is not None:
+            return await _instrument.publish(runtime, event, timeout)
         report, override, route = runtime.begin(event, timeout)
         if route is None:
             return report
@@ -187,8 +187,8 @@ class EventBus(StateMethods):
             the event (``"raise"``, or ``"block"`` past its wait or on a loop thread).
         """
         runtime = self._runtime
-        if (hooks := runtime.hooks) is not None:
-            return _instrument.publish_nowait(runtime, hooks, self._queue, event, timeout)
+        if runtime.hooks is not None:
+            return _instrument.publish_nowait(runtime, self._queue, event, timeout)
         report, override, route = runtime.begin(event, timeout, routed=False)
         future: Future[DeliveryReport] = LazyFuture()
         if route is None:

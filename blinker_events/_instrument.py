@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 
 from ._checks import check_timeout
 from ._events import Event
-from ._hooks import Hooks
+from ._hooks import PublishEnd
 from ._inline import deliver_inline
 from ._interop import LazyFuture
 from ._on_loop import deliver_on_loop
@@ -56,10 +56,21 @@ def _check(event: Event, timeout: float | None) -> None:
         check_timeout(timeout)
 
 
-def publish_sync(runtime: Runtime, hooks: Hooks, event: Event, timeout: float | None) -> DeliveryReport:
+def _untraced(report: DeliveryReport | None, error: BaseException | None) -> None:
+    """The end of a publish whose hooks were taken off as it began."""
+
+
+def _start(runtime: Runtime, event: Event, queued: bool) -> PublishEnd:
+    # The facade saw the slot set; it is read again here, once: hooks taken
+    # off in between make this an untraced publish, not an error.
+    hooks = runtime.hooks
+    return _untraced if hooks is None else hooks.publish(event, queued)
+
+
+def publish_sync(runtime: Runtime, event: Event, timeout: float | None) -> DeliveryReport:
     """``EventBus.publish_sync`` with ``hooks`` around it."""
     _check(event, timeout)
-    end = hooks.publish(event, False)
+    end = _start(runtime, event, False)
     report: DeliveryReport | None = None
     error: BaseException | None = None
     try:
@@ -76,10 +87,10 @@ def publish_sync(runtime: Runtime, hooks: Hooks, event: Event, timeout: float | 
         end(report, error)
 
 
-async def publish(runtime: Runtime, hooks: Hooks, event: Event, timeout: float | None) -> DeliveryReport:
+async def publish(runtime: Runtime, event: Event, timeout: float | None) -> DeliveryReport:
     """``await EventBus.publish`` with ``hooks`` around it."""
     _check(event, timeout)
-    end = hooks.publish(event, False)
+    end = _start(runtime, event, False)
     report: DeliveryReport | None = None
     error: BaseException | None = None
     try:
@@ -103,14 +114,12 @@ async def publish(runtime: Runtime, hooks: Hooks, event: Event, timeout: float |
         end(report, error)
 
 
-def publish_nowait(
-    runtime: Runtime, hooks: Hooks, queue: WorkQueue, event: Event, timeout: float | None
-) -> Future[DeliveryReport]:
+def publish_nowait(runtime: Runtime, queue: WorkQueue, event: Event, timeout: float | None) -> Future[DeliveryReport]:
     """``EventBus.publish_nowait`` with ``hooks`` around it: they end when
     the event is queued (or refused); its receivers run later, in the
     context copied here, so what the hooks made current reaches them."""
     _check(event, timeout)
-    end = hooks.publish(event, True)
+    end = _start(runtime, event, True)
     report: DeliveryReport | None = None
     error: BaseException | None = None
     try:

@@ -196,3 +196,17 @@ def test_the_hooks_see_a_publish_the_outlets_refuse(bus: EventBus) -> None:
         bus.publish_sync(Event("x"))
     lowlevel.uninstrument(bus, hooks)
     assert hooks.calls == [("publish", "x", "False"), ("end", "x", "no report", "ValueError")]
+
+
+def test_a_publish_whose_hooks_were_taken_off_as_it_began_runs_untraced(bus: EventBus) -> None:
+    # The facade tests the slot, and the instrumented publish reads it again:
+    # in between, another thread may have uninstrumented the bus.
+    from blinker_events import _hooks, _instrument
+
+    calls: list[Event] = []
+    receiver = calls.append
+    sub = bus.subscribe("x", receiver)
+    report = _instrument.publish_sync(bus._runtime, Event("x"), None)
+    assert report.succeeded == [sub]
+    assert _hooks.wrap(bus._runtime, Event("x"), sub, receiver, None) is receiver
+    assert len(calls) == 1
