@@ -35,17 +35,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 EXTRAS = {
     "demo": "",
-    "test": "[flask,django,redis,fast,asgi,fastapi]",
-    "lint": "[flask,django,redis,fast,asgi,fastapi]",
-    "bench": "[flask,django,redis,fast,asgi,fastapi]",
+    "test": "[flask,django,redis,fast,asgi,fastapi,otel]",
+    "lint": "[flask,django,redis,fast,asgi,fastapi,otel]",
+    "bench": "[flask,django,redis,fast,asgi,fastapi,otel]",
     "flask-example": "[flask]",
-    "django-example": "[flask,django,redis,fast,asgi,fastapi]",
+    "django-example": "[flask,django,redis,fast,asgi,fastapi,otel]",
     "redis-example": "[redis]",
     "fastapi-example": "[fastapi]",
-    "build": "[flask,django,redis,fast,asgi,fastapi]",
-    "smoke": "[flask,django,redis,fast,asgi,fastapi]",
+    "build": "[flask,django,redis,fast,asgi,fastapi,otel]",
+    "smoke": "[flask,django,redis,fast,asgi,fastapi,otel]",
     # The docs site: the integrations importable for the API reference.
-    "docs": "[flask,django,redis,fast,asgi,fastapi]",
+    "docs": "[flask,django,redis,fast,asgi,fastapi,otel]",
 }
 #: The PEP 735 dependency groups (pyproject.toml) each task installs too.
 GROUPS = {

@@ -481,7 +481,7 @@ def print_table(results: dict[str, Result]) -> None:
             for mode in ("broadcast", "group"):
                 print(f"  {mode} / raw redis-py (events/s) = {result.notes[f'{mode}_events_per_second'] / raw:.2f}x")
         for key, value in result.notes.items():
-            print(f"  {key}: {value:,.0f}")
+            print(f"  {key}: {value:.2f}x" if key.endswith(" / plain") else f"  {key}: {value:,.0f}")
     print("\nTargets:")
     for target, measured, met in check_targets(results):
         print(f"  [{'met' if met else 'MISSED'}] {target}: {measured}")
@@ -493,7 +493,7 @@ def plot(results: dict[str, Result], path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    shown = [r for r in results.values() if r.scenario not in ("M", "Q", "H", "R")]
+    shown = [r for r in results.values() if r.scenario not in ("M", "Q", "H", "R", "OT")]
     libs = [OURS, "blinker", "django", "pyee", "bare hop"]
     fig, axes = plt.subplots(1, len(shown), figsize=(3.2 * len(shown), 4))
     for ax, result in zip(axes if len(shown) > 1 else [axes], shown, strict=True):
@@ -509,7 +509,15 @@ def plot(results: dict[str, Result], path: str) -> None:
     fig.savefig(path, dpi=110)
 
 
-SCENARIOS = ("S1", "S10", "A1", "A10", "MIX", "Q", "QL", "H", "M", "R")
+def _otel_scenario(n: int, repeats: int) -> Result:
+    # Imported here: compare.py loads this file alone, as no package.
+    from benchmarks.otel_bench import otel_scenario
+
+    result: Result = otel_scenario(n, repeats)
+    return result
+
+
+SCENARIOS = ("S1", "S10", "A1", "A10", "MIX", "Q", "QL", "H", "M", "R", "OT")
 
 
 def run(only: list[str], repeats: int, scale: float) -> dict[str, Result]:
@@ -527,6 +535,7 @@ def run(only: list[str], repeats: int, scale: float) -> dict[str, Result]:
         "H": lambda: history_scenario(size(20_000), repeats),
         "M": lambda: memory_scenario(size(1_000_000)),
         "R": lambda: redis_scenario(size(50_000), repeats),
+        "OT": lambda: _otel_scenario(size(10_000), repeats),
     }
     results = {}
     for name in only:

@@ -31,6 +31,10 @@ timeout of 5 s, cycle guard, failure tracking):
   waiting for the last one's future: the publisher's and the worker
   thread's instructions together
 - ``history``: ``History.record`` of one report into a full ring of 1,000
+- ``S1-otel-noop`` / ``A1-otel-noop``: S1 and A1 on a bus instrumented by
+  :mod:`blinker_events.otel` with OpenTelemetry's no-op providers, and
+  ``S1-otel-sdk`` / ``A1-otel-sdk``: with the SDK recording every span (to
+  an exporter that drops them) and every measurement
 - ``contextvar``: the cycle guard's ``get``, ``set`` and ``reset`` the way
   the dispatch code calls them today (``HANDLING.get()`` on the module-level
   variable), and ``contextvar-bound``: through ``_context``'s pre-bound
@@ -62,6 +66,28 @@ DATA = {"order": 1}
 SOURCE = "bench"
 N = int(sys.argv[1])
 """
+
+_OTEL_NOOP = (
+    "from opentelemetry.trace import NoOpTracerProvider\n"
+    "from opentelemetry.metrics import NoOpMeterProvider\n"
+    "from blinker_events import otel\n"
+    "bus = EventBus(timeout=5.0, history_size=1000)\n"
+    "otel.instrument(bus, tracer_provider=NoOpTracerProvider(), meter_provider=NoOpMeterProvider())\n"
+)
+_OTEL_SDK = (
+    "from opentelemetry.sdk.trace import TracerProvider\n"
+    "from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult\n"
+    "from opentelemetry.sdk.metrics import MeterProvider\n"
+    "from opentelemetry.sdk.metrics.export import InMemoryMetricReader\n"
+    "from blinker_events import otel\n"
+    "class Drop(SpanExporter):\n"
+    "    def export(self, spans): return SpanExportResult.SUCCESS\n"
+    "tracer_provider = TracerProvider()\n"
+    "tracer_provider.add_span_processor(SimpleSpanProcessor(Drop()))\n"
+    "meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])\n"
+    "bus = EventBus(timeout=5.0, history_size=1000)\n"
+    "otel.instrument(bus, tracer_provider=tracer_provider, meter_provider=meter_provider)\n"
+)
 
 #: name -> (set-up, loop body, ``async``?). The body runs N times with ``i``
 #: as the loop variable; set-up runs once, then the body 200 times to warm up
@@ -173,6 +199,30 @@ CASES: dict[str, tuple[str, str, bool]] = {
         "publish = bus.publish_nowait",
         "last = publish(Event(T.EVENT, DATA, SOURCE))",
         False,
+    ),
+    # The cost of blinker_events.otel: S1 and A1 on a bus instrumented with
+    # the API's no-op providers (what a library user pays when the
+    # application installed no SDK), and with the SDK recording every span
+    # (to an exporter that drops them) and every measurement (in memory).
+    "S1-otel-noop": (
+        _OTEL_NOOP + "def receiver(event): pass\nbus.subscribe(T.EVENT, receiver)\npublish = bus.publish_sync",
+        "publish(Event(T.EVENT, DATA, SOURCE))",
+        False,
+    ),
+    "S1-otel-sdk": (
+        _OTEL_SDK + "def receiver(event): pass\nbus.subscribe(T.EVENT, receiver)\npublish = bus.publish_sync",
+        "publish(Event(T.EVENT, DATA, SOURCE))",
+        False,
+    ),
+    "A1-otel-noop": (
+        _OTEL_NOOP + "async def receiver(event): pass\nbus.subscribe(T.EVENT, receiver)\npublish = bus.publish",
+        "await publish(Event(T.EVENT, DATA, SOURCE))",
+        True,
+    ),
+    "A1-otel-sdk": (
+        _OTEL_SDK + "async def receiver(event): pass\nbus.subscribe(T.EVENT, receiver)\npublish = bus.publish",
+        "await publish(Event(T.EVENT, DATA, SOURCE))",
+        True,
     ),
     "contextvar-bound": (
         "from blinker_events._context import get_handling, set_handling, reset_handling\nframe = (None, ())",

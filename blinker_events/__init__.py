@@ -30,20 +30,22 @@ this API -- is at https://blinker-events.readthedocs.io/en/latest/
 #   classes and their bases), ``_bridges`` (relays for signals the bus does
 #   not own), ``_outlets``, ``_registry`` (held by the bus);
 # - what happened: ``_report``, ``_outcomes`` (the one outcome recorder and
-#   the cycle rule), ``_history``;
+#   the cycle rule), ``_history``, ``_hooks`` (the instrumentation protocol);
 # - engine: ``_runtime`` (what the paths receive; how every publish begins
 #   and ends), then the paths, which differ only in where receivers run:
 #   ``_sync`` and ``_async`` (calling receivers), ``_inline``
 #   (``publish_sync``), ``_on_loop`` (``await publish``), ``_worker``
 #   (``publish_nowait``); ``_waiting`` and ``_streaming`` (waiters and
-#   streams, which observe the history);
+#   streams, which observe the history); ``_instrument`` (the three
+#   publishes with a bus's hooks around them);
 # - facade: ``_bus`` (``EventBus``, thin; what it keeps in
 #   ``_bus_state``: its settings and history), ``_compat`` (blinker's ``Signal``
 #   and ``Namespace``, drop-in), :mod:`blinker_events.lowlevel` (the public
 #   API for integrations), and this module;
 # - integrations: :mod:`blinker_events.flask`, :mod:`blinker_events.django`,
 #   :mod:`blinker_events.redis`, :mod:`blinker_events.testing` (the pytest
-#   plugin and test helpers), on public names and ``lowlevel`` only.
+#   plugin and test helpers), :mod:`blinker_events.otel`, on public names and
+#   ``lowlevel`` only.
 
 from __future__ import annotations
 

@@ -32,6 +32,7 @@ from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
 from ._context import enter_context, leave_context, reset_handling, set_handling
+from ._hooks import wrap
 from ._outcomes import TASK_CANCELLED
 from ._report import DeliveryReport
 from ._subscription import Subscription
@@ -156,6 +157,7 @@ async def deliver_async(
     default_timeout = runtime.live.value.timeout
     make_task = _task_maker(loop)
     tracker = _Tracker()
+    hooks = runtime.hooks
     for sub in subs:
         if checked or (sub.active and not sub.disabled and not chain):
             fn = sub._fn or sub.callback  # the common case, without a call
@@ -164,6 +166,8 @@ async def deliver_async(
         if fn is None:
             continue
         timeout = override or sub.timeout or default_timeout  # Runtime.timeout_for, inlined: per receiver
+        if hooks is not None:
+            fn = hooks.receiver(event, sub, fn, timeout)
         # The task copies the context now, so the receiver (and whatever it
         # publishes, even from tasks of its own) carries this chain.
         token = set_handling((event, chain + (sub,) if chain else sub._chain))
@@ -280,6 +284,8 @@ async def deliver_one(
     event = report.event
     outcomes = runtime.outcomes
     timeout = override or sub.timeout or runtime.live.value.timeout  # Runtime.timeout_for, inlined: hot path
+    if runtime.hooks is not None:
+        fn = wrap(runtime, event, sub, fn, timeout)
     task: asyncio.Task[Any] | None = None
     deadline: AsyncDeadline | None = None
     cancelling = 0

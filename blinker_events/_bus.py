@@ -20,7 +20,7 @@ from typing import Any, TypeVar, Unpack, overload
 
 from blinker import ANY, NamedSignal, Signal
 
-from . import _streaming, _waiting
+from . import _instrument, _streaming, _waiting
 from ._bridges import Bridges
 from ._bus_state import StateMethods
 from ._checks import check_timeout
@@ -117,6 +117,8 @@ class EventBus(StateMethods):
             ran: the one receiver error, or an :class:`ExceptionGroup` of several.
         """
         runtime = self._runtime
+        if runtime.hooks is not None:  # instrumented (see lowlevel.instrument)
+            return _instrument.publish_sync(runtime, event, timeout)
         report, override, route = runtime.begin(event, timeout)
         if route is None:
             return report
@@ -148,6 +150,8 @@ class EventBus(StateMethods):
         :raises asyncio.CancelledError: the caller was cancelled; the receivers were too.
         """
         runtime = self._runtime
+        if runtime.hooks is not None:
+            return await _instrument.publish(runtime, event, timeout)
         report, override, route = runtime.begin(event, timeout)
         if route is None:
             return report
@@ -183,6 +187,8 @@ class EventBus(StateMethods):
             the event (``"raise"``, or ``"block"`` past its wait or on a loop thread).
         """
         runtime = self._runtime
+        if runtime.hooks is not None:
+            return _instrument.publish_nowait(runtime, self._queue, event, timeout)
         report, override, route = runtime.begin(event, timeout, routed=False)
         future: Future[DeliveryReport] = LazyFuture()
         if route is None:

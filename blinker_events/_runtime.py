@@ -46,6 +46,7 @@ from ._context import Factory
 from ._describe import describe
 from ._events import Event
 from ._history import History
+from ._hooks import Hooks
 from ._lifecycle import remaining
 from ._outcomes import OutcomeRecorder, check_cycle
 from ._outlets import Outlet, offer
@@ -90,6 +91,7 @@ class Runtime:
         "dispatch_context",
         "enabled",
         "history",
+        "hooks",
         "live",
         "lock",
         "loop_thread",
@@ -124,6 +126,8 @@ class Runtime:
         self.dispatch_context: Factory | None = None
         self.enabled = True
         self.outlets: tuple[Outlet, ...] = ()
+        #: The instrumentation (see :mod:`._hooks`); None: none, and no cost.
+        self.hooks: Hooks | None = None
 
     # -- settings -----------------------------------------------------------
 
@@ -223,11 +227,15 @@ class Runtime:
         top-level publish to enabled receivers pays nothing for it."""
         if sub.disabled:
             report._add_skip(sub, "disabled")
+            if (hooks := self.hooks) is not None:
+                hooks.skipped(report.event, sub, "disabled")
             return False
         if chain:
             cycle = check_cycle(sub, chain, self.live.value.max_depth)
             if cycle is not None:
                 self.outcomes.skipped_cycle(report, sub, cycle)
+                if (hooks := self.hooks) is not None:
+                    hooks.skipped(report.event, sub, "cycle")
                 return False
         return True
 

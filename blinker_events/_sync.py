@@ -85,6 +85,7 @@ def deliver_sync(
     default_timeout = runtime.live.value.timeout
     succeeded = report.succeeded.append
     results = report.results
+    hooks = runtime.hooks
     # A run collects async receivers on itself: it may move threads midway.
     async_subs: list[Subscription] = _NO_ASYNC if run is None else run.async_subs
     slot: WatchSlot | None = None
@@ -118,6 +119,8 @@ def deliver_sync(
                         watchdog.ensure_running()
                 watched: Watched = (sub, t0 + timeout, event, run, saved)
                 slot.current = watched
+            if hooks is not None:
+                fn = hooks.receiver(event, sub, fn, timeout)
             token = set_handling((event, chain + (sub,) if chain else sub._chain))
             error: BaseException | None = None
             try:

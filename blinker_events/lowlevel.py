@@ -29,6 +29,10 @@ Everything here is stable in the same sense as :mod:`blinker_events`:
   :func:`observers` -- a callable handed every publish's report as it is
   recorded, on every path, history on or off -- :func:`replace_history`
   and :func:`drain`;
+- **instrumentation** (for tracers and metrics): :func:`instrument`,
+  :func:`uninstrument`, :func:`instrumentation` -- one :class:`Hooks`
+  object a bus calls around every publish and receiver (see
+  :class:`Hooks`; :mod:`blinker_events.otel` is one);
 - **messages**: :func:`shown_name`, an event type's name cut for a message;
 - :func:`running_loop`: the loop running in this thread, or None, cheaply.
 
@@ -56,6 +60,7 @@ from ._describe import describe
 from ._events import Event
 from ._fork import reinit as reinit_locks
 from ._history import Observer
+from ._hooks import Hooks, PublishEnd
 from ._interop import running_loop
 from ._lifecycle import drain_at_exit
 from ._outlets import Outlet
@@ -71,8 +76,10 @@ __all__ = [
     "BusLoop",
     "BusSettings",
     "DefaultBusRelay",
+    "Hooks",
     "Observer",
     "Outlet",
+    "PublishEnd",
     "TypeKey",
     "bus_loop",
     "check_flag",
@@ -86,6 +93,8 @@ __all__ = [
     "event_key",
     "forget_outlet_after_fork",
     "has_sync_receivers",
+    "instrument",
+    "instrumentation",
     "is_relayed",
     "observe",
     "observers",
@@ -96,6 +105,7 @@ __all__ = [
     "shown_name",
     "type_key",
     "type_matcher",
+    "uninstrument",
     "unobserve",
 ]
 
@@ -203,3 +213,38 @@ def drain(bus: EventBus, timeout: float | None) -> int:
     futures failed) and return how many: ``shutdown``'s first stage,
     leaving the outlets and the bus loop running."""
     return bus._queue.join(check_timeout(timeout))
+
+
+def instrument(bus: EventBus, hooks: Hooks) -> None:
+    """Call ``hooks`` around every publish and receiver of ``bus`` from now
+    on, on every path (see :class:`Hooks` for when each method is called,
+    and in which thread). A bus has one slot: while another object is
+    installed this raises ValueError and changes nothing (installing the
+    same one again does nothing). Publishes already under way keep the
+    hooks they started with, or none. Without hooks a bus pays nothing
+    for this beyond reading the empty slot."""
+    for name in ("publish", "receiver", "skipped", "inject", "received"):
+        if not callable(getattr(hooks, name, None)):
+            raise TypeError(f"hooks must have a {name}() method")
+    runtime = bus._runtime
+    with runtime.lock:
+        if runtime.hooks is not None and runtime.hooks is not hooks:
+            raise ValueError(f"hooks: {bus!r} is already instrumented by {describe(runtime.hooks)}")
+        runtime.hooks = hooks
+
+
+def uninstrument(bus: EventBus, hooks: Hooks) -> bool:
+    """Take ``hooks`` off ``bus``; False (and nothing changes) if they were
+    not the ones installed. Receivers already wrapped finish wrapped."""
+    runtime = bus._runtime
+    with runtime.lock:
+        if runtime.hooks is not hooks:
+            return False
+        runtime.hooks = None
+        return True
+
+
+def instrumentation(bus: EventBus) -> Hooks | None:
+    """The hooks installed on ``bus``, or None. A bridge asks this per
+    event, to carry the trace context only when there is one to carry."""
+    return bus._runtime.hooks

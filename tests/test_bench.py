@@ -35,6 +35,15 @@ def test_async_scenario(receivers: int) -> None:
     assert set(result.ns) == {"blinker_events", "blinker", "django", "pyee"}
 
 
+def test_otel_scenario() -> None:
+    from benchmarks.otel_bench import otel_scenario
+
+    result = otel_scenario(n=30, repeats=1)
+    cases = {f"{case} {kind}" for case in ("S1", "A1") for kind in ("plain", "noop", "sdk")}
+    assert set(result.ns) == cases
+    assert sorted(result.notes) == sorted(f"{c} {k} / plain" for c in ("S1", "A1") for k in ("noop", "sdk"))
+
+
 def test_mix_scenario() -> None:
     result = bench.mix_scenario(n=20, repeats=1)
     assert set(result.ns) == {"blinker_events", "blinker", "django", "bare hop"}

@@ -23,6 +23,7 @@ INTEGRATIONS = [
     *PACKAGE.glob("django/*.py"),
     *PACKAGE.glob("redis/*.py"),
     *PACKAGE.glob("testing/*.py"),
+    *PACKAGE.glob("otel/*.py"),
 ]
 PRIVATE_CORE_IMPORT = re.compile(r"^\s*from (blinker_events\._|\.\._|blinker_events import _)", re.MULTILINE)
 BUS_PRIVATE = re.compile(r"\b_?bus\._[a-z]")  # bus._x and self._bus._x
@@ -94,3 +95,118 @@ def test_type_matcher_says_whether_an_event_is_of_a_type_as_the_bus_delivers_it(
     assert [lowlevel.type_matcher(_Derived)(e) for e in (string_event, base, derived)] == [False, False, True]
     with pytest.raises(TypeError, match="event_type must be"):
         lowlevel.type_matcher(3)  # type: ignore[arg-type]
+
+
+class Recording:
+    """A minimal :class:`lowlevel.Hooks`: records what the bus calls, and
+    where, and runs each receiver as it is."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, ...]] = []
+
+    def publish(self, event: Event, queued: bool) -> lowlevel.PublishEnd:
+        self.calls.append(("publish", str(event.event_type), str(queued)))
+
+        def end(report: DeliveryReport | None, error: BaseException | None) -> None:
+            outcome = "no report" if report is None else "report"
+            self.calls.append(("end", str(event.event_type), outcome, type(error).__name__))
+
+        return end
+
+    def receiver(self, event: Event, sub: Any, fn: Any, timeout: float | None) -> Any:
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            self.calls.append(("receiver", str(event.event_type), str(timeout)))
+            return fn(*args, **kwargs)
+
+        return wrapped
+
+    def skipped(self, event: Event, sub: Any, reason: str) -> None:
+        self.calls.append(("skipped", str(event.event_type), reason))
+
+    def inject(self, carrier: dict[str, str]) -> None:
+        carrier["seen"] = "yes"
+
+    def received(self, event: Event, carrier: Any, *, link: bool, attributes: Any) -> Any:
+        raise AssertionError("no bridge here")
+
+
+def test_instrument_calls_the_hooks_around_each_publish_and_receiver(new_bus: Any) -> None:
+    bus = new_bus(failure_threshold=1)
+    hooks = Recording()
+
+    def broken(e: Event) -> None:
+        raise ValueError("no")
+
+    bus.subscribe("ok", lambda e: None, timeout=1.5)
+    bus.subscribe("bad", broken)
+    lowlevel.instrument(bus, hooks)
+    assert lowlevel.instrumentation(bus) is hooks
+    lowlevel.instrument(bus, hooks)  # the same again: nothing changes
+    bus.publish_sync(Event("ok"))
+    bus.publish_sync(Event("bad"))  # fails, and is disabled: that is announced
+    bus.publish_sync(Event("bad"))
+    bus.publish_nowait(Event("ok")).result(5)
+    assert lowlevel.uninstrument(bus, hooks) is True
+    assert lowlevel.uninstrument(bus, hooks) is False
+    bus.publish_sync(Event("ok"))
+    disabled = "SystemEventType.SUBSCRIBER_DISABLED"
+    assert hooks.calls[:-2] == [
+        ("publish", "ok", "False"),
+        ("receiver", "ok", "1.5"),
+        ("end", "ok", "report", "NoneType"),
+        ("publish", "bad", "False"),
+        ("receiver", "bad", "None"),
+        ("publish", disabled, "False"),
+        ("end", disabled, "report", "NoneType"),
+        ("end", "bad", "report", "NoneType"),
+        ("publish", "bad", "False"),
+        ("skipped", "bad", "disabled"),
+        ("end", "bad", "report", "NoneType"),
+        ("publish", "ok", "True"),
+    ]
+    # The queued publish ends once queued: the worker may start on it first.
+    assert sorted(hooks.calls[-2:]) == [("end", "ok", "report", "NoneType"), ("receiver", "ok", "1.5")]
+
+
+def test_a_second_instrumentation_is_refused_and_the_first_stays(bus: EventBus) -> None:
+    first, second = Recording(), Recording()
+    lowlevel.instrument(bus, first)
+    with pytest.raises(ValueError, match=r"^hooks: .* is already instrumented by "):
+        lowlevel.instrument(bus, second)
+    assert lowlevel.uninstrument(bus, second) is False
+    assert lowlevel.instrumentation(bus) is first
+    lowlevel.uninstrument(bus, first)
+
+
+def test_the_hooks_see_a_publish_the_outlets_refuse(bus: EventBus) -> None:
+    class Refusing:
+        takes_over = False
+
+        def prepare(self, event: Event) -> object:
+            raise ValueError("cannot carry it")
+
+        def send(self, prepared: object) -> None: ...
+
+        def close(self, timeout: float | None) -> None: ...
+
+    hooks = Recording()
+    bus.add_outlet(Refusing())
+    lowlevel.instrument(bus, hooks)
+    with pytest.raises(ValueError, match=r"^cannot carry it$"):
+        bus.publish_sync(Event("x"))
+    lowlevel.uninstrument(bus, hooks)
+    assert hooks.calls == [("publish", "x", "False"), ("end", "x", "no report", "ValueError")]
+
+
+def test_a_publish_whose_hooks_were_taken_off_as_it_began_runs_untraced(bus: EventBus) -> None:
+    # The facade tests the slot, and the instrumented publish reads it again:
+    # in between, another thread may have uninstrumented the bus.
+    from blinker_events import _hooks, _instrument
+
+    calls: list[Event] = []
+    receiver = calls.append
+    sub = bus.subscribe("x", receiver)
+    report = _instrument.publish_sync(bus._runtime, Event("x"), None)
+    assert report.succeeded == [sub]
+    assert _hooks.wrap(bus._runtime, Event("x"), sub, receiver, None) is receiver
+    assert len(calls) == 1

@@ -28,6 +28,7 @@ from ..lowlevel import (
     check_positive_int,
     check_timeout,
     forget_outlet_after_fork,
+    instrumentation,
     outlets,
 )
 from ._connection import make_client, redact
@@ -36,7 +37,7 @@ from ._inbound import Cursor
 from ._options import DEFAULT_URL, check_options
 from ._outbound import Outbox
 from ._session import Counters, Session, Settings, Shared
-from ._wire import Fields, encode
+from ._wire import Fields, add_carrier, encode
 
 __all__ = ["RedisBridge"]
 
@@ -374,7 +375,13 @@ class RedisBridge:
         bridge does not carry its type; ``ValueError`` if it cannot."""
         if not self._options.carries(event, self.bus):
             return None
-        return encode(event, self._node_bytes, self._options.encoder, self._options.max_payload)
+        fields = encode(event, self._node_bytes, self._options.encoder, self._options.max_payload)
+        hooks = instrumentation(self.bus)
+        if hooks is not None:  # the publish's trace context goes with the event
+            headers: dict[str, str] = {}
+            hooks.inject(headers)
+            add_carrier(fields, headers)
+        return fields
 
     def send(self, prepared: object) -> None:
         """(Publisher\'s thread.) Queue what :meth:`prepare` made for the writer."""

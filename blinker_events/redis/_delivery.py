@@ -15,14 +15,14 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import CancelledError, Future
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, cast
 
 from .. import DeliveryReport, Event, QueueFullError
-from ..lowlevel import describe, has_sync_receivers
+from ..lowlevel import describe, has_sync_receivers, instrumentation
 from ._connection import Entry
-from ._wire import WireError, decode
+from ._wire import WireError, carrier, decode
 
 if TYPE_CHECKING:
     from .. import EventBus
@@ -121,6 +121,9 @@ class Delivery:
         self._via_worker = via_worker
         #: Group mode: a delivery that did not fully succeed stays pending.
         self._retry = not skip_own
+        #: The trace headers of the batch being delivered, by event id (only
+        #: while the bus is instrumented).
+        self._carriers: dict[str, dict[str, str]] = {}
         self.gate = Gate()
 
     def accepting(self) -> bool:
@@ -138,6 +141,7 @@ class Delivery:
         settled: list[bytes] = []
         todo: list[tuple[bytes, Event]] = []
         batch_ids: set[str] = set()
+        traced = instrumentation(self._bus) is not None
         for entry_id, fields in entries:
             event = self._admit(entry_id, fields)
             if isinstance(event, WireError):
@@ -150,10 +154,15 @@ class Delivery:
             else:
                 batch_ids.add(event.event_id)
                 todo.append((entry_id, event))
-        if self._via_worker:
-            reports = await self._through_worker([event for _, event in todo])
-        else:
-            reports = [await self._publish(event) for _, event in todo]
+                if traced:
+                    self._carriers[event.event_id] = carrier(fields)
+        try:
+            if self._via_worker:
+                reports = await self._through_worker([event for _, event in todo])
+            else:
+                reports = [await self._publish(event) for _, event in todo]
+        finally:
+            self._carriers.clear()
         for (entry_id, event), outcome in zip(todo, reports, strict=True):
             if self._succeeded(event, outcome):
                 settled.append(entry_id)
@@ -187,12 +196,26 @@ class Delivery:
         # may set it after the bridge started); the worker enters it itself.
         factory = self._bus.dispatch_context if self._via_worker else None
         try:
-            if factory is None:
-                return await self._bus.publish(event)
-            with factory():
-                return await self._bus.publish(event)
+            with self._received(event):
+                if factory is None:
+                    return await self._bus.publish(event)
+                with factory():
+                    return await self._bus.publish(event)
         except Exception as exc:  # the bus propagates receiver errors
             return exc
+
+    def _received(self, event: Event) -> AbstractContextManager[object]:
+        """What an instrumented bus enters around publishing ``event`` here:
+        its trace context from the entry, as a parent (broadcast: every node
+        handles the entry once, now) or a link (group mode: one consumer
+        handles it, perhaps again after another failed). Nothing otherwise."""
+        headers = self._carriers.get(event.event_id)
+        hooks = instrumentation(self._bus)
+        if hooks is None:
+            return nullcontext()
+        return hooks.received(
+            event, headers or {}, link=self._retry, attributes={"blinker_events.redis.stream": self._stream}
+        )
 
     async def _through_worker(self, events: list[Event]) -> list[DeliveryReport | BaseException]:
         # Events with sync receivers are queued for the worker, all at once.
@@ -207,7 +230,8 @@ class Delivery:
                 pending.append(await self._publish(event))
                 continue
             try:
-                pending.append(bus.publish_nowait(event))
+                with self._received(event):
+                    pending.append(bus.publish_nowait(event))
                 queued = True
             except QueueFullError:
                 # The app's own queued work filled the queue: deliver this

@@ -36,7 +36,7 @@ from redis.exceptions import NoPermissionError, NoScriptError, ResponseError
 
 from ..lowlevel import describe, running_loop
 from ._connection import CONNECTION_ERRORS, Entry
-from ._wire import VERSION, Fields
+from ._wire import TRACE, VERSION, Fields
 
 if TYPE_CHECKING:
     from ._connection import Backoff, Client
@@ -308,12 +308,15 @@ class BatchWriter:
         """How many of the first entries go in one script call: up to
         SCRIPT_CHUNK_BYTES of events (at least one entry), all of this
         version and of the first one's origin (the script writes those once
-        for all)."""
+        for all), and none with a trace context (which the script does not
+        write: traced entries go through the pipeline)."""
         origin = in_hand[0][b"origin"]
         size = 0
         for count, fields in enumerate(in_hand):
             size += len(fields[b"event"])
-            if count and (size > SCRIPT_CHUNK_BYTES or fields[b"origin"] != origin or fields[b"v"] != VERSION):
+            if count and (
+                size > SCRIPT_CHUNK_BYTES or fields[b"origin"] != origin or fields[b"v"] != VERSION or TRACE in fields
+            ):
                 return count
         return len(in_hand)
 
@@ -321,8 +324,8 @@ class BatchWriter:
         """The results of writing the first ``chunk`` entries with the
         script, or None: write them with the pipeline instead."""
         first = in_hand[0]
-        if first[b"v"] != VERSION:
-            return None
+        if first[b"v"] != VERSION or TRACE in first:
+            return None  # the script writes the four plain fields; a traced entry has a fifth
         args: list[bytes | int | str] = ["" if self._maxlen is None else self._maxlen, VERSION, first[b"origin"]]
         for fields in in_hand[:chunk]:
             args += (fields[b"type"], fields[b"event"])

@@ -8,6 +8,17 @@ An entry has four fields::
     event   JSON            Event.to_dict(): id, type, source, timestamp,
                             parent id, data -- versioned on its own
 
+and, written only by a bus that is instrumented (``lowlevel.instrument``:
+:mod:`blinker_events.otel`), a fifth::
+
+    trace   JSON object     the trace context of the publish, as its
+                            tracer's propagator writes it (W3C
+                            ``traceparent`` and ``tracestate``)
+
+An entry without it is read as before, and a reader without
+instrumentation passes it by; :func:`carrier` reads it bounded and never
+raises, since it is data from another machine.
+
 JSON only, never pickle: an entry is data from another machine, and reading
 it must not be able to run code here. ``Event.from_dict`` finds event types
 without importing anything by name.
@@ -30,9 +41,15 @@ from .. import Event, event_type_name
 from ..lowlevel import DESCRIBE_LIMIT as LIMIT
 from ..lowlevel import shown_name
 
-__all__ = ["VERSION", "WireError", "decode", "encode"]
+__all__ = ["TRACE", "VERSION", "WireError", "add_carrier", "carrier", "decode", "encode"]
 
 VERSION = b"1"
+#: The optional field of the trace context.
+TRACE = b"trace"
+#: Bounds on what :func:`carrier` reads: W3C ``tracestate`` is at most 512
+#: characters, ``traceparent`` 55.
+_MAX_TRACE_BYTES = 2048
+_MAX_TRACE_KEYS = 8
 
 Fields = dict[bytes, bytes]
 
@@ -161,3 +178,24 @@ def decode(fields: Mapping[bytes, bytes], max_bytes: int) -> Event:
         raise WireError(reason, str(exc)) from None
     except Exception as exc:  # RecursionError in deep data, or anything else
         raise WireError("invalid_event", f"{type(exc).__name__}: {exc}") from None
+
+
+def add_carrier(fields: Fields, headers: Mapping[str, str]) -> None:
+    """Put ``headers`` (a propagator's output) into the entry, if any."""
+    if headers:
+        fields[TRACE] = _dumps(dict(headers)).encode()
+
+
+def carrier(fields: Mapping[bytes, bytes]) -> dict[str, str]:
+    """The trace headers of an entry: empty if it has none, or if they are
+    not a small JSON object of strings (never raises)."""
+    raw = fields.get(TRACE)
+    if not raw or len(raw) > _MAX_TRACE_BYTES:
+        return {}
+    try:
+        found = json.loads(raw)
+    except (ValueError, RecursionError):
+        return {}
+    if not isinstance(found, dict) or len(found) > _MAX_TRACE_KEYS:
+        return {}
+    return {key: value for key, value in found.items() if isinstance(key, str) and isinstance(value, str)}
