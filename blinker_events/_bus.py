@@ -117,14 +117,24 @@ class EventBus(StateMethods):
             ran: the one receiver error, or an :class:`ExceptionGroup` of several.
         """
         runtime = self._runtime
-        if runtime.hooks is not None:  # instrumented (see lowlevel.instrument)
-            return _instrument.publish_sync(runtime, event, timeout)
-        report, override, route = runtime.begin(event, timeout)
-        if route is None:
-            return report
-        if route.subs:
-            deliver_inline(runtime, report, route, override)
-        return runtime.finish(report)
+        # Instrumented (see lowlevel.instrument), the hooks' end is called
+        # once however the publish ends; uninstrumented, this costs a check
+        # (try blocks are free until something raises).
+        end = None if runtime.hooks is None else _instrument.start(runtime, event, timeout, queued=False)
+        report = None
+        try:
+            report, override, route = runtime.begin(event, timeout)
+            if route is not None:
+                if route.subs:
+                    deliver_inline(runtime, report, route, override)
+                runtime.finish(report)
+        except BaseException as exc:
+            if end is not None:
+                end(report, exc)
+            raise
+        if end is not None:
+            end(report, None)
+        return report
 
     async def publish(self, event: Event, *, timeout: float | None = None) -> DeliveryReport:
         """Deliver ``event`` and return the report once every receiver
@@ -150,23 +160,33 @@ class EventBus(StateMethods):
         :raises asyncio.CancelledError: the caller was cancelled; the receivers were too.
         """
         runtime = self._runtime
-        if runtime.hooks is not None:
-            return await _instrument.publish(runtime, event, timeout)
-        report, override, route = runtime.begin(event, timeout)
-        if route is None:
-            return report
-        if route.subs:
-            started = perf_counter()
-            try:
-                await deliver_on_loop(runtime, report, route, override)
-            except asyncio.CancelledError:
-                report.duration = perf_counter() - started
-                runtime.finish_cancelled(report)
-                raise
-            report.duration = perf_counter() - started
-        # Only announcements need awaiting: without any, the plain finish
-        # ends it the same way, and no coroutine is made per publish.
-        return await runtime.finish_async(report) if report.disabled else runtime.finish(report)
+        end = None if runtime.hooks is None else _instrument.start(runtime, event, timeout, queued=False)
+        report = None
+        try:
+            report, override, route = runtime.begin(event, timeout)
+            if route is not None:
+                if route.subs:
+                    started = perf_counter()
+                    try:
+                        await deliver_on_loop(runtime, report, route, override)
+                    except asyncio.CancelledError:
+                        report.duration = perf_counter() - started
+                        runtime.finish_cancelled(report)
+                        raise
+                    report.duration = perf_counter() - started
+                # Only announcements need awaiting: without any, the plain
+                # finish ends it the same way, and no coroutine is made.
+                if report.disabled:
+                    await runtime.finish_async(report)
+                else:
+                    runtime.finish(report)
+        except BaseException as exc:
+            if end is not None:
+                end(report, exc)
+            raise
+        if end is not None:
+            end(report, None)
+        return report
 
     def publish_nowait(self, event: Event, *, timeout: float | None = None) -> Future[DeliveryReport]:
         """Queue ``event`` for the worker and return at once.
@@ -187,15 +207,25 @@ class EventBus(StateMethods):
             the event (``"raise"``, or ``"block"`` past its wait or on a loop thread).
         """
         runtime = self._runtime
-        if runtime.hooks is not None:
-            return _instrument.publish_nowait(runtime, self._queue, event, timeout)
-        report, override, route = runtime.begin(event, timeout, routed=False)
-        future: Future[DeliveryReport] = LazyFuture()
-        if route is None:
-            future.set_result(report)
-            return future
-        job = NowaitJob(runtime, self._queue, report, override, contextvars.copy_context(), future)
-        self._queue.put(job, override or runtime.live.value.timeout)  # no subscription's yet: not routed
+        # Instrumented, the hooks end once the event is queued (or refused);
+        # its receivers run in the context copied here, which carries what
+        # the hooks made current.
+        end = None if runtime.hooks is None else _instrument.start(runtime, event, timeout, queued=True)
+        report = None
+        try:
+            report, override, route = runtime.begin(event, timeout, routed=False)
+            future: Future[DeliveryReport] = LazyFuture()
+            if route is None:
+                future.set_result(report)
+            else:
+                job = NowaitJob(runtime, self._queue, report, override, contextvars.copy_context(), future)
+                self._queue.put(job, override or runtime.live.value.timeout)  # no subscription's yet: not routed
+        except BaseException as exc:
+            if end is not None:
+                end(report, exc)
+            raise
+        if end is not None:
+            end(report, None)
         return future
 
     # -- waiting for events: the functions of :mod:`._waiting`, as methods --
