@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from ._context import enter_context, leave_context, reset_handling, set_handling
 from ._outcomes import TASK_CANCELLED
 from ._report import DeliveryReport
+from ._slow import AsyncSlow, SlowCheck, watch_async
 from ._subscription import Subscription
 from ._watchdog import AsyncDeadline, watchdog
 
@@ -154,6 +155,7 @@ async def deliver_async(
     running: list[_Running] = []
     started = loop.time()  # every receiver's deadline counts from the publish
     default_timeout = runtime.live.value.timeout
+    slow_after = runtime.live.value.slow_after  # see _slow; the watchdog forgets each task as it ends
     make_task = _task_maker(loop)
     tracker = _Tracker()
     for sub in subs:
@@ -184,6 +186,8 @@ async def deliver_async(
         finally:
             reset_handling(token)
         running.append((sub, task, _INF if timeout is None else started + timeout, timeout))
+        if slow_after is not None and not task.done():
+            watch_async(sub, event, awaitable, SlowCheck(slow_after, report, runtime.slow), task)
     if running:
         await _settle(runtime, report, running, loop, tracker)
 
@@ -294,6 +298,7 @@ async def deliver_one(
         except StopIteration as stop:
             result = stop.value  # finished without suspending: nothing to time
         else:
+            slow: AsyncSlow | None = None  # set before task: the finally reads it when task is set
             task = asyncio.current_task()
             if task is not None:  # None only if someone drives this coroutine by hand
                 cancelling = task.cancelling()
@@ -301,6 +306,9 @@ async def deliver_one(
                 deadline = AsyncDeadline(sub, perf_counter() + timeout, event, asyncio.get_running_loop(), task)
                 watchdog.awaited.add(deadline)
                 watchdog.ensure_running()
+            after = runtime.live.value.slow_after
+            if task is not None and after is not None:  # its time counts from this first suspension
+                slow = watch_async(sub, event, awaitable, SlowCheck(after, report, runtime.slow))
             result = await _delegate(steps, yielded)
     except BaseException as exc:
         _own_or_raise(runtime, exc)
@@ -308,6 +316,8 @@ async def deliver_one(
     finally:
         if deadline is not None:
             watchdog.awaited.discard(deadline)
+        if task is not None and slow is not None:
+            watchdog.slow_tasks.discard(slow)
         try:  # noqa: SIM105 - free when nothing raises; suppress() costs a call on this hot path
             reset_handling(token)
         except ValueError:

@@ -52,6 +52,7 @@ from ._outlets import Outlet, offer
 from ._report import DeliveryReport
 from ._settings import BusSettings, LiveSettings
 from ._signals import EventSignal, Route
+from ._slow import SlowCounter
 from ._subscription import Subscription
 from ._threads import LoopThread, ThreadPool, hold_until_done
 from ._types import SystemEventType, TypeKey
@@ -100,6 +101,7 @@ class Runtime:
         "publisher",
         "route",
         "signals",
+        "slow",
     )
 
     def __init__(
@@ -124,6 +126,8 @@ class Runtime:
         self.dispatch_context: Factory | None = None
         self.enabled = True
         self.outlets: tuple[Outlet, ...] = ()
+        #: Slow-receiver warnings given (see :mod:`._slow`).
+        self.slow = SlowCounter()
 
     # -- settings -----------------------------------------------------------
 

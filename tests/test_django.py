@@ -200,6 +200,16 @@ def test_bad_settings_raise_naming_the_key_and_change_nothing(
     assert _bus_state() == before
 
 
+def test_slow_after_comes_from_the_settings_like_every_bus_setting() -> None:
+    assert bus.slow_after is None
+    with override_settings(BLINKER_EVENTS={**TEST_EVENTS, "SLOW_AFTER": 0.75}):
+        assert bus.slow_after == 0.75
+    assert bus.slow_after is None
+    with pytest.raises(TypeError, match="SLOW_AFTER must be a number of seconds or None, not str"):
+        apply_settings({**TEST_EVENTS, "SLOW_AFTER": "soon"})
+    assert bus.slow_after is None
+
+
 def test_default_event_types_of_bridged_signals() -> None:
     assert signal_event_type(post_save, Order) == "orders.order.post_save"
     assert signal_event_type(request_finished) == "django.request_finished"
