@@ -426,9 +426,8 @@ def test_the_events_page_draws_the_event_flow_as_svg_and_mermaid(
     first = {g.get("id"): [t.text for t in g.iter(f"{ns}text")] for g in svg.iter(f"{ns}g")}
     edges = {(first[p.get("data-from")][0], first[p.get("data-to")][0]) for p in svg.iter(f"{ns}path")}
     assert {("orders.order_placed", "pack"), ("pack", "orders.packed")} <= edges
-    assert ["orders.packed", "from 'packing'"] == first[next(k for k, v in first.items() if v[0] == "orders.packed")][
-        :2
-    ]
+    (packed,) = (lines for lines in first.values() if lines[0] == "orders.packed")
+    assert packed[:2] == ["orders.packed", "from 'packing'"]
     mermaid = html.unescape(page.split('<pre id="flow-mermaid">', 1)[1].split("</pre>", 1)[0])
     assert mermaid == to_mermaid(blinker_events.get_delivery_reports(), max_nodes=150)
     assert re.search(r"\n    n\d+ --> n\d+\[\"orders\.packed<br/>from 'packing'<br/>", mermaid)
