@@ -379,3 +379,24 @@ def test_flow_classes_live_in_the_public_module() -> None:
         "trees",
     }
     assert lowlevel.published_by(Event("x")) is None
+
+
+def test_the_picture_on_the_docs_page_is_a_real_rendering_of_its_program() -> None:
+    from pathlib import Path
+
+    svg = (Path(__file__).resolve().parent.parent / "docs" / "_static" / "event-flow.svg").read_text()
+    assert [(kind, lines if kind != "event" else lines[:-1]) for kind, lines in _nodes(svg)] == [
+        ("event", ["order.created", "from '/orders'"]),
+        ("succeeded", ["reserve_stock", "ok"]),
+        ("event", ["stock.reserved", "from 'warehouse'"]),
+        ("succeeded", ["check_restock", "ok"]),
+        ("timed_out", ["notify_customer", "timed out, slow"]),
+        ("failed", ["sync_to_crm", "failed: ConnectionError"]),
+    ]
+    assert _edges(svg) == [
+        ("order.created", "reserve_stock"),
+        ("reserve_stock", "stock.reserved"),
+        ("stock.reserved", "check_restock"),
+        ("order.created", "notify_customer"),
+        ("order.created", "sync_to_crm"),
+    ]
