@@ -88,7 +88,7 @@ def deliver_sync(
     settings = runtime.live.value
     default_timeout = settings.timeout
     # Watched for being slow too (see _slow): made once per delivery, and only if on.
-    slow = None if settings.slow_after is None else SlowCheck(settings.slow_after, report, runtime.slow)
+    slow = SlowCheck(settings.slow_after, report, runtime.slow) if settings.slow_after else None
     succeeded = report.succeeded.append
     results = report.results
     # A run collects async receivers on itself: it may move threads midway.
