@@ -315,14 +315,16 @@ def coroutine_stack(awaitable: Any) -> str:
     consistent."""
     frames: list[tuple[FrameType, int]] = []
     current = awaitable
-    for _ in range(200):  # a chain of awaits is finite, but a hostile __await__ need not be
-        frame = getattr(current, "cr_frame", None) or getattr(current, "gi_frame", None)
-        if not isinstance(frame, FrameType):
-            break
-        frames.append((frame, frame.f_lineno))
-        current = getattr(current, "cr_await", None) or getattr(current, "gi_yieldfrom", None)
-        if current is None:
-            break
+    # An awaitable's own __getattr__ may raise: then what was found is shown.
+    with contextlib.suppress(Exception):
+        for _ in range(200):  # a chain of awaits is finite, but a hostile __await__ need not be
+            frame = getattr(current, "cr_frame", None) or getattr(current, "gi_frame", None)
+            if not isinstance(frame, FrameType):
+                break
+            frames.append((frame, frame.f_lineno))
+            current = getattr(current, "cr_await", None) or getattr(current, "gi_yieldfrom", None)
+            if current is None:
+                break
     if not frames:
         return f"(no coroutine stack to show for {describe(awaitable)})\n"
     return "".join(traceback.StackSummary.extract(frames).format())

@@ -400,3 +400,11 @@ def test_the_picture_on_the_docs_page_is_a_real_rendering_of_its_program() -> No
         ("order.created", "notify_customer"),
         ("order.created", "sync_to_crm"),
     ]
+
+
+def test_characters_xml_cannot_hold_are_replaced_not_fatal(bus: EventBus) -> None:
+    bus.publish_sync(Event("bad\x00\x07name\ud800", source="\x1b[31mred"))
+    svg = to_svg(_timed(bus.get_delivery_reports()))
+    assert _nodes(svg) == [("event", ["bad\ufffd\ufffdname\ufffd", "from '\\x1b[31mred'", "12.3 ms"])]
+    assert svg.encode("utf-8")  # no lone surrogate left to fail the encoding
+    assert '"bad\ufffd\ufffdname\ufffd<br/>' in to_mermaid(bus)

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 
 import pytest
+from asgiref.sync import markcoroutinefunction
 
 from blinker_events import Event, EventBus, lowlevel
 
@@ -323,3 +324,61 @@ def _slow_tasks() -> set[object]:
     from blinker_events._watchdog import watchdog
 
     return set(watchdog.slow_tasks)
+
+
+@pytest.mark.asyncio
+async def test_a_cancelled_publish_leaves_nothing_watched_and_no_late_warning(
+    new_bus: BusFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    bus = new_bus(slow_after=0.3)
+    started = asyncio.Event()
+
+    async def waits(event: Event) -> None:
+        started.set()
+        await asyncio.sleep(30)
+
+    bus.subscribe(Demo.PING, waits)
+    with caplog.at_level(logging.WARNING, logger="blinker_events"):
+        publish = asyncio.ensure_future(bus.publish(Event(Demo.PING)))
+        await asyncio.wait_for(started.wait(), 5)
+        publish.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await publish
+        assert not _slow_tasks()  # forgotten at once: the receiver ran in the publisher's task
+        await asyncio.sleep(0.6)  # past slow_after: nothing is still watched to warn about
+    assert log_records(caplog, logging.WARNING, SLOW) == []
+    assert bus.stats()["slow_receivers"] == 0
+
+
+def test_a_hung_receiver_is_warned_about_once_however_long_it_hangs(
+    new_bus: BusFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    bus = new_bus(slow_after=0.05)
+    bus.subscribe(Demo.PING, lambda event: time.sleep(0.6))  # some 50 watchdog rounds past slow_after
+    with caplog.at_level(logging.WARNING, logger="blinker_events"):
+        bus.publish_sync(Event(Demo.PING))
+    assert len(log_records(caplog, logging.WARNING, SLOW)) == 1
+
+
+def test_an_awaitable_whose_attributes_raise_still_gets_its_warning(
+    new_bus: BusFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Awkward:
+        """An awaitable whose every unknown attribute raises."""
+
+        def __await__(self):  # type: ignore[no-untyped-def]
+            return (yield from asyncio.sleep(0.4).__await__())
+
+        def __getattr__(self, name: str) -> object:
+            raise RuntimeError(f"no {name} here")
+
+    def awkward(event: Event) -> Awkward:
+        return Awkward()
+
+    bus = new_bus(slow_after=0.05)
+    bus.subscribe(Demo.PING, markcoroutinefunction(awkward))
+    with caplog.at_level(logging.WARNING, logger="blinker_events"):
+        report = bus.publish_sync(Event(Demo.PING))
+    (record,) = log_records(caplog, logging.WARNING, SLOW)
+    assert "(no coroutine stack to show for <" in record.getMessage()
+    assert len(report.slow) == 1

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterable, Iterator
 from xml.sax.saxutils import escape
 
@@ -50,8 +51,13 @@ def duration_text(seconds: float) -> str:
     return f"{seconds:.2f} s"
 
 
+#: What XML 1.0 cannot hold (control characters, lone surrogates, U+FFFE/F):
+#: a name holding one must not make the whole picture unreadable.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
 def _cut(text: str, limit: int = LINE) -> str:
-    text = " ".join(text.split())  # one line, whatever the name holds
+    text = _NOT_XML.sub("\ufffd", " ".join(text.split()))  # one line, whatever the name holds
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
