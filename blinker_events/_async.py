@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from ._context import enter_context, leave_context, reset_handling, set_handling
 from ._outcomes import TASK_CANCELLED
 from ._report import DeliveryReport
-from ._slow import AsyncSlow, SlowCheck, watch_async
+from ._slow import watch_async
 from ._subscription import Subscription
 from ._watchdog import AsyncDeadline, watchdog
 
@@ -187,7 +187,7 @@ async def deliver_async(
             reset_handling(token)
         running.append((sub, task, _INF if timeout is None else started + timeout, timeout))
         if slow_after is not None and not task.done():
-            watch_async(sub, event, awaitable, SlowCheck(slow_after, report, runtime.slow), task)
+            watch_async(sub, event, awaitable, slow_after, report, runtime.slow, task)
     if running:
         await _settle(runtime, report, running, loop, tracker)
 
@@ -298,7 +298,6 @@ async def deliver_one(
         except StopIteration as stop:
             result = stop.value  # finished without suspending: nothing to time
         else:
-            slow: AsyncSlow | None = None  # set before task: the finally reads it when task is set
             task = asyncio.current_task()
             if task is not None:  # None only if someone drives this coroutine by hand
                 cancelling = task.cancelling()
@@ -306,18 +305,20 @@ async def deliver_one(
                 deadline = AsyncDeadline(sub, perf_counter() + timeout, event, asyncio.get_running_loop(), task)
                 watchdog.awaited.add(deadline)
                 watchdog.ensure_running()
-            after = runtime.live.value.slow_after
-            if task is not None and after is not None:  # its time counts from this first suspension
-                slow = watch_async(sub, event, awaitable, SlowCheck(after, report, runtime.slow))
-            result = await _delegate(steps, yielded)
+            slow = None  # watched for being slow from this first suspension on, if on
+            if task is not None and runtime.live.value.slow_after is not None:
+                slow = watch_async(sub, event, awaitable, runtime.live.value.slow_after, report, runtime.slow)
+            try:
+                result = await _delegate(steps, yielded)
+            finally:  # here, not below: the receiver that never suspends pays nothing for it
+                if slow is not None:
+                    watchdog.slow_tasks.discard(slow)
     except BaseException as exc:
         _own_or_raise(runtime, exc)
         error = exc
     finally:
         if deadline is not None:
             watchdog.awaited.discard(deadline)
-        if task is not None and slow is not None:
-            watchdog.slow_tasks.discard(slow)
         try:  # noqa: SIM105 - free when nothing raises; suppress() costs a call on this hot path
             reset_handling(token)
         except ValueError:

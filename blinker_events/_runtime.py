@@ -102,6 +102,7 @@ class Runtime:
         "route",
         "signals",
         "slow",
+        "slow_after",
     )
 
     def __init__(
@@ -126,8 +127,10 @@ class Runtime:
         self.dispatch_context: Factory | None = None
         self.enabled = True
         self.outlets: tuple[Outlet, ...] = ()
-        #: Slow-receiver warnings given (see :mod:`._slow`).
+        #: Slow-receiver warnings given (see :mod:`._slow`), and the
+        #: ``slow_after`` setting, followed here (see _follow_settings).
         self.slow = SlowCounter()
+        self.slow_after = live.value.slow_after
 
     # -- settings -----------------------------------------------------------
 
@@ -141,6 +144,9 @@ class Runtime:
         # at use: it follows the swap, under the same lock.
         if new.history_size != old.history_size:
             self.history.resize(new.history_size)
+        # Read by every sync delivery: one attribute of the runtime is two
+        # loads fewer than the settings' own, on the publish hot path.
+        self.slow_after = new.slow_after
 
     # -- outlets ------------------------------------------------------------
 

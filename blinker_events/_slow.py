@@ -106,14 +106,21 @@ class AsyncSlow:
 
 
 def watch_async(
-    sub: Subscription, event: Event, awaitable: Any, check: SlowCheck, task: asyncio.Task[Any] | None = None
+    sub: Subscription,
+    event: Event,
+    awaitable: Any,
+    after: float,
+    report: DeliveryReport,
+    counter: SlowCounter,
+    task: asyncio.Task[Any] | None = None,
 ) -> AsyncSlow:
     """Watch the async receiver ``sub``, whose ``awaitable`` suspended just
-    now, for being slow. A receiver running in a ``task`` of its own is
-    forgotten by the watchdog once that task is done; without one (it runs
-    in its publisher's task) the caller discards the returned entry from
+    now, for running ``after`` seconds (recorded in ``report`` and
+    ``counter``). A receiver running in a ``task`` of its own is forgotten
+    by the watchdog once that task is done; without one (it runs in its
+    publisher's task) the caller discards the returned entry from
     ``watchdog.slow_tasks`` when the receiver ends."""
-    entry = AsyncSlow(sub, event, perf_counter(), awaitable, check, task)
+    entry = AsyncSlow(sub, event, perf_counter(), awaitable, SlowCheck(after, report, counter), task)
     watchdog.slow_tasks.add(entry)
     watchdog.ensure_running()
     return entry

@@ -85,10 +85,9 @@ def deliver_sync(
     """
     event = report.event
     outcomes = runtime.outcomes
-    settings = runtime.live.value
-    default_timeout = settings.timeout
+    default_timeout = runtime.live.value.timeout
     # Watched for being slow too (see _slow): made once per delivery, and only if on.
-    slow = SlowCheck(settings.slow_after, report, runtime.slow) if settings.slow_after else None
+    slow = SlowCheck(runtime.slow_after, report, runtime.slow) if runtime.slow_after else None
     succeeded = report.succeeded.append
     results = report.results
     # A run collects async receivers on itself: it may move threads midway.
@@ -122,7 +121,7 @@ def deliver_sync(
                     saved = slot.current
                     if not watchdog.running:  # it died: the deadline needs it
                         watchdog.ensure_running()
-                watched: Watched = (sub, _INF if timeout is None else t0 + timeout, event, run, saved, t0, slow)
+                watched: Watched = (sub, t0 + (timeout or _INF), event, run, saved, t0, slow)
                 slot.current = watched
             token = set_handling((event, chain + (sub,) if chain else sub._chain))
             error: BaseException | None = None

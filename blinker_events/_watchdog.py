@@ -110,15 +110,26 @@ class WatchSlot:
     ``lock`` orders a pool thread's "my receiver returned" against the
     watchdog's "this run moves to another thread"."""
 
-    __slots__ = ("__weakref__", "current", "ident", "lock", "reported", "slowed")
+    __slots__ = ("__weakref__", "current", "ident", "lock", "reported")
 
     def __init__(self) -> None:
         self.current: Watched | None = None
-        self.reported: list[Watched] = []
-        #: The watched receivers already warned about as slow (by identity).
-        self.slowed: list[Watched] = []
+        #: What the watchdog reported of ``current``'s chain: overruns (the
+        #: watched tuple itself) and slow warnings (:class:`Slowed` of it).
+        self.reported: list[Watched | Slowed] = []
         self.ident = threading.get_ident()
         self.lock = threading.Lock()
+
+
+class Slowed:
+    """In a slot's ``reported``: the slow warning given for ``watched``. One
+    list for both kinds keeps the watchdog's round over an idle slot as it
+    was -- one test -- with ``slow_after`` in use or not."""
+
+    __slots__ = ("watched",)
+
+    def __init__(self, watched: Watched) -> None:
+        self.watched = watched
 
 
 class AsyncDeadline:
@@ -222,8 +233,6 @@ class Watchdog:
                 # report, source and data) for as long as the thread lives.
                 if slot.reported:
                     slot.reported = []
-                if slot.slowed:
-                    slot.slowed = []
                 continue
             busy = True
             try:
@@ -240,7 +249,7 @@ class Watchdog:
                     self.awaited.discard(deadline)
                 except BaseException:
                     _complain("watchdog: expiring an awaited receiver failed; watching goes on")
-        for task in list(self.slow_tasks):
+        for task in list(self.slow_tasks) if self.slow_tasks else ():
             busy = True
             if task.task is not None and task.task.done():  # ended: forget it (a read, safe from here)
                 self.slow_tasks.discard(task)
@@ -255,15 +264,15 @@ class Watchdog:
 
     def _look_at(self, slot: WatchSlot, now: float) -> None:
         watched = slot.current
-        reported = []
-        slowed = []
+        reported: list[Watched | Slowed] = []
         while watched is not None:
             check = watched[6]
             if check is not None:
-                if any(w is watched for w in slot.slowed):
-                    slowed.append(watched)
+                given = [w for w in slot.reported if type(w) is Slowed and w.watched is watched]
+                if given:
+                    reported.append(given[0])
                 elif now - watched[5] > check.after:
-                    slowed.append(watched)
+                    reported.append(Slowed(watched))
                     self._slow(slot, watched, check, now)
             if any(w is watched for w in slot.reported):
                 reported.append(watched)
@@ -272,7 +281,6 @@ class Watchdog:
                 self._overrun(slot, watched)
             watched = watched[4]
         slot.reported = reported
-        slot.slowed = slowed
 
     def _slow(self, slot: WatchSlot, watched: Watched, check: SlowWatch, now: float) -> None:
         sub, _, event, run, _, started, _ = watched
@@ -355,7 +363,6 @@ def _after_fork_in_child() -> None:
     if own is not None:
         reinit(own.lock)
         own.reported = []
-        own.slowed = []
         own.ident = threading.get_ident()
         watchdog._slots.add(own)
 

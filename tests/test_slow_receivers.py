@@ -382,3 +382,16 @@ def test_an_awaitable_whose_attributes_raise_still_gets_its_warning(
     (record,) = log_records(caplog, logging.WARNING, SLOW)
     assert "(no coroutine stack to show for <" in record.getMessage()
     assert len(report.slow) == 1
+
+
+def test_configure_turns_the_warning_on_and_off_for_the_next_publish(
+    bus: EventBus, caplog: pytest.LogCaptureFixture
+) -> None:
+    bus.subscribe(Demo.PING, lambda event: time.sleep(0.3))
+    bus.configure(slow_after=0.05)
+    with caplog.at_level(logging.WARNING, logger="blinker_events"):
+        assert len(bus.publish_sync(Event(Demo.PING)).slow) == 1
+        bus.set_slow_after(None)
+        assert len(bus.publish_sync(Event(Demo.PING)).slow) == 0
+    assert len(log_records(caplog, logging.WARNING, SLOW)) == 1
+    assert bus.stats()["slow_receivers"] == 1
