@@ -30,7 +30,8 @@ this API -- is at https://blinker-events.readthedocs.io/en/latest/
 #   classes and their bases), ``_bridges`` (relays for signals the bus does
 #   not own), ``_outlets``, ``_registry`` (held by the bus);
 # - what happened: ``_report``, ``_outcomes`` (the one outcome recorder and
-#   the cycle rule), ``_history``, ``_hooks`` (the instrumentation protocol);
+#   the cycle rule), ``_slow`` (the slow-receiver warning), ``_history``,
+#   ``_hooks`` (the instrumentation protocol);
 # - engine: ``_runtime`` (what the paths receive; how every publish begins
 #   and ends), then the paths, which differ only in where receivers run:
 #   ``_sync`` and ``_async`` (calling receivers), ``_inline``
@@ -111,6 +112,7 @@ __all__ = [
     "set_overflow",
     "set_propagate_exceptions",
     "set_queue_size",
+    "set_slow_after",
     "set_sync_executor",
     "set_timeout",
     "shutdown",
@@ -181,6 +183,7 @@ set_max_depth = default_bus.set_max_depth
 set_queue_size = default_bus.set_queue_size
 set_overflow = default_bus.set_overflow
 set_sync_executor = default_bus.set_sync_executor
+set_slow_after = default_bus.set_slow_after
 stats = default_bus.stats
 get_subscriber_count = default_bus.get_subscriber_count
 get_subscriptions = default_bus.get_subscriptions

@@ -35,6 +35,7 @@ from ._context import enter_context, leave_context, reset_handling, set_handling
 from ._hooks import wrap
 from ._outcomes import TASK_CANCELLED
 from ._report import DeliveryReport
+from ._slow import watch_async
 from ._subscription import Subscription
 from ._watchdog import AsyncDeadline, watchdog
 
@@ -155,6 +156,7 @@ async def deliver_async(
     running: list[_Running] = []
     started = loop.time()  # every receiver's deadline counts from the publish
     default_timeout = runtime.live.value.timeout
+    slow_after = runtime.live.value.slow_after  # see _slow; the watchdog forgets each task as it ends
     make_task = _task_maker(loop)
     tracker = _Tracker()
     hooks = runtime.hooks
@@ -188,6 +190,8 @@ async def deliver_async(
         finally:
             reset_handling(token)
         running.append((sub, task, _INF if timeout is None else started + timeout, timeout))
+        if slow_after is not None and not task.done():
+            watch_async(sub, event, awaitable, slow_after, report, runtime.slow, task)
     if running:
         await _settle(runtime, report, running, loop, tracker)
 
@@ -307,7 +311,14 @@ async def deliver_one(
                 deadline = AsyncDeadline(sub, perf_counter() + timeout, event, asyncio.get_running_loop(), task)
                 watchdog.awaited.add(deadline)
                 watchdog.ensure_running()
-            result = await _delegate(steps, yielded)
+            slow = None  # watched for being slow from this first suspension on, if on
+            if task is not None and runtime.live.value.slow_after is not None:
+                slow = watch_async(sub, event, awaitable, runtime.live.value.slow_after, report, runtime.slow)
+            try:
+                result = await _delegate(steps, yielded)
+            finally:  # here, not below: the receiver that never suspends pays nothing for it
+                if slow is not None:
+                    watchdog.slow_tasks.discard(slow)
     except BaseException as exc:
         _own_or_raise(runtime, exc)
         error = exc

@@ -65,6 +65,7 @@ class EventBus(StateMethods):
         queue_size: int = default_of("queue_size"),
         overflow: str = default_of("overflow"),
         sync_executor: str = default_of("sync_executor"),
+        slow_after: float | None = default_of("slow_after"),
         name: str = "blinker_events",
     ) -> None:
         settings = BusSettings(
@@ -76,6 +77,7 @@ class EventBus(StateMethods):
             queue_size=queue_size,
             overflow=overflow,
             sync_executor=sync_executor,
+            slow_after=slow_after,
         )
         if not isinstance(name, str):
             raise TypeError(f"name must be a str, not {type(name).__name__}")
@@ -298,11 +300,11 @@ class EventBus(StateMethods):
         events, times the queue moved on from a stalled drainer while a
         publisher waited for room, pool threads, threads stuck in a hung
         receiver now and runs ever moved off one, subscriptions, disabled
-        subscriptions.
+        subscriptions, slow-receiver warnings given (``slow_after``).
 
         :returns: a dict with the keys ``queued``, ``dropped``, ``rejected``,
             ``handoffs``, ``pool_threads``, ``stuck_threads``, ``moved_runs``,
-            ``subscriptions``, ``disabled`` and ``history``.
+            ``subscriptions``, ``disabled``, ``history`` and ``slow_receivers``.
         """
         subs = self.get_subscriptions()
         return {
@@ -316,6 +318,7 @@ class EventBus(StateMethods):
             "subscriptions": len(subs),
             "disabled": sum(1 for s in subs if s.disabled),
             "history": len(self._history.reports()),
+            "slow_receivers": self._runtime.slow.count,
         }
 
     # -- lifecycle -----------------------------------------------------------

@@ -50,7 +50,7 @@ class StateMethods:
         """Change several settings at once: any fields of :class:`~blinker_events.lowlevel.BusSettings`
         (``timeout``, ``propagate_exceptions``, ``failure_threshold``,
         ``history_size``, ``max_depth``, ``queue_size``, ``overflow``,
-        ``sync_executor``). The whole new value is checked before it is
+        ``sync_executor``, ``slow_after``). The whole new value is checked before it is
         swapped in, atomically, so a bad one (TypeError/ValueError naming it)
         changes nothing, and a publish sees either every change or none.
 
@@ -122,6 +122,16 @@ class StateMethods:
         """
         self._set("sync_executor", name, "name")
 
+    def set_slow_after(self, seconds: float | None) -> None:
+        """Warn (once per receiver call, with its stack) about a receiver
+        still running ``seconds`` after it started, and count it in
+        ``stats()["slow_receivers"]``; None turns the warning off (the default).
+
+        :raises TypeError, ValueError: ``seconds`` is neither None nor a positive
+            number up to :data:`~blinker_events.lowlevel.MAX_TIMEOUT`.
+        """
+        self._set("slow_after", seconds, "seconds")
+
     # Each setting, read-only: what ``bus.settings`` has now.
     timeout: float | None = _setting_property("timeout")
     propagate_exceptions: bool = _setting_property("propagate_exceptions")
@@ -131,6 +141,7 @@ class StateMethods:
     queue_size: int = _setting_property("queue_size")
     overflow: str = _setting_property("overflow")
     sync_executor: str = _setting_property("sync_executor")
+    slow_after: float | None = _setting_property("slow_after")
 
     # -- the history ---------------------------------------------------------
 

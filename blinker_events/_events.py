@@ -68,6 +68,7 @@ class Event:
     """
 
     __slots__ = (
+        "_by",
         "_data",
         "_event_type",
         "_key",
@@ -96,6 +97,10 @@ class Event:
     _seq: int | None  # and has no sequence number of ours
     _ts: float
     _parent_id: str | None
+    #: The id of the subscription whose receiver made this event; set only
+    #: then (unset at top level, and on an event read by from_dict), so a
+    #: top-level event pays nothing for it. Read by ``lowlevel.published_by``.
+    _by: int
     _origin: str | None  # the node a bridge received it from; None if made here
 
     def __init__(self, event_type: EventTypeLike, data: Mapping[str, Any] | None = None, source: Any = None) -> None:
@@ -128,7 +133,11 @@ class Event:
         self._seq = next(_id_counter)
         self._ts = time()
         handling = get_handling()  # pre-bound: see _context
-        self._parent_id = None if handling is None else handling[0].event_id
+        if handling is None:
+            self._parent_id = None
+        else:  # the running receiver is last in the chain
+            self._parent_id = handling[0].event_id
+            self._by = handling[1][-1].id
         self._origin = None
 
     @property

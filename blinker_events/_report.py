@@ -55,6 +55,11 @@ class DeliveryReport:
       receiver that ran, when the publish collects them (a query class,
       ``TypedEvent`` with ``collect=True``, or the drop-in ``Signal``'s
       ``send``); None otherwise.
+    - ``slow``: receivers still running ``slow_after`` seconds after they
+      started (the bus setting; see :doc:`/timeouts`), whatever their outcome
+      -- each is in one of the lists above too. The watchdog adds them as it
+      notices, so one noticed as the receiver returned may be added just
+      after the publish ended.
     - ``duration``: seconds from the start of the publish until the last
       receiver it waited for finished.
     - ``handed_off``: True when an outlet (a Redis bridge in group mode) took
@@ -73,6 +78,7 @@ class DeliveryReport:
     skipped: Sequence[tuple[Subscription, str, CircularEventError | None]] = _NONE
     scheduled: Sequence[Subscription] = _NONE
     disabled: Sequence[Subscription] = _NONE
+    slow: Sequence[Subscription] = _NONE
     announcements: Sequence[dict[str, Any]] = _NONE
     #: ``(subscription, return value or exception)`` per receiver that
     #: ran, in the order they ended, for the events of a typed event class
@@ -119,6 +125,13 @@ class DeliveryReport:
             self.scheduled = []
         self.scheduled.append(sub)  # type: ignore[attr-defined]
 
+    def _add_slow(self, sub: Subscription) -> None:
+        # The watchdog adds these (and _merge, of a report the watchdog
+        # is done with): no two appends race.
+        if self.slow is _NONE:
+            self.slow = []
+        self.slow.append(sub)  # type: ignore[attr-defined]
+
     def _add_disabled(self, sub: Subscription, announcement: dict[str, Any]) -> None:
         """Record that this publish disabled ``sub``; ``announcement`` is the
         data of its SUBSCRIBER_DISABLED event, taken at that moment."""
@@ -143,6 +156,8 @@ class DeliveryReport:
             self._add_skip(sub, reason, error)
         for context_error in other.context_errors:
             self._add_context_error(context_error)
+        for sub in other.slow:
+            self._add_slow(sub)
         for sub, announcement in zip(other.disabled, other.announcements, strict=True):
             self._add_disabled(sub, announcement)
         if self.results is not None and other.results is not None:

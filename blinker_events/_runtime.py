@@ -53,6 +53,7 @@ from ._outlets import Outlet, offer
 from ._report import DeliveryReport
 from ._settings import BusSettings, LiveSettings
 from ._signals import EventSignal, Route
+from ._slow import SlowCounter
 from ._subscription import Subscription
 from ._threads import LoopThread, ThreadPool, hold_until_done
 from ._types import SystemEventType, TypeKey
@@ -102,6 +103,8 @@ class Runtime:
         "publisher",
         "route",
         "signals",
+        "slow",
+        "slow_after",
     )
 
     def __init__(
@@ -128,6 +131,10 @@ class Runtime:
         self.outlets: tuple[Outlet, ...] = ()
         #: The instrumentation (see :mod:`._hooks`); None: none, and no cost.
         self.hooks: Hooks | None = None
+        #: Slow-receiver warnings given (see :mod:`._slow`), and the
+        #: ``slow_after`` setting, followed here (see _follow_settings).
+        self.slow = SlowCounter()
+        self.slow_after = live.value.slow_after
 
     # -- settings -----------------------------------------------------------
 
@@ -141,6 +148,9 @@ class Runtime:
         # at use: it follows the swap, under the same lock.
         if new.history_size != old.history_size:
             self.history.resize(new.history_size)
+        # Read by every sync delivery: one attribute of the runtime is two
+        # loads fewer than the settings' own, on the publish hot path.
+        self.slow_after = new.slow_after
 
     # -- outlets ------------------------------------------------------------
 

@@ -61,6 +61,9 @@ class BusSettings:
         lambda value, name: check_sync_executor(value),
         "where await publish runs sync receivers: 'worker' or 'thread_sensitive'",
     )
+    slow_after: float | None = _setting(
+        None, check_timeout, "seconds after which a receiver still running is logged and counted as slow; None: off"
+    )
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):

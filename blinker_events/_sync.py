@@ -6,8 +6,8 @@ runs inline in the publisher's thread (``publish_sync``) or on a pool thread
 the loop runs inside a :class:`SyncRun`, which the watchdog can move to
 another thread when a receiver hangs:
 
-1. the pool thread stores ``(receiver, deadline, event, run)`` in its watch
-   slot before each call;
+1. the pool thread stores ``(receiver, deadline, event, run, ...)`` in its
+   watch slot before each call;
 2. the watchdog sees the deadline pass, and under the slot's lock takes the
    run away from that thread (``run.slot = None``), records the timeout, and
    resumes the run at the next receiver on a fresh pool thread;
@@ -34,6 +34,7 @@ from ._context import Factory, enter_context, leave_context, reset_handling, set
 from ._describe import describe
 from ._fork import reinit
 from ._report import DeliveryReport
+from ._slow import SlowCheck
 from ._subscription import Subscription
 from ._watchdog import Watched, WatchSlot, watchdog
 from ._watchdog import thread_slots as _thread_slots
@@ -51,6 +52,8 @@ class _Moved(list[Subscription]):
 
 
 MOVED = _Moved()
+#: The deadline of a receiver watched only for being slow.
+_INF = float("inf")
 # Returned when there are no async receivers; never appended to.
 _NO_ASYNC: list[Subscription] = []
 # Orders the rare state changes of runs (start, give up, finish). One lock
@@ -83,6 +86,8 @@ def deliver_sync(
     event = report.event
     outcomes = runtime.outcomes
     default_timeout = runtime.live.value.timeout
+    # Watched for being slow too (see _slow): made once per delivery, and only if on.
+    slow = SlowCheck(runtime.slow_after, report, runtime.slow) if runtime.slow_after else None
     succeeded = report.succeeded.append
     results = report.results
     hooks = runtime.hooks
@@ -111,13 +116,13 @@ def deliver_sync(
                 if fn is None:
                     continue
             timeout = override or sub.timeout or default_timeout  # Runtime.timeout_for, inlined
-            if timeout is not None:
+            if timeout is not None or slow is not None:
                 if slot is None:
                     slot = _thread_slots.slot or watchdog.slot()
                     saved = slot.current
                     if not watchdog.running:  # it died: the deadline needs it
                         watchdog.ensure_running()
-                watched: Watched = (sub, t0 + timeout, event, run, saved)
+                watched: Watched = (sub, t0 + (timeout or _INF), event, run, saved, t0, slow)
                 slot.current = watched
             if hooks is not None:
                 fn = hooks.receiver(event, sub, fn, timeout)
@@ -138,7 +143,7 @@ def deliver_sync(
             finally:
                 reset_handling(token)
             t1 = perf_counter()
-            if timeout is not None:
+            if timeout is not None or slow is not None:
                 assert slot is not None
                 if run is None:
                     slot.current = saved

@@ -15,6 +15,11 @@ Receivers running inline in the publisher's own thread have no run: for them
 the warning is all that can happen until they return, when the dispatch loop
 counts the overrun as a timeout.
 
+The same rounds give the slow-receiver warning (``slow_after``, see
+:mod:`._slow`): a watched sync receiver whose tuple carries a slow check,
+and an async one entered in ``slow_tasks``, is logged once, with its stack,
+when it has run that long -- before its timeout, or without one.
+
 The watchdog also keeps the deadline of an async receiver that a publish
 awaits directly in its own task (the single-receiver fast path of
 ``await publish``): at the deadline it asks that task's loop to cancel the
@@ -42,15 +47,17 @@ import threading
 import traceback
 import weakref
 from time import perf_counter, sleep
+from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ._describe import describe
 from ._fork import reinit
 
 if TYPE_CHECKING:
     from ._events import Event
     from ._subscription import Subscription
 
-__all__ = ["WatchSlot", "watchdog"]
+__all__ = ["SlowTask", "SlowWatch", "WatchSlot", "coroutine_stack", "watchdog"]
 
 logger = logging.getLogger("blinker_events")
 
@@ -59,10 +66,35 @@ logger = logging.getLogger("blinker_events")
 BUSY_TICK = 0.01
 IDLE_TICK = 0.05
 
-#: ``(subscription, deadline, event, run, outer)``: ``outer`` is what the
-#: thread was watched for when this receiver started -- the receiver whose
-#: handling publishes inline -- so nested publishes keep every deadline seen.
-Watched = tuple["Subscription", float, "Event", "Movable | None", "Watched | None"]
+#: ``(subscription, deadline, event, run, outer, started, slow)``: ``outer``
+#: is what the thread was watched for when this receiver started -- the
+#: receiver whose handling publishes inline -- so nested publishes keep every
+#: deadline seen. ``deadline`` is inf for a receiver without a timeout (one
+#: watched only for being slow); ``started`` is when the receiver's time
+#: began and ``slow`` the delivery's slow check (None: ``slow_after`` off).
+Watched = tuple["Subscription", float, "Event", "Movable | None", "Watched | None", float, "SlowWatch | None"]
+
+
+class SlowWatch(Protocol):
+    """A delivery's slow check (:class:`._slow.SlowCheck`)."""
+
+    after: float
+
+    def warn(self, sub: Subscription, event: Event, elapsed: float, where: str, stack: str) -> None: ...
+
+
+class SlowTask(Protocol):
+    """An async receiver watched for being slow (:class:`._slow.AsyncSlow`)."""
+
+    sub: Subscription
+    event: Event
+    started: float
+    awaitable: Any
+    task: asyncio.Task[Any] | None
+    fired: bool
+
+    @property
+    def check(self) -> SlowWatch: ...  # read-only here: a SlowCheck is a SlowWatch
 
 
 class Movable(Protocol):
@@ -82,9 +114,22 @@ class WatchSlot:
 
     def __init__(self) -> None:
         self.current: Watched | None = None
-        self.reported: list[Watched] = []
+        #: What the watchdog reported of ``current``'s chain: overruns (the
+        #: watched tuple itself) and slow warnings (:class:`Slowed` of it).
+        self.reported: list[Watched | Slowed] = []
         self.ident = threading.get_ident()
         self.lock = threading.Lock()
+
+
+class Slowed:
+    """In a slot's ``reported``: the slow warning given for ``watched``. One
+    list for both kinds keeps the watchdog's round over an idle slot as it
+    was -- one test -- with ``slow_after`` in use or not."""
+
+    __slots__ = ("watched",)
+
+    def __init__(self, watched: Watched) -> None:
+        self.watched = watched
 
 
 class AsyncDeadline:
@@ -132,6 +177,9 @@ class Watchdog:
         #: on their loops without a lock (set operations are atomic); read
         #: here through a copy.
         self.awaited: set[AsyncDeadline] = set()
+        #: Async receivers watched for being slow, added and removed like
+        #: ``awaited``.
+        self.slow_tasks: set[SlowTask] = set()
 
     def slot(self) -> WatchSlot:
         """The calling thread's slot, created (and the watchdog started) on
@@ -201,12 +249,31 @@ class Watchdog:
                     self.awaited.discard(deadline)
                 except BaseException:
                     _complain("watchdog: expiring an awaited receiver failed; watching goes on")
+        for task in list(self.slow_tasks) if self.slow_tasks else ():
+            busy = True
+            if task.task is not None and task.task.done():  # ended: forget it (a read, safe from here)
+                self.slow_tasks.discard(task)
+            elif not task.fired and now - task.started > task.check.after:
+                task.fired = True
+                try:
+                    stack = coroutine_stack(task.awaitable)
+                    task.check.warn(task.sub, task.event, now - task.started, "async", stack)
+                except BaseException:  # the watchdog must survive anything
+                    _complain("watchdog: warning of a slow async receiver failed; watching goes on")
         return busy
 
     def _look_at(self, slot: WatchSlot, now: float) -> None:
         watched = slot.current
-        reported = []
+        reported: list[Watched | Slowed] = []
         while watched is not None:
+            check = watched[6]
+            if check is not None:
+                given = [w for w in slot.reported if type(w) is Slowed and w.watched is watched]
+                if given:
+                    reported.append(given[0])
+                elif now - watched[5] > check.after:
+                    reported.append(Slowed(watched))
+                    self._slow(slot, watched, check, now)
             if any(w is watched for w in slot.reported):
                 reported.append(watched)
             elif now > watched[1]:
@@ -214,6 +281,12 @@ class Watchdog:
                 self._overrun(slot, watched)
             watched = watched[4]
         slot.reported = reported
+
+    def _slow(self, slot: WatchSlot, watched: Watched, check: SlowWatch, now: float) -> None:
+        sub, _, event, run, _, started, _ = watched
+        frame = sys._current_frames().get(slot.ident)
+        stack = "".join(traceback.format_stack(frame)) if frame is not None else "(thread gone)\n"
+        check.warn(sub, event, now - started, "sync, inline" if run is None else "sync, on a pool thread", stack)
 
     def _expire(self, deadline: AsyncDeadline) -> None:
         # On the task's loop, so this cannot interleave with the publish:
@@ -223,7 +296,7 @@ class Watchdog:
             deadline.task.cancel()
 
     def _overrun(self, slot: WatchSlot, current: Watched) -> None:
-        sub, _, event, run, _ = current
+        sub, _, event, run, _, _, _ = current
         frame = sys._current_frames().get(slot.ident)
         stack = "".join(traceback.format_stack(frame)) if frame is not None else "(thread gone)\n"
         where = "on a pool thread; the publisher is released" if run is not None else "inline; it cannot be stopped"
@@ -239,6 +312,30 @@ class Watchdog:
                 run.overran(slot, current)
             except BaseException:  # the watchdog must survive anything
                 _complain(f"watchdog: moving the run of {event!r} to another thread failed")
+
+
+def coroutine_stack(awaitable: Any) -> str:
+    """The frames of ``awaitable``'s chain of awaits, outermost first, as
+    :func:`traceback.format_stack` formats them, or a note when there are
+    none to show (an awaitable that is neither a coroutine nor a generator,
+    or one that ended). Read from the watchdog thread: attribute reads of
+    another thread's suspended (or running) frames, which the GIL keeps
+    consistent."""
+    frames: list[tuple[FrameType, int]] = []
+    current = awaitable
+    # An awaitable's own __getattr__ may raise: then what was found is shown.
+    with contextlib.suppress(Exception):
+        for _ in range(200):  # a chain of awaits is finite, but a hostile __await__ need not be
+            frame = getattr(current, "cr_frame", None) or getattr(current, "gi_frame", None)
+            if not isinstance(frame, FrameType):
+                break
+            frames.append((frame, frame.f_lineno))
+            current = getattr(current, "cr_await", None) or getattr(current, "gi_yieldfrom", None)
+            if current is None:
+                break
+    if not frames:
+        return f"(no coroutine stack to show for {describe(awaitable)})\n"
+    return "".join(traceback.StackSummary.extract(frames).format())
 
 
 def _complain(message: str) -> None:
@@ -257,6 +354,7 @@ def _after_fork_in_child() -> None:
     watchdog._thread = None
     watchdog.running = False
     watchdog.awaited.clear()
+    watchdog.slow_tasks.clear()
     # So are the other threads' slots: watched here, a parent's receiver
     # "overrunning" would have its run moved on, and the parent's job
     # delivered in the child. Only the forking thread goes on in the child.

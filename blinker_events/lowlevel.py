@@ -33,6 +33,7 @@ Everything here is stable in the same sense as :mod:`blinker_events`:
   :func:`uninstrument`, :func:`instrumentation` -- one :class:`Hooks`
   object a bus calls around every publish and receiver (see
   :class:`Hooks`; :mod:`blinker_events.otel` is one);
+- **causes**: :func:`published_by`, which receiver made an event;
 - **messages**: :func:`shown_name`, an event type's name cut for a message;
 - :func:`running_loop`: the loop running in this thread, or None, cheaply.
 
@@ -99,6 +100,7 @@ __all__ = [
     "observe",
     "observers",
     "outlets",
+    "published_by",
     "reinit_locks",
     "replace_history",
     "running_loop",
@@ -114,6 +116,16 @@ def event_key(event: Event) -> TypeKey:
     """The type key of ``event``'s type (``type_key(event.event_type)``,
     computed once when the event was made)."""
     return event._key
+
+
+def published_by(event: Event) -> int | None:
+    """The ``id`` of the :class:`~blinker_events.Subscription` whose
+    receiver was running when ``event`` was made -- the receiver, among
+    those of the event ``event.parent_id`` names, that caused it -- or None:
+    a top-level event, or one rebuilt by ``Event.from_dict`` (an id means
+    nothing in another process). Pairs with ``parent_id`` as the causal
+    link :mod:`blinker_events.flow` draws."""
+    return getattr(event, "_by", None)
 
 
 T = TypeVar("T")

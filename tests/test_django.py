@@ -13,6 +13,7 @@ import asyncio
 import importlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -198,6 +199,16 @@ def test_bad_settings_raise_naming_the_key_and_change_nothing(
         apply_settings({"TIMEOUT": 0.1, **config})
     assert message in str(info.value)
     assert _bus_state() == before
+
+
+def test_slow_after_comes_from_the_settings_like_every_bus_setting() -> None:
+    assert bus.slow_after is None
+    with override_settings(BLINKER_EVENTS={**TEST_EVENTS, "SLOW_AFTER": 0.75}):
+        assert bus.slow_after == 0.75
+    assert bus.slow_after is None
+    with pytest.raises(TypeError, match="SLOW_AFTER must be a number of seconds or None, not str"):
+        apply_settings({**TEST_EVENTS, "SLOW_AFTER": "soon"})
+    assert bus.slow_after is None
 
 
 def test_default_event_types_of_bridged_signals() -> None:
@@ -392,6 +403,34 @@ def test_sync_view_publishes_to_sync_and_async_receivers(client: Any, receivers:
     assert receivers.sync_seen == [(order_id, 1)]
     assert receivers.async_seen == [order_id]
     assert receivers.sync_errors == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_events_page_draws_the_event_flow_as_svg_and_mermaid(
+    client: Any, subscribe: Callable[..., Subscription]
+) -> None:
+    import html
+    import xml.etree.ElementTree as ET
+
+    from blinker_events.flow import to_mermaid
+
+    def pack(event: Event) -> None:
+        blinker_events.publish_sync(Event("orders.packed", {"order_id": event.data["order_id"]}, "packing"))
+
+    subscribe("orders.order_placed", pack)
+    blinker_events.clear_history()
+    assert client.post("/orders", {"item": "pen"}).status_code == 201
+    page = client.get("/events").content.decode()
+    svg = ET.fromstring(page.split('<div id="flow">', 1)[1].split("</div>", 1)[0])
+    ns = "{http://www.w3.org/2000/svg}"
+    first = {g.get("id"): [t.text for t in g.iter(f"{ns}text")] for g in svg.iter(f"{ns}g")}
+    edges = {(first[p.get("data-from")][0], first[p.get("data-to")][0]) for p in svg.iter(f"{ns}path")}
+    assert {("orders.order_placed", "pack"), ("pack", "orders.packed")} <= edges
+    (packed,) = (lines for lines in first.values() if lines[0] == "orders.packed")
+    assert packed[:2] == ["orders.packed", "from 'packing'"]
+    mermaid = html.unescape(page.split('<pre id="flow-mermaid">', 1)[1].split("</pre>", 1)[0])
+    assert mermaid == to_mermaid(blinker_events.get_delivery_reports(), max_nodes=150)
+    assert re.search(r"\n    n\d+ --> n\d+\[\"orders\.packed<br/>from 'packing'<br/>", mermaid)
 
 
 @pytest.mark.asyncio

@@ -295,6 +295,7 @@ def test_every_config_key_is_applied_to_the_bus(make_app: MakeApp) -> None:
             "BLINKER_EVENTS_QUEUE_SIZE": 3,
             "BLINKER_EVENTS_OVERFLOW": "drop_oldest",
             "BLINKER_EVENTS_MAX_DEPTH": 4,
+            "BLINKER_EVENTS_SLOW_AFTER": 0.125,
             "BLINKER_EVENTS_SHUTDOWN_TIMEOUT": 2.5,
             "BLINKER_EVENTS_FLASK_SIGNALS": ["request_started", "message_flashed"],
         }
@@ -306,6 +307,7 @@ def test_every_config_key_is_applied_to_the_bus(make_app: MakeApp) -> None:
     assert bus.propagate_exceptions is True
     assert (bus._queue.maxsize, bus._queue.overflow) == (3, "drop_oldest")
     assert bus.max_depth == 4
+    assert bus.slow_after == 0.125
     from blinker_events import flask as integration
 
     assert integration._EXIT_TIMEOUTS[bus] == 2.5
@@ -321,6 +323,7 @@ def test_every_config_key_is_applied_to_the_bus(make_app: MakeApp) -> None:
         "BLINKER_EVENTS_QUEUE_SIZE",
         "BLINKER_EVENTS_OVERFLOW",
         "BLINKER_EVENTS_MAX_DEPTH",
+        "BLINKER_EVENTS_SLOW_AFTER",
         "BLINKER_EVENTS_SHUTDOWN_TIMEOUT",
         "BLINKER_EVENTS_FLASK_SIGNALS",
         "BLINKER_EVENTS_OWN_BUS",
@@ -916,26 +919,32 @@ def test_example_views_publish_order_created_and_events_lists_them(example_app: 
     assert (page.status_code, page.mimetype) == (200, "text/html")
     # newest first: type, source, succeeded, failed, timed out, skipped
     finished = ["flask.request_finished", "app examples.flask_app.app", "1", "0", "0", "0"]
+    reserved = ["stock.reserved", "stock", "1", "0", "0", "0"]  # published by reserve_stock: it ends first
     assert [row[1:7] for row in table(page.text, "events")] == [
         finished,
         ["order.created", "/orders/async", "2", "0", "0", "1"],
+        reserved,
         finished,
         ["SystemEventType.SUBSCRIBER_DISABLED", "examples.flask_app.app", "1", "0", "0", "0"],
         ["order.created", "/orders", "1", "1", "1", "0"],
+        reserved,
         finished,
         ["order.created", "/orders/async", "2", "1", "0", "0"],
+        reserved,
         finished,
         ["order.created", "/orders", "1", "1", "1", "0"],
+        reserved,
     ]
     assert table(page.text, "subscriptions") == [
         ["reserve_stock", "order.created", "0", "no"],
         ["notify_customer", "order.created", "0", "no"],
         ["sync_to_crm", "order.created", "3", "yes"],
+        ["check_restock", "stock.reserved", "0", "no"],
         ["log_disabled", "SystemEventType.SUBSCRIBER_DISABLED", "0", "no"],
         ["count_status", "flask.request_finished", "0", "no"],
     ]
     book = example_app.extensions["orders_example"]
-    assert book.reserved == [1, 2, 3, 4]
+    assert book.reserved == book.restock_checked == [1, 2, 3, 4]
     assert book.notified == [2, 4]
     assert book.statuses == {201: 4, 200: 1}  # the orders, and the /events page
 
@@ -945,7 +954,39 @@ def test_example_form_posts_redirect_to_the_events_page(example_app: Flask) -> N
     response = client.post("/orders/async", data={"item": "coffee"})
     assert (response.status_code, response.location) == (303, "/events")
     assert client.get("/").location == "/events"
-    assert [row[1:3] for row in table(client.get("/events").text, "events")][-1] == ["order.created", "/orders/async"]
+    assert [row[1:3] for row in table(client.get("/events").text, "events")][-2:] == [
+        ["order.created", "/orders/async"],
+        ["stock.reserved", "stock"],
+    ]
+
+
+def test_example_events_page_draws_the_event_flow_as_svg_and_mermaid(example_app: Flask) -> None:
+    import html
+    import xml.etree.ElementTree as ET
+
+    from blinker_events.flow import to_mermaid
+
+    client = example_app.test_client()
+    client.post("/orders", json={"item": "tea"})
+    page = client.get("/events").text
+    svg = ET.fromstring(page.split('<div id="flow" style="overflow-x: auto">', 1)[1].split("</div>", 1)[0])
+    ns = "{http://www.w3.org/2000/svg}"
+    boxes = [(g.get("data-kind"), [t.text for t in g.iter(f"{ns}text")]) for g in svg.iter(f"{ns}g")]
+    # The order's tree, durations aside; then the bridged request_finished of the POST.
+    assert [(kind, lines[:-1] if kind == "event" else lines) for kind, lines in boxes] == [
+        ("event", ["order.created", "from '/orders'"]),
+        ("succeeded", ["reserve_stock", "ok"]),
+        ("event", ["stock.reserved", "from 'stock'"]),
+        ("succeeded", ["check_restock", "ok"]),
+        ("timed_out", ["notify_customer", "timed out"]),
+        ("failed", ["sync_to_crm", "failed: ConnectionError"]),
+        ("event", ["flask.request_finished", "from <Flask 'examples.flask_app.a\u2026"]),  # cut to a line
+        ("succeeded", ["count_status", "ok"]),
+    ]
+    assert re.fullmatch(r"\d+ \u00b5s|\d+\.\d ms|\d+\.\d\d s", boxes[0][1][-1])
+    mermaid = html.unescape(page.split('<pre id="flow-mermaid">', 1)[1].split("</pre>", 1)[0])
+    # What the page drew is the history as it was: all but this GET's own request_finished.
+    assert mermaid == to_mermaid(get_bus(example_app).get_delivery_reports()[:-1], max_nodes=150)
 
 
 def test_example_app_under_a_real_wsgi_server() -> None:
@@ -986,8 +1027,10 @@ def test_example_app_under_a_real_wsgi_server() -> None:
         assert [row[1:3] for row in table(html, "events")] == [
             ["flask.request_finished", "app examples.flask_app.app"],
             ["order.created", "/orders/async"],
+            ["stock.reserved", "stock"],
             ["flask.request_finished", "app examples.flask_app.app"],
             ["order.created", "/orders"],
+            ["stock.reserved", "stock"],
         ]
     finally:
         server.shutdown()

@@ -211,3 +211,29 @@ def test_a_publish_whose_hooks_were_taken_off_as_it_began_runs_untraced(bus: Eve
     assert _hooks.wrap(bus._runtime, Event("x"), sub, receiver, None) is receiver
     assert bus.publish_sync(Event("x")).succeeded == [sub]
     assert len(calls) == 1
+
+
+def test_published_by_names_the_receiver_whose_handling_made_the_event(bus: EventBus) -> None:
+    made: list[Event] = []
+
+    def first(event: Event) -> None:
+        made.append(Event(Demo.PONG, {"by": "first"}))
+
+    async def second(event: Event) -> None:
+        made.append(Event(Demo.PONG, {"by": "second"}))
+
+    one = bus.subscribe(Demo.PING, first)
+    two = bus.subscribe(Demo.PING, second)
+    top = Event(Demo.PING)
+    assert lowlevel.published_by(top) is None
+    bus.publish_sync(top)  # the sync one inline, the async one on the bus loop
+    bus.publish_nowait(Event(Demo.PING)).result(5)  # both on the bus's threads
+    assert sorted((e.data["by"], lowlevel.published_by(e)) for e in made) == [
+        ("first", one.id),
+        ("first", one.id),
+        ("second", two.id),
+        ("second", two.id),
+    ]
+    assert {e.parent_id for e in made[:2]} == {top.event_id}
+    # Another process's subscription ids mean nothing here: a rebuilt event has none.
+    assert lowlevel.published_by(Event.from_dict(made[0].to_dict())) is None

@@ -24,7 +24,8 @@ EXPORTS = {
     "clear_history", "configure", "default_bus", "default_namespace", "disable", "enable", "event_type_name",
     "expect", "get_delivery_reports", "get_history", "get_subscriber_count", "get_subscriptions", "is_enabled",
     "publish", "publish_nowait", "publish_sync", "set_failure_threshold", "set_history_size", "set_max_depth",
-    "set_overflow", "set_propagate_exceptions", "set_queue_size", "set_sync_executor", "set_timeout", "shutdown",
+    "set_overflow", "set_propagate_exceptions", "set_queue_size", "set_slow_after", "set_sync_executor", "set_timeout",
+    "shutdown",
     "signal", "signal_for", "stats", "stream", "subscribe", "unbridge", "unsubscribe", "unsubscribe_by_source",
     "wait_for",
 }  # fmt: skip
@@ -37,7 +38,7 @@ MODULE_FUNCTIONS = {
     "subscribe", "unsubscribe", "unsubscribe_by_source", "get_subscriptions", "get_subscriber_count",
     "signal_for", "bridge", "unbridge",
     "configure", "set_timeout", "set_propagate_exceptions", "set_failure_threshold", "set_history_size",
-    "set_max_depth", "set_queue_size", "set_overflow", "set_sync_executor",
+    "set_max_depth", "set_queue_size", "set_overflow", "set_sync_executor", "set_slow_after",
     "get_history", "get_delivery_reports", "clear_history", "is_enabled", "enable", "disable", "stats",
     "shutdown", "expect", "wait_for", "stream",
 }  # fmt: skip
@@ -54,7 +55,7 @@ BUS_MEMBERS = {
     "settings", "configure", "timeout", "propagate_exceptions", "failure_threshold", "history_size",
     "max_depth", "queue_size", "overflow", "sync_executor", "set_timeout", "set_propagate_exceptions",
     "set_failure_threshold", "set_history_size", "set_max_depth", "set_queue_size", "set_overflow",
-    "set_sync_executor",
+    "set_sync_executor", "slow_after", "set_slow_after",
     # integrations
     "add_outlet", "remove_outlet", "set_dispatch_context", "dispatch_context",
     # introspection and lifecycle

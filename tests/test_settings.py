@@ -35,6 +35,7 @@ def test_every_setter_and_property_goes_through_the_one_value(bus: EventBus) -> 
         "queue_size": 9,
         "overflow": "raise",
         "sync_executor": "thread_sensitive",
+        "slow_after": 0.5,
     }
     assert set(values) == set(SETTING_NAMES)
     for name, value in values.items():

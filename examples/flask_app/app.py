@@ -12,7 +12,9 @@ What it shows:
   report as JSON (a form post redirects to ``/events``).
 - ``reserve_stock`` (sync) reads ``current_app`` wherever it runs: inline in
   the request for the sync view, on a bus thread -- with the app context the
-  extension pushes there -- for the async view.
+  extension pushes there -- for the async view. It publishes
+  ``stock.reserved`` in turn, which ``check_restock`` receives: a nested
+  event, which the history page draws under the receiver that published it.
 - ``notify_customer`` (async) talks to a slow "SMS gateway": for odd order
   numbers it takes ``NOTIFY_SLOW_SECONDS`` (2 s), and the bus timeout
   (``BLINKER_EVENTS_TIMEOUT``, 0.5 s) cancels it; the response is not held
@@ -23,8 +25,10 @@ What it shows:
   ``SUBSCRIBER_DISABLED`` event, which ``log_disabled`` logs.
 - Flask's own ``request_finished`` is bridged (``BLINKER_EVENTS_FLASK_SIGNALS``)
   as ``flask.request_finished``; ``count_status`` tallies the status codes.
-- ``GET /events`` lists the recent history as an HTML table, and every
-  subscription with its failure count.
+- ``GET /events`` lists the recent history as an HTML table, every
+  subscription with its failure count, and the event flow: the history's
+  causal trees as an inline SVG (``blinker_events.flow.to_svg``, rendered on
+  the server, no JavaScript) and as Mermaid text.
 - ``GET /orders/stream`` streams each ``order.created`` to the browser as
   server-sent events (``bus.stream``), once its receivers ran; ``?limit=N``
   ends the stream after N orders. Try ``curl -N http://127.0.0.1:5000/orders/stream``
@@ -49,11 +53,14 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, redirect, render_template_string, request, url_for
 from flask.typing import ResponseReturnValue
+from markupsafe import Markup
 
 from blinker_events import DeliveryReport, Event, EventStream, EventTimeoutError, SystemEventType, event_type_name
 from blinker_events.flask import BlinkerEvents, current_events, get_bus
+from blinker_events.flow import to_mermaid, to_svg
 
 ORDER_CREATED = "order.created"
+STOCK_RESERVED = "stock.reserved"
 
 events = BlinkerEvents()
 orders = Blueprint("orders", __name__)
@@ -68,6 +75,7 @@ class OrderBook:
         self._lock = threading.Lock()
         self.orders: list[dict[str, Any]] = []
         self.reserved: list[int] = []
+        self.restock_checked: list[int] = []
         self.notified: list[int] = []
         self.statuses: Counter[int] = Counter()
 
@@ -110,6 +118,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     bus.subscribe(ORDER_CREATED, reserve_stock)
     bus.subscribe(ORDER_CREATED, notify_customer)
     bus.subscribe(ORDER_CREATED, sync_to_crm)
+    bus.subscribe(STOCK_RESERVED, check_restock)
     bus.subscribe(SystemEventType.SUBSCRIBER_DISABLED, log_disabled)
     bus.subscribe("flask.request_finished", count_status)
 
@@ -121,8 +130,15 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
 
 def reserve_stock(event: Event) -> None:
-    """Sync; uses the app context wherever the bus runs it."""
+    """Sync; uses the app context wherever the bus runs it, and publishes
+    ``stock.reserved`` from inside its handling (a nested event)."""
     book().reserved.append(event.data["id"])
+    current_events.publish_sync(Event(STOCK_RESERVED, {"order": event.data["id"], "item": event.data["item"]}, "stock"))
+
+
+def check_restock(event: Event) -> None:
+    """Sync; receives the nested ``stock.reserved``."""
+    book().restock_checked.append(event.data["order"])
 
 
 async def notify_customer(event: Event) -> None:
@@ -241,7 +257,16 @@ def list_events() -> ResponseReturnValue:
         }
         for s in current_events.get_subscriptions()
     ]
-    return render_template_string(PAGE, rows=rows, subscriptions=subscriptions, statuses=dict(book().statuses))
+    history = current_events.get_delivery_reports()
+    return render_template_string(
+        PAGE,
+        rows=rows,
+        subscriptions=subscriptions,
+        statuses=dict(book().statuses),
+        # to_svg escapes every label itself: its output is safe to inline as it is.
+        flow_svg=Markup(to_svg(history, max_nodes=150, title="Event flow of the recent history")),
+        flow_mermaid=to_mermaid(history, max_nodes=150),
+    )
 
 
 def _summary(report: DeliveryReport) -> dict[str, list[str]]:
@@ -299,6 +324,12 @@ tr.bad td { background: #fee; }
 {% endfor %}
 </table>
 <p>Responses by status (bridged <code>request_finished</code>): {{ statuses }}</p>
+<h2>Event flow</h2>
+<p>Each event, the receivers it reached (green: ok, red: failed, orange: timed out, grey: skipped or
+cancelled) and the events they published in turn; oldest first.</p>
+<div id="flow" style="overflow-x: auto">{{ flow_svg }}</div>
+<h3>As Mermaid</h3>
+<pre id="flow-mermaid">{{ flow_mermaid }}</pre>
 </body></html>
 """
 

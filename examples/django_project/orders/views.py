@@ -1,12 +1,16 @@
-"""A sync view and an async view publishing ``orders.order_placed``, and /events."""
+"""A sync view and an async view publishing ``orders.order_placed``, and
+/events: the recent history as a table and as the event flow (an inline
+SVG drawn on the server, and its Mermaid text)."""
 
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 import blinker_events
 from blinker_events import Event
 from blinker_events.django import publish_on_commit
+from blinker_events.flow import to_mermaid, to_svg
 
 from .models import Order
 
@@ -41,7 +45,8 @@ async def place_order_async(request: HttpRequest) -> JsonResponse:
 
 def recent_events(request: HttpRequest) -> HttpResponse:
     """A debug page: the default bus's recent history, newest first."""
-    reports = reversed(blinker_events.get_delivery_reports(limit=50))
+    history = blinker_events.get_delivery_reports()
+    reports = reversed(history[-50:])
     rows = format_html_join(
         "\n",
         "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
@@ -61,7 +66,10 @@ def recent_events(request: HttpRequest) -> HttpResponse:
         format_html(
             "<!doctype html><title>Recent events</title><h1>Recent events</h1>"
             "<table><tr><th>type</th><th>source</th><th>ok</th><th>failed</th><th>timed out</th><th>ms</th></tr>"
-            "{}</table>",
+            '{}</table><h2>Event flow</h2><div id="flow">{}</div><pre id="flow-mermaid">{}</pre>',
             rows,
+            # to_svg escapes every label itself: its output is safe to inline as it is.
+            mark_safe(to_svg(history, max_nodes=150, title="Event flow of the recent history")),
+            to_mermaid(history, max_nodes=150),  # escaped by format_html
         )
     )
