@@ -34,11 +34,12 @@ this API -- is at https://blinker-events.readthedocs.io/en/latest/
 #   ``_hooks`` (the instrumentation protocol);
 # - engine: ``_runtime`` (what the paths receive; how every publish begins
 #   and ends), then the paths, which differ only in where receivers run:
-#   ``_sync`` and ``_async`` (calling receivers), ``_inline``
+#   ``_sync`` and ``_async`` (calling receivers; ``_tasks``: the async
+#   receivers' tasks), ``_inline``
 #   (``publish_sync``), ``_on_loop`` (``await publish``), ``_worker``
 #   (``publish_nowait``); ``_waiting`` and ``_streaming`` (waiters and
-#   streams, which observe the history); ``_instrument`` (the three
-#   publishes with a bus's hooks around them);
+#   streams, which observe the history); ``_instrument`` (how a
+#   publish with a bus's hooks begins);
 # - facade: ``_bus`` (``EventBus``, thin; what it keeps in
 #   ``_bus_state``: its settings and history), ``_compat`` (blinker's ``Signal``
 #   and ``Namespace``, drop-in), :mod:`blinker_events.lowlevel` (the public

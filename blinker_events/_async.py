@@ -22,11 +22,9 @@ cancellation goes on up to the publisher's caller.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
-import sys
 import types
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Callable, Generator
 from time import perf_counter
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any
@@ -37,6 +35,7 @@ from ._outcomes import TASK_CANCELLED
 from ._report import DeliveryReport
 from ._slow import watch_async
 from ._subscription import Subscription
+from ._tasks import Tracker, counted, task_maker
 from ._watchdog import AsyncDeadline, watchdog
 
 if TYPE_CHECKING:
@@ -46,89 +45,8 @@ __all__ = ["deliver_async", "deliver_off_thread", "deliver_one"]
 
 logger = logging.getLogger("blinker_events")
 
-EAGER_TASKS = sys.version_info >= (3, 12)
 _INF = float("inf")
 _PUBLISH_CANCELLED = "its publish was cancelled"
-
-
-class _Tracker:
-    """Counts the receiver tasks of one :func:`deliver_async` that have not
-    ended, and wakes the publisher when the count is down to ``until``.
-
-    Each task runs :func:`_counted`, which tells the tracker itself as its
-    last step, so no done callback is registered per task (asyncio would
-    schedule one handle per task per callback, which is most of what
-    waiting for tasks costs on 3.11).
-    """
-
-    __slots__ = ("left", "until", "waiter")
-
-    def __init__(self) -> None:
-        self.left = 0
-        self.until = 0
-        self.waiter: asyncio.Future[None] | None = None
-
-    def ended(self) -> None:
-        self.left -= 1
-        waiter = self.waiter
-        if waiter is not None and self.left <= self.until and not waiter.done():
-            waiter.set_result(None)
-
-    async def wait(self, loop: asyncio.AbstractEventLoop, until: int, when: float | None) -> None:
-        """Until at most ``until`` tasks are left running, or the loop's clock
-        reaches ``when`` (None: no limit). The caller counts again after: a
-        task it stopped waiting for may have ended first."""
-        if self.left <= until:
-            return
-        waiter = self.waiter = loop.create_future()
-        self.until = until
-        timer = None if when is None else loop.call_at(when, _release, waiter)
-        try:
-            await waiter
-        finally:
-            self.waiter = None
-            if timer is not None:
-                timer.cancel()
-
-
-@types.coroutine
-def _first_step() -> Generator[None, None, None]:
-    yield  # taken by the priming send in deliver_async, never by the task
-
-
-async def _counted(tracker: _Tracker, awaitable: Awaitable[Any]) -> Any:
-    """A receiver's task: its awaitable, then the tracker told it ended.
-
-    :func:`deliver_async` primes this coroutine up to the first ``await``
-    before it makes the task, so whatever the task meets -- even a
-    cancellation before its first step -- lands inside the ``try`` and the
-    tracker is told; a receiver that never got to start is closed (it would
-    warn that it was never awaited)."""
-    try:
-        try:
-            await _first_step()
-        except BaseException:
-            close = getattr(awaitable, "close", None)
-            if close is not None:
-                close()
-            raise
-        return await awaitable
-    finally:
-        tracker.ended()
-
-
-def _task_maker(loop: asyncio.AbstractEventLoop) -> Callable[..., asyncio.Task[Any]]:
-    """How receiver tasks are made on ``loop``, called as ``make(coro,
-    name=...)``: by the loop's own task factory if it has one (tracing,
-    say); otherwise as a Task made directly, skipping ``loop.create_task``'s
-    Python wrapper, and on 3.12+ started eagerly. Tasks are named after
-    their receivers: task dumps then say what runs, and on 3.11 a task
-    without a name formats one ("Task-N") when made."""
-    if loop.get_task_factory() is not None:
-        return loop.create_task
-    if EAGER_TASKS:
-        return functools.partial(asyncio.Task, loop=loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]
-    return functools.partial(asyncio.Task, loop=loop)
 
 
 async def deliver_async(
@@ -157,8 +75,8 @@ async def deliver_async(
     started = loop.time()  # every receiver's deadline counts from the publish
     default_timeout = runtime.live.value.timeout
     slow_after = runtime.live.value.slow_after  # see _slow; the watchdog forgets each task as it ends
-    make_task = _task_maker(loop)
-    tracker = _Tracker()
+    make_task = task_maker(loop)
+    tracker = Tracker()
     hooks = runtime.hooks
     for sub in subs:
         if checked or (sub.active and not sub.disabled and not chain):
@@ -175,13 +93,13 @@ async def deliver_async(
         token = set_handling((event, chain + (sub,) if chain else sub._chain))
         try:
             awaitable = sub._invoke_plain(fn, event) if sub.plain else fn(event)
-            counted = _counted(tracker, awaitable)
-            counted.send(None)  # primed: see _counted
+            step = counted(tracker, awaitable)
+            step.send(None)  # primed: see _tasks.counted
             tracker.left += 1
             try:
-                task = make_task(counted, name=sub.name)
+                task = make_task(step, name=sub.name)
             except BaseException:  # a task factory's: the tracker is told, the receiver closed
-                counted.close()
+                step.close()
                 raise
         except BaseException as exc:  # calling the receiver, or its task factory, raised
             _own_or_raise(runtime, exc)
@@ -392,7 +310,7 @@ async def _settle(
     report: DeliveryReport,
     running: list[_Running],
     loop: asyncio.AbstractEventLoop,
-    tracker: _Tracker,
+    tracker: Tracker,
 ) -> None:
     timed_out: set[asyncio.Task[Any]] = set()
     cut_short: set[asyncio.Task[Any]] = set()
@@ -425,11 +343,6 @@ async def _settle(
         _record(runtime, report, running, timed_out, cut_short)
         raise
     _record(runtime, report, running, timed_out, cut_short)
-
-
-def _release(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
 
 
 def _record(
