@@ -253,6 +253,18 @@ def test_mermaid_labels_cannot_break_out(bus: EventBus) -> None:
     )
 
 
+def test_mermaid_labels_cannot_start_a_directive(bus: EventBus) -> None:
+    """Mermaid reads ``%%{init: ...}%%`` anywhere, inside a label too: an
+    event type of that shape restyled the page."""
+    bus.publish_sync(Event("%%{init:{'theme':'dark'}}%%"))
+    assert to_mermaid(_timed(bus.get_delivery_reports())) == (
+        "flowchart LR\n"
+        "    n1[\"#37;#37;#123;init:#123;'theme':'dark'#125;#125;#37;#37;<br/>12.3 ms\"]\n"
+        "    classDef event fill:#e8f0fe,stroke:#1a56db,color:#202124\n"
+        "    class n1 event\n"
+    )
+
+
 def test_a_huge_history_is_cut_at_max_nodes_with_a_visible_note(new_bus: BusFactory) -> None:
     bus = new_bus(history_size=500)
     bus.subscribe("tick", lambda event: None)

@@ -75,6 +75,30 @@ def test_deliveries_are_counted_by_event_type_and_outcome(new_bus: BusFactory, m
         ]
 
 
+def test_each_instrument_has_the_unit_the_docs_give(new_bus: BusFactory, metered) -> None:
+    """observability.md's table: seconds for durations, no unit for counts."""
+    bus = new_bus(name="units")
+    bus.subscribe("x", lambda e: None)
+    with otel.instrument(bus, meter_provider=metered.provider):
+        bus.publish_sync(Event("x"))
+        data = metered.reader.get_metrics_data()
+    units = {
+        metric.name: metric.unit
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+    }
+    assert units == {
+        "blinker_events.deliveries": "",
+        "blinker_events.receiver.duration": "s",
+        "blinker_events.queue.depth": "",
+        "blinker_events.queue.dropped": "",
+        "blinker_events.queue.rejected": "",
+        "blinker_events.threads.stuck": "",
+        "blinker_events.subscriptions.disabled": "",
+    }
+
+
 def test_receiver_durations_go_to_a_histogram_in_seconds(new_bus: BusFactory, metered) -> None:
     bus = new_bus(name="timed")
     bus.subscribe("x", lambda e: time.sleep(0.05))

@@ -252,9 +252,23 @@ def _mermaid_text(text: str) -> str:
     """``text`` for inside a quoted Mermaid label: its entity codes for what
     Mermaid (or the HTML it renders into) would read as syntax."""
     text = text.replace("#", "#35;")  # first: the codes below start with one
-    for char, code in (('"', "#quot;"), ("<", "#lt;"), (">", "#gt;"), ("&", "#amp;"), ("`", "#96;")):
+    # Mermaid reads a directive (``%%{init: ...}%%``) wherever it stands, even
+    # inside a quoted label: hence % { and } too.
+    for char, code in _MERMAID_CODES:
         text = text.replace(char, code)
     return text
+
+
+_MERMAID_CODES = (
+    ('"', "#quot;"),
+    ("<", "#lt;"),
+    (">", "#gt;"),
+    ("&", "#amp;"),
+    ("`", "#96;"),
+    ("%", "#37;"),
+    ("{", "#123;"),
+    ("}", "#125;"),
+)
 
 
 def to_mermaid(source: EventBus | Iterable[DeliveryReport], *, max_nodes: int = MAX_NODES) -> str:
