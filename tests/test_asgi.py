@@ -539,6 +539,12 @@ def test_publish_after_response_refuses_bad_arguments_and_calls_outside_a_reques
         ({"bridges": [object()]}, TypeError, "bridges: <object object at"),
         ({"request_id_header": 1}, TypeError, "request_id_header must be a str or None, not int"),
         ({"request_id_header": "x request"}, ValueError, "request_id_header must be a header name"),
+        ({"request_id_header": "x:y"}, ValueError, "request_id_header must be a header name"),
+        ({"request_id_header": "x(y)"}, ValueError, "request_id_header must be a header name"),
+        ({"request_id_header": "a,b"}, ValueError, "request_id_header must be a header name"),
+        ({"request_id_header": 'a"b'}, ValueError, "request_id_header must be a header name"),
+        ({"request_id_header": "x/y"}, ValueError, "request_id_header must be a header name"),
+        ({"request_id_header": ""}, ValueError, "request_id_header must be a header name"),
     ],
 )
 def test_bad_arguments_are_refused_naming_them_and_the_app_is_untouched(
@@ -551,6 +557,16 @@ def test_bad_arguments_are_refused_naming_them_and_the_app_is_untouched(
     assert not hasattr(app.state, "blinker_events")
 
 
+def test_get_bus_of_something_that_is_not_an_app_is_a_type_error_naming_app() -> None:
+    with pytest.raises(TypeError, match="app must be a Starlette or FastAPI app or None, not str"):
+        get_bus("my_app")  # type: ignore[arg-type]
+
+
+def test_a_request_id_header_name_may_use_every_token_character(bus: EventBus) -> None:
+    _, events = app_with(bus, request_id_header="X-Req_ID.v1!#$%&'*+^`|~")
+    assert events._header == b"x-req_id.v1!#$%&'*+^`|~"
+
+
 def test_an_app_gets_one_blinker_events_and_one_serves_one_app(bus: EventBus) -> None:
     app, events = app_with(bus)
     with pytest.raises(RuntimeError, match="already installed"):
@@ -559,7 +575,9 @@ def test_an_app_gets_one_blinker_events_and_one_serves_one_app(bus: EventBus) ->
         events.init_app(FastAPI())
     with pytest.raises(TypeError, match="app must be a Starlette or FastAPI app, not function"):
         BlinkerEvents(lambda scope, receive, send: None)  # type: ignore[arg-type]
-    assert len(app.user_middleware) == 1
+    stack = app.build_middleware_stack()  # the refused ones wrapped nothing: one layer of ours
+    assert type(stack).__name__ == "_Middleware"
+    assert type(stack.app).__name__ == "ServerErrorMiddleware"  # type: ignore[attr-defined]
 
 
 @pytest.mark.asyncio
@@ -778,7 +796,7 @@ async def test_blinker_events_on_an_app_that_has_started_is_refused_and_changes_
 
     async with client(app) as http:
         await http.get("/")  # the app builds its middleware stack
-    with pytest.raises(RuntimeError, match="after an application has started"):
+    with pytest.raises(RuntimeError, match="after the app has started"):
         BlinkerEvents(app, bus=bus)
     assert not hasattr(app.state, "blinker_events")
 
