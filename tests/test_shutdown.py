@@ -18,7 +18,7 @@ import pytest
 
 from blinker_events import DeliveryReport, Event, EventBus
 
-from .conftest import BusFactory, Demo
+from .conftest import BusFactory, Demo, hold_the_worker
 
 WAIT = 5.0
 ROOT = Path(__file__).resolve().parent.parent
@@ -181,3 +181,40 @@ def test_shutdown_while_publish_sync_waits_on_the_bus_loop_returns_the_report(
         assert list(report.failed) == []
     assert report.finished
     assert bus.get_history() == [event]
+
+
+class Dropping:
+    """An outlet that carries nothing and, at its close, reports ``count``
+    events dropped (or raises, when ``count`` is an exception)."""
+
+    takes_over = False
+
+    def __init__(self, count: int | Exception | None) -> None:
+        self.count = count
+        self.closed_with: list[float | None] = []
+
+    def prepare(self, event: Event) -> object | None:
+        return None
+
+    def send(self, prepared: object) -> None: ...
+
+    def close(self, timeout: float | None) -> int | None:
+        self.closed_with.append(timeout)
+        if isinstance(self.count, Exception):
+            raise self.count
+        return self.count
+
+
+def test_shutdown_returns_the_queues_drops_plus_what_the_outlets_dropped(
+    bus: EventBus, gate: threading.Event
+) -> None:
+    outlets = [Dropping(3), Dropping(None), Dropping(RuntimeError("cannot close")), Dropping(0), Dropping(2)]
+    for outlet in outlets:
+        bus.add_outlet(outlet)
+    hold_the_worker(bus, gate, first=0)
+    for n in (1, 2):
+        bus.publish_nowait(Event(Demo.PING, {"n": n}))
+    assert bus.shutdown(timeout=0.3) == 2 + 3 + 2  # two queued behind the held one, then the outlets'
+    assert all(len(outlet.closed_with) == 1 for outlet in outlets)
+    for outlet in outlets:  # the fixture's own shutdown then finds nothing dropped
+        bus.remove_outlet(outlet)
