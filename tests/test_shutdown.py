@@ -205,9 +205,7 @@ class Dropping:
         return self.count
 
 
-def test_shutdown_returns_the_queues_drops_plus_what_the_outlets_dropped(
-    bus: EventBus, gate: threading.Event
-) -> None:
+def test_shutdown_returns_the_queues_drops_plus_what_the_outlets_dropped(bus: EventBus, gate: threading.Event) -> None:
     outlets = [Dropping(3), Dropping(None), Dropping(RuntimeError("cannot close")), Dropping(0), Dropping(2)]
     for outlet in outlets:
         bus.add_outlet(outlet)
