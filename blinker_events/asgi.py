@@ -66,7 +66,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import blinker_events
 from blinker_events import DeliveryReport, Event, EventBus
-from blinker_events.lowlevel import bus_loop, check_timeout, describe
+from blinker_events.lowlevel import bus_loop, check_timeout, describe, left_running
 
 from ._asgi_request import CURRENT, _Request
 
@@ -242,8 +242,11 @@ class BlinkerEvents:
         self._header = None if request_id_header is None else request_id_header.lower().encode("latin-1")
         self.bus: EventBus = blinker_events.default_bus if bus is None else bus
         self.app: Starlette | None = None
-        #: What the last lifespan's shutdown dropped (None before one ended).
+        #: What the last lifespan's shutdown dropped (None before one ended):
+        #: still queued at the bound, or dropped by a bridge as it closed.
         self.last_drain_dropped: int | None = None
+        #: What it left still being delivered (not dropped; None before one ended).
+        self.last_drain_running: int | None = None
         self._counts = {"queued": 0, "dropped": 0}
         self._counts_lock = threading.Lock()
         if app is not None:
@@ -326,12 +329,15 @@ class BlinkerEvents:
     async def _stop(self) -> None:
         dropped = await asyncio.to_thread(self.bus.shutdown, self.drain_timeout)
         self.last_drain_dropped = dropped
+        self.last_drain_running = running = left_running(self.bus)
         counts = self.stats()
-        (logger.warning if dropped else logger.info)(
-            "bus %r shut down at the end of the lifespan, %d queued event(s) dropped "
+        (logger.warning if dropped or running else logger.info)(
+            "bus %r shut down at the end of the lifespan, %d queued event(s) dropped, %d still being "
+            "delivered (left running, not dropped: cut off if the process exits now) "
             "(after their response: %d queued, %d dropped because the app raised)",
             self.bus.name,
             dropped,
+            running,
             counts["queued"],
             counts["dropped"],
         )

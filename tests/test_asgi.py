@@ -156,6 +156,33 @@ async def test_the_drain_bound_cuts_a_hung_receiver_and_counts_what_is_left(
 
 
 @pytest.mark.asyncio
+async def test_the_lifespans_summary_counts_an_event_a_slow_receiver_was_still_delivering(
+    new_bus: BusFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    bus = new_bus()
+    app, events = app_with(bus, drain_timeout=0.2)
+    done: list[int] = []
+
+    @bus.subscribe("job")
+    def slow(event: Event) -> None:  # slow, not hung: it ends after the bound
+        time.sleep(0.6)
+        done.append(event.data["n"])
+
+    @app.post("/jobs")
+    async def create() -> None:
+        for n in range(4):
+            publish_after_response(Event("job", {"n": n}))
+
+    async with serving(app), client(app) as http:
+        assert (await http.post("/jobs")).status_code == 200
+    assert (events.last_drain_dropped, events.last_drain_running) == (3, 1)
+    assert log_records(
+        caplog, logging.WARNING, "3 queued event(s) dropped, 1 still being delivered (left running, not dropped"
+    )
+    assert await async_wait_until(lambda: done == [0], timeout=5)  # it went on, and ended
+
+
+@pytest.mark.asyncio
 async def test_an_app_that_raises_drops_what_its_view_queued_counted_and_logged(
     bus: EventBus, caplog: pytest.LogCaptureFixture
 ) -> None:
