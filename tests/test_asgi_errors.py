@@ -147,3 +147,47 @@ async def test_a_dropped_events_future_fails_after_starlettes_own_500(bus: Event
     async with client(app) as http:
         assert (await http.post("/orders")).text == "Internal Server Error"
     assert isinstance(futures[0].exception(timeout=5), EventSystemError)
+
+
+@pytest.mark.asyncio
+async def test_an_error_after_a_streaming_response_began_drops_even_with_a_handler(bus: EventBus) -> None:
+    from fastapi.responses import StreamingResponse
+
+    app = FastAPI(exception_handlers={Exception: answer})
+    events = BlinkerEvents(app, bus=bus)
+
+    async def chunks() -> Any:
+        yield b"first"
+        raise ValueError("the stream broke")
+
+    @app.get("/stream")
+    async def stream() -> StreamingResponse:
+        publish_after_response(Event("order.created"))
+        return StreamingResponse(chunks())
+
+    async with client(app) as http:
+        response = await http.get("/stream")
+    assert response.status_code == 200  # the handler cannot answer: the response had begun
+    assert events.stats() == {"queued": 0, "dropped": 1}
+    assert bus.get_delivery_reports() == []
+
+
+@pytest.mark.asyncio
+async def test_concurrent_handled_and_unhandled_errors_each_keep_their_own_events(bus: EventBus) -> None:
+    import asyncio
+
+    app = FastAPI(exception_handlers={OutOfStock: refuse})
+    events = BlinkerEvents(app, bus=bus)
+
+    @app.post("/orders/{n}")
+    async def create(n: int) -> None:
+        publish_after_response(Event("order.created", {"n": n}))
+        await asyncio.sleep(0)
+        raise OutOfStock() if n % 2 else LookupError(n)
+
+    async with client(app) as http:
+        statuses = await asyncio.gather(*(http.post(f"/orders/{n}") for n in range(40)))
+    assert [response.status_code for response in statuses] == [500 if n % 2 == 0 else 409 for n in range(40)]
+    assert await async_wait_until(lambda: len(bus.get_delivery_reports()) == 20)
+    assert sorted(report.event.data["n"] for report in bus.get_delivery_reports()) == list(range(1, 40, 2))
+    assert events.stats() == {"queued": 20, "dropped": 20}
