@@ -332,7 +332,9 @@ class EventBus(StateMethods):
         stage whose time is up still runs, without waiting. Events still
         queued when the queue's time is up are dropped, counted, logged and
         their futures failed with :class:`QueueFullError`. Returns how many
-        were dropped. The bus stays usable: threads start again on demand.
+        were dropped: those, plus what the outlets dropped at their close
+        (a Redis bridge's unwritten buffer). The bus stays usable: threads
+        start again on demand.
 
         :raises TypeError, ValueError: ``timeout`` is neither None nor a positive number.
         """
@@ -341,7 +343,7 @@ class EventBus(StateMethods):
         dropped = self._queue.join(timeout)
         # Outlets flush while the loop thread (which bridges may run on)
         # still runs, and after the queue drained into them.
-        self._runtime.close_outlets(deadline)
+        dropped += self._runtime.close_outlets(deadline)
         self._loop_thread.stop(remaining(deadline))
         self._pool.close()
         return dropped

@@ -39,8 +39,11 @@ class Outlet(Protocol):
         """Take the event :meth:`prepare` accepted. Must not block for long
         or raise: the publish already stands."""
 
-    def close(self, timeout: float | None) -> None:
-        """The bus is shutting down: flush within ``timeout`` seconds."""
+    def close(self, timeout: float | None) -> int | None:
+        """The bus is shutting down: flush within ``timeout`` seconds.
+        Return how many events it dropped (not carried: counted and logged
+        by the outlet), which the bus's ``shutdown()`` adds to its own;
+        None or 0 for none."""
 
 
 def offer(outlets: tuple[Outlet, ...], event: Event) -> bool:

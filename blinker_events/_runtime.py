@@ -174,15 +174,21 @@ class Runtime:
             self.outlets = tuple(o for o in self.outlets if o is not outlet)
             return True
 
-    def close_outlets(self, deadline: float | None) -> None:
+    def close_outlets(self, deadline: float | None) -> int:
         """Let every outlet flush and close by ``deadline`` (a
-        ``perf_counter`` reading; None: no limit). One that raises is logged
-        and the others still close."""
+        ``perf_counter`` reading; None: no limit); return how many events
+        they dropped (the sum of their ``close`` returns). One that raises
+        is logged and the others still close."""
+        dropped = 0
         for outlet in self.outlets:
             try:
-                outlet.close(remaining(deadline))
+                count = outlet.close(remaining(deadline))
             except Exception:
                 logger.exception("shutdown: closing outlet %s failed", describe(outlet))
+                continue
+            if isinstance(count, int) and count > 0:  # None (or anything else): none it knows of
+                dropped += count
+        return dropped
 
     # -- how a publish begins -------------------------------------------------
 

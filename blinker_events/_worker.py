@@ -212,7 +212,7 @@ class NowaitJob:
         except InvalidStateError:  # the publisher cancelled it meanwhile
             pass
         finally:
-            self.queue.finished()
+            self.queue.finished(self)
 
     def drop(self, why: str) -> None:  # only for jobs still queued
         if not self.future.done():
@@ -246,7 +246,9 @@ class WorkQueue:
         self._owner: object = None
         self._started = 0  # jobs ever taken: a blocked publisher's sign of progress
         self._handed = -1  # ``_started`` at the last handoff: one per stall, however many wait
-        self._inflight = 0
+        self._inflight: set[NowaitJob] = set()  # taken and not resolved: named by join()
+        #: How many were still being delivered when the last join's bound passed.
+        self.left_running = 0
         self._room_waiters = 0
         self._joiners = 0  # notify() costs microseconds even with nobody waiting
 
@@ -263,7 +265,7 @@ class WorkQueue:
 
     def busy(self) -> bool:
         """Whether anything is queued, being drained or in flight."""
-        return bool(self._jobs) or self._owner is not None or self._inflight > 0
+        return bool(self._jobs) or self._owner is not None or bool(self._inflight)
 
     def put(self, job: NowaitJob, block_timeout: float | None) -> None:
         dropped: NowaitJob | None = None
@@ -372,7 +374,7 @@ class WorkQueue:
                         self._empty.notify_all()
                     return
                 job = self._jobs.popleft()
-                self._inflight += 1
+                self._inflight.add(job)
                 self._started += 1
                 if self._room_waiters and len(self._jobs) <= self.maxsize // 2:
                     self._room.notify_all()
@@ -382,7 +384,7 @@ class WorkQueue:
                 try:
                     job.withdrawn()
                 finally:
-                    self.finished()
+                    self.finished(job)
                 continue
             job.owner = owner
             try:
@@ -394,10 +396,10 @@ class WorkQueue:
             if not still_here:
                 return  # the run drains on from the thread it moved to
 
-    def finished(self) -> None:
-        """A job's future was resolved."""
+    def finished(self, job: NowaitJob) -> None:
+        """``job``'s future was resolved."""
         with self._lock:
-            self._inflight -= 1
+            self._inflight.discard(job)
             if not self._inflight and self._joiners:
                 self._empty.notify_all()
 
@@ -417,10 +419,19 @@ class WorkQueue:
             left = list(self._jobs)
             self._jobs.clear()
             self.dropped += len(left)
-            running = self._inflight
+            running = [job.report.event for job in self._inflight]
+            self.left_running = len(running)
         if running:
             # Not dropped -- they may still end, and their futures resolve then.
-            logger.warning("shutdown: %d event(s) still being delivered after %.3gs", running, timeout)
+            shown = ", ".join(describe(event) for event in running[:5])
+            more = f" and {len(running) - 5} more" if len(running) > 5 else ""
+            logger.warning(
+                "shutdown: %d event(s) still being delivered after %.3gs, left running: %s%s",
+                len(running),
+                timeout,
+                shown,
+                more,
+            )
         for job in left:
             logger.error("shutdown: dropped %s, still queued after %.3gs", describe(job.report.event), timeout)
             job.drop("the bus shut down before it was delivered")

@@ -18,9 +18,11 @@
   app's own shutdown it shuts the bus down -- delivering what is queued,
   flushing the bridges -- within ``drain_timeout`` seconds, what is left
   then dropped, counted and logged by the bus;
-- it adds a pure ASGI middleware, outside those the app has so far, which gives
-  each HTTP request a :class:`RequestInfo` (:func:`current_request`, which
-  receivers see too) and publishes the events the request queued with
+- it wraps the app's middleware stack, outermost -- outside Starlette's
+  ``ServerErrorMiddleware`` and every middleware the app adds, before or
+  after -- in a pure ASGI middleware which gives each HTTP request a
+  :class:`RequestInfo` (:func:`current_request`, which receivers see too)
+  and publishes the events the request queued with
   :func:`publish_after_response` once the response has gone out.
 
 "Gone out" is the ASGI server having taken the last message of the
@@ -29,10 +31,13 @@ chunk of a streaming response), or ``http.response.pathsend``. The events
 then go to the bus's worker queue (``publish_nowait``), in the order they
 were queued, each in the context the view queued it from: they are tracked
 and drained at shutdown like any queued event, and their receivers never
-run on the event loop's thread. If the app raises instead of finishing the
-response, the events are dropped (counted in :meth:`BlinkerEvents.stats`,
-logged at WARNING, their futures failed): the view did not do what they
-announce. A client that goes away -- the request task cancelled, the send
+run on the event loop's thread. An error a handler turns into a response
+(an ``HTTPException``, a handler for its class, for ``Exception`` or for
+500) is a response. If the app raises instead -- no response went out, or
+the one that did is Starlette's own 500 (no handler for ``500``/``Exception``,
+or ``debug=True``'s traceback) -- the events are dropped (counted in
+:meth:`BlinkerEvents.stats`, logged at WARNING, their futures failed): the
+view did not do what they announce. A client that goes away -- the request task cancelled, the send
 failing, Starlette's ``ClientDisconnect`` -- does not drop them: what the
 view did is done, so they are published.
 
@@ -44,7 +49,6 @@ documentation: https://blinker-events.readthedocs.io/en/latest/fastapi.html (``d
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import re
 import threading
@@ -56,12 +60,15 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from starlette.applications import Starlette
+from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import blinker_events
-from blinker_events import DeliveryReport, Event, EventBus, EventSystemError
-from blinker_events.lowlevel import bus_loop, check_timeout, describe, shown_name
+from blinker_events import DeliveryReport, Event, EventBus
+from blinker_events.lowlevel import bus_loop, check_timeout, describe, left_running
+
+from ._asgi_request import CURRENT, _Request
 
 __all__ = [
     "STATE_KEY",
@@ -81,6 +88,8 @@ STATE_KEY = "blinker_events"
 #: A request id taken from the client's header must look like one: at most
 #: 128 printable ASCII characters without spaces. Anything else is replaced.
 _REQUEST_ID = re.compile(r"[!-~]{1,128}")
+#: A header name is an RFC 9110 token: letters, digits and these symbols.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
 class Bridge(Protocol):
@@ -114,57 +123,6 @@ class RequestInfo:
     client: tuple[str, int] | None
 
 
-class _Request:
-    """One HTTP request through the middleware: its info, and the events it
-    queued until the response has gone (then None)."""
-
-    __slots__ = ("events", "info", "lock", "pending")
-
-    def __init__(self, events: BlinkerEvents, info: RequestInfo) -> None:
-        self.events = events
-        self.info = info
-        self.lock = threading.Lock()  # sync views and their threads queue too
-        self.pending: list[tuple[Event, float | None, contextvars.Context, Future[DeliveryReport]]] | None = []
-
-    def queue(self, event: Event, timeout: float | None, future: Future[DeliveryReport]) -> None:
-        with self.lock:
-            if self.pending is not None:
-                self.pending.append((event, timeout, contextvars.copy_context(), future))
-                return
-        # The response has gone already (a background task, say): now.
-        self.events._publish(event, timeout, future)
-
-    def _take(self) -> list[tuple[Event, float | None, contextvars.Context, Future[DeliveryReport]]]:
-        with self.lock:
-            pending, self.pending = self.pending, None
-        return pending or []
-
-    def complete(self) -> None:
-        """The response has gone (or the client has): publish what was queued."""
-        for event, timeout, context, future in self._take():
-            context.run(self.events._publish, event, timeout, future)
-
-    def abandon(self, error: BaseException) -> None:
-        """The app raised before the response was complete: drop what was queued."""
-        dropped = self._take()
-        if not dropped:
-            return
-        self.events._count("dropped", len(dropped))
-        logger.warning(
-            "%d event(s) queued to publish after the response to %s %s dropped, the app raised %s: %s",
-            len(dropped),
-            self.info.method,
-            describe(self.info.path),
-            type(error).__name__,
-            _types_of(event for event, *_ in dropped),
-        )
-        for _, _, _, future in dropped:
-            future.set_exception(EventSystemError(f"not published: the app raised {describe(error)}"))
-
-
-_CURRENT: contextvars.ContextVar[_Request | None] = contextvars.ContextVar("blinker_events.asgi.request", default=None)
-
-
 def current_request() -> RequestInfo | None:
     """The :class:`RequestInfo` of the HTTP request this code runs for, or None.
 
@@ -176,7 +134,7 @@ def current_request() -> RequestInfo | None:
     middleware (a websocket, the lifespan, another thread started without
     the request's context).
     """
-    request = _CURRENT.get()
+    request = CURRENT.get()
     return None if request is None else request.info
 
 
@@ -205,7 +163,7 @@ def publish_after_response(event: Event, *, timeout: float | None = None) -> Fut
     if not isinstance(event, Event):
         raise TypeError(f"event must be an Event, not {type(event).__name__}")
     timeout = check_timeout(timeout)
-    request = _CURRENT.get()
+    request = CURRENT.get()
     if request is None:
         raise RuntimeError(
             "publish_after_response() outside a request: the app needs BlinkerEvents(app), "
@@ -223,14 +181,17 @@ def get_bus(app: Starlette | None = None) -> EventBus:
     """The bus of ``app``, or of the current request's app when None.
 
     :param app: a Starlette (FastAPI) app given to :class:`BlinkerEvents`; None: the current request's.
+    :raises TypeError: ``app`` is neither None nor a Starlette app.
     :raises RuntimeError: no ``app`` and not in a request through the
         middleware, or :class:`BlinkerEvents` is not installed on ``app``.
     """
     if app is None:
-        request = _CURRENT.get()
+        request = CURRENT.get()
         if request is None:
             raise RuntimeError("blinker_events: no app given and not inside a request through BlinkerEvents")
         return request.events.bus
+    if not isinstance(app, Starlette):
+        raise TypeError(f"app must be a Starlette or FastAPI app or None, not {type(app).__name__}")
     events = getattr(app.state, STATE_KEY, None)
     if not isinstance(events, BlinkerEvents):
         raise RuntimeError("blinker_events is not installed on this app: call BlinkerEvents(app)")
@@ -276,13 +237,16 @@ class BlinkerEvents:
                 raise TypeError(f"bridges: {describe(bridge)} has no start() method")
         if request_id_header is not None and not isinstance(request_id_header, str):
             raise TypeError(f"request_id_header must be a str or None, not {type(request_id_header).__name__}")
-        if request_id_header is not None and not _REQUEST_ID.fullmatch(request_id_header):
+        if request_id_header is not None and not _TOKEN.fullmatch(request_id_header):
             raise ValueError(f"request_id_header must be a header name, not {describe(request_id_header)}")
         self._header = None if request_id_header is None else request_id_header.lower().encode("latin-1")
         self.bus: EventBus = blinker_events.default_bus if bus is None else bus
         self.app: Starlette | None = None
-        #: What the last lifespan's shutdown dropped (None before one ended).
+        #: What the last lifespan's shutdown dropped (None before one ended):
+        #: still queued at the bound, or dropped by a bridge as it closed.
         self.last_drain_dropped: int | None = None
+        #: What it left still being delivered (not dropped; None before one ended).
+        self.last_drain_running: int | None = None
         self._counts = {"queued": 0, "dropped": 0}
         self._counts_lock = threading.Lock()
         if app is not None:
@@ -302,7 +266,20 @@ class BlinkerEvents:
             raise RuntimeError("this BlinkerEvents already serves an app; make one per app")
         if isinstance(getattr(app.state, STATE_KEY, None), BlinkerEvents):
             raise RuntimeError("blinker_events is already installed on this app")
-        app.add_middleware(_Middleware, events=self)  # raises before any change if the app has started
+        if app.middleware_stack is not None:
+            raise RuntimeError("BlinkerEvents(app) after the app has started: call it before the app serves")
+        build = app.build_middleware_stack
+
+        def build_around() -> ASGIApp:
+            # Outside ServerErrorMiddleware, so a handler's 500 response is
+            # seen going out; the marker inside it tells that response apart.
+            stack = build()
+            errors = stack if isinstance(stack, ServerErrorMiddleware) else None
+            if errors is not None:
+                errors.app = _Marker(errors.app)
+            return _Middleware(stack, self, errors)
+
+        app.build_middleware_stack = build_around  # type: ignore[method-assign]
         inner = app.router.lifespan_context
 
         @asynccontextmanager
@@ -352,25 +329,21 @@ class BlinkerEvents:
     async def _stop(self) -> None:
         dropped = await asyncio.to_thread(self.bus.shutdown, self.drain_timeout)
         self.last_drain_dropped = dropped
+        self.last_drain_running = running = left_running(self.bus)
         counts = self.stats()
-        (logger.warning if dropped else logger.info)(
-            "bus %r shut down at the end of the lifespan, %d queued event(s) dropped "
+        (logger.warning if dropped or running else logger.info)(
+            "bus %r shut down at the end of the lifespan, %d queued event(s) dropped, %d still being "
+            "delivered (left running, not dropped: cut off if the process exits now) "
             "(after their response: %d queued, %d dropped because the app raised)",
             self.bus.name,
             dropped,
+            running,
             counts["queued"],
             counts["dropped"],
         )
 
     def __repr__(self) -> str:
         return f"<blinker_events.asgi.BlinkerEvents bus {self.bus.name!r}, drain_timeout {self.drain_timeout}>"
-
-
-def _types_of(events: Iterable[Event], shown: int = 5) -> str:
-    """The event types of ``events`` for a log line: the first few, then how many more."""
-    names = [shown_name(event.event_type) for event in events]
-    more = f" and {len(names) - shown} more" if len(names) > shown else ""
-    return ", ".join(names[:shown]) + more
 
 
 def _copy(source: Future[DeliveryReport], target: Future[DeliveryReport]) -> None:
@@ -387,35 +360,65 @@ def _is_last(message: Message) -> bool:
     return (kind == "http.response.body" and not message.get("more_body", False)) or kind == "http.response.pathsend"
 
 
-class _Middleware:
-    """Pure ASGI (no response buffering, streaming untouched): the request's
-    info in a context variable, and its queued events published once the
-    last message of its response was handed to the server."""
+class _Marker:
+    """Just inside Starlette's ``ServerErrorMiddleware``: notes on the request
+    the exception the app raised, before that middleware turns it into a 500
+    response (its handler's, or its own) and raises it on."""
 
-    def __init__(self, app: ASGIApp, events: BlinkerEvents) -> None:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self.app(scope, receive, send)
+        except ClientDisconnect:  # the client left: what the view did is done
+            raise
+        except Exception as error:
+            request = CURRENT.get()
+            if request is not None and request.raised is None:
+                request.raised = error
+            raise
+
+
+class _Middleware:
+    """Pure ASGI (no response buffering, streaming untouched), outside the
+    whole stack: the request's info in a context variable, and its queued
+    events published once the last message of its response was handed to
+    the server -- unless that response is Starlette's own 500 for an error
+    no handler took (``errors`` has no handler, or is in debug mode)."""
+
+    def __init__(self, app: ASGIApp, events: BlinkerEvents, errors: ServerErrorMiddleware | None) -> None:
         self.app = app
         self.events = events
+        self.errors = errors
+
+    def _sent(self, request: _Request) -> None:
+        error = request.raised
+        if error is None or (self.errors is not None and self.errors.handler is not None and not self.errors.debug):
+            request.complete()  # a response, or the response a handler made of the error
+        else:
+            request.abandon(error)  # Starlette's own 500 (or debug traceback): the app raised
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         request = _Request(self.events, _info(scope, self.events._header))
-        token = _CURRENT.set(request)
+        token = CURRENT.set(request)
 
         async def watch(message: Message) -> None:
             try:
                 await send(message)
             finally:  # a send that fails because the client left still ends the response
                 if _is_last(message):
-                    request.complete()
+                    self._sent(request)
 
         try:
             await self.app(scope, receive, watch)
         except ClientDisconnect:
             request.complete()
             raise
-        except Exception as error:
+        except Exception as error:  # no response went out (a handler that raised, a broken stream)
             request.abandon(error)
             raise
         except BaseException:  # cancelled: the client left, or the server is stopping
@@ -424,7 +427,7 @@ class _Middleware:
         else:
             request.complete()  # a response cut short by a disconnect: the view's work is done
         finally:
-            _CURRENT.reset(token)
+            CURRENT.reset(token)
 
 
 def _info(scope: Scope, header: bytes | None) -> RequestInfo:

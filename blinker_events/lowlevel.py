@@ -97,6 +97,7 @@ __all__ = [
     "instrument",
     "instrumentation",
     "is_relayed",
+    "left_running",
     "observe",
     "observers",
     "outlets",
@@ -168,6 +169,15 @@ def bus_loop(bus: EventBus) -> BusLoop:
 def outlets(bus: EventBus) -> tuple[Outlet, ...]:
     """The outlets ``bus`` offers every local event to, in the order added."""
     return bus._runtime.outlets
+
+
+def left_running(bus: EventBus) -> int:
+    """How many ``publish_nowait`` events ``bus``'s last ``shutdown()`` left
+    still being delivered when its queue's time was up (0 before any): a
+    slow or hung receiver's. Not dropped, nor in ``shutdown()``'s count --
+    their receivers go on and their futures resolve if they end -- but cut
+    off if the process then exits. The shutdown's warning names them."""
+    return bus._queue.left_running
 
 
 def forget_outlet_after_fork(bus: EventBus, outlet: Outlet) -> None:

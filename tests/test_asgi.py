@@ -156,6 +156,33 @@ async def test_the_drain_bound_cuts_a_hung_receiver_and_counts_what_is_left(
 
 
 @pytest.mark.asyncio
+async def test_the_lifespans_summary_counts_an_event_a_slow_receiver_was_still_delivering(
+    new_bus: BusFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    bus = new_bus()
+    app, events = app_with(bus, drain_timeout=0.2)
+    done: list[int] = []
+
+    @bus.subscribe("job")
+    def slow(event: Event) -> None:  # slow, not hung: it ends after the bound
+        time.sleep(0.6)
+        done.append(event.data["n"])
+
+    @app.post("/jobs")
+    async def create() -> None:
+        for n in range(4):
+            publish_after_response(Event("job", {"n": n}))
+
+    async with serving(app), client(app) as http:
+        assert (await http.post("/jobs")).status_code == 200
+    assert (events.last_drain_dropped, events.last_drain_running) == (3, 1)
+    assert log_records(
+        caplog, logging.WARNING, "3 queued event(s) dropped, 1 still being delivered (left running, not dropped"
+    )
+    assert await async_wait_until(lambda: done == [0], timeout=5)  # it went on, and ended
+
+
+@pytest.mark.asyncio
 async def test_an_app_that_raises_drops_what_its_view_queued_counted_and_logged(
     bus: EventBus, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -539,6 +566,12 @@ def test_publish_after_response_refuses_bad_arguments_and_calls_outside_a_reques
         ({"bridges": [object()]}, TypeError, "bridges: <object object at"),
         ({"request_id_header": 1}, TypeError, "request_id_header must be a str or None, not int"),
         ({"request_id_header": "x request"}, ValueError, "request_id_header must be a header name"),
+        ({"request_id_header": "x:y"}, ValueError, "request_id_header must be a header name"),
+        ({"request_id_header": "x(y)"}, ValueError, "request_id_header must be a header name"),
+        ({"request_id_header": "a,b"}, ValueError, "request_id_header must be a header name"),
+        ({"request_id_header": 'a"b'}, ValueError, "request_id_header must be a header name"),
+        ({"request_id_header": "x/y"}, ValueError, "request_id_header must be a header name"),
+        ({"request_id_header": ""}, ValueError, "request_id_header must be a header name"),
     ],
 )
 def test_bad_arguments_are_refused_naming_them_and_the_app_is_untouched(
@@ -551,6 +584,16 @@ def test_bad_arguments_are_refused_naming_them_and_the_app_is_untouched(
     assert not hasattr(app.state, "blinker_events")
 
 
+def test_get_bus_of_something_that_is_not_an_app_is_a_type_error_naming_app() -> None:
+    with pytest.raises(TypeError, match="app must be a Starlette or FastAPI app or None, not str"):
+        get_bus("my_app")  # type: ignore[arg-type]
+
+
+def test_a_request_id_header_name_may_use_every_token_character(bus: EventBus) -> None:
+    _, events = app_with(bus, request_id_header="X-Req_ID.v1!#$%&'*+^`|~")
+    assert events._header == b"x-req_id.v1!#$%&'*+^`|~"
+
+
 def test_an_app_gets_one_blinker_events_and_one_serves_one_app(bus: EventBus) -> None:
     app, events = app_with(bus)
     with pytest.raises(RuntimeError, match="already installed"):
@@ -559,7 +602,9 @@ def test_an_app_gets_one_blinker_events_and_one_serves_one_app(bus: EventBus) ->
         events.init_app(FastAPI())
     with pytest.raises(TypeError, match="app must be a Starlette or FastAPI app, not function"):
         BlinkerEvents(lambda scope, receive, send: None)  # type: ignore[arg-type]
-    assert len(app.user_middleware) == 1
+    stack = app.build_middleware_stack()  # the refused ones wrapped nothing: one layer of ours
+    assert type(stack).__name__ == "_Middleware"
+    assert type(stack.app).__name__ == "ServerErrorMiddleware"  # type: ignore[attr-defined]
 
 
 @pytest.mark.asyncio
@@ -778,7 +823,7 @@ async def test_blinker_events_on_an_app_that_has_started_is_refused_and_changes_
 
     async with client(app) as http:
         await http.get("/")  # the app builds its middleware stack
-    with pytest.raises(RuntimeError, match="after an application has started"):
+    with pytest.raises(RuntimeError, match="after the app has started"):
         BlinkerEvents(app, bus=bus)
     assert not hasattr(app.state, "blinker_events")
 

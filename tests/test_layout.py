@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "blinker_events"
 MAX_LINES = 450
 #: Private modules at the package's top that belong to one integration,
 #: not to the core (flask.py is a module, so its helper sits beside it).
-INTEGRATIONS_OWN = {"_flask_config": "flask"}
+INTEGRATIONS_OWN = {"_flask_config": "flask", "_asgi_request": "asgi"}
 
 
 def _modules() -> dict[str, Path]:

@@ -14,7 +14,7 @@ import pytest
 
 from blinker_events import DeliveryReport, Event, EventBus, TypedEvent, lowlevel
 
-from .conftest import Demo, log_records
+from .conftest import Demo, hold_the_worker, log_records
 
 PACKAGE = Path(lowlevel.__file__).parent
 INTEGRATIONS = [
@@ -237,3 +237,19 @@ def test_published_by_names_the_receiver_whose_handling_made_the_event(bus: Even
     assert {e.parent_id for e in made[:2]} == {top.event_id}
     # Another process's subscription ids mean nothing here: a rebuilt event has none.
     assert lowlevel.published_by(Event.from_dict(made[0].to_dict())) is None
+
+
+def test_left_running_counts_and_the_warning_names_what_a_shutdown_left_in_delivery(
+    bus: EventBus, gate: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert lowlevel.left_running(bus) == 0
+    _, future = hold_the_worker(bus, gate, first=7)
+    bus.publish_nowait(Event(Demo.PING, {"n": 8}))
+    assert bus.shutdown(timeout=0.3) == 1  # the one behind it; the one in delivery is not dropped
+    assert lowlevel.left_running(bus) == 1
+    assert log_records(caplog, logging.WARNING, "1 event(s) still being delivered after 0.3s, left running: Event(")
+    assert "'n': 7" in log_records(caplog, logging.WARNING, "left running")[0].getMessage()
+    gate.set()
+    assert future.result(timeout=5).event.data == {"n": 7}  # it went on and ended
+    assert bus.shutdown(timeout=5) == 0
+    assert lowlevel.left_running(bus) == 0

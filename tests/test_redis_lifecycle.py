@@ -18,7 +18,7 @@ import pytest
 from blinker_events import Event, EventBus, lowlevel
 from blinker_events.redis import RedisBridge, _bridge
 from blinker_events.redis.testing import RedisServer
-from tests.conftest import pending, wait_for
+from tests.conftest import Demo, hold_the_worker, pending, wait_for
 
 
 def test_bus_shutdown_without_timeout_does_not_wait_forever_for_a_dead_redis(
@@ -35,6 +35,23 @@ def test_bus_shutdown_without_timeout_does_not_wait_forever_for_a_dead_redis(
     assert time.monotonic() - started < 10  # generous: proves the bound, not its size
     assert not bridge.running
     assert bridge.stats()["dropped"] == 1
+
+
+def test_bus_shutdown_counts_the_events_its_bridge_dropped_with_its_own(
+    redis_server: RedisServer, buses: Callable[..., EventBus], gate: threading.Event
+) -> None:
+    bus = buses()
+    bridge = RedisBridge(bus, redis_server.url, stream="s", event_types=["order.created"])
+    assert bridge.start()
+    redis_server.kill()
+    for n in range(5):
+        bus.publish_sync(Event("order.created", {"id": n}))
+    hold_the_worker(bus, gate, first=0)  # one delivered late, two queued behind it and dropped
+    for n in (1, 2):
+        bus.publish_nowait(Event(Demo.PING, {"n": n}))
+    assert bus.shutdown(timeout=1.0) == 5 + 2
+    assert bridge.stats()["dropped"] == 5
+    assert not bridge.running
 
 
 def test_stop_shares_one_timeout_between_reader_and_writer(

@@ -387,10 +387,11 @@ class RedisBridge:
         """(Publisher\'s thread.) Queue what :meth:`prepare` made for the writer."""
         self._outbox.put(prepared)  # type: ignore[arg-type]
 
-    def close(self, timeout: float | None) -> None:
+    def close(self, timeout: float | None) -> int:
         """The bus shuts down: stop, flushing within ``timeout`` (None: within
-        10 seconds -- Redis may never answer)."""
-        self.stop(CLOSE_FLUSH_SECONDS if timeout is None else timeout)
+        10 seconds -- Redis may never answer). Returns :meth:`stop`'s count
+        of dropped events, which the bus's ``shutdown()`` adds to its own."""
+        return self.stop(CLOSE_FLUSH_SECONDS if timeout is None else timeout)
 
     # -- introspection -------------------------------------------------------
 
