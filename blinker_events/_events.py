@@ -268,7 +268,9 @@ class Event:
         # What to_dict would refuse is refused here too (a cycle, nesting
         # past MAX_NESTING, a non-JSON value or key), so every event read
         # back can be written again: the round trip holds both ways.
-        source = json_safe(payload.get("source"), "payload.source", None)
+        source = payload.get("source")
+        if source is not None and type(source) is not str:  # (what most sources are needs no walk)
+            source = json_safe(source, "payload.source", None)
         data = json_safe(data, "payload.data", None) if data else None
         target: type[Event] = cls
         read = CLASS_KINDS.get(type(event_type))

@@ -33,6 +33,9 @@ __all__ = ["IN_DELIVERY", "Delivery", "Gate", "SeenIds"]
 
 logger = logging.getLogger("blinker_events.redis")
 
+#: What an untraced delivery enters around a publish: nothing.
+_UNTRACED = nullcontext()
+
 #: The delivery whose receivers the running code belongs to, if any.
 IN_DELIVERY: ContextVar[Delivery | None] = ContextVar("blinker_events.redis.in_delivery", default=None)
 
@@ -61,23 +64,21 @@ class Gate:
             self.idle.set()
 
 
-class SeenIds:
+class SeenIds(dict[str, None]):
     """The ids of the last ``size`` events delivered here, oldest dropped
     first: enough to recognise an entry redelivered after a lost ack or
-    written twice by a producer that retried."""
+    written twice by a producer that retried. A dict (insertion-ordered)
+    of its own: ``event_id in seen`` is then the dict's, with no Python
+    call per entry read."""
 
     def __init__(self, size: int) -> None:
+        super().__init__()
         self._size = size
-        self._ids: dict[str, None] = {}
-
-    def __contains__(self, event_id: str) -> bool:
-        return event_id in self._ids
 
     def add(self, event_id: str) -> None:
-        ids = self._ids
-        ids[event_id] = None
-        if len(ids) > self._size:
-            del ids[next(iter(ids))]
+        self[event_id] = None
+        if len(self) > self._size:
+            del self[next(iter(self))]
 
 
 class Delivery:
@@ -147,20 +148,23 @@ class Delivery:
             if isinstance(event, WireError):
                 await self.dead_letter(entry_id, fields, event.reason, str(event))
                 event = None
-            if event is None or event.event_id in batch_ids:  # written twice by a retrying producer
-                if event is not None:
-                    self._counters.duplicates += 1
+            if event is None:
+                settled.append(entry_id)
+                continue
+            event_id = event.event_id
+            if event_id in batch_ids:  # written twice by a retrying producer
+                self._counters.duplicates += 1
                 settled.append(entry_id)
             else:
-                batch_ids.add(event.event_id)
+                batch_ids.add(event_id)
                 todo.append((entry_id, event))
                 if traced:
-                    self._carriers[event.event_id] = carrier(fields)
+                    self._carriers[event_id] = carrier(fields)
         try:
             if self._via_worker:
-                reports = await self._through_worker([event for _, event in todo])
+                reports = await self._through_worker([event for _, event in todo], traced)
             else:
-                reports = [await self._publish(event) for _, event in todo]
+                reports = [await self._publish(event, traced) for _, event in todo]
         finally:
             self._carriers.clear()
         for (entry_id, event), outcome in zip(todo, reports, strict=True):
@@ -190,13 +194,13 @@ class Delivery:
             return None
         return event
 
-    async def _publish(self, event: Event) -> DeliveryReport | BaseException:
+    async def _publish(self, event: Event, traced: bool) -> DeliveryReport | BaseException:
         # On the bus's loop thread a delivery gets what any delivery on a bus
         # thread gets (Flask's app context, say; read now, as an integration
         # may set it after the bridge started); the worker enters it itself.
         factory = self._bus.dispatch_context if self._via_worker else None
         try:
-            with self._received(event):
+            with self._received(event) if traced else _UNTRACED:
                 if factory is None:
                     return await self._bus.publish(event)
                 with factory():
@@ -217,7 +221,7 @@ class Delivery:
             event, headers or {}, link=self._retry, attributes={"blinker_events.redis.stream": self._stream}
         )
 
-    async def _through_worker(self, events: list[Event]) -> list[DeliveryReport | BaseException]:
+    async def _through_worker(self, events: list[Event], traced: bool) -> list[DeliveryReport | BaseException]:
         # Events with sync receivers are queued for the worker, all at once.
         # Until the first of them, events with only async receivers are
         # published right here, on the bus loop the worker would hand them
@@ -227,17 +231,20 @@ class Delivery:
         queued = False
         for event in events:
             if not queued and not has_sync_receivers(bus, event):
-                pending.append(await self._publish(event))
+                pending.append(await self._publish(event, traced))
                 continue
             try:
-                with self._received(event):
+                if traced:  # (a context manager per entry costs a good part of its read)
+                    with self._received(event):
+                        pending.append(bus.publish_nowait(event))
+                else:
                     pending.append(bus.publish_nowait(event))
                 queued = True
             except QueueFullError:
                 # The app's own queued work filled the queue: deliver this
                 # one here, once what this batch queued before it is done.
                 await _settled([p for p in pending if isinstance(p, Future)])
-                pending.append(await self._publish(event))
+                pending.append(await self._publish(event, traced))
         outcomes = iter(await _settled([p for p in pending if isinstance(p, Future)]))
         return [next(outcomes) if isinstance(p, Future) else p for p in pending]
 
