@@ -332,9 +332,10 @@ class EventBus(StateMethods):
         stage whose time is up still runs, without waiting. Events still
         queued when the queue's time is up are dropped, counted, logged and
         their futures failed with :class:`QueueFullError`. Returns how many
-        were dropped: those, plus what the outlets dropped at their close
-        (a Redis bridge's unwritten buffer). The bus stays usable: threads
-        start again on demand.
+        deliveries were dropped: those, plus what the outlets dropped at
+        their close (a Redis bridge's unwritten buffer) -- an event dropped
+        by both counts once for each. The bus stays usable: threads start
+        again on demand.
 
         :raises TypeError, ValueError: ``timeout`` is neither None nor a positive number.
         """

@@ -332,7 +332,8 @@ class BlinkerEvents:
         self.last_drain_running = running = left_running(self.bus)
         counts = self.stats()
         (logger.warning if dropped or running else logger.info)(
-            "bus %r shut down at the end of the lifespan, %d queued event(s) dropped, %d still being "
+            "bus %r shut down at the end of the lifespan, %d delivery(ies) dropped (queued here, or unwritten by "
+            "a bridge), %d still being "
             "delivered (left running, not dropped: cut off if the process exits now) "
             "(after their response: %d queued, %d dropped because the app raised)",
             self.bus.name,

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import pytest
 
-from blinker_events import Event, EventBus, lowlevel
+from blinker_events import Event, EventBus, QueueFullError, lowlevel
 from blinker_events.redis import RedisBridge, _bridge
 from blinker_events.redis.testing import RedisServer
 from tests.conftest import Demo, hold_the_worker, pending, wait_for
@@ -52,6 +52,22 @@ def test_bus_shutdown_counts_the_events_its_bridge_dropped_with_its_own(
     assert bus.shutdown(timeout=1.0) == 5 + 2
     assert bridge.stats()["dropped"] == 5
     assert not bridge.running
+
+
+def test_an_event_dropped_by_the_queue_and_by_its_bridge_counts_once_for_each(
+    redis_server: RedisServer, buses: Callable[..., EventBus], gate: threading.Event
+) -> None:
+    """shutdown() counts lost deliveries: the receivers here and the other
+    processes both miss an event the queue dropped and the bridge never wrote."""
+    bus = buses()
+    bridge = RedisBridge(bus, redis_server.url, stream="s", event_types=[Demo.PING])
+    assert bridge.start()
+    redis_server.kill()
+    hold_the_worker(bus, gate, first=0)  # its event was offered to the bridge at publish, like the next two
+    futures = [bus.publish_nowait(Event(Demo.PING, {"n": n})) for n in (1, 2)]
+    assert bus.shutdown(timeout=1.0) == 2 + 3  # two left in the queue; three unwritten by the bridge
+    assert bridge.stats()["dropped"] == 3
+    assert all(isinstance(f.exception(0), QueueFullError) for f in futures)
 
 
 def test_stop_shares_one_timeout_between_reader_and_writer(
