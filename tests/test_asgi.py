@@ -806,11 +806,22 @@ async def test_a_base_http_middleware_of_the_app_between_keeps_the_order_and_the
     async def view() -> None:
         publish_after_response(Event("e"))
 
+    # As a server does: the request's body, then nothing until the response
+    # is complete, then a disconnect (Starlette 0.37's BaseHTTPMiddleware
+    # listens for it, and refuses a second http.request).
+    requests = [{"type": "http.request", "body": b"", "more_body": False}]
+    complete = asyncio.Event()
+
     async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
+        if requests:
+            return requests.pop()
+        await complete.wait()
+        return {"type": "http.disconnect"}
 
     async def send(message: dict[str, Any]) -> None:
         sent.append(message["type"])
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            complete.set()
 
     await app(http_scope(), receive, send)
     assert await async_wait_until(lambda: at_receiver)
