@@ -15,7 +15,9 @@ import blinker_events.asgi
 import blinker_events.django
 import blinker_events.fastapi
 import blinker_events.flask
+import blinker_events.flow
 import blinker_events.lowlevel
+import blinker_events.otel
 import blinker_events.redis
 
 checkout = Path(sys.argv[1]).resolve()
@@ -49,7 +51,14 @@ wrong = subprocess.run([*mypy, "wrong_user.py"], check=False, capture_output=Tru
 assert wrong.returncode == 1, wrong.stdout + wrong.stderr
 assert 'incompatible type "int"; expected "Event"' in wrong.stdout, wrong.stdout
 
-integrations = (blinker_events.asgi, blinker_events.django, blinker_events.fastapi, blinker_events.flask)
+integrations = (
+    blinker_events.asgi,
+    blinker_events.django,
+    blinker_events.fastapi,
+    blinker_events.flask,
+    blinker_events.flow,
+    blinker_events.otel,
+)
 for module in (*integrations, blinker_events.lowlevel, blinker_events.redis):
     assert Path(module.__file__ or "").resolve().is_relative_to(package.parent), module
 print(f"blinker-events {installed} from {package.parent}: import, demo, py.typed, LICENSE, mypy --strict ok")

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 #: What ``pip install "blinker-events[...]"`` offers; development tools are
 #: dependency groups, which never reach the published metadata.
-EXTRAS = {"flask", "django", "redis", "fast", "asgi", "fastapi"}
+EXTRAS = {"flask", "django", "redis", "fast", "asgi", "fastapi", "otel"}
 URLS = {"Documentation", "Changelog", "Source", "Issues"}
 
 
@@ -92,7 +92,7 @@ def smoke_test(wheel: Path) -> int:
         run(sys.executable, "-m", "venv", where / "venv", cwd=where)
         python = where / "venv" / "bin" / "python"
         # With the integrations' extras, so that their modules are tried too.
-        with_extras = f"{wheel}[flask,django,redis,fastapi]"
+        with_extras = f"{wheel}[flask,django,redis,fastapi,otel]"
         pip = (python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check")
         run(*pip, with_extras, "mypy>=1.11", cwd=where)
         for name in ("check_install.py", "typed_user.py"):
