@@ -65,6 +65,8 @@ import importlib.util
 import logging
 import os
 import shutil
+import socket
+import subprocess
 import threading
 import time
 import weakref
@@ -233,6 +235,27 @@ def hold_the_worker(bus: EventBus, gate: threading.Event, first: int) -> tuple[l
     future = bus.publish_nowait(Event(Demo.PING, {"n": first}))
     assert started.wait(WAIT)
     return seen, future
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now, for a server a test starts."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_for_port(port: int, server: subprocess.Popen[Any], timeout: float) -> None:
+    """Return once ``server`` accepts connections on ``port``; fail the test
+    if it exits first or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                pytest.fail(f"the server on port {port} did not start")
+            time.sleep(0.05)
 
 
 def log_records(caplog: pytest.LogCaptureFixture, level: int, needle: str) -> list[logging.LogRecord]:

@@ -14,7 +14,6 @@ import importlib
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -103,6 +102,7 @@ from django.test import override_settings  # noqa: E402
 from blinker_events.django import apply_settings, autodiscover, signal_event_type  # noqa: E402
 from examples.django_project.orders.models import Order  # noqa: E402
 
+from .conftest import free_port, wait_for_port  # noqa: E402
 from .postgres_server import PostgresServer, need_postgres  # noqa: E402
 
 
@@ -508,12 +508,6 @@ async def test_hung_and_raising_receivers_never_fail_an_async_view(async_client:
 # -- the example under a real ASGI server --------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _request(url: str, method: str = "GET") -> tuple[int, str]:
     request = urllib.request.Request(url, data=b"item=lamp" if method == "POST" else None, method=method)
     with urllib.request.urlopen(request, timeout=5) as response:
@@ -522,7 +516,7 @@ def _request(url: str, method: str = "GET") -> tuple[int, str]:
 
 def test_example_project_under_uvicorn(tmp_path: Path) -> None:
     pytest.importorskip("uvicorn")
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "BLINKER_EVENTS_EXAMPLE_DB": str(tmp_path / "db.sqlite3"), "PYTHONPATH": str(ROOT)}
     env.pop("DJANGO_SETTINGS_MODULE", None)
     server = subprocess.Popen(
@@ -533,15 +527,7 @@ def test_example_project_under_uvicorn(tmp_path: Path) -> None:
         stderr=subprocess.STDOUT,
     )
     try:
-        deadline = time.monotonic() + 8
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    pytest.fail("the example did not start")
-                time.sleep(0.05)
+        wait_for_port(port, server, timeout=8)
         status, text = _request(f"http://127.0.0.1:{port}/orders/async", "POST")
         assert status == 201
         assert json.loads(text) == {"order_id": 1, "receipts": 1, "delivered": 2, "failed": 0, "timed_out": 0}

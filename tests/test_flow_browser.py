@@ -13,11 +13,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import struct
 import subprocess
 import sys
-import time
 import urllib.request
 import zlib
 from collections.abc import Iterator
@@ -26,6 +24,8 @@ from pathlib import Path
 import pytest
 
 from blinker_events.flow import COLOURS
+
+from .conftest import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,17 +41,10 @@ def _chromium() -> str:
     pytest.skip(message)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def example_url() -> Iterator[str]:
     """The Flask example, run as ``python -m examples.flask_app`` on a free port."""
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "examples.flask_app", "--port", str(port)],
         cwd=ROOT,
@@ -59,15 +52,7 @@ def example_url() -> Iterator[str]:
         stderr=subprocess.PIPE,
     )
     try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    pytest.fail("the example did not start")
-                time.sleep(0.05)
+        wait_for_port(port, server, timeout=15)
         yield f"http://127.0.0.1:{port}"
     finally:
         server.terminate()

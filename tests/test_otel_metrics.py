@@ -4,7 +4,6 @@ and their exposure to Prometheus: a real /metrics endpoint scraped over HTTP."""
 from __future__ import annotations
 
 import re
-import socket
 import threading
 import time
 import urllib.request
@@ -16,7 +15,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from blinker_events import Event, otel
-from tests.conftest import BusFactory, hold_the_worker, wait_until
+from tests.conftest import BusFactory, free_port, hold_the_worker, wait_until
 
 
 class Metered:
@@ -196,12 +195,6 @@ def test_a_redis_bridges_counters_are_observed(buses: BusFactory, metered, redis
 
 
 # -- Prometheus ---------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_the_metrics_are_scraped_from_a_prometheus_endpoint(new_bus: BusFactory) -> None:
