@@ -30,7 +30,6 @@ from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
 from ._context import enter_context, leave_context, reset_handling, set_handling
-from ._hooks import wrap
 from ._outcomes import TASK_CANCELLED
 from ._report import DeliveryReport
 from ._slow import watch_async
@@ -74,7 +73,7 @@ async def deliver_async(
     running: list[_Running] = []
     started = loop.time()  # every receiver's deadline counts from the publish
     default_timeout = runtime.live.value.timeout
-    slow_after = runtime.live.value.slow_after  # see _slow; the watchdog forgets each task as it ends
+    slow_after = runtime.slow_after  # see _slow; the watchdog forgets each task as it ends
     make_task = task_maker(loop)
     tracker = Tracker()
     hooks = runtime.hooks
@@ -206,8 +205,8 @@ async def deliver_one(
     event = report.event
     outcomes = runtime.outcomes
     timeout = override or sub.timeout or runtime.live.value.timeout  # Runtime.timeout_for, inlined: hot path
-    if runtime.hooks is not None:
-        fn = wrap(runtime, event, sub, fn, timeout)
+    if (hooks := runtime.hooks) is not None:
+        fn = hooks.receiver(event, sub, fn, timeout)
     task: asyncio.Task[Any] | None = None
     deadline: AsyncDeadline | None = None
     cancelling = 0
@@ -230,8 +229,9 @@ async def deliver_one(
                 watchdog.awaited.add(deadline)
                 watchdog.ensure_running()
             slow = None  # watched for being slow from this first suspension on, if on
-            if task is not None and runtime.live.value.slow_after is not None:
-                slow = watch_async(sub, event, awaitable, runtime.live.value.slow_after, report, runtime.slow)
+            slow_after = runtime.slow_after  # the setting, as the runtime follows it for the paths
+            if task is not None and slow_after is not None:
+                slow = watch_async(sub, event, awaitable, slow_after, report, runtime.slow)
             try:
                 result = await _delegate(steps, yielded)
             finally:  # here, not below: the receiver that never suspends pays nothing for it

@@ -34,7 +34,7 @@ from ._events import Event
 from ._report import DeliveryReport
 from ._subscription import Subscription
 
-__all__ = ["Hooks", "PublishEnd", "wrap"]
+__all__ = ["Hooks", "PublishEnd"]
 
 #: What :meth:`Hooks.publish` returns: called once when the publish ends
 #: here, with its report (None if it never made one: the outlets refused
@@ -87,17 +87,3 @@ class Hooks(Protocol):
         process alone, perhaps again after another consumer failed.
         ``attributes`` describe where it came from (the stream, the group)."""
         ...
-
-
-class _Holder(Protocol):
-    hooks: Hooks | None
-
-
-def wrap(
-    holder: _Holder, event: Event, sub: Subscription, fn: Callable[..., Any], timeout: float | None
-) -> Callable[..., Any]:
-    """``fn`` as ``holder.hooks`` wrap it, or ``fn`` if they were taken off
-    meanwhile. The hot paths test the slot and call this only when it was
-    set: re-reading it here keeps them to one read and no local."""
-    hooks = holder.hooks
-    return fn if hooks is None else hooks.receiver(event, sub, fn, timeout)

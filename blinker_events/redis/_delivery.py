@@ -216,7 +216,7 @@ class Delivery:
         headers = self._carriers.get(event.event_id)
         hooks = instrumentation(self._bus)
         if hooks is None:
-            return nullcontext()
+            return _UNTRACED
         return hooks.received(
             event, headers or {}, link=self._retry, attributes={"blinker_events.redis.stream": self._stream}
         )
