@@ -45,6 +45,8 @@ __all__ = ["deliver_async", "deliver_off_thread", "deliver_one"]
 logger = logging.getLogger("blinker_events")
 
 _INF = float("inf")
+#: What a receiver's first step "yielded" when it finished in that step.
+_FINISHED = object()
 _PUBLISH_CANCELLED = "its publish was cancelled"
 
 
@@ -215,12 +217,26 @@ async def deliver_one(
     token = set_handling((event, chain + (sub,) if chain else sub._chain))
     try:
         awaitable = sub._invoke_plain(fn, event) if sub.plain else fn(event)
-        steps = awaitable if type(awaitable) is CoroutineType else awaitable.__await__()
-        try:
-            yielded = steps.send(None)
-        except StopIteration as stop:
-            result = stop.value  # finished without suspending: nothing to time
+        if type(awaitable) is CoroutineType and report.results is None:
+            # The first step, driven by a for loop: a coroutine that returns
+            # None ends the loop without a StopIteration being raised and
+            # caught, which costs ~1,400 instructions on 3.11, as much as the
+            # rest of running the receiver. A value it returns is dropped,
+            # but only a publish that collects results (the other branch)
+            # keeps one.
+            steps: Any = awaitable.__await__()
+            for yielded in steps:  # noqa: B007 - read after the break
+                break
+            else:
+                yielded = _FINISHED
         else:
+            steps = awaitable if type(awaitable) is CoroutineType else awaitable.__await__()
+            try:
+                yielded = steps.send(None)
+            except StopIteration as stop:
+                result = stop.value
+                yielded = _FINISHED
+        if yielded is not _FINISHED:  # it suspended (else there is nothing to time)
             task = asyncio.current_task()
             if task is not None:  # None only if someone drives this coroutine by hand
                 cancelling = task.cancelling()

@@ -18,12 +18,12 @@ import threading
 import time
 import warnings
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 import blinker
 import pytest
-from asgiref.sync import sync_to_async
+from asgiref.sync import markcoroutinefunction, sync_to_async
 
 from blinker_events import DeliveryReport, Event, EventBus, EventTimeoutError, Subscription
 
@@ -694,3 +694,48 @@ async def test_a_task_factory_that_raises_fails_its_receiver_and_the_publish_sti
         loop.set_task_factory(None)
     assert report.succeeded == [subs[0]]
     assert [(sub, str(error)) for sub, error in report.failed] == [(subs[1], "no more tasks")]
+
+
+class _Steps:
+    """An awaitable that is not a coroutine: two bare yields, then a value."""
+
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    def __await__(self) -> Generator[None, None, int]:
+        yield
+        yield
+        self.log.append("awaitable")
+        return 7
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("kind", ["returns", "suspends", "raises", "awaitable"])
+async def test_a_single_async_receiver_is_run_to_its_end_however_its_first_step_ends(bus: EventBus, kind: str) -> None:
+    # The single receiver runs in the publisher's task, its first step
+    # driven by hand: ending in that step (with a value nobody collects, or
+    # an exception), suspending on bare yields, or being an awaitable of
+    # another kind, each must be recorded as it ended, after all its steps.
+    log: list[str] = []
+
+    async def receiver(event: Event) -> int:
+        if kind == "raises":
+            raise LookupError("first step")
+        if kind == "suspends":
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+        log.append(kind)
+        return 3
+
+    def other(event: Event) -> Any:
+        return _Steps(log)
+
+    sub = bus.subscribe(Demo.PING, markcoroutinefunction(other) if kind == "awaitable" else receiver)
+    report = await bus.publish(Event(Demo.PING))
+    if kind == "raises":
+        assert [(s, type(e)) for s, e in report.failed] == [(sub, LookupError)]
+        assert log == []
+    else:
+        assert report.succeeded == [sub]
+        assert log == [kind]
+    assert report.results is None

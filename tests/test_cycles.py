@@ -21,6 +21,7 @@ from blinker_events import (
     Event,
     EventBus,
     Subscription,
+    lowlevel,
 )
 
 from .conftest import Demo, log_records
@@ -594,6 +595,65 @@ def test_parent_id_of_the_skipped_self_published_event(bus: EventBus) -> None:
     assert len(made) == 1
     assert made[0].parent_id == root.event_id
     assert bus.get_history() == [made[0], root]
+
+
+def test_each_of_several_receivers_sees_its_own_frame_and_the_caller_its_own_after(bus: EventBus) -> None:
+    # The frame a receiver runs in is replaced for the next receiver and
+    # restored once, when the delivery ends: each receiver must still see
+    # only its own, and the publisher none of theirs afterwards.
+    made: dict[int, Event] = {}
+
+    def maker(event: Event) -> None:
+        made[len(made)] = Event(Demo.PONG)
+
+    subs = [bus.subscribe(Demo.PING, functools.partial(maker)) for _ in range(3)]
+    root = Event(Demo.PING)
+    bus.publish_sync(root)
+    assert [lowlevel.published_by(made[i]) for i in range(3)] == [sub.id for sub in subs]
+    assert {made[i].parent_id for i in range(3)} == {root.event_id}
+    after = Event(Demo.PONG)
+    assert after.parent_id is None
+    assert lowlevel.published_by(after) is None
+
+
+def test_a_receiver_interrupting_the_delivery_leaves_the_caller_its_own_frame(bus: EventBus) -> None:
+    def interrupts(event: Event) -> None:
+        raise KeyboardInterrupt
+
+    bus.subscribe(Demo.PING, lambda event: None)
+    bus.subscribe(Demo.PING, interrupts)
+    with pytest.raises(KeyboardInterrupt):
+        bus.publish_sync(Event(Demo.PING))
+    assert Event(Demo.PONG).parent_id is None
+
+
+@pytest.mark.parametrize("outcome", ["failed", "timed out"])
+def test_log_handlers_run_outside_the_frame_of_the_receiver_they_report(bus: EventBus, outcome: str) -> None:
+    # A log handler is the application's code: an event it makes while the
+    # bus logs a receiver's failure or overrun is not that receiver's.
+    parents: list[str | None] = []
+
+    class Recorder(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            parents.append(Event(Demo.OTHER).parent_id)
+
+    def bad(event: Event) -> None:
+        if outcome == "failed":
+            raise RuntimeError("boom")
+        threading.Event().wait(0.3)
+
+    bus.subscribe(Demo.PING, lambda event: None)
+    bus.subscribe(Demo.PING, bad, timeout=0.05)
+    logger = logging.getLogger("blinker_events")
+    handler = Recorder()
+    logger.addHandler(handler)
+    try:
+        report = bus.publish_sync(Event(Demo.PING))
+    finally:
+        logger.removeHandler(handler)
+    assert len(report.failed if outcome == "failed" else report.timed_out) == 1
+    assert len(parents) >= 1  # (a timeout is also logged by the watchdog's thread)
+    assert set(parents) == {None}
 
 
 # -- plain threads: followed only when they carry the context -----------------------

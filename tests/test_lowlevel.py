@@ -168,6 +168,24 @@ def test_instrument_calls_the_hooks_around_each_publish_and_receiver(new_bus: An
     assert sorted(hooks.calls[-2:]) == [("end", "ok", "report", "NoneType"), ("receiver", "ok", "1.5")]
 
 
+def test_the_receiver_hook_runs_outside_the_previous_receivers_frame(bus: EventBus) -> None:
+    # The hooks are the tracer's code: an event made while wrapping the
+    # second receiver is not the first receiver's, though the first one ran
+    # (and set its frame) just before in the same delivery.
+    parents: list[str | None] = []
+
+    class Tracing(Recording):
+        def receiver(self, event: Event, sub: Any, fn: Any, timeout: float | None) -> Any:
+            parents.append(Event("made-by-the-hook").parent_id)
+            return super().receiver(event, sub, fn, timeout)
+
+    bus.subscribe("ok", lambda e: None)
+    bus.subscribe("ok", lambda e: None)
+    lowlevel.instrument(bus, Tracing())
+    assert len(bus.publish_sync(Event("ok")).succeeded) == 2
+    assert parents == [None, None]
+
+
 def test_a_second_instrumentation_is_refused_and_the_first_stays(bus: EventBus) -> None:
     first, second = Recording(), Recording()
     lowlevel.instrument(bus, first)
