@@ -27,7 +27,21 @@ ROOT = Path(__file__).resolve().parent.parent
 #: Not ``_subscription``: it compiles, but a native class cannot be weakly
 #: referenced (this mypyc ignores "__weakref__" in __slots__ and has no
 #: ``supports_weakref``), and subscriptions are, so subscribe would fail.
-HOT = ("_events", "_context", "_bus", "_sync", "_async", "_report", "_guards", "_watchdog", "_history")
+HOT = (
+    "_events",
+    "_context",
+    "_bus",
+    "_runtime",
+    "_inline",
+    "_on_loop",
+    "_sync",
+    "_async",
+    "_report",
+    "_outcomes",
+    "_history",
+    "_signals",
+    "_watchdog",
+)
 
 _BUILT_INS = ("SYSTEM_STARTUP", "SYSTEM_SHUTDOWN", "SYSTEM_ERROR", "SUBSCRIBER_DISABLED")
 
@@ -40,6 +54,13 @@ PATCHES = {
         # checkers: compiled, the class body reads SystemEventType before it
         # exists (NULL) and segfaults at import.
         *((f"    {name}: ClassVar[SystemEventType]\n", "") for name in _BUILT_INS),
+    ],
+    # A native class's methods take no docstrings after the fact: the
+    # delegating methods keep their own (shorter) ones.
+    "_bus": [
+        ("    getattr(EventBus, _name).__doc__ = getattr(Registry, _name).__doc__\n", "    pass\n"),
+        ("EventBus.bridge.__doc__ = Bridges.bridge.__doc__\n", ""),
+        ("EventBus.unbridge.__doc__ = Bridges.unbridge.__doc__\n", ""),
     ],
 }
 
