@@ -72,22 +72,15 @@ HANDOFF_SECONDS = 1.0
 _JOB_OF: ContextVar[WorkQueue | None] = ContextVar("blinker_events.job_of", default=None)
 
 
-class NowaitJob:
-    """One ``publish_nowait``: the event, the publisher's context, and the
-    future the publisher holds."""
+class NowaitJob(SyncRun):
+    """One ``publish_nowait``: the event's report, the publisher's context,
+    the future the publisher holds -- and, from its dispatch on, the run of
+    its sync receivers (a :class:`SyncRun`, which the watchdog can move).
 
-    __slots__ = (
-        "_async_subs",
-        "context",
-        "future",
-        "override",
-        "owner",
-        "queue",
-        "report",
-        "resolved",
-        "runtime",
-        "started",
-    )
+    Job and run are one object: a queued event costs one allocation for
+    both, and the run's end settles the job without a callback."""
+
+    __slots__ = ("_async_subs", "future", "owner", "queue", "resolved", "started")
 
     started: float
     _async_subs: tuple[Subscription, ...]
@@ -101,43 +94,43 @@ class NowaitJob:
         context: contextvars.Context,
         future: Future[DeliveryReport],
     ) -> None:
+        # SyncRun's fields, set here instead of by SyncRun.__init__ (one
+        # call less per event). ``subs`` and ``chain`` are set at dispatch,
+        # when the event is routed; ``done`` and ``then`` are not used: the
+        # job overrides the two methods that read them.
         self.runtime = runtime
-        self.queue = queue
         self.report = report
         self.override = override
         self.context = context
+        self.movable = True
+        self.index = 0
+        self.slot = None
+        self.async_subs = []
+        self.async_checked = True
+        self.finished = self.given_up = False
+        self.queue = queue
         self.future = future
         self.resolved = False
         #: The drain that took this job; a run moved off a hung receiver
         #: drains on as that owner (and stops if the drain moved meanwhile).
         self.owner: object = None
 
-    def run(self) -> bool:
-        """Dispatch on the drainer thread; False if the run moved elsewhere."""
-        return self.context.run(self._dispatch)
-
-    def _dispatch(self) -> bool:
-        # In the job's context: mark it as this queue's (see _JOB_OF).
-        runtime = self.runtime
+    def dispatch(self) -> bool:
+        """Run the job on the drainer thread, inside ``self.context``;
+        False if the run moved to another thread."""
+        # Mark the context as this queue's job's (see _JOB_OF).
         _JOB_OF.set(self.queue)
         self.started = perf_counter()
         # Routed now, not at publish: who receives it is who listens when
         # its turn comes.
-        route = runtime.route(self.report.event)
-        handling = get_handling()
+        report = self.report
+        route = self.runtime.route(report.event)
         if route.collect:
-            self.report.results = []
-        run = SyncRun(
-            runtime,
-            self.report,
-            route.subs,
-            () if handling is None else handling[1],  # the publisher's chain (current_chain, inlined)
-            self.override,
-            self.context,
-            self._sync_done,
-            then=self._drain_on,
-        )
-        return run.run_here()
+            report.results = []
+        self.subs = route.subs
+        handling = get_handling()
+        self.chain = () if handling is None else handling[1]  # the publisher's chain (current_chain, inlined)
+        return self._run()
 
     def withdrawn(self) -> None:
         """The publisher cancelled the future before the dispatch started:
@@ -149,19 +142,26 @@ class NowaitJob:
         runtime.outcomes.cancelled_unless_done(report, runtime.route(report.event).subs, why)
         runtime.history.record(report)
 
-    def _drain_on(self) -> None:
-        self.queue.drain(self.owner)
+    def _resume(self) -> None:
+        # SyncRun's, on the thread the watchdog moved the run to; then the
+        # drain goes on here, as the same owner.
+        if self.context.copy().run(self._run):
+            self.queue.drain(self.owner, self)
 
-    def _sync_done(self, run: SyncRun) -> None:
-        if not run.async_subs:
-            self.finish(None)
+    def _finish(self) -> None:
+        # SyncRun's end of the sync receivers, inside the job's context, on
+        # the thread that runs the drain loop next (see ``drain``): a job
+        # without async receivers is settled here, and that loop takes it
+        # off the in-flight set in the lock round it makes anyway.
+        self.finished = True
+        if not self.async_subs:
+            self.finish(None, here=True)
             return
         # Async receivers go to the bus loop without the drainer waiting for
         # them: a receiver there may await work that needs the drainer.
-        # This runs inside the job's context (SyncRun calls ``done`` there),
-        # which the loop task copies.
-        subs = self._async_subs = tuple(run.async_subs)
-        coro = deliver_off_thread(self.runtime, self.report, subs, run.chain, self.override, checked=run.async_checked)
+        # The loop task copies the job's context, which this runs in.
+        subs = self._async_subs = tuple(self.async_subs)
+        coro = deliver_off_thread(self.runtime, self.report, subs, self.chain, self.override, checked=self.async_checked)
         self.runtime.loop_thread.post(coro, self._async_done)
 
     def _async_done(self, done: asyncio.Future[None]) -> None:
@@ -184,11 +184,11 @@ class NowaitJob:
         else:
             self.finish(crash)
 
-    def finish(self, crash: BaseException | None) -> None:
+    def finish(self, crash: BaseException | None, *, here: bool = False) -> None:
         """End the publish (see :meth:`Runtime.finish`), on whichever thread
         ended the job, and settle the future: with the report, or with what
         crashed the job, or -- propagation on -- with the error
-        ``publish_sync`` would have raised."""
+        ``publish_sync`` would have raised. ``here``: see :meth:`resolve`."""
         report = self.report
         report.duration = perf_counter() - self.started
         outcome: DeliveryReport | BaseException = report if crash is None else crash
@@ -197,10 +197,13 @@ class NowaitJob:
         except Exception as exc:  # the propagated error
             outcome = exc
         finally:
-            self.resolve(outcome)
+            self.resolve(outcome, here=here)
 
-    def resolve(self, outcome: DeliveryReport | BaseException) -> None:
-        """Settle the publisher's future (once) and leave the in-flight count."""
+    def resolve(self, outcome: DeliveryReport | BaseException, *, here: bool = False) -> None:
+        """Settle the publisher's future (once) and leave the in-flight set
+        -- at once, or, ``here``, in the next lock round of the drain loop
+        this thread runs (only the drain loop and a moved run's thread,
+        which goes on into that loop, pass it)."""
         if self.resolved:
             return
         self.resolved = True
@@ -212,7 +215,8 @@ class NowaitJob:
         except InvalidStateError:  # the publisher cancelled it meanwhile
             pass
         finally:
-            self.queue.finished(self)
+            if not here:
+                self.queue.finished(self)
 
     def drop(self, why: str) -> None:  # only for jobs still queued
         if not self.future.done():
@@ -270,7 +274,7 @@ class WorkQueue:
     def put(self, job: NowaitJob, block_timeout: float | None) -> None:
         dropped: NowaitJob | None = None
         with self._lock:
-            if len(self._jobs) >= self.maxsize:
+            if len(self._jobs) >= self._settings.value.queue_size:
                 if self.overflow == "drop_oldest":
                     dropped = self._jobs.popleft()
                     self.dropped += 1
@@ -354,29 +358,41 @@ class WorkQueue:
         )
         self._submit_drain(self._start_drain())
 
-    def drain(self, owner: object) -> None:
+    def drain(self, owner: object, done: NowaitJob | None = None) -> None:
         """The drain loop of ``owner``: run jobs until the deque is empty, or
         until the drain was handed to another owner, or the current job's run
-        moved to another thread (which drains on as ``owner``).
+        moved to another thread (which drains on as ``owner``, passing the
+        job it ended as ``done``).
 
         Jobs are taken one at a time from the head of the deque, so a job
-        never waits anywhere a stuck thread could keep it. A blocked
+        never waits anywhere a stuck thread could keep it. The lock round
+        that takes a job also takes the previous one off the in-flight set
+        if it was settled meanwhile (a job with async receivers usually is
+        not yet: it leaves the set when the loop settles it). A blocked
         publisher is woken when the queue is down to half, not on every job:
         waking it per job costs a thread switch per event.
         """
+        # Locals: this is the worker's hot loop. (A fork replaces these
+        # objects in the child only, where no drain loop runs.)
+        lock, jobs, inflight = self._lock, self._jobs, self._inflight
+        job = done
         while True:
-            with self._lock:
+            with lock:
+                if job is not None and job.resolved:
+                    inflight.discard(job)
                 if self._owner is not owner:
+                    if self._joiners and not inflight and self._owner is None:
+                        self._empty.notify_all()
                     return
-                if not self._jobs:
+                if not jobs:
                     self._owner = None
                     if self._joiners:
                         self._empty.notify_all()
                     return
-                job = self._jobs.popleft()
-                self._inflight.add(job)
+                job = jobs.popleft()
+                inflight.add(job)
                 self._started += 1
-                if self._room_waiters and len(self._jobs) <= self.maxsize // 2:
+                if self._room_waiters and len(jobs) <= self._settings.value.queue_size // 2:
                     self._room.notify_all()
             if not job.future.set_running_or_notify_cancel():
                 # The publisher cancelled the future while it was queued:
@@ -384,17 +400,15 @@ class WorkQueue:
                 try:
                     job.withdrawn()
                 finally:
-                    self.finished(job)
+                    job.resolved = True  # the future is settled (cancelled)
                 continue
             job.owner = owner
             try:
-                still_here = job.run()
+                if not job.context.run(job.dispatch):
+                    return  # the run drains on from the thread it moved to
             except BaseException as exc:  # a bug of ours: fail the job, keep draining
                 logger.exception("worker: dispatch of %s failed", describe(job.report.event))
-                job.resolve(exc)
-                still_here = True
-            if not still_here:
-                return  # the run drains on from the thread it moved to
+                job.resolve(exc, here=True)
 
     def finished(self, job: NowaitJob) -> None:
         """``job``'s future was resolved."""
@@ -419,7 +433,9 @@ class WorkQueue:
             left = list(self._jobs)
             self._jobs.clear()
             self.dropped += len(left)
-            running = [job.report.event for job in self._inflight]
+            # A job settled by the drainer leaves the set in the drain's next
+            # lock round: until then it is in it, but no longer running.
+            running = [job.report.event for job in self._inflight if not job.resolved]
             self.left_running = len(running)
         if running:
             # Not dropped -- they may still end, and their futures resolve then.
