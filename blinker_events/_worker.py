@@ -95,7 +95,7 @@ class NowaitJob(SyncRun):
         future: Future[DeliveryReport],
     ) -> None:
         # SyncRun's fields, set here instead of by SyncRun.__init__ (one
-        # call less per event). ``subs`` and ``chain`` are set at dispatch,
+        # call less per event). ``subs``, ``chain`` and ``async_subs`` are set at dispatch,
         # when the event is routed; ``done`` and ``then`` are not used: the
         # job overrides the two methods that read them.
         self.runtime = runtime
@@ -105,7 +105,6 @@ class NowaitJob(SyncRun):
         self.movable = True
         self.index = 0
         self.slot = None
-        self.async_subs = []
         self.async_checked = True
         self.finished = self.given_up = False
         self.queue = queue
@@ -128,6 +127,9 @@ class NowaitJob(SyncRun):
         if route.collect:
             report.results = []
         self.subs = route.subs
+        # Made now, not at publish: an object that lives only while the job
+        # runs, rather than one more per queued job for the collector to visit.
+        self.async_subs = []
         handling = get_handling()
         self.chain = () if handling is None else handling[1]  # the publisher's chain (current_chain, inlined)
         return self._run()
