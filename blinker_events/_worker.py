@@ -34,195 +34,27 @@ the queue is cut short.
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import logging
 import os
 import threading
 import weakref
 from collections import deque
-from concurrent.futures import Future, InvalidStateError
-from contextvars import ContextVar
 from time import perf_counter
-from typing import TYPE_CHECKING
 
-from ._async import deliver_off_thread
-from ._context import get_handling
 from ._describe import describe
 from ._errors import QueueFullError
 from ._interop import running_loop
-from ._report import DeliveryReport
+from ._job import JOB_OF, NowaitJob
 from ._settings import LiveSettings
-from ._sync import SyncRun
 from ._threads import ThreadPool
 
-if TYPE_CHECKING:
-    from ._runtime import Runtime
-    from ._subscription import Subscription
-
-__all__ = ["NowaitJob", "WorkQueue"]
+__all__ = ["NowaitJob", "WorkQueue"]  # NowaitJob: of ._job, for the facade
 
 logger = logging.getLogger("blinker_events")
 
 #: How long a publisher blocked on the full queue waits for any job to
 #: start before it hands the drain to a fresh thread (see the module doc).
 HANDOFF_SECONDS = 1.0
-
-#: The queue whose job the running code belongs to, if any.
-_JOB_OF: ContextVar[WorkQueue | None] = ContextVar("blinker_events.job_of", default=None)
-
-
-class NowaitJob(SyncRun):
-    """One ``publish_nowait``: the event's report, the publisher's context,
-    the future the publisher holds -- and, from its dispatch on, the run of
-    its sync receivers (a :class:`SyncRun`, which the watchdog can move).
-
-    Job and run are one object: a queued event costs one allocation for
-    both, and the run's end settles the job without a callback."""
-
-    __slots__ = ("_async_subs", "future", "owner", "queue", "resolved", "started")
-
-    started: float
-    _async_subs: tuple[Subscription, ...]
-
-    def __init__(
-        self,
-        runtime: Runtime,
-        queue: WorkQueue,
-        report: DeliveryReport,
-        override: float | None,
-        context: contextvars.Context,
-        future: Future[DeliveryReport],
-    ) -> None:
-        # SyncRun's fields, set here instead of by SyncRun.__init__ (one
-        # call less per event). ``subs``, ``chain`` and ``async_subs`` are set at dispatch,
-        # when the event is routed; ``done`` and ``then`` are not used: the
-        # job overrides the two methods that read them.
-        self.runtime = runtime
-        self.report = report
-        self.override = override
-        self.context = context
-        self.movable = True
-        self.index = 0
-        self.slot = None
-        self.async_checked = True
-        self.finished = self.given_up = False
-        self.queue = queue
-        self.future = future
-        self.resolved = False
-        #: The drain that took this job; a run moved off a hung receiver
-        #: drains on as that owner (and stops if the drain moved meanwhile).
-        self.owner: object = None
-
-    def dispatch(self) -> bool:
-        """Run the job on the drainer thread, inside ``self.context``;
-        False if the run moved to another thread."""
-        # Mark the context as this queue's job's (see _JOB_OF).
-        _JOB_OF.set(self.queue)
-        self.started = perf_counter()
-        # Routed now, not at publish: who receives it is who listens when
-        # its turn comes.
-        report = self.report
-        route = self.runtime.route(report.event)
-        if route.collect:
-            report.results = []
-        self.subs = route.subs
-        # Made now, not at publish: an object that lives only while the job
-        # runs, rather than one more per queued job for the collector to visit.
-        self.async_subs = []
-        handling = get_handling()
-        self.chain = () if handling is None else handling[1]  # the publisher's chain (current_chain, inlined)
-        return self._run()
-
-    def withdrawn(self) -> None:
-        """The publisher cancelled the future before the dispatch started:
-        no receiver runs; the history records the publish with every receiver
-        it would have reached under ``cancelled``."""
-        runtime = self.runtime
-        report = self.report  # made at publish; nothing recorded into it yet
-        why = "its future was cancelled while queued"
-        runtime.outcomes.cancelled_unless_done(report, runtime.route(report.event).subs, why)
-        runtime.history.record(report)
-
-    def _resume(self) -> None:
-        # SyncRun's, on the thread the watchdog moved the run to; then the
-        # drain goes on here, as the same owner.
-        if self.context.copy().run(self._run):
-            self.queue.drain(self.owner, self)
-
-    def _finish(self) -> None:
-        # SyncRun's end of the sync receivers, inside the job's context, on
-        # the thread that runs the drain loop next (see ``drain``): a job
-        # without async receivers is settled here, and that loop takes it
-        # off the in-flight set in the lock round it makes anyway.
-        self.finished = True
-        if not self.async_subs:
-            self.finish(None, here=True)
-            return
-        # Async receivers go to the bus loop without the drainer waiting for
-        # them: a receiver there may await work that needs the drainer.
-        # The loop task copies the job's context, which this runs in.
-        subs = self._async_subs = tuple(self.async_subs)
-        coro = deliver_off_thread(self.runtime, self.report, subs, self.chain, self.override, checked=self.async_checked)
-        self.runtime.loop_thread.post(coro, self._async_done)
-
-    def _async_done(self, done: asyncio.Future[None]) -> None:
-        # Runs on the loop thread. Finishing may announce a disabled
-        # receiver, whose sync handlers must not run on (and block) the bus
-        # loop, so that finish moves to a pool thread; any other finish is a
-        # few non-blocking steps and stays here (a pool hop per job cost a
-        # thread switch per event, and under a flood one thread per job).
-        # Cancelled: the loop was stopped under the job (a shutdown that
-        # gave up waiting). The receivers it cut short are cancelled, as a
-        # cancelled ``await publish`` reports them, and the publisher still
-        # gets its report.
-        if done.cancelled():
-            self.runtime.outcomes.cancelled_unless_done(self.report, self._async_subs, "the bus loop was stopped")
-            crash = None
-        else:
-            crash = done.exception()
-        if self.report.disabled:
-            self.runtime.pool.submit(lambda: self.finish(crash))
-        else:
-            self.finish(crash)
-
-    def finish(self, crash: BaseException | None, *, here: bool = False) -> None:
-        """End the publish (see :meth:`Runtime.finish`), on whichever thread
-        ended the job, and settle the future: with the report, or with what
-        crashed the job, or -- propagation on -- with the error
-        ``publish_sync`` would have raised. ``here``: see :meth:`resolve`."""
-        report = self.report
-        report.duration = perf_counter() - self.started
-        outcome: DeliveryReport | BaseException = report if crash is None else crash
-        try:
-            self.runtime.finish(report, propagate=crash is None)
-        except Exception as exc:  # the propagated error
-            outcome = exc
-        finally:
-            self.resolve(outcome, here=here)
-
-    def resolve(self, outcome: DeliveryReport | BaseException, *, here: bool = False) -> None:
-        """Settle the publisher's future (once) and leave the in-flight set
-        -- at once, or, ``here``, in the next lock round of the drain loop
-        this thread runs (only the drain loop and a moved run's thread,
-        which goes on into that loop, pass it)."""
-        if self.resolved:
-            return
-        self.resolved = True
-        try:
-            if isinstance(outcome, BaseException):
-                self.future.set_exception(outcome)
-            else:
-                self.future.set_result(outcome)
-        except InvalidStateError:  # the publisher cancelled it meanwhile
-            pass
-        finally:
-            if not here:
-                self.queue.finished(self)
-
-    def drop(self, why: str) -> None:  # only for jobs still queued
-        if not self.future.done():
-            self.future.set_exception(QueueFullError(f"{self.report.event!r} was dropped: {why}"))
 
 
 class WorkQueue:
@@ -313,7 +145,7 @@ class WorkQueue:
         if self.overflow == "block":
             if running_loop() is not None:
                 why = "the caller runs an event loop, which must not block"
-            elif _JOB_OF.get() is self:
+            elif JOB_OF.get() is self:
                 why = "the caller is a receiver run by the worker itself"
             else:
                 self._room_waiters += 1
@@ -424,17 +256,20 @@ class WorkQueue:
 
     def finished(self, job: NowaitJob) -> None:
         """``job``'s future was resolved."""
-        with self._lock:
+        self._lock.acquire()  # not ``with``: see put (once per job with async receivers)
+        try:
             self._inflight.discard(job)
             if not self._inflight and self._joiners:
                 self._empty.notify_all()
+        finally:
+            self._lock.release()
 
     def join(self, timeout: float | None) -> int:
         """Wait until every queued and in-flight job finished, up to
         ``timeout``; then drop what is still queued. Returns how many were
         dropped. From inside a job of this queue it cannot wait for itself:
         it returns 0 at once and the worker goes on with the queue."""
-        if _JOB_OF.get() is self:
+        if JOB_OF.get() is self:
             return 0
         with self._lock:
             self._joiners += 1
