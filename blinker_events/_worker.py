@@ -34,189 +34,27 @@ the queue is cut short.
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import logging
 import os
 import threading
 import weakref
 from collections import deque
-from concurrent.futures import Future, InvalidStateError
-from contextvars import ContextVar
 from time import perf_counter
-from typing import TYPE_CHECKING
 
-from ._async import deliver_off_thread
-from ._context import get_handling
 from ._describe import describe
 from ._errors import QueueFullError
 from ._interop import running_loop
-from ._report import DeliveryReport
+from ._job import JOB_OF, NowaitJob
 from ._settings import LiveSettings
-from ._sync import SyncRun
 from ._threads import ThreadPool
 
-if TYPE_CHECKING:
-    from ._runtime import Runtime
-    from ._subscription import Subscription
-
-__all__ = ["NowaitJob", "WorkQueue"]
+__all__ = ["NowaitJob", "WorkQueue"]  # NowaitJob: of ._job, for the facade
 
 logger = logging.getLogger("blinker_events")
 
 #: How long a publisher blocked on the full queue waits for any job to
 #: start before it hands the drain to a fresh thread (see the module doc).
 HANDOFF_SECONDS = 1.0
-
-#: The queue whose job the running code belongs to, if any.
-_JOB_OF: ContextVar[WorkQueue | None] = ContextVar("blinker_events.job_of", default=None)
-
-
-class NowaitJob:
-    """One ``publish_nowait``: the event, the publisher's context, and the
-    future the publisher holds."""
-
-    __slots__ = (
-        "_async_subs",
-        "context",
-        "future",
-        "override",
-        "owner",
-        "queue",
-        "report",
-        "resolved",
-        "runtime",
-        "started",
-    )
-
-    started: float
-    _async_subs: tuple[Subscription, ...]
-
-    def __init__(
-        self,
-        runtime: Runtime,
-        queue: WorkQueue,
-        report: DeliveryReport,
-        override: float | None,
-        context: contextvars.Context,
-        future: Future[DeliveryReport],
-    ) -> None:
-        self.runtime = runtime
-        self.queue = queue
-        self.report = report
-        self.override = override
-        self.context = context
-        self.future = future
-        self.resolved = False
-        #: The drain that took this job; a run moved off a hung receiver
-        #: drains on as that owner (and stops if the drain moved meanwhile).
-        self.owner: object = None
-
-    def run(self) -> bool:
-        """Dispatch on the drainer thread; False if the run moved elsewhere."""
-        return self.context.run(self._dispatch)
-
-    def _dispatch(self) -> bool:
-        # In the job's context: mark it as this queue's (see _JOB_OF).
-        runtime = self.runtime
-        _JOB_OF.set(self.queue)
-        self.started = perf_counter()
-        # Routed now, not at publish: who receives it is who listens when
-        # its turn comes.
-        route = runtime.route(self.report.event)
-        handling = get_handling()
-        if route.collect:
-            self.report.results = []
-        run = SyncRun(
-            runtime,
-            self.report,
-            route.subs,
-            () if handling is None else handling[1],  # the publisher's chain (current_chain, inlined)
-            self.override,
-            self.context,
-            self._sync_done,
-            then=self._drain_on,
-        )
-        return run.run_here()
-
-    def withdrawn(self) -> None:
-        """The publisher cancelled the future before the dispatch started:
-        no receiver runs; the history records the publish with every receiver
-        it would have reached under ``cancelled``."""
-        runtime = self.runtime
-        report = self.report  # made at publish; nothing recorded into it yet
-        why = "its future was cancelled while queued"
-        runtime.outcomes.cancelled_unless_done(report, runtime.route(report.event).subs, why)
-        runtime.history.record(report)
-
-    def _drain_on(self) -> None:
-        self.queue.drain(self.owner)
-
-    def _sync_done(self, run: SyncRun) -> None:
-        if not run.async_subs:
-            self.finish(None)
-            return
-        # Async receivers go to the bus loop without the drainer waiting for
-        # them: a receiver there may await work that needs the drainer.
-        # This runs inside the job's context (SyncRun calls ``done`` there),
-        # which the loop task copies.
-        subs = self._async_subs = tuple(run.async_subs)
-        coro = deliver_off_thread(self.runtime, self.report, subs, run.chain, self.override, checked=run.async_checked)
-        self.runtime.loop_thread.post(coro, self._async_done)
-
-    def _async_done(self, done: asyncio.Future[None]) -> None:
-        # Runs on the loop thread. Finishing may announce a disabled
-        # receiver, whose sync handlers must not run on (and block) the bus
-        # loop, so that finish moves to a pool thread; any other finish is a
-        # few non-blocking steps and stays here (a pool hop per job cost a
-        # thread switch per event, and under a flood one thread per job).
-        # Cancelled: the loop was stopped under the job (a shutdown that
-        # gave up waiting). The receivers it cut short are cancelled, as a
-        # cancelled ``await publish`` reports them, and the publisher still
-        # gets its report.
-        if done.cancelled():
-            self.runtime.outcomes.cancelled_unless_done(self.report, self._async_subs, "the bus loop was stopped")
-            crash = None
-        else:
-            crash = done.exception()
-        if self.report.disabled:
-            self.runtime.pool.submit(lambda: self.finish(crash))
-        else:
-            self.finish(crash)
-
-    def finish(self, crash: BaseException | None) -> None:
-        """End the publish (see :meth:`Runtime.finish`), on whichever thread
-        ended the job, and settle the future: with the report, or with what
-        crashed the job, or -- propagation on -- with the error
-        ``publish_sync`` would have raised."""
-        report = self.report
-        report.duration = perf_counter() - self.started
-        outcome: DeliveryReport | BaseException = report if crash is None else crash
-        try:
-            self.runtime.finish(report, propagate=crash is None)
-        except Exception as exc:  # the propagated error
-            outcome = exc
-        finally:
-            self.resolve(outcome)
-
-    def resolve(self, outcome: DeliveryReport | BaseException) -> None:
-        """Settle the publisher's future (once) and leave the in-flight count."""
-        if self.resolved:
-            return
-        self.resolved = True
-        try:
-            if isinstance(outcome, BaseException):
-                self.future.set_exception(outcome)
-            else:
-                self.future.set_result(outcome)
-        except InvalidStateError:  # the publisher cancelled it meanwhile
-            pass
-        finally:
-            self.queue.finished(self)
-
-    def drop(self, why: str) -> None:  # only for jobs still queued
-        if not self.future.done():
-            self.future.set_exception(QueueFullError(f"{self.report.event!r} was dropped: {why}"))
 
 
 class WorkQueue:
@@ -269,8 +107,12 @@ class WorkQueue:
 
     def put(self, job: NowaitJob, block_timeout: float | None) -> None:
         dropped: NowaitJob | None = None
-        with self._lock:
-            if len(self._jobs) >= self.maxsize:
+        # acquire/release rather than ``with``: on the hot paths here, a
+        # ``with`` on a lock costs twice the instructions (the bound
+        # __enter__ and __exit__ it makes and calls; about 1,000 a round).
+        self._lock.acquire()
+        try:
+            if len(self._jobs) >= self._settings.value.queue_size:
                 if self.overflow == "drop_oldest":
                     dropped = self._jobs.popleft()
                     self.dropped += 1
@@ -278,6 +120,8 @@ class WorkQueue:
                     self._wait_for_room(block_timeout)
             self._jobs.append(job)
             owner = self._start_drain() if self._owner is None else None
+        finally:
+            self._lock.release()
         if dropped is not None:
             logger.warning(
                 "worker queue full (%d): dropped the oldest event %s", self.maxsize, describe(dropped.report.event)
@@ -301,7 +145,7 @@ class WorkQueue:
         if self.overflow == "block":
             if running_loop() is not None:
                 why = "the caller runs an event loop, which must not block"
-            elif _JOB_OF.get() is self:
+            elif JOB_OF.get() is self:
                 why = "the caller is a receiver run by the worker itself"
             else:
                 self._room_waiters += 1
@@ -354,61 +198,78 @@ class WorkQueue:
         )
         self._submit_drain(self._start_drain())
 
-    def drain(self, owner: object) -> None:
+    def drain(self, owner: object, done: NowaitJob | None = None) -> None:
         """The drain loop of ``owner``: run jobs until the deque is empty, or
         until the drain was handed to another owner, or the current job's run
-        moved to another thread (which drains on as ``owner``).
+        moved to another thread (which drains on as ``owner``, passing the
+        job it ended as ``done``).
 
         Jobs are taken one at a time from the head of the deque, so a job
-        never waits anywhere a stuck thread could keep it. A blocked
+        never waits anywhere a stuck thread could keep it. The lock round
+        that takes a job also takes the previous one off the in-flight set
+        if it was settled meanwhile (a job with async receivers usually is
+        not yet: it leaves the set when the loop settles it). A blocked
         publisher is woken when the queue is down to half, not on every job:
         waking it per job costs a thread switch per event.
         """
+        # Locals: this is the worker's hot loop. (A fork replaces these
+        # objects in the child only, where no drain loop runs.)
+        # acquire/release rather than ``with``: see ``put``.
+        lock, jobs, inflight = self._lock, self._jobs, self._inflight
+        job = done
         while True:
-            with self._lock:
+            lock.acquire()
+            try:
+                if job is not None and job.resolved:
+                    inflight.discard(job)
                 if self._owner is not owner:
+                    if self._joiners and not inflight and self._owner is None:
+                        self._empty.notify_all()
                     return
-                if not self._jobs:
+                if not jobs:
                     self._owner = None
                     if self._joiners:
                         self._empty.notify_all()
                     return
-                job = self._jobs.popleft()
-                self._inflight.add(job)
+                job = jobs.popleft()
+                inflight.add(job)
                 self._started += 1
-                if self._room_waiters and len(self._jobs) <= self.maxsize // 2:
+                if self._room_waiters and len(jobs) <= self._settings.value.queue_size // 2:
                     self._room.notify_all()
+            finally:
+                lock.release()
             if not job.future.set_running_or_notify_cancel():
                 # The publisher cancelled the future while it was queued:
                 # the event is withdrawn, and recorded as any cancelled publish.
                 try:
                     job.withdrawn()
                 finally:
-                    self.finished(job)
+                    job.resolved = True  # the future is settled (cancelled)
                 continue
             job.owner = owner
             try:
-                still_here = job.run()
+                if not job.context.run(job.dispatch):
+                    return  # the run drains on from the thread it moved to
             except BaseException as exc:  # a bug of ours: fail the job, keep draining
                 logger.exception("worker: dispatch of %s failed", describe(job.report.event))
-                job.resolve(exc)
-                still_here = True
-            if not still_here:
-                return  # the run drains on from the thread it moved to
+                job.resolve(exc, here=True)
 
     def finished(self, job: NowaitJob) -> None:
         """``job``'s future was resolved."""
-        with self._lock:
+        self._lock.acquire()  # not ``with``: see put (once per job with async receivers)
+        try:
             self._inflight.discard(job)
             if not self._inflight and self._joiners:
                 self._empty.notify_all()
+        finally:
+            self._lock.release()
 
     def join(self, timeout: float | None) -> int:
         """Wait until every queued and in-flight job finished, up to
         ``timeout``; then drop what is still queued. Returns how many were
         dropped. From inside a job of this queue it cannot wait for itself:
         it returns 0 at once and the worker goes on with the queue."""
-        if _JOB_OF.get() is self:
+        if JOB_OF.get() is self:
             return 0
         with self._lock:
             self._joiners += 1
@@ -419,7 +280,9 @@ class WorkQueue:
             left = list(self._jobs)
             self._jobs.clear()
             self.dropped += len(left)
-            running = [job.report.event for job in self._inflight]
+            # A job settled by the drainer leaves the set in the drain's next
+            # lock round: until then it is in it, but no longer running.
+            running = [job.report.event for job in self._inflight if not job.resolved]
             self.left_running = len(running)
         if running:
             # Not dropped -- they may still end, and their futures resolve then.

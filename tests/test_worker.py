@@ -564,6 +564,53 @@ def test_a_run_moved_off_a_hung_receiver_leaves_no_event_behind() -> None:
     assert bus.shutdown(timeout=10) == 0
 
 
+def test_a_job_whose_run_moved_off_a_hung_receiver_stops_being_in_flight_when_it_ends(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The moved run settles its job on the thread it moved to, which then
+    # drains on: that drain loop takes the job off the in-flight set, or a
+    # shutdown would wait its whole bound for a job already delivered.
+    bus = EventBus(history_size=0, timeout=0.1)
+    release = threading.Event()
+    bus.subscribe(Demo.PING, lambda event: event.data["n"] == 0 and release.wait(WAIT))
+    first, second = bus.publish_nowait(_ev(0)), bus.publish_nowait(_ev(1))
+    assert len(first.result(WAIT).timed_out) == 1
+    assert len(second.result(WAIT).succeeded) == 1
+    try:
+        started = time.perf_counter()
+        assert bus.shutdown(timeout=3) == 0
+        assert time.perf_counter() - started < 2.0  # not the 3 s bound
+        assert log_records(caplog, logging.WARNING, "still being delivered") == []
+    finally:
+        release.set()
+
+
+@pytest.mark.parametrize("receivers", ["sync", "sync and async"])
+def test_a_flood_of_queued_events_leaves_nothing_in_flight(receivers: str, caplog: pytest.LogCaptureFixture) -> None:
+    # Jobs settled by the drain loop leave the in-flight set in its next
+    # lock round, jobs with async receivers when the bus loop settles them:
+    # either way, once every future resolved, nothing is left to wait for.
+    bus = EventBus(history_size=10, queue_size=50)  # a full queue: publishers wait for room
+    calls = [0, 0]
+
+    def sync_receiver(event: Event) -> None:
+        calls[0] += 1
+
+    async def async_receiver(event: Event) -> None:
+        calls[1] += 1
+
+    bus.subscribe(Demo.PING, sync_receiver)
+    if receivers == "sync and async":
+        bus.subscribe(Demo.PING, async_receiver)
+    futures = [bus.publish_nowait(_ev(n)) for n in range(2000)]
+    assert all(len(future.result(WAIT).succeeded) == len(bus.get_subscriptions(Demo.PING)) for future in futures)
+    started = time.perf_counter()
+    assert bus.shutdown(timeout=3) == 0
+    assert time.perf_counter() - started < 2.0  # not the 3 s bound
+    assert calls == [2000, 2000 if receivers == "sync and async" else 0]
+    assert log_records(caplog, logging.WARNING, "still being delivered") == []
+
+
 def test_run_moved_off_a_hung_receiver_keeps_the_async_receivers_met_before(
     new_bus: BusFactory, release: threading.Event
 ) -> None:
