@@ -265,16 +265,21 @@ return {0, newest}
 
 
 async def read_new_in_group(
-    client: Client, stream: str, group: str, consumer: str, count: int
+    client: Client, stream: str, group: str, consumer: str, count: int, ack: list[bytes]
 ) -> tuple[int, bytes, list[Entry]]:
-    """In one transaction: how many entries were trimmed before the group
+    """In one transaction: XACK of the ids in ``ack`` (if any: entries
+    handled before, whose acknowledgement rides along instead of costing a
+    round trip of its own), how many entries were trimmed before the group
     read them (see ``_TRIMMED_UNREAD``), the stream's newest id, and
     XREADGROUP of up to ``count`` new entries, without waiting -- so no gap
     opens between the count and the read."""
     pipe = client.pipeline(transaction=True)
+    if ack:
+        pipe.xack(stream, group, *ack)
     pipe.eval(_TRIMMED_UNREAD, 1, stream, group)
     pipe.xreadgroup(group, consumer, {stream: ">"}, count=count)
-    (lost, newest), response = await pipe.execute()
+    answers = await pipe.execute()
+    (lost, newest), response = answers[-2:]
     entries = cast("list[tuple[bytes, list[Entry]]]", response)
     return int(lost), newest, (entries[0][1] if entries else [])
 
