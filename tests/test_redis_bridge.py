@@ -956,3 +956,24 @@ def test_a_graceful_stop_delivers_the_batch_read_ahead_too(
     wait_for(lambda: len(got) == 6, "the rest")
     assert got == list(range(6))
     assert (bridge.stats()["delivered"], bridge.stats()["duplicates"]) == (6, 0)
+
+
+def test_a_batch_acknowledges_exactly_its_handled_entries_past_a_thousand_ids(
+    make_bridge: Callable[..., RedisBridge], redis_server: RedisServer
+) -> None:
+    # The acknowledgement goes to Redis as one argument, XACK'd a thousand
+    # ids at a time there: every handled entry of a 2,500-entry batch is
+    # acknowledged, and the one whose receiver failed stays pending.
+    bus = EventBus(timeout=30, failure_threshold=10_000)
+
+    def receiver(event: Event) -> None:
+        if event.data["n"] == 1700:
+            raise RuntimeError("down")
+
+    bus.subscribe(Demo.PING, receiver)
+    bridge = make_bridge(bus, mode="group", group="g", direction="in", batch_size=2500)
+    assert bridge.start()
+    ids = _write_at_once(redis_server, [Event(Demo.PING, {"n": n}) for n in range(2500)])
+    wait_for(lambda: bridge.stats()["delivered"] == 2499 and pending(redis_server, "test") == 1, "the batch settled")
+    assert _pending_ids(redis_server) == [ids[1700]]
+    assert bridge.stats()["failed"] == 1

@@ -47,6 +47,7 @@ from redis.exceptions import ResponseError
 from ..lowlevel import describe
 from ._connection import (
     Entry,
+    acknowledge,
     claim_idle,
     delivery_counts,
     ensure_group,
@@ -373,5 +374,5 @@ class GroupReader:
 
     async def _flush_acks(self) -> None:
         if self._unacked:
-            await self._client.xack(self._stream, self._group, *self._unacked)
+            await acknowledge(self._client, self._stream, self._group, self._unacked)
             self._unacked = []
