@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import CancelledError, Future
 from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 from contextvars import ContextVar
@@ -144,16 +144,11 @@ class Delivery:
         """Whether the bus publishes at all (``bus.disable()`` stops it)."""
         return self._bus.is_enabled()
 
-    async def deliver(
-        self, entries: list[Entry], meanwhile: Callable[[], Awaitable[None]] | None = None
-    ) -> list[bytes]:
+    async def deliver(self, entries: list[Entry]) -> list[bytes]:
         """Publish the entries' events here, in order. Returns the ids of the
         entries now settled -- delivered, deliberately passed by, or
         dead-lettered -- and leaves out those whose delivery failed, which a
-        retry may fix. Raises only connection errors. ``meanwhile`` (which
-        must not raise) is awaited once the events are under way, before
-        their outcomes are waited for: the group reader reads its next batch
-        then, while the worker runs this one."""
+        retry may fix. Raises only connection errors."""
         # Marks everything this delivery runs (the worker copies the context):
         # a receiver that calls the bridge's stop() must not wait for itself.
         IN_DELIVERY.set(self)
@@ -180,11 +175,9 @@ class Delivery:
                     self._carriers[event_id] = carrier(fields)
         try:
             if self._via_worker:
-                reports = await self._through_worker([event for _, event in todo], traced, meanwhile)
+                reports = await self._through_worker([event for _, event in todo], traced)
             else:
                 reports = [await self._publish(event, traced) for _, event in todo]
-                if meanwhile is not None:
-                    await meanwhile()
         finally:
             self._carriers.clear()
         for (entry_id, event), outcome in zip(todo, reports, strict=True):
@@ -241,9 +234,7 @@ class Delivery:
             event, headers or {}, link=self._retry, attributes={"blinker_events.redis.stream": self._stream}
         )
 
-    async def _through_worker(
-        self, events: list[Event], traced: bool, meanwhile: Callable[[], Awaitable[None]] | None
-    ) -> list[DeliveryReport | BaseException]:
+    async def _through_worker(self, events: list[Event], traced: bool) -> list[DeliveryReport | BaseException]:
         # Events with sync receivers are queued for the worker, all at once.
         # Until the first of them, events with only async receivers are
         # published right here, on the bus loop the worker would hand them
@@ -267,8 +258,6 @@ class Delivery:
                 # one here, once what this batch queued before it is done.
                 await _settled([p for p in pending if isinstance(p, Future)])
                 pending.append(await self._publish(event, traced))
-        if meanwhile is not None:
-            await meanwhile()
         outcomes = iter(await _settled([p for p in pending if isinstance(p, Future)]))
         return [next(outcomes) if isinstance(p, Future) else p for p in pending]
 

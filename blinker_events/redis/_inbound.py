@@ -27,9 +27,10 @@ but whose acknowledgement was lost are recognised by event id and only
 acknowledged.
 
 A group reader that is behind (its batch was full) reads the next batch
-while the worker runs this one, so the round trip overlaps the receivers'
-work; a batch's acknowledgement then goes in the same transaction as the
-next read, still only once its receivers ran. A batch read ahead is in hand
+while it delivers this one, so the round trip overlaps the receivers' work;
+the acknowledgement of the batch before goes in the same transaction, sent
+before this batch's receivers start: still only once its receivers ran, and
+a crash leaves at most a batch handled but not acknowledged, as before. A batch read ahead is in hand
 like the one before it: a graceful stop delivers it too, and an error gives
 it up to the re-read of this consumer's pending entries.
 """
@@ -257,16 +258,17 @@ class GroupReader:
         self._delivery.gate.release()
 
     async def _read_ahead(self) -> None:
-        """Read the next batch while the worker runs this one (``meanwhile``
-        of the delivery): the round trip then costs the reader nothing. Its
-        entries are delivered, and acknowledged, only after this batch's; a
-        stop waits for them too (the gate stays shut)."""
+        """Read the next batch while this one is delivered (a task of its
+        own): the round trip then costs the reader nothing. Its entries are
+        delivered, and acknowledged, only after this batch's; a stop waits
+        for them too (the gate stays shut). Never raises: what the read
+        raised is raised by the next turn, in its retrying block."""
         gate = self._delivery.gate
         if gate.stopping or not self._delivery.accepting():
             return
         try:
             entries = await self._read_new(wait=False)
-        except Exception as exc:  # raised by the next turn, in its retrying block
+        except Exception as exc:
             self._ahead = exc
             return
         if entries:
@@ -341,6 +343,29 @@ class GroupReader:
             await self._settle_batch(entries, first_delivery)
 
     async def _settle_batch(self, entries: list[Entry], first_delivery: bool) -> None:
+        ahead = None
+        if first_delivery and len(entries) == self._batch:
+            # A full batch: the reader is behind, and reads on meanwhile. The
+            # read carries the acknowledgement of the batch before this one
+            # (held back for it), and is on its way before any receiver of
+            # this batch runs: a crash still leaves at most one batch handled
+            # but not acknowledged.
+            ahead = asyncio.ensure_future(self._read_ahead())
+            await asyncio.sleep(0)
+        try:
+            await self._deliver_batch(entries, first_delivery)
+        except BaseException:
+            if ahead is not None:
+                ahead.cancel()
+            raise
+        if ahead is not None:
+            await ahead
+        # Left for the next read only when there is a batch read ahead: then
+        # the read is due at once. Otherwise, and before every wait, sent now.
+        if not self._delivery.gate.holding:
+            await self._flush_acks()
+
+    async def _deliver_batch(self, entries: list[Entry], first_delivery: bool) -> None:
         counts = (
             {}
             if first_delivery
@@ -363,14 +388,8 @@ class GroupReader:
             else:
                 todo.append((entry_id, fields))
         if todo:
-            # A full batch: the reader is behind, and reads on meanwhile.
-            ahead = self._read_ahead if first_delivery and len(entries) == self._batch else None
-            done += await self._delivery.deliver(todo, ahead)
+            done += await self._delivery.deliver(todo)
         self._unacked += done
-        # Left for the next read only when there is a batch read ahead: then
-        # the read is due at once. Otherwise, and before every wait, sent now.
-        if not self._delivery.gate.holding:
-            await self._flush_acks()
 
     async def _flush_acks(self) -> None:
         if self._unacked:
