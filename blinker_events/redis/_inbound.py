@@ -360,9 +360,10 @@ class GroupReader:
             raise
         if ahead is not None:
             await ahead
-        # Left for the next read only when there is a batch read ahead: then
-        # the read is due at once. Otherwise, and before every wait, sent now.
-        if not self._delivery.gate.holding:
+        # Left for the next read only when this batch is new entries and one
+        # is read ahead: then that read is due at once, before its receivers
+        # run. Otherwise (a claim or a re-read too), and before every wait, sent now.
+        if not (first_delivery and self._delivery.gate.holding):
             await self._flush_acks()
 
     async def _deliver_batch(self, entries: list[Entry], first_delivery: bool) -> None:
