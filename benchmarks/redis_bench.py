@@ -187,3 +187,82 @@ def redis_scenario(n: int, repeats: int, cases: tuple[str, ...] = CASES) -> dict
         }
         for case in cases
     }
+
+
+# -- the reading process's instructions, which do not depend on the load ------
+
+_BACKLOG_CONSUMER = """
+import sys, threading, time
+from blinker_events import EventBus
+from blinker_events.redis import RedisBridge
+url, stream, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+bus = EventBus(timeout=10.0)
+seen = set()
+done = threading.Event()
+def receiver(event):
+    seen.add(event.data["i"])
+    if len(seen) == n:
+        done.set()
+bus.subscribe("bench.redis", receiver)
+bridge = RedisBridge(bus, url, stream=stream, mode="group", group="bench", direction="in")
+assert bridge.start(timeout=60)
+assert done.wait(600), f"got {len(seen)} of {n}"
+while bridge.stats()["delivered"] < n:  # the reader counts a batch once all of it ran
+    time.sleep(0.01)
+bridge.stop()
+bus.shutdown()
+"""
+
+
+def reader_instructions(tree: str, small: int, large: int) -> float:
+    """Instructions per event of a group-mode reading process (``tree``'s
+    package), counted by callgrind: a producer bridge writes a backlog of
+    ``small`` events, then of ``large``, and a fresh consumer reads each;
+    the difference of the two totals over the difference of the sizes
+    cancels start-up and shutdown. Needs valgrind."""
+    import tempfile
+
+    from blinker_events.redis import RedisBridge
+    from blinker_events.redis.testing import RedisServer
+
+    def run(url: str, n: int) -> int:
+        stream = f"backlog-{n}"
+        bus = EventBus(timeout=10.0)
+        producer = RedisBridge(bus, url, stream=stream, mode="group", group="bench", direction="out")
+        if not producer.start(timeout=10):
+            raise RuntimeError("the producer's bridge did not connect")
+        for i in range(n):
+            bus.publish_sync(Event("bench.redis", {"i": i}))
+        if producer.stop(timeout=60):
+            raise RuntimeError("the producer dropped events")
+        bus.shutdown()
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "callgrind.out")
+            subprocess.run(
+                ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "-c"]
+                + [_BACKLOG_CONSUMER, url, stream, str(n)],
+                check=True,
+                capture_output=True,
+                cwd=tree,
+                env={**os.environ, "PYTHONPATH": tree, "PYTHONHASHSEED": "0"},
+            )
+            with open(out) as counts:
+                for line in counts:
+                    if line.startswith(("summary:", "totals:")):
+                        return int(line.split()[1])
+        raise RuntimeError("no totals in callgrind's output")
+
+    with RedisServer() as server:
+        return (run(server.url, large) - run(server.url, small)) / (large - small)
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Instructions per event of a group-mode reading process.")
+    parser.add_argument("--tree", default=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    parser.add_argument("--small", type=int, default=2_000)
+    parser.add_argument("--large", type=int, default=12_000)
+    args = parser.parse_args()
+    per_event = reader_instructions(args.tree, args.small, args.large)
+    print(f"{args.tree}: {per_event:,.0f} instructions per event (group mode reader)")
