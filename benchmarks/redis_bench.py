@@ -14,6 +14,11 @@ entry bytes the bridge writes (pipelined, ``batch_size`` per round trip, the
 same approximate ``maxlen``), the other reads them with XREADGROUP and
 XACKs each batch, checking it got all ``n``. The bridge's rate over raw's
 is the figure to compare across machines: both share the machine's drift.
+
+Run as a script, two tools for the maintainers: ``instructions [--tree DIR]``
+counts the instructions per event of a group-mode reading process under
+callgrind (independent of the machine's load), and ``side-by-side --against
+DIR`` runs this checkout, another one and raw redis-py interleaved.
 """
 
 from __future__ import annotations
@@ -256,13 +261,83 @@ def reader_instructions(tree: str, small: int, large: int) -> float:
         return (run(server.url, large) - run(server.url, small)) / (large - small)
 
 
-if __name__ == "__main__":
+# -- side by side with another checkout ---------------------------------------
+
+
+def _one_case(tree: str, case: str, url: str, stream: str, n: int) -> float:
+    """End-to-end events per second of one run of ``case`` ("group",
+    "broadcast" or "raw") with ``tree``'s package on both sides."""
+    out = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), "one", tree, case, url, stream, str(n)],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=tree,
+        env={**os.environ, "PYTHONPATH": tree},
+    )
+    return float(out.stdout.split()[-1])
+
+
+def side_by_side(against: str, n: int, repeats: int, mode: str) -> dict[str, list[float]]:
+    """Per repeat, ``mode`` with this checkout's package, ``mode`` with
+    ``against``'s and raw redis-py, in rotating order on one redis-server:
+    each one's rate over raw's in the same repeat."""
+    from blinker_events.redis.testing import RedisServer
+
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cases = [("this", here, mode), ("against", against, mode), ("raw", here, "raw")]
+    ratios: dict[str, list[float]] = {name: [] for name, _, _ in cases}
+    with RedisServer() as server:
+        import redis
+
+        cleaner = redis.Redis.from_url(server.url)
+        for run in range(repeats):
+            rates = {}
+            for name, tree, case in cases[run % 3 :] + cases[: run % 3]:
+                stream = f"side-{name}-{run}"
+                rates[name] = _one_case(tree, case, server.url, stream, n)
+                cleaner.delete(stream)
+            for name, rate in rates.items():
+                ratios[name].append(rate / rates["raw"])
+            shown = {name: f"{rate:,.0f}/s ({rate / rates['raw']:.2f}x)" for name, rate in rates.items()}
+            print(run, shown, flush=True)
+    return ratios
+
+
+def _main() -> None:
     import argparse
 
-    parser = argparse.ArgumentParser(description="Instructions per event of a group-mode reading process.")
-    parser.add_argument("--tree", default=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    parser.add_argument("--small", type=int, default=2_000)
-    parser.add_argument("--large", type=int, default=12_000)
+    parser = argparse.ArgumentParser(description="Benchmark R's tools for the maintainers.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    count = commands.add_parser("instructions", help="instructions per event of a group-mode reading process")
+    count.add_argument("--tree", default=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    count.add_argument("--small", type=int, default=2_000)
+    count.add_argument("--large", type=int, default=12_000)
+    side = commands.add_parser("side-by-side", help="this checkout against another, and raw redis-py, interleaved")
+    side.add_argument("--against", required=True, help="a checkout (say, from git archive) of the other revision")
+    side.add_argument("--mode", choices=("group", "broadcast"), default="group")
+    side.add_argument("--events", type=int, default=50_000)
+    side.add_argument("--repeats", type=int, default=5)
+    one = commands.add_parser("one")  # one run, in a process of its own (side-by-side's)
+    for name in ("tree", "case", "url", "stream", "n"):
+        one.add_argument(name)
     args = parser.parse_args()
-    per_event = reader_instructions(args.tree, args.small, args.large)
-    print(f"{args.tree}: {per_event:,.0f} instructions per event (group mode reader)")
+    if args.command == "instructions":
+        per_event = reader_instructions(args.tree, args.small, args.large)
+        print(f"{args.tree}: {per_event:,.0f} instructions per event (group mode reader)")
+    elif args.command == "side-by-side":
+        ratios = side_by_side(os.path.abspath(args.against), args.events, args.repeats, args.mode)
+        print({name: f"median {statistics.median(values):.3f}x raw" for name, values in ratios.items()})
+    else:
+        n = int(args.n)
+        if args.case == "raw":
+            consumer = [_RAW_CONSUMER, args.url, args.stream, str(n), str(BATCH)]
+            produce = _raw_producer(args.url, args.stream, n)
+        else:
+            consumer = [_CONSUMER, args.url, args.stream, args.case, str(n)]
+            produce = _bridge_producer(args.url, args.stream, args.case, n)
+        print(n / _one_run(consumer, produce, args.tree)[1])
+
+
+if __name__ == "__main__":
+    _main()
