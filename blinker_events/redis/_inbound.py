@@ -344,15 +344,15 @@ class GroupReader:
 
     async def _settle_batch(self, entries: list[Entry], first_delivery: bool) -> None:
         ahead = None
-        if first_delivery and len(entries) == self._batch:
-            # A full batch: the reader is behind, and reads on meanwhile. The
-            # read carries the acknowledgement of the batch before this one
-            # (held back for it), and is on its way before any receiver of
-            # this batch runs: a crash still leaves at most one batch handled
-            # but not acknowledged.
-            ahead = asyncio.ensure_future(self._read_ahead())
-            await asyncio.sleep(0)
         try:
+            if first_delivery and len(entries) == self._batch:
+                # A full batch: the reader is behind, and reads on meanwhile.
+                # The read carries the acknowledgement of the batch before
+                # this one (held back for it), and is on its way before any
+                # receiver of this batch runs: a crash still leaves at most
+                # one batch handled but not acknowledged.
+                ahead = asyncio.ensure_future(self._read_ahead())
+                await asyncio.sleep(0)
             await self._deliver_batch(entries, first_delivery)
         except BaseException:
             if ahead is not None:
