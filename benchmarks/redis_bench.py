@@ -14,6 +14,11 @@ entry bytes the bridge writes (pipelined, ``batch_size`` per round trip, the
 same approximate ``maxlen``), the other reads them with XREADGROUP and
 XACKs each batch, checking it got all ``n``. The bridge's rate over raw's
 is the figure to compare across machines: both share the machine's drift.
+
+Run as a script, two tools for the maintainers: ``instructions [--tree DIR]``
+counts the instructions per event of a group-mode reading process under
+callgrind (independent of the machine's load), and ``side-by-side --against
+DIR`` runs this checkout, another one and raw redis-py interleaved.
 """
 
 from __future__ import annotations
@@ -187,3 +192,152 @@ def redis_scenario(n: int, repeats: int, cases: tuple[str, ...] = CASES) -> dict
         }
         for case in cases
     }
+
+
+# -- the reading process's instructions, which do not depend on the load ------
+
+_BACKLOG_CONSUMER = """
+import sys, threading, time
+from blinker_events import EventBus
+from blinker_events.redis import RedisBridge
+url, stream, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+bus = EventBus(timeout=10.0)
+seen = set()
+done = threading.Event()
+def receiver(event):
+    seen.add(event.data["i"])
+    if len(seen) == n:
+        done.set()
+bus.subscribe("bench.redis", receiver)
+bridge = RedisBridge(bus, url, stream=stream, mode="group", group="bench", direction="in")
+assert bridge.start(timeout=60)
+assert done.wait(600), f"got {len(seen)} of {n}"
+while bridge.stats()["delivered"] < n:  # the reader counts a batch once all of it ran
+    time.sleep(0.01)
+bridge.stop()
+bus.shutdown()
+"""
+
+
+def reader_instructions(tree: str, small: int, large: int) -> float:
+    """Instructions per event of a group-mode reading process (``tree``'s
+    package), counted by callgrind: a producer bridge writes a backlog of
+    ``small`` events, then of ``large``, and a fresh consumer reads each;
+    the difference of the two totals over the difference of the sizes
+    cancels start-up and shutdown. Needs valgrind."""
+    import tempfile
+
+    from blinker_events.redis import RedisBridge
+    from blinker_events.redis.testing import RedisServer
+
+    def run(url: str, n: int) -> int:
+        stream = f"backlog-{n}"
+        bus = EventBus(timeout=10.0)
+        producer = RedisBridge(bus, url, stream=stream, mode="group", group="bench", direction="out")
+        if not producer.start(timeout=10):
+            raise RuntimeError("the producer's bridge did not connect")
+        for i in range(n):
+            bus.publish_sync(Event("bench.redis", {"i": i}))
+        if producer.stop(timeout=60):
+            raise RuntimeError("the producer dropped events")
+        bus.shutdown()
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "callgrind.out")
+            subprocess.run(
+                ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "-c"]
+                + [_BACKLOG_CONSUMER, url, stream, str(n)],
+                check=True,
+                capture_output=True,
+                cwd=tree,
+                env={**os.environ, "PYTHONPATH": tree, "PYTHONHASHSEED": "0"},
+            )
+            with open(out) as counts:
+                for line in counts:
+                    if line.startswith(("summary:", "totals:")):
+                        return int(line.split()[1])
+        raise RuntimeError("no totals in callgrind's output")
+
+    with RedisServer() as server:
+        return (run(server.url, large) - run(server.url, small)) / (large - small)
+
+
+# -- side by side with another checkout ---------------------------------------
+
+
+def _one_case(tree: str, case: str, url: str, stream: str, n: int) -> float:
+    """End-to-end events per second of one run of ``case`` ("group",
+    "broadcast" or "raw") with ``tree``'s package on both sides."""
+    out = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), "one", tree, case, url, stream, str(n)],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=tree,
+        env={**os.environ, "PYTHONPATH": tree},
+    )
+    return float(out.stdout.split()[-1])
+
+
+def side_by_side(against: str, n: int, repeats: int, mode: str) -> dict[str, list[float]]:
+    """Per repeat, ``mode`` with this checkout's package, ``mode`` with
+    ``against``'s and raw redis-py, in rotating order on one redis-server:
+    each one's rate over raw's in the same repeat."""
+    from blinker_events.redis.testing import RedisServer
+
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cases = [("this", here, mode), ("against", against, mode), ("raw", here, "raw")]
+    ratios: dict[str, list[float]] = {name: [] for name, _, _ in cases}
+    with RedisServer() as server:
+        import redis
+
+        cleaner = redis.Redis.from_url(server.url)
+        for run in range(repeats):
+            rates = {}
+            for name, tree, case in cases[run % 3 :] + cases[: run % 3]:
+                stream = f"side-{name}-{run}"
+                rates[name] = _one_case(tree, case, server.url, stream, n)
+                cleaner.delete(stream)
+            for name, rate in rates.items():
+                ratios[name].append(rate / rates["raw"])
+            shown = {name: f"{rate:,.0f}/s ({rate / rates['raw']:.2f}x)" for name, rate in rates.items()}
+            print(run, shown, flush=True)
+    return ratios
+
+
+def _main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Benchmark R's tools for the maintainers.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    count = commands.add_parser("instructions", help="instructions per event of a group-mode reading process")
+    count.add_argument("--tree", default=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    count.add_argument("--small", type=int, default=2_000)
+    count.add_argument("--large", type=int, default=12_000)
+    side = commands.add_parser("side-by-side", help="this checkout against another, and raw redis-py, interleaved")
+    side.add_argument("--against", required=True, help="a checkout (say, from git archive) of the other revision")
+    side.add_argument("--mode", choices=("group", "broadcast"), default="group")
+    side.add_argument("--events", type=int, default=50_000)
+    side.add_argument("--repeats", type=int, default=5)
+    one = commands.add_parser("one")  # one run, in a process of its own (side-by-side's)
+    for name in ("tree", "case", "url", "stream", "n"):
+        one.add_argument(name)
+    args = parser.parse_args()
+    if args.command == "instructions":
+        per_event = reader_instructions(args.tree, args.small, args.large)
+        print(f"{args.tree}: {per_event:,.0f} instructions per event (group mode reader)")
+    elif args.command == "side-by-side":
+        ratios = side_by_side(os.path.abspath(args.against), args.events, args.repeats, args.mode)
+        print({name: f"median {statistics.median(values):.3f}x raw" for name, values in ratios.items()})
+    else:
+        n = int(args.n)
+        if args.case == "raw":
+            consumer = [_RAW_CONSUMER, args.url, args.stream, str(n), str(BATCH)]
+            produce = _raw_producer(args.url, args.stream, n)
+        else:
+            consumer = [_CONSUMER, args.url, args.stream, args.case, str(n)]
+            produce = _bridge_producer(args.url, args.stream, args.case, n)
+        print(n / _one_run(consumer, produce, args.tree)[1])
+
+
+if __name__ == "__main__":
+    _main()

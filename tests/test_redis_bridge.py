@@ -877,3 +877,105 @@ def test_a_second_bridge_on_the_same_stream_of_one_bus_is_refused(
     assert not second.running
     other_stream = RedisBridge(bus, redis_server.url, stream="t")
     assert other_stream.start()
+
+
+def _write_at_once(redis_server: RedisServer, events: list[Event], stream: str = "test") -> list[str]:
+    """XADD the events' entries in one transaction, so a reader sees all of
+    them or none; returns their entry ids."""
+    import redis
+
+    client = redis.Redis.from_url(redis_server.url)
+    pipe = client.pipeline(transaction=True)
+    for event in events:
+        pipe.xadd(stream, encode(event, b"elsewhere", None, 10_000))  # type: ignore[arg-type]
+    ids = [entry_id.decode() for entry_id in pipe.execute()]
+    client.close()
+    return ids
+
+
+def _pending_ids(redis_server: RedisServer, stream: str = "test", group: str = "g") -> list[str]:
+    rows = redis_server.cli("XPENDING", stream, group, "-", "+", "100").split()
+    return [word for word in rows if "-" in word and word.split("-")[0].isdigit()]
+
+
+def test_a_group_reader_behind_reads_the_next_batch_while_the_worker_runs_this_one(
+    make_bridge: Callable[..., RedisBridge], redis_server: RedisServer, gate: threading.Event
+) -> None:
+    # While the worker holds the second batch, the third is already read
+    # (pending, not run) and the first, which ran, is acknowledged with that
+    # read; nothing further is read, and nothing unhandled is acknowledged.
+    bus = EventBus(timeout=30)
+    got: list[int] = []
+
+    def receiver(event: Event) -> None:
+        if event.data["n"] == 2:
+            gate.wait(WAIT)
+        got.append(event.data["n"])
+
+    bus.subscribe(Demo.PING, receiver)
+    bridge = make_bridge(bus, mode="group", group="g", direction="in", batch_size=2)
+    assert bridge.start()
+    ids = _write_at_once(redis_server, [Event(Demo.PING, {"n": n}) for n in range(8)])
+    wait_for(lambda: len(_pending_ids(redis_server)) == 4, "the batch read ahead")
+    assert _pending_ids(redis_server) == ids[2:6]
+    assert got == [0, 1]
+    gate.set()
+    wait_for(lambda: len(got) == 8 and pending(redis_server, "test") == 0, "the rest, acknowledged")
+    assert got == list(range(8))
+    assert (bridge.stats()["delivered"], bridge.stats()["duplicates"]) == (8, 0)
+
+
+def test_a_graceful_stop_delivers_the_batch_read_ahead_too(
+    make_bridge: Callable[..., RedisBridge], redis_server: RedisServer, gate: threading.Event
+) -> None:
+    # A batch read ahead is in hand: a stop delivers and acknowledges it
+    # rather than leave it pending for claim_idle, and reads nothing it would
+    # leave pending.
+    bus = EventBus(timeout=30)
+    got: list[int] = []
+
+    def receiver(event: Event) -> None:
+        if event.data["n"] == 0:
+            gate.wait(WAIT)
+        got.append(event.data["n"])
+
+    bus.subscribe(Demo.PING, receiver)
+    bridge = make_bridge(bus, mode="group", group="g", consumer="c1", direction="in", batch_size=2)
+    assert bridge.start()
+    _write_at_once(redis_server, [Event(Demo.PING, {"n": n}) for n in range(6)])
+    wait_for(lambda: len(_pending_ids(redis_server)) == 4, "the batch read ahead")
+    stopped: list[int] = []
+    stopping = threading.Thread(target=lambda: stopped.append(bridge.stop(timeout=20)))
+    stopping.start()
+    time.sleep(0.2)  # the stop is waiting for the batches in hand (if it is slower, more get delivered)
+    gate.set()
+    stopping.join(WAIT)
+    assert stopped == [0]
+    assert got[:4] == [0, 1, 2, 3]
+    assert got == list(range(len(got)))
+    assert _pending_ids(redis_server) == []  # nothing read and left behind
+    assert bridge.start()  # what was never read comes next
+    wait_for(lambda: len(got) == 6, "the rest")
+    assert got == list(range(6))
+    assert (bridge.stats()["delivered"], bridge.stats()["duplicates"]) == (6, 0)
+
+
+def test_a_batch_acknowledges_exactly_its_handled_entries_past_a_thousand_ids(
+    make_bridge: Callable[..., RedisBridge], redis_server: RedisServer
+) -> None:
+    # The acknowledgement goes to Redis as one argument, XACK'd a thousand
+    # ids at a time there: every handled entry of a 2,500-entry batch is
+    # acknowledged, and the one whose receiver failed stays pending.
+    bus = EventBus(timeout=30, failure_threshold=10_000)
+
+    def receiver(event: Event) -> None:
+        if event.data["n"] == 1700:
+            raise RuntimeError("down")
+
+    bus.subscribe(Demo.PING, receiver)
+    bridge = make_bridge(bus, mode="group", group="g", direction="in", batch_size=2500)
+    assert bridge.start()
+    ids = _write_at_once(redis_server, [Event(Demo.PING, {"n": n}) for n in range(2500)])
+    wait_for(lambda: bridge.stats()["delivered"] == 2499 and pending(redis_server, "test") == 1, "the batch settled")
+    assert _pending_ids(redis_server) == [ids[1700]]
+    assert bridge.stats()["failed"] == 1

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import CancelledError, Future
 from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
@@ -49,27 +50,39 @@ class Gate:
         self.stopping = False
         self.idle = asyncio.Event()
         self.idle.set()
+        #: A batch read ahead (group mode) waits to be delivered: it is in
+        #: hand too, so the gate stays shut, and stopping lets it through.
+        self.holding = False
 
     @asynccontextmanager
-    async def batch(self) -> AsyncIterator[None]:
+    async def batch(self, *, read_ahead: bool = False) -> AsyncIterator[None]:
         """Around the handling of one batch (reader task). Once stopping,
-        no new batch starts: what was read stays pending (group) or unread
-        (broadcast, whose position does not move), and nothing is lost."""
-        if self.stopping:
+        no new batch starts but one read ahead (``read_ahead``: in hand
+        already): what was read stays pending (group) or unread (broadcast,
+        whose position does not move), and nothing is lost."""
+        if self.stopping and not read_ahead:
             raise asyncio.CancelledError
         self.idle.clear()
         try:
             yield
         finally:
-            self.idle.set()
+            if not self.holding:
+                self.idle.set()
+
+    def release(self) -> None:
+        """Drop the hold of a batch read ahead (now delivered, or given up)."""
+        self.holding = False
+        self.idle.set()
 
 
-class SeenIds(dict[str, None]):
+class SeenIds(OrderedDict[str, None]):
     """The ids of the last ``size`` events delivered here, oldest dropped
     first: enough to recognise an entry redelivered after a lost ack or
-    written twice by a producer that retried. A dict (insertion-ordered)
-    of its own: ``event_id in seen`` is then the dict's, with no Python
-    call per entry read."""
+    written twice by a producer that retried. A mapping of its own:
+    ``event_id in seen`` is then a C lookup, with no Python call per entry
+    read. An OrderedDict, not a dict: a dict's oldest key, once full, is
+    found by skipping every slot deleted before it (some 24 us per event
+    at the default 100,000 ids), an OrderedDict's in constant time."""
 
     def __init__(self, size: int) -> None:
         super().__init__()
@@ -78,7 +91,7 @@ class SeenIds(dict[str, None]):
     def add(self, event_id: str) -> None:
         self[event_id] = None
         if len(self) > self._size:
-            del self[next(iter(self))]
+            self.popitem(last=False)
 
 
 class Delivery:

@@ -25,6 +25,14 @@ an entry goes to the dead-letter stream instead. On start and after every
 reconnect the node first re-reads its own pending entries: those it handled
 but whose acknowledgement was lost are recognised by event id and only
 acknowledged.
+
+A group reader that is behind (its batch was full) reads the next batch
+while it delivers this one, so the round trip overlaps the receivers' work;
+the acknowledgement of the batch before goes in the same transaction, sent
+before this batch's receivers start: still only once its receivers ran, and
+a crash leaves at most a batch handled but not acknowledged, as before. A batch read ahead is in hand
+like the one before it: a graceful stop delivers it too, and an error gives
+it up to the re-read of this consumer's pending entries.
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ from redis.exceptions import ResponseError
 from ..lowlevel import describe
 from ._connection import (
     Entry,
+    acknowledge,
     claim_idle,
     delivery_counts,
     ensure_group,
@@ -175,6 +184,12 @@ class GroupReader:
         self._backoff = backoff
         self._counters = counters
         self._ready = ready
+        #: New entries read while the worker ran the batch before them (or
+        #: what that read raised), delivered next; see ``_read_ahead``.
+        self._ahead: list[Entry] | Exception | None = None
+        #: Ids handled and not acknowledged yet: while a batch is read
+        #: ahead, a batch's acknowledgement goes with the next read.
+        self._unacked: list[bytes] = []
 
     async def run(self) -> None:
         joined = recovered = False
@@ -194,7 +209,12 @@ class GroupReader:
                         self._ready()
                     if not self._delivery.accepting():
                         # A disabled bus publishes nothing: entries read now
-                        # could only be declined. Leave them to other nodes.
+                        # could only be declined. Leave them to other nodes
+                        # (a batch read ahead too: it is re-read, once enabled).
+                        if self._ahead is not None:
+                            await self._flush_acks()  # before they could be claimed elsewhere
+                            self._give_up_ahead()
+                            recovered = False
                         await asyncio.sleep(BLOCK_MS / 1000)
                         continue
                     if not recovered:
@@ -203,27 +223,71 @@ class GroupReader:
                     if monotonic() >= next_claim:
                         await self._claim_idle()
                         next_claim = monotonic() + self._claim_every
-                    await self._settle(await self._read_new(), first_delivery=True)
+                    ahead, self._ahead = self._ahead, None
+                    if isinstance(ahead, Exception):
+                        raise ahead
+                    if ahead:
+                        self._delivery.gate.holding = False  # in hand now, as any batch
+                        await self._settle(ahead, first_delivery=True, read_ahead=True)
+                    elif self._delivery.gate.stopping:
+                        # Read nothing more: it would only stay pending
+                        # here, until claimed after claim_idle.
+                        raise asyncio.CancelledError
+                    else:
+                        await self._settle(await self._read_new(), first_delivery=True)
                 except ResponseError as exc:
+                    self._give_up_ahead()
                     if "NOGROUP" not in str(exc):  # in a transaction, the error names the command first
                         raise
                     # The stream or group went away (a Redis that lost its
                     # data, or someone deleted the key): make it again.
                     logger.warning("redis bridge: group %s on %s is gone; creating it again", self._group, self._stream)
                     joined = recovered = False
+                except BaseException:
+                    self._give_up_ahead()
+                    raise
             if self._backoff.in_outage:
                 joined = recovered = False  # acks may have been lost: re-read pending
 
-    async def _read_new(self) -> list[Entry]:
+    def _give_up_ahead(self) -> None:
+        """After an error: a batch read ahead stays pending here, and the
+        retry's re-read of this consumer's pending entries (every error
+        counts as an outage) delivers it, once."""
+        self._ahead = None
+        self._unacked = []  # delivered and remembered: the re-read only acknowledges them
+        self._delivery.gate.release()
+
+    async def _read_ahead(self) -> None:
+        """Read the next batch while this one is delivered (a task of its
+        own): the round trip then costs the reader nothing. Its entries are
+        delivered, and acknowledged, only after this batch's; a stop waits
+        for them too (the gate stays shut). Never raises: what the read
+        raised is raised by the next turn, in its retrying block."""
+        gate = self._delivery.gate
+        if gate.stopping or not self._delivery.accepting():
+            return
+        try:
+            entries = await self._read_new(wait=False)
+        except Exception as exc:
+            self._ahead = exc
+            return
+        if entries:
+            self._ahead = entries
+            gate.holding = True
+
+    async def _read_new(self, *, wait: bool = True) -> list[Entry]:
         """New entries for this consumer, after counting those trimmed
         before the group read them. If there are none, waits a while for an
         entry newer than the stream's newest, and returns none: the caller's
         next turn reads it (after claiming what is due)."""
         client, stream = self._client, self._stream
-        lost, newest, entries = await read_new_in_group(client, stream, self._group, self._consumer, self._batch)
+        # Taken even if the read fails: an error leads to the re-read of
+        # this consumer's pending entries, which acknowledges them.
+        ack, self._unacked = self._unacked, []
+        lost, newest, entries = await read_new_in_group(client, stream, self._group, self._consumer, self._batch, ack)
         if lost:
             _count_trimmed(self._counters, lost, stream, f"before group {self._group} read them")
-        if not entries:
+        if not entries and wait:
             await read_entries(client, stream, newest, 1, min(BLOCK_MS, max(1, int(self._claim_every * 1000))))
         return entries
 
@@ -271,14 +335,38 @@ class GroupReader:
                     "redis bridge: forgot consumer %s of group %s (idle, nothing pending)", describe(name), self._group
                 )
 
-    async def _settle(self, entries: list[Entry], *, first_delivery: bool) -> None:
+    async def _settle(self, entries: list[Entry], *, first_delivery: bool, read_ahead: bool = False) -> None:
         """Deliver a batch, then acknowledge what is settled in one call."""
         if not entries:
             return
-        async with self._delivery.gate.batch():
+        async with self._delivery.gate.batch(read_ahead=read_ahead):
             await self._settle_batch(entries, first_delivery)
 
     async def _settle_batch(self, entries: list[Entry], first_delivery: bool) -> None:
+        ahead = None
+        try:
+            if first_delivery and len(entries) == self._batch:
+                # A full batch: the reader is behind, and reads on meanwhile.
+                # The read carries the acknowledgement of the batch before
+                # this one (held back for it), and is on its way before any
+                # receiver of this batch runs: a crash still leaves at most
+                # one batch handled but not acknowledged.
+                ahead = asyncio.ensure_future(self._read_ahead())
+                await asyncio.sleep(0)
+            await self._deliver_batch(entries, first_delivery)
+        except BaseException:
+            if ahead is not None:
+                ahead.cancel()
+            raise
+        if ahead is not None:
+            await ahead
+        # Left for the next read only when this batch is new entries and one
+        # is read ahead: then that read is due at once, before its receivers
+        # run. Otherwise (a claim or a re-read too), and before every wait, sent now.
+        if not (first_delivery and self._delivery.gate.holding):
+            await self._flush_acks()
+
+    async def _deliver_batch(self, entries: list[Entry], first_delivery: bool) -> None:
         counts = (
             {}
             if first_delivery
@@ -302,5 +390,9 @@ class GroupReader:
                 todo.append((entry_id, fields))
         if todo:
             done += await self._delivery.deliver(todo)
-        if done:
-            await self._client.xack(self._stream, self._group, *done)
+        self._unacked += done
+
+    async def _flush_acks(self) -> None:
+        if self._unacked:
+            await acknowledge(self._client, self._stream, self._group, self._unacked)
+            self._unacked = []

@@ -4,7 +4,8 @@ A :class:`Session` owns the client and the two tasks of a run: the *writer*
 (:mod:`._outbound`) and the *reader* (:mod:`._inbound`; for a bridge that
 only writes, a task that just waits for Redis to answer). Stopping is the
 delicate part, so it lives here in one place, in this order: the reader
-finishes the batch in hand (delivered, acknowledged, remembered); the outlet
+finishes the batch in hand and the one it read ahead, if any (delivered,
+acknowledged, remembered); the outlet
 goes (after that batch, so events its receivers published still go out);
 the writer empties the buffer; whatever is left is counted as dropped.
 """
