@@ -9,6 +9,7 @@ hot path.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -68,9 +69,10 @@ class DeliveryReport:
     """
 
     # No ``__slots__``: the fields most publishes leave empty are class
-    # attributes (the shared empty tuple), so making a report sets four
-    # attributes, not thirteen, and the ``_add_*`` methods below shadow
-    # them per instance on the first entry. A report is made per publish.
+    # attributes (the shared empty tuple), so making a report sets two
+    # attributes (four on 3.11, below), not thirteen, and the ``_add_*``
+    # methods shadow them per instance on the first entry. A report is made
+    # per publish.
     failed: Sequence[tuple[Subscription, BaseException]] = _NONE
     timed_out: Sequence[Subscription] = _NONE
     cancelled: Sequence[Subscription] = _NONE
@@ -89,15 +91,25 @@ class DeliveryReport:
     duration: float = 0.0
     handed_off: bool = False
 
-    def __init__(self, event: Event) -> None:
-        self.event = event
-        self.succeeded: list[Subscription] = []
-        # Every publish reads these two (the receivers' loop, and its end):
-        # per instance they are read at instance speed, where 3.11 does not
-        # specialise reading a class attribute through an instance (~150
-        # instructions a read, against ~30 for setting them here).
-        self.results = None
-        self.disabled = _NONE
+    if sys.version_info >= (3, 12):
+
+        def __init__(self, event: Event) -> None:
+            self.event = event
+            self.succeeded: list[Subscription] = []
+
+    else:
+
+        def __init__(self, event: Event) -> None:
+            self.event = event
+            self.succeeded: list[Subscription] = []
+            # Every publish reads these two (the receivers' loop, and its
+            # end), and 3.11 does not specialise reading a class attribute
+            # through an instance: set here, they are read at instance
+            # speed (S1 -240 instructions, A1 -615). 3.12 and 3.13 do
+            # specialise that read, and there the two stores cost more than
+            # they save (+860 to +1,900).
+            self.results = None
+            self.disabled = _NONE
 
     # -- recording: the dispatch paths' (through the outcome recorder), not public API --
 
