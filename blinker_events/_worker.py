@@ -243,6 +243,8 @@ class WorkQueue:
                 # the event is withdrawn, and recorded as any cancelled publish.
                 try:
                     job.withdrawn()
+                except BaseException:  # as a dispatch's below: logged, and the drain goes on
+                    logger.exception("worker: recording the withdrawn %s failed", describe(job.report.event))
                 finally:
                     job.resolved = True  # the future is settled (cancelled)
                 continue

@@ -24,9 +24,9 @@ from typing import Any
 
 import pytest
 
-from blinker_events import DeliveryReport, Event, EventBus, SystemEventType
+from blinker_events import DeliveryReport, Event, EventBus, SystemEventType, lowlevel
 
-from .conftest import BusFactory, Demo, all_collected, async_wait_until
+from .conftest import BusFactory, Demo, all_collected, async_wait_until, log_records
 
 
 def _hanging_receiver(cancelled: list[str], name: str) -> Callable[[Event], object]:
@@ -314,6 +314,33 @@ def test_a_queued_event_whose_future_is_cancelled_is_withdrawn_and_recorded(bus:
     assert list(entry.cancelled) == [second]
     assert list(entry.failed) == []
     assert second.failures == 0
+
+
+def test_recording_a_withdrawn_event_that_raises_leaves_the_worker_draining(
+    bus: EventBus, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An observer that raises what the history does not catch (SystemExit)
+    # while the withdrawn event is recorded: that is logged, and the events
+    # queued behind it are still delivered.
+    gate = threading.Event()
+    ran: list[str] = []
+
+    def observer(report: DeliveryReport) -> None:
+        if report.event.event_type is Demo.PONG:
+            raise SystemExit("observer")
+
+    bus.subscribe(Demo.PING, lambda event: gate.wait(10))
+    bus.subscribe(Demo.OTHER, lambda event: ran.append("other"))
+    lowlevel.observe(bus, observer)
+    bus.publish_nowait(Event(Demo.PING))  # holds the worker
+    withdrawn = bus.publish_nowait(Event(Demo.PONG))
+    behind = bus.publish_nowait(Event(Demo.OTHER))
+    assert withdrawn.cancel()
+    gate.set()
+    assert len(behind.result(5).succeeded) == 1
+    assert ran == ["other"]
+    assert len(log_records(caplog, logging.ERROR, "withdrawn")) == 1
+    assert bus.shutdown(timeout=5) == 0
 
 
 def test_scheduled_receiver_cancelled_when_its_loop_ends_is_reported_cancelled(bus: EventBus) -> None:
