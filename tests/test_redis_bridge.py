@@ -935,14 +935,14 @@ def test_a_graceful_stop_delivers_the_batch_read_ahead_too(
     got: list[int] = []
 
     def receiver(event: Event) -> None:
-        if event.data["n"] == 0:
+        if event.data["n"] == 2:  # the second batch: the first was timed, and fast
             gate.wait(WAIT)
         got.append(event.data["n"])
 
     bus.subscribe(Demo.PING, receiver)
     bridge = make_bridge(bus, mode="group", group="g", consumer="c1", direction="in", batch_size=2)
     assert bridge.start()
-    _write_at_once(redis_server, [Event(Demo.PING, {"n": n}) for n in range(6)])
+    _write_at_once(redis_server, [Event(Demo.PING, {"n": n}) for n in range(8)])
     wait_for(lambda: len(_pending_ids(redis_server)) == 4, "the batch read ahead")
     stopped: list[int] = []
     stopping = threading.Thread(target=lambda: stopped.append(bridge.stop(timeout=20)))
@@ -951,13 +951,45 @@ def test_a_graceful_stop_delivers_the_batch_read_ahead_too(
     gate.set()
     stopping.join(WAIT)
     assert stopped == [0]
-    assert got[:4] == [0, 1, 2, 3]
+    assert got[:6] == [0, 1, 2, 3, 4, 5]
     assert got == list(range(len(got)))
     assert _pending_ids(redis_server) == []  # nothing read and left behind
     assert bridge.start()  # what was never read comes next
-    wait_for(lambda: len(got) == 6, "the rest")
-    assert got == list(range(6))
-    assert (bridge.stats()["delivered"], bridge.stats()["duplicates"]) == (6, 0)
+    wait_for(lambda: len(got) == 8, "the rest")
+    assert got == list(range(8))
+    assert (bridge.stats()["delivered"], bridge.stats()["duplicates"]) == (8, 0)
+
+
+def test_a_group_reader_whose_batches_are_slow_reads_no_batch_ahead_for_others_to_claim(
+    make_bridge: Callable[..., RedisBridge], redis_server: RedisServer
+) -> None:
+    # Two healthy consumers whose batches take over a quarter of claim_idle
+    # (20 deliveries of 40 ms, claim_idle 1 s): a batch read ahead would
+    # wait pending behind the one in hand for about two batches' time and
+    # be claimed and run by the other consumer too. None may run twice.
+    ran: dict[int, list[str]] = {}
+    lock = threading.Lock()
+    bridges = []
+    for name in ("one", "two"):
+        bus = EventBus(timeout=30)
+
+        def receiver(event: Event, name: str = name) -> None:
+            with lock:
+                ran.setdefault(event.data["n"], []).append(name)
+            time.sleep(0.04)
+
+        bus.subscribe(Demo.PING, receiver)
+        bridges.append(
+            make_bridge(bus, mode="group", group="g", consumer=name, direction="in", batch_size=20, claim_idle=1.0)
+        )
+    for bridge in bridges:
+        assert bridge.start()
+    _write_at_once(redis_server, [Event(Demo.PING, {"n": n}) for n in range(240)])
+    wait_for(lambda: len(ran) == 240 and pending(redis_server, "test") == 0, "every event, acknowledged")
+    time.sleep(1.5)  # past claim_idle: a claim would have happened by now
+    assert sorted(ran) == list(range(240))
+    assert {n: names for n, names in ran.items() if len(names) > 1} == {}
+    assert [bridge.stats()["claimed"] for bridge in bridges] == [0, 0]
 
 
 def test_a_batch_acknowledges_exactly_its_handled_entries_past_a_thousand_ids(

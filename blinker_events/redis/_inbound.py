@@ -26,8 +26,9 @@ reconnect the node first re-reads its own pending entries: those it handled
 but whose acknowledgement was lost are recognised by event id and only
 acknowledged.
 
-A group reader that is behind (its batch was full) reads the next batch
-while it delivers this one, so the round trip overlaps the receivers' work;
+A group reader that is behind (its batch was full, and the last full one
+took under a quarter of ``claim_idle``) reads the next batch while it
+delivers this one, so the round trip overlaps the receivers' work;
 the acknowledgement of the batch before goes in the same transaction, sent
 before this batch's receivers start: still only once its receivers ran, and
 a crash leaves at most a batch handled but not acknowledged, as before. A batch read ahead is in hand
@@ -180,6 +181,13 @@ class GroupReader:
         # Look for idle entries a few times per idle period: an entry is
         # then claimed at most a fraction of claim_idle after it qualifies.
         self._claim_every = claim_idle / 4
+        # A batch read ahead waits, pending here, while the batch in hand is
+        # delivered: it must not sit idle long enough for another consumer
+        # to claim it and run it too. So the reader reads ahead only while a
+        # full batch takes under a quarter of claim_idle; the first one is
+        # timed before any is read ahead of it.
+        self._read_ahead_under = claim_idle / 4
+        self._batch_took = float("inf")
         self._max_deliveries = max_deliveries
         self._backoff = backoff
         self._counters = counters
@@ -344,8 +352,9 @@ class GroupReader:
 
     async def _settle_batch(self, entries: list[Entry], first_delivery: bool) -> None:
         ahead = None
+        full = first_delivery and len(entries) == self._batch
         try:
-            if first_delivery and len(entries) == self._batch:
+            if full and self._batch_took < self._read_ahead_under:
                 # A full batch: the reader is behind, and reads on meanwhile.
                 # The read carries the acknowledgement of the batch before
                 # this one (held back for it), and is on its way before any
@@ -353,7 +362,10 @@ class GroupReader:
                 # one batch handled but not acknowledged.
                 ahead = asyncio.ensure_future(self._read_ahead())
                 await asyncio.sleep(0)
+            started = monotonic()
             await self._deliver_batch(entries, first_delivery)
+            if full:
+                self._batch_took = monotonic() - started
         except BaseException:
             if ahead is not None:
                 ahead.cancel()
