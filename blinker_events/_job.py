@@ -190,5 +190,11 @@ class NowaitJob(SyncRun):
                 self.queue.finished(self)
 
     def drop(self, why: str) -> None:  # only for jobs still queued
-        if not self.future.done():
-            self.future.set_exception(QueueFullError(f"{self.report.event!r} was dropped: {why}"))
+        if self.future.done():
+            return
+        try:
+            described = repr(self.report.event)
+        except BaseException:  # KeyboardInterrupt, which describe passes on: the future fails all the same
+            self.future.set_exception(QueueFullError(f"event {self.report.event.event_id} was dropped: {why}"))
+            raise
+        self.future.set_exception(QueueFullError(f"{described} was dropped: {why}"))

@@ -122,13 +122,18 @@ class WorkQueue:
             owner = self._start_drain() if self._owner is None else None
         finally:
             self._lock.release()
-        if dropped is not None:
-            logger.warning(
-                "worker queue full (%d): dropped the oldest event %s", self.maxsize, describe(dropped.report.event)
-            )
-            dropped.drop("the worker queue was full (overflow='drop_oldest')")
-        if owner is not None:
-            self._submit_drain(owner)
+        try:
+            if dropped is not None:
+                # Its future fails first: describing the event may raise
+                # KeyboardInterrupt (describe passes it on), and the drain
+                # is started whatever that does.
+                dropped.drop("the worker queue was full (overflow='drop_oldest')")
+                logger.warning(
+                    "worker queue full (%d): dropped the oldest event %s", self.maxsize, describe(dropped.report.event)
+                )
+        finally:
+            if owner is not None:
+                self._submit_drain(owner)
 
     def _start_drain(self) -> object:
         # Called with the lock held: from here on, only ``owner`` drains.

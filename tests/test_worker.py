@@ -20,7 +20,16 @@ import pytest
 
 from blinker_events import DeliveryReport, Event, EventBus, QueueFullError
 
-from .conftest import HANG, BusFactory, Demo, all_collected, event_holding_a_component, hold_the_worker, log_records
+from .conftest import (
+    HANG,
+    BusFactory,
+    Demo,
+    all_collected,
+    event_holding_a_component,
+    hold_the_worker,
+    log_records,
+    wait_until,
+)
 
 CTX: contextvars.ContextVar[str] = contextvars.ContextVar("test_worker_ctx", default="unset")
 WAIT = 5.0  # upper bound for waits that normally end at once
@@ -770,6 +779,32 @@ def test_disable_then_enable_while_the_worker_is_busy_keeps_it_running(bus: Even
     assert later.result(WAIT).ok  # the worker is alive
     assert seen == [1, 2, 3]
     assert bus.get_subscriptions(Demo.PONG) == [outcome["sub"]]
+
+
+def test_a_dropped_event_whose_repr_is_interrupted_still_fails_its_future(gate: threading.Event) -> None:
+    # Ctrl-C while the dropped event is described (a __repr__ raising
+    # KeyboardInterrupt stands for it): the interrupt goes on to the
+    # publisher, as describe() promises, but the dropped event's future
+    # fails with QueueFullError and the queue goes on working.
+    class Interrupting:
+        def __repr__(self) -> str:
+            raise KeyboardInterrupt
+
+    bus = EventBus(queue_size=1, overflow="drop_oldest")
+    try:
+        seen, _ = hold_the_worker(bus, gate, first=0)
+        doomed = bus.publish_nowait(Event(Demo.PING, {"n": 1, "x": Interrupting()}))
+        with pytest.raises(KeyboardInterrupt):
+            bus.publish_nowait(Event(Demo.PING, {"n": 2}))
+        assert isinstance(doomed.exception(WAIT), QueueFullError)
+        assert bus.stats()["dropped"] == 1
+        gate.set()
+        assert wait_until(lambda: seen == [0, 2])  # the event queued by the interrupted call
+        assert bus.publish_nowait(Event(Demo.PING, {"n": 3})).result(WAIT).ok
+        assert seen == [0, 2, 3]
+    finally:
+        gate.set()
+        assert bus.shutdown(timeout=10) == 0
 
 
 # failure mode 20: queue overflow
