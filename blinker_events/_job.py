@@ -62,19 +62,10 @@ class NowaitJob(SyncRun):
         context: contextvars.Context,
         future: Future[DeliveryReport],
     ) -> None:
-        # SyncRun's fields, set here instead of by SyncRun.__init__ (one
-        # call less per event). ``subs``, ``chain`` and ``async_subs`` are set at dispatch,
-        # when the event is routed; ``done`` and ``then`` are not used: the
-        # job overrides the two methods that read them.
-        self.runtime = runtime
-        self.report = report
-        self.override = override
-        self.context = context
-        self.movable = True
-        self.index = 0
-        self.slot = None
-        self.async_checked = True
-        self.finished = self.given_up = False
+        # Not SyncRun.__init__: ``subs``, ``chain`` and ``async_subs`` are
+        # set at dispatch, when the event is routed; ``done`` and ``then`` are
+        # not used: the job overrides the two methods that read them.
+        self._begin(runtime, report, override, context, True)
         self.queue = queue
         self.future = future
         self.resolved = False

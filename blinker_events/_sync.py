@@ -218,18 +218,31 @@ class SyncRun:
         movable: bool = True,
         then: Callable[[], None] | None = None,
     ) -> None:
-        self.runtime = runtime
-        self.report = report
+        self._begin(runtime, report, override, context, movable)
         self.subs = subs
         self.chain = chain
+        self.done = done
+        self.then = then
+        self.async_subs: list[Subscription] = []
+
+    def _begin(
+        self,
+        runtime: Runtime,
+        report: DeliveryReport,
+        override: float | None,
+        context: contextvars.Context,
+        movable: bool,
+    ) -> None:
+        """The state every run starts in; the rest (``subs``, ``chain``,
+        ``async_subs``, ``done``, ``then``) is a subclass's to set when it
+        knows it (see :class:`~._job.NowaitJob`)."""
+        self.runtime = runtime
+        self.report = report
         self.override = override
         self.context = context
-        self.done = done
         self.movable = movable
-        self.then = then
         self.index = 0
         self.slot: WatchSlot | None = None
-        self.async_subs: list[Subscription] = []
         #: Whether ``async_subs`` passed the disabled and cycle checks (not
         #: when a dispatch context that could not be entered cut the run short).
         self.async_checked = True
