@@ -40,10 +40,12 @@ class Bench(EventType):
     EVENT = auto()
 
 
-# Every timed loop reads its library's handles once before it starts --
-# blinker's ``sig.send``, our ``bus.publish_sync`` and the event type --
-# so that the figures are each library's cost and not the cost of naming
-# things. It matters for the event type on 3.11: reading an Enum member
+# The loops that compare us with blinker's ``send``/``send_async`` (S and
+# A) read each library's handles once before they start -- blinker's
+# ``sig.send``, our ``bus.publish`` and the event type -- so that the
+# figures are each library's cost and not the cost of naming things (the
+# other scenarios set us against ourselves or a thread hop, and name things
+# the same way on both sides). It matters for the event type on 3.11: reading an Enum member
 # through its class (``Bench.EVENT``) goes through the slot hook of
 # ``EnumType.__getattr__``, ~950 instructions (3.12 dropped that method),
 # which an application pays for naming the member whatever it publishes it

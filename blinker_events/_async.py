@@ -217,7 +217,8 @@ async def deliver_one(
     token = set_handling((event, chain + (sub,) if chain else sub._chain))
     try:
         awaitable = sub._invoke_plain(fn, event) if sub.plain else fn(event)
-        if type(awaitable) is CoroutineType and report.results is None:
+        is_coroutine = type(awaitable) is CoroutineType
+        if is_coroutine and report.results is None:
             # The first step, driven by a for loop: a coroutine that returns
             # None ends the loop without a StopIteration being raised and
             # caught, which costs ~1,400 instructions on 3.11, as much as the
@@ -230,7 +231,7 @@ async def deliver_one(
             else:
                 yielded = _FINISHED
         else:
-            steps = awaitable if type(awaitable) is CoroutineType else awaitable.__await__()
+            steps = awaitable if is_coroutine else awaitable.__await__()
             try:
                 yielded = steps.send(None)
             except StopIteration as stop:

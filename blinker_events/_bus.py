@@ -28,6 +28,7 @@ from ._compat import check_drop_in
 from ._events import Event, EventTypeLike, PlainEventType
 from ._inline import deliver_inline
 from ._interop import LazyFuture
+from ._job import NowaitJob
 from ._lifecycle import register, remaining
 from ._on_loop import deliver_on_loop
 from ._outlets import Outlet
@@ -37,7 +38,7 @@ from ._runtime import Runtime
 from ._settings import BusSettings, LiveSettings, default_of
 from ._subscription import Subscription
 from ._typed import E, Options, R, Receives
-from ._worker import NowaitJob, WorkQueue
+from ._worker import WorkQueue
 
 __all__ = ["EventBus"]
 

@@ -48,7 +48,7 @@ from ._job import JOB_OF, NowaitJob
 from ._settings import LiveSettings
 from ._threads import ThreadPool
 
-__all__ = ["NowaitJob", "WorkQueue"]  # NowaitJob: of ._job, for the facade
+__all__ = ["WorkQueue"]
 
 logger = logging.getLogger("blinker_events")
 
