@@ -22,6 +22,7 @@ cancellation goes on up to the publisher's caller.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import types
 from collections.abc import Callable, Generator
@@ -34,7 +35,7 @@ from ._outcomes import TASK_CANCELLED
 from ._report import DeliveryReport
 from ._slow import watch_async
 from ._subscription import Subscription
-from ._tasks import Tracker, counted, task_maker
+from ._tasks import Tracker, awaiting, counted, task_maker
 from ._watchdog import AsyncDeadline, watchdog
 
 if TYPE_CHECKING:
@@ -74,9 +75,10 @@ async def deliver_async(
     event = report.event
     running: list[_Running] = []
     started = loop.time()  # every receiver's deadline counts from the publish
+    earliest = _INF  # the earliest of their deadlines
     default_timeout = runtime.live.value.timeout
     slow_after = runtime.slow_after  # see _slow; the watchdog forgets each task as it ends
-    make_task = task_maker(loop)
+    make_task, factory = task_maker(loop)
     tracker = Tracker()
     hooks = runtime.hooks
     for sub in subs:
@@ -94,25 +96,36 @@ async def deliver_async(
         token = set_handling((event, chain + (sub,) if chain else sub._chain))
         try:
             awaitable = sub._invoke_plain(fn, event) if sub.plain else fn(event)
-            step = counted(tracker, awaitable)
-            step.send(None)  # primed: see _tasks.counted
-            tracker.left += 1
-            try:
-                task = make_task(step, name=sub.name)
-            except BaseException:  # a task factory's: the tracker is told, the receiver closed
-                step.close()
-                raise
+            if factory:
+                task = _factory_task(make_task, awaitable, sub.name)
+                tracker.left += 1
+                task.add_done_callback(functools.partial(tracker.task_done, awaitable))
+            else:
+                step = counted(tracker, awaitable)
+                step.send(None)  # primed: see _tasks.counted
+                tracker.left += 1
+                try:
+                    task = make_task(step, name=sub.name)
+                except BaseException:  # the tracker is told, the receiver closed
+                    step.close()
+                    raise
         except BaseException as exc:  # calling the receiver, or its task factory, raised
             _own_or_raise(runtime, exc)
             runtime.outcomes.ended(report, sub, exc)
             continue
         finally:
             reset_handling(token)
-        running.append((sub, task, _INF if timeout is None else started + timeout, timeout))
+        if timeout is None:
+            running.append((sub, task, _INF, None))
+        else:
+            deadline = started + timeout
+            running.append((sub, task, deadline, timeout))
+            if deadline < earliest:  # noqa: PLR1730 - cheaper than a min() call
+                earliest = deadline
         if slow_after is not None and not task.done():
             watch_async(sub, event, awaitable, slow_after, report, runtime.slow, task)
     if running:
-        await _settle(runtime, report, running, loop, tracker)
+        await _settle(runtime, report, running, loop, tracker, earliest)
 
 
 async def deliver_off_thread(
@@ -164,6 +177,20 @@ def _own_or_raise(runtime: Runtime, exc: BaseException) -> None:
     """
     if not isinstance(exc, (Exception, asyncio.CancelledError)) and not runtime.loop_thread.in_loop_thread():
         raise exc
+
+
+def _factory_task(make_task: Callable[..., asyncio.Task[Any]], awaitable: Any, name: str) -> asyncio.Task[Any]:
+    """A receiver's task made by the loop's task factory, which is handed
+    the receiver's coroutine itself (unstarted: a factory may wrap it in a
+    coroutine of its own that awaits it). If it raises, the receiver is
+    closed, as a receiver that never started."""
+    try:
+        return make_task(awaitable if type(awaitable) is CoroutineType else awaiting(awaitable), name=name)
+    except BaseException:
+        close = getattr(awaitable, "close", None)
+        if close is not None:
+            close()
+        raise
 
 
 def _ready(
@@ -328,31 +355,27 @@ async def _settle(
     running: list[_Running],
     loop: asyncio.AbstractEventLoop,
     tracker: Tracker,
+    earliest: float,
 ) -> None:
+    """Wait for the receiver tasks in ``running`` (the earliest of whose
+    deadlines is ``earliest``), cancel those past their deadlines, and
+    record every outcome in ``report``."""
     timed_out: set[asyncio.Task[Any]] = set()
     cut_short: set[asyncio.Task[Any]] = set()
-    pending = [entry for entry in running if not entry[1].done()]
     try:
-        while pending:
-            now = loop.time()
-            for sub, task, deadline, _ in pending:
-                if deadline <= now:
-                    task.cancel()
-                    timed_out.add(task)
-                    runtime.keep_until_done(task, sub, report.event, "after its timeout")
-            pending = [entry for entry in pending if not entry[1].done() and entry[1] not in timed_out]
-            if not pending:
-                break
-            earliest = min(entry[2] for entry in pending)
-            lingering = sum(1 for task in timed_out if not task.done())  # cancelled, still unwinding
-            await tracker.wait(loop, lingering, None if earliest == _INF else earliest)
-            pending = [entry for entry in pending if not entry[1].done()]
+        # The common case first: every task ends before the earliest
+        # deadline. The tracker counts them down, so no task is looked at
+        # until they all ended (or that deadline came).
+        if tracker.left and earliest > loop.time():
+            await tracker.wait(loop, 0, None if earliest == _INF else earliest)
+        if tracker.left:  # (at zero every task is done: see _tasks.Tracker)
+            await _until_deadlines(runtime, report, running, loop, tracker, timed_out)
     except asyncio.CancelledError:
         # The publisher was cancelled: its receivers go with it, reported as
         # cancelled and held until they end, so that whatever they raise while
         # unwinding is logged rather than lost. The rest are recorded below.
-        for sub, task, _, _ in pending:
-            if task.done():  # ended meanwhile: its own outcome stands
+        for sub, task, _, _ in running:
+            if task.done() or task in timed_out:  # ended meanwhile, or timed out: that outcome stands
                 continue
             task.cancel()
             cut_short.add(task)
@@ -360,6 +383,33 @@ async def _settle(
         _record(runtime, report, running, timed_out, cut_short)
         raise
     _record(runtime, report, running, timed_out, cut_short)
+
+
+async def _until_deadlines(
+    runtime: Runtime,
+    report: DeliveryReport,
+    running: list[_Running],
+    loop: asyncio.AbstractEventLoop,
+    tracker: Tracker,
+    timed_out: set[asyncio.Task[Any]],
+) -> None:
+    """The general case of :func:`_settle`: until every task ended or was
+    cancelled at its deadline (adding those to ``timed_out``)."""
+    pending = [entry for entry in running if not entry[1].done()]
+    while pending:
+        now = loop.time()
+        for sub, task, deadline, _ in pending:
+            if deadline <= now:
+                task.cancel()
+                timed_out.add(task)
+                runtime.keep_until_done(task, sub, report.event, "after its timeout")
+        pending = [entry for entry in pending if not entry[1].done() and entry[1] not in timed_out]
+        if not pending:
+            break
+        earliest = min(entry[2] for entry in pending)
+        lingering = sum(1 for task in timed_out if not task.done())  # cancelled, still unwinding
+        await tracker.wait(loop, lingering, None if earliest == _INF else earliest)
+        pending = [entry for entry in pending if not entry[1].done()]
 
 
 def _record(
@@ -370,10 +420,11 @@ def _record(
     cut_short: set[asyncio.Task[Any]],
 ) -> None:
     outcomes = runtime.outcomes
+    stopped = timed_out or cut_short  # either set is empty unless a task was cancelled by us
     for sub, task, _, timeout in running:
-        if task in timed_out:
+        if stopped and task in timed_out:
             outcomes.timed_out(report, sub, timeout)
-        elif task in cut_short:
+        elif stopped and task in cut_short:
             outcomes.cancelled(report, sub, _PUBLISH_CANCELLED)
         elif task.cancelled():
             outcomes.cancelled(report, sub, TASK_CANCELLED)

@@ -12,7 +12,7 @@ import types
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
-__all__ = ["EAGER_TASKS", "Tracker", "counted", "task_maker"]
+__all__ = ["EAGER_TASKS", "Tracker", "awaiting", "counted", "task_maker"]
 
 EAGER_TASKS = sys.version_info >= (3, 12)
 
@@ -24,7 +24,8 @@ class Tracker:
     Each task runs :func:`counted`, which tells the tracker itself as its
     last step, so no done callback is registered per task (asyncio would
     schedule one handle per task per callback, which is most of what
-    waiting for tasks costs on 3.11).
+    waiting for tasks costs on 3.11) -- except for the tasks of a loop's
+    task factory, which get :meth:`task_done`.
     """
 
     __slots__ = ("left", "until", "waiter")
@@ -35,10 +36,24 @@ class Tracker:
         self.waiter: asyncio.Future[None] | None = None
 
     def ended(self) -> None:
+        """One task ended: the publisher is woken if that was enough."""
         self.left -= 1
         waiter = self.waiter
         if waiter is not None and self.left <= self.until and not waiter.done():
             waiter.set_result(None)
+
+    def task_done(self, awaitable: Awaitable[Any], task: asyncio.Task[Any]) -> None:
+        """The done callback of a task a loop's task factory made (instead of
+        :func:`counted`, which such a task may not be able to run: a factory
+        that wraps the coroutine awaits it itself). It counts the task down
+        only once the task itself ended, which may be after the receiver's
+        own end. A receiver whose task was cancelled before it started is
+        closed (it would warn that it was never awaited)."""
+        if task.cancelled():
+            close = getattr(awaitable, "close", None)
+            if close is not None:
+                close()
+        self.ended()
 
     async def wait(self, loop: asyncio.AbstractEventLoop, until: int, when: float | None) -> None:
         """Until at most ``until`` tasks are left running, or the loop's clock
@@ -62,6 +77,11 @@ def _first_step() -> Generator[None, None, None]:
     yield  # taken by the priming send in deliver_async, never by the task
 
 
+async def awaiting(awaitable: Awaitable[Any]) -> Any:
+    """An awaitable that is not a coroutine, as one (what a task runs)."""
+    return await awaitable
+
+
 async def counted(tracker: Tracker, awaitable: Awaitable[Any]) -> Any:
     """A receiver's task: its awaitable, then the tracker told it ended.
 
@@ -83,18 +103,19 @@ async def counted(tracker: Tracker, awaitable: Awaitable[Any]) -> Any:
         tracker.ended()
 
 
-def task_maker(loop: asyncio.AbstractEventLoop) -> Callable[..., asyncio.Task[Any]]:
+def task_maker(loop: asyncio.AbstractEventLoop) -> tuple[Callable[..., asyncio.Task[Any]], bool]:
     """How receiver tasks are made on ``loop``, called as ``make(coro,
-    name=...)``: by the loop's own task factory if it has one (tracing,
-    say); otherwise as a Task made directly, skipping ``loop.create_task``'s
-    Python wrapper, and on 3.12+ started eagerly. Tasks are named after
-    their receivers: task dumps then say what runs, and on 3.11 a task
-    without a name formats one ("Task-N") when made."""
+    name=...)``, and whether that is the loop's own task factory (whose
+    tasks get :meth:`Tracker.task_done`, not :func:`counted`). Without one,
+    a Task is made directly, skipping ``loop.create_task``'s Python wrapper,
+    and on 3.12+ started eagerly. Tasks are named after their receivers:
+    task dumps then say what runs, and on 3.11 a task without a name formats
+    one ("Task-N") when made."""
     if loop.get_task_factory() is not None:
-        return loop.create_task
+        return loop.create_task, True
     if EAGER_TASKS:
-        return functools.partial(asyncio.Task, loop=loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]
-    return functools.partial(asyncio.Task, loop=loop)
+        return functools.partial(asyncio.Task, loop=loop, eager_start=True), False  # type: ignore[call-arg,unused-ignore]
+    return functools.partial(asyncio.Task, loop=loop), False
 
 
 def _release(waiter: asyncio.Future[None]) -> None:

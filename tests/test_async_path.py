@@ -618,6 +618,70 @@ async def test_a_loops_task_factory_makes_the_receivers_tasks(bus: EventBus) -> 
     assert [task.get_name() for task in made] == [sub.name for sub in subs]
 
 
+@pytest.mark.asyncio
+async def test_a_task_factorys_task_that_runs_on_after_its_receiver_is_awaited_to_its_end(bus: EventBus) -> None:
+    # A factory may wrap the coroutine in one of its own that does more work
+    # after it (a tracer flushing a span, say): the publish must wait for the
+    # task, not only for the receiver inside it, before it reads the outcome.
+    loop = asyncio.get_running_loop()
+    wrapped_ended: list[str] = []
+
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        async def runs_on_after() -> Any:
+            result = await coro
+            await asyncio.sleep(0.05)  # the task is not done for a while after its coroutine returned
+            wrapped_ended.append(asyncio.current_task().get_name())  # type: ignore[union-attr]
+            return result
+
+        return asyncio.Task(runs_on_after(), loop=loop, **kwargs)
+
+    subs = _two_yielding_receivers(bus)
+    loop.set_task_factory(factory)
+    try:
+        report = await bus.publish(Event(Demo.PING))
+    finally:
+        loop.set_task_factory(None)
+    assert report.succeeded == subs
+    assert report.failed == ()
+    assert sorted(wrapped_ended) == sorted(sub.name for sub in subs)
+
+
+@pytest.mark.asyncio
+async def test_a_task_factorys_receiver_task_cancelled_before_it_started_is_reported_cancelled_and_closed(
+    bus: EventBus,
+) -> None:
+    loop = asyncio.get_running_loop()
+    ran: list[str] = []
+
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        async def wrapper() -> Any:
+            return await coro
+
+        return asyncio.Task(wrapper(), loop=loop, **kwargs)  # not eager, on any Python
+
+    async def canceller(event: Event) -> None:
+        for task in asyncio.all_tasks():
+            if task.get_name() == later.name:
+                task.cancel()
+
+    async def never_started(event: Event) -> None:
+        ran.append("started")
+
+    first = bus.subscribe(Demo.PING, canceller)
+    later = bus.subscribe(Demo.PING, never_started)
+    loop.set_task_factory(factory)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # "coroutine ... was never awaited" would fail the test
+            report = await bus.publish(Event(Demo.PING))
+            gc.collect()
+    finally:
+        loop.set_task_factory(None)
+    assert report.succeeded == [first]
+    assert report.cancelled == [later]
+    assert ran == []
+
+
 @pytest.mark.skipif(sys.version_info >= (3, 12), reason="tasks start eagerly: a receiver task has always started")
 @pytest.mark.asyncio
 async def test_a_receiver_task_cancelled_before_it_started_is_reported_cancelled_and_closed(bus: EventBus) -> None:
