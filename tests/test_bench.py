@@ -46,7 +46,8 @@ def test_otel_scenario() -> None:
 
 def test_mix_scenario() -> None:
     result = bench.mix_scenario(n=20, repeats=1)
-    assert set(result.ns) == {"blinker_events", "blinker", "django", "bare hop"}
+    assert set(result.ns) == {"blinker_events", "blinker", "django", "bare hop", "thread floor"}
+    assert set(result.notes) == {"thread floor / django"}
 
 
 def test_queue_scenario() -> None:
