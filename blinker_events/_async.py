@@ -31,11 +31,11 @@ from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
 from ._context import enter_context, leave_context, reset_handling, set_handling
-from ._outcomes import TASK_CANCELLED
+from ._outcomes import PUBLISH_CANCELLED
 from ._report import DeliveryReport
 from ._slow import watch_async
 from ._subscription import Subscription
-from ._tasks import Tracker, awaiting, counted, task_maker
+from ._tasks import NO_DEADLINE, Running, Tracker, awaiting, counted, settle, task_maker
 from ._watchdog import AsyncDeadline, watchdog
 
 if TYPE_CHECKING:
@@ -45,10 +45,8 @@ __all__ = ["deliver_async", "deliver_off_thread", "deliver_one"]
 
 logger = logging.getLogger("blinker_events")
 
-_INF = float("inf")
 #: What a receiver's first step "yielded" when it finished in that step.
 _FINISHED = object()
-_PUBLISH_CANCELLED = "its publish was cancelled"
 
 
 async def deliver_async(
@@ -73,9 +71,9 @@ async def deliver_async(
         return
     loop = asyncio.get_running_loop()
     event = report.event
-    running: list[_Running] = []
+    running: list[Running] = []
     started = loop.time()  # every receiver's deadline counts from the publish
-    earliest = _INF  # the earliest of their deadlines
+    earliest = NO_DEADLINE  # the earliest of their deadlines
     default_timeout = runtime.live.value.timeout
     slow_after = runtime.slow_after  # see _slow; the watchdog forgets each task as it ends
     make_task, factory = task_maker(loop)
@@ -116,7 +114,7 @@ async def deliver_async(
         finally:
             reset_handling(token)
         if timeout is None:
-            running.append((sub, task, _INF, None))
+            running.append((sub, task, NO_DEADLINE, None))
         else:
             deadline = started + timeout
             running.append((sub, task, deadline, timeout))
@@ -125,7 +123,7 @@ async def deliver_async(
         if slow_after is not None and not task.done():
             watch_async(sub, event, awaitable, slow_after, report, runtime.slow, task)
     if running:
-        await _settle(runtime, report, running, loop, tracker, earliest)
+        await settle(runtime, report, running, loop, tracker, earliest)
 
 
 async def deliver_off_thread(
@@ -310,7 +308,7 @@ async def deliver_one(
     if task.cancelling() > cancelling:
         # The publisher itself was cancelled meanwhile: whatever the
         # receiver did with that, the cancellation goes on up.
-        outcomes.cancelled(report, sub, _PUBLISH_CANCELLED)
+        outcomes.cancelled(report, sub, PUBLISH_CANCELLED)
         if error is not None and not isinstance(error, asyncio.CancelledError):
             logger.error("receiver %s raised while being cancelled with %s", sub.name, repr(event), exc_info=error)
         raise asyncio.CancelledError
@@ -342,95 +340,3 @@ def _delegate(steps: Any, yielded: Any) -> Generator[Any, Any, Any]:
                 yielded = steps.send(sent)
             except StopIteration as stop:
                 return stop.value
-
-
-#: A receiver task of :func:`deliver_async`: ``(subscription, task,
-#: deadline on the loop's clock (inf: none), timeout)``.
-_Running = tuple[Subscription, "asyncio.Task[Any]", float, "float | None"]
-
-
-async def _settle(
-    runtime: Runtime,
-    report: DeliveryReport,
-    running: list[_Running],
-    loop: asyncio.AbstractEventLoop,
-    tracker: Tracker,
-    earliest: float,
-) -> None:
-    """Wait for the receiver tasks in ``running`` (the earliest of whose
-    deadlines is ``earliest``), cancel those past their deadlines, and
-    record every outcome in ``report``."""
-    timed_out: set[asyncio.Task[Any]] = set()
-    cut_short: set[asyncio.Task[Any]] = set()
-    try:
-        # The common case first: every task ends before the earliest
-        # deadline. The tracker counts them down, so no task is looked at
-        # until they all ended (or that deadline came).
-        if tracker.left and earliest > loop.time():
-            await tracker.wait(loop, 0, None if earliest == _INF else earliest)
-        if tracker.left:  # (at zero every task is done: see _tasks.Tracker)
-            await _until_deadlines(runtime, report, running, loop, tracker, timed_out)
-    except asyncio.CancelledError:
-        # The publisher was cancelled: its receivers go with it, reported as
-        # cancelled and held until they end, so that whatever they raise while
-        # unwinding is logged rather than lost. The rest are recorded below.
-        for sub, task, _, _ in running:
-            if task.done() or task in timed_out:  # ended meanwhile, or timed out: that outcome stands
-                continue
-            task.cancel()
-            cut_short.add(task)
-            runtime.keep_until_done(task, sub, report.event, "while its publish was cancelled")
-        _record(runtime, report, running, timed_out, cut_short)
-        raise
-    _record(runtime, report, running, timed_out, cut_short)
-
-
-async def _until_deadlines(
-    runtime: Runtime,
-    report: DeliveryReport,
-    running: list[_Running],
-    loop: asyncio.AbstractEventLoop,
-    tracker: Tracker,
-    timed_out: set[asyncio.Task[Any]],
-) -> None:
-    """The general case of :func:`_settle`: until every task ended or was
-    cancelled at its deadline (adding those to ``timed_out``)."""
-    pending = [entry for entry in running if not entry[1].done()]
-    while pending:
-        now = loop.time()
-        for sub, task, deadline, _ in pending:
-            if deadline <= now:
-                task.cancel()
-                timed_out.add(task)
-                runtime.keep_until_done(task, sub, report.event, "after its timeout")
-        pending = [entry for entry in pending if not entry[1].done() and entry[1] not in timed_out]
-        if not pending:
-            break
-        earliest = min(entry[2] for entry in pending)
-        lingering = sum(1 for task in timed_out if not task.done())  # cancelled, still unwinding
-        await tracker.wait(loop, lingering, None if earliest == _INF else earliest)
-        pending = [entry for entry in pending if not entry[1].done()]
-
-
-def _record(
-    runtime: Runtime,
-    report: DeliveryReport,
-    running: list[_Running],
-    timed_out: set[asyncio.Task[Any]],
-    cut_short: set[asyncio.Task[Any]],
-) -> None:
-    outcomes = runtime.outcomes
-    stopped = timed_out or cut_short  # either set is empty unless a task was cancelled by us
-    for sub, task, _, timeout in running:
-        if stopped and task in timed_out:
-            outcomes.timed_out(report, sub, timeout)
-        elif stopped and task in cut_short:
-            outcomes.cancelled(report, sub, _PUBLISH_CANCELLED)
-        elif task.cancelled():
-            outcomes.cancelled(report, sub, TASK_CANCELLED)
-        else:
-            exc = task.exception()
-            if exc is None:
-                outcomes.succeeded(report, sub, task.result())
-            else:
-                outcomes.failed(report, sub, exc)

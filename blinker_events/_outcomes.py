@@ -20,10 +20,12 @@ from ._settings import LiveSettings
 from ._subscription import Subscription
 from ._types import event_type_name
 
-__all__ = ["TASK_CANCELLED", "OutcomeRecorder", "check_cycle"]
+__all__ = ["PUBLISH_CANCELLED", "TASK_CANCELLED", "OutcomeRecorder", "check_cycle"]
 
 #: Why a receiver task cancelled without a message of its own was cancelled.
 TASK_CANCELLED = "its task was cancelled"
+#: Why a receiver that was running when its publisher was cancelled is in ``cancelled``.
+PUBLISH_CANCELLED = "its publish was cancelled"
 
 logger = logging.getLogger("blinker_events")
 

@@ -1,6 +1,8 @@
 """Receiver tasks on a loop: how :func:`~._async.deliver_async` makes them
-(:func:`task_maker`), runs each receiver inside one (:func:`counted`) and
-waits for them (:class:`Tracker`) without a done callback per task.
+(:func:`task_maker`), runs each receiver inside one (:func:`counted`),
+waits for them (:class:`Tracker`) without a done callback per task, and
+settles them (:func:`settle`): cancelled at their deadlines, their outcomes
+recorded.
 """
 
 from __future__ import annotations
@@ -10,11 +12,20 @@ import functools
 import sys
 import types
 from collections.abc import Awaitable, Callable, Generator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["EAGER_TASKS", "Tracker", "awaiting", "counted", "task_maker"]
+from ._outcomes import PUBLISH_CANCELLED, TASK_CANCELLED
+from ._report import DeliveryReport
+from ._subscription import Subscription
+
+if TYPE_CHECKING:
+    from ._runtime import Runtime
+
+__all__ = ["EAGER_TASKS", "NO_DEADLINE", "Running", "Tracker", "awaiting", "counted", "settle", "task_maker"]
 
 EAGER_TASKS = sys.version_info >= (3, 12)
+#: The deadline of a receiver without a timeout, on the loop's clock.
+NO_DEADLINE = float("inf")
 
 
 class Tracker:
@@ -121,3 +132,110 @@ def task_maker(loop: asyncio.AbstractEventLoop) -> tuple[Callable[..., asyncio.T
 def _release(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
+
+
+#: A receiver task of :func:`~._async.deliver_async`: ``(subscription, task,
+#: deadline on the loop's clock (inf: none), timeout)``.
+Running = tuple[Subscription, "asyncio.Task[Any]", float, "float | None"]
+
+
+async def settle(
+    runtime: Runtime,
+    report: DeliveryReport,
+    running: list[Running],
+    loop: asyncio.AbstractEventLoop,
+    tracker: Tracker,
+    earliest: float,
+) -> None:
+    """Wait for the receiver tasks in ``running`` (the earliest of whose
+    deadlines is ``earliest``), cancel those past their deadlines, and
+    record every outcome in ``report``."""
+    timed_out: set[asyncio.Task[Any]] = set()
+    cut_short: set[asyncio.Task[Any]] = set()
+    try:
+        # The common case first: every task ends before the earliest
+        # deadline. The tracker counts them down, so no task is looked at
+        # until they all ended (or that deadline came).
+        if tracker.left and earliest > loop.time():
+            if not EAGER_TASKS:
+                # Most receivers end in their first step, and one turn of
+                # the loop runs the first step of every task made (they were
+                # scheduled before this one): cheaper than a future and a
+                # timer. (Eager tasks have taken their first step already.)
+                await _one_turn()
+            if tracker.left:
+                await tracker.wait(loop, 0, None if earliest == NO_DEADLINE else earliest)
+        if tracker.left:  # (at zero every task is done: see Tracker)
+            await _until_deadlines(runtime, report, running, loop, tracker, timed_out)
+    except asyncio.CancelledError:
+        # The publisher was cancelled: its receivers go with it, reported as
+        # cancelled and held until they end, so that whatever they raise while
+        # unwinding is logged rather than lost. The rest are recorded below.
+        for sub, task, _, _ in running:
+            if task.done() or task in timed_out:  # ended meanwhile, or timed out: that outcome stands
+                continue
+            task.cancel()
+            cut_short.add(task)
+            runtime.keep_until_done(task, sub, report.event, "while its publish was cancelled")
+        _record(runtime, report, running, timed_out, cut_short)
+        raise
+    _record(runtime, report, running, timed_out, cut_short)
+
+
+async def _until_deadlines(
+    runtime: Runtime,
+    report: DeliveryReport,
+    running: list[Running],
+    loop: asyncio.AbstractEventLoop,
+    tracker: Tracker,
+    timed_out: set[asyncio.Task[Any]],
+) -> None:
+    """The general case of :func:`settle`: until every task ended or was
+    cancelled at its deadline (adding those to ``timed_out``)."""
+    pending = [entry for entry in running if not entry[1].done()]
+    while pending:
+        now = loop.time()
+        for sub, task, deadline, _ in pending:
+            if deadline <= now:
+                task.cancel()
+                timed_out.add(task)
+                runtime.keep_until_done(task, sub, report.event, "after its timeout")
+        pending = [entry for entry in pending if not entry[1].done() and entry[1] not in timed_out]
+        if not pending:
+            break
+        earliest = min(entry[2] for entry in pending)
+        lingering = sum(1 for task in timed_out if not task.done())  # cancelled, still unwinding
+        await tracker.wait(loop, lingering, None if earliest == NO_DEADLINE else earliest)
+        pending = [entry for entry in pending if not entry[1].done()]
+
+
+@types.coroutine
+def _one_turn() -> Generator[None, None, None]:
+    yield  # a bare yield: the task is stepped again on the loop's next turn
+
+
+def _record(
+    runtime: Runtime,
+    report: DeliveryReport,
+    running: list[Running],
+    timed_out: set[asyncio.Task[Any]],
+    cut_short: set[asyncio.Task[Any]],
+) -> None:
+    outcomes = runtime.outcomes
+    stopped = timed_out or cut_short  # either set is empty unless a task was cancelled by us
+    collect = report.results is not None
+    for sub, task, _, timeout in running:
+        if stopped and task in timed_out:
+            outcomes.timed_out(report, sub, timeout)
+        elif stopped and task in cut_short:
+            outcomes.cancelled(report, sub, PUBLISH_CANCELLED)
+        else:
+            try:
+                exc = task.exception()
+            except asyncio.CancelledError:  # the task was cancelled (by someone else)
+                outcomes.cancelled(report, sub, TASK_CANCELLED)
+                continue
+            if exc is None:
+                outcomes.succeeded(report, sub, task.result() if collect else None)
+            else:
+                outcomes.failed(report, sub, exc)
