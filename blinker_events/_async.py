@@ -108,7 +108,17 @@ async def deliver_async(
                     step.close()
                     raise
         except BaseException as exc:  # calling the receiver, or its task factory, raised
-            _own_or_raise(runtime, exc)
+            try:
+                _own_or_raise(runtime, exc)
+            except BaseException:
+                # An interrupt that goes to the caller (on 3.12+ also from a
+                # task's eager first step) ends the publish here: the tasks
+                # it started go with it rather than run on unreported.
+                for started_sub, started_task, _, _ in running:
+                    if not started_task.done():
+                        started_task.cancel()
+                        runtime.keep_until_done(started_task, started_sub, event, "after its publish was interrupted")
+                raise
             runtime.outcomes.ended(report, sub, exc)
             continue
         finally:

@@ -415,6 +415,41 @@ def test_bus_loop_survives_an_async_receiver_raising_system_exit(new_bus: BusFac
         assert got[-1] is later
 
 
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="on 3.11 asyncio raises it out of the loop")
+def test_an_interrupt_in_a_receiver_tasks_first_step_reaches_the_publisher_and_cancels_the_tasks_it_started(
+    bus: EventBus,
+) -> None:
+    seen: list[str] = []
+
+    async def started_first(event: Event) -> None:
+        try:
+            await asyncio.sleep(0.2)
+            seen.append("finished")
+        except asyncio.CancelledError:
+            seen.append("cancelled")
+            raise
+
+    async def interrupts(event: Event) -> None:
+        raise KeyboardInterrupt
+
+    bus.subscribe(Demo.PING, started_first)
+    bus.subscribe(Demo.PING, interrupts)
+
+    async def main() -> str:
+        try:
+            await bus.publish(Event(Demo.PING))
+        except KeyboardInterrupt:
+            outcome = "interrupted"
+        else:
+            outcome = "returned"
+        await asyncio.sleep(0.4)  # past the first receiver's sleep, had it gone on
+        return outcome
+
+    assert asyncio.run(main()) == "interrupted"
+    assert seen == ["cancelled"]
+    assert bus.get_delivery_reports() == []  # a publish the interrupt reached is not recorded
+
+
 @pytest.mark.parametrize(
     "receivers",
     [
