@@ -631,12 +631,21 @@ def _two_yielding_receivers(bus: EventBus) -> list[Subscription]:
     return [bus.subscribe(Demo.PING, first), bus.subscribe(Demo.PING, second)]
 
 
+async def _publish_with_task_factory(bus: EventBus, factory: Any, event: Event) -> DeliveryReport:
+    """``await bus.publish(event)`` with ``factory`` as the running loop's task factory."""
+    loop = asyncio.get_running_loop()
+    loop.set_task_factory(factory)
+    try:
+        return await bus.publish(event)
+    finally:
+        loop.set_task_factory(None)
+
+
 @pytest.mark.asyncio
 async def test_a_loops_task_factory_makes_the_receivers_tasks(bus: EventBus) -> None:
     # Tracing tools install a task factory; the bus's receiver tasks must go
     # through it like any other task on that loop, named after their receivers.
     made: list[asyncio.Task[Any]] = []
-    loop = asyncio.get_running_loop()
 
     def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
         task = asyncio.Task(coro, loop=loop, **kwargs)
@@ -644,11 +653,7 @@ async def test_a_loops_task_factory_makes_the_receivers_tasks(bus: EventBus) -> 
         return task
 
     subs = _two_yielding_receivers(bus)
-    loop.set_task_factory(factory)
-    try:
-        report = await bus.publish(Event(Demo.PING))
-    finally:
-        loop.set_task_factory(None)
+    report = await _publish_with_task_factory(bus, factory, Event(Demo.PING))
     assert report.succeeded == subs
     assert [task.get_name() for task in made] == [sub.name for sub in subs]
 
@@ -658,7 +663,6 @@ async def test_a_task_factorys_task_that_runs_on_after_its_receiver_is_awaited_t
     # A factory may wrap the coroutine in one of its own that does more work
     # after it (a tracer flushing a span, say): the publish must wait for the
     # task, not only for the receiver inside it, before it reads the outcome.
-    loop = asyncio.get_running_loop()
     wrapped_ended: list[str] = []
 
     def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
@@ -671,30 +675,38 @@ async def test_a_task_factorys_task_that_runs_on_after_its_receiver_is_awaited_t
         return asyncio.Task(runs_on_after(), loop=loop, **kwargs)
 
     subs = _two_yielding_receivers(bus)
-    loop.set_task_factory(factory)
-    try:
-        report = await bus.publish(Event(Demo.PING))
-    finally:
-        loop.set_task_factory(None)
+    report = await _publish_with_task_factory(bus, factory, Event(Demo.PING))
     assert report.succeeded == subs
     assert report.failed == ()
     assert sorted(wrapped_ended) == sorted(sub.name for sub in subs)
 
 
+def _wrapping_factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+    async def wrapper() -> Any:
+        return await coro
+
+    return asyncio.Task(wrapper(), loop=loop, **kwargs)  # not eager, on any Python
+
+
+@pytest.mark.parametrize(
+    "factory",
+    [
+        pytest.param(
+            None,
+            marks=pytest.mark.skipif(sys.version_info >= (3, 12), reason="eager: a receiver task has always started"),
+        ),
+        pytest.param(_wrapping_factory, id="a-task-factorys"),
+    ],
+)
 @pytest.mark.asyncio
-async def test_a_task_factorys_receiver_task_cancelled_before_it_started_is_reported_cancelled_and_closed(
-    bus: EventBus,
+async def test_a_receiver_task_cancelled_before_it_started_is_reported_cancelled_and_closed(
+    bus: EventBus, factory: Any
 ) -> None:
     loop = asyncio.get_running_loop()
     ran: list[str] = []
 
-    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
-        async def wrapper() -> Any:
-            return await coro
-
-        return asyncio.Task(wrapper(), loop=loop, **kwargs)  # not eager, on any Python
-
     async def canceller(event: Event) -> None:
+        # Runs first: the other receiver's task exists but has not started.
         for task in asyncio.all_tasks():
             if task.get_name() == later.name:
                 task.cancel()
@@ -712,31 +724,6 @@ async def test_a_task_factorys_receiver_task_cancelled_before_it_started_is_repo
             gc.collect()
     finally:
         loop.set_task_factory(None)
-    assert report.succeeded == [first]
-    assert report.cancelled == [later]
-    assert ran == []
-
-
-@pytest.mark.skipif(sys.version_info >= (3, 12), reason="tasks start eagerly: a receiver task has always started")
-@pytest.mark.asyncio
-async def test_a_receiver_task_cancelled_before_it_started_is_reported_cancelled_and_closed(bus: EventBus) -> None:
-    ran: list[str] = []
-
-    async def canceller(event: Event) -> None:
-        # Runs first: the other receiver's task exists but has not started.
-        for task in asyncio.all_tasks():
-            if task.get_name() == later.name:
-                task.cancel()
-
-    async def never_started(event: Event) -> None:
-        ran.append("started")
-
-    first = bus.subscribe(Demo.PING, canceller)
-    later = bus.subscribe(Demo.PING, never_started)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # "coroutine ... was never awaited" would fail the test
-        report = await bus.publish(Event(Demo.PING))
-        gc.collect()
     assert report.succeeded == [first]
     assert report.cancelled == [later]
     assert ran == []
