@@ -79,6 +79,7 @@ async def deliver_async(
     make_task, factory = task_maker(loop)
     tracker = Tracker()
     hooks = runtime.hooks
+    refused_at = -1  # where in report.results the first receiver that failed to start went
     for sub in subs:
         if checked or (sub.active and not sub.disabled and not chain):
             fn = sub._fn or sub.callback  # the common case, without a call
@@ -119,6 +120,8 @@ async def deliver_async(
                         started_task.cancel()
                         runtime.keep_until_done(started_task, started_sub, event, "after its publish was interrupted")
                 raise
+            if refused_at < 0 and report.results is not None:
+                refused_at = len(report.results)
             runtime.outcomes.ended(report, sub, exc)
             continue
         finally:
@@ -132,8 +135,12 @@ async def deliver_async(
                 earliest = deadline
         if slow_after is not None and not task.done():
             watch_async(sub, event, awaitable, slow_after, report, runtime.slow, task)
-    if running:
-        await settle(runtime, report, running, loop, tracker, earliest)
+    try:
+        if running:
+            await settle(runtime, report, running, loop, tracker, earliest)
+    finally:
+        if refused_at >= 0:  # its result went in before those of the receivers before it
+            report._sort_results(refused_at)
 
 
 async def deliver_off_thread(

@@ -180,7 +180,14 @@ class DeliveryReport:
             self._add_disabled(sub, announcement)
         if self.results is not None and other.results is not None:
             self.results.extend(other.results)
-            self.results.sort(key=lambda pair: pair[0].seq)  # back in subscription order
+            self._sort_results()
+
+    def _sort_results(self, start: int = 0) -> None:
+        """Put ``results[start:]`` back in subscription order (results are
+        recorded as outcomes come, which on some paths is not that order)."""
+        results = self.results
+        if results is not None:
+            results[start:] = sorted(results[start:], key=lambda pair: pair[0].seq)
 
     # -- reading -------------------------------------------------------------
 

@@ -12,6 +12,7 @@ import weakref
 from typing import Any
 
 import pytest
+from asgiref.sync import markcoroutinefunction
 
 from blinker_events import DeliveryReport, Event, EventBus, EventTimeoutError, TypedEvent
 from tests.conftest import WAIT, BusFactory, Component, Demo, async_wait_until
@@ -88,6 +89,28 @@ async def test_a_single_async_receiver_of_await_publish_has_its_value_kept(bus: 
     assert bus.unsubscribe(GetPrice, quote) == 1
     bus.subscribe(GetPrice, suspends)
     assert answers(await bus.publish(GetPrice(sku="a"))) == {"suspends": 4}
+
+
+@pytest.mark.asyncio
+async def test_await_publish_keeps_results_in_subscription_order_when_a_receiver_fails_to_start(
+    bus: EventBus,
+) -> None:
+    async def ends_last(event: GetPrice) -> str:
+        await asyncio.sleep(0.05)
+        return "ends last"
+
+    @markcoroutinefunction
+    def fails_to_start(event: GetPrice) -> Any:  # called for its coroutine, it raises instead
+        raise RuntimeError("no coroutine")
+
+    async def ends_first(event: GetPrice) -> str:
+        return "ends first"
+
+    subs = [bus.subscribe(GetPrice, receiver) for receiver in (ends_last, fails_to_start, ends_first)]
+    report = await bus.publish(GetPrice(sku="a"))
+    assert report.results is not None
+    assert [sub for sub, _ in report.results] == subs
+    assert [str(value) for _, value in report.results] == ["ends last", "no coroutine", "ends first"]
 
 
 def test_publish_nowait_of_a_collect_class_keeps_each_receivers_return_value(bus: EventBus) -> None:
