@@ -35,10 +35,11 @@ from ._outcomes import PUBLISH_CANCELLED
 from ._report import DeliveryReport
 from ._slow import watch_async
 from ._subscription import Subscription
-from ._tasks import NO_DEADLINE, Running, Tracker, awaiting, counted, settle, task_maker
+from ._tasks import EAGER_TASKS, NO_DEADLINE, Running, Tracker, awaiting, counted, settle, task_maker
 from ._watchdog import AsyncDeadline, watchdog
 
 if TYPE_CHECKING:
+    from ._events import Event
     from ._runtime import Runtime
 
 __all__ = ["deliver_async", "deliver_off_thread", "deliver_one"]
@@ -134,7 +135,10 @@ async def deliver_async(
             if deadline < earliest:  # noqa: PLR1730 - cheaper than a min() call
                 earliest = deadline
         if slow_after is not None and not task.done():
-            watch_async(sub, event, awaitable, slow_after, report, runtime.slow, task)
+            if EAGER_TASKS and not factory:  # its first step ran just now: it suspended
+                watch_async(sub, event, awaitable, slow_after, report, runtime.slow, task)
+            else:  # from its first suspension, as the docs say: after its first step
+                loop.call_soon(_watch_if_running, task, sub, event, awaitable, slow_after, report, runtime)
     try:
         if running:
             await settle(runtime, report, running, loop, tracker, earliest)
@@ -192,6 +196,22 @@ def _own_or_raise(runtime: Runtime, exc: BaseException) -> None:
     """
     if not isinstance(exc, (Exception, asyncio.CancelledError)) and not runtime.loop_thread.in_loop_thread():
         raise exc
+
+
+def _watch_if_running(
+    task: asyncio.Task[Any],
+    sub: Subscription,
+    event: Event,
+    awaitable: Any,
+    slow_after: float,
+    report: DeliveryReport,
+    runtime: Runtime,
+) -> None:
+    """Watch a receiver task for being slow once it took its first step --
+    scheduled right after the task's own first step, which it follows on
+    the loop -- unless it ended in that step."""
+    if not task.done():
+        watch_async(sub, event, awaitable, slow_after, report, runtime.slow, task)
 
 
 def _factory_task(make_task: Callable[..., asyncio.Task[Any]], awaitable: Any, name: str) -> asyncio.Task[Any]:

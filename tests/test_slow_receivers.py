@@ -135,6 +135,29 @@ async def test_a_slow_async_receiver_in_the_publishers_task_is_warned_with_its_c
 
 
 @pytest.mark.asyncio
+async def test_a_receiver_task_is_timed_from_its_first_suspension_not_from_a_first_step_that_blocks_the_loop(
+    new_bus: BusFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    bus = new_bus(slow_after=0.3)
+
+    async def blocks_in_its_first_step(event: Event) -> None:
+        time.sleep(0.6)  # noqa: ASYNC251 - blocking the loop is the point: the next first step waits
+        await asyncio.sleep(0.01)
+
+    async def quick(event: Event) -> None:
+        await asyncio.sleep(0.01)
+
+    bus.subscribe(Demo.PING, blocks_in_its_first_step)
+    bus.subscribe(Demo.PING, quick)
+    with caplog.at_level(logging.WARNING, logger="blinker_events"):
+        report = await bus.publish(Event(Demo.PING))
+        await asyncio.sleep(0.1)  # rounds of the watchdog: a wrong warning would come now
+    assert list(report.slow) == []
+    assert log_records(caplog, logging.WARNING, SLOW) == []
+    assert bus.stats()["slow_receivers"] == 0
+
+
+@pytest.mark.asyncio
 async def test_slow_async_receivers_in_tasks_of_their_own_are_each_warned_and_a_fast_one_is_not(
     new_bus: BusFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
