@@ -35,7 +35,7 @@ from ._outcomes import PUBLISH_CANCELLED
 from ._report import DeliveryReport
 from ._slow import watch_async
 from ._subscription import Subscription
-from ._tasks import EAGER_TASKS, NO_DEADLINE, Running, Tracker, awaiting, counted, settle, task_maker
+from ._tasks import EAGER_TASKS, NO_DEADLINE, Running, Tracker, counted, factory_task, settle, task_maker
 from ._watchdog import AsyncDeadline, watchdog
 
 if TYPE_CHECKING:
@@ -97,7 +97,7 @@ async def deliver_async(
         try:
             awaitable = sub._invoke_plain(fn, event) if sub.plain else fn(event)
             if factory:
-                task = _factory_task(make_task, awaitable, sub.name)
+                task = factory_task(make_task, awaitable, sub.name)
                 tracker.left += 1
                 task.add_done_callback(functools.partial(tracker.task_done, awaitable))
             else:
@@ -212,20 +212,6 @@ def _watch_if_running(
     the loop -- unless it ended in that step."""
     if not task.done():
         watch_async(sub, event, awaitable, slow_after, report, runtime.slow, task)
-
-
-def _factory_task(make_task: Callable[..., asyncio.Task[Any]], awaitable: Any, name: str) -> asyncio.Task[Any]:
-    """A receiver's task made by the loop's task factory, which is handed
-    the receiver's coroutine itself (unstarted: a factory may wrap it in a
-    coroutine of its own that awaits it). If it raises, the receiver is
-    closed, as a receiver that never started."""
-    try:
-        return make_task(awaitable if type(awaitable) is CoroutineType else awaiting(awaitable), name=name)
-    except BaseException:
-        close = getattr(awaitable, "close", None)
-        if close is not None:
-            close()
-        raise
 
 
 def _ready(

@@ -12,6 +12,7 @@ import functools
 import sys
 import types
 from collections.abc import Awaitable, Callable, Generator
+from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
 from ._outcomes import PUBLISH_CANCELLED, TASK_CANCELLED
@@ -21,7 +22,17 @@ from ._subscription import Subscription
 if TYPE_CHECKING:
     from ._runtime import Runtime
 
-__all__ = ["EAGER_TASKS", "NO_DEADLINE", "Running", "Tracker", "awaiting", "counted", "settle", "task_maker"]
+__all__ = [
+    "EAGER_TASKS",
+    "NO_DEADLINE",
+    "Running",
+    "Tracker",
+    "close_unstarted",
+    "counted",
+    "factory_task",
+    "settle",
+    "task_maker",
+]
 
 EAGER_TASKS = sys.version_info >= (3, 12)
 #: The deadline of a receiver without a timeout, on the loop's clock.
@@ -61,9 +72,7 @@ class Tracker:
         own end. A receiver whose task was cancelled before it started is
         closed (it would warn that it was never awaited)."""
         if task.cancelled():
-            close = getattr(awaitable, "close", None)
-            if close is not None:
-                close()
+            close_unstarted(awaitable)
         self.ended()
 
     async def wait(self, loop: asyncio.AbstractEventLoop, until: int, when: float | None) -> None:
@@ -88,7 +97,15 @@ def _first_step() -> Generator[None, None, None]:
     yield  # taken by the priming send in deliver_async, never by the task
 
 
-async def awaiting(awaitable: Awaitable[Any]) -> Any:
+def close_unstarted(awaitable: Awaitable[Any]) -> None:
+    """Close a receiver's awaitable that will never be awaited (a coroutine
+    would warn that it never was); one without ``close()`` is left alone."""
+    close = getattr(awaitable, "close", None)
+    if close is not None:
+        close()
+
+
+async def _awaiting(awaitable: Awaitable[Any]) -> Any:
     """An awaitable that is not a coroutine, as one (what a task runs)."""
     return await awaitable
 
@@ -105,9 +122,7 @@ async def counted(tracker: Tracker, awaitable: Awaitable[Any]) -> Any:
         try:
             await _first_step()
         except BaseException:
-            close = getattr(awaitable, "close", None)
-            if close is not None:
-                close()
+            close_unstarted(awaitable)
             raise
         return await awaitable
     finally:
@@ -127,6 +142,19 @@ def task_maker(loop: asyncio.AbstractEventLoop) -> tuple[Callable[..., asyncio.T
     if EAGER_TASKS:
         return functools.partial(asyncio.Task, loop=loop, eager_start=True), False  # type: ignore[call-arg,unused-ignore]
     return functools.partial(asyncio.Task, loop=loop), False
+
+
+def factory_task(make_task: Callable[..., asyncio.Task[Any]], awaitable: Any, name: str) -> asyncio.Task[Any]:
+    """A receiver's task made by the loop's task factory (``make_task``, as
+    :func:`task_maker` gives it), which is handed the receiver's coroutine
+    itself, unstarted: a factory may wrap it in a coroutine of its own that
+    awaits it. If the factory raises, the receiver is closed, as one that
+    never started."""
+    try:
+        return make_task(awaitable if type(awaitable) is CoroutineType else _awaiting(awaitable), name=name)
+    except BaseException:
+        close_unstarted(awaitable)
+        raise
 
 
 def _release(waiter: asyncio.Future[None]) -> None:
