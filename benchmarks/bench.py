@@ -255,7 +255,8 @@ def mix_scenario(n: int, repeats: int) -> Result:
     # own, blocked on a SimpleQueue, resolving the loop's future with
     # call_soon_threadsafe, and nothing else -- no pool, no context copy, no
     # concurrent Future chained to the asyncio one. A publish that runs a
-    # sync receiver off the loop cannot be cheaper than this.
+    # sync receiver off the loop pays at least this, give or take how the
+    # threads happen to be scheduled (which moves both from run to run).
     jobs: queue.SimpleQueue[asyncio.Future[None] | None] = queue.SimpleQueue()
 
     def floor_thread() -> None:
@@ -289,11 +290,13 @@ def mix_scenario(n: int, repeats: int) -> Result:
             await future
 
     makers = {OURS: ours, "blinker": blinker_send, "django": django_send, "bare hop": bare_hop, FLOOR: thread_floor}
-    ns = _interleave({lib: _async_runner(loop, make) for lib, make in makers.items()}, n, repeats)
-    for lib in makers:
-        counter.expect(lib, _calls_made(n, repeats) * 2)
-    jobs.put(None)
-    floor_worker.join()
+    try:
+        ns = _interleave({lib: _async_runner(loop, make) for lib, make in makers.items()}, n, repeats)
+        for lib in makers:
+            counter.expect(lib, _calls_made(n, repeats) * 2)
+    finally:  # the floor's thread is not a daemon: it must not outlive a failed run
+        jobs.put(None)
+        floor_worker.join()
     hop.shutdown()
     loop.close()
     bus.shutdown()
