@@ -22,7 +22,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from enum import auto
 from time import perf_counter, thread_time
@@ -37,6 +37,8 @@ DATA = {"order": 1}
 SOURCE = "bench"
 OURS = "blinker_events"
 FLOOR = "thread floor"  # MIX: the least a loop -> thread -> loop round trip costs
+QUEUE_FLOOR = "queue floor"  # Q: the least a queued event delivered by another thread costs
+FUTURE_FLOOR = "queue+Future floor"  # ... with a stdlib Future per event, as publish_nowait returns one
 
 
 class Bench(EventType):
@@ -310,11 +312,20 @@ def queue_scenario(n: int, repeats: int) -> Result:
     future resolved (FIFO: then all have). Caller side: the CPU time the
     publishing thread itself spends per call (``time.thread_time``), over a
     burst that fits the queue -- wall time would also count the worker, which
-    shares the GIL, and the waits of a full queue."""
+    shares the GIL, and the waits of a full queue.
+
+    Two floors are timed after it, as many times, with the same events: the
+    least a queued event that another thread delivers can cost -- an
+    unbounded ``SimpleQueue`` and one thread calling the receiver, no
+    guard, no report, no future -- and the same with a stdlib ``Future``
+    per event, settled by that thread. They show how much of Q the threads
+    and the GIL they share account for, and how much is the publish's own."""
     counter = Counter()
     bus = EventBus(timeout=5.0, history_size=1000)
     bus.subscribe(Bench.EVENT, counter.sync(OURS))
-    rates, caller = [], []
+    floor_receiver = counter.sync(QUEUE_FLOOR)
+    rates: dict[str, list[float]] = {OURS: [], QUEUE_FLOOR: [], FUTURE_FLOOR: []}
+    caller = []
     total = 0
     burst = min(n, 5000)
     publish = bus.publish_nowait
@@ -325,7 +336,7 @@ def queue_scenario(n: int, repeats: int) -> Result:
         for _ in range(n - 1):
             publish(Event(Bench.EVENT, DATA, SOURCE))
         publish(Event(Bench.EVENT, DATA, SOURCE)).result(timeout=60)
-        rates.append(n / (perf_counter() - start))
+        rates[OURS].append(n / (perf_counter() - start))
         gc.collect()
         cpu = thread_time()
         for _ in range(burst - 1):
@@ -336,13 +347,49 @@ def queue_scenario(n: int, repeats: int) -> Result:
         total += n + burst
     counter.expect(OURS, total)
     bus.shutdown()
-    rate = statistics.median(rates)
+    # After ours, not between its repeats: the floors' floods leave the
+    # allocator's arenas in a state that slowed the repeats after them.
+    for _ in range(repeats):
+        for lib in (QUEUE_FLOOR, FUTURE_FLOOR):
+            rates[lib].append(_queue_floor(n, floor_receiver, with_future=lib == FUTURE_FLOOR))
+    counter.expect(QUEUE_FLOOR, 2 * n * repeats)
+    rate = statistics.median(rates[OURS])
     return Result(
         "Q",
-        "publish_nowait: events fully delivered per second; publisher's CPU ns per call",
-        {OURS: 1e9 / rate},
+        "publish_nowait: events fully delivered per second; publisher's CPU ns per call "
+        "(floors: a SimpleQueue and one thread calling the receiver, without / with a Future per event)",
+        {lib: 1e9 / statistics.median(lib_rates) for lib, lib_rates in rates.items()},
         {"events_per_second": rate, "caller_ns": statistics.median(caller)},
     )
+
+
+def _queue_floor(n: int, receiver: Callable[..., None], with_future: bool) -> float:
+    """One flood of ``n`` events through Q's floor (see ``queue_scenario``):
+    events fully delivered per second."""
+    items: queue.SimpleQueue[tuple[Event, Future[None] | None] | None] = queue.SimpleQueue()
+
+    def deliver() -> None:
+        while (item := items.get()) is not None:
+            event, future = item
+            receiver(event)
+            if future is not None and future.set_running_or_notify_cancel():
+                future.set_result(None)
+
+    thread = threading.Thread(target=deliver, name=QUEUE_FLOOR)
+    thread.start()
+    try:
+        put = items.put
+        gc.collect()
+        start = perf_counter()
+        for _ in range(n - 1):
+            put((Event(Bench.EVENT, DATA, SOURCE), Future() if with_future else None))
+        last: Future[None] = Future()
+        put((Event(Bench.EVENT, DATA, SOURCE), last))
+        last.result(timeout=60)
+        return n / (perf_counter() - start)
+    finally:  # not a daemon: it must not outlive a failed run
+        items.put(None)
+        thread.join()
 
 
 def queue_from_loop_scenario(n: int, repeats: int) -> Result:
