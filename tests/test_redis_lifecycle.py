@@ -18,7 +18,7 @@ import pytest
 from blinker_events import Event, EventBus, QueueFullError, lowlevel
 from blinker_events.redis import RedisBridge, _bridge
 from blinker_events.redis.testing import RedisServer
-from tests.conftest import Demo, hold_the_worker, pending, wait_for
+from tests.conftest import HANG, REDIS_WAIT, WAIT, Demo, hold_the_worker, pending, wait_for
 
 
 def test_bus_shutdown_without_timeout_does_not_wait_forever_for_a_dead_redis(
@@ -133,6 +133,38 @@ def test_events_published_by_the_last_batch_still_go_out(
     assert bridge.stop(timeout=5) == 0
     assert replies == [True]
     assert redis_server.cli("XRANGE", "s", "-", "+").count("mail") == 2  # the type field and the JSON
+
+
+def test_a_receiver_still_running_after_its_bus_shut_down_ends_without_a_traceback(
+    redis_server: RedisServer,
+    buses: Callable[..., EventBus],
+    gate: threading.Event,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Was: a group reader waits for its batch's worker futures on the bus
+    # loop; a receiver shutdown() left running ended after that loop had
+    # closed, and settling its future logged "exception calling callback"
+    # with a RuntimeError("Event loop is closed") traceback.
+    producer_bus, bus = buses(), buses()
+    started = threading.Event()
+
+    def on_order(event: Event) -> None:
+        started.set()
+        gate.wait(HANG)
+
+    bus.subscribe("order", on_order)
+    producer = RedisBridge(producer_bus, redis_server.url, stream="s", mode="group", group="g", direction="out")
+    bridge = RedisBridge(bus, redis_server.url, stream="s", mode="group", group="g")
+    assert bridge.start()
+    assert producer.start()
+    producer_bus.publish_sync(Event("order", {"id": 1}))
+    assert started.wait(REDIS_WAIT)
+    bus.shutdown(timeout=0.05)
+    assert lowlevel.left_running(bus) == 1
+    gate.set()
+    assert lowlevel.drain(bus, WAIT) == 0  # returns once the job's future was settled
+    assert [r.getMessage() for r in caplog.records if r.name == "concurrent.futures"] == []
+    assert pending(redis_server) == 1  # never acknowledged: another node or a restart gets it
 
 
 def test_an_async_app_that_never_stops_its_bridge_still_writes_its_events(redis_server: RedisServer) -> None:

@@ -12,6 +12,7 @@ for another attempt, here or on another node.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -316,8 +317,15 @@ async def _done(future: Future[DeliveryReport]) -> None:
     # Not asyncio.wrap_future: it copies the result over, which is not needed.
     loop = asyncio.get_running_loop()
     waiter: asyncio.Future[None] = loop.create_future()
-    future.add_done_callback(lambda _: loop.call_soon_threadsafe(_settle_waiter, waiter))
+    future.add_done_callback(lambda _: _wake(loop, waiter))
     await waiter
+
+
+def _wake(loop: asyncio.AbstractEventLoop, waiter: asyncio.Future[None]) -> None:
+    # On the thread that settled the future. A receiver that a bus shutdown
+    # left running ends after the bus loop closed, and nobody waits then.
+    with contextlib.suppress(RuntimeError):  # the loop is closed
+        loop.call_soon_threadsafe(_settle_waiter, waiter)
 
 
 def _settle_waiter(waiter: asyncio.Future[None]) -> None:
