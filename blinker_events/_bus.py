@@ -145,7 +145,8 @@ class EventBus(StateMethods):
 
         Async receivers run concurrently on this loop, each under its own
         timeout (a single one runs in this task, as with blinker's
-        ``send_async``). Sync receivers never run on the loop: they run, in order, on
+        ``send_async`` -- except on the bus's own loop, where it too has a
+        task of its own). Sync receivers never run on the loop: they run, in order, on
         a pool thread (or asgiref's thread-sensitive executor, if the bus was
         made with ``sync_executor="thread_sensitive"``), awaited.
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from collections.abc import Awaitable
+from threading import get_ident
 from typing import TYPE_CHECKING
 
 from asgiref.sync import sync_to_async
@@ -46,9 +47,19 @@ def deliver_on_loop(runtime: Runtime, report: DeliveryReport, route: Route, over
     chain = () if handling is None else handling[1]
     if route.sync_subs:
         return _with_sync_half(runtime, report, route, chain, override)
-    if len(route.async_subs) == 1:  # the common case, in the publisher's own task
+    if len(route.async_subs) == 1 and get_ident() != runtime.loop_thread.ident:  # _in_publisher_task, inlined
         return deliver_one(runtime, report, route.async_subs[0], chain, override)
-    return deliver_async(runtime, report, route.async_subs, chain, override)
+    return deliver_async(runtime, report, route.async_subs, chain, override, own_tasks=True)
+
+
+def _in_publisher_task(runtime: Runtime, subs: tuple[Subscription, ...]) -> bool:
+    """Whether the async receivers ``subs`` run in the publisher's own task:
+    a single one does (as with blinker's ``send_async``), except on the bus
+    loop. A publisher there -- a Redis bridge's reader, a receiver that
+    publishes on -- is cancelled when the loop stops, and must not wait for
+    a receiver that ignores its cancellation: every receiver there gets a
+    task of its own, as on the loop's other paths (docs/timeouts.md)."""
+    return len(subs) == 1 and get_ident() != runtime.loop_thread.ident
 
 
 async def _with_sync_half(
@@ -61,10 +72,10 @@ async def _with_sync_half(
         sync_report.results = []
     waiter = _start_sync_run(runtime, report, sync_report, route.sync_subs, chain, override)
     try:
-        if len(route.async_subs) == 1:
+        if _in_publisher_task(runtime, route.async_subs):
             await deliver_one(runtime, report, route.async_subs[0], chain, override)
         elif route.async_subs:
-            await deliver_async(runtime, report, route.async_subs, chain, override)
+            await deliver_async(runtime, report, route.async_subs, chain, override, own_tasks=True)
         await waiter
     except asyncio.CancelledError:
         if not waiter.done():

@@ -223,6 +223,9 @@ class LoopThread:
         self._posted: list[_Post] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        #: The loop thread's id while it runs (None otherwise): compared with
+        #: ``threading.get_ident()`` on hot paths, where a call costs more.
+        self.ident: int | None = None
 
     def loop(self) -> asyncio.AbstractEventLoop:
         loop = self._loop
@@ -237,6 +240,7 @@ class LoopThread:
                 )
                 self._thread.start()
                 ready.wait()
+                self.ident = self._thread.ident
                 self._loop = new_loop
             return self._loop
 
@@ -343,7 +347,7 @@ class LoopThread:
             self._lock.release()
 
     def in_loop_thread(self) -> bool:
-        return self._thread is not None and self._thread.ident == threading.get_ident()
+        return self.ident == threading.get_ident()
 
     def stop(self, timeout: float | None = None) -> bool:
         """Wait for submitted work, then stop and close the loop, cancelling
@@ -354,7 +358,7 @@ class LoopThread:
             if not self.in_loop_thread():
                 self._idle.wait_for(lambda: not self._inflight, timeout)
             loop, thread = self._loop, self._thread
-            self._loop = self._thread = None
+            self._loop = self._thread = self.ident = None
         if loop is None or thread is None:
             return True
         loop.call_soon_threadsafe(loop.stop)

@@ -6,6 +6,7 @@ real redis-server."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 import textwrap
@@ -167,6 +168,37 @@ def test_a_receiver_still_running_after_its_bus_shut_down_ends_without_a_traceba
     assert pending(redis_server) == 1  # never acknowledged: another node or a restart gets it
 
 
+def test_bus_shutdown_is_not_held_by_a_single_async_receiver_that_ignores_its_cancellation(
+    redis_server: RedisServer, buses: Callable[..., EventBus]
+) -> None:
+    # Was: the reader, on the bus loop, ran a single async receiver in its
+    # own task, and shutdown(timeout=0.05) waited for as long as that
+    # receiver swallowed its cancellations.
+    producer_bus, bus = buses(), buses()
+    started, ended = threading.Event(), threading.Event()
+
+    async def stubborn(event: Event) -> None:
+        started.set()
+        until = time.monotonic() + 2.0
+        while time.monotonic() < until:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(0.02)
+        ended.set()
+
+    bus.subscribe("order", stubborn)
+    producer = RedisBridge(producer_bus, redis_server.url, stream="s", direction="out")
+    bridge = RedisBridge(bus, redis_server.url, stream="s", direction="in")
+    assert bridge.start()
+    assert producer.start()
+    producer_bus.publish_sync(Event("order", {"id": 1}))
+    assert started.wait(REDIS_WAIT)
+    begun = time.monotonic()
+    bus.shutdown(timeout=0.05)
+    assert time.monotonic() - begun < 1.5  # generous: the receiver holds on for 2 s
+    assert not bridge.running
+    assert ended.wait(WAIT)
+
+
 def test_an_async_app_that_never_stops_its_bridge_still_writes_its_events(redis_server: RedisServer) -> None:
     # Was: asyncio.run cancelled the writer at its end and 1,000 buffered
     # events were dropped at exit.
@@ -200,11 +232,14 @@ async def test_stop_async_from_another_loop_waits_for_the_close(redis_server: Re
     bus.shutdown(timeout=10)
 
 
+@pytest.mark.parametrize("shutdown_timeout", [2.0, 0.1], ids=["close-ends-first", "loop-stops-under-the-close"])
 def test_stop_racing_a_bus_shutdown_counts_what_it_could_not_write(
-    redis_server: RedisServer, buses: Callable[..., EventBus]
+    redis_server: RedisServer, buses: Callable[..., EventBus], shutdown_timeout: float
 ) -> None:
     # Was: the shutdown stopped the loop under the other thread's close, which
-    # never counted the batch in hand: events vanished without a word.
+    # never counted the batch in hand: events vanished without a word. And
+    # with the shutdown's bound the shorter, stop() raised CancelledError
+    # instead of returning the count.
     bus = buses()
     bridge = RedisBridge(bus, redis_server.url, stream="s", direction="out")
     assert bridge.start()
@@ -222,7 +257,7 @@ def test_stop_racing_a_bus_shutdown_counts_what_it_could_not_write(
     stopper = threading.Thread(target=stop)
     stopper.start()
     time.sleep(0.3)
-    bus.shutdown(timeout=2)
+    bus.shutdown(timeout=shutdown_timeout)
     stopper.join(10)
     assert outcome == [5]
     assert bridge.stats()["dropped"] == 5

@@ -28,6 +28,7 @@ from blinker_events import DeliveryReport, Event, EventBus, EventTimeoutError, E
 
 from .conftest import (
     HANG,
+    WAIT,
     BusFactory,
     Demo,
     all_collected,
@@ -490,6 +491,40 @@ async def test_a_single_receiver_that_ignores_cancellation_holds_the_publisher_l
     assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
     records = [r for r in caplog.records if f"{sub.name} raised after its timeout" in r.getMessage()]
     assert [r.exc_info[1] for r in records if r.exc_info] == [late_error]
+
+
+def test_on_the_bus_loop_a_single_receiver_that_ignores_cancellation_does_not_hold_the_publisher(
+    bus: EventBus,
+) -> None:
+    """On the bus loop every receiver has a task of its own, a single one
+    too (docs/timeouts.md): a publisher there -- here a receiver that
+    publishes on, as a Redis bridge's reader does -- is released at the
+    deadline. Was: the single one ran in the publisher's task and held it
+    for as long as it ignored its cancellation."""
+    stubborn_ended = threading.Event()
+
+    async def stubborn(event: Event) -> None:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            await asyncio.sleep(1.0)  # keeps going after the cancellation
+            stubborn_ended.set()
+
+    published: list[tuple[float, DeliveryReport]] = []
+
+    async def publisher(event: Event) -> None:
+        started = time.perf_counter()
+        report = await bus.publish(Event(Demo.PONG))
+        published.append((time.perf_counter() - started, report))
+
+    sub = bus.subscribe(Demo.PONG, stubborn, timeout=0.1)
+    bus.subscribe(Demo.PING, publisher)
+    bus.publish_nowait(Event(Demo.PING)).result(WAIT)
+    [(elapsed, report)] = published
+    assert elapsed < 0.9  # released at the deadline, not after the second of unwinding
+    assert stubborn_ended.is_set() is False
+    assert list(report.timed_out) == [sub]
+    assert stubborn_ended.wait(WAIT)
 
 
 def _outcomes(report: DeliveryReport) -> dict[str, list[int]]:

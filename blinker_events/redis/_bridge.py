@@ -17,7 +17,7 @@ import socket
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import TimeoutError as FutureTimeoutError
+from concurrent import futures
 from time import monotonic
 from types import TracebackType
 from typing import Any, Self
@@ -180,7 +180,7 @@ class RedisBridge:
         opening = asyncio.run_coroutine_threadsafe(self._open(timeout, on_bus_loop=True), loop)
         try:
             return opening.result(None if timeout is None else timeout + 5.0)
-        except FutureTimeoutError:
+        except futures.TimeoutError:
             raise RuntimeError(
                 "the bus's loop thread does not answer (was the process forked with it running?)"
             ) from None
@@ -293,7 +293,10 @@ class RedisBridge:
             # worker): the close waits for that delivery, which waits for
             # this call. It finishes once the receiver returns.
             return 0
-        return future.result(None if timeout is None else timeout + 5.0)
+        try:
+            return future.result(None if timeout is None else timeout + 5.0)
+        except futures.CancelledError:  # a bus shutdown stopped the loop under the close, which still counted
+            return session.dropped
 
     async def stop_async(self, timeout: float | None = 10.0) -> int:
         """As :meth:`stop`, awaited."""

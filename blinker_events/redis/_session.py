@@ -133,6 +133,8 @@ class Session:
         #: close(): the loop is going away without a stop.
         self._on_lost = on_lost
         self.closing = False
+        #: What :meth:`close` dropped unwritten, once it ran (also if it was cut short).
+        self.dropped = 0
         #: Whether the loop is the bus's loop thread (``start()``) rather than
         #: the app's (``start_async()``).
         self.on_bus_loop = on_bus_loop
@@ -259,7 +261,7 @@ class Session:
         try:
             await self._stop_tasks(timeout, reading_done)
         finally:
-            dropped = self.abandon("stopped before Redis took them")
+            dropped = self.dropped = self.abandon("stopped before Redis took them")
         await self.client.aclose()
         return dropped
 
