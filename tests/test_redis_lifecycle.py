@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import subprocess
 import sys
 import textwrap
 import threading
 import time
+import warnings
 from collections.abc import Callable
 
 import pytest
@@ -19,7 +21,7 @@ import pytest
 from blinker_events import Event, EventBus, QueueFullError, lowlevel
 from blinker_events.redis import RedisBridge, _bridge
 from blinker_events.redis.testing import RedisServer
-from tests.conftest import HANG, REDIS_WAIT, WAIT, Demo, hold_the_worker, pending, wait_for
+from tests.conftest import HANG, REDIS_WAIT, WAIT, Demo, hold_the_worker, pending, wait_for, wait_until
 
 
 def test_bus_shutdown_without_timeout_does_not_wait_forever_for_a_dead_redis(
@@ -230,6 +232,54 @@ async def test_stop_async_from_another_loop_waits_for_the_close(redis_server: Re
     assert await bridge.stop_async() == 0
     assert redis_server.cli("XLEN", "s").strip() == "1"
     bus.shutdown(timeout=10)
+
+
+def _connections(redis_server: RedisServer) -> int:
+    """How many clients the server has, besides the one asking."""
+    return len(redis_server.cli("CLIENT", "LIST").splitlines()) - 1
+
+
+def test_an_async_app_that_never_stops_its_bridge_closes_its_connection(
+    redis_server: RedisServer, buses: Callable[..., EventBus]
+) -> None:
+    # Was: the bridge stopped as its loop cancelled it, but left its
+    # connection open (a ResourceWarning when collected).
+    bus = buses()
+
+    async def main() -> None:
+        assert await RedisBridge(bus, redis_server.url, stream="s").start_async()
+        await bus.publish(Event("order", {"id": 1}))  # the writer connects too
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        asyncio.run(main())
+        gc.collect()  # an unclosed connection warns as it is collected
+    assert [str(w.message) for w in caught if w.category is ResourceWarning] == []
+    assert _connections(redis_server) == 0
+
+
+def test_a_bus_shutdown_by_a_receiver_of_its_bridge_closes_the_connection(
+    redis_server: RedisServer, buses: Callable[..., EventBus]
+) -> None:
+    # Was: the shutdown stopped the loop under the bridge's close, which
+    # then never closed the connection.
+    producer_bus, bus = buses(), buses()
+    returned = threading.Event()
+
+    def on_order(event: Event) -> None:
+        bus.shutdown(timeout=0.2)
+        returned.set()
+
+    bus.subscribe("order", on_order)
+    producer = RedisBridge(producer_bus, redis_server.url, stream="s", direction="out")
+    assert producer.start()
+    producer_only = _connections(redis_server)
+    bridge = RedisBridge(bus, redis_server.url, stream="s", direction="in")
+    assert bridge.start()
+    producer_bus.publish_sync(Event("order", {"id": 1}))
+    assert returned.wait(REDIS_WAIT)
+    assert wait_until(lambda: not bridge.running, WAIT)
+    assert wait_until(lambda: _connections(redis_server) == producer_only, 2.0)
 
 
 @pytest.mark.parametrize("shutdown_timeout", [2.0, 0.1], ids=["close-ends-first", "loop-stops-under-the-close"])

@@ -135,6 +135,8 @@ class Session:
         self.closing = False
         #: What :meth:`close` dropped unwritten, once it ran (also if it was cut short).
         self.dropped = 0
+        self._lost = False  # the loop cancelled the tasks without a close()
+        self._alive = 0  # tasks spawned and not ended
         #: Whether the loop is the bus's loop thread (``start()``) rather than
         #: the app's (``start_async()``).
         self.on_bus_loop = on_bus_loop
@@ -186,6 +188,7 @@ class Session:
         # In a context of their own: started from a receiver (or a request),
         # the tasks would otherwise carry its cycle-guard chain and framework
         # context through every delivery for the rest of their life.
+        self._alive += 1
         return self.loop.create_task(self._watched(work), context=contextvars.Context())
 
     async def _watched(self, work: Coroutine[Any, Any, None]) -> None:
@@ -193,9 +196,16 @@ class Session:
             await work
         except asyncio.CancelledError:
             if not self.closing:
-                self.closing = True
+                self.closing = self._lost = True
                 self._on_lost(self)
             raise
+        finally:
+            self._alive -= 1
+            if self._lost and not self._alive:
+                # The last task of a run its loop took away closes the
+                # connection: no close() will, and an open one warns
+                # (ResourceWarning) when it is collected.
+                await _close_quietly(self.client)
 
     async def _read(self, backoff: Backoff) -> None:
         settings, shared, ready = self.settings, self.shared, self.ready.set
@@ -262,7 +272,9 @@ class Session:
             await self._stop_tasks(timeout, reading_done)
         finally:
             dropped = self.dropped = self.abandon("stopped before Redis took them")
-        await self.client.aclose()
+            # Also when cut short (a bus shutdown from a receiver stops the
+            # loop under it): the connection must not be left open.
+            await _close_quietly(self.client)
         return dropped
 
     async def _stop_tasks(self, timeout: float | None, reading_done: Callable[[], object]) -> None:
@@ -294,6 +306,12 @@ class Session:
             logger.error("redis bridge: %s: dropped %d event(s) being written", reason, unsent)
         outbox.detach()
         return unsent + outbox.drop_all(reason)
+
+
+async def _close_quietly(client: Client) -> None:
+    # A run that is ending: a connection that fails to close is gone anyway.
+    with contextlib.suppress(Exception):
+        await client.aclose()
 
 
 def _left(deadline: float | None) -> float | None:
