@@ -210,6 +210,12 @@ def test_no_message_or_log_line_carries_the_password_of_the_url(
         ("redis://:p@ss/w@h/0", "redis://:***@h/0"),  # redis-py takes an unescaped @ or / in a password
         ("redis://h/0?db=1&password=pw", "redis://h/0?db=1&password=***"),
         ("unix:///run/redis.sock?password=pw", "unix:///run/redis.sock?password=***"),
+        # redis-py percent-decodes query keys: these are its password too
+        ("redis://h/0?pass%77ord=pw", "redis://h/0?pass%77ord=***"),
+        ("redis://h/0?db=1&%70assword=pw&x=1", "redis://h/0?db=1&%70assword=***&x=1"),
+        ("redis://h/0?PASSWORD=pw", "redis://h/0?PASSWORD=***"),
+        ("redis://h/0?ssl_password=pw", "redis://h/0?ssl_password=***"),
+        ("redis://h/0?db=1&passw=pw", "redis://h/0?db=1&passw=pw"),  # not a password
         ("redis://user@h/0", "redis://user@h/0"),  # a user name alone is no secret
         ("user:pw@h", "<a URL with userinfo, not shown>"),
         ("redis://:pw/x@h:6379/0", "redis://:***@h:6379/0"),  # a "/" alone, no "@" after it

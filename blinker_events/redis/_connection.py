@@ -15,6 +15,7 @@ import re
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeAlias, cast
+from urllib.parse import unquote_plus
 
 import redis.asyncio
 from redis.asyncio.retry import Retry
@@ -63,12 +64,22 @@ FIRST_DELAY = 0.05
 MAX_DELAY = 5.0
 
 
-_PASSWORD_PARAM = re.compile(r"(?i)([?&]password=)[^&#]*")
+#: A query parameter, ``?key=value`` or ``&key=value``: see :func:`_masked`.
+_QUERY_PARAM = re.compile(r"([?&])([^=&#]*)=([^&#]*)")
+
+
+def _masked(param: re.Match[str]) -> str:
+    # redis-py percent-decodes the keys too (``pass%77ord`` is its
+    # ``password``), and ``ssl_password`` is a secret as well: any key that
+    # decodes to a name containing "password" has its value masked.
+    sep, key, _ = param.groups()
+    return f"{sep}{key}=***" if "password" in unquote_plus(key).lower() else param.group(0)
 
 
 def redact(url: str) -> str:
     """``url`` fit for a log line or a message: the password of its userinfo
-    and a ``password=`` query parameter become ``***``
+    and of a ``password=`` query parameter (however its key is spelt or
+    percent-encoded, ``ssl_password=`` too) become ``***``
     (``redis://user:***@host:6379/0``). Any string is made safe, not only
     valid URLs: an ``@`` or ``/`` in a password need not be escaped for
     redis-py, so the userinfo is everything from ``://`` to the last ``@``
@@ -81,7 +92,7 @@ def redact(url: str) -> str:
         user, colon, _ = url[start:at].partition(":")
         if colon:
             shown = f"{url[:start]}{user}:***{url[at:]}"
-    shown = _PASSWORD_PARAM.sub(r"\1***", shown)
+    shown = _QUERY_PARAM.sub(_masked, shown)
     return shown if len(shown) <= LIMIT else shown[: LIMIT - 3] + "..."
 
 

@@ -285,7 +285,14 @@ class Session:
                 self.delivery.gate.stopping = True
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.delivery.gate.idle.wait(), _left(deadline))
-            await _cancel(self.reader)
+            if not await _cancel(self.reader, _left(deadline)):
+                # On an app's own loop a single async receiver runs in the
+                # reader's task (docs/timeouts.md), and this one ignores its
+                # cancellation: the stop keeps its timeout without it.
+                logger.warning(
+                    "redis bridge: the reader did not end within the stop's timeout (a receiver ignoring its "
+                    "cancellation?); it is cancelled until it ends, and the bridge stops without it"
+                )
         reading_done()
         if self.writer is not None and self.wake is not None:
             # The writer empties the buffer, then ends; past the deadline it is
@@ -318,12 +325,27 @@ def _left(deadline: float | None) -> float | None:
     return None if deadline is None else max(0.0, deadline - monotonic())
 
 
-async def _cancel(task: asyncio.Task[None]) -> None:
-    """Cancel ``task`` and wait for it to end. Cancelling again until it
-    does: on Python 3.11 ``asyncio.wait_for`` (which redis-py uses to write)
-    swallows a cancellation that lands as its inner future completes."""
+async def _cancel(task: asyncio.Task[None], within: float | None = None) -> bool:
+    """Cancel ``task`` and wait for it to end (True). Cancelling again until
+    it does: on Python 3.11 ``asyncio.wait_for`` (which redis-py uses to
+    write) swallows a cancellation that lands as its inner future completes.
+    With ``within``, past that many seconds (after one round at least) it
+    stops waiting and returns False, and the cancelling goes on in a task of
+    its own until ``task`` ends."""
+    until = None if within is None else monotonic() + within
     while not task.done():
         task.cancel()
         await asyncio.wait({task}, timeout=0.1)
+        if until is not None and monotonic() >= until and not task.done():
+            canceller = asyncio.ensure_future(_cancel(task))
+            _CANCELLERS.add(canceller)
+            canceller.add_done_callback(_CANCELLERS.discard)
+            return False
     if not task.cancelled() and task.exception() is not None:
         logger.error("redis bridge: a task had failed", exc_info=task.exception())
+    return True
+
+
+#: The cancellers :func:`_cancel` left running (a task nobody holds may be
+#: collected before it ends).
+_CANCELLERS: set[asyncio.Future[bool]] = set()
