@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 import subprocess
 import sys
 import textwrap
@@ -199,6 +200,45 @@ def test_bus_shutdown_is_not_held_by_a_single_async_receiver_that_ignores_its_ca
     assert time.monotonic() - begun < 1.5  # generous: the receiver holds on for 2 s
     assert not bridge.running
     assert ended.wait(WAIT)
+
+
+def test_stop_async_keeps_its_timeout_when_a_receiver_on_the_app_loop_ignores_its_cancellation(
+    redis_server: RedisServer, buses: Callable[..., EventBus], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Was: on the app's loop a single async receiver runs in the reader's
+    # task, and stop_async(timeout=0.1) waited for as long as it swallowed
+    # its cancellations. Now the stop goes on without the reader, says so,
+    # and the reader is cancelled until it ends.
+    producer_bus, bus = buses(), buses()
+
+    async def main() -> float:
+        started, ended = asyncio.Event(), asyncio.Event()
+
+        async def stubborn(event: Event) -> None:
+            started.set()
+            until = time.monotonic() + 2.0
+            while time.monotonic() < until:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.sleep(0.02)
+            ended.set()
+
+        bus.subscribe("order", stubborn)
+        bridge = RedisBridge(bus, redis_server.url, stream="s", direction="in")
+        assert await bridge.start_async()
+        producer_bus.publish_sync(Event("order", {"id": 1}))
+        await asyncio.wait_for(started.wait(), REDIS_WAIT)
+        begun = time.monotonic()
+        assert await bridge.stop_async(timeout=0.1) == 0
+        elapsed = time.monotonic() - begun
+        await asyncio.wait_for(ended.wait(), WAIT)  # the loop runs on until the receiver ends
+        return elapsed
+
+    producer = RedisBridge(producer_bus, redis_server.url, stream="s", direction="out")
+    assert producer.start()
+    with caplog.at_level(logging.WARNING, "blinker_events"):
+        elapsed = asyncio.run(main())
+    assert elapsed < 1.5  # generous: the receiver holds on for 2 s
+    assert "the reader did not end within the stop's timeout" in caplog.text
 
 
 def test_an_async_app_that_never_stops_its_bridge_still_writes_its_events(redis_server: RedisServer) -> None:
