@@ -297,6 +297,22 @@ def test_a_restarted_broadcast_bridge_resumes_from_the_last_id(make_bridge: Call
     wait_for(lambda: got == [1, 2, 3], "the missed events")
 
 
+@pytest.mark.parametrize("mode", ["broadcast", "group"])
+def test_a_restarted_reader_says_it_is_connected_only_once_redis_answers(
+    make_bridge: Callable[..., RedisBridge], redis_server: RedisServer, mode: str
+) -> None:
+    # Was: a broadcast reader started again after a stop knew its place in
+    # the stream already, and start() returned True at once with Redis down.
+    bridge = make_bridge(direction="in", mode=mode, **({"group": "g"} if mode == "group" else {}))
+    assert bridge.start()
+    assert bridge.stop() == 0
+    redis_server.shutdown()
+    assert bridge.start(timeout=0.5) is False
+    redis_server.start()
+    wait_for(lambda: bridge.stats()["reconnects"] >= 1, "the reconnection")
+    assert bridge.stop() == 0
+
+
 def test_a_failing_receiver_is_isolated_and_counted_in_broadcast(make_bridge: Callable[..., RedisBridge]) -> None:
     sender, receiver = make_bridge(), make_bridge()
     good: list[int] = []

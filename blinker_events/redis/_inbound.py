@@ -110,8 +110,10 @@ async def read_broadcast(
                 info = await stream_info(client, stream)
                 cursor.id = b"0-0" if info is None else info["last-generated-id"]
                 cursor.offset = 0 if info is None else info.get("entries-added") or 0
-            ready()
             info, entries = await read_with_info(client, stream, cursor.id, batch_size)
+            # Ready once Redis answered: a restarted reader knows its cursor
+            # already, and must not say it is connected before it is.
+            ready()
             if info is not None:
                 _passed_trimmed(info, cursor, counters, stream)
             if not entries:
