@@ -15,7 +15,7 @@ import textwrap
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -171,6 +171,22 @@ def test_a_receiver_still_running_after_its_bus_shut_down_ends_without_a_traceba
     assert pending(redis_server) == 1  # never acknowledged: another node or a restart gets it
 
 
+def _stubborn(
+    started: threading.Event | asyncio.Event, ended: threading.Event | asyncio.Event
+) -> Callable[[Event], Awaitable[None]]:
+    """An async receiver that swallows every cancellation for 2 s."""
+
+    async def receiver(event: Event) -> None:
+        started.set()
+        until = time.monotonic() + 2.0
+        while time.monotonic() < until:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(0.02)
+        ended.set()
+
+    return receiver
+
+
 def test_bus_shutdown_is_not_held_by_a_single_async_receiver_that_ignores_its_cancellation(
     redis_server: RedisServer, buses: Callable[..., EventBus]
 ) -> None:
@@ -179,16 +195,7 @@ def test_bus_shutdown_is_not_held_by_a_single_async_receiver_that_ignores_its_ca
     # receiver swallowed its cancellations.
     producer_bus, bus = buses(), buses()
     started, ended = threading.Event(), threading.Event()
-
-    async def stubborn(event: Event) -> None:
-        started.set()
-        until = time.monotonic() + 2.0
-        while time.monotonic() < until:
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.sleep(0.02)
-        ended.set()
-
-    bus.subscribe("order", stubborn)
+    bus.subscribe("order", _stubborn(started, ended))
     producer = RedisBridge(producer_bus, redis_server.url, stream="s", direction="out")
     bridge = RedisBridge(bus, redis_server.url, stream="s", direction="in")
     assert bridge.start()
@@ -213,16 +220,7 @@ def test_stop_async_keeps_its_timeout_when_a_receiver_on_the_app_loop_ignores_it
 
     async def main() -> float:
         started, ended = asyncio.Event(), asyncio.Event()
-
-        async def stubborn(event: Event) -> None:
-            started.set()
-            until = time.monotonic() + 2.0
-            while time.monotonic() < until:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.sleep(0.02)
-            ended.set()
-
-        bus.subscribe("order", stubborn)
+        bus.subscribe("order", _stubborn(started, ended))
         bridge = RedisBridge(bus, redis_server.url, stream="s", direction="in")
         assert await bridge.start_async()
         producer_bus.publish_sync(Event("order", {"id": 1}))
