@@ -316,9 +316,12 @@ class Session:
 
 
 async def _close_quietly(client: Client) -> None:
-    # A run that is ending: a connection that fails to close is gone anyway.
-    with contextlib.suppress(Exception):
+    # A run that is ending: a connection that fails to close (Redis gone,
+    # say) is gone anyway, and nothing is lost with it.
+    try:
         await client.aclose()
+    except Exception:
+        logger.debug("redis bridge: closing the connection failed", exc_info=True)
 
 
 def _left(deadline: float | None) -> float | None:
