@@ -216,6 +216,8 @@ def test_no_message_or_log_line_carries_the_password_of_the_url(
         ("redis://h/0?PASSWORD=pw", "redis://h/0?PASSWORD=***"),
         ("redis://h/0?ssl_password=pw", "redis://h/0?ssl_password=***"),
         ("redis://h/0?db=1&passw=pw", "redis://h/0?db=1&passw=pw"),  # not a password
+        ("redis://h/0?db=0;password=pw", "redis://h/0?db=0;password=***"),  # a ";" too, though redis-py splits on "&"
+        ("redis://h/0?password=pw;db=0", "redis://h/0?password=***;db=0"),
         ("redis://user@h/0", "redis://user@h/0"),  # a user name alone is no secret
         ("user:pw@h", "<a URL with userinfo, not shown>"),
         ("redis://:pw/x@h:6379/0", "redis://:***@h:6379/0"),  # a "/" alone, no "@" after it
@@ -367,6 +369,44 @@ def test_entries_trimmed_before_a_lagging_group_read_them_are_counted_once_and_l
     wait_for(lambda: client.xpending("s", "g")["pending"] == 0, "all acknowledged")
 
 
+def test_a_batch_read_ahead_and_trimmed_while_pending_is_delivered_not_counted_lost(
+    redis_server: RedisServer, client: redis.Redis, buses: Callable[..., EventBus], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A group reader that is behind reads the next batch while it delivers
+    the one in hand, and holds that batch's acknowledgement for its next
+    read. Trimmed from the stream and idle past ``claim_idle`` meanwhile,
+    those entries are "deleted" to the reader's own claim -- but the reader
+    holds them: they are delivered, not lost. Was: counted in lost_to_trim
+    and logged as trimmed before they were handled."""
+    got: list[int] = []
+    entered, release = threading.Event(), threading.Event()
+
+    def receiver(event: Event) -> None:
+        if event.data["n"] == 2:
+            entered.set()
+            release.wait(30)
+        got.append(event.data["n"])
+
+    bus = buses()
+    bus.subscribe("job", receiver)
+    client.xgroup_create("s", "g", id="0", mkstream=True)
+    for n in range(6):  # batches [0, 1] (fast: the reader reads ahead from then on), [2, 3], [4, 5]
+        client.xadd("s", entry(n))
+    options = {"batch_size": 2, "claim_idle": 0.5, "maxlen": None}
+    bridge = RedisBridge(bus, redis_server.url, stream="s", mode="group", group="g", direction="in", **options)
+    with caplog.at_level(logging.ERROR, "blinker_events.redis"):
+        assert bridge.start()
+        wait_for(entered.is_set, "the reader in entry 2, with [4, 5] read ahead")
+        wait_for(lambda: client.xpending("s", "g")["pending"] == 4, "entries 2 to 5 pending")
+        client.xtrim("s", maxlen=0, approximate=False)
+        time.sleep(0.7)  # all four idle past claim_idle
+        release.set()
+        wait_for(lambda: sorted(got) == [0, 1, 2, 3, 4, 5], "every entry")
+        wait_for(lambda: client.xpending("s", "g")["pending"] == 0, "all acknowledged")
+    assert bridge.stats()["lost_to_trim"] == 0
+    assert [r.getMessage() for r in caplog.records if "trimmed" in r.getMessage()] == []
+
+
 @pytest.mark.parametrize(
     ("maker", "stream_existed"),
     [("consumer", False), ("consumer", True), ("producer", False), ("producer", True)],
@@ -461,6 +501,12 @@ def test_a_url_redis_cannot_parse_is_refused_at_construction_without_its_passwor
         (
             "redis://127.0.0.1:port/0",  # nothing to hide: redis-py's reason is kept
             "url redis://127.0.0.1:port/0 is not valid: Port could not be cast to integer value as 'port'",
+        ),
+        (
+            # redis-py would send the password as part of ssl_cert_reqs, and quote it refusing that value
+            f"rediss://127.0.0.1:6379/0?ssl_cert_reqs=none;ssl_password={SECRET}",
+            "url rediss://127.0.0.1:6379/0?ssl_cert_reqs=none;ssl_password=*** is not valid: its query gives a "
+            "password after a ';' (use '&')",
         ),
     ],
 )

@@ -64,8 +64,10 @@ FIRST_DELAY = 0.05
 MAX_DELAY = 5.0
 
 
-#: A query parameter, ``?key=value`` or ``&key=value``: see :func:`_masked`.
-_QUERY_PARAM = re.compile(r"([?&])([^=&#]*)=([^&#]*)")
+#: A query parameter, ``?key=value`` or ``&key=value`` -- or ``;key=value``,
+#: which redis-py reads as part of the value before it, but which a secret
+#: may still be written as: see :func:`_masked`.
+_QUERY_PARAM = re.compile(r"([?&;])([^=&;#]*)=([^&;#]*)")
 
 
 def _masked(param: re.Match[str]) -> str:

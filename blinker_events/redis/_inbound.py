@@ -313,11 +313,20 @@ class GroupReader:
             after = entries[-1][0]
 
     async def _claim_idle(self) -> None:
+        # Pending here and idle, but in hand: handled, their acknowledgement
+        # held for the next read, or read ahead and delivered next. The claim
+        # (of this consumer's own entries too) must neither count them lost
+        # when trimmed nor deliver them a second time.
+        held = set(self._unacked)
+        if isinstance(self._ahead, list):
+            held.update(entry_id for entry_id, _ in self._ahead)
         cursor = b"0-0"
         while True:
             cursor, entries, deleted = await claim_idle(
                 self._client, self._stream, self._group, self._consumer, self._claim_idle_ms, cursor, self._batch
             )
+            deleted = [entry_id for entry_id in deleted if entry_id not in held]
+            entries = [entry for entry in entries if entry[0] not in held]
             if deleted:
                 # Trimmed from the stream (maxlen) before anyone handled them.
                 _count_trimmed(self._counters, len(deleted), self._stream, "while pending, before they were handled")

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote_plus
 
 from blinker import Signal
 from redis.asyncio.connection import parse_url
@@ -27,6 +28,12 @@ _UNPARSED_WITH_PASSWORD = (
     "redis-py cannot parse it (its reason is not shown: it may quote the password; "
     "a '/', '?' or '#' in a password must be %-escaped)"
 )
+
+
+def _password_after_semicolon(url: str) -> bool:
+    query = url.partition("?")[2].partition("#")[0]
+    keys = (piece.partition("=")[0] for param in query.split("&") for piece in param.split(";")[1:])
+    return any("password" in unquote_plus(key).lower() for key in keys)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +110,11 @@ def check_options(
         # is given only for a URL with nothing to hide.
         why = str(exc) if redact(url) == url else _UNPARSED_WITH_PASSWORD
         raise ValueError(f"url {redact(url)} is not valid: {why}") from None
+    if _password_after_semicolon(url):
+        # redis-py splits the query on "&" only: a password after a ";"
+        # would go out as part of the value before it (and be quoted by
+        # redis-py's errors about that value).
+        raise ValueError(f"url {redact(url)} is not valid: its query gives a password after a ';' (use '&')")
     _check_name(stream, "stream")
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
