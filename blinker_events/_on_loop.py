@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from threading import get_ident
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import sync_to_async
 
@@ -45,37 +45,48 @@ def deliver_on_loop(runtime: Runtime, report: DeliveryReport, route: Route, over
     on."""
     handling = get_handling()
     chain = () if handling is None else handling[1]
+    # The async half, made (not started) here, where the one rule of this
+    # path is: a single receiver runs in the publisher's own task (as with
+    # blinker's ``send_async``), except on the bus loop. A publisher there --
+    # a Redis bridge's reader, a receiver that publishes on -- is cancelled
+    # when the loop stops, and must not wait for a receiver that ignores its
+    # cancellation, so every receiver there gets a task of its own, as on the
+    # loop's other paths (docs/timeouts.md).
+    subs = route.async_subs
+    if len(subs) == 1 and get_ident() != runtime.loop_thread.ident:
+        async_half: Coroutine[Any, Any, None] | None = deliver_one(runtime, report, subs[0], chain, override)
+    elif subs:
+        async_half = deliver_async(runtime, report, subs, chain, override, own_tasks=True)
+    else:
+        async_half = None
     if route.sync_subs:
-        return _with_sync_half(runtime, report, route, chain, override)
-    if len(route.async_subs) == 1 and get_ident() != runtime.loop_thread.ident:  # _in_publisher_task, inlined
-        return deliver_one(runtime, report, route.async_subs[0], chain, override)
-    return deliver_async(runtime, report, route.async_subs, chain, override, own_tasks=True)
-
-
-def _in_publisher_task(runtime: Runtime, subs: tuple[Subscription, ...]) -> bool:
-    """Whether the async receivers ``subs`` run in the publisher's own task:
-    a single one does (as with blinker's ``send_async``), except on the bus
-    loop. A publisher there -- a Redis bridge's reader, a receiver that
-    publishes on -- is cancelled when the loop stops, and must not wait for
-    a receiver that ignores its cancellation: every receiver there gets a
-    task of its own, as on the loop's other paths (docs/timeouts.md)."""
-    return len(subs) == 1 and get_ident() != runtime.loop_thread.ident
+        return _with_sync_half(runtime, report, route, chain, override, async_half)
+    assert async_half is not None  # the route is not empty
+    return async_half
 
 
 async def _with_sync_half(
-    runtime: Runtime, report: DeliveryReport, route: Route, chain: tuple[Subscription, ...], override: float | None
+    runtime: Runtime,
+    report: DeliveryReport,
+    route: Route,
+    chain: tuple[Subscription, ...],
+    override: float | None,
+    async_half: Coroutine[Any, Any, None] | None,
 ) -> None:
     # The sync half records into a report of its own: it runs on another
     # thread at the same time as the async half.
     sync_report = DeliveryReport(report.event)
     if report.results is not None:  # collecting (see Runtime.begin): both halves do
         sync_report.results = []
-    waiter = _start_sync_run(runtime, report, sync_report, route.sync_subs, chain, override)
     try:
-        if _in_publisher_task(runtime, route.async_subs):
-            await deliver_one(runtime, report, route.async_subs[0], chain, override)
-        elif route.async_subs:
-            await deliver_async(runtime, report, route.async_subs, chain, override, own_tasks=True)
+        waiter = _start_sync_run(runtime, report, sync_report, route.sync_subs, chain, override)
+    except BaseException:
+        if async_half is not None:
+            async_half.close()  # never started: no "never awaited" warning
+        raise
+    try:
+        if async_half is not None:
+            await async_half
         await waiter
     except asyncio.CancelledError:
         if not waiter.done():

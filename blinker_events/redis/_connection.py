@@ -40,6 +40,7 @@ __all__ = [
     "delivery_counts",
     "ensure_group",
     "group_consumers",
+    "is_password_key",
     "make_client",
     "read_entries",
     "read_group",
@@ -70,12 +71,17 @@ MAX_DELAY = 5.0
 _QUERY_PARAM = re.compile(r"([?&;])([^=&;#]*)=([^&;#]*)")
 
 
+def is_password_key(key: str) -> bool:
+    """Whether the URL query key ``key`` names a secret: redis-py
+    percent-decodes the keys too (``pass%77ord`` is its ``password``), and
+    ``ssl_password`` is one as well -- so any key that decodes to a name
+    containing "password"."""
+    return "password" in unquote_plus(key).lower()
+
+
 def _masked(param: re.Match[str]) -> str:
-    # redis-py percent-decodes the keys too (``pass%77ord`` is its
-    # ``password``), and ``ssl_password`` is a secret as well: any key that
-    # decodes to a name containing "password" has its value masked.
     sep, key, _ = param.groups()
-    return f"{sep}{key}=***" if "password" in unquote_plus(key).lower() else param.group(0)
+    return f"{sep}{key}=***" if is_password_key(key) else param.group(0)
 
 
 def redact(url: str) -> str:

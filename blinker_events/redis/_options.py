@@ -7,14 +7,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote_plus
 
 from blinker import Signal
 from redis.asyncio.connection import parse_url
 
 from .. import Event, EventBus, EventTypeLike, SystemEventType, TypedEvent
 from ..lowlevel import TypeKey, check_positive_int, check_timeout, event_key, is_relayed, type_key
-from ._connection import redact
+from ._connection import is_password_key, redact
 
 __all__ = ["DEFAULT_URL", "DIRECTIONS", "MIN_CLAIM_IDLE", "MODES", "Options", "check_options", "listed"]
 
@@ -33,7 +32,7 @@ _UNPARSED_WITH_PASSWORD = (
 def _password_after_semicolon(url: str) -> bool:
     query = url.partition("?")[2].partition("#")[0]
     keys = (piece.partition("=")[0] for param in query.split("&") for piece in param.split(";")[1:])
-    return any("password" in unquote_plus(key).lower() for key in keys)
+    return any(is_password_key(key) for key in keys)
 
 
 @dataclass(frozen=True, slots=True)

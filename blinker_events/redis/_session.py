@@ -136,7 +136,6 @@ class Session:
         #: What :meth:`close` dropped unwritten, once it ran (also if it was cut short).
         self.dropped = 0
         self._lost = False  # the loop cancelled the tasks without a close()
-        self._alive = 0  # tasks spawned and not ended
         #: Whether the loop is the bus's loop thread (``start()``) rather than
         #: the app's (``start_async()``).
         self.on_bus_loop = on_bus_loop
@@ -188,7 +187,6 @@ class Session:
         # In a context of their own: started from a receiver (or a request),
         # the tasks would otherwise carry its cycle-guard chain and framework
         # context through every delivery for the rest of their life.
-        self._alive += 1
         return self.loop.create_task(self._watched(work), context=contextvars.Context())
 
     async def _watched(self, work: Coroutine[Any, Any, None]) -> None:
@@ -200,8 +198,8 @@ class Session:
                 self._on_lost(self)
             raise
         finally:
-            self._alive -= 1
-            if self._lost and not self._alive:
+            me = asyncio.current_task()
+            if self._lost and all(task.done() for task in (self.reader, self.writer) if task not in (None, me)):
                 # The last task of a run its loop took away closes the
                 # connection: no close() will, and an open one warns
                 # (ResourceWarning) when it is collected.
