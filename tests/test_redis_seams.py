@@ -218,6 +218,9 @@ def test_no_message_or_log_line_carries_the_password_of_the_url(
         ("redis://h/0?db=1&passw=pw", "redis://h/0?db=1&passw=pw"),  # not a password
         ("redis://h/0?db=0;password=pw", "redis://h/0?db=0;password=***"),  # a ";" too, though redis-py splits on "&"
         ("redis://h/0?password=pw;db=0", "redis://h/0?password=***;db=0"),
+        # an encoded ";" or "=" hides no password either
+        ("redis://h/0?a=1%3Bpassword=pw", "redis://h/0?a=***"),
+        ("redis://h/0?a=1;password%3Dpw&b=2", "redis://h/0?a=1;***&b=2"),
         ("redis://user@h/0", "redis://user@h/0"),  # a user name alone is no secret
         ("user:pw@h", "<a URL with userinfo, not shown>"),
         ("redis://:pw/x@h:6379/0", "redis://:***@h:6379/0"),  # a "/" alone, no "@" after it
@@ -501,6 +504,14 @@ def test_a_url_redis_cannot_parse_is_refused_at_construction_without_its_passwor
         (
             "redis://127.0.0.1:port/0",  # nothing to hide: redis-py's reason is kept
             "url redis://127.0.0.1:port/0 is not valid: Port could not be cast to integer value as 'port'",
+        ),
+        (
+            f"redis://127.0.0.1:6379/0?a=1%3Bpassword={SECRET}",  # the ";" encoded: redis-py decodes it
+            "url redis://127.0.0.1:6379/0?a=*** is not valid: its query gives a password after a ';' (use '&')",
+        ),
+        (
+            f"redis://127.0.0.1:6379/0?a=1;password%3D{SECRET}",  # the "=" encoded
+            "url redis://127.0.0.1:6379/0?a=1;*** is not valid: its query gives a password after a ';' (use '&')",
         ),
         (
             # redis-py would send the password as part of ssl_cert_reqs, and quote it refusing that value

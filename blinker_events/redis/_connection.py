@@ -65,23 +65,29 @@ FIRST_DELAY = 0.05
 MAX_DELAY = 5.0
 
 
-#: A query parameter, ``?key=value`` or ``&key=value`` -- or ``;key=value``,
-#: which redis-py reads as part of the value before it, but which a secret
-#: may still be written as: see :func:`_masked`.
-_QUERY_PARAM = re.compile(r"([?&;])([^=&;#]*)=([^&;#]*)")
+#: A query parameter: what follows a ``?``, ``&`` or ``;`` (which redis-py
+#: reads as part of the value before it, but which a secret may still be
+#: written after), up to the next of them: see :func:`_masked`.
+_QUERY_PARAM = re.compile(r"([?&;])([^&;#]*)")
 
 
 def is_password_key(key: str) -> bool:
-    """Whether the URL query key ``key`` names a secret: redis-py
-    percent-decodes the keys too (``pass%77ord`` is its ``password``), and
-    ``ssl_password`` is one as well -- so any key that decodes to a name
+    """Whether the URL query text ``key`` names a secret: redis-py
+    percent-decodes the query too (``pass%77ord`` is its ``password``), and
+    ``ssl_password`` is one as well -- so any text that decodes to one
     containing "password"."""
     return "password" in unquote_plus(key).lower()
 
 
 def _masked(param: re.Match[str]) -> str:
-    sep, key, _ = param.groups()
-    return f"{sep}{key}=***" if is_password_key(key) else param.group(0)
+    # The whole parameter is looked at decoded, the value too: an encoded
+    # ";" or "=" (``a=1%3Bpassword=...``, ``;password%3D...``) hides a
+    # password from a look at the key alone.
+    sep, text = param.groups()
+    if not is_password_key(text):
+        return param.group(0)
+    key, equals, _ = text.partition("=")
+    return f"{sep}{key}=***" if equals else f"{sep}***"
 
 
 def redact(url: str) -> str:

@@ -7,13 +7,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote_plus
 
 from blinker import Signal
 from redis.asyncio.connection import parse_url
 
 from .. import Event, EventBus, EventTypeLike, SystemEventType, TypedEvent
 from ..lowlevel import TypeKey, check_positive_int, check_timeout, event_key, is_relayed, type_key
-from ._connection import is_password_key, redact
+from ._connection import redact
 
 __all__ = ["DEFAULT_URL", "DIRECTIONS", "MIN_CLAIM_IDLE", "MODES", "Options", "check_options", "listed"]
 
@@ -30,9 +31,11 @@ _UNPARSED_WITH_PASSWORD = (
 
 
 def _password_after_semicolon(url: str) -> bool:
+    # Decoded, as redis-py reads each "&"-separated value: ";" and "=" may be
+    # written %-encoded.
     query = url.partition("?")[2].partition("#")[0]
-    keys = (piece.partition("=")[0] for param in query.split("&") for piece in param.split(";")[1:])
-    return any(is_password_key(key) for key in keys)
+    pieces = (piece for param in query.split("&") for piece in unquote_plus(param).split(";")[1:])
+    return any("password" in piece.partition("=")[0].lower() for piece in pieces)  # (decoded once, as redis-py does)
 
 
 @dataclass(frozen=True, slots=True)
