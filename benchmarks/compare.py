@@ -180,6 +180,13 @@ def main(argv: list[str] | None = None) -> int:
         if target is not None:
             line += f"   [{'met' if med['new'] / med['old'] >= target else 'MISSED'}: >= {target}x]"
         print(line)
+        # Q's and QL's floors (no bus at all; both workers time them, with
+        # this checkout's bench code): how far the rate target is from what
+        # the least such delivery manages in the same run.
+        runs = samples[scenario]["new"] + samples[scenario]["old"]
+        for floor in (lib for lib in runs[0]["ns"] if lib != "blinker_events"):
+            rate = 1e9 / statistics.median(r["ns"][floor] for r in runs)
+            print(f"       {floor}: {rate:12,.0f} events/s   floor/old = {rate / med['old']:.2f}x")
     return 0
 
 
