@@ -30,6 +30,25 @@ A job is *in flight* from the moment the drainer takes it until its future is
 resolved, which for async receivers is later, on the bus loop. ``join`` (and
 so ``shutdown``) waits for in-flight jobs too, so nothing already taken off
 the queue is cut short.
+
+Two locks, so that the publishers and the drainer never wait for each other
+in a flood (one lock shared by both made them take turns on it, each turn a
+thread switch: it halved the rate):
+
+- the *put lock* orders the publishers: only they add to the deque, one at
+  a time under it, so the bound holds exactly (the drainer only ever makes
+  the deque shorter); the overflow policies and the wait for room are
+  under it;
+- the *drain lock* orders the drain: who owns it, taking a job off the head,
+  the in-flight set, and the hand-off.
+
+The deque itself is safe to append to and pop from on different threads.
+Where both locks are taken (a hand-off, ``join``), the put lock comes first.
+A publisher starts the drain when it finds no owner after its append; the
+drainer, when it finds the deque empty, clears the owner and then looks at
+the deque once more, taking the drain back if a job arrived meanwhile -- a
+publisher that appended then may have seen the old owner, and left the job
+to it.
 """
 
 from __future__ import annotations
@@ -76,8 +95,9 @@ class WorkQueue:
     def forget_jobs(self) -> None:
         """(Also in a forked child.) The jobs queued or running at the fork
         are the parent's, which delivers them; the child starts empty."""
-        self._lock = threading.Lock()
-        self._room = threading.Condition(self._lock)
+        self._put_lock = threading.Lock()  # see the module doc
+        self._room = threading.Condition(self._put_lock)
+        self._lock = threading.Lock()  # the drain lock
         self._empty = threading.Condition(self._lock)
         self._jobs: deque[NowaitJob] = deque()
         #: The token of the drain loop now running; None while nobody drains.
@@ -107,21 +127,25 @@ class WorkQueue:
 
     def put(self, job: NowaitJob, block_timeout: float | None) -> None:
         dropped: NowaitJob | None = None
+        jobs = self._jobs
         # acquire/release rather than ``with``: on the hot paths here, a
         # ``with`` on a lock costs twice the instructions (the bound
         # __enter__ and __exit__ it makes and calls; about 1,000 a round).
-        self._lock.acquire()
+        self._put_lock.acquire()
         try:
-            if len(self._jobs) >= self._settings.value.queue_size:
+            if len(jobs) >= self._settings.value.queue_size:
                 if self.overflow == "drop_oldest":
-                    dropped = self._jobs.popleft()
-                    self.dropped += 1
+                    try:
+                        dropped = jobs.popleft()
+                    except IndexError:  # the drainer took the rest meanwhile: there is room
+                        pass
+                    else:
+                        self.dropped += 1
                 else:
                     self._wait_for_room(block_timeout)
-            self._jobs.append(job)
-            owner = self._start_drain() if self._owner is None else None
+            jobs.append(job)
         finally:
-            self._lock.release()
+            self._put_lock.release()
         try:
             if dropped is not None:
                 # Its future fails first: describing the event may raise
@@ -132,13 +156,19 @@ class WorkQueue:
                     "worker queue full (%d): dropped the oldest event %s", self.maxsize, describe(dropped.report.event)
                 )
         finally:
-            if owner is not None:
-                self._submit_drain(owner)
+            if self._owner is None:  # read without the lock: see the module doc
+                self._start_drain()
 
-    def _start_drain(self) -> object:
-        # Called with the lock held: from here on, only ``owner`` drains.
-        owner = self._owner = object()
-        return owner
+    def _start_drain(self) -> None:
+        # A publisher's, after its append, when it saw nobody draining.
+        self._lock.acquire()
+        try:
+            if self._owner is not None or not self._jobs:  # started, or taken back, meanwhile
+                return
+            owner = self._owner = object()  # from here on, only ``owner`` drains
+        finally:
+            self._lock.release()
+        self._submit_drain(owner)
 
     def _submit_drain(self, owner: object) -> None:
         # Urgent: the drain is what threads blocked on the bus's futures wait
@@ -146,7 +176,7 @@ class WorkQueue:
         self._pool.submit(lambda: self.drain(owner), urgent=True)
 
     def _wait_for_room(self, block_timeout: float | None) -> None:
-        # Called with the lock held and the queue full.
+        # Called with the put lock held and the queue full.
         if self.overflow == "block":
             if running_loop() is not None:
                 why = "the caller runs an event loop, which must not block"
@@ -167,7 +197,7 @@ class WorkQueue:
         raise QueueFullError(f"the worker queue is full ({self.maxsize} events): {why}")
 
     def _await_room(self, timeout: float | None) -> bool:
-        """Wait (lock held) until the queue has room, at most ``timeout``.
+        """Wait (put lock held) until the queue has room, at most ``timeout``.
 
         While waiting, no job may start for :data:`HANDOFF_SECONDS`: then the
         drainer is stuck in a receiver -- perhaps one waiting on this very
@@ -191,17 +221,21 @@ class WorkQueue:
         return True
 
     def _hand_over(self, stalled: float) -> None:
-        # Called with the lock held. The old drainer finishes the job it is
-        # in, sees it no longer owns the drain, and returns to the pool.
-        self.handoffs += 1
-        self._handed = self._started
+        # Called with the put lock held. The old drainer finishes the job it
+        # is in, sees it no longer owns the drain, and returns to the pool.
+        with self._lock:
+            if self._owner is None or self._handed == self._started:  # it ended, or was handed, meanwhile
+                return
+            self.handoffs += 1
+            self._handed = self._started
+            owner = self._owner = object()
         logger.warning(
             "worker queue full (%d) and no event started for %.1fs while a publisher waits: the queue moves to "
             "another thread (the receiver on the old one keeps running; dispatches still start in order)",
             self.maxsize,
             stalled,
         )
-        self._submit_drain(self._start_drain())
+        self._submit_drain(owner)
 
     def drain(self, owner: object, done: NowaitJob | None = None) -> None:
         """The drain loop of ``owner``: run jobs until the deque is empty, or
@@ -223,6 +257,8 @@ class WorkQueue:
         lock, jobs, inflight = self._lock, self._jobs, self._inflight
         job = done
         while True:
+            taken: NowaitJob | None = None
+            wake = False
             lock.acquire()
             try:
                 if job is not None and job.resolved:
@@ -231,18 +267,26 @@ class WorkQueue:
                     if self._joiners and not inflight and self._owner is None:
                         self._empty.notify_all()
                     return
-                if not jobs:
+                try:
+                    taken = jobs.popleft()
+                except IndexError:
                     self._owner = None
                     if self._joiners:
                         self._empty.notify_all()
-                    return
-                job = jobs.popleft()
-                inflight.add(job)
-                self._started += 1
-                if self._room_waiters and len(jobs) <= self._settings.value.queue_size // 2:
-                    self._room.notify_all()
+                else:
+                    inflight.add(taken)
+                    self._started += 1
+                    wake = bool(self._room_waiters) and len(jobs) <= self._settings.value.queue_size // 2
             finally:
                 lock.release()
+            if taken is None:
+                if jobs and self._take_back(owner):  # a job arrived as the drain ended: see the module doc
+                    job = None
+                    continue
+                return
+            job = taken
+            if wake:
+                self._make_room()
             if not job.future.set_running_or_notify_cancel():
                 # The publisher cancelled the future while it was queued:
                 # the event is withdrawn, and recorded as any cancelled publish.
@@ -260,6 +304,20 @@ class WorkQueue:
             except BaseException as exc:  # a bug of ours: fail the job, keep draining
                 logger.exception("worker: dispatch of %s failed", describe(job.report.event))
                 job.resolve(exc, here=True)
+
+    def _take_back(self, owner: object) -> bool:
+        """Own the drain again as ``owner``, if nobody took it since it was
+        left and there is a job to run."""
+        with self._lock:
+            if self._owner is not None or not self._jobs:
+                return False
+            self._owner = owner
+            return True
+
+    def _make_room(self) -> None:
+        # The drainer's, with no lock held (the put lock comes first).
+        with self._put_lock:
+            self._room.notify_all()
 
     def finished(self, job: NowaitJob) -> None:
         """``job``'s future was resolved."""
@@ -281,9 +339,12 @@ class WorkQueue:
         with self._lock:
             self._joiners += 1
             try:
-                self._empty.wait_for(lambda: self._owner is None and not self._inflight, timeout)
+                self._empty.wait_for(lambda: self._owner is None and not self._inflight and not self._jobs, timeout)
             finally:
                 self._joiners -= 1
+        # What is left, under both locks: no publisher adds to it and no
+        # drainer takes from it meanwhile.
+        with self._put_lock, self._lock:
             left = list(self._jobs)
             self._jobs.clear()
             self.dropped += len(left)

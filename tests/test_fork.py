@@ -109,6 +109,7 @@ def test_a_forked_child_does_not_deadlock_on_locks_parent_threads_held_at_the_fo
         bus._lock,
         *bus._registry.bridges.locks(),
         bus._history._lock,
+        bus._queue._put_lock,
         bus._queue._lock,
         bus._pool._lock,
         bus._loop_thread._lock,

@@ -12,6 +12,7 @@ import contextvars
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future
 from typing import Any
@@ -867,3 +868,47 @@ def test_publish_nowait_returns_a_concurrent_future(bus: EventBus) -> None:
     future = bus.publish_nowait(Event(Demo.PING))
     assert isinstance(future, Future)
     assert future.result(WAIT).succeeded == []
+
+
+
+class _EmptyThenRace(deque[Any]):
+    """The worker's deque, which -- once ``arm``-ed -- lets ``publisher``
+    run to its end at the moment the drainer finds the deque empty, before
+    the drainer clears the drain's owner: the interleaving a thread switch
+    (or a second core, without a GIL) can make there."""
+
+    publisher: threading.Thread | None = None
+    raced = threading.Event()
+
+    def popleft(self) -> Any:
+        try:
+            return super().popleft()
+        except IndexError:
+            publisher, self.publisher = self.publisher, None
+            if publisher is not None:
+                publisher.start()
+                publisher.join(WAIT)  # it appends, sees the drain still owned, and leaves the event to it
+                self.raced.set()
+            raise
+
+
+def test_an_event_published_as_the_drain_ends_is_delivered(bus: EventBus) -> None:
+    # The publishers and the drainer take different locks, so a publisher
+    # can append just as the drainer finds the deque empty, and see the
+    # drain still owned: the drainer must look once more and take it back.
+    racing = bus._queue._jobs = _EmptyThenRace()
+    racing.raced = threading.Event()
+    late: list[Future[DeliveryReport]] = []
+    seen: list[int] = []
+
+    def receiver(event: Event) -> None:
+        seen.append(event.data["n"])
+        if event.data["n"] == 1:  # armed for the drain's next look, once this job is done
+            racing.publisher = threading.Thread(target=lambda: late.append(bus.publish_nowait(_ev(2))))
+
+    sub = bus.subscribe(Demo.PING, receiver)
+    bus.publish_nowait(_ev(1)).result(WAIT)
+    assert racing.raced.wait(WAIT)
+    assert len(late) == 1
+    assert late[0].result(WAIT).succeeded == [sub]
+    assert seen == [1, 2]
