@@ -111,9 +111,9 @@ def _check_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
     return plain
 
 
-def check_overflow(value: Any) -> str:
-    return _check_choice(value, "overflow", OVERFLOW_POLICIES)
+def check_overflow(value: Any, name: str = "overflow") -> str:
+    return _check_choice(value, name, OVERFLOW_POLICIES)
 
 
-def check_sync_executor(value: Any) -> str:
-    return _check_choice(value, "sync_executor", SYNC_EXECUTORS)
+def check_sync_executor(value: Any, name: str = "sync_executor") -> str:
+    return _check_choice(value, name, SYNC_EXECUTORS)

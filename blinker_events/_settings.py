@@ -51,15 +51,9 @@ class BusSettings:
     )
     max_depth: int = _setting(16, check_positive_int, "deepest nesting of publishes from receivers")
     queue_size: int = _setting(10000, check_positive_int, "bound of the worker queue of publish_nowait")
-    # These two name themselves in their errors whatever the label, as
-    # they always have ("overflow must be one of ...").
-    overflow: str = _setting(
-        "block", lambda value, name: check_overflow(value), "full-queue policy: 'block', 'raise' or 'drop_oldest'"
-    )
+    overflow: str = _setting("block", check_overflow, "full-queue policy: 'block', 'raise' or 'drop_oldest'")
     sync_executor: str = _setting(
-        "worker",
-        lambda value, name: check_sync_executor(value),
-        "where await publish runs sync receivers: 'worker' or 'thread_sensitive'",
+        "worker", check_sync_executor, "where await publish runs sync receivers: 'worker' or 'thread_sensitive'"
     )
     slow_after: float | None = _setting(
         None, check_timeout, "seconds after which a receiver still running is logged and counted as slow; None: off"

@@ -141,7 +141,7 @@ def test_timeouts_longer_than_a_thread_can_wait_are_refused_by_name(bus: EventBu
 
 
 def test_str_subclass_setting_is_judged_by_its_value(bus: EventBus) -> None:
-    with pytest.raises(ValueError, match=r"\boverflow\b"):
+    with pytest.raises(ValueError, match=r"^policy must be one of"):  # set_overflow's argument
         bus.set_overflow(_SneakyStr("nonsense"))
     # The subclass's __eq__ says yes to anything: compare as plain strs.
     assert type(bus.overflow) is str
@@ -225,3 +225,34 @@ def test_an_unknown_setting_name_is_a_value_error_naming_the_settings(name: obje
         check_setting(name, 1)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"^setting must be one of timeout, "):
         default_of(name)  # type: ignore[arg-type]
+
+
+#: A value each setting refuses.
+_REFUSED = {
+    "timeout": -1,
+    "propagate_exceptions": "yes",
+    "failure_threshold": 0,
+    "history_size": -1,
+    "max_depth": 0,
+    "queue_size": 0,
+    "overflow": "sometimes",
+    "sync_executor": "elsewhere",
+    "slow_after": -1,
+}
+
+
+def test_every_setting_is_covered_by_the_label_check() -> None:
+    from blinker_events.lowlevel import SETTING_NAMES
+
+    assert sorted(_REFUSED) == sorted(SETTING_NAMES)
+
+
+@pytest.mark.parametrize("setting", sorted(_REFUSED))
+def test_check_setting_names_the_label_it_is_given_for_every_setting(setting: str) -> None:
+    from blinker_events.lowlevel import check_setting
+
+    with pytest.raises((TypeError, ValueError), match=r"^MY_KEY must be "):
+        check_setting(setting, _REFUSED[setting], "MY_KEY")
+    with pytest.raises((TypeError, ValueError), match=rf"^{setting} must be "):
+        check_setting(setting, _REFUSED[setting])
+
