@@ -46,10 +46,17 @@ def describe(obj: object, limit: int = LIMIT) -> str:
             raise TypeError(f"__repr__ returned {type(text).__name__}")
     except BaseException as exc:  # a description must never fail
         pass_interrupt(exc)
-        return _unreadable(obj, exc)
-    if len(text) > limit:
-        return text[: limit - 4] + "...>" if text.startswith("<") else text[: limit - 3] + "..."
-    return text
+        text = _unreadable(obj, exc)
+    return text if len(text) <= limit else _cut(text, limit)
+
+
+def _cut(text: str, limit: int) -> str:
+    # The cut is marked ("...", and "...>" for a "<...>" repr) when the
+    # limit leaves room for more than the mark.
+    mark = "...>" if text.startswith("<") else "..."
+    if limit <= len(mark):
+        return text[: max(limit, 0)]
+    return text[: limit - len(mark)] + mark
 
 
 def pass_interrupt(exc: BaseException) -> None:

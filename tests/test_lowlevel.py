@@ -270,3 +270,28 @@ def test_left_running_counts_and_the_warning_names_what_a_shutdown_left_in_deliv
     assert future.result(timeout=5).event.data == {"n": 7}  # it went on and ended
     assert bus.shutdown(timeout=5) == 0
     assert lowlevel.left_running(bus) == 0
+
+
+
+class _ReprEndsThreads:
+    def __repr__(self) -> str:
+        raise SystemExit  # which would end a bus thread if it escaped
+
+
+@pytest.mark.parametrize("limit", [0, 2, 5, 20, 53])
+def test_describe_is_at_most_limit_characters_even_for_an_object_whose_repr_raises(limit: int) -> None:
+    # Only strings reach the assertions: pytest's own repr of the object
+    # would raise the SystemExit.
+    unreadable = lowlevel.describe(_ReprEndsThreads(), 300)
+    assert re.fullmatch(r"<_ReprEndsThreads object at 0x[0-9a-f]+ \(repr raised SystemExit\)>", unreadable)
+    lengths = [len(lowlevel.describe(obj, limit)) for obj in (_ReprEndsThreads(), "abcdefghijkl", list(range(30)))]
+    assert max(lengths) <= limit
+    cut = lowlevel.describe(_ReprEndsThreads(), limit)
+    assert cut == (unreadable[: limit - 4] + "...>" if limit > 4 else unreadable[:limit])
+
+
+def test_describe_marks_a_cut_only_where_the_limit_leaves_room_for_more() -> None:
+    assert lowlevel.describe("abcdefghijkl", 8) == "'abcd..."
+    assert lowlevel.describe("abcdefghijkl", 3) == "'ab"
+    assert lowlevel.describe("abcdefghijkl", 0) == ""
+    assert lowlevel.describe("abcdefghijkl", 14) == "'abcdefghijkl'"  # not cut
