@@ -253,7 +253,20 @@ def test_autodiscovery_imports_events_modules_once() -> None:
 
 def test_autodiscover_false_imports_nothing() -> None:
     assert autodiscover(None) == []
+    assert autodiscover(False) == []
     assert "examples.django_project.orders.events" not in sys.modules
+
+
+@pytest.mark.usefixtures("forget_example_events")
+def test_autodiscover_true_is_the_default_module_as_in_the_setting() -> None:
+    assert autodiscover(True) == ["examples.django_project.orders.events"]
+    assert apply_settings({**TEST_EVENTS, "AUTODISCOVER": True})["AUTODISCOVER"] == "events"
+
+
+@pytest.mark.parametrize("module", [1, "", "no such-module", b"events"])
+def test_autodiscover_refuses_what_the_setting_refuses_naming_the_argument(module: object) -> None:
+    with pytest.raises(TypeError, match=r"^module must be a module name or False"):
+        autodiscover(module)  # type: ignore[arg-type]
 
 
 # -- the post_save bridge ------------------------------------------------------

@@ -215,14 +215,18 @@ def _signal_name(signal: Signal) -> str:
     raise ValueError("'event_type' is needed for a signal that is not one of Django's own")
 
 
-def autodiscover(module: str | None = "events") -> list[str]:
+def autodiscover(module: str | bool | None = "events") -> list[str]:
     """Import ``<app>.<module>`` of every installed app that has one and
     return their names. Python imports each module once, so calling this
-    again subscribes nothing twice. None: nothing.
+    again subscribes nothing twice. ``module`` is read as the
+    ``AUTODISCOVER`` setting is: None or False, nothing; True, the default
+    ``"events"``.
 
-    :param module: the module name to import from each app, or None.
+    :param module: the module name to import from each app, True, False or None.
     :returns: the dotted names imported.
+    :raises TypeError: ``module`` is none of these.
     """
+    module = _check_autodiscover(module, "module")
     if module is None:
         return []
     found = []
