@@ -244,7 +244,7 @@ class EventBus(StateMethods):
         receiver runs (see :class:`~blinker_events.lowlevel.Outlet`). Bridges to other
         processes call this; an outlet is added once.
 
-        :param outlet: an object with the :class:`~blinker_events.lowlevel.Outlet` methods.
+        :param outlet: an object with the :class:`~blinker_events.lowlevel.Outlet` attribute and methods.
         """
         self._runtime.add_outlet(outlet)
 

@@ -23,7 +23,9 @@ __all__ = ["Outlet", "offer"]
 
 
 class Outlet(Protocol):
-    """What :meth:`~blinker_events.EventBus.add_outlet` accepts."""
+    """What :meth:`~blinker_events.EventBus.add_outlet` accepts: an object
+    with a bool :attr:`takes_over` attribute and the three methods below
+    (``add_outlet`` refuses one without them with ``TypeError``)."""
 
     #: True if the events this outlet takes are delivered elsewhere instead
     #: of here (a work queue shared by several processes); the publish then
