@@ -266,8 +266,12 @@ class Adapters:
         if adapter is not None:
             adapter.active = False
 
-    def adapter(self, receiver_id: Hashable, held: Any, bus: Any, event_type: Any, kwargs: bool) -> Subscription | None:
-        """The adapter for one receiver; None if it was weakly held and is gone."""
+    def adapter(
+        self, receiver_id: Hashable, held: Any, bus: Any, event_type: Any, kwargs: bool, place: int
+    ) -> Subscription | None:
+        """The adapter for one receiver; None if it was weakly held and is
+        gone. ``place``: its place in the delivery order if it has none yet
+        (it was not connected through a signal of this bus)."""
         is_weak = isinstance(held, weakref.ref)
         fn = held() if is_weak else held
         if fn is None:
@@ -275,7 +279,7 @@ class Adapters:
         adapter = self.by_receiver.get(receiver_id)
         if adapter is None or not adapter.active or adapter.callback is not fn:
             adapter = Subscription(bus, event_type, fn, weak=is_weak, plain=True, kwargs=kwargs)
-            adapter.seq = self.seqs.setdefault(receiver_id, Subscription._next_seq())
+            adapter.seq = self.seqs.setdefault(receiver_id, place)
             self.by_receiver[receiver_id] = adapter
         return adapter
 
@@ -292,16 +296,22 @@ def build_route(
     if isinstance(signal, EventSignal):
         signal.settle()
     pairs: list[tuple[Subscription, frozenset[Hashable] | None]] = []
+    # The signal's receivers are in connection order. A plain receiver first
+    # met here (on a signal the bus does not own, which tells it of no
+    # connect) is placed right after the one before it, so the bus's own
+    # subscriptions and the plain receivers keep that order.
+    before = 0
     for receiver_id, held in list(signal.receivers.items()):
         if isinstance(held, Subscription):
             if held._bus is not bus or not held.active:
                 continue  # another bus's, or ended and not yet swept
             sub: Subscription | None = held
         else:
-            sub = adapters.adapter(receiver_id, held, bus, event_type, blinker_style)
+            sub = adapters.adapter(receiver_id, held, bus, event_type, blinker_style, before + 1)
         if sub is None:
             disconnect_by_id(signal, receiver_id)
             continue
+        before = sub.seq
         senders = senders_of(signal, receiver_id)
         pairs.append((sub, None if ANY_ID in senders else frozenset(senders)))
     for sub in wildcards:

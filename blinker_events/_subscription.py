@@ -25,7 +25,7 @@ from types import BuiltinMethodType, MethodType
 from typing import Any, Protocol
 
 from asgiref.sync import iscoroutinefunction as _marked_coroutine_function
-from blinker import ANY
+from blinker import ANY, Signal
 
 from ._describe import LIMIT, pass_interrupt
 from ._events import Event, EventTypeLike
@@ -46,6 +46,11 @@ class Owner(Protocol):
 
 
 _ids = itertools.count(1)
+#: The spacing of places in the delivery order (``seq``): a plain receiver
+#: the bus first meets on a blinker ``Signal`` it does not own takes a
+#: place in the gap after the receiver connected before it, which keeps the
+#: signal's connection order (see ``_signals.build_route``).
+SEQ_GAP = 1 << 20
 _BOUND = (MethodType, BuiltinMethodType)
 
 
@@ -191,8 +196,9 @@ class Subscription:
         kwargs: bool = False,
     ) -> None:
         self._bus = bus
-        self.id = self.seq = next(_ids)
+        self.id = next(_ids)
         # ``seq`` orders deliveries: the order of attachment across the bus.
+        self.seq = self.id * SEQ_GAP
         self.event_type = event_type
         self.type_key: TypeKey | None = None if event_type is None else type_key(event_type)
         self.callback_key = callback_key(callback)
@@ -261,7 +267,7 @@ class Subscription:
     def _next_seq() -> int:
         """A place in the delivery order, for receivers attached by blinker's
         own ``connect`` (they share the counter with subscriptions)."""
-        return next(_ids)
+        return next(_ids) * SEQ_GAP
 
     @property
     def callback(self) -> Callable[..., Any] | None:
@@ -291,12 +297,20 @@ class Subscription:
         return self._bus.remove_subscriptions([self]) == 1
 
     def __call__(self, sender: Any, /, **kwargs: Any) -> Any:
-        # Blinker calls receivers this way if someone uses the bus's signal
-        # with plain ``send``; pass the event on when there is one.
+        # Blinker calls receivers this way when a signal is sent with its
+        # own, unguarded ``send`` (blinker's rules: no guard, the first error
+        # stops the send). The bus's own signal of a type is sent so with the
+        # event as ``event=``; a blinker Signal of the application's, used as
+        # an event type, with its keyword arguments, which make the event as
+        # a guarded send would (data: the keyword arguments, source: the sender).
         fn = self.callback
-        if fn is None or "event" not in kwargs:
+        if fn is None:
             return None
-        return fn(kwargs["event"])
+        if isinstance(self.event_type, Signal):
+            if self.is_async:  # as blinker's send refuses an async receiver
+                raise RuntimeError(f"{self.name} is async: guard the signal, or publish, to run it")
+            return fn(Event(self.event_type, kwargs, sender))
+        return fn(kwargs["event"]) if "event" in kwargs else None
 
     def __repr__(self) -> str:
         target = "*" if self.event_type is None else shown_name(self.event_type)

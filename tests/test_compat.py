@@ -243,6 +243,73 @@ async def test_guarded_send_async_calls_mixed_receivers_without_sync_wrapper(bus
     assert calls == dict.fromkeys(("sync1", "async1", "sync2", "async2"), (sender, 7))
 
 
+@pytest.mark.parametrize("when", ["guarded first", "published first", "guarded last"])
+def test_plain_receivers_and_subscriptions_on_an_own_signal_run_in_connection_order(bus: EventBus, when: str) -> None:
+    # The bus is told of no plain ``connect`` on a signal it does not own:
+    # a plain receiver it meets later still takes its place by connection.
+    sig = be.Signal()
+    calls: list[str] = []
+
+    def plain_1(sender: Any, **kwargs: Any) -> str:
+        calls.append("plain_1")
+        return "p1"
+
+    def plain_2(sender: Any, **kwargs: Any) -> str:
+        calls.append("plain_2")
+        return "p2"
+
+    def subscribed(event: Event) -> str:
+        calls.append("subscribed")
+        return "s"
+
+    if when == "guarded first":
+        sig.guard(bus)
+    elif when == "published first":
+        bus.publish_sync(Event(sig))
+    sig.connect(plain_1)
+    sub = bus.subscribe(sig, subscribed)
+    sig.connect(plain_2)
+    if when != "guarded first":
+        sig.guard(bus)
+    assert sig.send("app") == [(plain_1, "p1"), (subscribed, "s"), (plain_2, "p2")]
+    bus.publish_sync(Event(sig))
+    assert calls == ["plain_1", "subscribed", "plain_2"] * 2
+    assert [s.callback for s in bus.get_subscriptions(sig)] == [plain_1, subscribed, plain_2]
+    assert sub in bus.get_subscriptions(sig)
+    sig.unguard()
+
+
+def test_an_unguarded_send_of_an_own_signal_calls_its_subscriptions_with_the_event(bus: EventBus) -> None:
+    # Unguarded, the send is blinker's: the subscription is one of its
+    # receivers, called with the event a guarded send would make.
+    sig = be.Signal()
+    sender = Sender("app")
+    got: list[Event] = []
+
+    def subscribed(event: Event) -> str:
+        got.append(event)
+        return "s"
+
+    sub = bus.subscribe(sig, subscribed)
+    assert sig.send(sender, order=7) == [(sub, "s")]
+    (event,) = got
+    assert (event.event_type, event.data, event.source) == (sig, {"order": 7}, sender)
+    assert bus.get_history(sig) == []  # blinker's send: the bus saw nothing
+
+
+def test_an_unguarded_send_of_an_own_signal_refuses_an_async_subscription_as_blinker_does(bus: EventBus) -> None:
+    sig = be.Signal()
+
+    async def subscribed(event: Event) -> None:
+        raise AssertionError("never started")
+
+    bus.subscribe(sig, subscribed)
+    with pytest.raises(RuntimeError, match=r"subscribed is async: guard the signal, or publish, to run it"):
+        sig.send("app")
+    sig.guard(bus)
+    assert [type(result) for _, result in sig.send("app")] == [AssertionError]  # guarded, it runs
+
+
 def test_guarded_send_ignores_async_wrapper(bus: EventBus) -> None:
     sig = be.Signal().guard(bus)
 

@@ -131,7 +131,7 @@ def test_module_settings_functions_change_the_default_bus(default_settings_resto
     settings = bus.settings
     assert (settings.history_size, settings.failure_threshold, settings.max_depth) == (7, 9, 5)
     assert (settings.queue_size, settings.overflow, settings.sync_executor) == (11, "drop_oldest", "thread_sensitive")
-    with pytest.raises(ValueError, match=r"^overflow must be one of 'block', 'raise', 'drop_oldest', not 'sometimes'$"):
+    with pytest.raises(ValueError, match=r"^policy must be one of 'block', 'raise', 'drop_oldest', not 'sometimes'$"):
         blinker_events.set_overflow("sometimes")
     assert bus.settings == settings
 
