@@ -28,10 +28,13 @@ _Pending = list[tuple[Event, float | None, contextvars.Context, Future[DeliveryR
 
 class _Request:
     """One HTTP request through the middleware: its info, the events it
-    queued until the response has gone (then None), and the first
-    exception that passed the inner marker (see ``asgi._Marker``)."""
+    queued until the response has gone (then None), the first exception
+    that passed the inner marker (see ``asgi._Marker``), and whether the
+    server's ``send`` failed before the app raised anything (the client
+    left: what the view did is done, whatever that failure then makes the
+    app raise)."""
 
-    __slots__ = ("events", "info", "lock", "pending", "raised")
+    __slots__ = ("client_gone", "events", "info", "lock", "pending", "raised")
 
     def __init__(self, events: BlinkerEvents, info: RequestInfo) -> None:
         self.events = events
@@ -39,6 +42,7 @@ class _Request:
         self.lock = threading.Lock()  # sync views and their threads queue too
         self.pending: _Pending | None = []
         self.raised: Exception | None = None
+        self.client_gone = False
 
     def queue(self, event: Event, timeout: float | None, future: Future[DeliveryReport]) -> None:
         with self.lock:

@@ -410,6 +410,13 @@ class _Middleware:
         async def watch(message: Message) -> None:
             try:
                 await send(message)
+            except BaseException:
+                # The client left (the server's send fails on a closed
+                # connection, as the ASGI spec asks): unless the app had
+                # raised already, what the view did is done.
+                if request.raised is None:
+                    request.client_gone = True
+                raise
             finally:  # a send that fails because the client left still ends the response
                 if _is_last(message):
                     self._sent(request)
@@ -420,7 +427,10 @@ class _Middleware:
             request.complete()
             raise
         except Exception as error:  # no response went out (a handler that raised, a broken stream)
-            request.abandon(error)
+            if request.client_gone:  # ... because the send failed: see watch
+                request.complete()
+            else:
+                request.abandon(error)
             raise
         except BaseException:  # cancelled: the client left, or the server is stopping
             request.complete()

@@ -672,6 +672,76 @@ async def test_a_send_that_fails_on_the_last_message_still_publishes(bus: EventB
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize("spec", ["2.0", "2.4"])
+@pytest.mark.parametrize(("path", "failing"), [("/json", 1), ("/stream", 1), ("/stream", 2)])
+async def test_a_send_that_fails_before_the_last_message_still_publishes(
+    bus: EventBus, path: str, failing: int, spec: str
+) -> None:
+    # A server's send raises on a closed connection (as ASGI 2.4 asks): the
+    # client left, and what the view did is done, whatever the app then
+    # raises out of that send (OSError, or Starlette's ClientDisconnect).
+    app, events = app_with(bus)
+    ran: list[Event] = []
+    bus.subscribe("e", ran.append)
+
+    @app.get("/json")
+    async def plain() -> dict[str, int]:
+        publish_after_response(Event("e"))
+        return {"n": 1}
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b"one"
+        yield b"two"
+
+    @app.get("/stream")
+    async def stream() -> StreamingResponse:
+        publish_after_response(Event("e"))
+        return StreamingResponse(chunks())
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.sleep(10)  # no disconnect message: the send is how the server tells
+        return {"type": "http.disconnect"}
+
+    sent = 0
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal sent
+        sent += 1
+        if sent == failing:
+            raise OSError("connection lost")
+
+    scope = {**http_scope(path, "GET"), "asgi": {"version": "3.0", "spec_version": spec}}
+    with pytest.raises((OSError, ClientDisconnect)):
+        await app(scope, receive, send)
+    assert await async_wait_until(lambda: ran)
+    assert events.stats() == {"queued": 1, "dropped": 0}
+
+
+@pytest.mark.asyncio
+async def test_a_send_that_fails_after_the_app_raised_still_drops(bus: EventBus) -> None:
+    # Starlette's own 500 for an error no handler took: its send failing
+    # does not make the view's work done.
+    app, events = app_with(bus)
+    bus.subscribe("e", lambda event: None)
+
+    @app.get("/")
+    async def view() -> None:
+        publish_after_response(Event("e"))
+        raise RuntimeError("the view failed")
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        raise OSError("connection lost")
+
+    with pytest.raises(OSError, match="connection lost") as raised:  # Starlette's send of its 500 failed
+        await app(http_scope("/", "GET"), receive, send)
+    assert isinstance(raised.value.__context__, RuntimeError)
+    assert events.stats() == {"queued": 0, "dropped": 1}
+
+
+@pytest.mark.asyncio
 async def test_a_client_disconnect_while_the_view_reads_the_body_still_publishes(bus: EventBus) -> None:
     app, events = app_with(bus)
     ran: list[Event] = []
