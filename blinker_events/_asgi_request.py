@@ -1,6 +1,8 @@
 """One HTTP request through :mod:`blinker_events.asgi`'s middleware: the
 events it queued with ``publish_after_response``, published once its
-response has gone out or dropped when the app raised instead.
+response has gone out or dropped when the app raised instead; and the two
+things the middleware reads that from: which message ends a response, and
+the marker that notes what the app raised.
 
 Private to :mod:`blinker_events.asgi` (not a core module: it is the ASGI
 integration's own, kept apart so each module stays readable).
@@ -14,6 +16,9 @@ import threading
 from collections.abc import Iterable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING
+
+from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from blinker_events import DeliveryReport, Event, EventSystemError
 from blinker_events.lowlevel import describe, shown_name
@@ -88,3 +93,28 @@ def _types_of(events: Iterable[Event], shown: int = 5) -> str:
     names = [shown_name(event.event_type) for event in events]
     more = f" and {len(names) - shown} more" if len(names) > shown else ""
     return ", ".join(names[:shown]) + more
+
+
+def _is_last(message: Message) -> bool:
+    kind = message["type"]
+    return (kind == "http.response.body" and not message.get("more_body", False)) or kind == "http.response.pathsend"
+
+
+class _Marker:
+    """Just inside Starlette's ``ServerErrorMiddleware``: notes on the request
+    the exception the app raised, before that middleware turns it into a 500
+    response (its handler's, or its own) and raises it on."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self.app(scope, receive, send)
+        except ClientDisconnect:  # the client left: what the view did is done
+            raise
+        except Exception as error:
+            request = CURRENT.get()
+            if request is not None and request.raised is None:
+                request.raised = error
+            raise

@@ -68,7 +68,7 @@ import blinker_events
 from blinker_events import DeliveryReport, Event, EventBus
 from blinker_events.lowlevel import bus_loop, check_timeout, describe, left_running
 
-from ._asgi_request import CURRENT, _Request
+from ._asgi_request import CURRENT, _is_last, _Marker, _Request
 
 __all__ = [
     "STATE_KEY",
@@ -354,31 +354,6 @@ def _copy(source: Future[DeliveryReport], target: Future[DeliveryReport]) -> Non
         target.set_exception(error)
     else:
         target.set_result(source.result())
-
-
-def _is_last(message: Message) -> bool:
-    kind = message["type"]
-    return (kind == "http.response.body" and not message.get("more_body", False)) or kind == "http.response.pathsend"
-
-
-class _Marker:
-    """Just inside Starlette's ``ServerErrorMiddleware``: notes on the request
-    the exception the app raised, before that middleware turns it into a 500
-    response (its handler's, or its own) and raises it on."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await self.app(scope, receive, send)
-        except ClientDisconnect:  # the client left: what the view did is done
-            raise
-        except Exception as error:
-            request = CURRENT.get()
-            if request is not None and request.raised is None:
-                request.raised = error
-            raise
 
 
 class _Middleware:

@@ -282,11 +282,12 @@ class _ReprEndsThreads:
 def test_describe_is_at_most_limit_characters_even_for_an_object_whose_repr_raises(limit: int) -> None:
     # Only strings reach the assertions: pytest's own repr of the object
     # would raise the SystemExit.
-    unreadable = lowlevel.describe(_ReprEndsThreads(), 300)
+    hostile = _ReprEndsThreads()
+    unreadable = lowlevel.describe(hostile, 300)
     assert re.fullmatch(r"<_ReprEndsThreads object at 0x[0-9a-f]+ \(repr raised SystemExit\)>", unreadable)
-    lengths = [len(lowlevel.describe(obj, limit)) for obj in (_ReprEndsThreads(), "abcdefghijkl", list(range(30)))]
+    lengths = [len(lowlevel.describe(obj, limit)) for obj in (hostile, "abcdefghijkl", list(range(30)))]
     assert max(lengths) <= limit
-    cut = lowlevel.describe(_ReprEndsThreads(), limit)
+    cut = lowlevel.describe(hostile, limit)
     assert cut == (unreadable[: limit - 4] + "...>" if limit > 4 else unreadable[:limit])
 
 
