@@ -216,6 +216,10 @@ class LoopThread:
             # collected, each would log "Task was destroyed but it is pending".
             for task in asyncio.all_tasks(old):
                 quiet_pending_task(task)
+        # Nor will what was posted and not started: closed, its coroutines
+        # do not warn that they were never awaited.
+        for coro, _, _ in getattr(self, "_posted", ()):
+            coro.close()
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._inflight = 0

@@ -22,7 +22,7 @@ from blinker_events import Event, EventBus, _interop, _sync
 from blinker_events._watchdog import watchdog
 from blinker_events.django import _settings as django_settings
 
-from .conftest import Demo
+from .conftest import Demo, wait_until
 
 WAIT = 5.0
 
@@ -100,6 +100,41 @@ def test_a_forked_child_never_delivers_the_parents_in_flight_job(bus: EventBus) 
         assert after == [os.getpid()]
     finally:
         release.set()
+
+
+def test_a_forked_child_forgets_the_async_deliveries_the_parents_loop_had_not_started_without_a_warning(
+    bus: EventBus,
+) -> None:
+    # A queued event's async receivers wait for the bus loop in a list the
+    # child forgets; each is a coroutine that, collected unstarted, would
+    # warn "coroutine ... was never awaited" in every forked worker.
+    inside = threading.Event()
+    release = threading.Event()
+    ran: list[int] = []
+
+    async def receiver(event: Event) -> None:
+        if event.data.get("hang"):
+            inside.set()
+            release.wait(WAIT)  # holds the bus loop itself: what is posted next waits
+        ran.append(event.data["n"])
+
+    bus.subscribe(Demo.PING, receiver)
+    try:
+        first = bus.publish_nowait(Event(Demo.PING, {"hang": True, "n": 1}))
+        assert inside.wait(WAIT)
+        second = bus.publish_nowait(Event(Demo.PING, {"n": 2}))
+        assert wait_until(lambda: len(bus._loop_thread._posted) == 1)  # posted, not started
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+
+            def child() -> object:
+                return [str(warning.message) for warning in caught]
+
+            assert _in_child(child) == []
+    finally:
+        release.set()
+    assert [first.result(WAIT).ok, second.result(WAIT).ok] == [True, True]
+    assert ran == [1, 2]
 
 
 def test_a_forked_child_does_not_deadlock_on_locks_parent_threads_held_at_the_fork(bus: EventBus) -> None:
