@@ -272,7 +272,6 @@ def test_left_running_counts_and_the_warning_names_what_a_shutdown_left_in_deliv
     assert lowlevel.left_running(bus) == 0
 
 
-
 class _ReprEndsThreads:
     def __repr__(self) -> str:
         raise SystemExit  # which would end a bus thread if it escaped

@@ -255,4 +255,3 @@ def test_check_setting_names_the_label_it_is_given_for_every_setting(setting: st
         check_setting(setting, _REFUSED[setting], "MY_KEY")
     with pytest.raises((TypeError, ValueError), match=rf"^{setting} must be "):
         check_setting(setting, _REFUSED[setting])
-

@@ -870,7 +870,6 @@ def test_publish_nowait_returns_a_concurrent_future(bus: EventBus) -> None:
     assert future.result(WAIT).succeeded == []
 
 
-
 class _EmptyThenRace(deque[Any]):
     """The worker's deque, which -- once ``arm``-ed -- lets ``publisher``
     run to its end at the moment the drainer finds the deque empty, before
