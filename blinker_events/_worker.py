@@ -329,6 +329,10 @@ class WorkQueue:
         finally:
             self._lock.release()
 
+    def _idle(self) -> bool:
+        # Called with the drain lock held.
+        return self._owner is None and not self._inflight and not self._jobs
+
     def join(self, timeout: float | None) -> int:
         """Wait until every queued and in-flight job finished, up to
         ``timeout``; then drop what is still queued. Returns how many were
@@ -336,22 +340,30 @@ class WorkQueue:
         it returns 0 at once and the worker goes on with the queue."""
         if JOB_OF.get() is self:
             return 0
-        with self._lock:
-            self._joiners += 1
-            try:
-                self._empty.wait_for(lambda: self._owner is None and not self._inflight and not self._jobs, timeout)
-            finally:
-                self._joiners -= 1
-        # What is left, under both locks: no publisher adds to it and no
-        # drainer takes from it meanwhile.
-        with self._put_lock, self._lock:
-            left = list(self._jobs)
-            self._jobs.clear()
-            self.dropped += len(left)
-            # A job settled by the drainer leaves the set in the drain's next
-            # lock round: until then it is in it, but no longer running.
-            running = [job.report.event for job in self._inflight if not job.resolved]
-            self.left_running = len(running)
+        deadline = None if timeout is None else perf_counter() + timeout
+        while True:
+            with self._lock:
+                self._joiners += 1
+                try:
+                    wait = None if deadline is None else max(deadline - perf_counter(), 0.0)
+                    idle = self._empty.wait_for(self._idle, wait)
+                finally:
+                    self._joiners -= 1
+            # What is left, under both locks: no publisher adds to it and no
+            # drainer takes from it meanwhile. A publish that came in
+            # between the two lock rounds, before the bound, is waited for
+            # too rather than dropped.
+            with self._put_lock, self._lock:
+                if idle and not self._idle():
+                    continue
+                left = list(self._jobs)
+                self._jobs.clear()
+                self.dropped += len(left)
+                # A job settled by the drainer leaves the set in the drain's
+                # next lock round: until then it is in it, but no longer running.
+                running = [job.report.event for job in self._inflight if not job.resolved]
+                self.left_running = len(running)
+                break
         if running:
             # Not dropped -- they may still end, and their futures resolve then.
             shown = ", ".join(describe(event) for event in running[:5])

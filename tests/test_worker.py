@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from typing import Any
 
@@ -910,4 +910,40 @@ def test_an_event_published_as_the_drain_ends_is_delivered(bus: EventBus) -> Non
     assert racing.raced.wait(WAIT)
     assert len(late) == 1
     assert late[0].result(WAIT).succeeded == [sub]
+    assert seen == [1, 2]
+
+
+class _IdleThenPublish(threading.Condition):
+    """The worker's "queue is idle" condition, which -- once ``arm``-ed --
+    lets ``publisher`` queue its event the moment a shutdown has seen the
+    queue idle, before the shutdown looks at what is left: the interleaving
+    a thread switch can make there."""
+
+    publisher: threading.Thread | None = None
+    queued: Callable[[], int] = staticmethod(lambda: 0)
+
+    def wait_for(self, predicate: Any, timeout: float | None = None) -> bool:
+        idle = super().wait_for(predicate, timeout)
+        publisher, self.publisher = self.publisher, None
+        if idle and publisher is not None:
+            publisher.start()
+            assert wait_until(lambda: self.queued() == 1)  # queued; its drain waits for this lock
+        return idle
+
+
+def test_a_publish_that_comes_in_as_a_shutdown_finds_the_queue_idle_is_delivered_not_dropped(
+    bus: EventBus,
+) -> None:
+    seen: list[int] = []
+    bus.subscribe(Demo.PING, lambda event: seen.append(event.data["n"]))
+    queue = bus._queue
+    idle = queue._empty = _IdleThenPublish(queue._lock)
+    idle.queued = lambda: len(queue)
+    late: list[Future[DeliveryReport]] = []
+    publisher = threading.Thread(target=lambda: late.append(bus.publish_nowait(_ev(2))))
+    bus.publish_nowait(_ev(1)).result(WAIT)
+    idle.publisher = publisher
+    assert bus.shutdown() == 0  # no bound: nothing is dropped
+    publisher.join(WAIT)
+    assert late[0].result(WAIT).ok
     assert seen == [1, 2]
