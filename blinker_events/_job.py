@@ -180,9 +180,10 @@ class NowaitJob(SyncRun):
             if not here:
                 self.queue.finished(self)
 
-    def drop(self, why: str) -> None:  # only for jobs still queued
-        if self.future.done():
-            return
+    def drop(self, why: str) -> None:
+        """Fail the future of a job taken off the queue undelivered; the
+        queue claimed it first (``set_running_or_notify_cancel``), so its
+        publisher can no longer cancel it."""
         try:
             described = repr(self.report.event)
         except BaseException:  # KeyboardInterrupt, which describe passes on: the future fails all the same

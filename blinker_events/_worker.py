@@ -127,6 +127,7 @@ class WorkQueue:
 
     def put(self, job: NowaitJob, block_timeout: float | None) -> None:
         dropped: NowaitJob | None = None
+        withdrawn: NowaitJob | None = None
         jobs = self._jobs
         # acquire/release rather than ``with``: on the hot paths here, a
         # ``with`` on a lock costs twice the instructions (the bound
@@ -136,11 +137,17 @@ class WorkQueue:
             if len(jobs) >= self._settings.value.queue_size:
                 if self.overflow == "drop_oldest":
                     try:
-                        dropped = jobs.popleft()
+                        oldest = jobs.popleft()
                     except IndexError:  # the drainer took the rest meanwhile: there is room
                         pass
                     else:
-                        self.dropped += 1
+                        # Claimed, it can no longer be cancelled; one its
+                        # publisher cancelled was withdrawn, not dropped.
+                        if oldest.future.set_running_or_notify_cancel():
+                            dropped = oldest
+                            self.dropped += 1
+                        else:
+                            withdrawn = oldest
                 else:
                     self._wait_for_room(block_timeout)
             jobs.append(job)
@@ -155,6 +162,8 @@ class WorkQueue:
                 logger.warning(
                     "worker queue full (%d): dropped the oldest event %s", self.maxsize, describe(dropped.report.event)
                 )
+            elif withdrawn is not None:
+                self._withdraw(withdrawn)
         finally:
             if self._owner is None:  # read without the lock: see the module doc
                 self._start_drain()
@@ -288,14 +297,8 @@ class WorkQueue:
             if wake:
                 self._make_room()
             if not job.future.set_running_or_notify_cancel():
-                # The publisher cancelled the future while it was queued:
-                # the event is withdrawn, and recorded as any cancelled publish.
-                try:
-                    job.withdrawn()
-                except BaseException:  # as a dispatch's below: logged, and the drain goes on
-                    logger.exception("worker: recording the withdrawn %s failed", describe(job.report.event))
-                finally:
-                    job.resolved = True  # the future is settled (cancelled)
+                self._withdraw(job)
+                job.resolved = True  # the future is settled (cancelled)
                 continue
             job.owner = owner
             try:
@@ -304,6 +307,15 @@ class WorkQueue:
             except BaseException as exc:  # a bug of ours: fail the job, keep draining
                 logger.exception("worker: dispatch of %s failed", describe(job.report.event))
                 job.resolve(exc, here=True)
+
+    @staticmethod
+    def _withdraw(job: NowaitJob) -> None:
+        """``job``'s publisher cancelled its future while it was queued: the
+        event is withdrawn, and recorded as any cancelled publish."""
+        try:
+            job.withdrawn()
+        except BaseException:  # as a dispatch's: logged, and the drain (or the publish) goes on
+            logger.exception("worker: recording the withdrawn %s failed", describe(job.report.event))
 
     def _take_back(self, owner: object) -> bool:
         """Own the drain again as ``owner``, if nobody took it since it was
@@ -356,8 +368,11 @@ class WorkQueue:
             with self._put_lock, self._lock:
                 if idle and not self._idle():
                     continue
-                left = list(self._jobs)
+                queued = list(self._jobs)
                 self._jobs.clear()
+                # Claimed, as the drop_oldest policy claims them (see put).
+                left = [job for job in queued if job.future.set_running_or_notify_cancel()]
+                withdrawn = [job for job in queued if job.future.cancelled()]
                 self.dropped += len(left)
                 # A job settled by the drainer leaves the set in the drain's
                 # next lock round: until then it is in it, but no longer running.
@@ -375,6 +390,8 @@ class WorkQueue:
                 shown,
                 more,
             )
+        for job in withdrawn:
+            self._withdraw(job)
         for job in left:
             logger.error("shutdown: dropped %s, still queued after %.3gs", describe(job.report.event), timeout)
             job.drop("the bus shut down before it was delivered")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import sys
 import threading
 import time
 from collections import deque
@@ -947,3 +948,73 @@ def test_a_publish_that_comes_in_as_a_shutdown_finds_the_queue_idle_is_delivered
     publisher.join(WAIT)
     assert late[0].result(WAIT).ok
     assert seen == [1, 2]
+
+
+def test_a_withdrawn_event_that_drop_oldest_takes_off_is_recorded_as_withdrawn_not_dropped(
+    new_bus: BusFactory, gate: threading.Event, caplog: pytest.LogCaptureFixture
+) -> None:
+    bus = new_bus(queue_size=1, overflow="drop_oldest")
+    seen, first = hold_the_worker(bus, gate, first=1)
+    withdrawn = bus.publish_nowait(_ev(2))
+    assert withdrawn.cancel()
+    third = bus.publish_nowait(_ev(3))  # the queue is full of the withdrawn event: it makes room
+    gate.set()
+    assert third.result(WAIT).ok and first.result(WAIT).ok
+    assert seen == [1, 3]
+    assert bus.stats()["dropped"] == 0
+    assert log_records(caplog, logging.WARNING, "dropped") == []
+    (sub,) = bus.get_subscriptions(Demo.PING)
+    reports = {report.event.data["n"]: report for report in bus.get_delivery_reports()}
+    assert reports[2].cancelled == [sub] and reports[2].succeeded == []
+
+
+def test_a_withdrawn_event_still_queued_at_a_shutdown_is_recorded_as_withdrawn_not_dropped(
+    bus: EventBus, gate: threading.Event
+) -> None:
+    seen, first = hold_the_worker(bus, gate, first=1)
+    withdrawn = bus.publish_nowait(_ev(2))
+    dropped = bus.publish_nowait(_ev(3))
+    assert withdrawn.cancel()
+    assert bus.shutdown(timeout=0.2) == 1  # the event still queued; not the withdrawn one
+    assert isinstance(dropped.exception(WAIT), QueueFullError)
+    gate.set()
+    assert first.result(WAIT).ok
+    assert bus.stats()["dropped"] == 1
+    (sub,) = bus.get_subscriptions(Demo.PING)
+    assert [(r.event.data["n"], r.cancelled) for r in bus.get_delivery_reports() if r.event.data["n"] == 2] == [
+        (2, [sub])
+    ]
+
+
+def test_cancelling_queued_events_as_drop_oldest_takes_them_off_never_fails_the_publish(new_bus: BusFactory) -> None:
+    # A drop claims the future before it fails it, so a cancel racing the
+    # drop either withdraws the event or comes too late; before, the drop
+    # could fail a future cancelled in between, raising InvalidStateError
+    # out of the publisher's publish_nowait. A tiny switch interval makes
+    # the two threads interleave inside those few lines.
+    bus = new_bus(queue_size=1, overflow="drop_oldest", history_size=0)
+    release = threading.Event()
+    bus.subscribe(Demo.PING, lambda event: release.wait(WAIT) if event.data["n"] == 0 else None)
+    held = bus.publish_nowait(_ev(0))
+    assert wait_until(lambda: bus.stats()["queued"] == 0)  # the worker holds it
+    futures: deque[Future[DeliveryReport]] = deque(maxlen=2)
+    done = threading.Event()
+
+    def cancel_the_newest() -> None:
+        while not done.is_set():
+            for future in list(futures):
+                future.cancel()
+
+    canceller = threading.Thread(target=cancel_the_newest)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    canceller.start()
+    try:
+        for n in range(1, 20_000):
+            futures.append(bus.publish_nowait(_ev(n)))
+    finally:
+        done.set()
+        sys.setswitchinterval(interval)
+        canceller.join(WAIT)
+        release.set()
+    assert held.result(WAIT).ok
