@@ -368,12 +368,19 @@ class _Middleware:
         self.events = events
         self.errors = errors
 
+    def _a_response(self, request: _Request) -> bool:
+        """Whether what the app sends is a response (see the module doc): it
+        raised nothing, or a handler makes a response of what it raised --
+        not Starlette's own 500 (or debug traceback)."""
+        errors = self.errors
+        return request.raised is None or (errors is not None and errors.handler is not None and not errors.debug)
+
     def _sent(self, request: _Request) -> None:
-        error = request.raised
-        if error is None or (self.errors is not None and self.errors.handler is not None and not self.errors.debug):
+        if self._a_response(request):
             request.complete()  # a response, or the response a handler made of the error
         else:
-            request.abandon(error)  # Starlette's own 500 (or debug traceback): the app raised
+            assert request.raised is not None  # Starlette's own 500 (or debug traceback): the app raised
+            request.abandon(request.raised)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -387,9 +394,9 @@ class _Middleware:
                 await send(message)
             except BaseException:
                 # The client left (the server's send fails on a closed
-                # connection, as the ASGI spec asks): unless the app had
-                # raised already, what the view did is done.
-                if request.raised is None:
+                # connection, as the ASGI spec asks): if what was being
+                # sent is a response, what the view did is done.
+                if self._a_response(request):
                     request.client_gone = True
                 raise
             finally:  # a send that fails because the client left still ends the response

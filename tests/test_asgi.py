@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import BackgroundTasks, FastAPI, HTTPException, WebSocket
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 
@@ -713,6 +713,36 @@ async def test_a_send_that_fails_before_the_last_message_still_publishes(
     scope = {**http_scope(path, "GET"), "asgi": {"version": "3.0", "spec_version": spec}}
     with pytest.raises((OSError, ClientDisconnect)):
         await app(scope, receive, send)
+    assert await async_wait_until(lambda: ran)
+    assert events.stats() == {"queued": 1, "dropped": 0}
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("failing", ["http.response.start", "http.response.body"])
+async def test_a_send_that_fails_on_a_handlers_response_still_publishes(bus: EventBus, failing: str) -> None:
+    # A handler for 500 makes a response of what the view raised (the
+    # table: published), and the client leaving during it does not undo that.
+    async def on_500(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"error": "sorry"}, status_code=500)
+
+    app, events = app_with(bus, app_options={"exception_handlers": {500: on_500}})
+    ran: list[Event] = []
+    bus.subscribe("e", ran.append)
+
+    @app.get("/")
+    async def view() -> None:
+        publish_after_response(Event("e"))
+        raise RuntimeError("the view failed")
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == failing:
+            raise OSError("connection lost")
+
+    with pytest.raises((OSError, RuntimeError)):
+        await app(http_scope("/", "GET"), receive, send)
     assert await async_wait_until(lambda: ran)
     assert events.stats() == {"queued": 1, "dropped": 0}
 
