@@ -120,13 +120,22 @@ class LiveSettings:
     :meth:`change` makes the new value (checking it in full) and swaps it
     in under a lock, so concurrent changes do not lose each other's
     fields; readers take no lock, since replacing one attribute is atomic.
+    A component waiting on a setting (a publisher blocked for room in the
+    worker queue) is told of each change by a watcher (see :meth:`watch`).
     """
 
-    __slots__ = ("_lock", "value")
+    __slots__ = ("_lock", "_watchers", "value")
 
     def __init__(self, value: BusSettings) -> None:
         self._lock = threading.Lock()
+        self._watchers: tuple[Callable[[], None], ...] = ()
         self.value = value
+
+    def watch(self, changed: Callable[[], None]) -> None:
+        """Call ``changed()`` after every change from now on, outside the
+        lock; it must not raise."""
+        with self._lock:
+            self._watchers = (*self._watchers, changed)
 
     def change(self, apply: Callable[[BusSettings, BusSettings], None] | None = None, **changes: Any) -> BusSettings:
         """Swap in ``value.replace(**changes)`` and return it. ``apply(old,
@@ -140,4 +149,7 @@ class LiveSettings:
             if apply is not None:
                 apply(old, new)
             self.value = new
-            return new
+            watchers = self._watchers
+        for changed in watchers:
+            changed()
+        return new

@@ -84,6 +84,8 @@ class WorkQueue:
         # The bound and the policy are read at each put, never copied: a
         # configure() applies to the next publish.
         self._settings = settings
+        # A bigger bound is room: publishers waiting for it look again.
+        settings.watch(self._make_room)
         self.dropped = 0
         self.rejected = 0
         #: How often the drain was handed on because a blocked publisher saw
@@ -327,7 +329,8 @@ class WorkQueue:
             return True
 
     def _make_room(self) -> None:
-        # The drainer's, with no lock held (the put lock comes first).
+        # The drainer's, and a settings change's, with no lock held (the
+        # put lock comes first).
         with self._put_lock:
             self._room.notify_all()
 

@@ -1018,3 +1018,34 @@ def test_cancelling_queued_events_as_drop_oldest_takes_them_off_never_fails_the_
         canceller.join(WAIT)
         release.set()
     assert held.result(WAIT).ok
+
+
+def test_a_publisher_waiting_for_room_is_let_in_when_the_queue_is_made_bigger(
+    new_bus: BusFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # It used to look again only once a second (the hand-off check) or at
+    # its own deadline; the hand-off is put far off so only a wake-up lets it in.
+    monkeypatch.setattr("blinker_events._worker.HANDOFF_SECONDS", 60.0)
+    bus = new_bus(queue_size=1, overflow="block")
+    held, release = threading.Event(), threading.Event()
+    seen: list[int] = []
+
+    def receiver(event: Event) -> None:
+        if event.data["n"] == 1:
+            held.set()
+            release.wait(30)  # longer than the publish below may wait
+        seen.append(event.data["n"])
+
+    bus.subscribe(Demo.PING, receiver)
+    first = bus.publish_nowait(_ev(1))
+    assert held.wait(WAIT)
+    queued = bus.publish_nowait(_ev(2))  # the queue is full now
+    threading.Timer(0.2, bus.set_queue_size, args=(2,)).start()
+    started = time.perf_counter()
+    try:
+        waited = bus.publish_nowait(_ev(3), timeout=10.0)  # blocks for room
+        assert time.perf_counter() - started < 5.0  # well before its 10 s deadline
+    finally:
+        release.set()
+    assert [f.result(WAIT).ok for f in (first, queued, waited)] == [True, True, True]
+    assert seen == [1, 2, 3]
