@@ -959,13 +959,15 @@ def test_a_withdrawn_event_that_drop_oldest_takes_off_is_recorded_as_withdrawn_n
     assert withdrawn.cancel()
     third = bus.publish_nowait(_ev(3))  # the queue is full of the withdrawn event: it makes room
     gate.set()
-    assert third.result(WAIT).ok and first.result(WAIT).ok
+    assert third.result(WAIT).ok
+    assert first.result(WAIT).ok
     assert seen == [1, 3]
     assert bus.stats()["dropped"] == 0
     assert log_records(caplog, logging.WARNING, "dropped") == []
     (sub,) = bus.get_subscriptions(Demo.PING)
     reports = {report.event.data["n"]: report for report in bus.get_delivery_reports()}
-    assert reports[2].cancelled == [sub] and reports[2].succeeded == []
+    assert reports[2].cancelled == [sub]
+    assert reports[2].succeeded == []
 
 
 def test_a_withdrawn_event_still_queued_at_a_shutdown_is_recorded_as_withdrawn_not_dropped(
@@ -979,6 +981,7 @@ def test_a_withdrawn_event_still_queued_at_a_shutdown_is_recorded_as_withdrawn_n
     assert isinstance(dropped.exception(WAIT), QueueFullError)
     gate.set()
     assert first.result(WAIT).ok
+    assert seen == [1]
     assert bus.stats()["dropped"] == 1
     (sub,) = bus.get_subscriptions(Demo.PING)
     assert [(r.event.data["n"], r.cancelled) for r in bus.get_delivery_reports() if r.event.data["n"] == 2] == [
