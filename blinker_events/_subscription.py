@@ -306,11 +306,14 @@ class Subscription:
         fn = self.callback
         if fn is None:
             return None
-        if isinstance(self.event_type, Signal):
+        event = kwargs.get("event")
+        if isinstance(event, Event):  # the bus's own signal, sent with its event
+            return fn(event)
+        if isinstance(self.event_type, Signal) and not getattr(self.event_type, "carries_events", False):
             if self.is_async:  # as blinker's send refuses an async receiver
                 raise RuntimeError(f"{self.name} is async: guard the signal, or publish, to run it")
             return fn(Event(self.event_type, kwargs, sender))
-        return fn(kwargs["event"]) if "event" in kwargs else None
+        return None
 
     def __repr__(self) -> str:
         target = "*" if self.event_type is None else shown_name(self.event_type)

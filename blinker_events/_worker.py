@@ -60,7 +60,7 @@ import weakref
 from collections import deque
 from time import perf_counter
 
-from ._describe import describe
+from ._describe import describe, pass_interrupt
 from ._errors import QueueFullError
 from ._interop import running_loop
 from ._job import JOB_OF, NowaitJob
@@ -316,7 +316,8 @@ class WorkQueue:
         event is withdrawn, and recorded as any cancelled publish."""
         try:
             job.withdrawn()
-        except BaseException:  # as a dispatch's: logged, and the drain (or the publish) goes on
+        except BaseException as exc:  # as a dispatch's: logged, and the drain (or the publish) goes on
+            pass_interrupt(exc)  # a Ctrl-C on the main thread (a publisher's) is its own
             logger.exception("worker: recording the withdrawn %s failed", describe(job.report.event))
 
     def _take_back(self, owner: object) -> bool:

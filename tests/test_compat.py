@@ -297,6 +297,20 @@ def test_an_unguarded_send_of_an_own_signal_calls_its_subscriptions_with_the_eve
     assert bus.get_history(sig) == []  # blinker's send: the bus saw nothing
 
 
+@pytest.mark.parametrize("subscribed_to", ["the type", "its signal"])
+def test_a_plain_send_of_the_buss_own_signal_with_an_event_passes_that_event_on(
+    bus: EventBus, subscribed_to: str
+) -> None:
+    signal = bus.signal_for("orders.placed")
+    got: list[Event] = []
+    sub = bus.subscribe("orders.placed" if subscribed_to == "the type" else signal, got.append)
+    event = Event("orders.placed", {"n": 1})
+    assert signal.send("app", event=event) == [(sub, None)]
+    assert got == [event]
+    assert signal.send("app") == [(sub, None)]  # no event: nothing to pass on
+    assert got == [event]
+
+
 def test_an_unguarded_send_of_an_own_signal_refuses_an_async_subscription_as_blinker_does(bus: EventBus) -> None:
     sig = be.Signal()
 
