@@ -183,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         # Q's and QL's floors (no bus at all; both workers time them, with
         # this checkout's bench code): how far the rate target is from what
         # the least such delivery manages in the same run.
+        if target is None:
+            continue
         runs = samples[scenario]["new"] + samples[scenario]["old"]
         for floor in (lib for lib in runs[0]["ns"] if lib != "blinker_events"):
             rate = 1e9 / statistics.median(r["ns"][floor] for r in runs)
