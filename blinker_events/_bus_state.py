@@ -52,7 +52,10 @@ class StateMethods:
         ``history_size``, ``max_depth``, ``queue_size``, ``overflow``,
         ``sync_executor``, ``slow_after``). The whole new value is checked before it is
         swapped in, atomically, so a bad one (TypeError/ValueError naming it)
-        changes nothing, and a publish sees either every change or none.
+        changes nothing, and ``bus.settings`` shows either every change or
+        none. A publish already running reads each setting where it applies
+        it, so it may apply the old value of one and the new of another
+        (see :doc:`/settings`).
 
         :param changes: setting names and their new values.
         :raises TypeError: an unknown setting name, or a value of the wrong type.

@@ -258,9 +258,11 @@ class WorkQueue:
         never waits anywhere a stuck thread could keep it. The lock round
         that takes a job also takes the previous one off the in-flight set
         if it was settled meanwhile (a job with async receivers usually is
-        not yet: it leaves the set when the loop settles it). A blocked
-        publisher is woken when the queue is down to half, not on every job:
-        waking it per job costs a thread switch per event.
+        not yet: it leaves the set when the loop settles it). A publisher
+        blocked on the full queue is woken by the job taken, which made room
+        for it (waking it only once the queue was down to half, as this loop
+        once did, let a publisher with a short timeout be refused while a
+        slot stood free; with the two locks, waking it costs no rate).
         """
         # Locals: this is the worker's hot loop. (A fork replaces these
         # objects in the child only, where no drain loop runs.)
@@ -287,7 +289,7 @@ class WorkQueue:
                 else:
                     inflight.add(taken)
                     self._started += 1
-                    wake = bool(self._room_waiters) and len(jobs) <= self._settings.value.queue_size // 2
+                    wake = bool(self._room_waiters)  # the job taken made room
             finally:
                 lock.release()
             if taken is None:

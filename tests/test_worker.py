@@ -1052,3 +1052,45 @@ def test_a_publisher_waiting_for_room_is_let_in_when_the_queue_is_made_bigger(
         release.set()
     assert [f.result(WAIT).ok for f in (first, queued, waited)] == [True, True, True]
     assert seen == [1, 2, 3]
+
+
+def test_a_publisher_waiting_for_room_is_let_in_by_the_first_job_the_worker_takes(
+    new_bus: BusFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Woken only once the queue was down to half, a publisher with a short
+    # timeout was refused while the slot the worker freed stood empty. The
+    # hand-off's once-a-second look is put far off: only the wake-up counts.
+    monkeypatch.setattr("blinker_events._worker.HANDOFF_SECONDS", 60.0)
+    bus = new_bus(queue_size=10, overflow="block")
+    holding = {1: threading.Event(), 2: threading.Event()}
+    held = {n: threading.Event() for n in holding}
+    seen: list[int] = []
+
+    def receiver(event: Event) -> None:
+        n = event.data["n"]
+        if n in holding:
+            held[n].set()
+            holding[n].wait(30)
+        seen.append(n)
+
+    bus.subscribe(Demo.PING, receiver)
+    futures = [bus.publish_nowait(_ev(1))]
+    assert held[1].wait(WAIT)
+    futures += [bus.publish_nowait(_ev(n)) for n in range(2, 12)]  # ten queued: full
+    outcome: list[object] = []
+    waiter = threading.Thread(target=lambda: outcome.append(bus.publish_nowait(_ev(12), timeout=10.0)))
+    waiter.start()
+    try:
+        assert wait_until(lambda: waiter.is_alive() and bus.stats()["queued"] == 10)
+        holding[1].set()  # the worker takes 2 (one slot free) and holds it
+        assert held[2].wait(WAIT)
+        waiter.join(5.0)  # well before its 10 s deadline, with the worker still held
+        assert not waiter.is_alive()
+        assert bus.stats()["queued"] == 10
+    finally:
+        holding[1].set()
+        holding[2].set()
+        waiter.join(WAIT)
+    futures += [f for f in outcome if isinstance(f, Future)]
+    assert [f.result(WAIT).ok for f in futures] == [True] * 12
+    assert seen == list(range(1, 13))
