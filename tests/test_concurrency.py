@@ -15,7 +15,7 @@ import pytest
 
 from blinker_events import DeliveryReport, Event, EventBus, Subscription
 
-from .conftest import WAIT, Demo
+from .conftest import WAIT, Demo, wait_until
 
 JOIN = 10.0  # watchdog for every thread a test starts
 
@@ -73,6 +73,8 @@ def test_steady_receiver_gets_every_event_while_others_churn(bus: EventBus, thre
     def publisher(p: int) -> None:
         start.wait()
         for i in range(500):
+            if i == 250:  # halfway, every churner is churning: the two overlap however threads are scheduled
+                wait_until(lambda: all(n > 0 for n in churned), timeout=JOIN)
             reports.append(bus.publish_sync(Event(Demo.PING, {"p": p, "i": i})))
 
     def churner(c: int) -> None:
