@@ -376,9 +376,12 @@ class WorkQueue:
                     continue
                 queued = list(self._jobs)
                 self._jobs.clear()
-                # Claimed, as the drop_oldest policy claims them (see put).
-                left = [job for job in queued if job.future.set_running_or_notify_cancel()]
-                withdrawn = [job for job in queued if job.future.cancelled()]
+                # Each claimed, as the drop_oldest policy claims it (see put);
+                # one its publisher cancelled is withdrawn, not dropped.
+                left: list[NowaitJob] = []
+                withdrawn: list[NowaitJob] = []
+                for job in queued:
+                    (left if job.future.set_running_or_notify_cancel() else withdrawn).append(job)
                 self.dropped += len(left)
                 # A job settled by the drainer leaves the set in the drain's
                 # next lock round: until then it is in it, but no longer running.
