@@ -23,8 +23,8 @@ this API -- is at https://blinker-events.readthedocs.io/en/latest/
 # - rules: ``_checks`` (argument validation), ``_settings`` (the one frozen
 #   ``BusSettings``);
 # - machinery: ``_fork``, ``_interop`` (every use of another library's
-#   private API), ``_threads`` (pool, bus loop), ``_watchdog``,
-#   ``_lifecycle``;
+#   private API), ``_threads`` (the pool), ``_loop_thread`` (the bus loop),
+#   ``_watchdog``, ``_lifecycle``;
 # - who listens: ``_subscription``, ``_index``, ``_signals`` (a signal per
 #   type, immutable routes), ``_class_routes`` (receivers of typed event
 #   classes and their bases), ``_bridges`` (relays for signals the bus does

@@ -10,7 +10,7 @@ past it are cancelled, and so on until none is left.
 
 A cancelled receiver may take a while to unwind (or ignore the cancellation);
 the publish does not wait for that. The bus keeps the task referenced (see
-:func:`~._threads.hold_until_done`) until it ends and logs whatever it raises late, so
+:func:`~._loop_thread.hold_until_done`) until it ends and logs whatever it raises late, so
 nothing is lost.
 
 Cancelling the publisher cancels the receivers it runs: the one in its own

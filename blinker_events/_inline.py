@@ -25,11 +25,11 @@ from asgiref.sync import async_to_sync
 from ._async import deliver_async, deliver_off_thread
 from ._context import get_handling
 from ._interop import outer_loop, quiet_pending_task, running_loop
+from ._loop_thread import hold_until_done
 from ._report import DeliveryReport
 from ._signals import Route
 from ._subscription import Subscription
 from ._sync import deliver_sync
-from ._threads import hold_until_done
 
 if TYPE_CHECKING:
     from ._runtime import Runtime

@@ -24,11 +24,11 @@ from asgiref.sync import sync_to_async
 
 from ._async import deliver_async, deliver_one
 from ._context import get_handling
+from ._loop_thread import hold_until_done
 from ._report import DeliveryReport
 from ._signals import Route
 from ._subscription import Subscription
 from ._sync import SyncRun
-from ._threads import hold_until_done
 
 if TYPE_CHECKING:
     from ._runtime import Runtime

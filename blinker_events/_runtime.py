@@ -48,6 +48,7 @@ from ._events import Event
 from ._history import History
 from ._hooks import Hooks
 from ._lifecycle import remaining
+from ._loop_thread import LoopThread, hold_until_done
 from ._outcomes import OutcomeRecorder, check_cycle
 from ._outlets import Outlet, offer
 from ._report import DeliveryReport
@@ -55,7 +56,7 @@ from ._settings import BusSettings, LiveSettings
 from ._signals import EventSignal, Route
 from ._slow import SlowCounter
 from ._subscription import Subscription
-from ._threads import LoopThread, ThreadPool, hold_until_done
+from ._threads import ThreadPool
 from ._types import SystemEventType, TypeKey
 
 __all__ = ["UNROUTED", "Publisher", "Runtime"]

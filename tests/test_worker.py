@@ -412,6 +412,76 @@ def test_a_burst_of_queued_events_reaches_async_receivers_each_in_its_own_publis
     assert CTX.get() == "unset"
 
 
+def _hold_the_bus_loop(bus: EventBus, gate: threading.Event) -> None:
+    """Queue an event whose async receiver blocks the bus loop's thread
+    itself until ``gate`` opens; return once it does."""
+    holding = threading.Event()
+
+    async def hog(event: Event) -> None:
+        holding.set()
+        gate.wait(HANG)  # blocks the loop, not just this task
+
+    bus.subscribe(Demo.OTHER, hog)
+    bus.publish_nowait(Event(Demo.OTHER))
+    assert holding.wait(WAIT)
+
+
+def _posted_by_the_worker(bus: EventBus, n: int) -> tuple[list[Future[DeliveryReport]], Any]:
+    """Queue ``n`` events, each to a sync and an async receiver, and return
+    once the worker has run every sync one: (their futures, the async
+    receiver's subscription). Each event's async half is handed to the bus
+    loop right after its sync half, so all of them are then waiting there."""
+    ran: list[int] = []
+    bus.subscribe(Demo.PING, lambda event: ran.append(event.data["n"]))
+
+    async def areceiver(event: Event) -> None:
+        await asyncio.sleep(0)
+
+    sub = bus.subscribe(Demo.PING, areceiver)
+    futures = [bus.publish_nowait(_ev(k)) for k in range(n)]
+    assert wait_until(lambda: len(ran) == n, WAIT)
+    return futures, sub
+
+
+def test_a_burst_waiting_on_the_bus_loop_starts_a_few_at_a_time_in_publish_order(
+    bus: EventBus, gate: threading.Event
+) -> None:
+    # Started all at once, a burst's thousands of tasks would all be alive
+    # together, and the loop's other work would wait behind them.
+    _hold_the_bus_loop(bus, gate)
+    started: list[int] = []
+    running = [0, 0]  # now, most at once
+
+    async def areceiver(event: Event) -> None:
+        started.append(event.data["n"])
+        running[0] += 1
+        running[1] = max(running)
+        await asyncio.sleep(0)
+        running[0] -= 1
+
+    sub = bus.subscribe(Demo.PING, areceiver)
+    futures = [bus.publish_nowait(_ev(n)) for n in range(500)]
+    assert wait_until(lambda: bus.stats()["queued"] == 0, WAIT)
+    gate.set()
+    assert [f.result(WAIT).succeeded for f in futures] == [[sub]] * 500
+    assert started == list(range(500))
+    assert running[1] <= 64  # a few turns' worth of 16, where all 500 used to start together
+
+
+def test_a_stop_that_gives_up_still_settles_what_waited_on_the_bus_loop(bus: EventBus, gate: threading.Event) -> None:
+    # The shutdown's time is up while the bus loop is held: the deliveries
+    # waiting there are cancelled when the loop stops, each future settled
+    # with its report -- those the loop had not started yet too.
+    _hold_the_bus_loop(bus, gate)
+    futures, sub = _posted_by_the_worker(bus, 100)
+    bus.shutdown(timeout=0.2)
+    gate.set()
+    reports = [f.result(WAIT) for f in futures]
+    assert [r.cancelled for r in reports] == [[sub]] * 100
+    assert [len(r.succeeded) for r in reports] == [1] * 100  # the sync receiver
+    assert len(bus.get_history(Demo.PING)) == 100
+
+
 def test_disable_enable_while_worker_busy(bus: EventBus, gated: Gated) -> None:
     gated.hold = {0}
     sub = bus.subscribe(Demo.PING, gated)
@@ -1094,3 +1164,4 @@ def test_a_publisher_waiting_for_room_is_let_in_by_the_first_job_the_worker_take
     futures += [f for f in outcome if isinstance(f, Future)]
     assert [f.result(WAIT).ok for f in futures] == [True] * 12
     assert seen == list(range(1, 13))
+
