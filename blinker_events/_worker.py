@@ -376,6 +376,8 @@ class WorkQueue:
                     continue
                 queued = list(self._jobs)
                 self._jobs.clear()
+                if queued and self._room_waiters:  # their slots are free now
+                    self._room.notify_all()
                 # Each claimed, as the drop_oldest policy claims it (see put);
                 # one its publisher cancelled is withdrawn, not dropped.
                 left: list[NowaitJob] = []

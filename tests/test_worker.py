@@ -1165,3 +1165,28 @@ def test_a_publisher_waiting_for_room_is_let_in_by_the_first_job_the_worker_take
     assert [f.result(WAIT).ok for f in futures] == [True] * 12
     assert seen == list(range(1, 13))
 
+
+def test_a_publisher_waiting_for_room_is_let_in_when_a_shutdown_drops_the_queue(
+    new_bus: BusFactory, monkeypatch: pytest.MonkeyPatch, gate: threading.Event
+) -> None:
+    # The shutdown's time is up behind a hung receiver: what is queued is
+    # dropped, which frees its slots at once, and a publisher waiting for
+    # room gets in then -- not at its own deadline or the next hand-off
+    # (found from outside: it waited about a second with the queue empty).
+    monkeypatch.setattr("blinker_events._worker.HANDOFF_SECONDS", 60.0)
+    bus = new_bus(queue_size=1, overflow="block")
+    seen, first = hold_the_worker(bus, gate, first=1)
+    dropped = bus.publish_nowait(_ev(2))  # the queue is full now
+    outcome: list[Future[DeliveryReport]] = []
+    waiter = threading.Thread(target=lambda: outcome.append(bus.publish_nowait(_ev(3), timeout=10.0)))
+    waiter.start()
+    assert wait_until(lambda: waiter.is_alive() and bus.stats()["queued"] == 1)
+    time.sleep(0.1)  # into its wait for room
+    assert bus.shutdown(timeout=0.1) == 1
+    waiter.join(5.0)  # well before its 10 s deadline, with the worker still held
+    assert not waiter.is_alive()
+    assert isinstance(dropped.exception(WAIT), QueueFullError)
+    gate.set()
+    assert [first.result(WAIT).ok, outcome[0].result(WAIT).ok] == [True, True]
+    assert seen == [1, 3]
+
