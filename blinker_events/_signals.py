@@ -96,11 +96,6 @@ class EventSignal(NamedSignal):
     bus's signal, found again by the bus and pinned again when connected to.
     """
 
-    #: Read by ``Subscription.__call__``: a plain blinker ``send`` of this
-    #: signal carries its event as ``event=`` (it is not an application's
-    #: signal whose keyword arguments make one).
-    carries_events = True
-
     def __init__(
         self, name: str, lock: threading.RLock, event_type: Any, pinned: dict[TypeKey, EventSignal], key: TypeKey
     ) -> None:

@@ -25,12 +25,13 @@ from types import BuiltinMethodType, MethodType
 from typing import Any, Protocol
 
 from asgiref.sync import iscoroutinefunction as _marked_coroutine_function
-from blinker import ANY, Signal
+from blinker import ANY
 
 from ._describe import LIMIT, pass_interrupt
 from ._events import Event, EventTypeLike
 from ._interop import ANY_ID, make_id, make_ref
-from ._types import TypeKey, shown_name, type_key
+from ._typed import is_event_class
+from ._types import TypeKey, event_type_name, shown_name, type_key
 
 __all__ = ["Owner", "Subscription"]
 
@@ -300,20 +301,27 @@ class Subscription:
         # Blinker calls receivers this way when a signal is sent with its
         # own, unguarded ``send`` (blinker's rules: no guard, the first error
         # stops the send). The bus's own signal of a type is sent so with the
-        # event as ``event=``; a blinker Signal of the application's, used as
-        # an event type, with its keyword arguments, which make the event as
-        # a guarded send would (data: the keyword arguments, source: the sender).
+        # event as ``event=``. Any other send -- of a blinker Signal of the
+        # application's used as an event type, or of the bus's own signal
+        # without an event -- makes the event as a guarded send would (data:
+        # the keyword arguments, source: the sender): the receiver runs, as
+        # any receiver of a blinker send does, rather than being listed as
+        # having answered None without running.
         fn = self.callback
         if fn is None:
             return None
         event = kwargs.get("event")
         if isinstance(event, Event):  # the bus's own signal, sent with its event
             return fn(event)
-        if isinstance(self.event_type, Signal) and not getattr(self.event_type, "carries_events", False):
-            if self.is_async:  # as blinker's send refuses an async receiver
-                raise RuntimeError(f"{self.name} is async: guard the signal, or publish, to run it")
-            return fn(Event(self.event_type, kwargs, sender))
-        return None
+        if self.is_async:  # as blinker's send refuses an async receiver
+            raise RuntimeError(f"{self.name} is async: guard the signal, or publish, to run it")
+        event_type = self.event_type
+        assert event_type is not None  # a subscription to every type is no signal's receiver
+        if is_event_class(event_type):
+            raise TypeError(
+                f"{self.name} takes {event_type_name(event_type)} events: send one as event=..., or publish it"
+            )
+        return fn(Event(event_type, kwargs, sender))
 
     def __repr__(self) -> str:
         target = "*" if self.event_type is None else shown_name(self.event_type)

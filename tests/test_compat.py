@@ -16,11 +16,15 @@ import blinker
 import pytest
 
 import blinker_events as be
-from blinker_events import CircularEventError, Event, EventBus, EventTimeoutError, SystemEventType
+from blinker_events import CircularEventError, Event, EventBus, EventTimeoutError, SystemEventType, TypedEvent
 
 from .conftest import Demo, all_collected
 
 HOW = ["signal.guard(bus)", "bus.guard(signal)"]
+
+
+class Shipped(TypedEvent):
+    order: int
 
 
 class Sender:
@@ -307,8 +311,40 @@ def test_a_plain_send_of_the_buss_own_signal_with_an_event_passes_that_event_on(
     event = Event("orders.placed", {"n": 1})
     assert signal.send("app", event=event) == [(sub, None)]
     assert got == [event]
-    assert signal.send("app") == [(sub, None)]  # no event: nothing to pass on
-    assert got == [event]
+
+
+def test_a_plain_send_of_the_buss_own_signal_without_an_event_makes_one_as_for_any_signal(bus: EventBus) -> None:
+    # It used to list the subscriptions as having answered None without
+    # running them (found from outside). Unguarded, the send is blinker's:
+    # sync subscriptions run with the event its arguments make, an async
+    # one is refused as blinker refuses a coroutine receiver.
+    signal = bus.signal_for("orders.placed")
+    got: list[Event] = []
+
+    def bill(event: Event) -> str:
+        got.append(event)
+        return "billed"
+
+    sub = bus.subscribe("orders.placed", bill)
+    assert signal.send("shop", order=42) == [(sub, "billed")]
+    (event,) = got
+    assert (event.event_type, event.data, event.source) == ("orders.placed", {"order": 42}, "shop")
+    assert bus.get_history() == []  # blinker's send: the bus saw nothing
+
+    async def email(event: Event) -> None:
+        raise AssertionError("never started")
+
+    bus.subscribe("orders.placed", email)
+    with pytest.raises(RuntimeError, match=r"email is async: guard the signal, or publish, to run it"):
+        signal.send("shop", order=43)
+
+
+def test_a_plain_send_of_an_event_classs_signal_without_an_event_is_refused_naming_the_class(bus: EventBus) -> None:
+    got: list[Shipped] = []
+    bus.subscribe(Shipped, got.append)
+    with pytest.raises(TypeError, match=r"takes .*Shipped events: send one as event=\.\.\., or publish it"):
+        bus.signal_for(Shipped).send("shop", order=1)
+    assert got == []
 
 
 def test_an_unguarded_send_of_an_own_signal_refuses_an_async_subscription_as_blinker_does(bus: EventBus) -> None:

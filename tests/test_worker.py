@@ -1189,4 +1189,3 @@ def test_a_publisher_waiting_for_room_is_let_in_when_a_shutdown_drops_the_queue(
     gate.set()
     assert [first.result(WAIT).ok, outcome[0].result(WAIT).ok] == [True, True]
     assert seen == [1, 3]
-
