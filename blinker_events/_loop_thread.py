@@ -162,7 +162,9 @@ class LoopThread:
                 # Appended while ``loop`` is still current, the post is
                 # started by it: ``stop`` clears ``_loop`` under this lock
                 # and only then asks the loop to stop, so the call scheduled
-                # here, under the lock, runs before the loop stops.
+                # here, under the lock, runs before the loop stops, and what
+                # it leaves for later turns is started as the loop closes
+                # (see ``_run``).
                 if self._loop is loop:
                     self._inflight += 1
                     posted = self._posted
