@@ -304,9 +304,8 @@ class Subscription:
         # event as ``event=``. Any other send -- of a blinker Signal of the
         # application's used as an event type, or of the bus's own signal
         # without an event -- makes the event as a guarded send would (data:
-        # the keyword arguments, source: the sender): the receiver runs, as
-        # any receiver of a blinker send does, rather than being listed as
-        # having answered None without running.
+        # the keyword arguments, source: the sender), and the receiver runs,
+        # as any receiver of a blinker send does.
         fn = self.callback
         if fn is None:
             return None
