@@ -7,14 +7,19 @@ registers an ``after_in_child`` hook that calls :func:`reinit` on it, which
 re-makes the lock in place (so everything holding a reference to it sees the
 fresh one) -- the stdlib's own way (``logging``, ``threading``,
 ``concurrent.futures`` do the same).
+
+The bus's pool and loop thread forget their threads there instead
+(:func:`forget_after_fork`): the parent's threads do not exist in the child.
 """
 
 from __future__ import annotations
 
+import os
 import threading
-from typing import Any
+import weakref
+from typing import Any, Protocol
 
-__all__ = ["reinit"]
+__all__ = ["forget_after_fork", "reinit"]
 
 _RLOCK = type(threading.RLock())
 
@@ -29,3 +34,27 @@ def reinit(*locks: Any) -> None:
         if isinstance(lock, _RLOCK) and lock._is_owned():  # type: ignore[attr-defined]
             continue
         lock._at_fork_reinit()
+
+
+class _HasThreads(Protocol):
+    def forget_threads(self) -> None: ...
+
+
+#: Pools and loop threads, which a forked child must not think it has.
+_FORGET_AFTER_FORK: weakref.WeakSet[_HasThreads] = weakref.WeakSet()
+
+
+def forget_after_fork(owner: _HasThreads) -> None:
+    """Have ``owner.forget_threads()`` called in a forked child (for as long
+    as ``owner`` lives): the parent's threads do not exist there."""
+    _FORGET_AFTER_FORK.add(owner)
+
+
+def _after_fork_in_child() -> None:
+    for owner in list(_FORGET_AFTER_FORK):
+        owner.forget_threads()
+
+
+# A gunicorn worker forked from a master that already published must start
+# threads of its own, not wait on copies of the master's that never run.
+os.register_at_fork(after_in_child=_after_fork_in_child)

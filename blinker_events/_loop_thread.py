@@ -22,8 +22,8 @@ from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
+from ._fork import forget_after_fork
 from ._interop import quiet_pending_task
-from ._threads import forget_after_fork
 
 __all__ = ["LoopThread", "hold_until_done"]
 

@@ -16,21 +16,20 @@ Thread roles, as the rest of the package names them:
   (see :mod:`._sync`), and it rejoins the pool if the receiver ever returns.
 - *loop thread*: see :mod:`._loop_thread`.
 
-Both forget their threads in a forked child (:func:`forget_after_fork`).
+Both forget their threads in a forked child (:func:`~._fork.forget_after_fork`).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import threading
 import time
-import weakref
 from collections.abc import Callable
-from typing import Protocol
 
-__all__ = ["ThreadPool", "forget_after_fork"]
+from ._fork import forget_after_fork
+
+__all__ = ["ThreadPool"]
 
 logger = logging.getLogger("blinker_events")
 
@@ -188,27 +187,3 @@ class ThreadPool:
         self._count = 0
         self._relieving = False
         self.stuck = 0
-
-
-class _HasThreads(Protocol):
-    def forget_threads(self) -> None: ...
-
-
-#: Pools and loop threads, which a forked child must not think it has.
-_FORGET_AFTER_FORK: weakref.WeakSet[_HasThreads] = weakref.WeakSet()
-
-
-def forget_after_fork(owner: _HasThreads) -> None:
-    """Have ``owner.forget_threads()`` called in a forked child (for as long
-    as ``owner`` lives): the parent's threads do not exist there."""
-    _FORGET_AFTER_FORK.add(owner)
-
-
-def _after_fork_in_child() -> None:
-    for owner in list(_FORGET_AFTER_FORK):
-        owner.forget_threads()
-
-
-# A gunicorn worker forked from a master that already published must start
-# threads of its own, not wait on copies of the master's that never run.
-os.register_at_fork(after_in_child=_after_fork_in_child)
